@@ -1,0 +1,167 @@
+package login
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Defaults applied by [New] to zero Config fields.
+const (
+	DefaultCredentialTTL      = time.Hour
+	DefaultRefreshTTL         = 30 * 24 * time.Hour
+	DefaultSupernodeTTL       = 30 * time.Second
+	DefaultMaxFailuresPerUser = 5
+	DefaultMaxFailuresPerAddr = 20
+	DefaultFailureWindow      = 5 * time.Minute
+)
+
+// Config configures a [Server]. The zero value is usable: every zero field
+// means the documented default.
+type Config struct {
+	// DB is the SQLite database file. Default: "login.db" inside DataDir.
+	// A "postgres://" or "postgresql://" URL is refused with an error
+	// wrapping ErrUnsupportedStore (PostgreSQL support comes later). A path
+	// may not contain '?'.
+	DB string
+	// DataDir holds the Ed25519 signing key file "login-key" (a raw 32-byte
+	// seed, mode 0600, created on first start) and, by default, the database.
+	// It is created with mode 0700 if missing. Default: the current directory.
+	DataDir string
+	// Logger receives operational logs; nil discards them. Passwords, hashes,
+	// refresh tokens, credentials and keys are never logged.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// CredentialTTL is the validity of an issued credential. Default 1 h.
+	CredentialTTL time.Duration
+	// RefreshTTL is the validity of a refresh token; each use slides it
+	// forward. Default 30 days.
+	RefreshTTL time.Duration
+	// SupernodeTTL is how long a supernode stays listed after its last
+	// heartbeat. Default 30 s.
+	SupernodeTTL time.Duration
+	// Argon2 are the password hashing parameters for new hashes; each zero
+	// field means the default (see [Argon2Params]). Existing hashes are
+	// verified with the parameters stored in them and re-hashed with these at
+	// the next successful login.
+	Argon2 Argon2Params
+	// MaxFailuresPerUser is the number of failed logins per user within
+	// FailureWindow after which further attempts get 429. Default 5.
+	MaxFailuresPerUser int
+	// MaxFailuresPerAddr is the same limit per client address (the host of
+	// the request's RemoteAddr; IPv6 grouped by /64). Default 20.
+	MaxFailuresPerAddr int
+	// FailureWindow is the sliding window of the failure counts. Default 5 min.
+	FailureWindow time.Duration
+	// Web, if set, is served at "/" (the web client). Nil: "/" answers 404
+	// with a JSON error.
+	Web http.Handler
+}
+
+// Argon2Params are argon2id parameters. Each zero field means its default,
+// which are the OWASP recommendation: Time 2, Memory 19456 KiB (19 MiB),
+// Threads 1, SaltLen 16, KeyLen 32.
+type Argon2Params struct {
+	Time    uint32 // passes over memory; default 2
+	Memory  uint32 // KiB; default 19456
+	Threads uint8  // lanes; default 1
+	SaltLen uint32 // bytes; default 16
+	KeyLen  uint32 // bytes of derived key; default 32
+}
+
+// withDefaults returns p with zero fields replaced by the defaults.
+func (p Argon2Params) withDefaults() Argon2Params {
+	if p.Time == 0 {
+		p.Time = 2
+	}
+	if p.Memory == 0 {
+		p.Memory = 19 * 1024
+	}
+	if p.Threads == 0 {
+		p.Threads = 1
+	}
+	if p.SaltLen == 0 {
+		p.SaltLen = 16
+	}
+	if p.KeyLen == 0 {
+		p.KeyLen = 32
+	}
+	return p
+}
+
+// Bounds on argon2id parameters, for configured and stored values alike (a
+// corrupt row must not make the server allocate without bound).
+const (
+	maxArgonTime   = 64
+	maxArgonMemory = 4 << 20 // KiB = 4 GiB
+	minSaltLen     = 8
+	maxSaltLen     = 64
+	minKeyLen      = 16
+	maxKeyLen      = 128
+)
+
+func (p Argon2Params) check() error {
+	switch {
+	case p.Time < 1 || p.Time > maxArgonTime:
+		return fmt.Errorf("argon2 time %d out of range 1..%d", p.Time, maxArgonTime)
+	case p.Threads < 1:
+		return fmt.Errorf("argon2 threads must be at least 1")
+	case p.Memory < 8*uint32(p.Threads) || p.Memory > maxArgonMemory:
+		return fmt.Errorf("argon2 memory %d KiB out of range %d..%d", p.Memory, 8*uint32(p.Threads), maxArgonMemory)
+	case p.SaltLen < minSaltLen || p.SaltLen > maxSaltLen:
+		return fmt.Errorf("argon2 salt length %d out of range %d..%d", p.SaltLen, minSaltLen, maxSaltLen)
+	case p.KeyLen < minKeyLen || p.KeyLen > maxKeyLen:
+		return fmt.Errorf("argon2 key length %d out of range %d..%d", p.KeyLen, minKeyLen, maxKeyLen)
+	}
+	return nil
+}
+
+// withDefaults returns cfg with every zero field replaced by its default, or
+// an error wrapping ErrBadConfig for negative values.
+func (cfg Config) withDefaults() (Config, error) {
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"CredentialTTL", &cfg.CredentialTTL, DefaultCredentialTTL},
+		{"RefreshTTL", &cfg.RefreshTTL, DefaultRefreshTTL},
+		{"SupernodeTTL", &cfg.SupernodeTTL, DefaultSupernodeTTL},
+		{"FailureWindow", &cfg.FailureWindow, DefaultFailureWindow},
+	} {
+		if *d.v < 0 {
+			return cfg, fmt.Errorf("%w: %s is negative", ErrBadConfig, d.name)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"MaxFailuresPerUser", &cfg.MaxFailuresPerUser, DefaultMaxFailuresPerUser},
+		{"MaxFailuresPerAddr", &cfg.MaxFailuresPerAddr, DefaultMaxFailuresPerAddr},
+	} {
+		if *d.v < 0 {
+			return cfg, fmt.Errorf("%w: %s is negative", ErrBadConfig, d.name)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	cfg.Argon2 = cfg.Argon2.withDefaults()
+	if err := cfg.Argon2.check(); err != nil {
+		return cfg, fmt.Errorf("%w: %v", ErrBadConfig, err)
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "."
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg, nil
+}

@@ -1,0 +1,111 @@
+// Package login is Parley's one central server and its Go client.
+//
+// The login server keeps the accounts (argon2id password hashes in SQLite),
+// checks passwords, limits password guessing, and signs short-lived
+// credentials (see package internal/identity) that bind a user name to a
+// public key the user made on their device. Supernodes check those
+// credentials offline with the server's public key, so the login server is
+// not on the path of presence, signalling or media. It also keeps the
+// bootstrap list of supernodes, fed by their heartbeats.
+//
+// # Wire protocol
+//
+// HTTP with JSON bodies under /api/v1/. Requests with a body must have
+// Content-Type application/json (415 otherwise) and a body of at most 64 KiB
+// holding one JSON object; unknown fields are ignored. Every error answer is
+// a 4xx or 5xx status with the body {"error":"one clear line"}; an
+// unsupported method is 405 with an Allow header. Binary values are base64:
+// public keys in the standard alphabet with padding, refresh tokens in the
+// URL alphabet without padding. Times are Unix seconds.
+//
+// A client's life:
+//
+//	POST /api/v1/register  once, to create the account
+//	POST /api/v1/login     password + fresh public key → credential, refresh token, supernodes
+//	...attach to a supernode with the credential...
+//	POST /api/v1/refresh   before the credential expires, without the password
+//
+// A supernode heartbeats POST /api/v1/supernodes every few seconds (well
+// within the returned ttl) to stay listed.
+//
+// POST /api/v1/register {"user","password"} → 201 {"user"}.
+// user: 1 to 32 characters of a-z, 0-9, '.', '_', '-', starting with a
+// letter ([identity.CheckUser]). password: 8 to 1024 bytes. Errors: 400
+// invalid name or password length, 409 "user already exists".
+//
+// POST /api/v1/login {"user","password","public_key"} → 200 LoginResponse:
+//
+//	{"user": "alice",
+//	 "credential": "<token, see identity>",      // valid CredentialTTL (1 h)
+//	 "expires": 1800003600,
+//	 "refresh_token": "<32 random bytes, base64url>",
+//	 "refresh_expires": 1802592000,               // RefreshTTL (30 days)
+//	 "login_key": "<server Ed25519 public key, base64>",
+//	 "supernodes": [{"addr": "ws://host:port/v1/ws", "last_seen": 1800000000}]}
+//
+// public_key is the user's 32-byte Ed25519 public key. Errors: 400 malformed
+// fields (also a password over 1024 bytes), 404 "unknown user", 401 "wrong
+// password", 429 "too many failed logins, try again in N s" with
+// "retry_after": N and a Retry-After header.
+//
+// Rate limiting: wrong passwords count against the user and the client
+// address (the host of the connection's remote address; IPv6 by /64), and
+// unknown-user attempts against the address, within a sliding FailureWindow
+// (5 min). When the user has MaxFailuresPerUser (5) or the address
+// MaxFailuresPerAddr (20) failures in the window, attempts are refused with
+// 429 before the password is looked at, so a correct password is refused
+// too; refused attempts do not extend the window. A successful login clears
+// the user's count. Counts live in the server's memory. Behind a reverse
+// proxy every client shares the proxy's address.
+//
+// POST /api/v1/refresh {"user","refresh_token","public_key"} → 200
+// LoginResponse with a new credential for public_key (which may differ from
+// the one at login) and the same refresh token, its expiry moved to now +
+// RefreshTTL. Errors: 400 malformed user or key, 401 "invalid refresh token"
+// (unknown, expired, revoked or another user's). A user keeps at most 32
+// refresh tokens (one per login); the oldest are dropped.
+//
+// POST /api/v1/password {"user","password","new_password"} → 200 {"user"}.
+// Same checks, errors and rate limiting as login; new_password 8 to 1024
+// bytes. Revokes every refresh token of the user; credentials already
+// issued stay valid until they expire.
+//
+// GET /api/v1/key → {"alg":"Ed25519","public_key":"<base64>"}: the key that
+// verifies credentials. Pin it where the transport is not trusted.
+//
+// GET /api/v1/users/{name} → 200 {"user":name} or 404 "unknown user"; 400
+// for a name that cannot exist. It tells "no such user" from "offline".
+//
+// POST /api/v1/supernodes {"addr"} → 200 {"ttl":seconds}. addr: a ws:// or
+// wss:// URL with host and a port, no user info, query or fragment, at most
+// 256 bytes; it is listed in canonical form. A supernode stays listed for
+// SupernodeTTL (30 s) after its last heartbeat. At most 1000 live entries:
+// a new address beyond that is refused with 503 "supernode list is full".
+// Listing trusts the heartbeat: the server does not yet dial the address
+// back, so anyone who can reach the server can list an address; clients must
+// treat the list as hints and rely on credentials, not on the list, for
+// security.
+//
+// GET /api/v1/supernodes → {"supernodes":[{"addr","last_seen"}...]}: the
+// entries heard from within SupernodeTTL, freshest first.
+//
+// GET /healthz → {"ok":true}. Other paths under /api/ are 404 JSON; every
+// other path goes to Config.Web (404 JSON when nil).
+//
+// # Storage and keys
+//
+// SQLite (modernc.org/sqlite, no cgo) in WAL mode with foreign keys and a
+// busy timeout; the schema is versioned in table schema_version and migrated
+// at start. Tables: users(name, pass_hash, created_at),
+// refresh_tokens(token_hash = SHA-256 of the token, user_name, expires_at),
+// supernodes(addr, last_seen). Passwords are stored as argon2id PHC strings
+// ($argon2id$v=19$m=19456,t=2,p=1$salt$hash); verification reads the
+// parameters from the string, and a hash with old parameters is replaced at
+// the next successful login. The Ed25519 signing key is the raw 32-byte seed
+// in DataDir/login-key (mode 0600), made on first start. A janitor goroutine
+// prunes expired refresh tokens, stale supernodes and old failure counts
+// every minute; [Server.Close] stops it and waits.
+//
+// The server never logs passwords, password hashes, refresh tokens,
+// credentials or private keys.
+package login

@@ -1,0 +1,475 @@
+package login
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/parley/parley/internal/identity"
+)
+
+// Handler returns the HTTP handler: the JSON API under /api/v1/, /healthz,
+// and Config.Web (or a JSON 404) at "/".
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/register", s.api(http.MethodPost, s.handleRegister))
+	mux.Handle("/api/v1/login", s.api(http.MethodPost, s.handleLogin))
+	mux.Handle("/api/v1/refresh", s.api(http.MethodPost, s.handleRefresh))
+	mux.Handle("/api/v1/password", s.api(http.MethodPost, s.handlePassword))
+	mux.Handle("/api/v1/key", s.api(http.MethodGet, s.handleKey))
+	mux.Handle("/api/v1/users/{name}", s.api(http.MethodGet, s.handleUser))
+	mux.Handle("/api/v1/supernodes", s.apiMethods(map[string]http.HandlerFunc{
+		http.MethodGet:  s.handleListSupernodes,
+		http.MethodPost: s.handleHeartbeat,
+	}))
+	mux.Handle("/api/", http.HandlerFunc(notFound))
+	mux.Handle("/healthz", s.api(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	}))
+	if s.cfg.Web != nil {
+		mux.Handle("/", s.cfg.Web)
+	} else {
+		mux.Handle("/", http.HandlerFunc(notFound))
+	}
+	return mux
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, "not found")
+}
+
+// api serves h for one method (GET also answers HEAD).
+func (s *Server) api(method string, h http.HandlerFunc) http.Handler {
+	return s.apiMethods(map[string]http.HandlerFunc{method: h})
+}
+
+// apiMethods dispatches by method, answering 405 for others and 503 once
+// the server is closed.
+func (s *Server) apiMethods(hs map[string]http.HandlerFunc) http.Handler {
+	if h, ok := hs[http.MethodGet]; ok {
+		hs[http.MethodHead] = h
+	}
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+		if _, ok := hs[m]; ok {
+			allow = append(allow, m)
+		}
+	}
+	allowed := strings.Join(allow, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, ok := hs[r.Method]
+		if !ok {
+			w.Header().Set("Allow", allowed)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed, use %s", sanitize(r.Method), allowed))
+			return
+		}
+		if s.closed.Load() {
+			writeError(w, http.StatusServiceUnavailable, "login server is shutting down")
+			return
+		}
+		h(w, r)
+	})
+}
+
+// writeJSON writes v with status. API answers are never cached: they carry
+// tokens.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":"internal error"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorResponse{Error: msg})
+}
+
+// writeInternal logs err and answers 500 (503 when the client went away or
+// the server is closing).
+func (s *Server) writeInternal(w http.ResponseWriter, r *http.Request, op string, err error) {
+	if r.Context().Err() != nil || errors.Is(err, context.Canceled) {
+		writeError(w, http.StatusServiceUnavailable, "request canceled")
+		return
+	}
+	if s.closed.Load() {
+		writeError(w, http.StatusServiceUnavailable, "login server is shutting down")
+		return
+	}
+	s.log.Error(op+" failed", "err", err)
+	writeError(w, http.StatusInternalServerError, "internal error")
+}
+
+func (s *Server) writeAuthFailure(w http.ResponseWriter, f *authFailure) {
+	if f.err == ErrRateLimited {
+		secs := retrySeconds(f.retryAfter)
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		writeJSON(w, http.StatusTooManyRequests, errorResponse{
+			Error:      fmt.Sprintf("%v, try again in %d s", ErrRateLimited, secs),
+			RetryAfter: secs,
+		})
+		return
+	}
+	writeError(w, f.status, f.err.Error())
+}
+
+// decode reads a JSON request body of at most MaxBodyBytes into v. On
+// failure it writes the 4xx answer and returns false.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "content type must be application/json")
+		return false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
+		} else {
+			writeError(w, http.StatusBadRequest, "could not read request body")
+		}
+		return false
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		writeError(w, http.StatusBadRequest, "request body is empty, want a JSON object")
+		return false
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		writeError(w, http.StatusBadRequest, jsonErrorMessage(err))
+		return false
+	}
+	return true
+}
+
+// jsonErrorMessage turns a decoding error into one line that does not quote
+// the body (which may hold a password).
+func jsonErrorMessage(err error) string {
+	var typ *json.UnmarshalTypeError
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return "request body must be a JSON object"
+		}
+		want := "a string"
+		if typ.Type != nil && typ.Type.Kind().String() != "string" {
+			want = "a " + typ.Type.Kind().String()
+		}
+		return fmt.Sprintf("field %q must be %s, not %s", typ.Field, want, typ.Value)
+	case errors.As(err, &syn):
+		return fmt.Sprintf("request body is not valid JSON (error at byte %d)", syn.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "request body is not valid JSON (unexpected end)"
+	}
+	return "request body is not a valid JSON object"
+}
+
+// sanitize keeps a client-supplied token printable and short for messages.
+func sanitize(s string) string {
+	if len(s) > 32 {
+		s = s[:32]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '\uFFFD' {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// checkUserName returns identity.CheckUser's message, without echoing names
+// too long to be one.
+func checkUserName(name string) string {
+	if len(name) > identity.MaxUserLen {
+		return fmt.Sprintf("%v: must be 1 to %d characters", identity.ErrBadUser, identity.MaxUserLen)
+	}
+	if err := identity.CheckUser(name); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+func checkPasswordLen(field, pw string) string {
+	switch {
+	case len(pw) < MinPasswordBytes:
+		return fmt.Sprintf("%s must be at least %d bytes", field, MinPasswordBytes)
+	case len(pw) > MaxPasswordBytes:
+		return fmt.Sprintf("%s must be at most %d bytes", field, MaxPasswordBytes)
+	}
+	return ""
+}
+
+func parsePublicKey(s string) (ed25519.PublicKey, string) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return nil, "public_key must be a 32-byte Ed25519 key in standard base64"
+	}
+	return ed25519.PublicKey(b), ""
+}
+
+// checkSupernodeAddr validates a heartbeat address and returns its canonical
+// form, or a message saying what is wrong.
+func checkSupernodeAddr(s string) (string, string) {
+	const want = "addr must be a ws:// or wss:// URL with host and port"
+	if s == "" {
+		return "", "addr is missing; " + want
+	}
+	if len(s) > MaxSupernodeAddr {
+		return "", fmt.Sprintf("addr longer than %d bytes", MaxSupernodeAddr)
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Opaque != "" || u.User != nil ||
+		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Hostname() == "" {
+		return "", want
+	}
+	_, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return "", want
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+		return "", want
+	}
+	canon := u.String()
+	if len(canon) > MaxSupernodeAddr {
+		return "", fmt.Sprintf("addr longer than %d bytes", MaxSupernodeAddr)
+	}
+	return canon, ""
+}
+
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
+	var req registerRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if msg := checkUserName(req.User); msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	if msg := checkPasswordLen("password", req.Password); msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	ctx := r.Context()
+	if ok, err := s.st.userExists(ctx, req.User); err != nil {
+		s.writeInternal(w, r, "register", err)
+		return
+	} else if ok {
+		writeError(w, http.StatusConflict, ErrUserExists.Error())
+		return
+	}
+	h, err := s.hash(ctx, req.Password)
+	if err != nil {
+		s.writeInternal(w, r, "register", err)
+		return
+	}
+	if err := s.st.createUser(ctx, req.User, h, s.now()); errors.Is(err, ErrUserExists) {
+		writeError(w, http.StatusConflict, ErrUserExists.Error())
+		return
+	} else if err != nil {
+		s.writeInternal(w, r, "register", fmt.Errorf("login: register %q: %w", req.User, err))
+		return
+	}
+	s.log.Info("registered", "user", req.User, "addr", clientAddr(r))
+	writeJSON(w, http.StatusCreated, userResponse{User: req.User})
+}
+
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	var req loginRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if msg := checkUserName(req.User); msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	if len(req.Password) > MaxPasswordBytes {
+		writeError(w, http.StatusBadRequest, checkPasswordLen("password", req.Password))
+		return
+	}
+	pub, msg := parsePublicKey(req.PublicKey)
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	ctx := r.Context()
+	addr := clientAddr(r)
+	if _, fail, err := s.checkPassword(ctx, "login", req.User, req.Password, addr); err != nil {
+		s.writeInternal(w, r, "login", fmt.Errorf("login: login %q: %w", req.User, err))
+		return
+	} else if fail != nil {
+		s.writeAuthFailure(w, fail)
+		return
+	}
+	tok, th, err := newRefreshToken()
+	if err != nil {
+		s.writeInternal(w, r, "login", err)
+		return
+	}
+	refreshExp := s.now().Add(s.cfg.RefreshTTL)
+	if err := s.st.addRefresh(ctx, th, req.User, refreshExp, refreshKeep); err != nil {
+		s.writeInternal(w, r, "login", fmt.Errorf("login: login %q: store refresh token: %w", req.User, err))
+		return
+	}
+	resp, err := s.issue(ctx, req.User, pub, tok, refreshExp)
+	if err != nil {
+		s.writeInternal(w, r, "login", fmt.Errorf("login: login %q: %w", req.User, err))
+		return
+	}
+	s.log.Info("logged in", "user", req.User, "addr", addr)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
+	var req refreshRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if msg := checkUserName(req.User); msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	pub, msg := parsePublicKey(req.PublicKey)
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	th, ok := refreshHash(req.RefreshToken)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, ErrInvalidRefresh.Error())
+		return
+	}
+	ctx := r.Context()
+	now := s.now()
+	refreshExp := now.Add(s.cfg.RefreshTTL)
+	if err := s.st.useRefresh(ctx, th, req.User, now, refreshExp); errors.Is(err, ErrInvalidRefresh) {
+		s.log.Info("refresh refused", "user", req.User, "addr", clientAddr(r))
+		writeError(w, http.StatusUnauthorized, ErrInvalidRefresh.Error())
+		return
+	} else if err != nil {
+		s.writeInternal(w, r, "refresh", fmt.Errorf("login: refresh %q: %w", req.User, err))
+		return
+	}
+	resp, err := s.issue(ctx, req.User, pub, req.RefreshToken, refreshExp)
+	if err != nil {
+		s.writeInternal(w, r, "refresh", fmt.Errorf("login: refresh %q: %w", req.User, err))
+		return
+	}
+	s.log.Info("refreshed", "user", req.User)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
+	var req passwordRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if msg := checkUserName(req.User); msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	if len(req.Password) > MaxPasswordBytes {
+		writeError(w, http.StatusBadRequest, checkPasswordLen("password", req.Password))
+		return
+	}
+	if msg := checkPasswordLen("new_password", req.NewPassword); msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	ctx := r.Context()
+	stored, fail, err := s.checkPassword(ctx, "password change", req.User, req.Password, clientAddr(r))
+	if err != nil {
+		s.writeInternal(w, r, "password change", fmt.Errorf("login: password %q: %w", req.User, err))
+		return
+	} else if fail != nil {
+		s.writeAuthFailure(w, fail)
+		return
+	}
+	h, err := s.hash(ctx, req.NewPassword)
+	if err != nil {
+		s.writeInternal(w, r, "password change", err)
+		return
+	}
+	if err := s.st.replacePasswordHash(ctx, req.User, stored, h, true); errors.Is(err, ErrWrongPassword) {
+		// Changed concurrently: the password just checked is no longer current.
+		writeError(w, http.StatusUnauthorized, ErrWrongPassword.Error())
+		return
+	} else if err != nil {
+		s.writeInternal(w, r, "password change", fmt.Errorf("login: password %q: %w", req.User, err))
+		return
+	}
+	s.log.Info("password changed; refresh tokens revoked", "user", req.User, "addr", clientAddr(r))
+	writeJSON(w, http.StatusOK, userResponse{User: req.User})
+}
+
+func (s *Server) handleKey(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, keyResponse{Alg: identity.Alg, PublicKey: s.pub})
+}
+
+func (s *Server) handleUser(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if msg := checkUserName(name); msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	ok, err := s.st.userExists(r.Context(), name)
+	if err != nil {
+		s.writeInternal(w, r, "user lookup", fmt.Errorf("login: user %q: %w", name, err))
+		return
+	}
+	if !ok {
+		writeError(w, http.StatusNotFound, ErrUnknownUser.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, userResponse{User: name})
+}
+
+func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
+	var req heartbeatRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	addr, msg := checkSupernodeAddr(req.Addr)
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	now := s.now()
+	err := s.st.heartbeat(r.Context(), addr, now, now.Add(-s.cfg.SupernodeTTL), MaxSupernodes)
+	if errors.Is(err, ErrSupernodeListFull) {
+		s.log.Warn("supernode list full", "addr", addr, "from", clientAddr(r))
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%v (%d live entries)", ErrSupernodeListFull, MaxSupernodes))
+		return
+	} else if err != nil {
+		s.writeInternal(w, r, "heartbeat", fmt.Errorf("login: heartbeat %q: %w", addr, err))
+		return
+	}
+	s.log.Debug("supernode heartbeat", "addr", addr, "from", clientAddr(r))
+	writeJSON(w, http.StatusOK, heartbeatResponse{TTL: max(int64(s.cfg.SupernodeTTL.Seconds()), 1)})
+}
+
+func (s *Server) handleListSupernodes(w http.ResponseWriter, r *http.Request) {
+	now := s.now()
+	list, err := s.st.supernodes(r.Context(), now.Add(-s.cfg.SupernodeTTL), MaxSupernodes)
+	if err != nil {
+		s.writeInternal(w, r, "list supernodes", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, supernodesResponse{Supernodes: list})
+}

@@ -1,0 +1,166 @@
+package login
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// limiter counts failed password checks per user and per client address in a
+// sliding window. An attempt is recorded as a failure before the password is
+// checked (so that concurrent guesses cannot overshoot the limit) and taken
+// back when it turns out not to be one.
+type limiter struct {
+	window  time.Duration
+	maxUser int
+	maxAddr int
+
+	mu    sync.Mutex
+	users map[string][]time.Time
+	addrs map[string][]time.Time
+}
+
+func newLimiter(window time.Duration, maxUser, maxAddr int) *limiter {
+	return &limiter{
+		window:  window,
+		maxUser: maxUser,
+		maxAddr: maxAddr,
+		users:   map[string][]time.Time{},
+		addrs:   map[string][]time.Time{},
+	}
+}
+
+// begin checks both limits at now. When either is reached it returns how long
+// until an attempt would be allowed again and records nothing. Otherwise it
+// records a provisional failure for user and addr and returns 0.
+func (l *limiter) begin(user, addr string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := l.recent(l.users, user, now)
+	a := l.recent(l.addrs, addr, now)
+	wait := max(l.wait(u, l.maxUser, now), l.wait(a, l.maxAddr, now))
+	if wait > 0 {
+		return wait
+	}
+	l.users[user] = append(u, now)
+	l.addrs[addr] = append(a, now)
+	return 0
+}
+
+// succeeded records that the attempt begun at "at" was a correct password:
+// the user's failures are cleared and the address's provisional one is
+// taken back.
+func (l *limiter) succeeded(user, addr string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.users, user)
+	l.takeBack(l.addrs, addr, at)
+}
+
+// unknownUser records that the attempt begun at "at" named no account: it
+// counts against the address only.
+func (l *limiter) unknownUser(user string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.takeBack(l.users, user, at)
+}
+
+// abandon takes back both provisional failures of an attempt that ended
+// without a verdict (server error, client gone).
+func (l *limiter) abandon(user, addr string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.takeBack(l.users, user, at)
+	l.takeBack(l.addrs, addr, at)
+}
+
+// prune drops failures older than the window and empty entries.
+func (l *limiter) prune(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range []map[string][]time.Time{l.users, l.addrs} {
+		for k := range m {
+			l.recent(m, k, now)
+		}
+	}
+}
+
+// size returns the number of tracked users and addresses.
+func (l *limiter) size() (int, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.users), len(l.addrs)
+}
+
+// recent prunes m[key] to failures within the window ending at now, deleting
+// the key when none remain, and returns them.
+func (l *limiter) recent(m map[string][]time.Time, key string, now time.Time) []time.Time {
+	f := m[key]
+	cut := now.Add(-l.window)
+	i := 0
+	for i < len(f) && !f[i].After(cut) {
+		i++
+	}
+	f = f[i:]
+	if len(f) == 0 {
+		delete(m, key)
+		return nil
+	}
+	m[key] = f
+	return f
+}
+
+// wait returns how long until fewer than limit failures of f lie in the
+// window, or 0 if that is already so.
+func (l *limiter) wait(f []time.Time, limit int, now time.Time) time.Duration {
+	if len(f) < limit {
+		return 0
+	}
+	d := f[len(f)-limit].Add(l.window).Sub(now)
+	return max(d, time.Nanosecond)
+}
+
+func (l *limiter) takeBack(m map[string][]time.Time, key string, at time.Time) {
+	f := m[key]
+	for i := len(f) - 1; i >= 0; i-- {
+		if f[i].Equal(at) {
+			f = append(f[:i:i], f[i+1:]...)
+			break
+		}
+	}
+	if len(f) == 0 {
+		delete(m, key)
+		return
+	}
+	m[key] = f
+}
+
+// clientAddr returns the rate-limiting key for the request's peer: the host
+// of RemoteAddr, with IPv6 addresses grouped by their /64 prefix (one
+// subscriber usually holds a whole /64).
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, err := ip.WithZone("").Prefix(64)
+		if err == nil {
+			return p.String()
+		}
+	}
+	return ip.String()
+}
+
+// retrySeconds rounds d up to whole seconds, at least 1.
+func retrySeconds(d time.Duration) int64 {
+	s := int64((d + time.Second - 1) / time.Second)
+	return max(s, 1)
+}

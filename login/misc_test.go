@@ -1,0 +1,235 @@
+package login
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func decodeJSON(resp *http.Response, v any) error {
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func newStaticServer(t *testing.T, status int, body string) string {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+		w.Write([]byte(body))
+	}))
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
+
+func TestArgon2Defaults(t *testing.T) {
+	p := Argon2Params{}.withDefaults()
+	if want := (Argon2Params{Time: 2, Memory: 19456, Threads: 1, SaltLen: 16, KeyLen: 32}); p != want {
+		t.Fatalf("defaults: got %+v, want %+v", p, want)
+	}
+	h, err := hashPassword("correct horse", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
+		t.Errorf("PHC string %q", h)
+	}
+	got, salt, key, err := parseHash(h)
+	if err != nil || got != p || len(salt) != 16 || len(key) != 32 {
+		t.Fatalf("parse: %+v salt %d key %d err %v", got, len(salt), len(key), err)
+	}
+	for _, tt := range []struct {
+		pw     string
+		ok     bool
+		rehash bool
+		want   Argon2Params
+	}{
+		{"correct horse", true, false, p},
+		{"correct horsf", false, false, p},
+		{"", false, false, p},
+		{"correct horse", true, true, cheapArgon.withDefaults()},
+	} {
+		ok, rehash, err := verifyPassword(tt.pw, h, tt.want)
+		if err != nil || ok != tt.ok || rehash != tt.rehash {
+			t.Errorf("verify(%q): got %v %v %v, want %v %v", tt.pw, ok, rehash, err, tt.ok, tt.rehash)
+		}
+	}
+	// Two hashes of one password differ (random salt).
+	h2, _ := hashPassword("correct horse", p)
+	if h2 == h {
+		t.Errorf("salt not random")
+	}
+}
+
+func TestParseHashRejects(t *testing.T) {
+	good, err := hashPassword("password1", cheapArgon.withDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(good, "$")
+	salt, key := parts[4], parts[5]
+	tests := []string{
+		"",
+		"plain",
+		"$argon2i$v=19$m=64,t=1,p=1$" + salt + "$" + key,
+		"$argon2id$v=16$m=64,t=1,p=1$" + salt + "$" + key,
+		"$argon2id$v=19$m=64,t=1$" + salt + "$" + key,
+		"$argon2id$v=19$m=64,t=1,p=1,x=2$" + salt + "$" + key,
+		"$argon2id$v=19$m=64,t=0,p=1$" + salt + "$" + key,
+		"$argon2id$v=19$m=64,t=1,p=0$" + salt + "$" + key,
+		"$argon2id$v=19$m=4,t=1,p=1$" + salt + "$" + key,
+		"$argon2id$v=19$m=99999999999,t=1,p=1$" + salt + "$" + key,
+		"$argon2id$v=19$m=64,t=1,p=300$" + salt + "$" + key,
+		"$argon2id$v=19$m=64,t=1,p=1$" + salt + "=$" + key,
+		"$argon2id$v=19$m=64,t=1,p=1$c2FsdA$" + key, // 4-byte salt
+		"$argon2id$v=19$m=64,t=1,p=1$" + salt + "$" + key[:8],
+		"$argon2id$v=19$m=64,t=1,p=1$" + salt + "$" + key + "$",
+	}
+	for _, h := range tests {
+		if _, _, _, err := parseHash(h); !errors.Is(err, ErrBadHash) {
+			t.Errorf("parseHash(%q): got %v, want ErrBadHash", h, err)
+		}
+		if _, _, err := verifyPassword("password1", h, cheapArgon); !errors.Is(err, ErrBadHash) {
+			t.Errorf("verifyPassword(%q): got %v, want ErrBadHash", h, err)
+		}
+	}
+	if _, _, _, err := parseHash(good); err != nil {
+		t.Errorf("good hash: %v", err)
+	}
+}
+
+func TestRehashOnLogin(t *testing.T) {
+	e := newEnv(t, Config{})
+	ctx := t.Context()
+	if err := e.cl.Register(ctx, "alice", "password1"); err != nil {
+		t.Fatal(err)
+	}
+	stronger := Argon2Params{Time: 2, Memory: 128, Threads: 1}
+	e.cfg.Argon2 = stronger
+	e.restart()
+	if _, err := e.cl.Login(ctx, "alice", "password1", newKey(t)); err != nil {
+		t.Fatal(err)
+	}
+	h, err := e.srv.st.passwordHash(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _, _, err := parseHash(h); err != nil || p != stronger.withDefaults() {
+		t.Errorf("after login: params %+v, %v; want %+v", p, err, stronger.withDefaults())
+	}
+	if _, err := e.cl.Login(ctx, "alice", "password1", newKey(t)); err != nil {
+		t.Errorf("login with the rehashed password: %v", err)
+	}
+}
+
+func TestClientAddr(t *testing.T) {
+	tests := []struct{ remote, want string }{
+		{"192.0.2.1:1234", "192.0.2.1"},
+		{"[::ffff:192.0.2.1]:1234", "192.0.2.1"},
+		{"[2001:db8:1:2:3:4:5:6]:1", "2001:db8:1:2::/64"},
+		{"[fe80::1%eth0]:1", "fe80::/64"},
+		{"@", "@"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tt.remote
+		if got := clientAddr(r); got != tt.want {
+			t.Errorf("clientAddr(%q): got %q, want %q", tt.remote, got, tt.want)
+		}
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	l := newLimiter(time.Minute, 2, 3)
+	steps := []struct {
+		at       time.Duration
+		user     string
+		addr     string
+		outcome  string // fail, ok, unknown
+		wantWait time.Duration
+	}{
+		{0, "a", "x", "fail", 0},
+		{10 * time.Second, "a", "x", "fail", 0},
+		{20 * time.Second, "a", "y", "", 40 * time.Second}, // user a limited until t0+60
+		{20 * time.Second, "b", "x", "unknown", 0},         // x now has 3
+		{21 * time.Second, "c", "x", "", 39 * time.Second}, // x limited until t0+60
+		{60 * time.Second, "c", "x", "ok", 0},              // first of x expired
+		{61 * time.Second, "a", "z", "ok", 0},              // a: one left in window
+		{62 * time.Second, "a", "z", "fail", 0},            // success cleared a
+	}
+	for i, s := range steps {
+		at := t0.Add(s.at)
+		got := l.begin(s.user, s.addr, at)
+		if got != s.wantWait {
+			t.Fatalf("step %d: wait got %v, want %v", i, got, s.wantWait)
+		}
+		switch s.outcome {
+		case "ok":
+			l.succeeded(s.user, s.addr, at)
+		case "unknown":
+			l.unknownUser(s.user, at)
+		}
+	}
+	l.prune(t0.Add(10 * time.Minute))
+	if u, a := l.size(); u != 0 || a != 0 {
+		t.Errorf("after prune: %d users %d addrs, want 0 0", u, a)
+	}
+	for _, tt := range []struct {
+		d    time.Duration
+		want int64
+	}{{time.Nanosecond, 1}, {time.Second, 1}, {time.Second + 1, 2}, {50 * time.Second, 50}} {
+		if got := retrySeconds(tt.d); got != tt.want {
+			t.Errorf("retrySeconds(%v): got %d, want %d", tt.d, got, tt.want)
+		}
+	}
+}
+
+func TestInternalErrors(t *testing.T) {
+	logger, logs := captureLogs()
+	e := newEnv(t, Config{Logger: logger, MaxFailuresPerUser: 1})
+	ctx := t.Context()
+	if err := e.cl.Register(ctx, "alice", "password1"); err != nil {
+		t.Fatal(err)
+	}
+	// A corrupt stored hash is a server error, not a failed login, and does
+	// not count toward the limit.
+	db := e.srv.st.(*sqliteStore).db
+	if _, err := db.Exec(`UPDATE users SET pass_hash = 'garbage' WHERE name = 'alice'`); err != nil {
+		t.Fatal(err)
+	}
+	pub := newKey(t)
+	for range 2 {
+		_, err := e.cl.Login(ctx, "alice", "password1", pub)
+		if !errors.Is(err, ErrServer) || !strings.Contains(err.Error(), "internal error (HTTP 500)") {
+			t.Fatalf("corrupt hash: got %v, want ErrServer with internal error", err)
+		}
+	}
+	if !strings.Contains(logs.String(), "malformed password hash") {
+		t.Errorf("server error not logged:\n%s", logs)
+	}
+	// A broken database answers 500 with a JSON error everywhere.
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/api/v1/register", map[string]string{"user": "bob", "password": "password1"}},
+		{"POST", "/api/v1/login", map[string]string{"user": "alice", "password": "password1", "public_key": b64(pub)}},
+		{"POST", "/api/v1/refresh", map[string]string{"user": "alice", "refresh_token": strings.Repeat("A", 43), "public_key": b64(pub)}},
+		{"POST", "/api/v1/password", map[string]string{"user": "alice", "password": "password1", "new_password": "password2"}},
+		{"POST", "/api/v1/supernodes", map[string]string{"addr": "ws://h:1/"}},
+		{"GET", "/api/v1/supernodes", nil},
+		{"GET", "/api/v1/users/alice", nil},
+	} {
+		code, m, _ := call(t, e.h, r.method, r.path, "", r.body)
+		if code != 500 || m["error"] != "internal error" {
+			t.Errorf("%s %s: got %d %v, want 500 internal error", r.method, r.path, code, m)
+		}
+	}
+}

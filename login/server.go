@@ -1,0 +1,336 @@
+package login
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/parley/parley/internal/identity"
+)
+
+// Limits of the HTTP API.
+const (
+	MaxBodyBytes     = 64 << 10 // request bodies
+	MinPasswordBytes = 8
+	MaxPasswordBytes = 1024
+	MaxSupernodeAddr = 256  // bytes of a supernode URL
+	MaxSupernodes    = 1000 // live supernode entries
+)
+
+const (
+	refreshTokenBytes = 32
+	refreshKeep       = 32 // newest refresh tokens kept per user
+	keyFileName       = "login-key"
+	janitorInterval   = time.Minute
+)
+
+// refreshEncoding encodes refresh tokens: base64url without padding, strict
+// (one encoding per token).
+func refreshEncoding() *base64.Encoding { return base64.RawURLEncoding.Strict() }
+
+// Server is the login server: accounts, credentials, refresh tokens and the
+// supernode bootstrap list. Serve [Server.Handler] with an http.Server; shut
+// that down before calling [Server.Close].
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	now  func() time.Time
+	st   store
+	priv ed25519.PrivateKey
+	pub  ed25519.PublicKey
+	lim  *limiter
+	// hashSem bounds concurrent argon2 computations (each takes
+	// Config.Argon2.Memory KiB) to the number of CPUs.
+	hashSem chan struct{}
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens (or creates) the store and the signing key and starts the
+// server's janitor. The returned Server must be closed with [Server.Close].
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("login: new: %w", err)
+	}
+	if low := strings.ToLower(cfg.DB); strings.HasPrefix(low, "postgres://") || strings.HasPrefix(low, "postgresql://") {
+		return nil, fmt.Errorf("login: new: PostgreSQL is not supported yet: %w", ErrUnsupportedStore)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("login: new: data dir: %w", err)
+	}
+	if cfg.DB == "" {
+		cfg.DB = filepath.Join(cfg.DataDir, "login.db")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "login")
+	priv, created, err := loadOrCreateKey(cfg.DataDir, log)
+	if err != nil {
+		return nil, fmt.Errorf("login: new: signing key: %w", err)
+	}
+	st, err := openSQLite(context.Background(), cfg.DB)
+	if err != nil {
+		return nil, fmt.Errorf("login: new: open %s: %w", cfg.DB, err)
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     log,
+		now:     cfg.Now,
+		st:      st,
+		priv:    priv,
+		pub:     priv.Public().(ed25519.PublicKey),
+		lim:     newLimiter(cfg.FailureWindow, cfg.MaxFailuresPerUser, cfg.MaxFailuresPerAddr),
+		hashSem: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go s.janitor()
+	log.Info("login server started", "db", cfg.DB, "key_created", created,
+		"login_key", base64.StdEncoding.EncodeToString(s.pub))
+	return s, nil
+}
+
+// PublicKey returns the key that verifies the credentials this server issues.
+func (s *Server) PublicKey() ed25519.PublicKey { return s.pub }
+
+// Close stops the janitor, waits for it and closes the database. Requests
+// still arriving afterwards get 503. Close is safe to call more than once.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.cancel()
+		s.wg.Wait()
+		if err := s.st.close(); err != nil {
+			s.closeErr = fmt.Errorf("login: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// janitor periodically deletes expired refresh tokens, stale supernodes and
+// old failure counts. It exits when Close cancels s.ctx.
+func (s *Server) janitor() {
+	defer s.wg.Done()
+	t := time.NewTicker(janitorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.prune(s.ctx)
+		}
+	}
+}
+
+func (s *Server) prune(ctx context.Context) {
+	now := s.now()
+	s.lim.prune(now)
+	if err := s.st.prune(ctx, now, now.Add(-s.cfg.SupernodeTTL)); err != nil && ctx.Err() == nil {
+		s.log.Warn("prune failed", "err", err)
+	}
+}
+
+// loadOrCreateKey reads the Ed25519 seed in dir/login-key, creating it (mode
+// 0600) if it does not exist.
+func loadOrCreateKey(dir string, log *slog.Logger) (ed25519.PrivateKey, bool, error) {
+	path := filepath.Join(dir, keyFileName)
+	seed, err := os.ReadFile(path)
+	if err == nil {
+		if len(seed) != ed25519.SeedSize {
+			return nil, false, fmt.Errorf("%s: %d bytes, want %d: %w", path, len(seed), ed25519.SeedSize, ErrBadKeyFile)
+		}
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("signing key file is readable by others; chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
+		}
+		return ed25519.NewKeyFromSeed(seed), false, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, err
+	}
+	seed = make([]byte, ed25519.SeedSize)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, false, err
+	}
+	// Write a temporary file and hard-link it into place: the key file either
+	// does not exist or is complete, and two servers starting at once agree
+	// on one key.
+	tmp, err := os.CreateTemp(dir, ".login-key-*")
+	if err != nil {
+		return nil, false, err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return nil, false, err
+	}
+	if _, err := tmp.Write(seed); err != nil {
+		tmp.Close()
+		return nil, false, err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return nil, false, err
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, false, err
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return loadOrCreateKey(dir, log)
+		}
+		return nil, false, err
+	}
+	return ed25519.NewKeyFromSeed(seed), true, nil
+}
+
+// withHashSlot runs f while holding one of the argon2 slots.
+func (s *Server) withHashSlot(ctx context.Context, f func()) error {
+	select {
+	case s.hashSem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.hashSem }()
+	f()
+	return nil
+}
+
+func (s *Server) hash(ctx context.Context, password string) (string, error) {
+	var h string
+	var herr error
+	if err := s.withHashSlot(ctx, func() { h, herr = hashPassword(password, s.cfg.Argon2) }); err != nil {
+		return "", err
+	}
+	return h, herr
+}
+
+func (s *Server) verify(ctx context.Context, password, encoded string) (ok, rehash bool, err error) {
+	if serr := s.withHashSlot(ctx, func() { ok, rehash, err = verifyPassword(password, encoded, s.cfg.Argon2) }); serr != nil {
+		return false, false, serr
+	}
+	return ok, rehash, err
+}
+
+// authFailure describes why checkPassword refused.
+type authFailure struct {
+	status     int
+	err        error         // sentinel
+	retryAfter time.Duration // for ErrRateLimited
+}
+
+// checkPassword applies the failure limits and checks user's password. On
+// success it returns the stored hash. On refusal it returns a non-nil
+// *authFailure; on a server-side failure a non-nil error.
+func (s *Server) checkPassword(ctx context.Context, op, user, password, addr string) (string, *authFailure, error) {
+	start := s.now()
+	if wait := s.lim.begin(user, addr, start); wait > 0 {
+		s.log.Warn(op+" rate limited", "user", user, "addr", addr, "retry_after_s", retrySeconds(wait))
+		return "", &authFailure{status: 429, err: ErrRateLimited, retryAfter: wait}, nil
+	}
+	stored, err := s.st.passwordHash(ctx, user)
+	if errors.Is(err, ErrUnknownUser) {
+		s.lim.unknownUser(user, start)
+		s.log.Info(op+" refused", "user", user, "addr", addr, "reason", "unknown user")
+		return "", &authFailure{status: 404, err: ErrUnknownUser}, nil
+	}
+	if err != nil {
+		s.lim.abandon(user, addr, start)
+		return "", nil, err
+	}
+	ok, rehash, err := s.verify(ctx, password, stored)
+	if err != nil {
+		s.lim.abandon(user, addr, start)
+		return "", nil, err
+	}
+	if !ok {
+		s.log.Info(op+" refused", "user", user, "addr", addr, "reason", "wrong password")
+		return "", &authFailure{status: 401, err: ErrWrongPassword}, nil
+	}
+	s.lim.succeeded(user, addr, start)
+	if rehash && op == "login" {
+		// Upgrade the stored hash to the configured parameters. A failure
+		// here is not the user's problem; the old hash keeps working.
+		if h, err := s.hash(ctx, password); err == nil {
+			if err := s.st.replacePasswordHash(ctx, user, stored, h, false); err != nil && !errors.Is(err, ErrWrongPassword) {
+				s.log.Warn("rehash failed", "user", user, "err", err)
+			} else if err == nil {
+				s.log.Info("password rehashed with current parameters", "user", user)
+				stored = h
+			}
+		}
+	}
+	return stored, nil, nil
+}
+
+// issue signs a credential for user and pub and builds the login response.
+func (s *Server) issue(ctx context.Context, user string, pub ed25519.PublicKey, refresh string, refreshExp time.Time) (*LoginResponse, error) {
+	now := s.now()
+	exp := now.Add(s.cfg.CredentialTTL)
+	tok, err := identity.Issue(s.priv, identity.Credential{
+		User:      user,
+		PublicKey: pub,
+		NotBefore: now.Unix(),
+		Expires:   exp.Unix(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	sns, err := s.st.supernodes(ctx, now.Add(-s.cfg.SupernodeTTL), MaxSupernodes)
+	if err != nil {
+		return nil, err
+	}
+	return &LoginResponse{
+		User:           user,
+		Credential:     tok,
+		Expires:        exp.Unix(),
+		RefreshToken:   refresh,
+		RefreshExpires: refreshExp.Unix(),
+		LoginKey:       s.pub,
+		Supernodes:     sns,
+	}, nil
+}
+
+// newRefreshToken returns a fresh token and the hash stored for it.
+func newRefreshToken() (string, []byte, error) {
+	b := make([]byte, refreshTokenBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", nil, err
+	}
+	h := sha256.Sum256(b)
+	return refreshEncoding().EncodeToString(b), h[:], nil
+}
+
+// refreshHash decodes a refresh token and returns its stored hash.
+func refreshHash(tok string) ([]byte, bool) {
+	if len(tok) != refreshEncoding().EncodedLen(refreshTokenBytes) {
+		return nil, false
+	}
+	b, err := refreshEncoding().DecodeString(tok)
+	if err != nil || len(b) != refreshTokenBytes {
+		return nil, false
+	}
+	h := sha256.Sum256(b)
+	return h[:], true
+}
