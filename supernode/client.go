@@ -1,0 +1,261 @@
+package supernode
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/coder/websocket"
+
+	"github.com/parley/parley/internal/identity"
+)
+
+// DialConfig configures [Dial]. URL, Credential and Key are required.
+type DialConfig struct {
+	// URL is the supernode's websocket address, ws://host:port/v1/ws or wss://.
+	URL string
+	// Credential is the login server's token for the user; Key the matching
+	// private key.
+	Credential string
+	Key        ed25519.PrivateKey
+	// Logger receives debug logs; nil discards them.
+	Logger *slog.Logger
+	// Deliver is called, from the connection's reader goroutine and in arrival
+	// order, with every TypeDeliver frame. It must not block for long.
+	Deliver func(Frame)
+}
+
+// Conn is a client's attached connection to a supernode. Its reader goroutine is
+// owned by the Conn and ends on Close or when the connection drops; Done reports it.
+type Conn struct {
+	ws      *websocket.Conn
+	log     *slog.Logger
+	deliver func(Frame)
+	user    string
+	session string
+	ice     []ICEServer
+
+	nextID  atomic.Uint64
+	mu      sync.Mutex
+	pending map[string]chan Frame
+	renewed chan Frame
+
+	done   chan struct{}
+	err    error
+	cancel context.CancelFunc
+}
+
+// Dial connects to a supernode and attaches: it checks that the challenge names the
+// host it dialled, signs it, and waits for TypeAttached.
+func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+		return nil, fmt.Errorf("supernode: dial %q: not a ws:// or wss:// URL", cfg.URL)
+	}
+	ws, _, err := websocket.Dial(ctx, cfg.URL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("supernode: dial %s: %w: %v", u.Host, ErrDisconnected, err)
+	}
+	ws.SetReadLimit(MaxFrameSize)
+	fail := func(err error) (*Conn, error) {
+		ws.Close(websocket.StatusPolicyViolation, "")
+		return nil, err
+	}
+	ch, err := readFrame(ctx, ws)
+	if err != nil {
+		return fail(fmt.Errorf("supernode: dial %s: challenge: %w", u.Host, err))
+	}
+	if ch.Type != TypeChallenge || len(ch.Nonce) != 32 {
+		return fail(fmt.Errorf("supernode: dial %s: expected challenge: %w", u.Host, ErrBadFrame))
+	}
+	if !sameHost(ch.Server, u.Host) {
+		return fail(fmt.Errorf("supernode: dial %s: challenge for %q: %w", u.Host, ch.Server, ErrWrongServer))
+	}
+	sig := identity.SignContext(cfg.Key, AttachContext, AttachMessage(ch.Nonce, ch.Server))
+	if err := writeFrame(ctx, ws, Frame{Type: TypeAttach, Credential: cfg.Credential, Sig: sig}); err != nil {
+		return fail(fmt.Errorf("supernode: dial %s: %w", u.Host, err))
+	}
+	at, err := readFrame(ctx, ws)
+	if err != nil {
+		return fail(fmt.Errorf("supernode: dial %s: attach: %w", u.Host, err))
+	}
+	if at.Type == TypeError {
+		return fail(fmt.Errorf("supernode: attach at %s: %w: %s", u.Host, ErrAuth, at.Error))
+	}
+	if at.Type != TypeAttached {
+		return fail(fmt.Errorf("supernode: attach at %s: got %q: %w", u.Host, at.Type, ErrBadFrame))
+	}
+	c := &Conn{
+		ws: ws, log: cfg.Logger, deliver: cfg.Deliver, user: at.User, session: at.Session,
+		ice: at.ICEServers, pending: map[string]chan Frame{}, renewed: make(chan Frame, 1),
+		done: make(chan struct{}),
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go c.readLoop(rctx)
+	return c, nil
+}
+
+// sameHost compares host:port pairs, treating "localhost" and the loopback
+// addresses as different names: the challenge must name what was dialled.
+func sameHost(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil {
+		return a == b
+	}
+	return ha == hb && pa == pb
+}
+
+// User is the user the supernode attached this connection as.
+func (c *Conn) User() string { return c.user }
+
+// Session is this connection's session id at the supernode.
+func (c *Conn) Session() string { return c.session }
+
+// ICEServers are the STUN/TURN servers the supernode offered at attach.
+func (c *Conn) ICEServers() []ICEServer { return c.ice }
+
+// Done is closed when the connection has ended.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err says why the connection ended (after Done is closed).
+func (c *Conn) Err() error {
+	<-c.done
+	return c.err
+}
+
+// Close ends the connection and waits for its reader.
+func (c *Conn) Close() error {
+	c.ws.Close(websocket.StatusNormalClosure, "")
+	c.cancel()
+	<-c.done
+	return nil
+}
+
+// Send delivers payload to every attached device of user to, and returns how
+// many devices got it. ErrOffline when the user is not attached anywhere.
+func (c *Conn) Send(ctx context.Context, to string, payload json.RawMessage) (int, error) {
+	id := strconv.FormatUint(c.nextID.Add(1), 10)
+	reply := make(chan Frame, 1)
+	c.mu.Lock()
+	c.pending[id] = reply
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+	}()
+	if err := writeFrame(ctx, c.ws, Frame{Type: TypeSend, ID: id, To: to, Payload: payload}); err != nil {
+		return 0, fmt.Errorf("supernode: send to %s: %w", to, err)
+	}
+	select {
+	case f := <-reply:
+		if f.Type == TypeAck {
+			return f.Delivered, nil
+		}
+		switch f.Code {
+		case CodeOffline:
+			return 0, fmt.Errorf("supernode: send to %s: %w", to, ErrOffline)
+		case CodeOverload:
+			return 0, fmt.Errorf("supernode: send to %s: %w", to, ErrOverload)
+		}
+		return 0, fmt.Errorf("supernode: send to %s: %w: %s", to, ErrBadFrame, f.Error)
+	case <-c.done:
+		return 0, fmt.Errorf("supernode: send to %s: %w", to, ErrDisconnected)
+	case <-ctx.Done():
+		return 0, fmt.Errorf("supernode: send to %s: %w", to, ctx.Err())
+	}
+}
+
+// Renew presents a fresh credential for the same user and key.
+func (c *Conn) Renew(ctx context.Context, credential string) error {
+	if err := writeFrame(ctx, c.ws, Frame{Type: TypeRenew, Credential: credential}); err != nil {
+		return fmt.Errorf("supernode: renew: %w", err)
+	}
+	select {
+	case f := <-c.renewed:
+		if f.Type == TypeError {
+			return fmt.Errorf("supernode: renew: %w: %s", ErrAuth, f.Error)
+		}
+		return nil
+	case <-c.done:
+		return fmt.Errorf("supernode: renew: %w", ErrDisconnected)
+	case <-ctx.Done():
+		return fmt.Errorf("supernode: renew: %w", ctx.Err())
+	}
+}
+
+func (c *Conn) readLoop(ctx context.Context) {
+	defer close(c.done)
+	defer c.cancel()
+	for {
+		f, err := readFrame(ctx, c.ws)
+		if err != nil {
+			c.err = fmt.Errorf("supernode: %w: %v", ErrDisconnected, err)
+			c.ws.CloseNow()
+			return
+		}
+		switch {
+		case f.Type == TypeDeliver:
+			if c.deliver != nil {
+				c.deliver(f)
+			}
+		case f.Type == TypeAttached || (f.Type == TypeError && f.ID == "" && f.Code == CodeAuth):
+			select {
+			case c.renewed <- f:
+			default:
+			}
+			if f.Type == TypeError {
+				c.log.Warn("supernode refused credential", "err", f.Error)
+			}
+		case f.ID != "":
+			c.mu.Lock()
+			ch := c.pending[f.ID]
+			c.mu.Unlock()
+			if ch != nil {
+				ch <- f
+			}
+		case f.Type == TypeError:
+			c.log.Warn("supernode error", "code", f.Code, "err", f.Error)
+		}
+	}
+}
+
+func readFrame(ctx context.Context, ws *websocket.Conn) (Frame, error) {
+	typ, b, err := ws.Read(ctx)
+	if err != nil {
+		return Frame{}, err
+	}
+	if typ != websocket.MessageText {
+		return Frame{}, fmt.Errorf("binary frame: %w", ErrBadFrame)
+	}
+	f, err := DecodeFrame(b)
+	if err != nil {
+		return f, err
+	}
+	if f.Type == TypeError && f.ID == "" && f.Code != CodeAuth && f.Code != "" {
+		return f, errors.New(f.Error)
+	}
+	return f, nil
+}
+
+func writeFrame(ctx context.Context, ws *websocket.Conn, f Frame) error {
+	b, err := EncodeFrame(f)
+	if err != nil {
+		return err
+	}
+	return ws.Write(ctx, websocket.MessageText, b)
+}

@@ -1,0 +1,146 @@
+package supernode
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// ProtocolVersion is the version every frame carries in its "v" field.
+const ProtocolVersion = 1
+
+// MaxFrameSize caps one websocket message in either direction (bytes of JSON).
+// An SDP offer with a full set of candidates is a few KiB; a 64 KiB IM (a later
+// issue) plus its envelope fits too.
+const MaxFrameSize = 96 << 10
+
+// MaxPayloadSize caps the opaque payload of a "send"/"deliver" frame.
+const MaxPayloadSize = 80 << 10
+
+// Frame types. The direction is client→supernode (C→S) or supernode→client (S→C).
+const (
+	// TypeChallenge (S→C) opens every connection: Nonce (32 random bytes) and Server,
+	// the name the supernode knows itself by (host:port of its advertised address).
+	TypeChallenge = "challenge"
+	// TypeAttach (C→S) answers the challenge: Credential (a login-server token) and
+	// Sig, the user's signature with context [AttachContext] over
+	// Nonce || Server (see [AttachMessage]).
+	TypeAttach = "attach"
+	// TypeAttached (S→C) accepts the attach: User, Session (this connection's id),
+	// ICEServers (STUN/TURN the client may use for calls).
+	TypeAttached = "attached"
+	// TypeRenew (C→S) presents a fresh Credential for the same user and key before
+	// the current one expires. Answered with TypeAttached, or TypeError and close.
+	TypeRenew = "renew"
+	// TypeSend (C→S) asks the supernode to deliver Payload to every device of user
+	// To. ID is chosen by the sender and echoed in the TypeAck or TypeError reply.
+	TypeSend = "send"
+	// TypeAck (S→C) says the TypeSend with the same ID reached Delivered devices.
+	TypeAck = "ack"
+	// TypeDeliver (S→C) carries Payload from user From (as authenticated by the
+	// supernode, session FromSession) to this client.
+	TypeDeliver = "deliver"
+	// TypeError (S→C) reports Code and a one-line Error; for a failed TypeSend it
+	// carries the send's ID. Fatal errors are followed by a close.
+	TypeError = "error"
+)
+
+// Error codes carried by TypeError frames.
+const (
+	CodeBadRequest = "bad_request" // the frame broke the protocol; the connection closes
+	CodeAuth       = "auth"        // the credential or signature was refused; the connection closes
+	CodeOffline    = "offline"     // the recipient of a send is not attached anywhere
+	CodeOverload   = "overload"    // the recipient's queue is full; retry later
+)
+
+// AttachContext is the signature context of the attach proof.
+const AttachContext = "parley-attach-v1"
+
+// Frame is the one message shape on the supernode websocket, JSON in a text
+// message of at most [MaxFrameSize] bytes. Fields unused by a type are omitted.
+//
+//   - V: [ProtocolVersion]; frames with another version are refused.
+//   - Type: one of the Type constants.
+//   - ID: request id of a send (≤ 64 bytes), echoed in its ack or error.
+//   - Nonce, Server: the challenge (Nonce is 32 bytes, base64 in JSON).
+//   - Credential: a login-server token (≤ identity.MaxTokenLen).
+//   - Sig: an Ed25519 signature (64 bytes).
+//   - User, Session: who the connection is attached as.
+//   - To, From, FromSession: routing of a send/deliver.
+//   - Payload: opaque end-to-end JSON (≤ [MaxPayloadSize]); the supernode only routes it.
+//   - Delivered: number of devices a send reached.
+//   - ICEServers: STUN/TURN servers offered to the client.
+//   - Code, Error: an error code and one readable line.
+type Frame struct {
+	V           int             `json:"v"`
+	Type        string          `json:"type"`
+	ID          string          `json:"id,omitempty"`
+	Nonce       []byte          `json:"nonce,omitempty"`
+	Server      string          `json:"server,omitempty"`
+	Credential  string          `json:"credential,omitempty"`
+	Sig         []byte          `json:"sig,omitempty"`
+	User        string          `json:"user,omitempty"`
+	Session     string          `json:"session,omitempty"`
+	To          string          `json:"to,omitempty"`
+	From        string          `json:"from,omitempty"`
+	FromSession string          `json:"from_session,omitempty"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
+	Delivered   int             `json:"delivered,omitempty"`
+	ICEServers  []ICEServer     `json:"ice_servers,omitempty"`
+	Code        string          `json:"code,omitempty"`
+	Error       string          `json:"error,omitempty"`
+}
+
+// ICEServer is a STUN or TURN server offered to attached clients, in the shape
+// WebRTC's RTCIceServer uses (so the browser client can pass it straight on).
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// MaxIDLen caps a send's ID.
+const MaxIDLen = 64
+
+// EncodeFrame marshals f with the current version.
+func EncodeFrame(f Frame) ([]byte, error) {
+	f.V = ProtocolVersion
+	b, err := json.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("supernode: encode %s: %w", f.Type, err)
+	}
+	if len(b) > MaxFrameSize {
+		return nil, fmt.Errorf("supernode: encode %s: %d bytes: %w", f.Type, len(b), ErrFrameTooBig)
+	}
+	return b, nil
+}
+
+// DecodeFrame parses and checks one frame from untrusted bytes.
+func DecodeFrame(b []byte) (Frame, error) {
+	var f Frame
+	if len(b) > MaxFrameSize {
+		return f, fmt.Errorf("supernode: decode: %d bytes: %w", len(b), ErrFrameTooBig)
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return f, fmt.Errorf("supernode: decode: %w: %v", ErrBadFrame, err)
+	}
+	if f.V != ProtocolVersion {
+		return f, fmt.Errorf("supernode: decode: version %d: %w", f.V, ErrVersion)
+	}
+	switch {
+	case f.Type == "":
+		return f, fmt.Errorf("supernode: decode: no type: %w", ErrBadFrame)
+	case len(f.ID) > MaxIDLen:
+		return f, fmt.Errorf("supernode: decode: id too long: %w", ErrBadFrame)
+	case len(f.Payload) > MaxPayloadSize:
+		return f, fmt.Errorf("supernode: decode: payload %d bytes: %w", len(f.Payload), ErrFrameTooBig)
+	}
+	return f, nil
+}
+
+// AttachMessage is what a client signs to answer a challenge: the nonce followed by
+// the server name, so a proof made for one supernode is useless at another.
+func AttachMessage(nonce []byte, server string) []byte {
+	m := make([]byte, 0, len(nonce)+len(server))
+	m = append(m, nonce...)
+	return append(m, server...)
+}

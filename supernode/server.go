@@ -1,0 +1,453 @@
+package supernode
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/login"
+)
+
+// Config configures a [Server]. LoginKey and Name are required; every other zero
+// value means the documented default.
+type Config struct {
+	// LoginKey is the login server's public key; credentials are checked against it
+	// offline.
+	LoginKey ed25519.PublicKey
+	// Name is how this supernode names itself in challenges: the host:port of the
+	// address clients dial. Attach proofs made for another name are refused.
+	Name string
+	// Logger receives operational logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// SendQueue is the bound of each connection's outbound queue, in frames. A
+	// client that lets it fill is disconnected rather than allowed to stall
+	// routing. Default 256.
+	SendQueue int
+	// AttachTimeout bounds the time from connect to a valid attach. Default 10 s.
+	AttachTimeout time.Duration
+	// PingInterval is how often the supernode pings each client (and checks that
+	// its credential is still valid). Default 15 s.
+	PingInterval time.Duration
+	// ICEServers, when set, returns the STUN/TURN servers to offer user.
+	ICEServers func(user string) []ICEServer
+	// Login and Advertise, when both set, make the supernode heartbeat its
+	// advertised websocket URL to the login server every HeartbeatInterval
+	// (default 10 s) so that it is listed for clients.
+	Login             *login.Client
+	Advertise         string
+	HeartbeatInterval time.Duration
+}
+
+// Server is a supernode's presence and signalling service. It serves the
+// websocket endpoint /v1/ws and /healthz through [Server.Handler].
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	now    func() time.Time
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	users  map[string]map[string]*conn // user → session → conn
+	closed bool
+}
+
+// New checks cfg and returns a running server.
+func New(cfg Config) (*Server, error) {
+	if len(cfg.LoginKey) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("supernode: new: %w", ErrNoLoginKey)
+	}
+	if cfg.Name == "" {
+		return nil, fmt.Errorf("supernode: new: %w: Name is required", ErrBadFrame)
+	}
+	if cfg.SendQueue <= 0 {
+		cfg.SendQueue = 256
+	}
+	if cfg.AttachTimeout <= 0 {
+		cfg.AttachTimeout = 10 * time.Second
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = 15 * time.Second
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 10 * time.Second
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, users: map[string]map[string]*conn{}}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if cfg.Login != nil && cfg.Advertise != "" {
+		s.wg.Add(1)
+		go s.heartbeat()
+	}
+	return s, nil
+}
+
+// Handler serves /v1/ws (the client websocket) and /healthz.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/ws", s.serveWS)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"ok":true,"name":%q,"online":%d}`+"\n", s.cfg.Name, s.Online())
+	})
+	return mux
+}
+
+// Online returns the number of attached connections.
+func (s *Server) Online() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, m := range s.users {
+		n += len(m)
+	}
+	return n
+}
+
+// Close disconnects every client and waits for all goroutines to finish.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) heartbeat() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer t.Stop()
+	listed := false
+	for {
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		_, err := s.cfg.Login.Heartbeat(ctx, s.cfg.Advertise)
+		cancel()
+		switch {
+		case err != nil && s.ctx.Err() == nil:
+			s.log.Warn("heartbeat to login server failed", "err", err)
+			listed = false
+		case err == nil && !listed:
+			s.log.Info("listed by the login server", "advertise", s.cfg.Advertise)
+			listed = true
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// conn is one attached client: the handler goroutine reads, one writer goroutine
+// drains the bounded queue.
+type conn struct {
+	ws      *websocket.Conn
+	out     chan []byte
+	cancel  context.CancelFunc
+	user    string
+	session string
+	key     ed25519.PublicKey
+	expires atomic.Int64 // Unix seconds of the credential's end
+}
+
+// enqueue queues b without blocking; a full queue disconnects the slow client.
+func (c *conn) enqueue(b []byte) bool {
+	select {
+	case c.out <- b:
+		return true
+	default:
+		c.cancel()
+		return false
+	}
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		http.Error(w, `{"error":"supernode closing"}`, http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	// Authentication is by signed credential, never by cookie, so cross-origin
+	// pages (the web client served by the login server) may connect.
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return
+	}
+	ws.SetReadLimit(MaxFrameSize)
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	c := &conn{ws: ws, out: make(chan []byte, s.cfg.SendQueue), cancel: cancel}
+
+	var wwg sync.WaitGroup
+	wwg.Add(1)
+	go func() {
+		defer wwg.Done()
+		s.writeLoop(ctx, c)
+	}()
+	err = s.readLoop(ctx, c, r.RemoteAddr)
+	cancel()
+	if s.ctx.Err() != nil {
+		ws.CloseNow() // shutting down: do not wait for a slow client's writes
+	}
+	wwg.Wait()
+	if c.user != "" {
+		s.detach(c)
+	}
+	code, reason := websocket.StatusNormalClosure, ""
+	if err != nil && !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
+		code, reason = websocket.StatusPolicyViolation, truncate(err.Error(), 120)
+		s.log.Debug("connection ended", "user", c.user, "remote", r.RemoteAddr, "err", err)
+	}
+	ws.Close(code, reason)
+}
+
+func (s *Server) writeLoop(ctx context.Context, c *conn) {
+	ping := time.NewTicker(s.cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// Flush what is queued (an error frame explaining a close) briefly.
+			for {
+				select {
+				case b := <-c.out:
+					wctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					c.ws.Write(wctx, websocket.MessageText, b)
+					cancel()
+				default:
+					return
+				}
+			}
+		case b := <-c.out:
+			// Not derived from ctx: cancelling a write closes the websocket, and
+			// an error frame queued just before the close must still go out.
+			wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := c.ws.Write(wctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				c.cancel()
+				return
+			}
+		case <-ping.C:
+			if c.user != "" && s.now().Unix() > c.expires.Load()+int64(identity.Skew/time.Second) {
+				s.sendError(c, "", CodeAuth, "credential expired; renew it")
+				c.cancel()
+				continue
+			}
+			pctx, cancel := context.WithTimeout(ctx, s.cfg.PingInterval)
+			err := c.ws.Ping(pctx)
+			cancel()
+			if err != nil {
+				c.cancel()
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
+	nonce := make([]byte, 32)
+	rand.Read(nonce)
+	s.send(c, Frame{Type: TypeChallenge, Nonce: nonce, Server: s.cfg.Name})
+
+	actx, cancel := context.WithTimeout(ctx, s.cfg.AttachTimeout)
+	f, err := s.readFrame(actx, c)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if f.Type != TypeAttach {
+		s.sendError(c, "", CodeBadRequest, "expected attach")
+		return fmt.Errorf("supernode: attach: got %q: %w", f.Type, ErrBadFrame)
+	}
+	cred, err := s.checkCredential(f.Credential)
+	if err != nil {
+		s.sendError(c, "", CodeAuth, err.Error())
+		return err
+	}
+	if !identity.VerifyContext(cred.Key(), AttachContext, AttachMessage(nonce, s.cfg.Name), f.Sig) {
+		s.sendError(c, "", CodeAuth, "attach signature does not match the credential's key")
+		return fmt.Errorf("supernode: attach %q: signature: %w", cred.User, ErrAuth)
+	}
+	c.user, c.key = cred.User, cred.Key()
+	c.expires.Store(cred.Expires)
+	c.session = newSessionID()
+	s.attach(c)
+	s.log.Info("attached", "user", c.user, "session", c.session, "remote", remote)
+	s.send(c, Frame{Type: TypeAttached, User: c.user, Session: c.session, ICEServers: s.iceServers(c.user)})
+
+	for {
+		f, err := s.readFrame(ctx, c)
+		if err != nil {
+			return err
+		}
+		switch f.Type {
+		case TypeRenew:
+			cred, err := s.checkCredential(f.Credential)
+			if err == nil && (cred.User != c.user || !cred.Key().Equal(c.key)) {
+				err = fmt.Errorf("supernode: renew: credential for another user or key: %w", ErrAuth)
+			}
+			if err != nil {
+				s.sendError(c, "", CodeAuth, err.Error())
+				return err
+			}
+			c.expires.Store(cred.Expires)
+			s.send(c, Frame{Type: TypeAttached, User: c.user, Session: c.session, ICEServers: s.iceServers(c.user)})
+		case TypeSend:
+			s.route(c, f)
+		default:
+			s.sendError(c, f.ID, CodeBadRequest, "unknown frame type "+truncate(f.Type, 32))
+			return fmt.Errorf("supernode: read: type %q: %w", truncate(f.Type, 32), ErrBadFrame)
+		}
+	}
+}
+
+func (s *Server) readFrame(ctx context.Context, c *conn) (Frame, error) {
+	typ, b, err := c.ws.Read(ctx)
+	if err != nil {
+		if websocket.CloseStatus(err) != -1 {
+			return Frame{}, io.EOF
+		}
+		return Frame{}, fmt.Errorf("supernode: read: %w", err)
+	}
+	if typ != websocket.MessageText {
+		s.sendError(c, "", CodeBadRequest, "binary frames are not part of the protocol")
+		return Frame{}, fmt.Errorf("supernode: read: binary: %w", ErrBadFrame)
+	}
+	f, err := DecodeFrame(b)
+	if err != nil {
+		s.sendError(c, "", CodeBadRequest, err.Error())
+		return Frame{}, err
+	}
+	return f, nil
+}
+
+func (s *Server) checkCredential(token string) (identity.Credential, error) {
+	cred, err := identity.Verify(s.cfg.LoginKey, token, s.now())
+	if err != nil {
+		return cred, fmt.Errorf("supernode: attach: %w: %w", ErrAuth, err)
+	}
+	return cred, nil
+}
+
+func (s *Server) iceServers(user string) []ICEServer {
+	if s.cfg.ICEServers == nil {
+		return nil
+	}
+	return s.cfg.ICEServers(user)
+}
+
+func (s *Server) attach(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.users[c.user]
+	if m == nil {
+		m = map[string]*conn{}
+		s.users[c.user] = m
+	}
+	m[c.session] = c
+}
+
+func (s *Server) detach(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.users[c.user]; m != nil {
+		delete(m, c.session)
+		if len(m) == 0 {
+			delete(s.users, c.user)
+		}
+	}
+	s.log.Info("detached", "user", c.user, "session", c.session)
+}
+
+// route delivers a send to every attached device of its recipient and acks it.
+func (s *Server) route(from *conn, f Frame) {
+	if err := identity.CheckUser(f.To); err != nil {
+		s.sendError(from, f.ID, CodeBadRequest, err.Error())
+		return
+	}
+	if len(f.Payload) == 0 || !json.Valid(f.Payload) {
+		s.sendError(from, f.ID, CodeBadRequest, "payload must be JSON")
+		return
+	}
+	b, err := EncodeFrame(Frame{Type: TypeDeliver, From: from.user, FromSession: from.session, Payload: f.Payload})
+	if err != nil {
+		s.sendError(from, f.ID, CodeBadRequest, err.Error())
+		return
+	}
+	s.mu.Lock()
+	var targets []*conn
+	for _, c := range s.users[f.To] {
+		if c != from {
+			targets = append(targets, c)
+		}
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, c := range targets {
+		if c.enqueue(b) {
+			n++
+		}
+	}
+	switch {
+	case len(targets) == 0:
+		s.sendError(from, f.ID, CodeOffline, f.To+" is offline")
+	case n == 0:
+		s.sendError(from, f.ID, CodeOverload, f.To+" is not keeping up; try again")
+	default:
+		s.send(from, Frame{Type: TypeAck, ID: f.ID, Delivered: n})
+	}
+}
+
+func (s *Server) send(c *conn, f Frame) {
+	b, err := EncodeFrame(f)
+	if err != nil {
+		s.log.Error("encode frame", "err", err)
+		return
+	}
+	c.enqueue(b)
+}
+
+func (s *Server) sendError(c *conn, id, code, msg string) {
+	s.send(c, Frame{Type: TypeError, ID: id, Code: code, Error: truncate(msg, 200)})
+}
+
+func newSessionID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
