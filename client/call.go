@@ -1,0 +1,613 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/parley/parley/codec"
+)
+
+// Call is one call between this device and a peer. Its goroutines (sender,
+// receiver, RTCP reader, stats) are owned by the call and end with it; Done is
+// closed after they all have.
+type Call struct {
+	ID       string
+	Peer     string
+	Outgoing bool
+
+	s       *Session
+	pc      *webrtc.PeerConnection
+	track   *webrtc.TrackLocalStaticRTP
+	sender  *webrtc.RTPSender
+	media   Media
+	signals chan *Signal
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	connected chan struct{}
+	connOnce  sync.Once
+	done      chan struct{}
+
+	mu        sync.Mutex
+	localView pathView
+	peerView  pathView
+	ending    bool
+	reason  string
+	err     error
+	started bool
+
+	muted        atomic.Bool
+	held         atomic.Bool // this end put the call on hold
+	peerHeld     atomic.Bool // the peer put the call on hold
+	sent, sentB  atomic.Uint64
+	recvMu       sync.Mutex
+	rx           rxStats
+	path, relay  atomic.Value // string
+	lastRTTNanos atomic.Int64
+}
+
+func (s *Session) newCall(id, peer string, outgoing bool, media Media) (*Call, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	s.mu.Unlock()
+	var ice []webrtc.ICEServer
+	for _, is := range s.conn.ICEServers() {
+		ice = append(ice, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
+	}
+	pc, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: ice})
+	if err != nil {
+		return nil, fmt.Errorf("client: peer connection: %w", err)
+	}
+	c := &Call{
+		ID: id, Peer: peer, Outgoing: outgoing, s: s, pc: pc, media: media,
+		signals: make(chan *Signal, 8), connected: make(chan struct{}), done: make(chan struct{}),
+	}
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	c.path.Store("")
+	c.relay.Store("")
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			c.connOnce.Do(func() { close(c.connected) })
+		case webrtc.PeerConnectionStateFailed:
+			c.end("connection failed", true)
+		}
+	})
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		if tr.Kind() != webrtc.RTPCodecTypeAudio || !c.goOwned(func() { c.receive(tr) }) {
+			return
+		}
+	})
+	s.mu.Lock()
+	s.calls[id] = c
+	s.mu.Unlock()
+	return c, nil
+}
+
+// goOwned runs f in a goroutine owned by the call, unless the call is ending.
+func (c *Call) goOwned(f func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ending {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+	return true
+}
+
+func (c *Call) addTrack() error {
+	tr, err := webrtc.NewTrackLocalStaticRTP(opusCapability, "audio", "parley")
+	if err != nil {
+		return fmt.Errorf("client: track: %w", err)
+	}
+	sender, err := c.pc.AddTrack(tr)
+	if err != nil {
+		return fmt.Errorf("client: add track: %w", err)
+	}
+	c.track, c.sender = tr, sender
+	return nil
+}
+
+// setLocal applies a local description and waits for ICE gathering, returning
+// the complete SDP to signal.
+func (c *Call) setLocal(ctx context.Context, d webrtc.SessionDescription) (string, error) {
+	gathered := webrtc.GatheringCompletePromise(c.pc)
+	if err := c.pc.SetLocalDescription(d); err != nil {
+		return "", fmt.Errorf("client: local description: %w", err)
+	}
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-gathered:
+	case <-t.C: // go with the candidates we have
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return c.pc.LocalDescription().SDP, nil
+}
+
+func (c *Call) waitConnected(ctx context.Context) error {
+	t := time.NewTimer(c.s.cfg.ConnectTimeout)
+	defer t.Stop()
+	select {
+	case <-c.connected:
+	case <-t.C:
+		c.end("could not connect", true)
+		<-c.done
+		return fmt.Errorf("client: call %s: %w within %v", c.Peer, ErrConnectFailed, c.s.cfg.ConnectTimeout)
+	case <-c.done:
+		return c.Err()
+	case <-ctx.Done():
+		c.end("cancelled", true)
+		<-c.done
+		return ctx.Err()
+	}
+	c.updatePath()
+	c.mu.Lock()
+	c.started = true
+	c.mu.Unlock()
+	c.goOwned(c.send)
+	c.goOwned(c.readRTCP)
+	c.goOwned(c.statsLoop)
+	c.s.emit(Event{Event: "call", CallID: c.ID, Peer: c.Peer, Path: c.path.Load().(string), Relay: c.relay.Load().(string),
+		CallState: &CallState{State: StateConnected, Direction: direction(c.Outgoing)}})
+	return nil
+}
+
+// Hangup ends the call and tells the peer. It does not wait: use Done.
+func (c *Call) Hangup(reason string) {
+	if reason == "" {
+		reason = "hangup"
+	}
+	c.end(reason, true)
+}
+
+// SetMuted stops (or resumes) sending the source; silence frames keep flowing.
+func (c *Call) SetMuted(m bool) { c.muted.Store(m) }
+
+// Done is closed when the call has ended and all its goroutines have finished.
+func (c *Call) Done() <-chan struct{} { return c.done }
+
+// Reason says why the call ended (after Done).
+func (c *Call) Reason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
+}
+
+// Err is the error that ended the call, nil for a normal hangup (after Done).
+func (c *Call) Err() error {
+	<-c.done
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// fail ends the call with err and returns it once the call is torn down.
+func (c *Call) fail(err error) error {
+	return c.failReason(err.Error(), err)
+}
+
+func (c *Call) failReason(reason string, err error) error {
+	c.mu.Lock()
+	if c.err == nil && !c.ending {
+		c.err = err
+	}
+	c.mu.Unlock()
+	c.end(reason, false)
+	<-c.done
+	return err
+}
+
+// end starts tearing the call down once; it never blocks, so it may be called
+// from the call's own goroutines and from pion's callbacks.
+func (c *Call) end(reason string, notify bool) {
+	c.mu.Lock()
+	if c.ending {
+		c.mu.Unlock()
+		return
+	}
+	c.ending = true
+	c.reason = reason
+	c.mu.Unlock()
+	c.cancel()
+	c.s.wg.Add(1)
+	go func() {
+		defer c.s.wg.Done()
+		if notify {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			c.s.sendSignal(ctx, &Signal{Kind: KindHangup, CallID: c.ID, To: c.Peer, Reason: reason})
+			cancel()
+		}
+		c.pc.Close()
+		c.wg.Wait()
+		c.s.mu.Lock()
+		delete(c.s.calls, c.ID)
+		c.s.mu.Unlock()
+		c.emitStats()
+		c.s.emit(Event{Event: "call", CallID: c.ID, Peer: c.Peer, CallState: &CallState{
+			State: StateEnded, Reason: reason, Direction: direction(c.Outgoing),
+		}})
+		close(c.done)
+	}()
+}
+
+// send encodes one frame every 20 ms and writes it as an RTP packet: silence,
+// mute and the end of the source change what is said, never whether a packet goes.
+func (c *Call) send() {
+	enc, err := codec.NewEncoder(codec.EncoderConfig{})
+	if err != nil {
+		c.failAsync(fmt.Errorf("client: encoder: %w", err))
+		return
+	}
+	silence := make([]int16, codec.FrameSamples)
+	noise := codec.NewComfortNoise(rand.Uint64())
+	seq := uint16(rand.Uint32())
+	ts := rand.Uint32()
+	sourceDone := c.media.Source == nil
+	tick := time.NewTicker(codec.FrameDuration)
+	defer tick.Stop()
+	for first := true; ; first = false {
+		frame := silence
+		onHold := c.OnHold()
+		if onHold {
+			// Not heard, but a packet still goes: comfort noise keeps the
+			// path's NAT bindings open. The source waits (a file resumes
+			// where it paused).
+			frame = noise.Frame()
+		} else if !sourceDone {
+			f, err := c.media.Source.ReadFrame()
+			switch {
+			case err == nil:
+				frame = f
+			case errors.Is(err, io.EOF):
+				sourceDone = true
+				if c.media.OnSourceEnd != nil {
+					c.media.OnSourceEnd()
+				}
+			default:
+				c.s.c.log.Warn("audio source failed", "call", c.ID, "err", err)
+				sourceDone = true
+				if c.media.OnSourceEnd != nil {
+					c.media.OnSourceEnd()
+				}
+			}
+		}
+		if c.muted.Load() && !onHold {
+			frame = silence
+		}
+		payload, err := enc.Encode(frame)
+		if err != nil {
+			c.failAsync(fmt.Errorf("client: encode: %w", err))
+			return
+		}
+		pkt := &rtp.Packet{
+			Header:  rtp.Header{Version: 2, Marker: first, SequenceNumber: seq, Timestamp: ts},
+			Payload: payload,
+		}
+		if err := c.track.WriteRTP(pkt); err == nil {
+			c.sent.Add(1)
+			c.sentB.Add(uint64(len(payload)))
+		}
+		seq++
+		ts += codec.FrameSamples
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Call) failAsync(err error) {
+	c.mu.Lock()
+	if c.err == nil && !c.ending {
+		c.err = err
+	}
+	c.mu.Unlock()
+	c.end(err.Error(), true)
+}
+
+// readRTCP drains RTCP for the sender so pion's interceptors see reports.
+func (c *Call) readRTCP() {
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := c.sender.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// receive reads the peer's RTP, keeps statistics, and feeds the jitter buffer
+// whose gap-free output goes to the sink.
+func (c *Call) receive(tr *webrtc.TrackRemote) {
+	var jb *codec.JitterBuffer
+	if c.media.Sink != nil {
+		dec, err := codec.NewDecoder()
+		if err != nil {
+			c.failAsync(fmt.Errorf("client: decoder: %w", err))
+			return
+		}
+		jb = codec.NewJitterBuffer(dec, codec.JitterConfig{})
+	}
+	write := func(frames [][]int16) {
+		for _, f := range frames {
+			if err := c.media.Sink.WriteFrame(f); err != nil {
+				c.s.c.log.Warn("audio sink failed", "call", c.ID, "err", err)
+			}
+		}
+	}
+	for {
+		pkt, _, err := tr.ReadRTP()
+		if err != nil {
+			if jb != nil {
+				frames, _ := jb.Flush()
+				write(frames)
+			}
+			return
+		}
+		now := time.Now()
+		c.recvMu.Lock()
+		c.rx.add(pkt.SequenceNumber, pkt.Timestamp, len(pkt.Payload), now)
+		c.recvMu.Unlock()
+		if c.media.OnRTP != nil {
+			c.media.OnRTP(pkt.Header, now)
+		}
+		if jb != nil {
+			frames, err := jb.Push(pkt.SequenceNumber, pkt.Payload)
+			if err != nil {
+				c.s.c.log.Debug("jitter buffer", "err", err)
+			}
+			write(frames)
+		}
+	}
+}
+
+func (c *Call) statsLoop() {
+	t := time.NewTicker(c.s.cfg.StatsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+			c.updatePath()
+			c.emitStats()
+		}
+	}
+}
+
+func (c *Call) emitStats() {
+	st := c.Stats()
+	c.s.emit(Event{Event: "stats", CallID: c.ID, Peer: c.Peer, Path: st.Path, Relay: st.Relay, Stats: &st})
+}
+
+// updatePath reads the selected candidate pair: how this end reaches the peer
+// (its own candidate's type and, for a relay candidate, the protocol it speaks to
+// the relay), the relay's address, and the ICE round trip. When this end's view
+// changes it is told to the peer, so that both ends report the same path.
+func (c *Call) updatePath() {
+	stats := c.pc.GetStats()
+	var pair *webrtc.ICECandidatePairStats
+	for _, s := range stats {
+		if p, ok := s.(webrtc.ICECandidatePairStats); ok && p.Nominated && p.State == webrtc.StatsICECandidatePairStateSucceeded {
+			pair = &p
+			break
+		}
+	}
+	if pair == nil {
+		return
+	}
+	c.lastRTTNanos.Store(int64(pair.CurrentRoundTripTime * float64(time.Second)))
+	var local, remote webrtc.ICECandidateStats
+	for _, s := range stats {
+		if cs, ok := s.(webrtc.ICECandidateStats); ok {
+			switch cs.ID {
+			case pair.LocalCandidateID:
+				local = cs
+			case pair.RemoteCandidateID:
+				remote = cs
+			}
+		}
+	}
+	v := pathView{Local: local.CandidateType.String(), RelayProtocol: local.RelayProtocol}
+	if local.CandidateType == webrtc.ICECandidateTypeRelay {
+		v.Relay = local.URL
+		if v.Relay == "" {
+			v.Relay = fmt.Sprintf("%s:%d", local.IP, local.Port)
+		}
+	}
+	v.RemoteRelay = remote.CandidateType == webrtc.ICECandidateTypeRelay
+	c.mu.Lock()
+	changed := v != c.localView
+	c.localView = v
+	peer := c.peerView
+	c.mu.Unlock()
+	path, relay := combinePaths(v, peer)
+	c.path.Store(path)
+	c.relay.Store(relay)
+	if changed {
+		b, _ := json.Marshal(v)
+		c.goOwned(func() {
+			ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+			defer cancel()
+			c.s.sendSignal(ctx, &Signal{Kind: KindPath, CallID: c.ID, To: c.Peer, Reason: string(b)})
+		})
+	}
+}
+
+// pathView is one end's view of the selected candidate pair, exchanged in a
+// "path" signal (JSON in its reason field).
+type pathView struct {
+	Local         string `json:"local"`                    // host, srflx, prflx or relay
+	RelayProtocol string `json:"relay_protocol,omitempty"` // udp, tcp or tls, for a relay candidate
+	Relay         string `json:"relay,omitempty"`          // the relay's address, for a relay candidate
+	RemoteRelay   bool   `json:"remote_relay,omitempty"`   // the peer's candidate is a relay
+}
+
+// combinePaths derives the call's path from both ends' views, the same on both
+// ends: tcp-relay when either end reaches its relay over TCP or TLS, udp-relay
+// when a relay is on the path, else direct.
+func combinePaths(mine, theirs pathView) (path, relay string) {
+	relayed := mine.Local == "relay" || theirs.Local == "relay" || mine.RemoteRelay || theirs.RemoteRelay
+	tcp := mine.RelayProtocol == "tcp" || mine.RelayProtocol == "tls" || theirs.RelayProtocol == "tcp" || theirs.RelayProtocol == "tls"
+	relay = mine.Relay
+	if relay == "" {
+		relay = theirs.Relay
+	}
+	switch {
+	case relayed && tcp:
+		return "tcp-relay", relay
+	case relayed:
+		return "udp-relay", relay
+	}
+	return "direct", ""
+}
+
+// onInCall handles the signals of a call in progress.
+func (c *Call) onInCall(sig *Signal) {
+	switch sig.Kind {
+	case KindPath:
+		c.onPathSignal(sig)
+	case KindHold, KindResume:
+		on := sig.Kind == KindHold
+		if c.peerHeld.Swap(on) != on {
+			c.emitHold(on, "peer")
+		}
+	}
+}
+
+// Hold puts the call on hold (or resumes it). On hold neither side is heard,
+// but both keep sending a comfort-noise frame every 20 ms, so NAT bindings and
+// relay permissions stay fresh and resuming needs no renegotiation: it only
+// changes what the frames say. The peer is told with a signed hold/resume signal.
+func (c *Call) Hold(on bool) {
+	if c.held.Swap(on) == on {
+		return
+	}
+	kind := KindResume
+	if on {
+		kind = KindHold
+	}
+	c.emitHold(on, "local")
+	c.goOwned(func() {
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		defer cancel()
+		if err := c.s.sendSignal(ctx, &Signal{Kind: kind, CallID: c.ID, To: c.Peer}); err != nil {
+			c.s.c.log.Warn("telling the peer about hold", "err", err)
+		}
+	})
+}
+
+// OnHold reports whether either side has the call on hold.
+func (c *Call) OnHold() bool { return c.held.Load() || c.peerHeld.Load() }
+
+func (c *Call) emitHold(on bool, by string) {
+	state := StateResumed
+	if on {
+		state = StateHeld
+	}
+	c.s.emit(Event{Event: "call", CallID: c.ID, Peer: c.Peer, Path: c.path.Load().(string), Relay: c.relay.Load().(string),
+		CallState: &CallState{State: state, Reason: "by " + by, Direction: direction(c.Outgoing)}})
+}
+
+func (c *Call) onPathSignal(sig *Signal) {
+	var v pathView
+	if json.Unmarshal([]byte(sig.Reason), &v) != nil {
+		return
+	}
+	c.mu.Lock()
+	c.peerView = v
+	mine := c.localView
+	c.mu.Unlock()
+	path, relay := combinePaths(mine, v)
+	c.path.Store(path)
+	c.relay.Store(relay)
+}
+
+// Stats returns the call's statistics so far.
+func (c *Call) Stats() Stats {
+	c.recvMu.Lock()
+	rx := c.rx
+	c.recvMu.Unlock()
+	return Stats{
+		PacketsSent:     c.sent.Load(),
+		BytesSent:       c.sentB.Load(),
+		PacketsReceived: rx.packets,
+		BytesReceived:   rx.bytes,
+		Loss:            rx.loss(),
+		JitterMS:        rx.jitter / (codec.SampleRate / 1000),
+		RTTMS:           float64(c.lastRTTNanos.Load()) / float64(time.Millisecond),
+		Path:            c.path.Load().(string),
+		Relay:           c.relay.Load().(string),
+	}
+}
+
+// rxStats follows RFC 3550's receiver statistics: extended highest sequence
+// number, expected vs received packets, and interarrival jitter in timestamp units.
+type rxStats struct {
+	packets, bytes uint64
+	started        bool
+	baseSeq        uint32
+	maxSeq         uint16
+	cycles         uint32
+	lastTransit    float64
+	jitter         float64
+}
+
+func (r *rxStats) add(seq uint16, ts uint32, n int, arrival time.Time) {
+	r.packets++
+	r.bytes += uint64(n)
+	transit := float64(arrival.UnixNano())*codec.SampleRate/1e9 - float64(ts)
+	if !r.started {
+		r.started = true
+		r.baseSeq, r.maxSeq = uint32(seq), seq
+		r.lastTransit = transit
+		return
+	}
+	if d := seq - r.maxSeq; d != 0 && d < 1<<15 {
+		if seq < r.maxSeq {
+			r.cycles += 1 << 16
+		}
+		r.maxSeq = seq
+	}
+	d := transit - r.lastTransit
+	r.lastTransit = transit
+	if d < 0 {
+		d = -d
+	}
+	r.jitter += (d - r.jitter) / 16
+}
+
+func (r *rxStats) loss() float64 {
+	if !r.started {
+		return 0
+	}
+	expected := float64(r.cycles+uint32(r.maxSeq)) - float64(r.baseSeq) + 1
+	if expected <= 0 {
+		return 0
+	}
+	lost := expected - float64(r.packets)
+	if lost <= 0 {
+		return 0
+	}
+	return lost / expected
+}

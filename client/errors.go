@@ -1,0 +1,22 @@
+package client
+
+import "errors"
+
+// Sentinel errors, wrapped with the operation. Their texts are written to read
+// well as the one line a CLI prints.
+var (
+	ErrNoUser         = errors.New("no user: log in first (parley login USER) or set --user")
+	ErrNeedPassword   = errors.New("a password is needed: set PARLEY_PASSWORD or run interactively")
+	ErrNoLoginURL     = errors.New("no login server: set --login or PARLEY_LOGIN")
+	ErrNoSupernode    = errors.New("no supernode online")
+	ErrUnknownUser    = errors.New("unknown user")
+	ErrOffline        = errors.New("user is offline")
+	ErrDeclined       = errors.New("call declined")
+	ErrNoAnswer       = errors.New("no answer")
+	ErrRefused        = errors.New("call refused")
+	ErrConnectFailed  = errors.New("call could not connect")
+	ErrBadSignal      = errors.New("signal failed verification")
+	ErrLoginKeyChange = errors.New("the login server's key changed since this home first saw it")
+	ErrClosed         = errors.New("session closed")
+	ErrHomeCorrupt    = errors.New("home directory state is unreadable")
+)

@@ -1,0 +1,67 @@
+package client
+
+import "time"
+
+// Event is one thing that happened, in the shape the CLI prints with --json: one
+// flat JSON object with "ts" and "event", plus the fields of its kind.
+//
+//   - "online": user, supernode.
+//   - "call": call_id, peer, state (ringing, connected, held, resumed, ended), reason, direction,
+//     and path/relay once connected.
+//   - "stats" (every StatsInterval during a call): call_id, peer, path, relay and
+//     the [Stats] fields.
+//   - "credential": user, message (a credential was renewed).
+type Event struct {
+	TS     time.Time `json:"ts"`
+	Event  string    `json:"event"`
+	CallID string    `json:"call_id,omitempty"`
+	Peer   string    `json:"peer,omitempty"`
+	// Path and Relay are set on "stats" events and on "call" events once the
+	// call is connected: the path (direct, udp-relay, tcp-relay) and the relay's
+	// address when relayed. (They live here, not in the embedded structs, so
+	// that JSON flattening keeps them.)
+	Path  string `json:"path,omitempty"`
+	Relay string `json:"relay,omitempty"`
+	*CallState
+	*Stats
+	*Info
+}
+
+// Call states.
+const (
+	StateRinging   = "ringing"
+	StateConnected = "connected"
+	StateEnded     = "ended"
+	// StateHeld and StateResumed mark hold and resume during a connected call;
+	// the reason says "by local" or "by peer".
+	StateHeld    = "held"
+	StateResumed = "resumed"
+)
+
+// CallState is the payload of a "call" event.
+type CallState struct {
+	State     string `json:"state"`
+	Reason    string `json:"reason"`
+	Direction string `json:"direction"`
+}
+
+// Info is the payload of "online" and "credential" events.
+type Info struct {
+	User      string `json:"user,omitempty"`
+	Supernode string `json:"supernode,omitempty"`
+	Message   string `json:"message,omitempty"`
+}
+
+// Stats describes a call's media so far. Packet and byte counts are RTP packets
+// and their payload bytes (Opus frames), counted where they are written and read.
+type Stats struct {
+	PacketsSent     uint64  `json:"packets_sent"`
+	PacketsReceived uint64  `json:"packets_received"`
+	BytesSent       uint64  `json:"bytes_sent"`
+	BytesReceived   uint64  `json:"bytes_received"`
+	Loss            float64 `json:"loss"`      // fraction of expected packets not received, 0–1
+	JitterMS        float64 `json:"jitter_ms"` // RFC 3550 interarrival jitter
+	RTTMS           float64 `json:"rtt_ms"`    // ICE round trip on the selected pair
+	Path            string  `json:"-"`         // direct, udp-relay or tcp-relay (Event.Path in JSON)
+	Relay           string  `json:"-"`         // the relay's address (Event.Relay in JSON)
+}

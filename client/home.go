@@ -1,0 +1,125 @@
+package client
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/parley/parley/login"
+)
+
+// The home directory (--home, PARLEY_HOME) holds one user's device state:
+//
+//	key          the device's Ed25519 private key seed (32 bytes), mode 0600
+//	state.json   user, login URL, current credential, refresh token, pinned login
+//	             server key, last supernode list; mode 0600. Never the password.
+//
+// Several homes let several users run on one machine.
+const (
+	keyFile   = "key"
+	stateFile = "state.json"
+)
+
+// State is what a home remembers between commands.
+type State struct {
+	User           string                `json:"user"`
+	LoginURL       string                `json:"login_url"`
+	Credential     string                `json:"credential,omitempty"`
+	Expires        int64                 `json:"expires,omitempty"`
+	RefreshToken   string                `json:"refresh_token,omitempty"`
+	RefreshExpires int64                 `json:"refresh_expires,omitempty"`
+	LoginKey       []byte                `json:"login_key,omitempty"`
+	Supernodes     []login.SupernodeInfo `json:"supernodes,omitempty"`
+}
+
+type home struct{ dir string }
+
+func openHome(dir string) (*home, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("client: home: no directory given")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("client: home %s: %w", dir, err)
+	}
+	return &home{dir: dir}, nil
+}
+
+// key loads the device key, making one on first use.
+func (h *home) key() (ed25519.PrivateKey, error) {
+	p := filepath.Join(h.dir, keyFile)
+	seed, err := os.ReadFile(p)
+	switch {
+	case err == nil:
+		if len(seed) != ed25519.SeedSize {
+			return nil, fmt.Errorf("client: key %s: %w", p, ErrHomeCorrupt)
+		}
+		return ed25519.NewKeyFromSeed(seed), nil
+	case errors.Is(err, fs.ErrNotExist):
+		seed = make([]byte, ed25519.SeedSize)
+		rand.Read(seed)
+		if err := writeFileAtomic(p, seed); err != nil {
+			return nil, fmt.Errorf("client: key %s: %w", p, err)
+		}
+		return ed25519.NewKeyFromSeed(seed), nil
+	default:
+		return nil, fmt.Errorf("client: key %s: %w", p, err)
+	}
+}
+
+func (h *home) load() (State, error) {
+	var st State
+	b, err := os.ReadFile(filepath.Join(h.dir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("client: state: %w", err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return State{}, fmt.Errorf("client: state %s: %w", h.dir, ErrHomeCorrupt)
+	}
+	return st, nil
+}
+
+func (h *home) save(st State) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("client: state: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(h.dir, stateFile), b); err != nil {
+		return fmt.Errorf("client: state: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes b to a private temporary file and renames it over p, so
+// a crash never leaves a half-written key or state, and concurrent commands in
+// one home never read a torn file.
+func writeFileAtomic(p string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), p)
+}

@@ -1,0 +1,509 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/supernode"
+)
+
+// SessionConfig configures [Client.Online]. Zero values mean the documented
+// defaults.
+type SessionConfig struct {
+	// OnIncoming is called, in its own goroutine, for every verified incoming
+	// call. It must call Answer or Decline; returning without either declines.
+	// Nil declines every call ("not accepting calls").
+	OnIncoming func(*Incoming)
+	// OnEvent receives every event (call state changes, stats, online/offline),
+	// one at a time, in order. It must not block for long.
+	OnEvent func(Event)
+	// StatsInterval is how often a call emits a stats event. Default 1 s.
+	StatsInterval time.Duration
+	// RingTimeout is how long a caller waits for an answer. Default 30 s.
+	RingTimeout time.Duration
+	// ConnectTimeout is how long a call may take from answer to media. Default 15 s.
+	ConnectTimeout time.Duration
+	// NoLoopback leaves loopback addresses out of ICE candidates. By default they
+	// are included, so calls between processes on one host always connect.
+	NoLoopback bool
+}
+
+// Session is a client attached to a supernode: reachable, able to call and be
+// called. Close ends every call and detaches.
+type Session struct {
+	c    *Client
+	cfg  SessionConfig
+	conn *supernode.Conn
+	api  *webrtc.API
+	user string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	evMu sync.Mutex // serializes OnEvent
+
+	mu       sync.Mutex
+	calls    map[string]*Call
+	incoming map[string]*Incoming
+	closed   bool
+}
+
+// Online logs in if needed, attaches to a supernode and returns the session.
+func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error) {
+	if cfg.StatsInterval <= 0 {
+		cfg.StatsInterval = time.Second
+	}
+	if cfg.RingTimeout <= 0 {
+		cfg.RingTimeout = 30 * time.Second
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 15 * time.Second
+	}
+	token, _, err := c.credential(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	api, err := newAPI(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{c: c, cfg: cfg, api: api, calls: map[string]*Call{}, incoming: map[string]*Incoming{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	list := c.supernodes(ctx)
+	if len(list) == 0 {
+		s.cancel()
+		return nil, ErrNoSupernode
+	}
+	var errs []error
+	for _, sn := range list {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		conn, err := supernode.Dial(dctx, supernode.DialConfig{
+			URL: sn.Addr, Credential: token, Key: c.key, Logger: c.log, Deliver: s.deliver,
+		})
+		cancel()
+		if err == nil {
+			s.conn = conn
+			break
+		}
+		c.log.Warn("supernode unreachable", "addr", sn.Addr, "err", err)
+		errs = append(errs, err)
+	}
+	if s.conn == nil {
+		s.cancel()
+		return nil, fmt.Errorf("client: online: %w: %w", ErrNoSupernode, errors.Join(errs...))
+	}
+	s.user = s.conn.User()
+	s.emit(Event{Event: "online", Info: &Info{User: s.user, Supernode: list[0].Addr}})
+	s.wg.Add(1)
+	go s.renewLoop()
+	return s, nil
+}
+
+func newAPI(cfg SessionConfig) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: opusCapability, PayloadType: 111,
+	}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("client: media engine: %w", err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		return nil, fmt.Errorf("client: interceptors: %w", err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(!cfg.NoLoopback)
+	se.SetICEMulticastDNSMode(0) // ice.MulticastDNSModeDisabled
+	se.SetICETimeouts(5*time.Second, 12*time.Second, 2*time.Second)
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+var opusCapability = webrtc.RTPCodecCapability{
+	MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+	SDPFmtpLine: "minptime=10;useinbandfec=1",
+}
+
+// User is who this session is attached as.
+func (s *Session) User() string { return s.user }
+
+// Done is closed when the connection to the supernode is lost.
+func (s *Session) Done() <-chan struct{} { return s.conn.Done() }
+
+// Err says why the supernode connection ended.
+func (s *Session) Err() error { return s.conn.Err() }
+
+// Close hangs up every call, detaches from the supernode and waits for every
+// goroutine the session started.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	calls := make([]*Call, 0, len(s.calls))
+	for _, c := range s.calls {
+		calls = append(calls, c)
+	}
+	s.mu.Unlock()
+	for _, c := range calls {
+		c.Hangup("hangup")
+	}
+	for _, c := range calls {
+		<-c.Done()
+	}
+	s.cancel()
+	s.conn.Close()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Session) renewLoop() {
+	defer s.wg.Done()
+	for {
+		_, cred, err := s.c.credential(s.ctx, false)
+		wait := 10 * time.Second
+		if err == nil {
+			wait = time.Until(cred.ExpiresAt().Add(-s.c.renewBefore(cred))) + time.Second
+			wait = max(wait, time.Second)
+		} else if s.ctx.Err() == nil {
+			s.c.log.Warn("renewing credential", "err", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-s.conn.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		token, _, err := s.c.credential(s.ctx, false)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+			err = s.conn.Renew(ctx, token)
+			cancel()
+		}
+		if err != nil && s.ctx.Err() == nil {
+			s.c.log.Warn("renewing credential", "err", err)
+		} else if err == nil {
+			s.emit(Event{Event: "credential", Info: &Info{User: s.user, Message: "credential renewed"}})
+		}
+	}
+}
+
+func (s *Session) emit(e Event) {
+	if s.cfg.OnEvent == nil {
+		return
+	}
+	if e.TS.IsZero() {
+		e.TS = time.Now()
+	}
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	s.cfg.OnEvent(e)
+}
+
+// sendSignal signs sig with the current credential and sends it to its To.
+func (s *Session) sendSignal(ctx context.Context, sig *Signal) error {
+	token, err := s.c.Credential(ctx)
+	if err != nil {
+		return err
+	}
+	sig.From = s.user
+	sig.sign(s.c.key, token)
+	b, err := json.Marshal(sig)
+	if err != nil {
+		return fmt.Errorf("client: signal: %w", err)
+	}
+	_, err = s.conn.Send(ctx, sig.To, b)
+	if errors.Is(err, supernode.ErrOffline) {
+		return fmt.Errorf("client: send to %s: %w", sig.To, ErrOffline)
+	}
+	return err
+}
+
+// sendAsync sends a signal from a goroutine owned by the session (for replies
+// made on the supernode reader goroutine, which must not block).
+func (s *Session) sendAsync(sig *Signal) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		defer cancel()
+		if err := s.sendSignal(ctx, sig); err != nil && s.ctx.Err() == nil {
+			s.c.log.Debug("signal not delivered", "kind", sig.Kind, "to", sig.To, "err", err)
+		}
+	}()
+}
+
+// deliver handles a frame from the supernode (on its reader goroutine).
+func (s *Session) deliver(f supernode.Frame) {
+	sig, err := decodeSignal(f.Payload)
+	if err != nil {
+		s.c.log.Debug("dropping undecodable payload", "from", f.From, "err", err)
+		return
+	}
+	if err := sig.verify(s.c.loginKey(), f.From, s.user, time.Now()); err != nil {
+		s.c.log.Warn("refusing signal", "from", f.From, "kind", sig.Kind, "err", err)
+		if sig.Kind == KindOffer || sig.Kind == KindAnswer {
+			reason := "refused: " + err.Error()
+			s.emit(Event{Event: "call", CallID: sig.CallID, Peer: f.From, CallState: &CallState{State: StateEnded, Reason: reason, Direction: direction(sig.Kind == KindAnswer)}})
+			if sig.Kind == KindOffer {
+				s.sendAsync(&Signal{Kind: KindDecline, CallID: sig.CallID, To: f.From, Reason: "refused: signature check failed"})
+			} else if c := s.call(sig.CallID); c != nil {
+				c.fail(fmt.Errorf("%w: %w", ErrRefused, err))
+			}
+		}
+		return
+	}
+	switch sig.Kind {
+	case KindOffer:
+		s.onOffer(sig)
+	case KindHangup:
+		if c := s.call(sig.CallID); c != nil && c.Peer == sig.From {
+			c.end("remote hangup", false)
+		}
+		s.mu.Lock()
+		in := s.incoming[sig.CallID]
+		s.mu.Unlock()
+		if in != nil && in.Peer == sig.From {
+			in.cancel()
+		}
+	case KindPath, KindHold, KindResume:
+		if c := s.call(sig.CallID); c != nil && c.Peer == sig.From {
+			c.onInCall(sig)
+		}
+	default:
+		if c := s.call(sig.CallID); c != nil && c.Peer == sig.From {
+			select {
+			case c.signals <- sig:
+			default:
+			}
+		}
+	}
+}
+
+func (s *Session) call(id string) *Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[id]
+}
+
+func (s *Session) onOffer(sig *Signal) {
+	s.mu.Lock()
+	if s.closed || s.calls[sig.CallID] != nil || s.incoming[sig.CallID] != nil {
+		s.mu.Unlock()
+		return
+	}
+	in := &Incoming{CallID: sig.CallID, Peer: sig.From, s: s, offer: sig}
+	in.ctx, in.cancel = context.WithCancel(s.ctx)
+	s.incoming[sig.CallID] = in
+	s.mu.Unlock()
+
+	s.emit(Event{Event: "call", CallID: in.CallID, Peer: in.Peer, CallState: &CallState{State: StateRinging, Direction: "incoming"}})
+	s.sendAsync(&Signal{Kind: KindRinging, CallID: in.CallID, To: in.Peer})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.incoming, in.CallID)
+			s.mu.Unlock()
+			in.cancel()
+		}()
+		if s.cfg.OnIncoming == nil {
+			in.Decline("not accepting calls")
+			return
+		}
+		s.cfg.OnIncoming(in)
+		in.mu.Lock()
+		handled := in.handled
+		in.mu.Unlock()
+		if !handled {
+			in.Decline("declined")
+		}
+	}()
+}
+
+// Incoming is a verified call offer waiting for Answer or Decline.
+type Incoming struct {
+	CallID string
+	Peer   string
+
+	s      *Session
+	offer  *Signal
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	handled bool
+}
+
+// Cancelled is closed when the caller hangs up before the call is answered.
+func (in *Incoming) Cancelled() <-chan struct{} { return in.ctx.Done() }
+
+func (in *Incoming) take() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.handled {
+		return false
+	}
+	in.handled = true
+	return true
+}
+
+// Decline refuses the call with a reason the caller sees ("declined", "busy").
+func (in *Incoming) Decline(reason string) {
+	if !in.take() {
+		return
+	}
+	if reason == "" {
+		reason = "declined"
+	}
+	s := in.s
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	if err := s.sendSignal(ctx, &Signal{Kind: KindDecline, CallID: in.CallID, To: in.Peer, Reason: reason}); err != nil {
+		s.c.log.Debug("decline not delivered", "err", err)
+	}
+	s.emit(Event{Event: "call", CallID: in.CallID, Peer: in.Peer, CallState: &CallState{State: StateEnded, Reason: reason, Direction: "incoming"}})
+}
+
+// Answer accepts the call, streams media and returns once it is connected.
+func (in *Incoming) Answer(ctx context.Context, media Media) (*Call, error) {
+	if !in.take() {
+		return nil, fmt.Errorf("client: answer %s: already answered or declined", in.CallID)
+	}
+	s := in.s
+	if in.ctx.Err() != nil {
+		s.emit(Event{Event: "call", CallID: in.CallID, Peer: in.Peer, CallState: &CallState{State: StateEnded, Reason: "caller hung up", Direction: "incoming"}})
+		return nil, fmt.Errorf("client: answer %s: caller hung up", in.CallID)
+	}
+	c, err := s.newCall(in.CallID, in.Peer, false, media)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: in.offer.SDP}); err != nil {
+		return nil, c.fail(fmt.Errorf("client: answer: remote offer: %w", err))
+	}
+	if err := c.addTrack(); err != nil {
+		return nil, c.fail(err)
+	}
+	answer, err := c.pc.CreateAnswer(nil)
+	if err != nil {
+		return nil, c.fail(fmt.Errorf("client: answer: %w", err))
+	}
+	sdp, err := c.setLocal(ctx, answer)
+	if err != nil {
+		return nil, c.fail(err)
+	}
+	if err := s.sendSignal(ctx, &Signal{Kind: KindAnswer, CallID: c.ID, To: c.Peer, SDP: sdp}); err != nil {
+		return nil, c.fail(fmt.Errorf("client: answer %s: %w", c.Peer, err))
+	}
+	if err := c.waitConnected(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Call places a call to peer and returns once media flows. Errors: ErrUnknownUser,
+// ErrOffline, ErrDeclined, ErrRefused, ErrNoAnswer, ErrConnectFailed.
+func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, error) {
+	if err := identity.CheckUser(peer); err != nil {
+		return nil, fmt.Errorf("client: call: %w", err)
+	}
+	c, err := s.newCall(newCallID(), peer, true, media)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.addTrack(); err != nil {
+		return nil, c.fail(err)
+	}
+	offer, err := c.pc.CreateOffer(nil)
+	if err != nil {
+		return nil, c.fail(fmt.Errorf("client: call: %w", err))
+	}
+	sdp, err := c.setLocal(ctx, offer)
+	if err != nil {
+		return nil, c.fail(err)
+	}
+	if err := s.sendSignal(ctx, &Signal{Kind: KindOffer, CallID: c.ID, To: peer, SDP: sdp}); err != nil {
+		if errors.Is(err, ErrOffline) {
+			err = fmt.Errorf("client: call %s: %w", peer, ErrOffline)
+			if ok, xerr := s.c.UserExists(ctx, peer); xerr == nil && !ok {
+				err = fmt.Errorf("client: call %s: %w", peer, ErrUnknownUser)
+			}
+		}
+		return nil, c.fail(err)
+	}
+	ring := time.NewTimer(s.cfg.RingTimeout)
+	defer ring.Stop()
+	for {
+		select {
+		case sig := <-c.signals:
+			switch sig.Kind {
+			case KindRinging:
+				s.emit(Event{Event: "call", CallID: c.ID, Peer: peer, CallState: &CallState{State: StateRinging, Direction: "outgoing"}})
+				continue
+			case KindDecline:
+				reason := sig.Reason
+				if reason == "" {
+					reason = "declined"
+				}
+				err := fmt.Errorf("client: call %s: %w", peer, ErrDeclined)
+				switch {
+				case strings.HasPrefix(reason, "refused:"):
+					err = fmt.Errorf("client: call %s: %w by %s (%s)", peer, ErrRefused, peer, strings.TrimSpace(strings.TrimPrefix(reason, "refused:")))
+				case reason != "declined":
+					err = fmt.Errorf("client: call %s: %w (%s)", peer, ErrDeclined, reason)
+				}
+				return nil, c.failReason(reason, err)
+			case KindAnswer:
+				if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sig.SDP}); err != nil {
+					return nil, c.fail(fmt.Errorf("client: call %s: remote answer: %w", peer, err))
+				}
+				if err := c.waitConnected(ctx); err != nil {
+					return nil, err
+				}
+				return c, nil
+			}
+		case <-ring.C:
+			c.end("no answer", true)
+			<-c.Done()
+			return nil, fmt.Errorf("client: call %s: %w", peer, ErrNoAnswer)
+		case <-c.Done():
+			return nil, c.Err()
+		case <-ctx.Done():
+			c.end("cancelled", true)
+			<-c.Done()
+			return nil, fmt.Errorf("client: call %s: %w", peer, ctx.Err())
+		}
+	}
+}
+
+func newCallID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func direction(outgoing bool) string {
+	if outgoing {
+		return "outgoing"
+	}
+	return "incoming"
+}

@@ -1,0 +1,163 @@
+package client
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/parley/parley/internal/identity"
+)
+
+// Call signalling travels between clients as the opaque Payload of supernode
+// send/deliver frames. Supernodes route it but cannot forge or alter it unseen:
+// every signal carries the sender's credential and is signed with the sender's
+// key. For an offer and an answer the signed message includes the DTLS
+// fingerprints of the SDP, so a supernode that swaps in its own certificate (to
+// sit in the middle of DTLS-SRTP) is caught by the receiver, which refuses the call.
+//
+// Flow of a call from A to B:
+//
+//	A → B  offer    SDP (full ICE gathering, no trickle), A's credential, signature
+//	B → A  ringing  B is alerting its user (or about to answer)
+//	B → A  answer   SDP, B's credential, signature      — or —  decline, reason
+//	either hangup   reason; the other side ends the call
+//
+// Signal is the payload, JSON of at most supernode.MaxPayloadSize bytes:
+//
+//   - V: [SignalVersion].
+//   - Kind: offer, ringing, answer, decline, hangup; during a call path (this
+//     end's view of the selected candidate pair, JSON in Reason), hold, resume.
+//   - CallID: 16 hex characters chosen by the caller; all signals of a call carry it.
+//   - From, To: sender and recipient user names (signed, so a supernode cannot
+//     redirect a signal to someone else).
+//   - SDP: the session description (offer and answer only).
+//   - Reason: why (decline and hangup), or the path view; ≤ 512 bytes.
+//   - Credential: the sender's login-server token.
+//   - Sig: Ed25519 signature by the credential's key, context [SignalContext],
+//     over [Signal.signedMessage].
+type Signal struct {
+	V          int    `json:"v"`
+	Kind       string `json:"kind"`
+	CallID     string `json:"call_id"`
+	From       string `json:"from"`
+	To         string `json:"to"`
+	SDP        string `json:"sdp,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	Credential string `json:"credential"`
+	Sig        []byte `json:"sig"`
+}
+
+// SignalVersion is the version of [Signal].
+const SignalVersion = 1
+
+// SignalContext is the signature context of signals.
+const SignalContext = "parley-signal-v1"
+
+// Signal kinds.
+const (
+	KindOffer   = "offer"
+	KindRinging = "ringing"
+	KindAnswer  = "answer"
+	KindDecline = "decline"
+	KindHangup  = "hangup"
+	// KindPath tells the peer how this end reaches it (JSON of pathView in
+	// Reason), so both ends agree on direct, udp-relay or tcp-relay.
+	KindPath = "path"
+	// KindHold and KindResume tell the peer the call is (no longer) on hold.
+	KindHold   = "hold"
+	KindResume = "resume"
+)
+
+const maxReason = 512
+
+// signedMessage is what the signature covers: every field but the credential and
+// the signature, with the SDP reduced to its sorted DTLS fingerprints (the part
+// that decides who the media is encrypted to).
+func (s *Signal) signedMessage() []byte {
+	var b strings.Builder
+	for _, f := range []string{s.Kind, s.CallID, s.From, s.To, s.Reason} {
+		b.WriteString(f)
+		b.WriteByte('\n')
+	}
+	for _, fp := range Fingerprints(s.SDP) {
+		b.WriteString(fp)
+		b.WriteByte('\n')
+	}
+	return []byte(b.String())
+}
+
+func (s *Signal) sign(key ed25519.PrivateKey, credential string) {
+	s.V = SignalVersion
+	s.Credential = credential
+	if len(s.Reason) > maxReason {
+		s.Reason = s.Reason[:maxReason]
+	}
+	s.Sig = identity.SignContext(key, SignalContext, s.signedMessage())
+}
+
+// verify checks a received signal: the credential is the login server's and
+// current, names the sender the supernode authenticated (from) and the claimed
+// From, the signal is addressed to me, and the signature matches.
+func (s *Signal) verify(loginKey ed25519.PublicKey, from, me string, now time.Time) error {
+	if s.V != SignalVersion {
+		return fmt.Errorf("client: signal version %d: %w", s.V, ErrBadSignal)
+	}
+	cred, err := identity.Verify(loginKey, s.Credential, now)
+	if err != nil {
+		return fmt.Errorf("client: signal from %s: %w: %w", from, ErrBadSignal, err)
+	}
+	if cred.User != from || s.From != from {
+		return fmt.Errorf("client: signal from %s carries %s's credential: %w", from, cred.User, ErrBadSignal)
+	}
+	if s.To != me {
+		return fmt.Errorf("client: signal from %s addressed to %s: %w", from, s.To, ErrBadSignal)
+	}
+	if (s.Kind == KindOffer || s.Kind == KindAnswer) && len(Fingerprints(s.SDP)) == 0 {
+		return fmt.Errorf("client: %s from %s has no DTLS fingerprint: %w", s.Kind, from, ErrBadSignal)
+	}
+	if !identity.VerifyContext(cred.Key(), SignalContext, s.signedMessage(), s.Sig) {
+		return fmt.Errorf("client: %s from %s: DTLS fingerprint or signal not signed by %s's key: %w", s.Kind, from, from, ErrBadSignal)
+	}
+	return nil
+}
+
+func decodeSignal(b []byte) (*Signal, error) {
+	var s Signal
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("client: decode signal: %w: %v", ErrBadSignal, err)
+	}
+	switch s.Kind {
+	case KindOffer, KindRinging, KindAnswer, KindDecline, KindHangup, KindPath, KindHold, KindResume:
+	default:
+		return nil, fmt.Errorf("client: decode signal: kind %q: %w", s.Kind, ErrBadSignal)
+	}
+	if len(s.CallID) != 16 {
+		return nil, fmt.Errorf("client: decode signal: call id: %w", ErrBadSignal)
+	}
+	return &s, nil
+}
+
+// Fingerprints returns the DTLS certificate fingerprints of an SDP ("a=fingerprint:"
+// lines at session or media level), normalized to lower case and sorted.
+func Fingerprints(sdp string) []string {
+	var fps []string
+	for _, line := range strings.Split(sdp, "\n") {
+		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, "a=fingerprint:"); ok {
+			fp := strings.ToLower(strings.Join(strings.Fields(v), " "))
+			fps = append(fps, fp)
+		}
+	}
+	sort.Strings(fps)
+	// Session- and media-level copies of the same fingerprint count once.
+	out := fps[:0]
+	for i, fp := range fps {
+		if i == 0 || fp != fps[i-1] {
+			out = append(out, fp)
+		}
+	}
+	return out
+}
