@@ -1,0 +1,63 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/parley/parley/client"
+)
+
+const levelWarn = slog.LevelWarn
+
+// printer writes events: one JSON object per line with --json, else readable lines.
+type printer struct {
+	mu   sync.Mutex
+	w    io.Writer
+	json bool
+}
+
+func (p *printer) event(ev client.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		b, err := json.Marshal(ev)
+		if err == nil {
+			p.w.Write(append(b, '\n'))
+		}
+		return
+	}
+	ts := ev.TS.Format("15:04:05")
+	switch ev.Event {
+	case "online":
+		fmt.Fprintf(p.w, "%s online as %s via %s\n", ts, ev.Info.User, ev.Info.Supernode)
+	case "call":
+		cs := ev.CallState
+		switch cs.State {
+		case client.StateRinging:
+			if cs.Direction == "incoming" {
+				fmt.Fprintf(p.w, "%s incoming call from %s\n", ts, ev.Peer)
+			} else {
+				fmt.Fprintf(p.w, "%s ringing %s\n", ts, ev.Peer)
+			}
+		case client.StateConnected:
+			fmt.Fprintf(p.w, "%s connected with %s (path %s)\n", ts, ev.Peer, ev.Path)
+		case client.StateEnded:
+			fmt.Fprintf(p.w, "%s call with %s ended: %s\n", ts, ev.Peer, cs.Reason)
+		}
+	case "stats":
+		s := ev.Stats
+		fmt.Fprintf(p.w, "%s %s: path %s, sent %d, received %d, loss %.1f%%, jitter %.1f ms, rtt %.1f ms\n",
+			ts, ev.Peer, s.Path, s.PacketsSent, s.PacketsReceived, s.Loss*100, s.JitterMS, s.RTTMS)
+	case "credential":
+		fmt.Fprintf(p.w, "%s %s\n", ts, ev.Info.Message)
+	}
+}
+
+// note prints a line that is not a library event (for example "registered").
+func (p *printer) note(event, msg string) {
+	p.event(client.Event{TS: time.Now(), Event: event, Info: &client.Info{Message: msg}})
+}

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/parley/parley/login"
+	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/web"
+)
+
+// serve runs an HTTP server on addr until ctx ends, then shuts it down.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, certFile, keyFile string, log *slog.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	errc := make(chan error, 1)
+	go func() {
+		if certFile != "" {
+			errc <- srv.ServeTLS(ln, certFile, keyFile)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		<-errc
+		return nil
+	}
+}
+
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+func checkTLS(cert, key string) error {
+	if (cert == "") != (key == "") {
+		return usageError{"--tls-cert and --tls-key go together"}
+	}
+	return nil
+}
+
+func cmdLoginServer(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("login-server", flag.ContinueOnError)
+	addr := fs.String("listen", ":8080", "listen `ADDR`")
+	data := fs.String("data", "./parley-data", "`DIR` for the signing key (and the SQLite database by default)")
+	db := fs.String("db", "", "SQLite `PATH` (default DIR/login.db)")
+	cert := fs.String("tls-cert", "", "TLS certificate `FILE`")
+	key := fs.String("tls-key", "", "TLS key `FILE`")
+	withWeb := fs.Bool("web", false, "serve the web client at /")
+	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
+		return err
+	}
+	if err := checkTLS(*cert, *key); err != nil {
+		return err
+	}
+	log := e.logger(slog.LevelInfo)
+	cfg := login.Config{DB: *db, DataDir: *data, Logger: log}
+	if cfg.DB == "" {
+		cfg.DB = filepath.Join(*data, "login.db")
+	}
+	if *withWeb {
+		cfg.Web = web.Handler()
+	}
+	ls, err := login.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer ls.Close()
+	ln, err := listen(*addr)
+	if err != nil {
+		return err
+	}
+	log.Info("login server listening", "addr", ln.Addr().String(), "tls", *cert != "")
+	return serve(ctx, ln, ls.Handler(), *cert, *key, log)
+}
+
+// supernodeFlags are the flags of `parley supernode` (and the parts of `parley up`).
+type supernodeFlags struct {
+	listen, publicAddr, cert, key, loginKey string
+}
+
+func (f *supernodeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.listen, "listen", ":8081", "listen `ADDR`")
+	fs.StringVar(&f.publicAddr, "public-addr", "", "`HOST` clients reach this supernode at (default: the listen host, else 127.0.0.1)")
+	fs.StringVar(&f.cert, "tls-cert", "", "TLS certificate `FILE`")
+	fs.StringVar(&f.key, "tls-key", "", "TLS key `FILE`")
+	fs.StringVar(&f.loginKey, "login-key", "", "pin the login server's public `KEY` (base64) instead of fetching it at start")
+}
+
+// name returns host:port that clients dial, given the listener's real port.
+func (f *supernodeFlags) name(ln net.Listener) string {
+	host := f.publicAddr
+	if host == "" {
+		if h, _, err := net.SplitHostPort(f.listen); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
+			host = h
+		} else {
+			host = "127.0.0.1"
+		}
+	}
+	return net.JoinHostPort(host, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
+}
+
+func cmdSupernode(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("supernode", flag.ContinueOnError)
+	var f supernodeFlags
+	f.register(fs)
+	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
+		return err
+	}
+	if err := checkTLS(f.cert, f.key); err != nil {
+		return err
+	}
+	if e.loginURL == "" {
+		return usageError{"supernode: --login URL (or PARLEY_LOGIN) is required"}
+	}
+	log := e.logger(slog.LevelInfo)
+	lc := login.NewClient(e.loginURL, nil)
+	var key ed25519.PublicKey
+	if f.loginKey != "" {
+		b, err := base64.StdEncoding.DecodeString(f.loginKey)
+		if err != nil || len(b) != ed25519.PublicKeySize {
+			return usageError{"--login-key: not a base64 Ed25519 public key"}
+		}
+		key = b
+	} else {
+		var err error
+		if key, err = fetchLoginKey(ctx, lc, log); err != nil {
+			return err
+		}
+	}
+	ln, err := listen(f.listen)
+	if err != nil {
+		return err
+	}
+	return runSupernode(ctx, ln, f, key, lc, log)
+}
+
+// fetchLoginKey asks the login server for its key, retrying for a while so that
+// a supernode started alongside its login server waits for it.
+func fetchLoginKey(ctx context.Context, lc *login.Client, log *slog.Logger) (ed25519.PublicKey, error) {
+	var err error
+	for i := 0; i < 30; i++ {
+		var key ed25519.PublicKey
+		key, err = lc.Key(ctx)
+		if err == nil {
+			return key, nil
+		}
+		if !errors.Is(err, login.ErrUnreachable) {
+			return nil, err
+		}
+		log.Warn("login server not reachable yet", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return nil, err
+}
+
+func runSupernode(ctx context.Context, ln net.Listener, f supernodeFlags, key ed25519.PublicKey, lc *login.Client, log *slog.Logger) error {
+	name := f.name(ln)
+	scheme := "ws"
+	if f.cert != "" {
+		scheme = "wss"
+	}
+	advertise := scheme + "://" + name + "/v1/ws"
+	sn, err := supernode.New(supernode.Config{
+		LoginKey: key, Name: name, Logger: log, Login: lc, Advertise: advertise,
+	})
+	if err != nil {
+		return err
+	}
+	defer sn.Close()
+	log.Info("supernode listening", "addr", ln.Addr().String(), "advertise", advertise)
+	return serve(ctx, ln, sn.Handler(), f.cert, f.key, log)
+}
+
+func cmdUp(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	data := fs.String("data", "./parley-data", "`DIR` for the database, keys and the echo user's home")
+	addr := fs.String("listen", "127.0.0.1:8080", "login server and web page `ADDR`")
+	snAddr := fs.String("supernode-listen", "127.0.0.1:8081", "supernode `ADDR`")
+	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
+		return err
+	}
+	log := e.logger(slog.LevelInfo)
+	if err := os.MkdirAll(*data, 0o700); err != nil {
+		return err
+	}
+	ls, err := login.New(login.Config{DB: filepath.Join(*data, "login.db"), DataDir: *data, Logger: log, Web: web.Handler()})
+	if err != nil {
+		return err
+	}
+	defer ls.Close()
+	lln, err := listen(*addr)
+	if err != nil {
+		return err
+	}
+	sln, err := listen(*snAddr)
+	if err != nil {
+		lln.Close()
+		return err
+	}
+	loginURL := "http://" + lln.Addr().String()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	go func() { errc <- serve(ctx, lln, ls.Handler(), "", "", log) }()
+	lc := login.NewClient(loginURL, nil)
+	go func() {
+		errc <- runSupernode(ctx, sln, supernodeFlags{listen: *snAddr}, ls.PublicKey(), lc, log)
+	}()
+	go func() {
+		errc <- runEcho(ctx, echoConfig{
+			home: filepath.Join(*data, "echo-home"), loginURL: loginURL, user: "echo",
+			out: &printer{w: e.stderr}, log: log,
+		})
+	}()
+	self, _ := os.Executable()
+	if rel, err := filepath.Rel(".", self); err == nil && len(rel) < len(self) {
+		self = "./" + rel
+	}
+	fmt.Fprintf(e.stdout, `Parley is up.
+  login server and web page  %[1]s/
+  supernode                  ws://%[2]s/v1/ws
+  echo user                  echo (answers every call and plays back what it hears)
+
+Call echo from another terminal:
+  export PARLEY_LOGIN=%[1]s PARLEY_HOME=/tmp/parley-alice PARLEY_PASSWORD=choose-a-password
+  %[3]s register alice
+  %[3]s call echo --play YOUR.wav --record echoed.wav --json
+
+Ctrl-C stops the network; accounts stay in %[4]s.
+`, loginURL, sln.Addr().String(), self, *data)
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,24 @@
+// Package web holds the browser client's static assets, embedded in the binary so
+// that `parley up`, a login server or a supernode can serve them with no outside
+// fetch. Until the browser client lands this is a placeholder page that says how
+// to use the CLI against this network.
+package web
+
+import (
+	"embed"
+	"io/fs"
+	"net/http"
+)
+
+//go:embed static
+var static embed.FS
+
+// Handler serves the embedded assets at "/".
+func Handler() http.Handler {
+	sub, err := fs.Sub(static, "static")
+	if err != nil {
+		// The embedded tree is fixed at build time; fs.Sub only fails on a bad path.
+		return http.NotFoundHandler()
+	}
+	return http.FileServer(http.FS(sub))
+}
