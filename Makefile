@@ -1,0 +1,27 @@
+# Parley's two commands are `make up` and `make test`; both install what is
+# missing first (scripts/deps.sh). `make bench` runs the benchmarks in docs/.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+export GOFLAGS := -buildvcs=false
+GO ?= go
+BIN := bin/parley
+
+.PHONY: up test bench deps build clean
+
+up: build
+	./$(BIN) up
+
+test: deps
+	scripts/test.sh
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./codec/
+
+build: deps
+	$(GO) build -o $(BIN) ./cmd/parley
+
+deps:
+	scripts/deps.sh
+
+clean:
+	rm -rf bin parley-data

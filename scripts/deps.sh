@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what Parley's build and tests need and is missing: Debian packages
+# (as root, via apt) and Go modules. Safe to run again: it only installs what
+# is not there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$PATH
+
+if ! command -v go >/dev/null; then
+  echo "deps: Go 1.26 or later is required (https://go.dev/dl/); it is not on PATH" >&2
+  exit 1
+fi
+
+need=()
+pkg-config --exists opus 2>/dev/null || need+=(libopus-dev pkg-config)
+pkg-config --exists opusfile 2>/dev/null || need+=(libopusfile-dev pkg-config)
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing Debian packages: ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  echo "deps: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+go mod download
