@@ -43,9 +43,9 @@ type Call struct {
 	localView pathView
 	peerView  pathView
 	ending    bool
-	reason  string
-	err     error
-	started bool
+	reason    string
+	err       error
+	started   bool
 
 	muted        atomic.Bool
 	held         atomic.Bool // this end put the call on hold
