@@ -15,6 +15,15 @@ need=()
 pkg-config --exists opus 2>/dev/null || need+=(libopus-dev pkg-config)
 pkg-config --exists opusfile 2>/dev/null || need+=(libopusfile-dev pkg-config)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
+# The network tests build NATs and firewalls in namespaces and capture packets.
+# They need root; without root they skip (outside CI), so these are only
+# installed when we are root.
+if [ "$(id -u)" = 0 ]; then
+  command -v ip >/dev/null || need+=(iproute2)
+  command -v iptables >/dev/null || need+=(iptables)
+  command -v nft >/dev/null || need+=(nftables)
+  command -v tcpdump >/dev/null || need+=(tcpdump)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
