@@ -133,7 +133,7 @@ func (c *Call) setLocal(ctx context.Context, d webrtc.SessionDescription) (strin
 	if err := c.pc.SetLocalDescription(d); err != nil {
 		return "", fmt.Errorf("client: local description: %w", err)
 	}
-	t := time.NewTimer(10 * time.Second)
+	t := time.NewTimer(c.s.cfg.GatherTimeout)
 	defer t.Stop()
 	select {
 	case <-gathered:
@@ -154,7 +154,10 @@ func (c *Call) waitConnected(ctx context.Context) error {
 		<-c.done
 		return fmt.Errorf("client: call %s: %w within %v", c.Peer, ErrConnectFailed, c.s.cfg.ConnectTimeout)
 	case <-c.done:
-		return c.Err()
+		if err := c.Err(); err != nil {
+			return err
+		}
+		return fmt.Errorf("client: call %s: %w (%s)", c.Peer, ErrConnectFailed, c.Reason())
 	case <-ctx.Done():
 		c.end("cancelled", true)
 		<-c.done
@@ -436,15 +439,7 @@ func (c *Call) updatePath() {
 		}
 	}
 	v.RemoteRelay = remote.CandidateType == webrtc.ICECandidateTypeRelay
-	c.mu.Lock()
-	changed := v != c.localView
-	c.localView = v
-	peer := c.peerView
-	c.mu.Unlock()
-	path, relay := combinePaths(v, peer)
-	c.path.Store(path)
-	c.relay.Store(relay)
-	if changed {
+	if c.setPathViews(&v, nil) {
 		b, _ := json.Marshal(v)
 		c.goOwned(func() {
 			ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
@@ -534,13 +529,25 @@ func (c *Call) onPathSignal(sig *Signal) {
 	if json.Unmarshal([]byte(sig.Reason), &v) != nil {
 		return
 	}
+	c.setPathViews(nil, &v)
+}
+
+// setPathViews updates this end's and/or the peer's view of the path, recomputes
+// the call's path, and reports whether this end's view changed.
+func (c *Call) setPathViews(mine, theirs *pathView) (mineChanged bool) {
 	c.mu.Lock()
-	c.peerView = v
-	mine := c.localView
+	if mine != nil {
+		mineChanged = *mine != c.localView
+		c.localView = *mine
+	}
+	if theirs != nil {
+		c.peerView = *theirs
+	}
+	path, relay := combinePaths(c.localView, c.peerView)
 	c.mu.Unlock()
-	path, relay := combinePaths(mine, v)
 	c.path.Store(path)
 	c.relay.Store(relay)
+	return mineChanged
 }
 
 // Stats returns the call's statistics so far.

@@ -183,7 +183,7 @@ func placeCall(t *testing.T, alice *client.Session, peer string, pcm []int16, si
 	select {
 	case <-ended:
 		time.Sleep(300 * time.Millisecond)
-		call.Hangup("done")
+		call.Hangup("hangup")
 	case <-call.Done():
 		t.Fatalf("call ended early: %s", call.Reason())
 	case <-time.After(time.Duration(len(pcm)/48)*time.Millisecond + 10*time.Second):

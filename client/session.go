@@ -32,8 +32,14 @@ type SessionConfig struct {
 	StatsInterval time.Duration
 	// RingTimeout is how long a caller waits for an answer. Default 30 s.
 	RingTimeout time.Duration
-	// ConnectTimeout is how long a call may take from answer to media. Default 15 s.
+	// ConnectTimeout is how long a call may take from answer to media; with
+	// GatherTimeout it bounds the time from answering to giving up at 15 s.
+	// Default 10 s.
 	ConnectTimeout time.Duration
+	// GatherTimeout bounds ICE candidate gathering before an offer or answer is
+	// sent with the candidates found so far (an unreachable STUN or TURN server
+	// must not hold up a call). Default 4 s.
+	GatherTimeout time.Duration
 	// NoLoopback leaves loopback addresses out of ICE candidates. By default they
 	// are included, so calls between processes on one host always connect.
 	NoLoopback bool
@@ -69,7 +75,10 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 		cfg.RingTimeout = 30 * time.Second
 	}
 	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 15 * time.Second
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.GatherTimeout <= 0 {
+		cfg.GatherTimeout = 4 * time.Second
 	}
 	token, _, err := c.credential(ctx, false)
 	if err != nil {
@@ -124,9 +133,15 @@ func newAPI(cfg SessionConfig) (*webrtc.API, error) {
 		return nil, fmt.Errorf("client: interceptors: %w", err)
 	}
 	se := webrtc.SettingEngine{}
+	n, err := newBoundedNet()
+	if err != nil {
+		return nil, err
+	}
+	se.SetNet(n)
 	se.SetIncludeLoopbackCandidate(!cfg.NoLoopback)
 	se.SetICEMulticastDNSMode(0) // ice.MulticastDNSModeDisabled
 	se.SetICETimeouts(5*time.Second, 12*time.Second, 2*time.Second)
+	se.SetSTUNGatherTimeout(3 * time.Second)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
@@ -275,7 +290,11 @@ func (s *Session) deliver(f supernode.Frame) {
 		s.onOffer(sig)
 	case KindHangup:
 		if c := s.call(sig.CallID); c != nil && c.Peer == sig.From {
-			c.end("remote hangup", false)
+			reason := "remote hangup"
+			if sig.Reason != "" && sig.Reason != "hangup" {
+				reason = sig.From + ": " + sig.Reason
+			}
+			c.end(reason, false)
 		}
 		s.mu.Lock()
 		in := s.incoming[sig.CallID]
@@ -486,7 +505,10 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 			<-c.Done()
 			return nil, fmt.Errorf("client: call %s: %w", peer, ErrNoAnswer)
 		case <-c.Done():
-			return nil, c.Err()
+			if err := c.Err(); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("client: call %s: %w (%s)", peer, ErrDeclined, c.Reason())
 		case <-ctx.Done():
 			c.end("cancelled", true)
 			<-c.Done()
