@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -116,6 +117,14 @@ func (a *audioIO) close() error {
 	return nil
 }
 
+// audioFlags registers --play and --record.
+func (e *env) audioFlags(fs *flag.FlagSet, playTo, recordWhat string) *audioIO {
+	a := &audioIO{stdin: e.stdin, stdout: e.stdout}
+	fs.StringVar(&a.play, "play", "", strings.TrimSpace("WAV `FILE` to play "+playTo)+", or - for raw s16le 48 kHz mono on stdin")
+	fs.StringVar(&a.record, "record", "", "record "+recordWhat+" to a WAV `FILE`, or - for raw s16le on stdout")
+	return a
+}
+
 // eventOut picks the event stream: stdout, unless stdout carries audio.
 func (e *env) eventOut(jsonOut bool, record string) *printer {
 	w := e.stdout
@@ -128,9 +137,7 @@ func (e *env) eventOut(jsonOut bool, record string) *printer {
 func cmdListen(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("listen", flag.ContinueOnError)
 	answer := fs.Bool("answer", false, "answer incoming calls (without it calls are declined)")
-	a := &audioIO{stdin: e.stdin, stdout: e.stdout}
-	fs.StringVar(&a.play, "play", "", "WAV `FILE` to play to each caller, or - for raw s16le 48 kHz mono on stdin")
-	fs.StringVar(&a.record, "record", "", "record what callers say to a WAV `FILE`, or - for raw s16le on stdout")
+	a := e.audioFlags(fs, "to each caller", "what callers say")
 	dur := fs.Duration("for", 0, "exit after this long (0: run until interrupted)")
 	calls := fs.Int("calls", 0, "exit after this many calls have ended (0: no limit)")
 	jsonOut := fs.Bool("json", false, "print events as JSON lines")
@@ -194,9 +201,7 @@ func cmdListen(ctx context.Context, e *env, args []string) error {
 
 func cmdCall(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("call", flag.ContinueOnError)
-	a := &audioIO{stdin: e.stdin, stdout: e.stdout}
-	fs.StringVar(&a.play, "play", "", "WAV `FILE` to play, or - for raw s16le 48 kHz mono on stdin")
-	fs.StringVar(&a.record, "record", "", "record what the peer says to a WAV `FILE`, or - for raw s16le on stdout")
+	a := e.audioFlags(fs, "", "what the peer says")
 	dur := fs.Duration("for", 0, "hang up after this long (default: at the end of --play, else when interrupted)")
 	holdAt := fs.Duration("hold-at", 0, "put the call on hold this long after it connects")
 	holdFor := fs.Duration("hold-for", 0, "resume after this long on hold (0 with --hold-at: stay on hold)")

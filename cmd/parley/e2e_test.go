@@ -155,8 +155,8 @@ func runParleyIn(t *testing.T, ns string, env []string, args ...string) (stdout,
 // upNetwork runs `parley up` on free ports and waits until echo is online.
 func upNetwork(t *testing.T) (loginURL string) {
 	t.Helper()
-	addr, snAddr := freePort(t), freePort(t)
-	p := start(t, nil, "up", "--data", t.TempDir(), "--listen", addr, "--supernode-listen", snAddr)
+	addr, snAddr, turnAddr := freePort(t), freePort(t), freePort(t)
+	p := start(t, nil, "up", "--data", t.TempDir(), "--listen", addr, "--supernode-listen", snAddr, "--turn", turnAddr)
 	loginURL = "http://" + addr
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {

@@ -24,7 +24,8 @@ Servers:
   up                 a whole local network on 127.0.0.1: login server + web page,
                      supernode, and the echo user
   login-server       the central login server
-  supernode          a supernode (presence and call signalling)
+  supernode          a supernode (presence, call signalling, STUN and a relay)
+  relay              a standalone TURN relay
 
 Client:
   register USER      create an account (and log in)
@@ -107,6 +108,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"up":           cmdUp,
 		"login-server": cmdLoginServer,
 		"supernode":    cmdSupernode,
+		"relay":        cmdRelay,
 		"register":     cmdRegister,
 		"login":        cmdLogin,
 		"passwd":       cmdPasswd,

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -95,9 +96,11 @@ func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 // supernodeFlags are the flags of `parley supernode` (and the parts of `parley up`).
 type supernodeFlags struct {
 	listen, publicAddr, cert, key, loginKey string
+	relay                                   relayFlags
 }
 
 func (f *supernodeFlags) register(fs *flag.FlagSet) {
+	f.relay.register(fs, true)
 	fs.StringVar(&f.listen, "listen", ":8081", "listen `ADDR`")
 	fs.StringVar(&f.publicAddr, "public-addr", "", "`HOST` clients reach this supernode at (default: the listen host, else 127.0.0.1)")
 	fs.StringVar(&f.cert, "tls-cert", "", "TLS certificate `FILE`")
@@ -105,17 +108,25 @@ func (f *supernodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.loginKey, "login-key", "", "pin the login server's public `KEY` (base64) instead of fetching it at start")
 }
 
+// host returns the host clients reach this supernode (and its relay) at.
+func (f *supernodeFlags) host() string {
+	if f.publicAddr != "" {
+		return f.publicAddr
+	}
+	if h := f.listenHost(); h != "" && h != "0.0.0.0" && h != "::" {
+		return h
+	}
+	return "127.0.0.1"
+}
+
+func (f *supernodeFlags) listenHost() string {
+	h, _, _ := net.SplitHostPort(f.listen)
+	return h
+}
+
 // name returns host:port that clients dial, given the listener's real port.
 func (f *supernodeFlags) name(ln net.Listener) string {
-	host := f.publicAddr
-	if host == "" {
-		if h, _, err := net.SplitHostPort(f.listen); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
-			host = h
-		} else {
-			host = "127.0.0.1"
-		}
-	}
-	return net.JoinHostPort(host, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
+	return net.JoinHostPort(f.host(), fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
 }
 
 func cmdSupernode(ctx context.Context, e *env, args []string) error {
@@ -183,8 +194,24 @@ func runSupernode(ctx context.Context, ln net.Listener, f supernodeFlags, key ed
 		scheme = "wss"
 	}
 	advertise := scheme + "://" + name + "/v1/ws"
+	ip, err := resolveIP(f.host())
+	if err != nil {
+		return err
+	}
+	secret, err := f.relay.secretBytes()
+	if err != nil {
+		return err
+	}
+	r, err := startRelay(f.relay, f.listenHost(), ip, secret, f.cert, f.key, log)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	udp, tcp, tlsAddr := r.Addrs()
+	log.Info("relay listening", "udp", udp, "tcp", tcp, "tls", tlsAddr, "relay_ip", ip)
 	sn, err := supernode.New(supernode.Config{
 		LoginKey: key, Name: name, Logger: log, Login: lc, Advertise: advertise,
+		ICEServers: iceServers(f.host(), r, f.relay.external, secret),
 	})
 	if err != nil {
 		return err
@@ -199,6 +226,7 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	data := fs.String("data", "./parley-data", "`DIR` for the database, keys and the echo user's home")
 	addr := fs.String("listen", "127.0.0.1:8080", "login server and web page `ADDR`")
 	snAddr := fs.String("supernode-listen", "127.0.0.1:8081", "supernode `ADDR`")
+	turnAddr := fs.String("turn", "127.0.0.1:3478", "the supernode's relay (TURN/STUN over UDP and TCP) `ADDR`")
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
@@ -227,7 +255,12 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	go func() { errc <- serve(ctx, lln, ls.Handler(), "", "", log) }()
 	lc := login.NewClient(loginURL, nil)
 	go func() {
-		errc <- runSupernode(ctx, sln, supernodeFlags{listen: *snAddr}, ls.PublicKey(), lc, log)
+		// Everything is on 127.0.0.1 here: the relay must be allowed to relay
+		// to loopback, which a public relay never does.
+		f := supernodeFlags{listen: *snAddr, relay: relayFlags{
+			udp: *turnAddr, tcp: *turnAddr, allow: cidrList{netip.MustParsePrefix("127.0.0.0/8")},
+		}}
+		errc <- runSupernode(ctx, sln, f, ls.PublicKey(), lc, log)
 	}()
 	go func() {
 		errc <- runEcho(ctx, echoConfig{

@@ -53,35 +53,17 @@ func (e *env) newClient(user string) (*client.Client, error) {
 }
 
 func cmdRegister(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("register", flag.ContinueOnError)
-	pos, err := parseFlags(fs, e, args, 1, 1, "USER")
-	if err != nil {
-		return err
-	}
-	user := pos[0]
-	if err := identity.CheckUser(user); err != nil {
-		return err
-	}
-	c, err := e.newClient(user)
-	if err != nil {
-		return err
-	}
-	pw, err := password("Choose a password: ", "PARLEY_PASSWORD")()
-	if err != nil {
-		return err
-	}
-	if err := c.Register(ctx, user, pw); err != nil {
-		return err
-	}
-	if err := c.Login(ctx, user, pw); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "registered %s and logged in\n", user)
-	return nil
+	return loginCommand(ctx, e, args, "register")
 }
 
 func cmdLogin(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("login", flag.ContinueOnError)
+	return loginCommand(ctx, e, args, "login")
+}
+
+// loginCommand is `parley register USER` (create the account, then log in) and
+// `parley login USER`.
+func loginCommand(ctx context.Context, e *env, args []string, name string) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	pos, err := parseFlags(fs, e, args, 1, 1, "USER")
 	if err != nil {
 		return err
@@ -94,14 +76,27 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	pw, err := password("Password: ", "PARLEY_PASSWORD")()
+	prompt := "Password: "
+	if name == "register" {
+		prompt = "Choose a password: "
+	}
+	pw, err := password(prompt, "PARLEY_PASSWORD")()
 	if err != nil {
 		return err
+	}
+	if name == "register" {
+		if err := c.Register(ctx, user, pw); err != nil {
+			return err
+		}
 	}
 	if err := c.Login(ctx, user, pw); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "logged in as %s\n", user)
+	if name == "register" {
+		fmt.Fprintf(e.stdout, "registered %s and logged in\n", user)
+	} else {
+		fmt.Fprintf(e.stdout, "logged in as %s\n", user)
+	}
 	return nil
 }
 

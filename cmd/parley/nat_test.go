@@ -1,0 +1,429 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley/parley/codec"
+	"github.com/parley/parley/internal/audiotest"
+	"github.com/parley/parley/internal/netlab"
+)
+
+// The tests in this file run real calls between network namespaces: a public
+// server host with the login server and a supernode (with its STUN service and
+// relay), and callers on public addresses or behind real Linux NATs and
+// firewalls. See docs/nat.md for the topologies.
+
+// natLab is a lab with the servers up.
+type natLab struct {
+	lab      *netlab.Lab
+	srv      *netlab.Host
+	loginURL string
+}
+
+func startNATLab(t *testing.T) *natLab {
+	t.Helper()
+	lab := netlab.NewForTest(t)
+	srv, err := lab.AddPublicHost("srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := srv.IP.String()
+	n := &natLab{lab: lab, srv: srv, loginURL: "http://" + ip + ":8080"}
+	startIn(t, srv.NS, nil, "login-server", "--listen", ip+":8080", "--data", t.TempDir())
+	// The lab's internet is the benchmark range, which a public relay refuses
+	// to relay to; this lab allows it, as an operator's lab would.
+	sn := startIn(t, srv.NS, []string{"PARLEY_LOGIN=" + n.loginURL}, "supernode",
+		"--listen", ip+":8081", "--public-addr", ip,
+		"--turn-udp", ip+":3478", "--turn-tcp", ip+":3478",
+		"--relay-allow-peer", "198.18.0.0/15")
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		_, errOut := sn.output()
+		if strings.Contains(errOut, "listed by the login server") {
+			return n
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, errOut := sn.output()
+	t.Fatalf("supernode did not start:\n%s", errOut)
+	return nil
+}
+
+// user registers name from host and returns its environment.
+func (n *natLab) user(t *testing.T, h *netlab.Host, name string) []string {
+	t.Helper()
+	env := userEnv(t, n.loginURL, "pw-"+name+"-secret")
+	if out, errOut, code := runParleyIn(t, h.NS, env, "register", name); code != 0 {
+		t.Fatalf("register %s on %s: exit %d\n%s%s", name, h.Name, code, out, errOut)
+	}
+	return env
+}
+
+// callResult is what one call between two lab hosts showed.
+type callResult struct {
+	callerPath, calleePath string
+	corr                   float64
+	callerOut, calleeOut   string
+}
+
+// call has the caller on ch call the callee on eh, playing a speech WAV that the
+// callee records, and reports the paths both ends saw and the match.
+func (n *natLab) call(t *testing.T, ch, eh *netlab.Host, caller, callee string, extra ...string) callResult {
+	t.Helper()
+	cenv, eenv := n.user(t, ch, caller), n.user(t, eh, callee)
+	rec := filepath.Join(t.TempDir(), callee+".wav")
+	listener := startIn(t, eh.NS, eenv, "listen", "--answer", "--record", rec, "--calls", "1", "--json")
+	waitOnline(t, listener)
+	ref := callSignal()
+	args := append([]string{"call", callee, "--play", writeWAV(t, ref), "--json"}, extra...)
+	out, errOut, code := runParleyIn(t, ch.NS, cenv, args...)
+	if code != 0 {
+		t.Fatalf("call: exit %d\n%s\n%s", code, out, errOut)
+	}
+	listener.wait(t, 15*time.Second)
+	lout, _ := listener.output()
+	got := readWAV(t, rec)
+	corr, lag := audiotest.MatchEnvelope(ref, got, time.Second)
+	r := callResult{callerPath: lastPath(t, out), calleePath: lastPath(t, lout), corr: corr, callerOut: out, calleeOut: lout}
+	t.Logf("%s → %s: caller path %q, callee path %q, correlation %.3f at lag %v", caller, callee, r.callerPath, r.calleePath, corr, lag)
+	return r
+}
+
+// callSignal is what the caller plays in the lab calls.
+func callSignal() []int16 {
+	return append(audiotest.Speech(11, 3*time.Second), audiotest.Silence(500*time.Millisecond)...)
+}
+
+// encodeFrames encodes pcm as a call does: 20 ms frames, a fresh encoder with the
+// default settings.
+func encodeFrames(t *testing.T, pcm []int16) [][]byte {
+	t.Helper()
+	enc, err := codec.NewEncoder(codec.EncoderConfig{})
+	must(t, err)
+	src := codec.NewPCMFrameReader(pcm)
+	var out [][]byte
+	for {
+		f, err := src.ReadFrame()
+		if err != nil {
+			return out
+		}
+		b, err := enc.Encode(f)
+		must(t, err)
+		out = append(out, b)
+	}
+}
+
+// readPcap returns the transport payloads (UDP data, or TCP data) of a
+// classic pcap file of Ethernet frames carrying IPv4.
+func readPcap(t *testing.T, path string) [][]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	must(t, err)
+	if len(b) < 24 || binary.LittleEndian.Uint32(b) != 0xa1b2c3d4 {
+		t.Fatalf("%s is not a little-endian pcap file", path)
+	}
+	var out [][]byte
+	for off := 24; off+16 <= len(b); {
+		incl := int(binary.LittleEndian.Uint32(b[off+8:]))
+		off += 16
+		if off+incl > len(b) {
+			break
+		}
+		frame := b[off : off+incl]
+		off += incl
+		if len(frame) < 14+20 || binary.BigEndian.Uint16(frame[12:]) != 0x0800 {
+			continue
+		}
+		ip := frame[14:]
+		ihl := int(ip[0]&0x0f) * 4
+		if len(ip) < ihl {
+			continue
+		}
+		l4 := ip[ihl:]
+		switch ip[9] {
+		case 17:
+			if len(l4) >= 8 {
+				out = append(out, l4[8:])
+			}
+		case 6:
+			if len(l4) >= 20 {
+				if doff := int(l4[12]>>4) * 4; len(l4) >= doff {
+					out = append(out, l4[doff:])
+				}
+			}
+		}
+	}
+	return out
+}
+
+// lastPath is the path of the last stats event in --json output.
+func lastPath(t *testing.T, out string) string {
+	path := ""
+	for _, ev := range jsonLines(t, out) {
+		if ev["event"] == "stats" {
+			path = fmt.Sprint(ev["path"])
+		}
+	}
+	return path
+}
+
+func TestNATPaths(t *testing.T) {
+	n := startNATLab(t)
+	lab := n.lab
+	tests := []struct {
+		name  string
+		setup func(t *testing.T) (caller, callee *netlab.Host)
+		want  string
+	}{
+		{"both public", func(t *testing.T) (*netlab.Host, *netlab.Host) {
+			a, err := lab.AddPublicHost("pa")
+			must(t, err)
+			b, err := lab.AddPublicHost("pb")
+			must(t, err)
+			return a, b
+		}, "direct"},
+		{"both behind endpoint-independent NATs", func(t *testing.T) (*netlab.Host, *netlab.Host) {
+			a, _, err := lab.AddNATHost("ea", netlab.EndpointIndependent)
+			must(t, err)
+			b, _, err := lab.AddNATHost("eb", netlab.EndpointIndependent)
+			must(t, err)
+			return a, b
+		}, "direct"},
+		{"both behind symmetric NATs", func(t *testing.T) (*netlab.Host, *netlab.Host) {
+			a, _, err := lab.AddNATHost("sa", netlab.Symmetric)
+			must(t, err)
+			b, _, err := lab.AddNATHost("sb", netlab.Symmetric)
+			must(t, err)
+			return a, b
+		}, "udp-relay"},
+		{"caller behind a UDP-blocking firewall", func(t *testing.T) (*netlab.Host, *netlab.Host) {
+			a, r, err := lab.AddNATHost("fa", netlab.EndpointIndependent)
+			must(t, err)
+			must(t, r.BlockUDP(443, 3478, 8080, 8081))
+			b, _, err := lab.AddNATHost("fb", netlab.EndpointIndependent)
+			must(t, err)
+			return a, b
+		}, "tcp-relay"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			caller, callee := tt.setup(t)
+			r := n.call(t, caller, callee, fmt.Sprintf("caller%d", i), fmt.Sprintf("callee%d", i))
+			if r.corr < 0.9 {
+				t.Errorf("recording correlates %.3f, want ≥ 0.9", r.corr)
+			}
+			if r.callerPath != tt.want || r.calleePath != tt.want {
+				t.Errorf("paths: caller %q, callee %q; want %q on both\ncaller:\n%s\ncallee:\n%s", r.callerPath, r.calleePath, tt.want, r.callerOut, r.calleeOut)
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHoldKeepsShortNATBindingsOpen: both ends behind NATs whose UDP conntrack
+// entries die after 10 s of silence. The call goes on hold for 40 s: both sides
+// keep receiving RTP every second, and after resume audio flows both ways again
+// with no new offer or ICE restart.
+func TestHoldKeepsShortNATBindingsOpen(t *testing.T) {
+	n := startNATLab(t)
+	a, ra, err := n.lab.AddNATHost("ha", netlab.EndpointIndependent)
+	must(t, err)
+	b, rb, err := n.lab.AddNATHost("hb", netlab.EndpointIndependent)
+	must(t, err)
+	must(t, ra.SetUDPTimeouts(10, 10))
+	must(t, rb.SetUDPTimeouts(10, 10))
+
+	aenv, benv := n.user(t, a, "holda"), n.user(t, b, "holdb")
+	aRec, bRec := filepath.Join(t.TempDir(), "a.wav"), filepath.Join(t.TempDir(), "b.wav")
+	const holdAt, holdFor, total = 3 * time.Second, 40 * time.Second, 50 * time.Second
+	listener := startIn(t, b.NS, benv, "listen", "--answer", "--calls", "1", "--json",
+		"--play", writeWAV(t, audiotest.Speech(21, 20*time.Second)), "--record", bRec)
+	waitOnline(t, listener)
+	out, errOut, code := runParleyIn(t, a.NS, aenv, "call", "holdb", "--json",
+		"--play", writeWAV(t, audiotest.Speech(22, 20*time.Second)), "--record", aRec,
+		"--for", total.String(), "--hold-at", holdAt.String(), "--hold-for", holdFor.String())
+	if code != 0 {
+		t.Fatalf("call: exit %d\n%s\n%s", code, out, errOut)
+	}
+	listener.wait(t, 15*time.Second)
+	lout, _ := listener.output()
+
+	for _, side := range []struct {
+		name, out, rec string
+	}{{"caller", out, aRec}, {"callee", lout, bRec}} {
+		evs := jsonLines(t, side.out)
+		var holdStart, resume time.Time
+		connected := 0
+		type sample struct {
+			at   time.Time
+			recv float64
+		}
+		var stats []sample
+		for _, ev := range evs {
+			ts, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(ev["ts"]))
+			switch {
+			case ev["event"] == "call" && ev["state"] == "connected":
+				connected++
+			case ev["event"] == "call" && ev["state"] == "held" && holdStart.IsZero():
+				holdStart = ts
+			case ev["event"] == "call" && ev["state"] == "resumed":
+				resume = ts
+			case ev["event"] == "stats":
+				stats = append(stats, sample{ts, ev["packets_received"].(float64)})
+			}
+		}
+		if connected != 1 || holdStart.IsZero() || resume.IsZero() {
+			t.Fatalf("%s: %d connected events, hold at %v, resume at %v; want one connection, a hold and a resume:\n%s", side.name, connected, holdStart, resume, side.out)
+		}
+		// RTP arrived in every second of the hold.
+		seconds := 0
+		for i := 1; i < len(stats); i++ {
+			if stats[i].at.Before(holdStart) || stats[i].at.After(resume) {
+				continue
+			}
+			seconds++
+			if got := stats[i].recv - stats[i-1].recv; got < 1 {
+				t.Errorf("%s: no RTP received in the second before %v, on hold", side.name, stats[i].at.Format(time.TimeOnly))
+			}
+		}
+		if seconds < int(holdFor/time.Second)-3 {
+			t.Errorf("%s: only %d stats seconds during a %v hold", side.name, seconds, holdFor)
+		}
+		// The recording: speech, comfort noise while on hold, speech again.
+		pcm := readWAV(t, side.rec)
+		at := func(d time.Duration) int { return min(int(d.Seconds()*48000), len(pcm)) }
+		holdLvl := audiotest.RMSdB(pcm[at(holdAt+2*time.Second):at(holdAt+holdFor-2*time.Second)])
+		afterLvl := audiotest.RMSdB(pcm[at(holdAt+holdFor+2*time.Second):at(total-2*time.Second)])
+		t.Logf("%s: on hold %.1f dBFS, after resume %.1f dBFS, %d seconds of hold with RTP", side.name, holdLvl, afterLvl, seconds)
+		if holdLvl > -45 {
+			t.Errorf("%s: heard %.1f dBFS while on hold, want comfort noise (≤ -45)", side.name, holdLvl)
+		}
+		if afterLvl < -35 {
+			t.Errorf("%s: %.1f dBFS after resume, want speech (≥ -35)", side.name, afterLvl)
+		}
+	}
+}
+
+// TestRelaySeesOnlyCiphertext captures every packet on the relay host during a
+// call relayed between two symmetric NATs. The capture holds the call's SRTP
+// (positive control: RTP headers with the Opus payload type, relayed both ways)
+// and none of the Opus frames the caller encoded.
+func TestRelaySeesOnlyCiphertext(t *testing.T) {
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("tcpdump not installed (scripts/deps.sh installs it)")
+		}
+		t.Skip("tcpdump not installed")
+	}
+	n := startNATLab(t)
+	a, _, err := n.lab.AddNATHost("ca", netlab.Symmetric)
+	must(t, err)
+	b, _, err := n.lab.AddNATHost("cb", netlab.Symmetric)
+	must(t, err)
+
+	pcap := filepath.Join(t.TempDir(), "relay.pcap")
+	dump := exec.Command("ip", "netns", "exec", n.srv.NS, "tcpdump", "-i", "eth0", "-U", "-s", "0", "-w", pcap, "udp or tcp port 3478")
+	var dumpErr bytes.Buffer
+	dump.Stderr = &dumpErr
+	must(t, dump.Start())
+	defer dump.Process.Kill()
+	for i := 0; i < 50 && !strings.Contains(dumpErr.String(), "listening"); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	r := n.call(t, a, b, "capa", "capb")
+	dump.Process.Signal(os.Interrupt)
+	dump.Wait()
+	if r.callerPath != "udp-relay" {
+		t.Fatalf("call path %q, want udp-relay for this test to mean anything", r.callerPath)
+	}
+	packets := readPcap(t, pcap)
+
+	// Positive control: SRTP packets of the call cross the relay. Through TURN
+	// they travel in ChannelData (4-byte header) or as-is on the relay's far
+	// side; either way an RTP header (version 2, payload type 111) is there.
+	srtp := 0
+	for _, p := range packets {
+		for _, off := range []int{0, 4} {
+			if len(p) > off+12 && p[off]>>6 == 2 && p[off+1]&0x7f == 111 {
+				srtp++
+				break
+			}
+		}
+	}
+	// Negative: none of the caller's Opus frames is in the clear. The encoder
+	// is deterministic, so encoding the same WAV again gives the frames the
+	// caller sent.
+	frames := encodeFrames(t, callSignal())
+	if again := encodeFrames(t, callSignal()); !slices.EqualFunc(frames, again, bytes.Equal) {
+		t.Fatal("the Opus encoder is not deterministic; this test cannot know what was sent")
+	}
+	blob := bytes.Join(packets, nil)
+	leaked := 0
+	for _, f := range frames {
+		if len(f) >= 24 && bytes.Contains(blob, f[:24]) {
+			leaked++
+		}
+	}
+	t.Logf("capture: %d packets, %d carrying SRTP, %d of %d Opus frames found in the clear", len(packets), srtp, leaked, len(frames))
+	if srtp < 100 {
+		t.Errorf("only %d SRTP packets captured at the relay; the capture did not see the call", srtp)
+	}
+	if leaked > 0 {
+		t.Errorf("%d Opus frames appear unencrypted at the relay", leaked)
+	}
+}
+
+// TestNoPathFailsWithAReason: a caller whose firewall lets through only the
+// login server and supernode (no UDP, no relay ports) calls someone behind a
+// symmetric NAT. No path exists: the call fails with a reason, within 15 s of
+// the callee answering.
+func TestNoPathFailsWithAReason(t *testing.T) {
+	n := startNATLab(t)
+	a, ra, err := n.lab.AddNATHost("na", netlab.EndpointIndependent)
+	must(t, err)
+	must(t, ra.BlockUDP(8080, 8081))
+	b, _, err := n.lab.AddNATHost("nb", netlab.Symmetric)
+	must(t, err)
+	aenv, benv := n.user(t, a, "nopatha"), n.user(t, b, "nopathb")
+	waitOnline(t, startIn(t, b.NS, benv, "listen", "--answer", "--json"))
+	out, errOut, code := runParleyIn(t, a.NS, aenv, "call", "nopathb", "--json", "--for", "5s")
+	if code == 0 {
+		t.Fatalf("a call with no possible path succeeded:\n%s", out)
+	}
+	if !strings.Contains(lastLine(errOut), "could not connect") {
+		t.Errorf("stderr ends %q, want it to say the call could not connect", lastLine(errOut))
+	}
+	var ringing, ended time.Time
+	for _, ev := range jsonLines(t, out) {
+		ts, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(ev["ts"]))
+		if ev["event"] == "call" && ev["state"] == "ringing" {
+			ringing = ts
+		}
+		if ev["event"] == "call" && ev["state"] == "ended" {
+			ended = ts
+		}
+	}
+	if ringing.IsZero() || ended.IsZero() {
+		t.Fatalf("no ringing or ended event:\n%s", out)
+	}
+	t.Logf("failed %v after ringing: %s", ended.Sub(ringing).Round(100*time.Millisecond), lastLine(errOut))
+	if d := ended.Sub(ringing); d > 15*time.Second {
+		t.Errorf("took %v from ringing to failing, want ≤ 15 s", d)
+	}
+}
