@@ -57,7 +57,9 @@ type Call struct {
 	lastRTTNanos atomic.Int64
 }
 
-func (s *Session) newCall(id, peer string, outgoing bool, media Media) (*Call, error) {
+// newCall makes the call's peer connection, with TURN from relay only when one
+// was chosen (relays.go).
+func (s *Session) newCall(id, peer string, outgoing bool, relay string, media Media) (*Call, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -65,7 +67,7 @@ func (s *Session) newCall(id, peer string, outgoing bool, media Media) (*Call, e
 	}
 	s.mu.Unlock()
 	var ice []webrtc.ICEServer
-	for _, is := range s.conn.ICEServers() {
+	for _, is := range onlyRelay(s.conn.ICEServers(), relay) {
 		ice = append(ice, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
 	}
 	pc, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: ice})

@@ -63,6 +63,7 @@ type Session struct {
 	mu       sync.Mutex
 	calls    map[string]*Call
 	incoming map[string]*Incoming
+	probes   map[string]chan relayRTTs // call id → the caller waiting for a probe reply
 	closed   bool
 }
 
@@ -88,7 +89,7 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{c: c, cfg: cfg, api: api, calls: map[string]*Call{}, incoming: map[string]*Incoming{}}
+	s := &Session{c: c, cfg: cfg, api: api, calls: map[string]*Call{}, incoming: map[string]*Incoming{}, probes: map[string]chan relayRTTs{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	list := c.supernodes(ctx)
@@ -302,6 +303,20 @@ func (s *Session) deliver(f supernode.Frame) {
 		if in != nil && in.Peer == sig.From {
 			in.cancel()
 		}
+	case KindProbe:
+		s.onProbe(sig)
+	case KindProbeReply:
+		var rtts relayRTTs
+		json.Unmarshal([]byte(sig.Reason), &rtts)
+		s.mu.Lock()
+		ch := s.probes[sig.CallID]
+		s.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- rtts:
+			default:
+			}
+		}
 	case KindPath, KindHold, KindResume:
 		if c := s.call(sig.CallID); c != nil && c.Peer == sig.From {
 			c.onInCall(sig)
@@ -358,6 +373,54 @@ func (s *Session) onOffer(sig *Signal) {
 	}()
 }
 
+// onProbe measures this end's round trips to the relays it was offered and
+// answers the caller's probe with them.
+func (s *Session) onProbe(sig *Signal) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, 2*probeTimeout)
+		defer cancel()
+		b, _ := json.Marshal(measureRelays(ctx, s.conn.ICEServers()))
+		s.sendAsync(&Signal{Kind: KindProbeReply, CallID: sig.CallID, To: sig.From, Reason: string(b)})
+	}()
+}
+
+// chooseRelay picks the relay for a call to peer: with more than one relay on
+// offer, the one with the lowest round trip summed over both ends.
+func (s *Session) chooseRelay(ctx context.Context, callID, peer string) string {
+	servers := s.conn.ICEServers()
+	if len(relaysOf(servers)) < 2 {
+		return ""
+	}
+	reply := make(chan relayRTTs, 1)
+	s.mu.Lock()
+	s.probes[callID] = reply
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.probes, callID)
+		s.mu.Unlock()
+	}()
+	mctx, cancel := context.WithTimeout(ctx, 2*probeTimeout)
+	defer cancel()
+	mine := measureRelays(mctx, servers)
+	b, _ := json.Marshal(mine)
+	var theirs relayRTTs
+	if err := s.sendSignal(ctx, &Signal{Kind: KindProbe, CallID: callID, To: peer, Reason: string(b)}); err == nil {
+		t := time.NewTimer(3 * probeTimeout)
+		select {
+		case theirs = <-reply:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	choice := chooseRelay(mine, theirs)
+	s.c.log.Info("relay chosen", "peer", peer, "relay", choice, "mine_ms", mine, "theirs_ms", theirs)
+	return choice
+}
+
 // Incoming is a verified call offer waiting for Answer or Decline.
 type Incoming struct {
 	CallID string
@@ -412,7 +475,7 @@ func (in *Incoming) Answer(ctx context.Context, media Media) (*Call, error) {
 		s.emit(Event{Event: "call", CallID: in.CallID, Peer: in.Peer, CallState: &CallState{State: StateEnded, Reason: "caller hung up", Direction: "incoming"}})
 		return nil, fmt.Errorf("client: answer %s: caller hung up", in.CallID)
 	}
-	c, err := s.newCall(in.CallID, in.Peer, false, media)
+	c, err := s.newCall(in.CallID, in.Peer, false, in.offer.Relay, media)
 	if err != nil {
 		return nil, err
 	}
@@ -445,7 +508,9 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 	if err := identity.CheckUser(peer); err != nil {
 		return nil, fmt.Errorf("client: call: %w", err)
 	}
-	c, err := s.newCall(newCallID(), peer, true, media)
+	id := newCallID()
+	relay := s.chooseRelay(ctx, id, peer)
+	c, err := s.newCall(id, peer, true, relay, media)
 	if err != nil {
 		return nil, err
 	}
@@ -460,7 +525,7 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 	if err != nil {
 		return nil, c.fail(err)
 	}
-	if err := s.sendSignal(ctx, &Signal{Kind: KindOffer, CallID: c.ID, To: peer, SDP: sdp}); err != nil {
+	if err := s.sendSignal(ctx, &Signal{Kind: KindOffer, CallID: c.ID, To: peer, SDP: sdp, Relay: relay}); err != nil {
 		if errors.Is(err, ErrOffline) {
 			err = fmt.Errorf("client: call %s: %w", peer, ErrOffline)
 			if ok, xerr := s.c.UserExists(ctx, peer); xerr == nil && !ok {

@@ -28,12 +28,14 @@ import (
 // Signal is the payload, JSON of at most supernode.MaxPayloadSize bytes:
 //
 //   - V: [SignalVersion].
-//   - Kind: offer, ringing, answer, decline, hangup; during a call path (this
+//   - Kind: probe and probe-reply (relay round trips, JSON in Reason) before an
+//     offer; offer, ringing, answer, decline, hangup; during a call path (this
 //     end's view of the selected candidate pair, JSON in Reason), hold, resume.
 //   - CallID: 16 hex characters chosen by the caller; all signals of a call carry it.
 //   - From, To: sender and recipient user names (signed, so a supernode cannot
 //     redirect a signal to someone else).
 //   - SDP: the session description (offer and answer only).
+//   - Relay: in an offer, the relay (host:port) chosen for the call (relays.go).
 //   - Reason: why (decline and hangup), or the path view; ≤ 512 bytes.
 //   - Credential: the sender's login-server token.
 //   - Sig: Ed25519 signature by the credential's key, context [SignalContext],
@@ -45,6 +47,7 @@ type Signal struct {
 	From       string `json:"from"`
 	To         string `json:"to"`
 	SDP        string `json:"sdp,omitempty"`
+	Relay      string `json:"relay,omitempty"`
 	Reason     string `json:"reason,omitempty"`
 	Credential string `json:"credential"`
 	Sig        []byte `json:"sig"`
@@ -69,6 +72,10 @@ const (
 	// KindHold and KindResume tell the peer the call is (no longer) on hold.
 	KindHold   = "hold"
 	KindResume = "resume"
+	// KindProbe and KindProbeReply carry each end's round trips to the relays
+	// on offer (JSON in Reason) before an offer, to choose the call's relay.
+	KindProbe      = "probe"
+	KindProbeReply = "probe-reply"
 )
 
 const maxReason = 512
@@ -78,7 +85,7 @@ const maxReason = 512
 // that decides who the media is encrypted to).
 func (s *Signal) signedMessage() []byte {
 	var b strings.Builder
-	for _, f := range []string{s.Kind, s.CallID, s.From, s.To, s.Reason} {
+	for _, f := range []string{s.Kind, s.CallID, s.From, s.To, s.Reason, s.Relay} {
 		b.WriteString(f)
 		b.WriteByte('\n')
 	}
@@ -130,7 +137,7 @@ func decodeSignal(b []byte) (*Signal, error) {
 		return nil, fmt.Errorf("client: decode signal: %w: %v", ErrBadSignal, err)
 	}
 	switch s.Kind {
-	case KindOffer, KindRinging, KindAnswer, KindDecline, KindHangup, KindPath, KindHold, KindResume:
+	case KindOffer, KindRinging, KindAnswer, KindDecline, KindHangup, KindPath, KindHold, KindResume, KindProbe, KindProbeReply:
 	default:
 		return nil, fmt.Errorf("client: decode signal: kind %q: %w", s.Kind, ErrBadSignal)
 	}

@@ -29,9 +29,13 @@ type natLab struct {
 	loginURL string
 }
 
-func startNATLab(t *testing.T) *natLab {
+func startNATLab(t *testing.T, supernodeArgs ...string) *natLab {
 	t.Helper()
-	lab := netlab.NewForTest(t)
+	return startNATLabOn(t, netlab.NewForTest(t), supernodeArgs...)
+}
+
+func startNATLabOn(t *testing.T, lab *netlab.Lab, supernodeArgs ...string) *natLab {
+	t.Helper()
 	srv, err := lab.AddPublicHost("srv")
 	if err != nil {
 		t.Fatal(err)
@@ -41,10 +45,10 @@ func startNATLab(t *testing.T) *natLab {
 	startIn(t, srv.NS, nil, "login-server", "--listen", ip+":8080", "--data", t.TempDir())
 	// The lab's internet is the benchmark range, which a public relay refuses
 	// to relay to; this lab allows it, as an operator's lab would.
-	sn := startIn(t, srv.NS, []string{"PARLEY_LOGIN=" + n.loginURL}, "supernode",
-		"--listen", ip+":8081", "--public-addr", ip,
-		"--turn-udp", ip+":3478", "--turn-tcp", ip+":3478",
-		"--relay-allow-peer", "198.18.0.0/15")
+	sn := startIn(t, srv.NS, []string{"PARLEY_LOGIN=" + n.loginURL}, append([]string{"supernode",
+		"--listen", ip + ":8081", "--public-addr", ip,
+		"--turn-udp", ip + ":3478", "--turn-tcp", ip + ":3478",
+		"--relay-allow-peer", "198.18.0.0/15"}, supernodeArgs...)...)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		_, errOut := sn.output()
@@ -73,6 +77,7 @@ type callResult struct {
 	callerPath, calleePath string
 	corr                   float64
 	callerOut, calleeOut   string
+	callerErr              string // the caller's stderr (logs)
 }
 
 // call has the caller on ch call the callee on eh, playing a speech WAV that the
@@ -93,7 +98,7 @@ func (n *natLab) call(t *testing.T, ch, eh *netlab.Host, caller, callee string, 
 	lout, _ := listener.output()
 	got := readWAV(t, rec)
 	corr, lag := audiotest.MatchEnvelope(ref, got, time.Second)
-	r := callResult{callerPath: lastPath(t, out), calleePath: lastPath(t, lout), corr: corr, callerOut: out, calleeOut: lout}
+	r := callResult{callerPath: lastField(t, out, "path"), calleePath: lastField(t, lout, "path"), corr: corr, callerOut: out, calleeOut: lout, callerErr: errOut}
 	t.Logf("%s → %s: caller path %q, callee path %q, correlation %.3f at lag %v", caller, callee, r.callerPath, r.calleePath, corr, lag)
 	return r
 }
@@ -165,15 +170,15 @@ func readPcap(t *testing.T, path string) [][]byte {
 	return out
 }
 
-// lastPath is the path of the last stats event in --json output.
-func lastPath(t *testing.T, out string) string {
-	path := ""
+// lastField is a field of the last stats event in --json output.
+func lastField(t *testing.T, out, field string) string {
+	v := ""
 	for _, ev := range jsonLines(t, out) {
 		if ev["event"] == "stats" {
-			path = fmt.Sprint(ev["path"])
+			v = fmt.Sprint(ev[field])
 		}
 	}
-	return path
+	return v
 }
 
 func TestNATPaths(t *testing.T) {
@@ -425,5 +430,51 @@ func TestNoPathFailsWithAReason(t *testing.T) {
 	t.Logf("failed %v after ringing: %s", ended.Sub(ringing).Round(100*time.Millisecond), lastLine(errOut))
 	if d := ended.Sub(ringing); d > 15*time.Second {
 		t.Errorf("took %v from ringing to failing, want ≤ 15 s", d)
+	}
+}
+
+// TestRelayChoiceServesBothEnds offers two relays: the supernode's own, and a
+// standalone `parley relay` sharing its secret. Both ends are behind symmetric
+// NATs, so the call needs a relay; the callee's network blocks the supernode's
+// relay. The caller's probe learns that, chooses the one relay both ends reach
+// (though the other is as near to the caller), allocates only there, and the
+// call goes through it.
+func TestRelayChoiceServesBothEnds(t *testing.T) {
+	lab := netlab.NewForTest(t)
+	r2, err := lab.AddPublicHost("relay2")
+	must(t, err)
+	const secret = "a-secret-shared-by-relays-and-supernodes"
+	ip2 := r2.IP.String()
+	rl := startIn(t, r2.NS, nil, "relay", "--public-addr", ip2, "--turn-udp", ip2+":3478", "--turn-tcp", ip2+":3478",
+		"--turn-secret", secret, "--relay-allow-peer", "198.18.0.0/15")
+	n := startNATLabOn(t, lab, "--relay", ip2+":3478", "--turn-secret", secret)
+	for i := 0; i < 100; i++ {
+		if _, errOut := rl.output(); strings.Contains(errOut, "relay listening") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a, _, err := lab.AddNATHost("ra", netlab.Symmetric)
+	must(t, err)
+	b, rb, err := lab.AddNATHost("rb", netlab.Symmetric)
+	must(t, err)
+	srvIP := n.srv.IP.String()
+	for _, proto := range []string{"udp", "tcp"} {
+		must(t, rb.Run("iptables", "-I", "FORWARD", "-d", srvIP, "-p", proto, "--dport", "3478", "-j", "DROP"))
+	}
+	r := n.call(t, a, b, "choosea", "chooseb", "--log-level", "info")
+	if !strings.Contains(r.callerErr, `msg="relay chosen"`) || !strings.Contains(r.callerErr, "relay="+ip2+":3478") {
+		t.Errorf("the caller did not choose %s:3478:\n%s", ip2, r.callerErr)
+	}
+	if r.corr < 0.9 {
+		t.Errorf("recording correlates %.3f, want ≥ 0.9", r.corr)
+	}
+	if r.callerPath != "udp-relay" || r.calleePath != "udp-relay" {
+		t.Fatalf("paths %q/%q, want udp-relay", r.callerPath, r.calleePath)
+	}
+	for side, out := range map[string]string{"caller": r.callerOut, "callee": r.calleeOut} {
+		if relay := lastField(t, out, "relay"); !strings.Contains(relay, ip2) {
+			t.Errorf("%s's call went through relay %q, want the one both reach (%s)", side, relay, ip2)
+		}
 	}
 }
