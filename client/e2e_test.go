@@ -460,3 +460,76 @@ func proxyWS(w http.ResponseWriter, r *http.Request, upstream string, rewrite fu
 		}
 	}
 }
+
+// TestCredentialRenewsWhileOnline: with 6-second credentials, a long-running
+// session renews its credential from the refresh token — no password available
+// — a third of a lifetime before it expires, the supernode accepts it, and the
+// session stays attached.
+func TestCredentialRenewsWhileOnline(t *testing.T) {
+	dir := t.TempDir()
+	ls, err := login.New(login.Config{
+		DB: filepath.Join(dir, "login.db"), DataDir: dir, CredentialTTL: 6 * time.Second,
+		Argon2: login.Argon2Params{Time: 1, Memory: 1024, Threads: 1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	lhs := httptest.NewServer(ls.Handler())
+	defer lhs.Close()
+	shs := httptest.NewUnstartedServer(nil)
+	sn, err := supernode.New(supernode.Config{LoginKey: ls.PublicKey(), Name: shs.Listener.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shs.Config.Handler = sn.Handler()
+	shs.Start()
+	defer func() { sn.Close(); shs.Close() }()
+	if _, err := login.NewClient(lhs.URL, nil).Heartbeat(context.Background(), "ws://"+shs.Listener.Addr().String()+"/v1/ws"); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := context.Background()
+	home := t.TempDir()
+	c, err := client.New(client.Config{Home: home, LoginURL: lhs.URL}) // no Password: renewal must use the refresh token
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, c.Register(ctx, "carol", "carol-password"))
+	must(t, c.Login(ctx, "carol", "carol-password"))
+	first, err := c.Credential(ctx)
+	must(t, err)
+	renewed := make(chan struct{}, 4)
+	s, err := c.Online(ctx, client.SessionConfig{OnEvent: func(ev client.Event) {
+		if ev.Event == "credential" {
+			renewed <- struct{}{}
+		}
+	}})
+	must(t, err)
+	defer s.Close()
+	select {
+	case <-renewed: // emitted only once the supernode accepted the new credential
+	case <-time.After(10 * time.Second):
+		t.Fatal("credential not renewed")
+	}
+	now, err := c.Credential(ctx)
+	must(t, err)
+	if now == first {
+		t.Fatal("credential unchanged after renewal")
+	}
+	select {
+	case <-s.Done():
+		t.Fatalf("supernode dropped the session: %v", s.Err())
+	default:
+	}
+	if sn.Online() != 1 {
+		t.Fatalf("supernode has %d sessions, want 1", sn.Online())
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

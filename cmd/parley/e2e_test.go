@@ -406,3 +406,31 @@ func lastLine(s string) string {
 }
 
 var _ = context.Background
+
+// TestCLIPasswd: passwd changes the password; the old one stops working, the
+// new one works, and the home that changed it stays logged in.
+func TestCLIPasswd(t *testing.T) {
+	loginURL := upNetwork(t)
+	env := userEnv(t, loginURL, "first-password")
+	if _, errOut, code := runParley(t, env, "register", "pat"); code != 0 {
+		t.Fatalf("register: %s", errOut)
+	}
+	out, errOut, code := runParley(t, append(env, "PARLEY_NEW_PASSWORD=second-password"), "passwd")
+	if code != 0 || !strings.Contains(out, "password changed") {
+		t.Fatalf("passwd: exit %d: %s%s", code, out, errOut)
+	}
+	other := func(pw string) []string {
+		return []string{"PARLEY_LOGIN=" + loginURL, "PARLEY_HOME=" + t.TempDir(), "PARLEY_PASSWORD=" + pw}
+	}
+	if _, errOut, code := runParley(t, other("first-password"), "login", "pat"); code == 0 || !strings.Contains(errOut, "wrong password") {
+		t.Errorf("old password: exit %d, %q; want wrong password", code, lastLine(errOut))
+	}
+	if _, errOut, code := runParley(t, other("second-password"), "login", "pat"); code != 0 {
+		t.Errorf("new password refused: %s", errOut)
+	}
+	// The home that changed the password still works without any password.
+	noPw := []string{"PARLEY_LOGIN=" + loginURL, "PARLEY_HOME=" + env[1][len("PARLEY_HOME="):], "PARLEY_PASSWORD="}
+	if _, errOut, code := runParley(t, noPw, "call", "echo", "--for", "1s"); code != 0 {
+		t.Errorf("call after passwd from the same home: %s", errOut)
+	}
+}
