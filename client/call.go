@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,7 +209,9 @@ func (c *Call) Err() error {
 
 // fail ends the call with err and returns it once the call is torn down.
 func (c *Call) fail(err error) error {
-	return c.failReason(err.Error(), err)
+	reason := strings.TrimPrefix(err.Error(), "client: ")
+	reason = strings.TrimPrefix(reason, "call "+c.Peer+": ")
+	return c.failReason(reason, err)
 }
 
 func (c *Call) failReason(reason string, err error) error {
@@ -247,7 +250,12 @@ func (c *Call) end(reason string, notify bool) {
 		c.s.mu.Lock()
 		delete(c.s.calls, c.ID)
 		c.s.mu.Unlock()
-		c.emitStats()
+		c.mu.Lock()
+		started := c.started
+		c.mu.Unlock()
+		if started { // a call that never connected has no media to report
+			c.emitStats()
+		}
 		c.s.emit(Event{Event: "call", CallID: c.ID, Peer: c.Peer, CallState: &CallState{
 			State: StateEnded, Reason: reason, Direction: direction(c.Outgoing),
 		}})

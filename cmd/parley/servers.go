@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/parley/parley/login"
@@ -269,8 +270,10 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 		})
 	}()
 	self, _ := os.Executable()
-	if rel, err := filepath.Rel(".", self); err == nil && len(rel) < len(self) {
-		self = "./" + rel
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, self); err == nil && !strings.HasPrefix(rel, "..") {
+			self = "./" + rel
+		}
 	}
 	fmt.Fprintf(e.stdout, `Parley is up.
   login server and web page  %[1]s/
