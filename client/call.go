@@ -40,13 +40,14 @@ type Call struct {
 	connOnce  sync.Once
 	done      chan struct{}
 
-	mu        sync.Mutex
-	localView pathView
-	peerView  pathView
-	ending    bool
-	reason    string
-	err       error
-	started   bool
+	mu          sync.Mutex
+	peerSession string // the peer device's session: signals from its other devices are ignored
+	localView   pathView
+	peerView    pathView
+	ending      bool
+	reason      string
+	err         error
+	started     bool
 
 	muted        atomic.Bool
 	held         atomic.Bool // this end put the call on hold
@@ -87,7 +88,7 @@ func (s *Session) newCall(id, peer string, outgoing bool, relay string, media Me
 		case webrtc.PeerConnectionStateConnected:
 			c.connOnce.Do(func() { close(c.connected) })
 		case webrtc.PeerConnectionStateFailed:
-			c.end("connection failed", true)
+			c.failAsync(fmt.Errorf("client: call %s: %w: connection failed", c.Peer, ErrConnectFailed))
 		}
 	})
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -96,9 +97,35 @@ func (s *Session) newCall(id, peer string, outgoing bool, relay string, media Me
 		}
 	})
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		pc.Close()
+		return nil, ErrClosed
+	}
 	s.calls[id] = c
 	s.mu.Unlock()
 	return c, nil
+}
+
+// fromPeer reports whether sig comes from the peer device this call is with. An
+// outgoing call is bound to the device whose answer it takes; signals of the
+// user's other devices (a second answer, their hangups) are ignored.
+func (c *Call) fromPeer(sig *Signal) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.peerSession == "" {
+		if sig.Kind == KindAnswer {
+			c.peerSession = sig.fromSession
+		}
+		return true
+	}
+	return sig.fromSession == c.peerSession
+}
+
+func (c *Call) isStarted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.started
 }
 
 // goOwned runs f in a goroutine owned by the call, unless the call is ending.
@@ -276,6 +303,10 @@ func (c *Call) send() {
 	seq := uint16(rand.Uint32())
 	ts := rand.Uint32()
 	sourceDone := c.media.Source == nil
+	var src frameNexter
+	if !sourceDone {
+		src = newFrameNexter(c.media.Source)
+	}
 	tick := time.NewTicker(codec.FrameDuration)
 	defer tick.Stop()
 	for first := true; ; first = false {
@@ -287,17 +318,20 @@ func (c *Call) send() {
 			// where it paused).
 			frame = noise.Frame()
 		} else if !sourceDone {
-			f, err := c.media.Source.ReadFrame()
+			// The first frame may wait a little (a file starts on time);
+			// later ones never hold up the clock.
+			wait := time.Duration(0)
+			if first {
+				wait = 100 * time.Millisecond
+			}
+			f, ok, err := src.next(wait)
 			switch {
-			case err == nil:
+			case ok:
 				frame = f
-			case errors.Is(err, io.EOF):
-				sourceDone = true
-				if c.media.OnSourceEnd != nil {
-					c.media.OnSourceEnd()
+			case err != nil:
+				if !errors.Is(err, io.EOF) {
+					c.s.c.log.Warn("audio source failed", "call", c.ID, "err", err)
 				}
-			default:
-				c.s.c.log.Warn("audio source failed", "call", c.ID, "err", err)
 				sourceDone = true
 				if c.media.OnSourceEnd != nil {
 					c.media.OnSourceEnd()
@@ -330,13 +364,16 @@ func (c *Call) send() {
 	}
 }
 
+// failAsync ends the call with err without waiting (for pion's callbacks and
+// the call's own goroutines) and tells the peer.
 func (c *Call) failAsync(err error) {
 	c.mu.Lock()
 	if c.err == nil && !c.ending {
 		c.err = err
 	}
 	c.mu.Unlock()
-	c.end(err.Error(), true)
+	reason := strings.TrimPrefix(err.Error(), "client: ")
+	c.end(strings.TrimPrefix(reason, "call "+c.Peer+": "), true)
 }
 
 // readRTCP drains RTCP for the sender so pion's interceptors see reports.

@@ -64,8 +64,12 @@ type Client struct {
 	home *home
 	key  ed25519.PrivateKey
 
-	mu sync.Mutex // guards state and serializes logins/refreshes
-	st State
+	// renewMu serializes logins and renewals, which talk to the login server;
+	// mu guards st and is never held across the network, so that incoming
+	// signals (which read the pinned login key) never wait on the login server.
+	renewMu sync.Mutex
+	mu      sync.Mutex
+	st      State
 }
 
 // New opens (or creates) the home and its device key.
@@ -112,10 +116,20 @@ func (c *Client) User() string {
 func (c *Client) PublicKey() ed25519.PublicKey { return c.key.Public().(ed25519.PublicKey) }
 
 func (c *Client) loginClient() (*login.Client, error) {
-	if c.st.LoginURL == "" {
+	c.mu.Lock()
+	url := c.st.LoginURL
+	c.mu.Unlock()
+	if url == "" {
 		return nil, ErrNoLoginURL
 	}
-	return login.NewClient(c.st.LoginURL, c.cfg.HTTPClient), nil
+	return login.NewClient(url, c.cfg.HTTPClient), nil
+}
+
+// state returns a copy of the home's state.
+func (c *Client) state() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st
 }
 
 // Register creates an account on the login server.
@@ -123,9 +137,7 @@ func (c *Client) Register(ctx context.Context, user, password string) error {
 	if err := identity.CheckUser(user); err != nil {
 		return err
 	}
-	c.mu.Lock()
 	lc, err := c.loginClient()
-	c.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -138,8 +150,8 @@ func (c *Client) Login(ctx context.Context, user, password string) error {
 	if err := identity.CheckUser(user); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.renewMu.Lock()
+	defer c.renewMu.Unlock()
 	lc, err := c.loginClient()
 	if err != nil {
 		return err
@@ -148,32 +160,36 @@ func (c *Client) Login(ctx context.Context, user, password string) error {
 	if err != nil {
 		return err
 	}
-	return c.storeLocked(resp)
+	return c.store(resp)
 }
 
 // ChangePassword changes the user's password; the login server revokes every
 // refresh token, so this home logs in again with the new password.
 func (c *Client) ChangePassword(ctx context.Context, oldPassword, newPassword string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.st.User == "" {
+	c.renewMu.Lock()
+	defer c.renewMu.Unlock()
+	user := c.User()
+	if user == "" {
 		return ErrNoUser
 	}
 	lc, err := c.loginClient()
 	if err != nil {
 		return err
 	}
-	if err := lc.ChangePassword(ctx, c.st.User, oldPassword, newPassword); err != nil {
+	if err := lc.ChangePassword(ctx, user, oldPassword, newPassword); err != nil {
 		return err
 	}
-	resp, err := lc.Login(ctx, c.st.User, newPassword, c.PublicKey())
+	resp, err := lc.Login(ctx, user, newPassword, c.PublicKey())
 	if err != nil {
 		return err
 	}
-	return c.storeLocked(resp)
+	return c.store(resp)
 }
 
-func (c *Client) storeLocked(resp *login.LoginResponse) error {
+// store checks a login response and keeps it in the home.
+func (c *Client) store(resp *login.LoginResponse) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	cred, err := identity.Verify(resp.LoginKey, resp.Credential, c.now())
 	if err != nil {
 		return fmt.Errorf("client: login: credential from the login server does not verify: %w", err)
@@ -199,55 +215,81 @@ func (c *Client) Credential(ctx context.Context) (string, error) {
 	return tok, err
 }
 
-// credential returns the token and its credential; force renews even a fresh one.
+// fresh returns the stored credential when it verifies and is not due for
+// renewal (or, with due false, merely not expired).
+func (c *Client) fresh(st State, now time.Time, due bool) (identity.Credential, bool) {
+	if st.Credential == "" || len(st.LoginKey) == 0 {
+		return identity.Credential{}, false
+	}
+	cred, err := identity.Verify(st.LoginKey, st.Credential, now)
+	if err != nil || !cred.Key().Equal(c.PublicKey()) || cred.User != st.User {
+		return identity.Credential{}, false
+	}
+	if due && !now.Add(c.renewBefore(cred)).Before(cred.ExpiresAt()) {
+		return cred, false
+	}
+	return cred, now.Before(cred.ExpiresAt())
+}
+
+// credential returns the token and its credential, renewing it when due: with
+// the refresh token, else with a password login. When the login server cannot
+// be reached, a stored credential that has not yet expired is still returned:
+// the login server is not on the path of signalling.
 func (c *Client) credential(ctx context.Context, force bool) (string, identity.Credential, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.st.User == "" {
+	st := c.state()
+	if st.User == "" {
 		return "", identity.Credential{}, ErrNoUser
 	}
-	now := c.now()
-	if !force && c.st.Credential != "" && len(c.st.LoginKey) > 0 {
-		cred, err := identity.Verify(c.st.LoginKey, c.st.Credential, now)
-		if err == nil && cred.Key().Equal(c.PublicKey()) && cred.User == c.st.User && now.Add(c.renewBefore(cred)).Before(cred.ExpiresAt()) {
-			return c.st.Credential, cred, nil
-		}
+	if cred, ok := c.fresh(st, c.now(), true); ok && !force {
+		return st.Credential, cred, nil
 	}
+	c.renewMu.Lock()
+	defer c.renewMu.Unlock()
+	st = c.state() // another goroutine may have renewed it meanwhile
+	now := c.now()
+	if cred, ok := c.fresh(st, now, true); ok && !force {
+		return st.Credential, cred, nil
+	}
+	resp, err := c.renew(ctx, st, now)
+	if err != nil {
+		if cred, ok := c.fresh(st, now, false); ok {
+			c.log.Warn("renewing the credential failed; using the current one until it expires", "expires", cred.ExpiresAt(), "err", err)
+			return st.Credential, cred, nil
+		}
+		return "", identity.Credential{}, err
+	}
+	if err := c.store(resp); err != nil {
+		return "", identity.Credential{}, err
+	}
+	st = c.state()
+	cred, err := identity.Verify(st.LoginKey, st.Credential, now)
+	return st.Credential, cred, err
+}
+
+// renew asks the login server for a new credential (renewMu held).
+func (c *Client) renew(ctx context.Context, st State, now time.Time) (*login.LoginResponse, error) {
 	lc, err := c.loginClient()
 	if err != nil {
-		return "", identity.Credential{}, err
+		return nil, err
 	}
-	var resp *login.LoginResponse
-	if c.st.RefreshToken != "" && now.Unix() < c.st.RefreshExpires {
-		resp, err = lc.Refresh(ctx, c.st.User, c.st.RefreshToken, c.PublicKey())
-		if err != nil && !errors.Is(err, login.ErrInvalidRefresh) {
-			return "", identity.Credential{}, err
+	if st.RefreshToken != "" && now.Unix() < st.RefreshExpires {
+		resp, err := lc.Refresh(ctx, st.User, st.RefreshToken, c.PublicKey())
+		if err == nil || !errors.Is(err, login.ErrInvalidRefresh) {
+			return resp, err
 		}
-		if err != nil {
-			c.log.Info("refresh token no longer valid; logging in with the password")
-			resp = nil
-		}
+		c.log.Info("refresh token no longer valid; logging in with the password")
 	}
-	if resp == nil {
-		if c.cfg.Password == nil {
-			return "", identity.Credential{}, ErrNeedPassword
-		}
-		pw, err := c.cfg.Password()
-		if err != nil {
-			return "", identity.Credential{}, err
-		}
-		if pw == "" {
-			return "", identity.Credential{}, ErrNeedPassword
-		}
-		if resp, err = lc.Login(ctx, c.st.User, pw, c.PublicKey()); err != nil {
-			return "", identity.Credential{}, err
-		}
+	if c.cfg.Password == nil {
+		return nil, ErrNeedPassword
 	}
-	if err := c.storeLocked(resp); err != nil {
-		return "", identity.Credential{}, err
+	pw, err := c.cfg.Password()
+	if err != nil {
+		return nil, err
 	}
-	cred, err := identity.Verify(c.st.LoginKey, c.st.Credential, now)
-	return c.st.Credential, cred, err
+	if pw == "" {
+		return nil, ErrNeedPassword
+	}
+	return lc.Login(ctx, st.User, pw, c.PublicKey())
 }
 
 func (c *Client) renewBefore(cred identity.Credential) time.Duration {
@@ -266,9 +308,7 @@ func (c *Client) loginKey() ed25519.PublicKey {
 
 // UserExists asks the login server whether user has an account.
 func (c *Client) UserExists(ctx context.Context, user string) (bool, error) {
-	c.mu.Lock()
 	lc, err := c.loginClient()
-	c.mu.Unlock()
 	if err != nil {
 		return false, err
 	}
@@ -278,10 +318,8 @@ func (c *Client) UserExists(ctx context.Context, user string) (bool, error) {
 // supernodes returns the freshest list: from the login server, or the last one
 // the home saw when the login server does not answer.
 func (c *Client) supernodes(ctx context.Context) []login.SupernodeInfo {
-	c.mu.Lock()
 	lc, err := c.loginClient()
-	cached := c.st.Supernodes
-	c.mu.Unlock()
+	cached := c.state().Supernodes
 	if err != nil {
 		return cached
 	}

@@ -533,3 +533,41 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestSecondDeviceCannotEndTheCall: bob is online on two devices that both
+// answer. Alice's call takes the first answer; the second device never
+// connects and gives up, and its hangup must not end alice's call with the
+// first device.
+func TestSecondDeviceCannotEndTheCall(t *testing.T) {
+	n := startNetwork(t, nil)
+	ctx := context.Background()
+	var homes []string
+	for i := 0; i < 2; i++ {
+		homes = append(homes, t.TempDir())
+	}
+	c0, err := client.New(client.Config{Home: homes[0], LoginURL: n.loginURL})
+	must(t, err)
+	must(t, c0.Register(ctx, "bob", "bob-password"))
+	for _, h := range homes {
+		c, err := client.New(client.Config{Home: h, LoginURL: n.loginURL})
+		must(t, err)
+		must(t, c.Login(ctx, "bob", "bob-password"))
+		s, err := c.Online(ctx, client.SessionConfig{ConnectTimeout: 2 * time.Second, OnIncoming: func(in *client.Incoming) {
+			e := client.NewEcho()
+			in.Answer(ctx, client.Media{Source: e, Sink: e})
+		}})
+		must(t, err)
+		t.Cleanup(func() { s.Close() })
+	}
+	alice := n.user(t, "alice", client.SessionConfig{})
+	ref := append(audiotest.Speech(9, 5*time.Second), audiotest.Silence(time.Second)...)
+	rec := &recorder{}
+	call := placeCall(t, alice, "bob", ref, rec) // placeCall fails if the call ends early
+	if r := call.Reason(); r != "hangup" {
+		t.Errorf("call ended with %q, want alice's own hangup", r)
+	}
+	got, _, _ := rec.snapshot()
+	if corr, _ := audiotest.MatchEnvelope(ref, got, time.Second); corr < 0.9 {
+		t.Errorf("echo from the answering device correlates %.3f, want ≥ 0.9", corr)
+	}
+}

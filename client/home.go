@@ -62,7 +62,13 @@ func (h *home) key() (ed25519.PrivateKey, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		seed = make([]byte, ed25519.SeedSize)
 		rand.Read(seed)
-		if err := writeFileAtomic(p, seed); err != nil {
+		// Two commands starting at once in a new home must end up with one
+		// key: the first to link its file wins, the other reads it.
+		err := writeFileExclusive(p, seed)
+		if errors.Is(err, fs.ErrExist) {
+			return h.key()
+		}
+		if err != nil {
 			return nil, fmt.Errorf("client: key %s: %w", p, err)
 		}
 		return ed25519.NewKeyFromSeed(seed), nil
@@ -101,6 +107,15 @@ func (h *home) save(st State) error {
 // a crash never leaves a half-written key or state, and concurrent commands in
 // one home never read a torn file.
 func writeFileAtomic(p string, b []byte) error {
+	return writeTemp(p, b, os.Rename)
+}
+
+// writeFileExclusive is writeFileAtomic that fails with fs.ErrExist when p exists.
+func writeFileExclusive(p string, b []byte) error {
+	return writeTemp(p, b, os.Link)
+}
+
+func writeTemp(p string, b []byte, place func(tmp, p string) error) error {
 	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-*")
 	if err != nil {
 		return err
@@ -121,5 +136,5 @@ func writeFileAtomic(p string, b []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(f.Name(), p)
+	return place(f.Name(), p)
 }

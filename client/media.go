@@ -33,6 +33,13 @@ type Media struct {
 	OnRTP func(h rtp.Header, arrival time.Time)
 }
 
+// ImmediateSource is a FrameSource whose ReadFrame never blocks. The sender
+// reads it on its 20 ms clock directly, not through a prefetch goroutine.
+type ImmediateSource interface {
+	FrameSource
+	Immediate()
+}
+
 // Echo is a FrameSink and a FrameSource at once: what it hears it says back. The
 // echo user answers calls with one. It holds at most a second of audio and says
 // silence when it has nothing; it never blocks and never ends.
@@ -56,6 +63,9 @@ func (e *Echo) WriteFrame(f []int16) error {
 	}
 }
 
+// Immediate marks Echo as an [ImmediateSource].
+func (e *Echo) Immediate() {}
+
 // ReadFrame returns the oldest queued frame, or silence.
 func (e *Echo) ReadFrame() ([]int16, error) {
 	select {
@@ -63,5 +73,83 @@ func (e *Echo) ReadFrame() ([]int16, error) {
 		return f, nil
 	default:
 		return make([]int16, codec.FrameSamples), nil
+	}
+}
+
+// prefetch reads a FrameSource on its own goroutine, a few frames ahead, so the
+// sender's 20 ms clock never waits on a slow source (a pipe on stdin) and ending
+// a call never waits on a blocked read. Its goroutine ends when the source
+// returns an error (io.EOF at the end); a read that blocks for ever — an idle
+// pipe — is abandoned with the call, which does not wait for it.
+type prefetch struct {
+	frames chan []int16
+	err    error // why the source ended; set before frames is closed
+}
+
+// frameNexter is how the sender reads its source: a prefetch, or an immediate
+// source read directly.
+type frameNexter interface {
+	next(wait time.Duration) (frame []int16, ok bool, err error)
+}
+
+type immediate struct{ src FrameSource }
+
+func (i immediate) next(time.Duration) ([]int16, bool, error) {
+	f, err := i.src.ReadFrame()
+	return f, err == nil, err
+}
+
+// newFrameNexter reads src directly when it never blocks, else through a prefetch.
+func newFrameNexter(src FrameSource) frameNexter {
+	if _, ok := src.(ImmediateSource); ok {
+		return immediate{src}
+	}
+	return newPrefetch(src)
+}
+
+func newPrefetch(src FrameSource) *prefetch {
+	p := &prefetch{frames: make(chan []int16, 10)}
+	go func() {
+		defer close(p.frames)
+		for {
+			f, err := src.ReadFrame()
+			if err != nil {
+				p.err = err
+				return
+			}
+			p.frames <- f
+		}
+	}()
+	return p
+}
+
+// next returns the next frame if one is ready, waiting at most wait. ok is
+// false when none is; err is set once the source has ended.
+func (p *prefetch) next(wait time.Duration) (frame []int16, ok bool, err error) {
+	var t <-chan time.Time
+	if wait > 0 {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		t = timer.C
+	}
+	select {
+	case f, open := <-p.frames:
+		if !open {
+			return nil, false, p.err
+		}
+		return f, true, nil
+	default:
+	}
+	if t == nil {
+		return nil, false, nil
+	}
+	select {
+	case f, open := <-p.frames:
+		if !open {
+			return nil, false, p.err
+		}
+		return f, true, nil
+	case <-t:
+		return nil, false, nil
 	}
 }

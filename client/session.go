@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/interceptor"
@@ -23,7 +25,8 @@ import (
 type SessionConfig struct {
 	// OnIncoming is called, in its own goroutine, for every verified incoming
 	// call. It must call Answer or Decline; returning without either declines.
-	// Nil declines every call ("not accepting calls").
+	// Nil ignores incoming calls (no ringing, no decline), leaving them to the
+	// user's other devices.
 	OnIncoming func(*Incoming)
 	// OnEvent receives every event (call state changes, stats, online/offline),
 	// one at a time, in order. It must not block for long.
@@ -60,11 +63,16 @@ type Session struct {
 
 	evMu sync.Mutex // serializes OnEvent
 
-	mu       sync.Mutex
-	calls    map[string]*Call
-	incoming map[string]*Incoming
-	probes   map[string]chan relayRTTs // call id → the caller waiting for a probe reply
-	closed   bool
+	ready chan struct{} // closed once conn and user are set: deliveries wait for it
+	seq   atomic.Uint64 // numbers this session's signals
+
+	mu        sync.Mutex
+	calls     map[string]*Call
+	incoming  map[string]*Incoming
+	probes    map[string]chan relayRTTs // call id → the caller waiting for a probe reply
+	probePeer map[string]string         // call id → whom the probe went to
+	seen      map[string]time.Time      // signals accepted within the window (replay guard)
+	closed    bool
 }
 
 // Online logs in if needed, attaches to a supernode and returns the session.
@@ -89,7 +97,8 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{c: c, cfg: cfg, api: api, calls: map[string]*Call{}, incoming: map[string]*Incoming{}, probes: map[string]chan relayRTTs{}}
+	s := &Session{c: c, cfg: cfg, api: api, ready: make(chan struct{}),
+		calls: map[string]*Call{}, incoming: map[string]*Incoming{}, probes: map[string]chan relayRTTs{}, probePeer: map[string]string{}, seen: map[string]time.Time{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	list := c.supernodes(ctx)
@@ -98,6 +107,7 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 		return nil, ErrNoSupernode
 	}
 	var errs []error
+	var reached string
 	for _, sn := range list {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		conn, err := supernode.Dial(dctx, supernode.DialConfig{
@@ -105,7 +115,7 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 		})
 		cancel()
 		if err == nil {
-			s.conn = conn
+			s.conn, reached = conn, sn.Addr
 			break
 		}
 		c.log.Warn("supernode unreachable", "addr", sn.Addr, "err", err)
@@ -116,7 +126,8 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 		return nil, fmt.Errorf("client: online: %w: %w", ErrNoSupernode, errors.Join(errs...))
 	}
 	s.user = s.conn.User()
-	s.emit(Event{Event: "online", Info: &Info{User: s.user, Supernode: list[0].Addr}})
+	close(s.ready)
+	s.emit(Event{Event: "online", Info: &Info{User: s.user, Supernode: reached}})
 	s.wg.Add(1)
 	go s.renewLoop()
 	return s, nil
@@ -240,7 +251,7 @@ func (s *Session) sendSignal(ctx context.Context, sig *Signal) error {
 		return err
 	}
 	sig.From = s.user
-	sig.sign(s.c.key, token)
+	sig.sign(s.c.key, token, time.Now(), s.seq.Add(1))
 	b, err := json.Marshal(sig)
 	if err != nil {
 		return fmt.Errorf("client: signal: %w", err)
@@ -268,67 +279,109 @@ func (s *Session) sendAsync(sig *Signal) {
 
 // deliver handles a frame from the supernode (on its reader goroutine).
 func (s *Session) deliver(f supernode.Frame) {
+	<-s.ready
 	sig, err := decodeSignal(f.Payload)
 	if err != nil {
 		s.c.log.Debug("dropping undecodable payload", "from", f.From, "err", err)
 		return
 	}
-	if err := sig.verify(s.c.loginKey(), f.From, s.user, time.Now()); err != nil {
+	sig.fromSession = f.FromSession
+	now := time.Now()
+	if err := sig.verify(s.c.loginKey(), f.From, s.user, now); err != nil {
 		s.c.log.Warn("refusing signal", "from", f.From, "kind", sig.Kind, "err", err)
-		if sig.Kind == KindOffer || sig.Kind == KindAnswer {
-			reason := "refused: " + err.Error()
-			s.emit(Event{Event: "call", CallID: sig.CallID, Peer: f.From, CallState: &CallState{State: StateEnded, Reason: reason, Direction: direction(sig.Kind == KindAnswer)}})
-			if sig.Kind == KindOffer {
-				s.sendAsync(&Signal{Kind: KindDecline, CallID: sig.CallID, To: f.From, Reason: "refused: signature check failed"})
-			} else if c := s.call(sig.CallID); c != nil {
-				c.fail(fmt.Errorf("%w: %w", ErrRefused, err))
-			}
-		}
+		s.refused(sig, f.From, err)
+		return
+	}
+	if !s.firstSight(sig, now) {
+		s.c.log.Warn("refusing a replayed signal", "from", f.From, "kind", sig.Kind, "call", sig.CallID)
+		return
+	}
+	if sig.Kind == KindOffer {
+		s.onOffer(sig)
 		return
 	}
 	switch sig.Kind {
-	case KindOffer:
-		s.onOffer(sig)
-	case KindHangup:
-		if c := s.call(sig.CallID); c != nil && c.Peer == sig.From {
-			reason := "remote hangup"
-			if sig.Reason != "" && sig.Reason != "hangup" {
-				reason = sig.From + ": " + sig.Reason
-			}
-			c.end(reason, false)
-		}
-		s.mu.Lock()
-		in := s.incoming[sig.CallID]
-		s.mu.Unlock()
-		if in != nil && in.Peer == sig.From {
-			in.cancel()
-		}
 	case KindProbe:
 		s.onProbe(sig)
+		return
 	case KindProbeReply:
 		var rtts relayRTTs
 		json.Unmarshal([]byte(sig.Reason), &rtts)
 		s.mu.Lock()
 		ch := s.probes[sig.CallID]
+		want := s.probePeer[sig.CallID]
 		s.mu.Unlock()
-		if ch != nil {
+		if ch != nil && want == sig.From {
 			select {
 			case ch <- rtts:
 			default:
 			}
 		}
-	case KindPath, KindHold, KindResume:
-		if c := s.call(sig.CallID); c != nil && c.Peer == sig.From {
-			c.onInCall(sig)
+		return
+	case KindHangup:
+		s.mu.Lock()
+		in := s.incoming[sig.CallID]
+		s.mu.Unlock()
+		if in != nil && in.Peer == sig.From && in.offer.fromSession == sig.fromSession {
+			in.cancel()
 		}
-	default:
-		if c := s.call(sig.CallID); c != nil && c.Peer == sig.From {
-			select {
-			case c.signals <- sig:
-			default:
+	}
+	c := s.call(sig.CallID)
+	if c == nil || c.Peer != sig.From || !c.fromPeer(sig) {
+		return
+	}
+	switch sig.Kind {
+	case KindHangup:
+		reason := "remote hangup"
+		if sig.Reason != "" && sig.Reason != "hangup" {
+			reason = sig.From + ": " + sig.Reason
+		}
+		c.end(reason, false)
+	case KindPath, KindHold, KindResume:
+		c.onInCall(sig)
+	default: // ringing, answer, decline: for the caller waiting in Call
+		select {
+		case c.signals <- sig:
+		default:
+		}
+	}
+}
+
+// refused handles a signal that failed verification: an offer is declined; an
+// answer ends the outgoing call it answers, if that call is still waiting for
+// one. Nothing else is acted on: an unverified signal must not end anything.
+func (s *Session) refused(sig *Signal, from string, err error) {
+	reason := "refused: " + err.Error()
+	switch sig.Kind {
+	case KindOffer:
+		s.emit(Event{Event: "call", CallID: sig.CallID, Peer: from, CallState: &CallState{State: StateEnded, Reason: reason, Direction: "incoming"}})
+		s.sendAsync(&Signal{Kind: KindDecline, CallID: sig.CallID, To: from, Reason: "refused: signature check failed"})
+	case KindAnswer:
+		if c := s.call(sig.CallID); c != nil && c.Outgoing && c.Peer == from && !c.isStarted() {
+			c.failAsync(fmt.Errorf("client: call %s: %w: %w", from, ErrRefused, err))
+		}
+	}
+}
+
+// firstSight records a verified signal and reports whether it is new: a
+// supernode may replay a signed signal, but not within the window unseen, and
+// outside it the timestamp check refuses it.
+func (s *Session) firstSight(sig *Signal, now time.Time) bool {
+	key := sig.From + "|" + strconv.FormatInt(sig.TS, 10) + "|" + strconv.FormatUint(sig.Seq, 10)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.seen[key]; dup {
+		return false
+	}
+	if len(s.seen) > 1024 {
+		for k, t := range s.seen {
+			if now.Sub(t) > 2*SignalWindow {
+				delete(s.seen, k)
 			}
 		}
 	}
+	s.seen[key] = now
+	return true
 }
 
 func (s *Session) call(id string) *Call {
@@ -338,6 +391,11 @@ func (s *Session) call(id string) *Call {
 }
 
 func (s *Session) onOffer(sig *Signal) {
+	if s.cfg.OnIncoming == nil {
+		// This device does not take calls (say, a CLI placing one); another
+		// device of the user may. Stay silent rather than decline for them.
+		return
+	}
 	s.mu.Lock()
 	if s.closed || s.calls[sig.CallID] != nil || s.incoming[sig.CallID] != nil {
 		s.mu.Unlock()
@@ -359,10 +417,6 @@ func (s *Session) onOffer(sig *Signal) {
 			s.mu.Unlock()
 			in.cancel()
 		}()
-		if s.cfg.OnIncoming == nil {
-			in.Decline("not accepting calls")
-			return
-		}
 		s.cfg.OnIncoming(in)
 		in.mu.Lock()
 		handled := in.handled
@@ -395,11 +449,12 @@ func (s *Session) chooseRelay(ctx context.Context, callID, peer string) string {
 	}
 	reply := make(chan relayRTTs, 1)
 	s.mu.Lock()
-	s.probes[callID] = reply
+	s.probes[callID], s.probePeer[callID] = reply, peer
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.probes, callID)
+		delete(s.probePeer, callID)
 		s.mu.Unlock()
 	}()
 	mctx, cancel := context.WithTimeout(ctx, 2*probeTimeout)
@@ -477,24 +532,34 @@ func (in *Incoming) Answer(ctx context.Context, media Media) (*Call, error) {
 	}
 	c, err := s.newCall(in.CallID, in.Peer, false, in.offer.Relay, media)
 	if err != nil {
+		s.sendAsync(&Signal{Kind: KindDecline, CallID: in.CallID, To: in.Peer, Reason: "could not answer"})
 		return nil, err
 	}
+	c.mu.Lock()
+	c.peerSession = in.offer.fromSession
+	c.mu.Unlock()
+	// Until the answer is sent, a failure must still tell the caller, who would
+	// otherwise ring on until "no answer".
+	failed := func(err error) error {
+		s.sendAsync(&Signal{Kind: KindDecline, CallID: in.CallID, To: in.Peer, Reason: "could not answer"})
+		return c.fail(err)
+	}
 	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: in.offer.SDP}); err != nil {
-		return nil, c.fail(fmt.Errorf("client: answer: remote offer: %w", err))
+		return nil, failed(fmt.Errorf("client: answer: remote offer: %w", err))
 	}
 	if err := c.addTrack(); err != nil {
-		return nil, c.fail(err)
+		return nil, failed(err)
 	}
 	answer, err := c.pc.CreateAnswer(nil)
 	if err != nil {
-		return nil, c.fail(fmt.Errorf("client: answer: %w", err))
+		return nil, failed(fmt.Errorf("client: answer: %w", err))
 	}
 	sdp, err := c.setLocal(ctx, answer)
 	if err != nil {
-		return nil, c.fail(err)
+		return nil, failed(err)
 	}
 	if err := s.sendSignal(ctx, &Signal{Kind: KindAnswer, CallID: c.ID, To: c.Peer, SDP: sdp}); err != nil {
-		return nil, c.fail(fmt.Errorf("client: answer %s: %w", c.Peer, err))
+		return nil, failed(fmt.Errorf("client: answer %s: %w", c.Peer, err))
 	}
 	if err := c.waitConnected(ctx); err != nil {
 		return nil, err

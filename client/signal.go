@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/parley/parley/internal/identity"
 )
@@ -37,6 +39,10 @@ import (
 //   - SDP: the session description (offer and answer only).
 //   - Relay: in an offer, the relay (host:port) chosen for the call (relays.go).
 //   - Reason: why (decline and hangup), or the path view; ≤ 512 bytes.
+//   - TS: when it was signed, Unix milliseconds; a receiver refuses signals more
+//     than [SignalWindow] from its clock.
+//   - Seq: a counter of the sending session; with From and TS it names the signal,
+//     and a receiver refuses a name it has seen (a replay) within the window.
 //   - Credential: the sender's login-server token.
 //   - Sig: Ed25519 signature by the credential's key, context [SignalContext],
 //     over [Signal.signedMessage].
@@ -49,8 +55,12 @@ type Signal struct {
 	SDP        string `json:"sdp,omitempty"`
 	Relay      string `json:"relay,omitempty"`
 	Reason     string `json:"reason,omitempty"`
+	TS         int64  `json:"ts"`
+	Seq        uint64 `json:"seq"`
 	Credential string `json:"credential"`
 	Sig        []byte `json:"sig"`
+
+	fromSession string // the sender's session at its supernode (routing, not signed)
 }
 
 // SignalVersion is the version of [Signal].
@@ -80,12 +90,15 @@ const (
 
 const maxReason = 512
 
+// SignalWindow is how far a signal's timestamp may be from the receiver's clock.
+const SignalWindow = 2 * time.Minute
+
 // signedMessage is what the signature covers: every field but the credential and
 // the signature, with the SDP reduced to its sorted DTLS fingerprints (the part
 // that decides who the media is encrypted to).
 func (s *Signal) signedMessage() []byte {
 	var b strings.Builder
-	for _, f := range []string{s.Kind, s.CallID, s.From, s.To, s.Reason, s.Relay} {
+	for _, f := range []string{s.Kind, s.CallID, s.From, s.To, s.Reason, s.Relay, strconv.FormatInt(s.TS, 10), strconv.FormatUint(s.Seq, 10)} {
 		b.WriteString(f)
 		b.WriteByte('\n')
 	}
@@ -96,11 +109,18 @@ func (s *Signal) signedMessage() []byte {
 	return []byte(b.String())
 }
 
-func (s *Signal) sign(key ed25519.PrivateKey, credential string) {
+func (s *Signal) sign(key ed25519.PrivateKey, credential string, now time.Time, seq uint64) {
 	s.V = SignalVersion
 	s.Credential = credential
+	s.TS, s.Seq = now.UnixMilli(), seq
 	if len(s.Reason) > maxReason {
-		s.Reason = s.Reason[:maxReason]
+		// Cut on a character boundary: JSON would replace half a character,
+		// and the signature would no longer match.
+		cut := maxReason
+		for cut > 0 && !utf8.RuneStart(s.Reason[cut]) {
+			cut--
+		}
+		s.Reason = s.Reason[:cut]
 	}
 	s.Sig = identity.SignContext(key, SignalContext, s.signedMessage())
 }
@@ -118,6 +138,9 @@ func (s *Signal) verify(loginKey ed25519.PublicKey, from, me string, now time.Ti
 	}
 	if cred.User != from || s.From != from {
 		return fmt.Errorf("client: signal from %s carries %s's credential: %w", from, cred.User, ErrBadSignal)
+	}
+	if d := now.Sub(time.UnixMilli(s.TS)); d > SignalWindow || d < -SignalWindow {
+		return fmt.Errorf("client: signal from %s dated %v away from now: %w", from, d.Round(time.Second), ErrBadSignal)
 	}
 	if s.To != me {
 		return fmt.Errorf("client: signal from %s addressed to %s: %w", from, s.To, ErrBadSignal)

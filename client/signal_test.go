@@ -28,7 +28,7 @@ func TestSignalVerify(t *testing.T) {
 	malloryTok, malloryKey := cred("mallory")
 	offer := func() *Signal {
 		s := &Signal{Kind: KindOffer, CallID: "0123456789abcdef", From: "alice", To: "bob", SDP: testSDP}
-		s.sign(aliceKey, aliceTok)
+		s.sign(aliceKey, aliceTok, now, 7)
 		return s
 	}
 	tests := []struct {
@@ -43,16 +43,29 @@ func TestSignalVerify(t *testing.T) {
 		{"redirected to carol", func(s *Signal) { s.To = "carol" }, "alice", true},
 		{"supernode claims another sender", func(*Signal) {}, "mallory", true},
 		{"mallory's credential on alice's signal", func(s *Signal) { s.Credential = malloryTok }, "alice", true},
-		{"re-signed by mallory as alice", func(s *Signal) { s.sign(malloryKey, aliceTok) }, "alice", true},
+		{"re-signed by mallory as alice", func(s *Signal) { s.sign(malloryKey, aliceTok, now, 7) }, "alice", true},
+		{"timestamp changed", func(s *Signal) { s.TS++ }, "alice", true},
+		{"sequence changed", func(s *Signal) { s.Seq++ }, "alice", true},
+		{"signed long ago", func(s *Signal) { s.sign(aliceKey, aliceTok, now.Add(-3*time.Minute), 7) }, "alice", true},
+		{"signed in the future", func(s *Signal) { s.sign(aliceKey, aliceTok, now.Add(3*time.Minute), 7) }, "alice", true},
 		{"kind changed", func(s *Signal) { s.Kind = KindAnswer }, "alice", true},
-		{"no fingerprint at all", func(s *Signal) { s.SDP = "v=0\r\n"; s.sign(aliceKey, aliceTok) }, "alice", true},
+		{"no fingerprint at all", func(s *Signal) { s.SDP = "v=0\r\n"; s.sign(aliceKey, aliceTok, now, 7) }, "alice", true},
+		{"long reason cut on a character boundary", func(s *Signal) { s.Reason = strings.Repeat("é", 400); s.sign(aliceKey, aliceTok, now, 7) }, "alice", false},
 		{"wrong version", func(s *Signal) { s.V = 2 }, "alice", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := offer()
 			tt.mutate(s)
-			err := s.verify(loginPub, tt.from, "bob", now)
+			// What the receiver checks is what came over the wire.
+			b, err := json.Marshal(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s, err = decodeSignal(b); err != nil {
+				t.Fatal(err)
+			}
+			err = s.verify(loginPub, tt.from, "bob", now)
 			if got := err != nil; got != tt.wantErr {
 				t.Fatalf("verify err = %v, want error %v", err, tt.wantErr)
 			}
@@ -87,4 +100,22 @@ func FuzzDecodeSignal(f *testing.F) {
 			t.Fatal("unsigned fuzz input verified")
 		}
 	})
+}
+
+func TestReplayedSignalIsRefused(t *testing.T) {
+	s := &Session{seen: map[string]time.Time{}}
+	now := time.Now()
+	sig := &Signal{From: "alice", TS: now.UnixMilli(), Seq: 3}
+	if !s.firstSight(sig, now) {
+		t.Fatal("first sight refused")
+	}
+	if s.firstSight(&Signal{From: "alice", TS: sig.TS, Seq: 3}, now) {
+		t.Fatal("replay accepted")
+	}
+	if !s.firstSight(&Signal{From: "alice", TS: sig.TS, Seq: 4}, now) {
+		t.Fatal("next signal refused")
+	}
+	if !s.firstSight(&Signal{From: "bob", TS: sig.TS, Seq: 3}, now) {
+		t.Fatal("another sender's signal refused")
+	}
 }

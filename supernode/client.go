@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -158,7 +159,7 @@ func (c *Conn) Send(ctx context.Context, to string, payload json.RawMessage) (in
 		delete(c.pending, id)
 		c.mu.Unlock()
 	}()
-	if err := writeFrame(ctx, c.ws, Frame{Type: TypeSend, ID: id, To: to, Payload: payload}); err != nil {
+	if err := c.write(Frame{Type: TypeSend, ID: id, To: to, Payload: payload}); err != nil {
 		return 0, fmt.Errorf("supernode: send to %s: %w", to, err)
 	}
 	select {
@@ -182,7 +183,7 @@ func (c *Conn) Send(ctx context.Context, to string, payload json.RawMessage) (in
 
 // Renew presents a fresh credential for the same user and key.
 func (c *Conn) Renew(ctx context.Context, credential string) error {
-	if err := writeFrame(ctx, c.ws, Frame{Type: TypeRenew, Credential: credential}); err != nil {
+	if err := c.write(Frame{Type: TypeRenew, Credential: credential}); err != nil {
 		return fmt.Errorf("supernode: renew: %w", err)
 	}
 	select {
@@ -196,6 +197,15 @@ func (c *Conn) Renew(ctx context.Context, credential string) error {
 	case <-ctx.Done():
 		return fmt.Errorf("supernode: renew: %w", ctx.Err())
 	}
+}
+
+// write sends one frame. Its deadline is its own, not the caller's: coder/websocket
+// closes the whole connection when a write's context ends mid-frame, and one
+// caller giving up must not cut everyone off.
+func (c *Conn) write(f Frame) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return writeFrame(ctx, c.ws, f)
 }
 
 func (c *Conn) readLoop(ctx context.Context) {
@@ -226,7 +236,10 @@ func (c *Conn) readLoop(ctx context.Context) {
 			ch := c.pending[f.ID]
 			c.mu.Unlock()
 			if ch != nil {
-				ch <- f
+				select {
+				case ch <- f: // at most one reply is awaited; a duplicate is dropped
+				default:
+				}
 			}
 		case f.Type == TypeError:
 			c.log.Warn("supernode error", "code", f.Code, "err", f.Error)

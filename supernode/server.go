@@ -169,7 +169,7 @@ type conn struct {
 	user    string
 	session string
 	key     ed25519.PublicKey
-	expires atomic.Int64 // Unix seconds of the credential's end
+	expires atomic.Int64 // Unix seconds of the credential's end; 0 until attached
 }
 
 // enqueue queues b without blocking; a full queue disconnects the slow client.
@@ -256,7 +256,7 @@ func (s *Server) writeLoop(ctx context.Context, c *conn) {
 				return
 			}
 		case <-ping.C:
-			if c.user != "" && s.now().Unix() > c.expires.Load()+int64(identity.Skew/time.Second) {
+			if exp := c.expires.Load(); exp != 0 && s.now().Unix() > exp+int64(identity.Skew/time.Second) {
 				s.sendError(c, "", CodeAuth, "credential expired; renew it")
 				c.cancel()
 				continue

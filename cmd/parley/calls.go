@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley/parley/client"
@@ -158,11 +159,20 @@ func cmdListen(ctx context.Context, e *env, args []string) error {
 		ctx, cancel = context.WithTimeout(ctx, *dur)
 		defer cancel()
 	}
-	ended := make(chan struct{}, 64)
+	// Every incoming call counts toward --calls once it is over, answered or not.
+	var endedCalls atomic.Int64
+	ended := make(chan struct{}, 1)
 	var busy sync.Mutex
 	s, err := c.Online(ctx, client.SessionConfig{
 		OnEvent: out.event,
 		OnIncoming: func(in *client.Incoming) {
+			defer func() {
+				endedCalls.Add(1)
+				select {
+				case ended <- struct{}{}:
+				default:
+				}
+			}()
 			if !*answer {
 				in.Decline("declined")
 				return
@@ -176,14 +186,12 @@ func cmdListen(ctx context.Context, e *env, args []string) error {
 			if err == nil {
 				<-call.Done()
 			}
-			ended <- struct{}{}
 		},
 	})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	n := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -191,8 +199,7 @@ func cmdListen(ctx context.Context, e *env, args []string) error {
 		case <-s.Done():
 			return s.Err()
 		case <-ended:
-			n++
-			if *calls > 0 && n >= *calls {
+			if *calls > 0 && endedCalls.Load() >= int64(*calls) {
 				return nil
 			}
 		}

@@ -195,6 +195,9 @@ func runSupernode(ctx context.Context, ln net.Listener, f supernodeFlags, key ed
 		scheme = "wss"
 	}
 	advertise := scheme + "://" + name + "/v1/ws"
+	if len(f.relay.external) > 0 && f.relay.secret == "" && os.Getenv("PARLEY_TURN_SECRET") == "" {
+		return usageError{"--relay needs --turn-secret (or PARLEY_TURN_SECRET): the secret the relays share"}
+	}
 	ip, err := resolveIP(f.host())
 	if err != nil {
 		return err
