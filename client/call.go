@@ -122,6 +122,12 @@ func (c *Call) fromPeer(sig *Signal) bool {
 	return sig.fromSession == c.peerSession
 }
 
+func (c *Call) localRelayProtocol() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.localView.RelayProtocol
+}
+
 func (c *Call) isStarted() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -612,6 +618,7 @@ func (c *Call) Stats() Stats {
 		RTTMS:           float64(c.lastRTTNanos.Load()) / float64(time.Millisecond),
 		Path:            c.path.Load().(string),
 		Relay:           c.relay.Load().(string),
+		RelayProtocol:   c.localRelayProtocol(),
 	}
 }
 

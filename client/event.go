@@ -64,4 +64,7 @@ type Stats struct {
 	RTTMS           float64 `json:"rtt_ms"`    // ICE round trip on the selected pair
 	Path            string  `json:"-"`         // direct, udp-relay or tcp-relay (Event.Path in JSON)
 	Relay           string  `json:"-"`         // the relay's address (Event.Relay in JSON)
+	// RelayProtocol is how this end reaches its relay (udp, tcp or tls) when
+	// its own candidate is a relay candidate.
+	RelayProtocol string `json:"relay_protocol,omitempty"`
 }

@@ -63,9 +63,9 @@ func startNATLabOn(t *testing.T, lab *netlab.Lab, supernodeArgs ...string) *natL
 }
 
 // user registers name from host and returns its environment.
-func (n *natLab) user(t *testing.T, h *netlab.Host, name string) []string {
+func (n *natLab) user(t *testing.T, h *netlab.Host, name string, extraEnv ...string) []string {
 	t.Helper()
-	env := userEnv(t, n.loginURL, "pw-"+name+"-secret")
+	env := append(userEnv(t, n.loginURL, "pw-"+name+"-secret"), extraEnv...)
 	if out, errOut, code := runParleyIn(t, h.NS, env, "register", name); code != 0 {
 		t.Fatalf("register %s on %s: exit %d\n%s%s", name, h.Name, code, out, errOut)
 	}
@@ -84,7 +84,13 @@ type callResult struct {
 // callee records, and reports the paths both ends saw and the match.
 func (n *natLab) call(t *testing.T, ch, eh *netlab.Host, caller, callee string, extra ...string) callResult {
 	t.Helper()
-	cenv, eenv := n.user(t, ch, caller), n.user(t, eh, callee)
+	return n.callWith(t, ch, eh, caller, callee, nil, extra...)
+}
+
+// callWith is call with extra environment for both users.
+func (n *natLab) callWith(t *testing.T, ch, eh *netlab.Host, caller, callee string, env []string, extra ...string) callResult {
+	t.Helper()
+	cenv, eenv := n.user(t, ch, caller, env...), n.user(t, eh, callee, env...)
 	rec := filepath.Join(t.TempDir(), callee+".wav")
 	listener := startIn(t, eh.NS, eenv, "listen", "--answer", "--record", rec, "--calls", "1", "--json")
 	waitOnline(t, listener)
