@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/login"
@@ -38,6 +39,11 @@ type Config struct {
 	// client that lets it fill is disconnected rather than allowed to stall
 	// routing. Default 256.
 	SendQueue int
+	// SendRate and SendBurst limit the sends one connection may make (per
+	// second, and at once). Defaults 50 and 100: far above what calls and chat
+	// need, well below what fills a recipient's SendQueue.
+	SendRate  float64
+	SendBurst int
 	// AttachTimeout bounds the time from connect to a valid attach. Default 10 s.
 	AttachTimeout time.Duration
 	// PingInterval is how often the supernode pings each client (and checks that
@@ -78,6 +84,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.SendQueue <= 0 {
 		cfg.SendQueue = 256
+	}
+	if cfg.SendRate <= 0 {
+		cfg.SendRate = 50
+	}
+	if cfg.SendBurst <= 0 {
+		cfg.SendBurst = 100
 	}
 	if cfg.AttachTimeout <= 0 {
 		cfg.AttachTimeout = 10 * time.Second
@@ -170,6 +182,7 @@ type conn struct {
 	session string
 	key     ed25519.PublicKey
 	expires atomic.Int64 // Unix seconds of the credential's end; 0 until attached
+	sends   *rate.Limiter
 }
 
 // enqueue queues b without blocking; a full queue disconnects the slow client.
@@ -203,7 +216,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(MaxFrameSize)
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	c := &conn{ws: ws, out: make(chan []byte, s.cfg.SendQueue), cancel: cancel}
+	c := &conn{ws: ws, out: make(chan []byte, s.cfg.SendQueue), cancel: cancel,
+		sends: rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst)}
 
 	var wwg sync.WaitGroup
 	wwg.Add(1)
@@ -321,6 +335,12 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 			c.expires.Store(cred.Expires)
 			s.send(c, Frame{Type: TypeAttached, User: c.user, Session: c.session, ICEServers: s.iceServers(c.user)})
 		case TypeSend:
+			if !c.sends.Allow() {
+				// A sender over its rate is told so; it cannot fill a
+				// recipient's queue and get them disconnected.
+				s.sendError(c, f.ID, CodeOverload, "sending too fast; slow down")
+				continue
+			}
 			s.route(c, f)
 		default:
 			s.sendError(c, f.ID, CodeBadRequest, "unknown frame type "+truncate(f.Type, 32))

@@ -241,3 +241,36 @@ func FuzzDecodeFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestFloodingSenderIsThrottledNotItsVictim: a sender far over its rate gets
+// overload errors; the recipient stays connected and keeps receiving.
+func TestFloodingSenderIsThrottledNotItsVictim(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now()
+	aTok, aKey := f.user(t, "mallory", now, now.Add(time.Hour))
+	bTok, bKey := f.user(t, "bob", now, now.Add(time.Hour))
+	mallory, err := f.dial(t, aTok, aKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := f.dial(t, bTok, bKey, func(supernode.Frame) {}) // a recipient that reads everything
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	overloaded := 0
+	for i := 0; i < 500; i++ {
+		if _, err := mallory.Send(ctx, "bob", json.RawMessage(`{"spam":1}`)); errors.Is(err, supernode.ErrOverload) {
+			overloaded++
+		}
+	}
+	if overloaded == 0 {
+		t.Error("500 sends at once were never throttled")
+	}
+	select {
+	case <-bob.Done():
+		t.Fatalf("the recipient was disconnected: %v", bob.Err())
+	default:
+	}
+	t.Logf("%d of 500 sends refused as overload", overloaded)
+}
