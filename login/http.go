@@ -290,17 +290,26 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, userResponse{User: req.User})
 }
 
+// checkLoginFields answers 400 for a bad user name or an over-long password
+// (a short one is just wrong: 401 from the password check, like any other).
+func checkLoginFields(w http.ResponseWriter, user, password string) bool {
+	if msg := checkUserName(user); msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return false
+	}
+	if len(password) > MaxPasswordBytes {
+		writeError(w, http.StatusBadRequest, checkPasswordLen("password", password))
+		return false
+	}
+	return true
+}
+
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	var req loginRequest
 	if !decode(w, r, &req) {
 		return
 	}
-	if msg := checkUserName(req.User); msg != "" {
-		writeError(w, http.StatusBadRequest, msg)
-		return
-	}
-	if len(req.Password) > MaxPasswordBytes {
-		writeError(w, http.StatusBadRequest, checkPasswordLen("password", req.Password))
+	if !checkLoginFields(w, req.User, req.Password) {
 		return
 	}
 	pub, msg := parsePublicKey(req.PublicKey)
@@ -380,12 +389,7 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	if msg := checkUserName(req.User); msg != "" {
-		writeError(w, http.StatusBadRequest, msg)
-		return
-	}
-	if len(req.Password) > MaxPasswordBytes {
-		writeError(w, http.StatusBadRequest, checkPasswordLen("password", req.Password))
+	if !checkLoginFields(w, req.User, req.Password) {
 		return
 	}
 	if msg := checkPasswordLen("new_password", req.NewPassword); msg != "" {

@@ -126,6 +126,29 @@ func (e *env) audioFlags(fs *flag.FlagSet, playTo, recordWhat string) *audioIO {
 	return a
 }
 
+// openAudioClient opens --play and --record (so a bad file fails before going
+// online), picks the event stream and makes the client. On success the caller
+// must close a (closeInto) to finish the recording.
+func (e *env) openAudioClient(a *audioIO, jsonOut bool) (*printer, *client.Client, error) {
+	if err := a.open(); err != nil {
+		return nil, nil, err
+	}
+	c, err := e.newClient("")
+	if err != nil {
+		a.close()
+		return nil, nil, err
+	}
+	return e.eventOut(jsonOut, a.record), c, nil
+}
+
+// closeInto finishes the recording, reporting a failure through *err unless
+// that already holds one.
+func (a *audioIO) closeInto(err *error) {
+	if cerr := a.close(); *err == nil {
+		*err = cerr
+	}
+}
+
 // eventOut picks the event stream: stdout, unless stdout carries audio.
 func (e *env) eventOut(jsonOut bool, record string) *printer {
 	w := e.stdout
@@ -135,7 +158,7 @@ func (e *env) eventOut(jsonOut bool, record string) *printer {
 	return &printer{w: w, json: jsonOut}
 }
 
-func cmdListen(ctx context.Context, e *env, args []string) error {
+func cmdListen(ctx context.Context, e *env, args []string) (err error) {
 	fs := flag.NewFlagSet("listen", flag.ContinueOnError)
 	answer := fs.Bool("answer", false, "answer incoming calls (without it calls are declined)")
 	a := e.audioFlags(fs, "to each caller", "what callers say")
@@ -145,15 +168,11 @@ func cmdListen(ctx context.Context, e *env, args []string) error {
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
-	if err := a.open(); err != nil {
-		return err
-	}
-	defer a.close()
-	out := e.eventOut(*jsonOut, a.record)
-	c, err := e.newClient("")
+	out, c, err := e.openAudioClient(a, *jsonOut)
 	if err != nil {
 		return err
 	}
+	defer a.closeInto(&err)
 	if *dur > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *dur)
@@ -206,7 +225,7 @@ func cmdListen(ctx context.Context, e *env, args []string) error {
 	}
 }
 
-func cmdCall(ctx context.Context, e *env, args []string) error {
+func cmdCall(ctx context.Context, e *env, args []string) (err error) {
 	fs := flag.NewFlagSet("call", flag.ContinueOnError)
 	a := e.audioFlags(fs, "", "what the peer says")
 	dur := fs.Duration("for", 0, "hang up after this long (default: at the end of --play, else when interrupted)")
@@ -218,15 +237,11 @@ func cmdCall(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	peer := pos[0]
-	if err := a.open(); err != nil {
-		return err
-	}
-	defer a.close()
-	out := e.eventOut(*jsonOut, a.record)
-	c, err := e.newClient("")
+	out, c, err := e.openAudioClient(a, *jsonOut)
 	if err != nil {
 		return err
 	}
+	defer a.closeInto(&err)
 	s, err := c.Online(ctx, client.SessionConfig{OnEvent: out.event})
 	if err != nil {
 		return err
