@@ -31,12 +31,14 @@ type natLab struct {
 
 func startNATLab(t *testing.T, supernodeArgs ...string) *natLab {
 	t.Helper()
-	return startNATLabOn(t, netlab.NewForTest(t), supernodeArgs...)
+	return startNATLabOn(t, netlab.NewForTest(t), 0, supernodeArgs...)
 }
 
-func startNATLabOn(t *testing.T, lab *netlab.Lab, supernodeArgs ...string) *natLab {
+// startNATLabOn starts the servers in lab on a host srvDelay away from the
+// internet (each way).
+func startNATLabOn(t *testing.T, lab *netlab.Lab, srvDelay time.Duration, supernodeArgs ...string) *natLab {
 	t.Helper()
-	srv, err := lab.AddPublicHost("srv")
+	srv, err := lab.AddDistantHost("srv", srvDelay)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +455,7 @@ func TestRelayChoiceServesBothEnds(t *testing.T) {
 	ip2 := r2.IP.String()
 	rl := startIn(t, r2.NS, nil, "relay", "--public-addr", ip2, "--turn-udp", ip2+":3478", "--turn-tcp", ip2+":3478",
 		"--turn-secret", secret, "--relay-allow-peer", "198.18.0.0/15")
-	n := startNATLabOn(t, lab, "--relay", ip2+":3478", "--turn-secret", secret)
+	n := startNATLabOn(t, lab, 0, "--relay", ip2+":3478", "--turn-secret", secret)
 	for i := 0; i < 100; i++ {
 		if _, errOut := rl.output(); strings.Contains(errOut, "relay listening") {
 			break
@@ -481,6 +483,47 @@ func TestRelayChoiceServesBothEnds(t *testing.T) {
 	for side, out := range map[string]string{"caller": r.callerOut, "callee": r.calleeOut} {
 		if relay := lastField(t, out, "relay"); !strings.Contains(relay, ip2) {
 			t.Errorf("%s's call went through relay %q, want the one both reach (%s)", side, relay, ip2)
+		}
+	}
+}
+
+// TestRelayChoicePrefersTheNearerRelay: two relays both ends reach, the
+// supernode's own 80 ms away (each way) and a standalone one nearby. The probe
+// measures both from both ends and the call goes through the nearer.
+func TestRelayChoicePrefersTheNearerRelay(t *testing.T) {
+	lab := netlab.NewForTest(t)
+	r2, err := lab.AddPublicHost("near")
+	must(t, err)
+	const secret = "a-secret-shared-by-relays-and-supernodes"
+	ip2 := r2.IP.String()
+	rl := startIn(t, r2.NS, nil, "relay", "--public-addr", ip2, "--turn-udp", ip2+":3478", "--turn-tcp", ip2+":3478",
+		"--turn-secret", secret, "--relay-allow-peer", "198.18.0.0/15")
+	n := startNATLabOn(t, lab, 80*time.Millisecond, "--relay", ip2+":3478", "--turn-secret", secret)
+	for i := 0; i < 100; i++ {
+		if _, errOut := rl.output(); strings.Contains(errOut, "relay listening") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a, _, err := lab.AddNATHost("pa", netlab.Symmetric)
+	must(t, err)
+	b, _, err := lab.AddNATHost("pb", netlab.Symmetric)
+	must(t, err)
+	r := n.call(t, a, b, "neara", "nearb", "--log-level", "info")
+	if r.corr < 0.9 {
+		t.Errorf("recording correlates %.3f, want ≥ 0.9", r.corr)
+	}
+	if !strings.Contains(r.callerErr, "relay="+ip2+":3478") {
+		t.Errorf("the caller did not choose the near relay %s:3478:\n%s", ip2, r.callerErr)
+	}
+	for side, out := range map[string]string{"caller": r.callerOut, "callee": r.calleeOut} {
+		if relay := lastField(t, out, "relay"); !strings.Contains(relay, ip2) {
+			t.Errorf("%s's call went through %q, want the near relay %s", side, relay, ip2)
+		}
+	}
+	for _, line := range strings.Split(r.callerErr, "\n") {
+		if strings.Contains(line, "relay chosen") {
+			t.Log(line)
 		}
 	}
 }

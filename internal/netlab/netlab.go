@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // ErrUnavailable means this machine cannot build a lab (not root, or a tool is missing).
@@ -39,7 +40,7 @@ func Available() error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("%w: needs root", ErrUnavailable)
 	}
-	for _, tool := range []string{"ip", "iptables", "nft", "sysctl"} {
+	for _, tool := range []string{"ip", "iptables", "nft", "sysctl", "ethtool"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%w: %s not installed (scripts/deps.sh installs it)", ErrUnavailable, tool)
 		}
@@ -63,6 +64,7 @@ type Lab struct {
 
 	mu      sync.Mutex
 	nss     []string
+	fws     []*forwarder
 	nextPub int
 	nextLAN int
 	closed  bool
@@ -136,8 +138,11 @@ func (l *Lab) Close() error {
 		return nil
 	}
 	l.closed = true
-	nss := l.nss
+	nss, fws := l.nss, l.fws
 	l.mu.Unlock()
+	for _, fw := range fws {
+		fw.Close()
+	}
 	var errs []error
 	for i := len(nss) - 1; i >= 0; i-- {
 		killNS(nss[i])
@@ -170,6 +175,12 @@ func (l *Lab) addNS(ns string) error {
 // attach connects namespace ns to the internet bridge as interface ifname with
 // the next public address, and returns that address.
 func (l *Lab) attach(ns, ifname string) (netip.Addr, error) {
+	return l.attachDelayed(ns, ifname, 0)
+}
+
+// attachDelayed is attach with a delay of d each way between ns and the
+// internet: a forwarder namespace sits on the link.
+func (l *Lab) attachDelayed(ns, ifname string, d time.Duration) (netip.Addr, error) {
 	l.mu.Lock()
 	n := l.nextPub
 	l.nextPub++
@@ -179,15 +190,42 @@ func (l *Lab) attach(ns, ifname string) (netip.Addr, error) {
 	}
 	addr := netip.AddrFrom4([4]byte{198, 18, 0, byte(n)})
 	port := fmt.Sprintf("p%d", n)
-	for _, c := range [][]string{
-		{"ip", "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", port, "netns", l.inet},
+	var cmds [][]string
+	if d > 0 {
+		dns := ns + "-d"
+		if err := l.addNS(dns); err != nil {
+			return netip.Addr{}, err
+		}
+		cmds = [][]string{
+			{"ip", "link", "add", "name", ifname, "netns", ns, "type", "veth", "peer", "name", "fwa", "netns", dns},
+			{"ip", "link", "add", "name", "fwb", "netns", dns, "type", "veth", "peer", "name", port, "netns", l.inet},
+			{"ip", "netns", "exec", dns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"},
+			{"ip", "-n", dns, "link", "set", "fwa", "promisc", "on", "up"},
+			{"ip", "-n", dns, "link", "set", "fwb", "promisc", "on", "up"},
+		}
+		for _, off := range []struct{ ns, dev string }{{ns, ifname}, {dns, "fwa"}, {dns, "fwb"}, {l.inet, port}} {
+			cmds = append(cmds, []string{"ip", "netns", "exec", off.ns, "ethtool", "-K", off.dev, "tx", "off", "tso", "off", "gso", "off", "gro", "off"})
+		}
+	} else {
+		cmds = [][]string{{"ip", "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", port, "netns", l.inet}}
+	}
+	for _, c := range append(cmds, [][]string{
 		{"ip", "-n", l.inet, "link", "set", port, "master", "br0", "up"},
 		{"ip", "-n", ns, "addr", "add", addr.String() + "/16", "dev", ifname},
 		{"ip", "-n", ns, "link", "set", ifname, "up"},
-	} {
+	}...) {
 		if err := l.run(c...); err != nil {
 			return netip.Addr{}, err
 		}
+	}
+	if d > 0 {
+		fw, err := startForwarder(ns+"-d", "fwa", "fwb", d)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		l.mu.Lock()
+		l.fws = append(l.fws, fw)
+		l.mu.Unlock()
 	}
 	return addr, nil
 }
@@ -221,11 +259,17 @@ const (
 
 // AddPublicHost adds a host with an address on the internet.
 func (l *Lab) AddPublicHost(name string) (*Host, error) {
+	return l.AddDistantHost(name, 0)
+}
+
+// AddDistantHost adds a public host whose link to the internet delays every
+// packet by d in each direction (so d adds 2·d to every round trip through it).
+func (l *Lab) AddDistantHost(name string, d time.Duration) (*Host, error) {
 	ns := l.prefix + "-" + name
 	if err := l.addNS(ns); err != nil {
 		return nil, err
 	}
-	ip, err := l.attach(ns, "eth0")
+	ip, err := l.attachDelayed(ns, "eth0", d)
 	if err != nil {
 		return nil, err
 	}

@@ -137,3 +137,44 @@ func TestLossDropsPackets(t *testing.T) {
 		t.Fatalf("loss rule not installed: %s %v", out, err)
 	}
 }
+
+// TestDelay: a distant host's packets take the forwarder's delay each way, and
+// arrive intact.
+func TestDelay(t *testing.T) {
+	l := NewForTest(t)
+	srv, err := l.AddPublicHost("srv")
+	must(t, err)
+	near, err := l.AddPublicHost("near")
+	must(t, err)
+	far, err := l.AddDistantHost("far", 100*time.Millisecond)
+	must(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	addr := srv.IP.String() + ":4000"
+	echo := helper(ctx, srv, "echo", addr)
+	must(t, echo.Start())
+	defer func() { echo.Process.Kill(); echo.Wait() }()
+	rtt := func(h *Host) time.Duration {
+		// The first ask also warms up ARP across the delay; time the second.
+		helper(ctx, h, "ask", addr).Run()
+		start := time.Now()
+		out, err := helper(ctx, h, "ask", addr).Output()
+		d := time.Since(start)
+		if err != nil || !strings.HasPrefix(string(out), h.IP.String()+":") {
+			t.Fatalf("%s: answer %q, %v", h.Name, out, err)
+		}
+		return d
+	}
+	dn, df := rtt(near), rtt(far)
+	t.Logf("round trip (with process start): near %v, far %v", dn.Round(time.Millisecond), df.Round(time.Millisecond))
+	if df < 200*time.Millisecond || df > dn+400*time.Millisecond {
+		t.Errorf("far host round trip %v, want 200 ms more than near's %v", df, dn)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
