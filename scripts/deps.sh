@@ -23,6 +23,7 @@ if [ "$(id -u)" = 0 ]; then
   command -v iptables >/dev/null || need+=(iptables)
   command -v nft >/dev/null || need+=(nftables)
   command -v tcpdump >/dev/null || need+=(tcpdump)
+  command -v ethtool >/dev/null || need+=(ethtool)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
