@@ -20,10 +20,9 @@ const (
 // Config configures a [Server]. The zero value is usable: every zero field
 // means the documented default.
 type Config struct {
-	// DB is the SQLite database file. Default: "login.db" inside DataDir.
-	// A "postgres://" or "postgresql://" URL is refused with an error
-	// wrapping ErrUnsupportedStore (PostgreSQL support comes later). A path
-	// may not contain '?'.
+	// DB is the SQLite database file, or a "postgres://" / "postgresql://"
+	// URL of a PostgreSQL database that several login servers may share.
+	// Default: "login.db" inside DataDir. A file path may not contain '?'.
 	DB string
 	// DataDir holds the Ed25519 signing key file "login-key" (a raw 32-byte
 	// seed, mode 0600, created on first start) and, by default, the database.

@@ -33,8 +33,6 @@ var (
 	// ErrServer: the login server answered with a server error or a response
 	// the client does not understand.
 	ErrServer = errors.New("login server error")
-	// ErrUnsupportedStore: Config.DB names a store this build cannot use.
-	ErrUnsupportedStore = errors.New("unsupported store")
 	// ErrBadConfig: a Config field is out of range.
 	ErrBadConfig = errors.New("invalid configuration")
 	// ErrBadKeyFile: the signing key file exists but is not a 32-byte seed.

@@ -197,7 +197,7 @@ func TestInternalErrors(t *testing.T) {
 	}
 	// A corrupt stored hash is a server error, not a failed login, and does
 	// not count toward the limit.
-	db := e.srv.st.(*sqliteStore).db
+	db := e.srv.st.(*sqlStore).db
 	if _, err := db.Exec(`UPDATE users SET pass_hash = 'garbage' WHERE name = 'alice'`); err != nil {
 		t.Fatal(err)
 	}

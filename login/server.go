@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,9 +70,6 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("login: new: %w", err)
 	}
-	if low := strings.ToLower(cfg.DB); strings.HasPrefix(low, "postgres://") || strings.HasPrefix(low, "postgresql://") {
-		return nil, fmt.Errorf("login: new: PostgreSQL is not supported yet: %w", ErrUnsupportedStore)
-	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("login: new: data dir: %w", err)
 	}
@@ -89,9 +85,14 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("login: new: signing key: %w", err)
 	}
-	st, err := openSQLite(context.Background(), cfg.DB)
+	var st *sqlStore
+	if isPostgres(cfg.DB) {
+		st, err = openPostgres(context.Background(), cfg.DB)
+	} else {
+		st, err = openSQLite(context.Background(), cfg.DB)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("login: new: open %s: %w", cfg.DB, err)
+		return nil, fmt.Errorf("login: new: open %s: %w", redactDSN(cfg.DB), err)
 	}
 	s := &Server{
 		cfg:     cfg,
@@ -106,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.janitor()
-	log.Info("login server started", "db", cfg.DB, "key_created", created,
+	log.Info("login server started", "db", redactDSN(cfg.DB), "key_created", created,
 		"login_key", base64.StdEncoding.EncodeToString(s.pub))
 	return s, nil
 }

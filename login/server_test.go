@@ -281,8 +281,6 @@ func TestNewErrors(t *testing.T) {
 		cfg  Config
 		want error
 	}{
-		{"postgres", Config{DB: "postgres://u@h/db"}, ErrUnsupportedStore},
-		{"postgresql", Config{DB: "postgresql://u@h/db"}, ErrUnsupportedStore},
 		{"bad key file", Config{DataDir: badKeyDir}, ErrBadKeyFile},
 		{"negative ttl", Config{CredentialTTL: -time.Second}, ErrBadConfig},
 		{"negative failures", Config{MaxFailuresPerAddr: -1}, ErrBadConfig},
@@ -314,7 +312,7 @@ func TestSchemaTooNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := s.st.(*sqliteStore)
+	st := s.st.(*sqlStore)
 	if _, err := st.db.Exec(`UPDATE schema_version SET version = 99`); err != nil {
 		t.Fatal(err)
 	}
@@ -526,7 +524,7 @@ func TestRefreshTokensPerUserBounded(t *testing.T) {
 		}
 	}
 	var n int
-	if err := e.srv.st.(*sqliteStore).db.QueryRow(`SELECT COUNT(*) FROM refresh_tokens`).Scan(&n); err != nil {
+	if err := e.srv.st.(*sqlStore).db.QueryRow(`SELECT COUNT(*) FROM refresh_tokens`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != refreshKeep {

@@ -5,9 +5,8 @@ import (
 	"time"
 )
 
-// store is what the server needs from its database. SQLite implements it
-// today; a PostgreSQL implementation (several login servers sharing one
-// database) slots in behind the same methods. Times are passed in from the
+// store is what the server needs from its database. sqlStore implements it on
+// SQLite and on PostgreSQL (several login servers sharing one database). Times are passed in from the
 // server's clock so that the store never reads a clock itself.
 type store interface {
 	// createUser adds an account; ErrUserExists if the name is taken.

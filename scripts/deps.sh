@@ -24,6 +24,8 @@ if [ "$(id -u)" = 0 ]; then
   command -v nft >/dev/null || need+=(nftables)
   command -v tcpdump >/dev/null || need+=(tcpdump)
   command -v ethtool >/dev/null || need+=(ethtool)
+  # The login server's PostgreSQL store is tested against a real server.
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -63,7 +63,7 @@ func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("login-server", flag.ContinueOnError)
 	addr := fs.String("listen", ":8080", "listen `ADDR`")
 	data := fs.String("data", "./parley-data", "`DIR` for the signing key (and the SQLite database by default)")
-	db := fs.String("db", "", "SQLite `PATH` (default DIR/login.db)")
+	db := fs.String("db", "", "SQLite `PATH_OR_DSN` (default DIR/login.db), or a postgres:// URL shared by several login servers")
 	cert := fs.String("tls-cert", "", "TLS certificate `FILE`")
 	key := fs.String("tls-key", "", "TLS key `FILE`")
 	withWeb := fs.Bool("web", false, "serve the web client at /")

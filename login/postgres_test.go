@@ -1,0 +1,212 @@
+package login
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A real PostgreSQL server for the tests in this file: one cluster per test
+// binary, started as the postgres system user in a temporary directory (it
+// refuses to run as root), on a free port of 127.0.0.1; a fresh database per
+// test. Without root or PostgreSQL the tests skip, except under CI (CI=true),
+// where that is a failure.
+var pg struct {
+	once sync.Once
+	dsn  string // of the cluster's "postgres" database
+	dir  string
+	err  error
+	n    int
+	mu   sync.Mutex
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if pg.dir != "" {
+		pgCtl("stop", "-m", "immediate")
+		os.RemoveAll(pg.dir)
+	}
+	os.Exit(code)
+}
+
+func pgBin(name string) string {
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+	if len(matches) == 0 {
+		return ""
+	}
+	return matches[len(matches)-1]
+}
+
+func pgCtl(args ...string) error {
+	all := append([]string{"-u", "postgres", "--", pgBin("pg_ctl"), "-D", filepath.Join(pg.dir, "data")}, args...)
+	out, err := exec.Command("runuser", all...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pg_ctl %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func startCluster() error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (to run PostgreSQL as the postgres user)")
+	}
+	if pgBin("initdb") == "" {
+		return errors.New("PostgreSQL is not installed (scripts/deps.sh installs it)")
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if pg.dir, err = os.MkdirTemp("", "parley-pg-"); err != nil {
+		return err
+	}
+	if err := os.Chown(pg.dir, uid, gid); err != nil {
+		return err
+	}
+	out, err := exec.Command("runuser", "-u", "postgres", "--", pgBin("initdb"),
+		"-D", filepath.Join(pg.dir, "data"), "-U", "parley", "--auth=trust", "-E", "UTF8").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("initdb: %v: %s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	opts := fmt.Sprintf("-k %s -p %d -c listen_addresses=127.0.0.1 -c fsync=off", pg.dir, port)
+	if err := pgCtl("-o", opts, "-l", filepath.Join(pg.dir, "log"), "-w", "start"); err != nil {
+		return err
+	}
+	pg.dsn = fmt.Sprintf("postgres://parley@127.0.0.1:%d/postgres?sslmode=disable", port)
+	return nil
+}
+
+// newPostgresDB returns the DSN of a fresh database on the test cluster.
+func newPostgresDB(t *testing.T) string {
+	t.Helper()
+	pg.once.Do(func() { pg.err = startCluster() })
+	if pg.err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL: %v (CI=true: the PostgreSQL tests must run)", pg.err)
+		}
+		t.Skipf("skipping PostgreSQL test: %v", pg.err)
+	}
+	pg.mu.Lock()
+	pg.n++
+	name := fmt.Sprintf("t%d", pg.n)
+	pg.mu.Unlock()
+	db, err := sql.Open("pgx", pg.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Replace(pg.dsn, "/postgres?", "/"+name+"?", 1)
+}
+
+// TestPostgresSharedByTwoServers: two login servers on one PostgreSQL database
+// behave as one: an account made on one logs in on the other, a password change
+// on one revokes refresh tokens issued by the other, supernodes heartbeating to
+// one are listed by the other, and a restart keeps everything.
+func TestPostgresSharedByTwoServers(t *testing.T) {
+	dsn := newPostgresDB(t)
+	// A password in the DSN (ignored by trust auth) must never reach the logs.
+	dsn = strings.Replace(dsn, "parley@", "parley:hunter2-db-password@", 1)
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	dir := t.TempDir() // both share the signing key, as servers behind one name must
+	start := func() (*Server, *Client) {
+		s, err := New(Config{DB: dsn, DataDir: dir, Logger: logger, Argon2: Argon2Params{Time: 1, Memory: 1024, Threads: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := httptest.NewServer(s.Handler())
+		t.Cleanup(func() { hs.Close(); s.Close() })
+		return s, NewClient(hs.URL, nil)
+	}
+	sa, a := start()
+	_, b := start()
+	ctx := context.Background()
+	pub, _, _ := ed25519.GenerateKey(nil)
+
+	if err := a.Register(ctx, "alice", "alice-password"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Register(ctx, "alice", "other-password"); !errors.Is(err, ErrUserExists) {
+		t.Fatalf("register twice across servers: %v, want ErrUserExists", err)
+	}
+	onA, err := a.Login(ctx, "alice", "alice-password", pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Login(ctx, "alice", "alice-password", pub); err != nil {
+		t.Fatalf("login on the other server: %v", err)
+	}
+	if _, err := b.Refresh(ctx, "alice", onA.RefreshToken, pub); err != nil {
+		t.Fatalf("refresh on the other server: %v", err)
+	}
+	if err := b.ChangePassword(ctx, "alice", "alice-password", "new-password"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Refresh(ctx, "alice", onA.RefreshToken, pub); !errors.Is(err, ErrInvalidRefresh) {
+		t.Fatalf("refresh after a password change elsewhere: %v, want ErrInvalidRefresh", err)
+	}
+	if _, err := a.Login(ctx, "alice", "alice-password", pub); !errors.Is(err, ErrWrongPassword) {
+		t.Fatalf("old password: %v, want ErrWrongPassword", err)
+	}
+
+	if _, err := a.Heartbeat(ctx, "ws://198.51.100.7:8081/v1/ws"); err != nil {
+		t.Fatal(err)
+	}
+	list, err := b.Supernodes(ctx)
+	if err != nil || len(list) != 1 || list[0].Addr != "ws://198.51.100.7:8081/v1/ws" {
+		t.Fatalf("supernodes on the other server: %v, %v", list, err)
+	}
+
+	sa.Close()
+	_, a2 := start()
+	if _, err := a2.Login(ctx, "alice", "new-password", pub); err != nil {
+		t.Fatalf("login after restart: %v", err)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if strings.Contains(logs.String(), "hunter2-db-password") {
+		t.Fatal("the database password reached the logs")
+	}
+	if !strings.Contains(logs.String(), "127.0.0.1") {
+		t.Fatalf("expected the (redacted) database address in the logs:\n%s", logs.String())
+	}
+	_ = time.Second
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
