@@ -100,8 +100,10 @@ func TestParseHashRejects(t *testing.T) {
 	}
 }
 
-func TestRehashOnLogin(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestRehashOnLogin(t *testing.T) { eachStore(t, testRehashOnLogin) }
+
+func testRehashOnLogin(t *testing.T, db string) {
+	e := newEnv(t, Config{DB: db})
 	ctx := t.Context()
 	if err := e.cl.Register(ctx, "alice", "password1"); err != nil {
 		t.Fatal(err)

@@ -35,7 +35,7 @@ func openPostgres(ctx context.Context, dsn string) (*sqlStore, error) {
 	db.SetMaxIdleConns(8)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connect to %s: %w", redactDSN(dsn), err)
+		return nil, fmt.Errorf("connect: %w", err) // the caller names the (redacted) URL
 	}
 	s := &sqlStore{db: db, pg: true}
 	if err := s.migrate(ctx); err != nil {

@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // A real PostgreSQL server for the tests in this file: one cluster per test
@@ -124,6 +123,88 @@ func newPostgresDB(t *testing.T) string {
 	return strings.Replace(pg.dsn, "/postgres?", "/"+name+"?", 1)
 }
 
+// eachStore runs f twice: as subtest "sqlite" with db "" (the default file in
+// the data dir) and as "postgres" with the DSN of a fresh PostgreSQL database.
+func eachStore(t *testing.T, f func(t *testing.T, db string)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) { f(t, "") })
+	t.Run("postgres", func(t *testing.T) { f(t, newPostgresDB(t)) })
+}
+
+// TestPostgresConcurrentServers: several login servers on one database race
+// for the last place in the supernode list and log one user in at once; the
+// limits hold as they do with a single SQLite writer.
+func TestPostgresConcurrentServers(t *testing.T) {
+	dsn := newPostgresDB(t)
+	dir := t.TempDir()
+	clock := newClock()
+	var envs []*env
+	for range 3 {
+		envs = append(envs, newEnv(t, Config{DB: dsn, DataDir: dir, Now: clock.Now, MaxFailuresPerUser: 1000, MaxFailuresPerAddr: 1000}))
+	}
+	ctx := t.Context()
+	for i := range MaxSupernodes - 1 {
+		if _, err := envs[i%3].cl.Heartbeat(ctx, fmt.Sprintf("ws://10.0.%d.%d:7000/v1/ws", i/256, i%256)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One place left, 12 new supernodes at once on 3 servers: exactly one wins.
+	var wg sync.WaitGroup
+	errs := make(chan error, 12)
+	for i := range 12 {
+		wg.Go(func() {
+			_, err := envs[i%3].cl.Heartbeat(ctx, fmt.Sprintf("ws://10.9.9.%d:7000/v1/ws", i))
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	ok := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, ErrSupernodeListFull):
+			t.Errorf("heartbeat: %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d new supernodes took the last place, want 1", ok)
+	}
+	for _, e := range envs {
+		if list, err := e.cl.Supernodes(ctx); err != nil || len(list) != MaxSupernodes {
+			t.Errorf("list: %d entries, %v; want %d", len(list), err, MaxSupernodes)
+		}
+	}
+
+	// Simultaneous logins of one user on all servers keep refreshKeep tokens.
+	if err := envs[0].cl.Register(ctx, "alice", "password1"); err != nil {
+		t.Fatal(err)
+	}
+	pub := newKey(t)
+	errs = make(chan error, 2*refreshKeep)
+	for i := range 2 * refreshKeep {
+		wg.Go(func() {
+			_, err := envs[i%3].cl.Login(ctx, "alice", "password1", pub)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("login: %v", err)
+		}
+	}
+	var n int
+	if err := envs[1].srv.st.(*sqlStore).db.QueryRow(`SELECT COUNT(*) FROM refresh_tokens`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != refreshKeep {
+		t.Errorf("stored tokens after concurrent logins: %d, want %d", n, refreshKeep)
+	}
+}
+
 // TestPostgresSharedByTwoServers: two login servers on one PostgreSQL database
 // behave as one: an account made on one logs in on the other, a password change
 // on one revokes refresh tokens issued by the other, supernodes heartbeating to
@@ -197,7 +278,6 @@ func TestPostgresSharedByTwoServers(t *testing.T) {
 	if !strings.Contains(logs.String(), "127.0.0.1") {
 		t.Fatalf("expected the (redacted) database address in the logs:\n%s", logs.String())
 	}
-	_ = time.Second
 }
 
 type lockedWriter struct {
@@ -209,4 +289,30 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestPostgresDSNRedactedInErrors: a database that cannot be reached or a
+// malformed URL gives an error that names the database without its password.
+// It needs no PostgreSQL server.
+func TestPostgresDSNRedactedInErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	for _, dsn := range []string{
+		"postgres://parley:s3cret-pw@" + closed + "/db?sslmode=disable&connect_timeout=5",
+		"postgresql://parley:s3cret-pw@127.0.0.1:notaport/db",
+		"postgres://parley:s3cret-pw@127.0.0.1/db?sslmode=bogus",
+	} {
+		_, err := New(Config{DB: dsn, DataDir: t.TempDir(), Argon2: cheapArgon})
+		if err == nil {
+			t.Fatalf("%s: no error", redactDSN(dsn))
+		}
+		t.Log(err)
+		if strings.Contains(err.Error(), "s3cret-pw") {
+			t.Errorf("error reveals the password: %v", err)
+		}
+	}
 }

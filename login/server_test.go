@@ -18,8 +18,10 @@ import (
 	"github.com/parley/parley/internal/identity"
 )
 
-func TestRoundTrip(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestRoundTrip(t *testing.T) { eachStore(t, testRoundTrip) }
+
+func testRoundTrip(t *testing.T, db string) {
+	e := newEnv(t, Config{DB: db})
 	ctx := t.Context()
 	if err := e.cl.Register(ctx, "alice", "correct horse"); err != nil {
 		t.Fatalf("Register: %v", err)
@@ -104,8 +106,10 @@ func checkLoginResponse(t *testing.T, e *env, resp *LoginResponse, user string, 
 	}
 }
 
-func TestRegisterErrors(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestRegisterErrors(t *testing.T) { eachStore(t, testRegisterErrors) }
+
+func testRegisterErrors(t *testing.T, db string) {
+	e := newEnv(t, Config{DB: db})
 	ctx := t.Context()
 	if err := e.cl.Register(ctx, "bob", "password1"); err != nil {
 		t.Fatal(err)
@@ -147,8 +151,10 @@ func TestRegisterErrors(t *testing.T) {
 	}
 }
 
-func TestLoginErrors(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestLoginErrors(t *testing.T) { eachStore(t, testLoginErrors) }
+
+func testLoginErrors(t *testing.T, db string) {
+	e := newEnv(t, Config{DB: db})
 	ctx := t.Context()
 	if err := e.cl.Register(ctx, "bob", "password1"); err != nil {
 		t.Fatal(err)
@@ -208,8 +214,10 @@ func TestLoginErrors(t *testing.T) {
 	}
 }
 
-func TestRestartKeepsAccountsAndKey(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestRestartKeepsAccountsAndKey(t *testing.T) { eachStore(t, testRestartKeepsAccountsAndKey) }
+
+func testRestartKeepsAccountsAndKey(t *testing.T, db string) {
+	e := newEnv(t, Config{DB: db})
 	ctx := t.Context()
 	if err := e.cl.Register(ctx, "alice", "password1"); err != nil {
 		t.Fatal(err)
@@ -242,12 +250,15 @@ func TestRestartKeepsAccountsAndKey(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 || fi.Size() != 32 {
 		t.Errorf("key file: mode %v size %d, want 0600 and 32", fi.Mode().Perm(), fi.Size())
 	}
-	db, err := os.Stat(filepath.Join(e.cfg.DataDir, "login.db"))
+	if db != "" {
+		return // PostgreSQL: no database file
+	}
+	fi, err = os.Stat(filepath.Join(e.cfg.DataDir, "login.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if db.Mode().Perm() != 0o600 {
-		t.Errorf("db file mode %v, want 0600", db.Mode().Perm())
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("db file mode %v, want 0600", fi.Mode().Perm())
 	}
 }
 
@@ -457,8 +468,10 @@ func TestRateLimitConcurrent(t *testing.T) {
 	}
 }
 
-func TestRefreshRejected(t *testing.T) {
-	e := newEnv(t, Config{RefreshTTL: time.Hour})
+func TestRefreshRejected(t *testing.T) { eachStore(t, testRefreshRejected) }
+
+func testRefreshRejected(t *testing.T, db string) {
+	e := newEnv(t, Config{DB: db, RefreshTTL: time.Hour})
 	ctx := t.Context()
 	for _, u := range []string{"alice", "bob"} {
 		if err := e.cl.Register(ctx, u, "password1"); err != nil {
@@ -505,8 +518,10 @@ func TestRefreshRejected(t *testing.T) {
 	}
 }
 
-func TestRefreshTokensPerUserBounded(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestRefreshTokensPerUserBounded(t *testing.T) { eachStore(t, testRefreshTokensPerUserBounded) }
+
+func testRefreshTokensPerUserBounded(t *testing.T, db string) {
+	e := newEnv(t, Config{DB: db})
 	ctx := t.Context()
 	if err := e.cl.Register(ctx, "alice", "password1"); err != nil {
 		t.Fatal(err)
@@ -535,8 +550,10 @@ func TestRefreshTokensPerUserBounded(t *testing.T) {
 	}
 }
 
-func TestSupernodes(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestSupernodes(t *testing.T) { eachStore(t, testSupernodes) }
+
+func testSupernodes(t *testing.T, db string) {
+	e := newEnv(t, Config{DB: db})
 	ctx := t.Context()
 	ttl, err := e.cl.Heartbeat(ctx, "ws://10.0.0.1:7000/v1/ws")
 	if err != nil {
@@ -636,8 +653,10 @@ func addrs(l []SupernodeInfo) []string {
 	return out
 }
 
-func TestSupernodeListFull(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestSupernodeListFull(t *testing.T) { eachStore(t, testSupernodeListFull) }
+
+func testSupernodeListFull(t *testing.T, db string) {
+	e := newEnv(t, Config{DB: db})
 	for i := range MaxSupernodes {
 		code, m, _ := call(t, e.h, "POST", "/api/v1/supernodes", "", map[string]string{"addr": fmt.Sprintf("ws://10.0.%d.%d:7000/v1/ws", i/256, i%256)})
 		if code != 200 {
@@ -757,8 +776,10 @@ func TestWebAndHealth(t *testing.T) {
 	}
 }
 
-func TestUserExistsAndKey(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestUserExistsAndKey(t *testing.T) { eachStore(t, testUserExistsAndKey) }
+
+func testUserExistsAndKey(t *testing.T, db string) {
+	e := newEnv(t, Config{DB: db})
 	ctx := t.Context()
 	if err := e.cl.Register(ctx, "alice", "password1"); err != nil {
 		t.Fatal(err)

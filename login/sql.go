@@ -205,6 +205,14 @@ func (s *sqlStore) addRefresh(ctx context.Context, tokenHash []byte, user string
 		return err
 	}
 	defer tx.Rollback()
+	if s.pg {
+		// SQLite's immediate transactions serialize writers; PostgreSQL's
+		// read committed does not. Lock the user's row so that logins of one
+		// user on several servers trim to the newest keep tokens one at a time.
+		if _, err := tx.ExecContext(ctx, s.q(`SELECT 1 FROM users WHERE name = ? FOR UPDATE`), user); err != nil {
+			return err
+		}
+	}
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO refresh_tokens (token_hash, user_name, expires_at) VALUES (?, ?, ?)`),
 		tokenHash, user, expires.Unix()); err != nil {
 		return err
@@ -237,6 +245,14 @@ func (s *sqlStore) heartbeat(ctx context.Context, addr string, now, cutoff time.
 		return err
 	}
 	defer tx.Rollback()
+	if s.pg {
+		// Count-then-insert must not interleave across servers, or two new
+		// supernodes could both take the last free place: serialize
+		// heartbeats (only heartbeats; listing does not wait).
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7244582)`); err != nil {
+			return err
+		}
+	}
 	var live int
 	err = tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM supernodes WHERE addr = ? AND last_seen > ?`), addr, cutoff.UnixNano()).Scan(&live)
 	if errors.Is(err, sql.ErrNoRows) {
