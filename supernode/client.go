@@ -44,6 +44,8 @@ type Conn struct {
 	user    string
 	session string
 	ice     []ICEServer
+	others  []string
+	seen    string
 
 	nextID  atomic.Uint64
 	mu      sync.Mutex
@@ -97,7 +99,7 @@ func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 	}
 	c := &Conn{
 		ws: ws, log: cfg.Logger, deliver: cfg.Deliver, user: at.User, session: at.Session,
-		ice: at.ICEServers, pending: map[string]chan Frame{}, renewed: make(chan Frame, 1),
+		ice: at.ICEServers, others: at.Supernodes, seen: at.Observed, pending: map[string]chan Frame{}, renewed: make(chan Frame, 1),
 		done: make(chan struct{}),
 	}
 	if c.log == nil {
@@ -129,6 +131,13 @@ func (c *Conn) Session() string { return c.session }
 // ICEServers are the STUN/TURN servers the supernode offered at attach.
 func (c *Conn) ICEServers() []ICEServer { return c.ice }
 
+// Supernodes are the other live supernodes' ws:// URLs the supernode listed at
+// attach (for the client's host cache).
+func (c *Conn) Supernodes() []string { return c.others }
+
+// Observed is the client's address (host:port) as the supernode saw it.
+func (c *Conn) Observed() string { return c.seen }
+
 // Done is closed when the connection has ended.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
@@ -149,6 +158,50 @@ func (c *Conn) Close() error {
 // Send delivers payload to every attached device of user to, and returns how
 // many devices got it. ErrOffline when the user is not attached anywhere.
 func (c *Conn) Send(ctx context.Context, to string, payload json.RawMessage) (int, error) {
+	f, err := c.request(ctx, Frame{Type: TypeSend, To: to, Payload: payload}, TypeAck)
+	if err != nil {
+		return 0, fmt.Errorf("supernode: send to %s: %w", to, err)
+	}
+	return f.Delivered, nil
+}
+
+// Found is the answer to a lookup.
+type Found struct {
+	User string `json:"user"`
+	// Devices is how many devices of User are attached; 0 = offline.
+	Devices int `json:"devices"`
+	// Nodes are the supernodes (host:port) they are attached to.
+	Nodes []string `json:"nodes,omitempty"`
+	// Hops is how many overlay messages, in sequence, the lookup took.
+	Hops int `json:"hops"`
+}
+
+// Lookup asks where user is online. An offline user is not an error: Devices
+// is 0.
+func (c *Conn) Lookup(ctx context.Context, user string) (Found, error) {
+	f, err := c.request(ctx, Frame{Type: TypeLookup, To: user}, TypeFound)
+	if err != nil {
+		return Found{}, fmt.Errorf("supernode: lookup %s: %w", user, err)
+	}
+	return Found{User: user, Devices: f.Delivered, Nodes: f.Nodes, Hops: f.Hops}, nil
+}
+
+// Dialback asks the supernode to check that this client answers at url (the
+// ws:// URL it would serve as a supernode, proving nodeKey) and at udp (its
+// STUN port). It returns which checks passed; err explains a failure.
+func (c *Conn) Dialback(ctx context.Context, url, udp string, nodeKey ed25519.PublicKey) (tcpOK, udpOK bool, err error) {
+	f, err := c.request(ctx, Frame{Type: TypeDialback, URL: url, UDP: udp, NodeKey: nodeKey}, TypeDialbackResult)
+	if err != nil {
+		return false, false, fmt.Errorf("supernode: dial-back %s: %w", url, err)
+	}
+	if f.Error != "" {
+		err = fmt.Errorf("supernode: dial-back %s: %w: %s", url, ErrDialback, f.Error)
+	}
+	return f.TCPOK, f.UDPOK, err
+}
+
+// request writes f with a fresh ID and waits for the reply of type want.
+func (c *Conn) request(ctx context.Context, f Frame, want string) (Frame, error) {
 	id := strconv.FormatUint(c.nextID.Add(1), 10)
 	reply := make(chan Frame, 1)
 	c.mu.Lock()
@@ -159,25 +212,26 @@ func (c *Conn) Send(ctx context.Context, to string, payload json.RawMessage) (in
 		delete(c.pending, id)
 		c.mu.Unlock()
 	}()
-	if err := c.write(Frame{Type: TypeSend, ID: id, To: to, Payload: payload}); err != nil {
-		return 0, fmt.Errorf("supernode: send to %s: %w", to, err)
+	f.ID = id
+	if err := c.write(f); err != nil {
+		return Frame{}, err
 	}
 	select {
-	case f := <-reply:
-		if f.Type == TypeAck {
-			return f.Delivered, nil
+	case r := <-reply:
+		if r.Type == want {
+			return r, nil
 		}
-		switch f.Code {
+		switch r.Code {
 		case CodeOffline:
-			return 0, fmt.Errorf("supernode: send to %s: %w", to, ErrOffline)
+			return r, ErrOffline
 		case CodeOverload:
-			return 0, fmt.Errorf("supernode: send to %s: %w", to, ErrOverload)
+			return r, ErrOverload
 		}
-		return 0, fmt.Errorf("supernode: send to %s: %w: %s", to, ErrBadFrame, f.Error)
+		return r, fmt.Errorf("%w: %s", ErrBadFrame, r.Error)
 	case <-c.done:
-		return 0, fmt.Errorf("supernode: send to %s: %w", to, ErrDisconnected)
+		return Frame{}, ErrDisconnected
 	case <-ctx.Done():
-		return 0, fmt.Errorf("supernode: send to %s: %w", to, ctx.Err())
+		return Frame{}, ctx.Err()
 	}
 }
 

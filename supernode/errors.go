@@ -14,4 +14,7 @@ var (
 	ErrOffline      = errors.New("user is offline")
 	ErrOverload     = errors.New("recipient overloaded")
 	ErrDisconnected = errors.New("disconnected from supernode")
+	ErrDialback     = errors.New("dial-back failed")
+	ErrNotMember    = errors.New("not a member of the mesh")
+	ErrMeshAuth     = errors.New("mesh message not authenticated")
 )

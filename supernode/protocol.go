@@ -26,7 +26,10 @@ const (
 	// Nonce || Server (see [AttachMessage]).
 	TypeAttach = "attach"
 	// TypeAttached (S→C) accepts the attach: User, Session (this connection's id),
-	// ICEServers (STUN/TURN the client may use for calls).
+	// ICEServers (STUN/TURN the client may use for calls), Supernodes (ws://
+	// URLs of up to [MaxSupernodesListed] other live supernodes, for the
+	// client's host cache) and Observed (the client's address as the supernode
+	// sees it, host:port).
 	TypeAttached = "attached"
 	// TypeRenew (C→S) presents a fresh Credential for the same user and key before
 	// the current one expires. Answered with TypeAttached, or TypeError and close.
@@ -42,6 +45,23 @@ const (
 	// TypeError (S→C) reports Code and a one-line Error; for a failed TypeSend it
 	// carries the send's ID. Fatal errors are followed by a close.
 	TypeError = "error"
+	// TypeLookup (C→S) asks where user To is online. ID as for TypeSend.
+	TypeLookup = "lookup"
+	// TypeFound (S→C) answers a TypeLookup with the same ID: User, Delivered (the
+	// number of attached devices, 0 when offline), Nodes (the supernodes they
+	// are attached to) and Hops (overlay messages the lookup took in sequence:
+	// 0 when this supernode knew, 1 when it asked one replica, 2 when it had to
+	// ask the others too).
+	TypeFound = "found"
+	// TypeDialback (C→S) asks the supernode to check that the client could serve
+	// as a supernode: URL is the ws:// URL it would serve (its host must be the
+	// address the supernode sees the client at), NodeKey the node key that must
+	// answer there (see internal/nodeid), UDP the host:port of its STUN/TURN
+	// UDP port (same host). Answered with TypeDialbackResult or TypeError.
+	TypeDialback = "dialback"
+	// TypeDialbackResult (S→C) reports a TypeDialback with the same ID: TCP and
+	// UDPOK say which checks passed; Error says why one failed.
+	TypeDialbackResult = "dialback_result"
 )
 
 // Error codes carried by TypeError frames.
@@ -70,6 +90,9 @@ const AttachContext = "parley-attach-v1"
 //   - Delivered: number of devices a send reached.
 //   - ICEServers: STUN/TURN servers offered to the client.
 //   - Code, Error: an error code and one readable line.
+//   - Supernodes, Observed: attach extras (see TypeAttached).
+//   - Nodes, Hops: a lookup's answer (see TypeFound).
+//   - URL, UDP, NodeKey, TCPOK, UDPOK: a dial-back request and its result.
 type Frame struct {
 	V           int             `json:"v"`
 	Type        string          `json:"type"`
@@ -88,6 +111,15 @@ type Frame struct {
 	ICEServers  []ICEServer     `json:"ice_servers,omitempty"`
 	Code        string          `json:"code,omitempty"`
 	Error       string          `json:"error,omitempty"`
+	Supernodes  []string        `json:"supernodes,omitempty"`
+	Observed    string          `json:"observed,omitempty"`
+	Nodes       []string        `json:"nodes,omitempty"`
+	Hops        int             `json:"hops,omitempty"`
+	URL         string          `json:"url,omitempty"`
+	UDP         string          `json:"udp,omitempty"`
+	NodeKey     []byte          `json:"node_key,omitempty"`
+	TCPOK       bool            `json:"tcp_ok,omitempty"`
+	UDPOK       bool            `json:"udp_ok,omitempty"`
 }
 
 // ICEServer is a STUN or TURN server offered to attached clients, in the shape
@@ -97,6 +129,13 @@ type ICEServer struct {
 	Username   string   `json:"username,omitempty"`
 	Credential string   `json:"credential,omitempty"`
 }
+
+// MaxSupernodesListed caps TypeAttached's Supernodes.
+const MaxSupernodesListed = 16
+
+// MaxNodesFound caps TypeFound's Nodes (a user's devices are on at most this
+// many supernodes; more are left out).
+const MaxNodesFound = 32
 
 // MaxIDLen caps a send's ID.
 const MaxIDLen = 64
@@ -131,6 +170,8 @@ func DecodeFrame(b []byte) (Frame, error) {
 		return f, fmt.Errorf("supernode: decode: no type: %w", ErrBadFrame)
 	case len(f.ID) > MaxIDLen:
 		return f, fmt.Errorf("supernode: decode: id too long: %w", ErrBadFrame)
+	case len(f.Supernodes) > MaxSupernodesListed, len(f.Nodes) > MaxNodesFound:
+		return f, fmt.Errorf("supernode: decode: too many supernodes: %w", ErrBadFrame)
 	case len(f.Payload) > MaxPayloadSize:
 		return f, fmt.Errorf("supernode: decode: payload %d bytes: %w", len(f.Payload), ErrFrameTooBig)
 	}

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/internal/nodeid"
 	"github.com/parley/parley/login"
 )
 
@@ -57,6 +58,33 @@ type Config struct {
 	Login             *login.Client
 	Advertise         string
 	HeartbeatInterval time.Duration
+
+	// NodeKey is this supernode's identity in the mesh and to the login
+	// server (see internal/nodeid). nil = a fresh key for this run.
+	NodeKey ed25519.PrivateKey
+	// Seeds are client URLs (ws://host:port/v1/ws) of supernodes to join the
+	// mesh through, besides the login server's list (private meshes, tests).
+	Seeds []string
+	// Replicas is how many supernodes hold each presence record. Default 3:
+	// a record survives two of its holders dying at once.
+	Replicas int
+	// ProbeInterval is how often every other supernode is pinged (and gossip
+	// exchanged). Default 1 s.
+	ProbeInterval time.Duration
+	// DeadAfter is how long a supernode may leave pings unanswered before it
+	// is taken off the ring. Default 3 s.
+	DeadAfter time.Duration
+	// RecordTTL is how long a holder keeps a presence record that is not
+	// refreshed; RefreshInterval how often a supernode refreshes the records
+	// of the users attached to it. Defaults 30 s and 10 s.
+	RecordTTL       time.Duration
+	RefreshInterval time.Duration
+	// ListInterval is how often the login server's supernode list is read for
+	// new members (when Login is set). Default 10 s.
+	ListInterval time.Duration
+	// MeshClient makes the requests to other supernodes (and dial-backs).
+	// nil = a client with a 5 s timeout.
+	MeshClient *http.Client
 }
 
 // Server is a supernode's presence and signalling service. It serves the
@@ -68,6 +96,8 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	mesh *mesh
 
 	mu     sync.Mutex
 	users  map[string]map[string]*conn // user → session → conn
@@ -100,6 +130,35 @@ func New(cfg Config) (*Server, error) {
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = 10 * time.Second
 	}
+	if cfg.NodeKey == nil {
+		var err error
+		if cfg.NodeKey, err = nodeid.LoadOrCreate(""); err != nil {
+			return nil, fmt.Errorf("supernode: new: node key: %w", err)
+		}
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 3
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = time.Second
+	}
+	if cfg.DeadAfter <= 0 {
+		cfg.DeadAfter = 3 * time.Second
+	}
+	if cfg.RecordTTL <= 0 {
+		cfg.RecordTTL = 30 * time.Second
+	}
+	if cfg.RefreshInterval <= 0 {
+		cfg.RefreshInterval = 10 * time.Second
+	}
+	if cfg.ListInterval <= 0 {
+		cfg.ListInterval = 10 * time.Second
+	}
+	if cfg.MeshClient == nil {
+		cfg.MeshClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: 5 * time.Second,
+		}}
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, users: map[string]map[string]*conn{}}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -108,20 +167,85 @@ func New(cfg Config) (*Server, error) {
 		s.now = time.Now
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if cfg.Login != nil && cfg.Advertise != "" {
+	s.mesh = newMesh(s)
+	s.wg.Add(2)
+	go s.mesh.probeLoop()
+	go s.mesh.publishLoop()
+	if cfg.Login != nil {
 		s.wg.Add(1)
-		go s.heartbeat()
+		go s.listLoop()
+		if cfg.Advertise != "" {
+			s.wg.Add(1)
+			go s.heartbeat()
+		}
 	}
 	return s, nil
+}
+
+// advertise is the client URL this supernode is listed under.
+func (s *Server) advertise() string {
+	if s.cfg.Advertise != "" {
+		return s.cfg.Advertise
+	}
+	return "ws://" + s.cfg.Name + "/v1/ws"
+}
+
+// NodeKey is the public node key this supernode proves at dial-back and signs
+// mesh messages with.
+func (s *Server) NodeKey() ed25519.PublicKey { return s.cfg.NodeKey.Public().(ed25519.PublicKey) }
+
+// Stats are a supernode's counters.
+type Stats struct {
+	Online   int   `json:"online"`   // attached connections
+	Members  int   `json:"members"`  // live supernodes on this one's ring, itself included
+	Records  int   `json:"records"`  // presence records held for the directory
+	MeshMsgs int64 `json:"mesh_msgs"` // mesh requests sent
+	MeshOut  int64 `json:"mesh_bytes_out"`
+	MeshIn   int64 `json:"mesh_bytes_in"`
+}
+
+// Stats returns the current counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Online: s.Online(), Members: s.mesh.size(), Records: s.mesh.records(),
+		MeshMsgs: s.mesh.msgsOut.Load(), MeshOut: s.mesh.bytesOut.Load(), MeshIn: s.mesh.bytesIn.Load(),
+	}
+}
+
+// listLoop reads the login server's supernode list for members to join.
+func (s *Server) listLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.ListInterval)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		list, err := s.cfg.Login.Supernodes(ctx)
+		cancel()
+		if err != nil && s.ctx.Err() == nil {
+			s.log.Debug("reading the supernode list", "err", err)
+		}
+		for _, sn := range list {
+			if name, _, err := nodeid.HostPort(sn.Addr); err == nil {
+				s.mesh.learn(Member{Name: name, URL: sn.Addr}, false)
+			}
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Handler serves /v1/ws (the client websocket) and /healthz.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/ws", s.serveWS)
+	mux.HandleFunc(MeshPath, s.serveMesh)
+	mux.Handle(nodeid.IdentifyPath, nodeid.Handler(s.cfg.Name, s.cfg.NodeKey))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"ok":true,"name":%q,"online":%d}`+"\n", s.cfg.Name, s.Online())
+		fmt.Fprintf(w, `{"ok":true,"name":%q,"online":%d,"members":%d}`+"\n", s.cfg.Name, s.Online(), s.mesh.size())
 	})
 	return mux
 }
@@ -137,11 +261,19 @@ func (s *Server) Online() int {
 	return n
 }
 
-// Close disconnects every client and waits for all goroutines to finish.
+// Close tells the mesh this supernode is leaving, disconnects every client and
+// waits for all goroutines to finish.
 func (s *Server) Close() error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
 	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	s.mesh.leave(ctx)
+	cancel()
 	s.cancel()
 	s.wg.Wait()
 	return nil
@@ -183,6 +315,8 @@ type conn struct {
 	key     ed25519.PublicKey
 	expires atomic.Int64 // Unix seconds of the credential's end; 0 until attached
 	sends   *rate.Limiter
+	reqs    chan Frame // sends, lookups and dial-backs, served in order
+	remote  string     // host:port the client connects from
 }
 
 // enqueue queues b without blocking; a full queue disconnects the slow client.
@@ -217,13 +351,19 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	c := &conn{ws: ws, out: make(chan []byte, s.cfg.SendQueue), cancel: cancel,
-		sends: rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst)}
+		sends:  rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst),
+		reqs:   make(chan Frame, requestQueue),
+		remote: r.RemoteAddr}
 
 	var wwg sync.WaitGroup
-	wwg.Add(1)
+	wwg.Add(2)
 	go func() {
 		defer wwg.Done()
 		s.writeLoop(ctx, c)
+	}()
+	go func() {
+		defer wwg.Done()
+		s.serveRequests(ctx, c)
 	}()
 	err = s.readLoop(ctx, c, r.RemoteAddr)
 	cancel()
@@ -315,7 +455,8 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 	c.session = newSessionID()
 	s.attach(c)
 	s.log.Info("attached", "user", c.user, "session", c.session, "remote", remote)
-	s.send(c, Frame{Type: TypeAttached, User: c.user, Session: c.session, ICEServers: s.iceServers(c.user)})
+	s.send(c, Frame{Type: TypeAttached, User: c.user, Session: c.session, ICEServers: s.iceServers(c.user),
+		Supernodes: s.mesh.liveURLs(MaxSupernodesListed), Observed: remote})
 
 	for {
 		f, err := s.readFrame(ctx, c)
@@ -334,14 +475,18 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 			}
 			c.expires.Store(cred.Expires)
 			s.send(c, Frame{Type: TypeAttached, User: c.user, Session: c.session, ICEServers: s.iceServers(c.user)})
-		case TypeSend:
+		case TypeSend, TypeLookup, TypeDialback:
 			if !c.sends.Allow() {
 				// A sender over its rate is told so; it cannot fill a
 				// recipient's queue and get them disconnected.
 				s.sendError(c, f.ID, CodeOverload, "sending too fast; slow down")
 				continue
 			}
-			s.route(c, f)
+			select {
+			case c.reqs <- f:
+			default:
+				s.sendError(c, f.ID, CodeOverload, "too many requests in flight; slow down")
+			}
 		default:
 			s.sendError(c, f.ID, CodeBadRequest, "unknown frame type "+truncate(f.Type, 32))
 			return fmt.Errorf("supernode: read: type %q: %w", truncate(f.Type, 32), ErrBadFrame)
@@ -386,29 +531,97 @@ func (s *Server) iceServers(user string) []ICEServer {
 
 func (s *Server) attach(c *conn) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	m := s.users[c.user]
 	if m == nil {
 		m = map[string]*conn{}
 		s.users[c.user] = m
 	}
 	m[c.session] = c
+	s.mu.Unlock()
+	s.mesh.markDirty(c.user)
 }
 
 func (s *Server) detach(c *conn) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if m := s.users[c.user]; m != nil {
 		delete(m, c.session)
 		if len(m) == 0 {
 			delete(s.users, c.user)
 		}
 	}
+	s.mu.Unlock()
+	s.mesh.markDirty(c.user)
 	s.log.Info("detached", "user", c.user, "session", c.session)
 }
 
-// route delivers a send to every attached device of its recipient and acks it.
-func (s *Server) route(from *conn, f Frame) {
+// localUsers returns the users attached here.
+func (s *Server) localUsers() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.users))
+	for u := range s.users {
+		out = append(out, u)
+	}
+	return out
+}
+
+// sessionsOf returns the sessions user has attached here (at most
+// MaxRecordSessions).
+func (s *Server) sessionsOf(user string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for id := range s.users[user] {
+		if len(out) == MaxRecordSessions {
+			break
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
+// requestQueue bounds one connection's sends, lookups and dial-backs waiting
+// to be served.
+const requestQueue = 64
+
+// serveRequests serves one connection's requests in order, so a client's
+// signals reach their recipient in the order it sent them.
+func (s *Server) serveRequests(ctx context.Context, c *conn) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-c.reqs:
+			switch f.Type {
+			case TypeSend:
+				s.route(ctx, c, f)
+			case TypeLookup:
+				s.lookup(ctx, c, f)
+			case TypeDialback:
+				s.send(c, s.dialback(ctx, c, f))
+			}
+		}
+	}
+}
+
+func (s *Server) lookup(ctx context.Context, c *conn, f Frame) {
+	if err := identity.CheckUser(f.To); err != nil {
+		s.sendError(c, f.ID, CodeBadRequest, err.Error())
+		return
+	}
+	loc := s.mesh.lookup(ctx, f.To)
+	nodes := make([]string, 0, len(loc.nodes))
+	for n := range loc.nodes {
+		if len(nodes) < MaxNodesFound {
+			nodes = append(nodes, n)
+		}
+	}
+	s.send(c, Frame{Type: TypeFound, ID: f.ID, User: f.To, Delivered: loc.devices, Nodes: nodes, Hops: loc.hops})
+}
+
+// route delivers a send to every attached device of its recipient, here and
+// on the supernodes the directory places them at, and acks it.
+func (s *Server) route(ctx context.Context, from *conn, f Frame) {
 	if err := identity.CheckUser(f.To); err != nil {
 		s.sendError(from, f.ID, CodeBadRequest, err.Error())
 		return
@@ -417,15 +630,46 @@ func (s *Server) route(from *conn, f Frame) {
 		s.sendError(from, f.ID, CodeBadRequest, "payload must be JSON")
 		return
 	}
-	b, err := EncodeFrame(Frame{Type: TypeDeliver, From: from.user, FromSession: from.session, Payload: f.Payload})
+	d := MeshDelivery{To: f.To, From: from.user, FromSession: from.session, Payload: f.Payload}
+	n := s.deliverLocal(d, from)
+	loc := s.mesh.lookup(ctx, f.To)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for node := range loc.nodes {
+		if node == s.cfg.Name {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k := s.mesh.forward(ctx, node, d)
+			mu.Lock()
+			n += k
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	switch {
+	case n > 0:
+		s.send(from, Frame{Type: TypeAck, ID: f.ID, Delivered: n})
+	case loc.devices > 0:
+		s.sendError(from, f.ID, CodeOverload, f.To+" is not keeping up; try again")
+	default:
+		s.sendError(from, f.ID, CodeOffline, f.To+" is offline")
+	}
+}
+
+// deliverLocal queues d for every device of d.To attached here except the
+// sender's own connection, and returns how many took it.
+func (s *Server) deliverLocal(d MeshDelivery, except *conn) int {
+	b, err := EncodeFrame(Frame{Type: TypeDeliver, From: d.From, FromSession: d.FromSession, Payload: d.Payload})
 	if err != nil {
-		s.sendError(from, f.ID, CodeBadRequest, err.Error())
-		return
+		return 0
 	}
 	s.mu.Lock()
 	var targets []*conn
-	for _, c := range s.users[f.To] {
-		if c != from {
+	for _, c := range s.users[d.To] {
+		if c != except {
 			targets = append(targets, c)
 		}
 	}
@@ -436,14 +680,7 @@ func (s *Server) route(from *conn, f Frame) {
 			n++
 		}
 	}
-	switch {
-	case len(targets) == 0:
-		s.sendError(from, f.ID, CodeOffline, f.To+" is offline")
-	case n == 0:
-		s.sendError(from, f.ID, CodeOverload, f.To+" is not keeping up; try again")
-	default:
-		s.send(from, Frame{Type: TypeAck, ID: f.ID, Delivered: n})
-	}
+	return n
 }
 
 func (s *Server) send(c *conn, f Frame) {

@@ -1,0 +1,733 @@
+package supernode
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/internal/nodeid"
+)
+
+// memberState is what this supernode knows of another one.
+type memberState struct {
+	Member
+	// verified: it answered this supernode's own ping at Name with Key. Only
+	// verified members are on the ring and may publish, look up and deliver.
+	verified bool
+	lastOK   time.Time // last answered ping
+	since    time.Time // when it was learned or last went down
+	left     bool      // said goodbye; not re-admitted until it pings again
+}
+
+// mesh is a supernode's membership view, its share of the directory and the
+// messaging between supernodes. Its goroutines belong to the Server.
+type mesh struct {
+	s    *Server
+	self Member
+	key  ed25519.PrivateKey
+	hc   *http.Client
+
+	kickProbe   chan struct{} // probe now (a new candidate)
+	kickPublish chan struct{} // publish dirty records now
+
+	mu       sync.Mutex
+	members  map[string]*memberState // by name, never self
+	ring     *ring
+	store    map[string]map[string]storedRecord // user → home node → record
+	dirty    map[string]bool                    // local users whose records must go out
+	dirtyAll bool
+	seq      int64
+
+	msgsOut, bytesOut, bytesIn atomic.Int64
+}
+
+type storedRecord struct {
+	Record
+	expires time.Time
+}
+
+func newMesh(s *Server) *mesh {
+	m := &mesh{
+		s: s, key: s.cfg.NodeKey, hc: s.cfg.MeshClient,
+		self:        Member{Name: s.cfg.Name, URL: s.advertise(), Key: s.cfg.NodeKey.Public().(ed25519.PublicKey)},
+		kickProbe:   make(chan struct{}, 1),
+		kickPublish: make(chan struct{}, 1),
+		members:     map[string]*memberState{},
+		store:       map[string]map[string]storedRecord{},
+		dirty:       map[string]bool{},
+		seq:         s.now().UnixNano(),
+	}
+	m.ring = newRing([]string{m.self.Name})
+	for _, u := range s.cfg.Seeds {
+		if name, _, err := nodeid.HostPort(u); err == nil {
+			m.learn(Member{Name: name, URL: u}, false)
+		}
+	}
+	return m
+}
+
+func kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// learn notes a supernode heard of from a seed, the login server or gossip. A
+// stranger becomes a candidate; only this supernode's own ping verifies it.
+// fromItself is true when the member itself pinged us.
+func (m *mesh) learn(mb Member, fromItself bool) {
+	if mb.Name == m.self.Name || mb.Name == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.members[mb.Name]
+	if st == nil {
+		if len(m.members) >= MaxMeshMembers {
+			return
+		}
+		m.members[mb.Name] = &memberState{Member: mb, since: m.s.now()}
+		kick(m.kickProbe)
+		return
+	}
+	if fromItself && st.left {
+		st.left = false
+		kick(m.kickProbe)
+	}
+	if !st.verified && len(mb.Key) == ed25519.PublicKeySize {
+		st.Member = mb // a hint until our ping proves it
+	}
+}
+
+// probeLoop pings every known supernode each ProbeInterval, admits those that
+// answer, declares dead those silent for DeadAfter, and expires records.
+func (m *mesh) probeLoop() {
+	defer m.s.wg.Done()
+	t := time.NewTicker(m.s.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		m.probeRound()
+		m.expire()
+		select {
+		case <-m.s.ctx.Done():
+			return
+		case <-t.C:
+		case <-m.kickProbe:
+		}
+	}
+}
+
+func (m *mesh) probeRound() {
+	m.mu.Lock()
+	targets := make([]Member, 0, len(m.members))
+	for _, st := range m.members {
+		if !st.left {
+			targets = append(targets, st.Member)
+		}
+	}
+	gossip := m.liveMembersLocked()
+	m.mu.Unlock()
+
+	type result struct {
+		name  string
+		reply MeshMsg
+		err   error
+	}
+	results := make(chan result, len(targets))
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for _, t := range targets {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(m.s.ctx, m.s.cfg.ProbeInterval)
+			defer cancel()
+			r, err := m.call(ctx, t, MeshMsg{Type: MeshPing, Members: gossip}, nil)
+			results <- result{t.Name, r, err}
+		}()
+	}
+	wg.Wait()
+	close(results)
+
+	now := m.s.now()
+	changed := false
+	var learned []Member
+	m.mu.Lock()
+	for r := range results {
+		st := m.members[r.name]
+		if st == nil {
+			continue
+		}
+		if r.err == nil {
+			if !st.verified || !bytes.Equal(st.Key, r.reply.From.Key) {
+				m.s.log.Info("supernode joined the mesh", "node", r.name)
+				changed = true
+			}
+			st.Member = r.reply.From
+			st.verified, st.lastOK = true, now
+			learned = append(learned, r.reply.Members...)
+			continue
+		}
+		switch {
+		case st.verified && now.Sub(st.lastOK) >= m.s.cfg.DeadAfter:
+			m.s.log.Warn("supernode dead", "node", r.name, "err", r.err)
+			st.verified, st.since = false, now
+			changed = true
+		case !st.verified && now.Sub(st.since) > forgetAfter:
+			delete(m.members, r.name)
+		}
+	}
+	if changed {
+		m.rebuildLocked()
+	}
+	m.mu.Unlock()
+	for _, mb := range learned {
+		m.learn(mb, false)
+	}
+}
+
+// forgetAfter is how long a supernode that never answers stays a candidate.
+const forgetAfter = 2 * time.Minute
+
+// rebuildLocked rebuilds the ring from the verified members and asks the
+// publisher to republish every local record to its (possibly new) holders.
+func (m *mesh) rebuildLocked() {
+	names := []string{m.self.Name}
+	for _, st := range m.members {
+		if st.verified {
+			names = append(names, st.Name)
+		}
+	}
+	m.ring = newRing(names)
+	m.dirtyAll = true
+	kick(m.kickPublish)
+}
+
+func (m *mesh) liveMembersLocked() []Member {
+	out := []Member{m.self}
+	for _, st := range m.members {
+		if st.verified {
+			out = append(out, st.Member)
+		}
+	}
+	return out
+}
+
+// member returns the verified member called name.
+func (m *mesh) member(name string) (Member, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.members[name]
+	if st == nil || !st.verified {
+		return Member{}, false
+	}
+	return st.Member, true
+}
+
+// dead reports whether name is a supernode this one knows to be down.
+func (m *mesh) dead(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.members[name]
+	return st != nil && !st.verified
+}
+
+// liveURLs returns up to n live members' client URLs, in random order.
+func (m *mesh) liveURLs(n int) []string {
+	m.mu.Lock()
+	var out []string
+	for _, st := range m.members {
+		if st.verified && st.URL != "" {
+			out = append(out, st.URL)
+		}
+	}
+	m.mu.Unlock()
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out[:min(n, len(out))]
+}
+
+// Members returns the number of live supernodes this one knows, itself
+// included.
+func (m *mesh) size() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ring.nodes
+}
+
+// leave tells every live member that this supernode is going away, so they
+// take it off their rings at once instead of after DeadAfter.
+func (m *mesh) leave(ctx context.Context) {
+	m.mu.Lock()
+	live := m.liveMembersLocked()[1:]
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, mb := range live {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.call(ctx, mb, MeshMsg{Type: MeshLeave}, mb.Key)
+		}()
+	}
+	wg.Wait()
+}
+
+// call sends one signed request to mb and returns its verified reply. want is
+// the key the reply must be signed with; nil accepts the key the reply names
+// (a ping: answering at mb.Name with a key is the proof).
+func (m *mesh) call(ctx context.Context, mb Member, msg MeshMsg, want ed25519.PublicKey) (MeshMsg, error) {
+	_, base, err := nodeid.HostPort(memberURL(mb))
+	if err != nil {
+		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: %w", msg.Type, mb.Name, err)
+	}
+	msg.V, msg.From, msg.To, msg.TS = ProtocolVersion, m.self, mb.Name, m.s.now().UnixMilli()
+	body, err := json.Marshal(msg)
+	if err != nil {
+		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: %w", msg.Type, mb.Name, err)
+	}
+	sig := identity.SignContext(m.key, MeshContext, body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+MeshPath, bytes.NewReader(body))
+	if err != nil {
+		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: %w", msg.Type, mb.Name, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(MeshSigHeader, base64.StdEncoding.EncodeToString(sig))
+	m.msgsOut.Add(1)
+	m.bytesOut.Add(int64(len(body)))
+	resp, err := m.hc.Do(req)
+	if err != nil {
+		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: %w: %v", msg.Type, mb.Name, ErrDisconnected, err)
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(io.LimitReader(resp.Body, MaxMeshSize+1))
+	if err != nil {
+		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: %w: %v", msg.Type, mb.Name, ErrDisconnected, err)
+	}
+	m.bytesIn.Add(int64(len(rb)))
+	reply, err := DecodeMeshMsg(rb)
+	if err != nil {
+		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: reply: %w", msg.Type, mb.Name, err)
+	}
+	if reply.From.Name != mb.Name || reply.To != m.self.Name {
+		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: reply from %q: %w", msg.Type, mb.Name, reply.From.Name, ErrMeshAuth)
+	}
+	key := ed25519.PublicKey(reply.From.Key)
+	if want != nil && !key.Equal(want) {
+		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: reply signed by another key: %w", msg.Type, mb.Name, ErrMeshAuth)
+	}
+	rsig, _ := base64.StdEncoding.DecodeString(resp.Header.Get(MeshSigHeader))
+	if !identity.VerifyContext(key, MeshReplyContext, replyMessage(sig, rb), rsig) {
+		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: reply signature: %w", msg.Type, mb.Name, ErrMeshAuth)
+	}
+	if reply.Type == MeshError {
+		return reply, fmt.Errorf("supernode: mesh %s to %s: %w: %s", msg.Type, mb.Name, ErrNotMember, reply.Error)
+	}
+	return reply, nil
+}
+
+// memberURL is where mb's mesh endpoint lives: its client URL's server, or
+// plain http at its name.
+func memberURL(mb Member) string {
+	if mb.URL != "" {
+		return mb.URL
+	}
+	return "http://" + mb.Name
+}
+
+// serveMesh answers one mesh request.
+func (s *Server) serveMesh(w http.ResponseWriter, r *http.Request) {
+	m := s.mesh
+	if r.Method != http.MethodPost {
+		writeMeshErr(w, http.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxMeshSize+1))
+	if err != nil {
+		return
+	}
+	m.bytesIn.Add(int64(len(body)))
+	msg, err := DecodeMeshMsg(body)
+	if err != nil {
+		writeMeshErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	sig, _ := base64.StdEncoding.DecodeString(r.Header.Get(MeshSigHeader))
+	now := s.now()
+	switch {
+	case msg.To != m.self.Name:
+		writeMeshErr(w, http.StatusMisdirectedRequest, "this supernode is "+m.self.Name)
+		return
+	case absDuration(now.Sub(time.UnixMilli(msg.TS))) > identity.Skew:
+		writeMeshErr(w, http.StatusBadRequest, "timestamp outside the allowed clock skew")
+		return
+	case !identity.VerifyContext(msg.From.Key, MeshContext, body, sig):
+		writeMeshErr(w, http.StatusUnauthorized, "signature does not verify")
+		return
+	}
+	var reply MeshMsg
+	if msg.Type == MeshPing {
+		m.learn(msg.From, true)
+		for _, mb := range msg.Members {
+			m.learn(mb, false)
+		}
+		m.mu.Lock()
+		reply = MeshMsg{Type: MeshPong, Members: m.liveMembersLocked()}
+		m.mu.Unlock()
+	} else if from, ok := m.member(msg.From.Name); !ok || !bytes.Equal(from.Key, msg.From.Key) {
+		m.learn(msg.From, true)
+		reply = MeshMsg{Type: MeshError, Error: "not a member of this supernode's mesh (yet)"}
+	} else {
+		switch msg.Type {
+		case MeshLeave:
+			m.mu.Lock()
+			if st := m.members[msg.From.Name]; st != nil {
+				st.verified, st.left, st.since = false, true, now
+				m.rebuildLocked()
+			}
+			m.mu.Unlock()
+			s.log.Info("supernode left the mesh", "node", msg.From.Name)
+			reply = MeshMsg{Type: MeshOK}
+		case MeshPublish:
+			m.accept(msg.From.Name, msg.Records, now)
+			reply = MeshMsg{Type: MeshOK}
+		case MeshLookup:
+			reply = MeshMsg{Type: MeshFound, Records: m.held(msg.User, now)}
+		case MeshDeliver:
+			if msg.Deliver == nil {
+				reply = MeshMsg{Type: MeshError, Error: "deliver without a delivery"}
+				break
+			}
+			reply = MeshMsg{Type: MeshDelivered, Delivered: s.deliverLocal(*msg.Deliver, nil)}
+		default:
+			reply = MeshMsg{Type: MeshError, Error: "unknown type " + truncate(msg.Type, 32)}
+		}
+	}
+	reply.V, reply.From, reply.To, reply.TS = ProtocolVersion, m.self, msg.From.Name, now.UnixMilli()
+	rb, err := json.Marshal(reply)
+	if err != nil {
+		writeMeshErr(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(MeshSigHeader, base64.StdEncoding.EncodeToString(
+		identity.SignContext(m.key, MeshReplyContext, replyMessage(sig, rb))))
+	if reply.Type == MeshError {
+		w.WriteHeader(http.StatusForbidden)
+	}
+	w.Write(rb)
+}
+
+func writeMeshErr(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": truncate(msg, 200)})
+}
+
+func absDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+// accept stores records published by their home supernode.
+func (m *mesh) accept(home string, recs []Record, now time.Time) {
+	exp := now.Add(m.s.cfg.RecordTTL)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range recs {
+		if r.Node != home {
+			continue // a supernode speaks only for the users attached to it
+		}
+		byNode := m.store[r.User]
+		if old, ok := byNode[home]; ok && old.Seq > r.Seq {
+			continue
+		}
+		if len(r.Sessions) == 0 {
+			delete(byNode, home)
+			if len(byNode) == 0 {
+				delete(m.store, r.User)
+			}
+			continue
+		}
+		if byNode == nil {
+			byNode = map[string]storedRecord{}
+			m.store[r.User] = byNode
+		}
+		byNode[home] = storedRecord{Record: r, expires: exp}
+	}
+}
+
+// held returns the live records this supernode holds for user.
+func (m *mesh) held(user string, now time.Time) []Record {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Record
+	for _, r := range m.store[user] {
+		if now.Before(r.expires) {
+			out = append(out, r.Record)
+		}
+	}
+	return out
+}
+
+func (m *mesh) expire() {
+	now := m.s.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for u, byNode := range m.store {
+		for n, r := range byNode {
+			if !now.Before(r.expires) {
+				delete(byNode, n)
+			}
+		}
+		if len(byNode) == 0 {
+			delete(m.store, u)
+		}
+	}
+}
+
+// records returns the number of presence records held.
+func (m *mesh) records() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, byNode := range m.store {
+		n += len(byNode)
+	}
+	return n
+}
+
+// markDirty queues user's record for publishing.
+func (m *mesh) markDirty(user string) {
+	m.mu.Lock()
+	m.dirty[user] = true
+	m.mu.Unlock()
+	kick(m.kickPublish)
+}
+
+// publishLoop sends the records of the users attached here to the supernodes
+// that hold them: at once when a user attaches or leaves or the ring changes,
+// and every RefreshInterval for all of them (records are soft state).
+func (m *mesh) publishLoop() {
+	defer m.s.wg.Done()
+	t := time.NewTicker(m.s.cfg.RefreshInterval)
+	defer t.Stop()
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		select {
+		case <-m.s.ctx.Done():
+			return
+		case <-t.C:
+			m.mu.Lock()
+			m.dirtyAll = true
+			m.mu.Unlock()
+		case <-m.kickPublish:
+			// Let a burst of attaches settle into one batch.
+			select {
+			case <-m.s.ctx.Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		case <-retry.C:
+		}
+		if failed := m.publish(); failed {
+			retry.Reset(500 * time.Millisecond)
+		}
+	}
+}
+
+// publish sends out the dirty records; it reports whether some holder could
+// not be reached (those records stay dirty and are retried).
+func (m *mesh) publish() (failed bool) {
+	m.mu.Lock()
+	all := m.dirtyAll
+	users := m.dirty
+	m.dirty, m.dirtyAll = map[string]bool{}, false
+	r := m.ring
+	m.mu.Unlock()
+	if all {
+		for _, u := range m.s.localUsers() {
+			users[u] = true
+		}
+	}
+	if len(users) == 0 {
+		return false
+	}
+	byOwner := map[string][]Record{}
+	m.mu.Lock()
+	for u := range users {
+		m.seq++
+		rec := Record{User: u, Node: m.self.Name, Sessions: m.s.sessionsOf(u), Seq: m.seq}
+		for _, o := range r.owners(u, m.s.cfg.Replicas) {
+			byOwner[o] = append(byOwner[o], rec)
+		}
+	}
+	m.mu.Unlock()
+	now := m.s.now()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for owner, recs := range byOwner {
+		if owner == m.self.Name {
+			m.accept(owner, recs, now)
+			continue
+		}
+		mb, ok := m.member(owner)
+		if !ok {
+			continue
+		}
+		for chunk := range slices.Chunk(recs, MaxMeshRecords/2) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(m.s.ctx, 2*time.Second)
+				defer cancel()
+				if _, err := m.call(ctx, mb, MeshMsg{Type: MeshPublish, Records: chunk}, mb.Key); err != nil {
+					m.s.log.Debug("publish failed", "node", owner, "records", len(chunk), "err", err)
+					mu.Lock()
+					failed = true
+					mu.Unlock()
+					m.mu.Lock()
+					for _, rec := range chunk {
+						m.dirty[rec.User] = true
+					}
+					m.mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	return failed
+}
+
+// location is where a lookup found a user: the supernodes their devices are
+// attached to and how many devices in all.
+type location struct {
+	nodes   map[string]int // supernode name → sessions
+	devices int
+	hops    int
+}
+
+// lookup finds where user is attached, asking the record holders: hops is 0
+// when this supernode knew, 1 when the first holder answered, 2 when it had
+// to ask the others too.
+func (m *mesh) lookup(ctx context.Context, user string) location {
+	loc := location{nodes: map[string]int{}}
+	found := false // a live record was found (perhaps of this supernode's own)
+	add := func(recs []Record) {
+		for _, r := range recs {
+			if m.dead(r.Node) || len(r.Sessions) == 0 {
+				continue
+			}
+			found = true
+			if r.Node != m.self.Name { // this supernode's own sessions are counted live below
+				loc.nodes[r.Node] = max(loc.nodes[r.Node], len(r.Sessions))
+			}
+		}
+	}
+	m.mu.Lock()
+	owners := m.ring.owners(user, m.s.cfg.Replicas)
+	m.mu.Unlock()
+	if i := slices.Index(owners, m.self.Name); i >= 0 {
+		add(m.held(user, m.s.now()))
+		owners = slices.Delete(owners, i, i+1)
+		if found || len(owners) == 0 {
+			return m.withLocal(user, loc)
+		}
+		loc.hops = 1
+		add(m.askAll(ctx, user, owners))
+		return m.withLocal(user, loc)
+	}
+	if len(owners) == 0 {
+		return m.withLocal(user, loc)
+	}
+	loc.hops = 1
+	if recs, err := m.ask(ctx, owners[0], user); err == nil && len(recs) > 0 {
+		add(recs)
+		if found {
+			return m.withLocal(user, loc)
+		}
+	}
+	if len(owners) > 1 {
+		loc.hops = 2
+		add(m.askAll(ctx, user, owners[1:]))
+	}
+	return m.withLocal(user, loc)
+}
+
+func (m *mesh) withLocal(user string, loc location) location {
+	if n := len(m.s.sessionsOf(user)); n > 0 {
+		loc.nodes[m.self.Name] = n
+	}
+	for _, n := range loc.nodes {
+		loc.devices += n
+	}
+	return loc
+}
+
+func (m *mesh) ask(ctx context.Context, owner, user string) ([]Record, error) {
+	mb, ok := m.member(owner)
+	if !ok {
+		return nil, fmt.Errorf("supernode: lookup at %s: %w", owner, ErrNotMember)
+	}
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	r, err := m.call(ctx, mb, MeshMsg{Type: MeshLookup, User: user}, mb.Key)
+	if err != nil {
+		return nil, err
+	}
+	return r.Records, nil
+}
+
+// lookupTimeout bounds one holder's answer; a dead holder that hasn't been
+// noticed yet costs at most this.
+const lookupTimeout = time.Second
+
+func (m *mesh) askAll(ctx context.Context, user string, owners []string) []Record {
+	var mu sync.Mutex
+	var out []Record
+	var wg sync.WaitGroup
+	for _, o := range owners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			recs, _ := m.ask(ctx, o, user)
+			mu.Lock()
+			out = append(out, recs...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// forward carries a send to the supernode a recipient is attached at and
+// returns how many devices it reached there.
+func (m *mesh) forward(ctx context.Context, node string, d MeshDelivery) int {
+	mb, ok := m.member(node)
+	if !ok {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	r, err := m.call(ctx, mb, MeshMsg{Type: MeshDeliver, Deliver: &d}, mb.Key)
+	if err != nil {
+		m.s.log.Debug("forward failed", "node", node, "to", d.To, "err", err)
+		return 0
+	}
+	return r.Delivered
+}
