@@ -106,17 +106,17 @@ type MeshDelivery struct {
 // MeshMsg is every mesh request and reply. Fields a type does not use are
 // omitted. TS is Unix milliseconds.
 type MeshMsg struct {
-	V         int          `json:"v"`
-	Type      string       `json:"type"`
-	From      Member       `json:"from"`
-	To        string       `json:"to"`
-	TS        int64        `json:"ts"`
-	Members   []Member     `json:"members,omitempty"`
-	Records   []Record     `json:"records,omitempty"`
-	User      string       `json:"user,omitempty"`
+	V         int           `json:"v"`
+	Type      string        `json:"type"`
+	From      Member        `json:"from"`
+	To        string        `json:"to"`
+	TS        int64         `json:"ts"`
+	Members   []Member      `json:"members,omitempty"`
+	Records   []Record      `json:"records,omitempty"`
+	User      string        `json:"user,omitempty"`
 	Deliver   *MeshDelivery `json:"deliver,omitempty"`
-	Delivered int          `json:"delivered,omitempty"`
-	Error     string       `json:"error,omitempty"`
+	Delivered int           `json:"delivered,omitempty"`
+	Error     string        `json:"error,omitempty"`
 }
 
 const maxNameLen = 256

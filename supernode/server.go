@@ -196,9 +196,9 @@ func (s *Server) NodeKey() ed25519.PublicKey { return s.cfg.NodeKey.Public().(ed
 
 // Stats are a supernode's counters.
 type Stats struct {
-	Online   int   `json:"online"`   // attached connections
-	Members  int   `json:"members"`  // live supernodes on this one's ring, itself included
-	Records  int   `json:"records"`  // presence records held for the directory
+	Online   int   `json:"online"`    // attached connections
+	Members  int   `json:"members"`   // live supernodes on this one's ring, itself included
+	Records  int   `json:"records"`   // presence records held for the directory
 	MeshMsgs int64 `json:"mesh_msgs"` // mesh requests sent
 	MeshOut  int64 `json:"mesh_bytes_out"`
 	MeshIn   int64 `json:"mesh_bytes_in"`
