@@ -315,7 +315,7 @@ type conn struct {
 	key     ed25519.PublicKey
 	expires atomic.Int64 // Unix seconds of the credential's end; 0 until attached
 	sends   *rate.Limiter
-	reqs    chan Frame // sends, lookups and dial-backs, served in order
+	reqs    chan *Frame // sends, lookups and dial-backs, served in order
 	remote  string     // host:port the client connects from
 }
 
@@ -352,7 +352,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	c := &conn{ws: ws, out: make(chan []byte, s.cfg.SendQueue), cancel: cancel,
 		sends:  rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst),
-		reqs:   make(chan Frame, requestQueue),
+		reqs:   make(chan *Frame, requestQueue),
 		remote: r.RemoteAddr}
 
 	var wwg sync.WaitGroup
@@ -483,7 +483,7 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 				continue
 			}
 			select {
-			case c.reqs <- f:
+			case c.reqs <- &f:
 			default:
 				s.sendError(c, f.ID, CodeOverload, "too many requests in flight; slow down")
 			}
@@ -594,11 +594,11 @@ func (s *Server) serveRequests(ctx context.Context, c *conn) {
 		case f := <-c.reqs:
 			switch f.Type {
 			case TypeSend:
-				s.route(ctx, c, f)
+				s.route(ctx, c, *f)
 			case TypeLookup:
-				s.lookup(ctx, c, f)
+				s.lookup(ctx, c, *f)
 			case TypeDialback:
-				s.send(c, s.dialback(ctx, c, f))
+				s.send(c, s.dialback(ctx, c, *f))
 			}
 		}
 	}

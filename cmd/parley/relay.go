@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley/parley/internal/nodeid"
 	"github.com/parley/parley/relay"
 	"github.com/parley/parley/supernode"
 )
@@ -42,6 +43,18 @@ func (c *cidrList) Set(s string) error {
 		return fmt.Errorf("not a CIDR: %q", s)
 	}
 	*c = append(*c, p.Masked())
+	return nil
+}
+
+// urlList is a repeatable flag of supernode URLs.
+type urlList []string
+
+func (u *urlList) String() string { return strings.Join(*u, ",") }
+func (u *urlList) Set(s string) error {
+	if _, _, err := nodeid.HostPort(s); err != nil {
+		return fmt.Errorf("not a ws:// or wss:// URL with host:port: %q", s)
+	}
+	*u = append(*u, s)
 	return nil
 }
 
@@ -119,49 +132,11 @@ func startRelay(f relayFlags, listenHost string, publicIP net.IP, secret []byte,
 // iceServers returns the STUN/TURN servers a supernode offers a user: its own
 // relay (if any) and the standalone ones, each with fresh TURN-REST credentials.
 func iceServers(host string, r *relay.Server, external []string, secret []byte) func(string) []supernode.ICEServer {
-	return func(user string) []supernode.ICEServer {
-		username, password := relay.Credentials(secret, user, turnCredentialTTL, time.Now())
-		var out []supernode.ICEServer
-		add := func(h string, udp, tcp, tlsAddr net.Addr) {
-			var turn []string
-			if udp != nil {
-				p := port(udp)
-				out = append(out, supernode.ICEServer{URLs: []string{"stun:" + net.JoinHostPort(h, p)}})
-				turn = append(turn, "turn:"+net.JoinHostPort(h, p)+"?transport=udp")
-			}
-			if tcp != nil {
-				turn = append(turn, "turn:"+net.JoinHostPort(h, port(tcp))+"?transport=tcp")
-			}
-			if tlsAddr != nil {
-				turn = append(turn, "turns:"+net.JoinHostPort(h, port(tlsAddr))+"?transport=tcp")
-			}
-			if len(turn) > 0 {
-				out = append(out, supernode.ICEServer{URLs: turn, Username: username, Credential: password})
-			}
-		}
-		if r != nil {
-			udp, tcp, tlsAddr := r.Addrs()
-			add(host, udp, tcp, tlsAddr)
-		}
-		for _, e := range external {
-			// A standalone relay listens for UDP and TCP on the same port.
-			h, p, _ := net.SplitHostPort(e)
-			a := &net.TCPAddr{Port: atoi(p)}
-			add(h, a, a, nil)
-		}
-		return out
+	o := supernode.RelayOffer{Host: host, External: external, Secret: secret, TTL: turnCredentialTTL}
+	if r != nil {
+		o.UDP, o.TCP, o.TLS = r.Addrs()
 	}
-}
-
-func port(a net.Addr) string {
-	_, p, _ := net.SplitHostPort(a.String())
-	return p
-}
-
-func atoi(s string) int {
-	n := 0
-	fmt.Sscan(s, &n)
-	return n
+	return o.ICEServers()
 }
 
 // resolveIP turns --public-addr (an IP or a name) into the address to relay from.

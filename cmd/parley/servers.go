@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley/parley/internal/nodeid"
 	"github.com/parley/parley/login"
 	"github.com/parley/parley/supernode"
 	"github.com/parley/parley/web"
@@ -97,6 +98,8 @@ func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 // supernodeFlags are the flags of `parley supernode` (and the parts of `parley up`).
 type supernodeFlags struct {
 	listen, publicAddr, cert, key, loginKey string
+	nodeKey                                 string
+	seeds                                   urlList
 	relay                                   relayFlags
 }
 
@@ -107,6 +110,8 @@ func (f *supernodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.cert, "tls-cert", "", "TLS certificate `FILE`")
 	fs.StringVar(&f.key, "tls-key", "", "TLS key `FILE`")
 	fs.StringVar(&f.loginKey, "login-key", "", "pin the login server's public `KEY` (base64) instead of fetching it at start")
+	fs.StringVar(&f.nodeKey, "node-key", "", "`FILE` keeping this supernode's node key across restarts (made on first use; default: a fresh key each run)")
+	fs.Var(&f.seeds, "seed", "client `URL` of another supernode to join the mesh through (repeatable; the login server's list is always used)")
 }
 
 // host returns the host clients reach this supernode (and its relay) at.
@@ -213,8 +218,12 @@ func runSupernode(ctx context.Context, ln net.Listener, f supernodeFlags, key ed
 	defer r.Close()
 	udp, tcp, tlsAddr := r.Addrs()
 	log.Info("relay listening", "udp", udp, "tcp", tcp, "tls", tlsAddr, "relay_ip", ip)
+	nodeKey, err := nodeid.LoadOrCreate(f.nodeKey)
+	if err != nil {
+		return err
+	}
 	sn, err := supernode.New(supernode.Config{
-		LoginKey: key, Name: name, Logger: log, Login: lc, Advertise: advertise,
+		LoginKey: key, Name: name, Logger: log, Login: lc, Advertise: advertise, NodeKey: nodeKey, Seeds: f.seeds,
 		ICEServers: iceServers(f.host(), r, f.relay.external, secret),
 	})
 	if err != nil {
@@ -261,7 +270,7 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	go func() {
 		// Everything is on 127.0.0.1 here: the relay must be allowed to relay
 		// to loopback, which a public relay never does.
-		f := supernodeFlags{listen: *snAddr, relay: relayFlags{
+		f := supernodeFlags{listen: *snAddr, nodeKey: filepath.Join(*data, "node-key"), relay: relayFlags{
 			udp: *turnAddr, tcp: *turnAddr, allow: cidrList{netip.MustParsePrefix("127.0.0.0/8")},
 		}}
 		errc <- runSupernode(ctx, sln, f, ls.PublicKey(), lc, log)
