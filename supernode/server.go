@@ -316,7 +316,7 @@ type conn struct {
 	expires atomic.Int64 // Unix seconds of the credential's end; 0 until attached
 	sends   *rate.Limiter
 	reqs    chan *Frame // sends, lookups and dial-backs, served in order
-	remote  string     // host:port the client connects from
+	remote  string      // host:port the client connects from
 }
 
 // enqueue queues b without blocking; a full queue disconnects the slow client.
