@@ -25,6 +25,7 @@ const maxResponseBytes = 2 << 20
 type Client struct {
 	base string
 	hc   *http.Client
+	now  func() time.Time // signing clock; nil means time.Now (tests set it)
 }
 
 // NewClient returns a client for the login server at baseURL (for example
@@ -132,19 +133,71 @@ func (c *Client) UserExists(ctx context.Context, user string) (bool, error) {
 	return true, nil
 }
 
-// Heartbeat lists addr (the supernode's ws:// or wss:// URL) for the
-// returned time-to-live; call it well within that period to stay listed.
-// Errors: ErrBadRequest, ErrSupernodeListFull, ErrUnreachable, ErrServer.
-func (c *Client) Heartbeat(ctx context.Context, addr string) (time.Duration, error) {
+// Heartbeat asks the login server to list addr (the supernode's ws:// or
+// wss:// URL) for the returned time-to-live; call it well within that
+// period to stay listed. key is the supernode's node key (package
+// internal/nodeid): the request is signed with it, and before listing addr
+// (and again every Config.DialBackInterval, or when the key changes) the
+// server dials addr back and expects GET /v1/identify to answer with key, so
+// the supernode must already serve nodeid.Handler there. Errors:
+// ErrBadRequest (with ErrBadSignature, ErrClockSkew or ErrReplayed when the
+// server names one), ErrDialBack, ErrDialBackDenied, ErrDialBackLimited (see
+// [APIError.RetryAfter]), ErrSupernodeListFull, ErrUnreachable, ErrServer.
+func (c *Client) Heartbeat(ctx context.Context, addr string, key ed25519.PrivateKey) (time.Duration, error) {
+	req, err := c.signSupernode(addr, key, HeartbeatContext)
+	if err != nil {
+		return 0, err
+	}
 	var out heartbeatResponse
-	if err := c.do(ctx, http.MethodPost, "/api/v1/supernodes", heartbeatRequest{Addr: addr}, &out,
-		map[int]error{http.StatusServiceUnavailable: ErrSupernodeListFull}); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/api/v1/supernodes", req, &out,
+		map[int]error{
+			http.StatusForbidden:           ErrDialBackDenied,
+			http.StatusUnprocessableEntity: ErrDialBack,
+			http.StatusTooManyRequests:     ErrDialBackLimited,
+			http.StatusServiceUnavailable:  ErrSupernodeListFull,
+		}); err != nil {
 		return 0, err
 	}
 	if out.TTL <= 0 {
 		return 0, c.badResponse("heartbeat answer has no ttl")
 	}
 	return time.Duration(out.TTL) * time.Second, nil
+}
+
+// Leave takes addr off the supernode list, for a supernode that steps down or
+// shuts down cleanly. The request is signed with key, which must be the key
+// addr is listed with. Leaving an address that is not listed is not an
+// error. Errors: ErrKeyMismatch, ErrBadRequest (as for Heartbeat),
+// ErrUnreachable, ErrServer.
+func (c *Client) Leave(ctx context.Context, addr string, key ed25519.PrivateKey) error {
+	req, err := c.signSupernode(addr, key, LeaveContext)
+	if err != nil {
+		return err
+	}
+	var out leaveResponse
+	return c.do(ctx, http.MethodDelete, "/api/v1/supernodes", req, &out,
+		map[int]error{http.StatusForbidden: ErrKeyMismatch})
+}
+
+// signSupernode builds a heartbeat or leave for addr signed by key at the
+// client's clock.
+func (c *Client) signSupernode(addr string, key ed25519.PrivateKey, sigCtx string) (signedRequest, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return signedRequest{}, fmt.Errorf("login: node key is %d bytes, want %d: %w", len(key), ed25519.PrivateKeySize, ErrBadRequest)
+	}
+	now := time.Now
+	if c.now != nil {
+		now = c.now
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	ts := now().Unix()
+	sig := identity.SignContext(key, sigCtx, SupernodeMessage(addr, pub, ts))
+	return signedRequest{
+		Addr: addr,
+		Key:  base64.StdEncoding.EncodeToString(pub),
+		TS:   ts,
+		Sig:  base64.StdEncoding.EncodeToString(sig),
+	}, nil
 }
 
 // Supernodes returns the live supernodes, freshest first.
@@ -236,10 +289,15 @@ func (c *Client) apiError(resp *http.Response, raw []byte, kinds map[int]error) 
 			ae.Kind = ErrServer
 		}
 	}
-	if ae.Kind == ErrBadRequest && strings.HasPrefix(msg, identity.ErrBadUser.Error()) {
-		ae.detail = identity.ErrBadUser
+	if ae.Kind == ErrBadRequest {
+		for _, d := range []error{identity.ErrBadUser, ErrBadSignature, ErrClockSkew, ErrReplayed} {
+			if strings.HasPrefix(msg, d.Error()) {
+				ae.detail = d
+				break
+			}
+		}
 	}
-	if ae.Kind == ErrRateLimited {
+	if ae.Kind == ErrRateLimited || ae.Kind == ErrDialBackLimited {
 		secs := e.RetryAfter
 		if secs <= 0 {
 			secs, _ = strconv.ParseInt(resp.Header.Get("Retry-After"), 10, 64)

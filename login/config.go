@@ -1,20 +1,28 @@
 package login
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"time"
 )
 
 // Defaults applied by [New] to zero Config fields.
 const (
-	DefaultCredentialTTL      = time.Hour
-	DefaultRefreshTTL         = 30 * 24 * time.Hour
-	DefaultSupernodeTTL       = 30 * time.Second
-	DefaultMaxFailuresPerUser = 5
-	DefaultMaxFailuresPerAddr = 20
-	DefaultFailureWindow      = 5 * time.Minute
+	DefaultCredentialTTL       = time.Hour
+	DefaultRefreshTTL          = 30 * 24 * time.Hour
+	DefaultSupernodeTTL        = 30 * time.Second
+	DefaultMaxFailuresPerUser  = 5
+	DefaultMaxFailuresPerAddr  = 20
+	DefaultFailureWindow       = 5 * time.Minute
+	DefaultDialBackInterval    = 10 * time.Minute
+	DefaultDialBackTimeout     = 5 * time.Second
+	DefaultDialBackWindow      = time.Minute
+	DefaultMaxDialBacksPerAddr = 30
 )
 
 // Config configures a [Server]. The zero value is usable: every zero field
@@ -57,6 +65,43 @@ type Config struct {
 	// Web, if set, is served at "/" (the web client). Nil: "/" answers 404
 	// with a JSON error.
 	Web http.Handler
+
+	// DialBackInterval is how long a successful dial-back vouches for an
+	// (addr, key) pair: within it, heartbeats signed by that key only refresh
+	// the entry; after it, the next heartbeat dials the address back again.
+	// Default 10 min.
+	DialBackInterval time.Duration
+	// DialBackTimeout bounds one dial-back (name lookup, connect, TLS, the
+	// identify answer). Default 5 s.
+	DialBackTimeout time.Duration
+	// DialBackAllow admits IP ranges the dial-back would otherwise refuse.
+	// Nil (or empty) refuses loopback, private, link-local, CGNAT,
+	// documentation, benchmarking, multicast and the other special-purpose
+	// ranges listed at relay.PeerAllowed, so that a heartbeat cannot make the
+	// login server probe its own host or network. Labs and `parley up` pass
+	// for example 127.0.0.0/8 or 198.18.0.0/15. Every prefix must be valid.
+	DialBackAllow []netip.Prefix
+	// DialBackDial opens the dial-back's TCP connection. It is only ever
+	// called with an "ip:port" whose IP has passed the DialBackAllow check
+	// (never with a host name, so DNS rebinding cannot swap the address).
+	// Nil: a net.Dialer bounded by DialBackTimeout. Tests point it at
+	// httptest servers.
+	DialBackDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// DialBackLookup resolves a dial-back host name to IP addresses. Nil:
+	// net.DefaultResolver.LookupNetIP(ctx, "ip", host).
+	DialBackLookup func(ctx context.Context, host string) ([]netip.Addr, error)
+	// DialBackTLS configures TLS for wss:// dial-backs (for example RootCAs
+	// for a lab CA). Nil: the system roots. The server name is always the
+	// address's host.
+	DialBackTLS *tls.Config
+	// MaxDialBacksPerAddr is the number of dial-backs a client address (as
+	// for MaxFailuresPerAddr) may cause within DialBackWindow; beyond it
+	// heartbeats that need a dial-back get 429. Heartbeats that only refresh
+	// a verified entry do not count. Default 30.
+	MaxDialBacksPerAddr int
+	// DialBackWindow is the sliding window of MaxDialBacksPerAddr. Default
+	// 1 min.
+	DialBackWindow time.Duration
 }
 
 // Argon2Params are argon2id parameters. Each zero field means its default,
@@ -129,6 +174,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"RefreshTTL", &cfg.RefreshTTL, DefaultRefreshTTL},
 		{"SupernodeTTL", &cfg.SupernodeTTL, DefaultSupernodeTTL},
 		{"FailureWindow", &cfg.FailureWindow, DefaultFailureWindow},
+		{"DialBackInterval", &cfg.DialBackInterval, DefaultDialBackInterval},
+		{"DialBackTimeout", &cfg.DialBackTimeout, DefaultDialBackTimeout},
+		{"DialBackWindow", &cfg.DialBackWindow, DefaultDialBackWindow},
 	} {
 		if *d.v < 0 {
 			return cfg, fmt.Errorf("%w: %s is negative", ErrBadConfig, d.name)
@@ -144,6 +192,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	}{
 		{"MaxFailuresPerUser", &cfg.MaxFailuresPerUser, DefaultMaxFailuresPerUser},
 		{"MaxFailuresPerAddr", &cfg.MaxFailuresPerAddr, DefaultMaxFailuresPerAddr},
+		{"MaxDialBacksPerAddr", &cfg.MaxDialBacksPerAddr, DefaultMaxDialBacksPerAddr},
 	} {
 		if *d.v < 0 {
 			return cfg, fmt.Errorf("%w: %s is negative", ErrBadConfig, d.name)
@@ -161,6 +210,20 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	for _, p := range cfg.DialBackAllow {
+		if !p.IsValid() {
+			return cfg, fmt.Errorf("%w: DialBackAllow holds an invalid prefix", ErrBadConfig)
+		}
+	}
+	if cfg.DialBackDial == nil {
+		d := &net.Dialer{Timeout: cfg.DialBackTimeout}
+		cfg.DialBackDial = d.DialContext
+	}
+	if cfg.DialBackLookup == nil {
+		cfg.DialBackLookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
 	}
 	return cfg, nil
 }

@@ -26,7 +26,8 @@
 //	POST /api/v1/refresh   before the credential expires, without the password
 //
 // A supernode heartbeats POST /api/v1/supernodes every few seconds (well
-// within the returned ttl) to stay listed.
+// within the returned ttl), signed with its node key, to stay listed; the
+// server lists it only after dialling its address back.
 //
 // POST /api/v1/register {"user","password"} → 201 {"user"}.
 // user: 1 to 32 characters of a-z, 0-9, '.', '_', '-', starting with a
@@ -41,7 +42,8 @@
 //	 "refresh_token": "<32 random bytes, base64url>",
 //	 "refresh_expires": 1802592000,               // RefreshTTL (30 days)
 //	 "login_key": "<server Ed25519 public key, base64>",
-//	 "supernodes": [{"addr": "ws://host:port/v1/ws", "last_seen": 1800000000}]}
+//	 "supernodes": [{"addr": "ws://host:port/v1/ws", "last_seen": 1800000000,
+//	                 "key": "<node Ed25519 public key, base64>"}]}
 //
 // public_key is the user's 32-byte Ed25519 public key. Errors: 400 malformed
 // fields (also a password over 1024 bytes), 404 "unknown user", 401 "wrong
@@ -76,18 +78,55 @@
 // GET /api/v1/users/{name} → 200 {"user":name} or 404 "unknown user"; 400
 // for a name that cannot exist. It tells "no such user" from "offline".
 //
-// POST /api/v1/supernodes {"addr"} → 200 {"ttl":seconds}. addr: a ws:// or
-// wss:// URL with host and a port, no user info, query or fragment, at most
-// 256 bytes; it is listed in canonical form. A supernode stays listed for
-// SupernodeTTL (30 s) after its last heartbeat. At most 1000 live entries:
-// a new address beyond that is refused with 503 "supernode list is full".
-// Listing trusts the heartbeat: the server does not yet dial the address
-// back, so anyone who can reach the server can list an address; clients must
-// treat the list as hints and rely on credentials, not on the list, for
-// security.
+// POST /api/v1/supernodes {"addr","key","ts","sig"} → 200 {"ttl":seconds}:
+// a heartbeat. addr: a ws:// or wss:// URL with host and a port, no user
+// info, query or fragment, at most 256 bytes; it is listed in canonical
+// form. key: the supernode's 32-byte Ed25519 node key (package
+// internal/nodeid). ts: the current Unix time in seconds. sig:
+// identity.SignContext(node key, "parley-heartbeat-v1",
+// [SupernodeMessage](addr as sent, key, ts)), that is over
+// addr || 0x00 || key || ts as 8 bytes big-endian. Refused with 400: a
+// signature that does not verify ("signature does not verify ..."), a ts
+// further than identity.Skew (60 s) from the server's clock ("ts is outside
+// the allowed clock skew ..."), or a ts older than the last one accepted for
+// addr and key ("ts is older than the last accepted one ..."; the same ts
+// again is accepted).
 //
-// GET /api/v1/supernodes → {"supernodes":[{"addr","last_seen"}...]}: the
-// entries heard from within SupernodeTTL, freshest first.
+// Dial-back: a heartbeat for an address that is not listed, is listed with
+// another key, or whose last successful dial-back is older than
+// DialBackInterval (10 min) makes the server dial the address back
+// (nodeid.Check: GET http(s)://host:port/v1/identify?nonce=…, answered with
+// the node key's signature over the nonce and host:port). Only if the
+// address answers with the heartbeat's key is the entry (addr, key,
+// last_seen, verified_at) stored, replacing another key; otherwise 422
+// "dial-back to ws://…: <reason>" and nothing changes. Within the interval a
+// heartbeat signed by the listed key only refreshes last_seen. The dial-back
+// host must be an IP literal or a name whose addresses (at most 4 are
+// used) all pass relay.PeerAllowed with DialBackAllow; loopback, private,
+// link-local and other special-purpose addresses are refused with 403
+// "address not allowed for dial-back: ...", and the connection goes only to
+// the checked IPs, never through a proxy. Each dial-back counts against the
+// client address (as for login failures): beyond MaxDialBacksPerAddr (30)
+// in DialBackWindow (1 min), 429 "too many dial-backs from this address, try
+// again in N s" with "retry_after" and Retry-After.
+//
+// A supernode stays listed for SupernodeTTL (30 s) after its last accepted
+// heartbeat. At most 1000 live entries: a new address beyond that is refused
+// with 503 "supernode list is full", before any dial-back. A listing proves
+// that the holder of the key answered at the address recently, not that the
+// supernode is honest: clients still rely on credentials for security.
+//
+// DELETE /api/v1/supernodes {"addr","key","ts","sig"} → 200
+// {"removed":bool}: a leave, signed like a heartbeat with context
+// "parley-leave-v1", for a supernode stepping down or shutting down. It
+// removes the entry if it is listed with key (removed false if not listed);
+// 403 "supernode is listed with another key: addr" otherwise; 400 as for
+// heartbeats.
+//
+// GET /api/v1/supernodes → {"supernodes":[{"addr","last_seen","key"}...]}:
+// the verified entries heard from within SupernodeTTL, freshest first; key
+// is the node key the last dial-back proved (base64). The login response
+// carries the same list.
 //
 // GET /healthz → {"ok":true}. Other paths under /api/ are 404 JSON; every
 // other path goes to Config.Web (404 JSON when nil).
@@ -98,8 +137,10 @@
 // busy timeout; the schema is versioned in table schema_version and migrated
 // at start. Tables: users(name, pass_hash, created_at),
 // refresh_tokens(token_hash = SHA-256 of the token, user_name, expires_at),
-// supernodes(addr, last_seen). Passwords are stored as argon2id PHC strings
-// ($argon2id$v=19$m=19456,t=2,p=1$salt$hash); verification reads the
+// supernodes(addr, last_seen, node_key, hb_ts, verified_at) (schema version
+// 2 dropped the unverified entries of version 1). Passwords are stored as
+// argon2id PHC strings ($argon2id$v=19$m=19456,t=2,p=1$salt$hash);
+// verification reads the
 // parameters from the string, and a hash with old parameters is replaced at
 // the next successful login. The Ed25519 signing key is the raw 32-byte seed
 // in DataDir/login-key (mode 0600), made on first start. A janitor goroutine
@@ -107,5 +148,5 @@
 // every minute; [Server.Close] stops it and waits.
 //
 // The server never logs passwords, password hashes, refresh tokens,
-// credentials or private keys.
+// credentials, private keys or signatures.
 package login

@@ -28,6 +28,32 @@ var (
 	// ErrSupernodeListFull: the supernode list already holds the maximum
 	// number of live entries (HTTP 503 on heartbeat).
 	ErrSupernodeListFull = errors.New("supernode list is full")
+	// ErrDialBack: the login server dialled the heartbeat's address back
+	// (GET /v1/identify, package internal/nodeid) and it did not prove the
+	// heartbeat's node key: no answer, another key, another name or a bad
+	// signature (HTTP 422 on heartbeat). The address is not listed.
+	ErrDialBack = errors.New("dial-back failed")
+	// ErrDialBackDenied: the heartbeat's address is, or resolves to, an IP
+	// the login server will not dial (loopback, private, link-local and other
+	// special-purpose ranges unless Config.DialBackAllow admits them) (HTTP
+	// 403 on heartbeat).
+	ErrDialBackDenied = errors.New("address not allowed for dial-back")
+	// ErrDialBackLimited: too many dial-backs were asked for from the client
+	// address in Config.DialBackWindow (HTTP 429 on heartbeat; see
+	// [APIError.RetryAfter]).
+	ErrDialBackLimited = errors.New("too many dial-backs")
+	// ErrKeyMismatch: a leave for an address that is listed with another
+	// node key (HTTP 403 on leave).
+	ErrKeyMismatch = errors.New("supernode is listed with another key")
+	// ErrBadSignature: a heartbeat's or leave's signature does not verify
+	// (HTTP 400; the client returns it inside ErrBadRequest).
+	ErrBadSignature = errors.New("signature does not verify")
+	// ErrClockSkew: a heartbeat's or leave's ts is further than identity.Skew
+	// from the server's clock (HTTP 400; inside ErrBadRequest).
+	ErrClockSkew = errors.New("ts is outside the allowed clock skew")
+	// ErrReplayed: a heartbeat's or leave's ts is older than the last one
+	// accepted for the address and key (HTTP 400; inside ErrBadRequest).
+	ErrReplayed = errors.New("ts is older than the last accepted one")
 	// ErrUnreachable: the client could not reach the login server at all.
 	ErrUnreachable = errors.New("login server unreachable")
 	// ErrServer: the login server answered with a server error or a response
@@ -55,13 +81,13 @@ type APIError struct {
 	// Message is the server's "error" field (or a description of the
 	// response when it had none).
 	Message string
-	// RetryAfter is set on ErrRateLimited: how long to wait before trying
-	// again.
+	// RetryAfter is set on ErrRateLimited and ErrDialBackLimited: how long
+	// to wait before trying again.
 	RetryAfter time.Duration
 	// Kind is the sentinel this answer maps to.
 	Kind error
 	// detail is a second sentinel the message names, if any (for example
-	// identity.ErrBadUser inside ErrBadRequest).
+	// identity.ErrBadUser or ErrBadSignature inside ErrBadRequest).
 	detail error
 }
 
@@ -73,8 +99,9 @@ func (e *APIError) Error() string {
 	return "login: " + e.Message
 }
 
-// Unwrap returns the sentinel Kind, and identity.ErrBadUser too when the
-// server refused a user name.
+// Unwrap returns the sentinel Kind, and a detail sentinel inside
+// ErrBadRequest when the message names one: identity.ErrBadUser (a refused
+// user name), ErrBadSignature, ErrClockSkew or ErrReplayed.
 func (e *APIError) Unwrap() []error {
 	if e.detail != nil {
 		return []error{e.Kind, e.detail}

@@ -16,6 +16,7 @@ var fuzzRoutes = []struct{ method, path string }{
 	{"POST", "/api/v1/refresh"},
 	{"POST", "/api/v1/password"},
 	{"POST", "/api/v1/supernodes"},
+	{"DELETE", "/api/v1/supernodes"},
 	{"GET", "/api/v1/users/alice"},
 }
 
@@ -29,11 +30,31 @@ func FuzzHandler(f *testing.F) {
 		`{"user":"alice","password":"password1","new_password":"password2"}`,
 		`{"addr":"ws://10.0.0.1:7000/v1/ws"}`,
 		`{"user":1}`, `[]`, `null`, ``, `{`, `{"user":"\u0000"}`, "\xff\xfe", `{"addr":"ws://[::1]:1"}`,
+		`{"addr":"ws://10.0.0.1:7000/v1/ws","key":"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=","ts":1800000000,"sig":"AAAA"}`,
+		`{"addr":"ws://10.0.0.1:7000/v1/ws","key":"","ts":1e99,"sig":null}`,
+		`{"addr":"ws://10.0.0.1:7000/v1/ws","ts":-9223372036854775808}`,
 	}
+	clock := newClock()
+	// Correctly signed heartbeats and leaves (for the fuzzer's clock), so
+	// that mutations start from requests that get past the signature check.
+	// The default DialBackAllow refuses 10.0.0.1 and 127.0.0.1: no dial-back
+	// leaves the process.
 	for i, s := range seeds {
 		f.Add(uint8(i), []byte(s))
 	}
-	clock := newClock()
+	node := newPriv(f)
+	for _, a := range []string{"ws://10.0.0.1:7000/v1/ws", "ws://127.0.0.1:1/"} {
+		for _, r := range []struct {
+			route uint8
+			ctx   string
+		}{{4, HeartbeatContext}, {5, LeaveContext}} {
+			b, err := json.Marshal(signedBody(a, node, clock.Now().Unix(), r.ctx))
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(r.route, b)
+		}
+	}
 	srv, err := New(Config{DataDir: f.TempDir(), Argon2: cheapArgon, Now: clock.Now})
 	if err != nil {
 		f.Fatal(err)

@@ -46,11 +46,25 @@ type env struct {
 	ts    *httptest.Server
 	cl    *Client
 	h     http.Handler
+	net   *nodeNet // the fake supernode network dial-backs reach (newEnv)
 }
 
 // newEnv starts a server on a fresh data dir (unless cfg names one) with a
-// fake clock and cheap argon2, served over real HTTP.
+// fake clock and cheap argon2, served over real HTTP, whose dial-backs reach
+// the fake supernode network e.net (admitting labAllow unless cfg sets
+// DialBackAllow).
 func newEnv(t *testing.T, cfg Config) *env {
+	t.Helper()
+	n := newNodeNet(t)
+	n.configure(&cfg)
+	e := newEnvNet(t, cfg)
+	e.net = n
+	return e
+}
+
+// newEnvNet is newEnv with cfg's dial-back settings as they are (nil: the
+// real network).
+func newEnvNet(t *testing.T, cfg Config) *env {
 	t.Helper()
 	e := &env{t: t, clock: newClock()}
 	if cfg.DataDir == "" {
@@ -78,6 +92,7 @@ func (e *env) start() {
 	e.h = srv.Handler()
 	e.ts = httptest.NewServer(e.h)
 	e.cl = NewClient(e.ts.URL, e.ts.Client())
+	e.cl.now = e.cfg.Now
 }
 
 func (e *env) stop() {

@@ -12,8 +12,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/parley/parley/internal/identity"
 )
@@ -29,8 +31,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/v1/key", s.api(http.MethodGet, s.handleKey))
 	mux.Handle("/api/v1/users/{name}", s.api(http.MethodGet, s.handleUser))
 	mux.Handle("/api/v1/supernodes", s.apiMethods(map[string]http.HandlerFunc{
-		http.MethodGet:  s.handleListSupernodes,
-		http.MethodPost: s.handleHeartbeat,
+		http.MethodGet:    s.handleListSupernodes,
+		http.MethodPost:   s.handleHeartbeat,
+		http.MethodDelete: s.handleLeave,
 	}))
 	mux.Handle("/api/", http.HandlerFunc(notFound))
 	mux.Handle("/healthz", s.api(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
@@ -60,7 +63,7 @@ func (s *Server) apiMethods(hs map[string]http.HandlerFunc) http.Handler {
 		hs[http.MethodHead] = h
 	}
 	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodDelete} {
 		if _, ok := hs[m]; ok {
 			allow = append(allow, m)
 		}
@@ -169,8 +172,13 @@ func jsonErrorMessage(err error) string {
 			return "request body must be a JSON object"
 		}
 		want := "a string"
-		if typ.Type != nil && typ.Type.Kind().String() != "string" {
+		if typ.Type != nil && typ.Type.Kind() != reflect.String {
 			want = "a " + typ.Type.Kind().String()
+			switch typ.Type.Kind() {
+			case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+				reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+				want = "an integer"
+			}
 		}
 		return fmt.Sprintf("field %q must be %s, not %s", typ.Field, want, typ.Value)
 	case errors.As(err, &syn):
@@ -217,9 +225,13 @@ func checkPasswordLen(field, pw string) string {
 }
 
 func parsePublicKey(s string) (ed25519.PublicKey, string) {
+	return parseKeyField("public_key", s)
+}
+
+func parseKeyField(field, s string) (ed25519.PublicKey, string) {
 	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil || len(b) != ed25519.PublicKeySize {
-		return nil, "public_key must be a 32-byte Ed25519 key in standard base64"
+		return nil, field + " must be a 32-byte Ed25519 key in standard base64"
 	}
 	return ed25519.PublicKey(b), ""
 }
@@ -444,28 +456,131 @@ func (s *Server) handleUser(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, userResponse{User: name})
 }
 
-func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
-	var req heartbeatRequest
-	if !decode(w, r, &req) {
-		return
-	}
+// signed is a checked heartbeat or leave.
+type signed struct {
+	addr string // canonical
+	key  ed25519.PublicKey
+	ts   int64
+}
+
+// checkSigned validates a heartbeat's or leave's fields, its ts against the
+// server's clock and its signature with context sigCtx. On failure it writes
+// the 400 answer and returns false.
+func (s *Server) checkSigned(w http.ResponseWriter, req *signedRequest, sigCtx string) (signed, bool) {
 	addr, msg := checkSupernodeAddr(req.Addr)
 	if msg != "" {
 		writeError(w, http.StatusBadRequest, msg)
-		return
+		return signed{}, false
+	}
+	key, msg := parseKeyField("key", req.Key)
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return signed{}, false
+	}
+	sig, err := base64.StdEncoding.DecodeString(req.Sig)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		writeError(w, http.StatusBadRequest, "sig must be a 64-byte Ed25519 signature in standard base64")
+		return signed{}, false
 	}
 	now := s.now()
-	err := s.st.heartbeat(r.Context(), addr, now, now.Add(-s.cfg.SupernodeTTL), MaxSupernodes)
-	if errors.Is(err, ErrSupernodeListFull) {
-		s.log.Warn("supernode list full", "addr", addr, "from", clientAddr(r))
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%v (%d live entries)", ErrSupernodeListFull, MaxSupernodes))
-		return
-	} else if err != nil {
-		s.writeInternal(w, r, "heartbeat", fmt.Errorf("login: heartbeat %q: %w", addr, err))
+	if t := time.Unix(req.TS, 0); t.Before(now.Add(-identity.Skew)) || t.After(now.Add(identity.Skew)) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v: ts %d, the server's clock says %d (±%d s allowed)",
+			ErrClockSkew, req.TS, now.Unix(), int64(identity.Skew/time.Second)))
+		return signed{}, false
+	}
+	if !identity.VerifyContext(key, sigCtx, SupernodeMessage(req.Addr, key, req.TS), sig) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v (context %s over addr, key and ts)", ErrBadSignature, sigCtx))
+		return signed{}, false
+	}
+	return signed{addr: addr, key: key, ts: req.TS}, true
+}
+
+// keyID shortens a public node key for logs.
+func keyID(k ed25519.PublicKey) string {
+	return base64.StdEncoding.EncodeToString(k)[:12]
+}
+
+func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
+	var req signedRequest
+	if !decode(w, r, &req) {
 		return
 	}
-	s.log.Debug("supernode heartbeat", "addr", addr, "from", clientAddr(r))
+	sn, ok := s.checkSigned(w, &req, HeartbeatContext)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	src := clientAddr(r)
+	hb := heartbeat{addr: sn.addr, key: sn.key, ts: sn.ts}
+	stamp := func() {
+		hb.now = s.now()
+		hb.cutoff = hb.now.Add(-s.cfg.SupernodeTTL)
+		hb.verifiedCutoff = hb.now.Add(-s.cfg.DialBackInterval)
+	}
+	stamp()
+	err := s.st.heartbeat(ctx, hb, MaxSupernodes)
+	if errors.Is(err, errNeedDialBack) {
+		if f := s.dialBack(ctx, src, sn.addr, sn.key); f != nil {
+			if f.err != ErrDialBackLimited {
+				s.log.Info("supernode refused", "addr", sn.addr, "key", keyID(sn.key), "from", src, "reason", f.msg)
+			}
+			if f.retryAfter > 0 {
+				secs := retrySeconds(f.retryAfter)
+				w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+				writeJSON(w, f.status, errorResponse{Error: f.msg, RetryAfter: secs})
+				return
+			}
+			writeError(w, f.status, f.msg)
+			return
+		}
+		hb.verified = true
+		stamp()
+		err = s.st.heartbeat(ctx, hb, MaxSupernodes)
+		if err == nil {
+			s.log.Info("supernode verified by dial-back", "addr", sn.addr, "key", keyID(sn.key), "from", src)
+		}
+	}
+	switch {
+	case errors.Is(err, ErrSupernodeListFull):
+		s.log.Warn("supernode list full", "addr", sn.addr, "from", src)
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%v (%d live entries)", ErrSupernodeListFull, MaxSupernodes))
+		return
+	case errors.Is(err, ErrReplayed):
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case err != nil:
+		s.writeInternal(w, r, "heartbeat", fmt.Errorf("login: heartbeat %q: %w", sn.addr, err))
+		return
+	}
+	s.log.Debug("supernode heartbeat", "addr", sn.addr, "from", src)
 	writeJSON(w, http.StatusOK, heartbeatResponse{TTL: max(int64(s.cfg.SupernodeTTL.Seconds()), 1)})
+}
+
+func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) {
+	var req signedRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	sn, ok := s.checkSigned(w, &req, LeaveContext)
+	if !ok {
+		return
+	}
+	removed, err := s.st.leave(r.Context(), sn.addr, sn.key, sn.ts)
+	switch {
+	case errors.Is(err, ErrKeyMismatch):
+		writeError(w, http.StatusForbidden, fmt.Sprintf("%v: %s", ErrKeyMismatch, sn.addr))
+		return
+	case errors.Is(err, ErrReplayed):
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case err != nil:
+		s.writeInternal(w, r, "leave", fmt.Errorf("login: leave %q: %w", sn.addr, err))
+		return
+	}
+	if removed {
+		s.log.Info("supernode left", "addr", sn.addr, "key", keyID(sn.key), "from", clientAddr(r))
+	}
+	writeJSON(w, http.StatusOK, leaveResponse{Removed: removed})
 }
 
 func (s *Server) handleListSupernodes(w http.ResponseWriter, r *http.Request) {

@@ -49,6 +49,21 @@ func (l *limiter) begin(user, addr string, now time.Time) time.Duration {
 	return 0
 }
 
+// beginAddr checks only the per-address limit at now. When it is reached it
+// returns how long until an event would be allowed again and records nothing;
+// otherwise it records an event for addr that is never taken back. The
+// dial-back limiter counts every dial-back this way.
+func (l *limiter) beginAddr(addr string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.recent(l.addrs, addr, now)
+	if wait := l.wait(a, l.maxAddr, now); wait > 0 {
+		return wait
+	}
+	l.addrs[addr] = append(a, now)
+	return 0
+}
+
 // succeeded records that the attempt begun at "at" was a correct password:
 // the user's failures are cleared and the address's provisional one is
 // taken back.

@@ -225,7 +225,8 @@ func TestInternalErrors(t *testing.T) {
 		{"POST", "/api/v1/login", map[string]string{"user": "alice", "password": "password1", "public_key": b64(pub)}},
 		{"POST", "/api/v1/refresh", map[string]string{"user": "alice", "refresh_token": strings.Repeat("A", 43), "public_key": b64(pub)}},
 		{"POST", "/api/v1/password", map[string]string{"user": "alice", "password": "password1", "new_password": "password2"}},
-		{"POST", "/api/v1/supernodes", map[string]string{"addr": "ws://h:1/"}},
+		{"POST", "/api/v1/supernodes", signedBody("ws://10.0.0.1:1/", e.net.def, e.clock.Now().Unix(), HeartbeatContext)},
+		{"DELETE", "/api/v1/supernodes", signedBody("ws://10.0.0.1:1/", e.net.def, e.clock.Now().Unix(), LeaveContext)},
 		{"GET", "/api/v1/supernodes", nil},
 		{"GET", "/api/v1/users/alice", nil},
 	} {

@@ -140,11 +140,12 @@ func TestPostgresConcurrentServers(t *testing.T) {
 	clock := newClock()
 	var envs []*env
 	for range 3 {
-		envs = append(envs, newEnv(t, Config{DB: dsn, DataDir: dir, Now: clock.Now, MaxFailuresPerUser: 1000, MaxFailuresPerAddr: 1000}))
+		envs = append(envs, newEnv(t, Config{DB: dsn, DataDir: dir, Now: clock.Now, MaxFailuresPerUser: 1000, MaxFailuresPerAddr: 1000,
+			MaxDialBacksPerAddr: 2 * MaxSupernodes}))
 	}
 	ctx := t.Context()
 	for i := range MaxSupernodes - 1 {
-		if _, err := envs[i%3].cl.Heartbeat(ctx, fmt.Sprintf("ws://10.0.%d.%d:7000/v1/ws", i/256, i%256)); err != nil {
+		if err := envs[i%3].hb(fmt.Sprintf("ws://10.0.%d.%d:7000/v1/ws", i/256, i%256)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -153,7 +154,7 @@ func TestPostgresConcurrentServers(t *testing.T) {
 	errs := make(chan error, 12)
 	for i := range 12 {
 		wg.Go(func() {
-			_, err := envs[i%3].cl.Heartbeat(ctx, fmt.Sprintf("ws://10.9.9.%d:7000/v1/ws", i))
+			err := envs[i%3].hb(fmt.Sprintf("ws://10.9.9.%d:7000/v1/ws", i))
 			errs <- err
 		})
 	}
@@ -217,8 +218,11 @@ func TestPostgresSharedByTwoServers(t *testing.T) {
 	var logMu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	dir := t.TempDir() // both share the signing key, as servers behind one name must
+	nodes := newNodeNet(t)
 	start := func() (*Server, *Client) {
-		s, err := New(Config{DB: dsn, DataDir: dir, Logger: logger, Argon2: Argon2Params{Time: 1, Memory: 1024, Threads: 1}})
+		cfg := Config{DB: dsn, DataDir: dir, Logger: logger, Argon2: Argon2Params{Time: 1, Memory: 1024, Threads: 1}}
+		nodes.configure(&cfg)
+		s, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -257,12 +261,25 @@ func TestPostgresSharedByTwoServers(t *testing.T) {
 		t.Fatalf("old password: %v, want ErrWrongPassword", err)
 	}
 
-	if _, err := a.Heartbeat(ctx, "ws://198.51.100.7:8081/v1/ws"); err != nil {
+	if _, err := a.Heartbeat(ctx, "ws://198.51.100.7:8081/v1/ws", nodes.def); err != nil {
 		t.Fatal(err)
 	}
 	list, err := b.Supernodes(ctx)
-	if err != nil || len(list) != 1 || list[0].Addr != "ws://198.51.100.7:8081/v1/ws" {
+	if err != nil || len(list) != 1 || list[0].Addr != "ws://198.51.100.7:8081/v1/ws" || !list[0].Key.Equal(pubOf(nodes.def)) {
 		t.Fatalf("supernodes on the other server: %v, %v", list, err)
+	}
+	// The other server knows the entry is verified: no second dial-back.
+	if _, err := b.Heartbeat(ctx, "ws://198.51.100.7:8081/v1/ws", nodes.def); err != nil {
+		t.Fatal(err)
+	}
+	if got := nodes.hitsFor("198.51.100.7:8081"); got != 1 {
+		t.Errorf("identify requests: got %d, want 1", got)
+	}
+	if err := b.Leave(ctx, "ws://198.51.100.7:8081/v1/ws", nodes.def); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := a.Supernodes(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("after leave on the other server: %v, %v", list, err)
 	}
 
 	sa.Close()

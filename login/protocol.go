@@ -1,5 +1,33 @@
 package login
 
+import (
+	"crypto/ed25519"
+	"encoding/binary"
+)
+
+// Signature contexts of the supernode requests (see identity.SignContext).
+const (
+	// HeartbeatContext signs POST /api/v1/supernodes.
+	HeartbeatContext = "parley-heartbeat-v1"
+	// LeaveContext signs DELETE /api/v1/supernodes.
+	LeaveContext = "parley-leave-v1"
+)
+
+// SupernodeMessage returns the bytes a supernode signs, with its node key and
+// HeartbeatContext or LeaveContext, for a heartbeat or a leave:
+//
+//	addr || 0x00 || key (32 bytes) || ts (8 bytes, big-endian, two's complement)
+//
+// addr is the "addr" field exactly as sent. key and ts have fixed lengths, so
+// the message reads back unambiguously from its end.
+func SupernodeMessage(addr string, key ed25519.PublicKey, ts int64) []byte {
+	m := make([]byte, 0, len(addr)+1+len(key)+8)
+	m = append(m, addr...)
+	m = append(m, 0)
+	m = append(m, key...)
+	return binary.BigEndian.AppendUint64(m, uint64(ts))
+}
+
 // LoginResponse is the answer to login and refresh.
 type LoginResponse struct {
 	// User is the account name.
@@ -21,12 +49,17 @@ type LoginResponse struct {
 	Supernodes []SupernodeInfo `json:"supernodes"`
 }
 
-// SupernodeInfo is one entry of the supernode bootstrap list.
+// SupernodeInfo is one entry of the supernode bootstrap list. The login
+// server lists an entry only after dialling Addr back and seeing it answer
+// with Key (package internal/nodeid).
 type SupernodeInfo struct {
 	// Addr is the supernode's websocket URL, ws:// or wss://.
 	Addr string `json:"addr"`
 	// LastSeen is the time of its last heartbeat, Unix seconds.
 	LastSeen int64 `json:"last_seen"`
+	// Key is the supernode's Ed25519 node key (on the wire: base64, standard
+	// alphabet, padded), proved by the login server's last dial-back.
+	Key ed25519.PublicKey `json:"key"`
 }
 
 type registerRequest struct {
@@ -52,8 +85,13 @@ type passwordRequest struct {
 	NewPassword string `json:"new_password"`
 }
 
-type heartbeatRequest struct {
+// signedRequest is a heartbeat (POST) or leave (DELETE) on
+// /api/v1/supernodes. Key and Sig are standard base64.
+type signedRequest struct {
 	Addr string `json:"addr"`
+	Key  string `json:"key"`
+	TS   int64  `json:"ts"`
+	Sig  string `json:"sig"`
 }
 
 type userResponse struct {
@@ -67,6 +105,10 @@ type keyResponse struct {
 
 type heartbeatResponse struct {
 	TTL int64 `json:"ttl"`
+}
+
+type leaveResponse struct {
+	Removed bool `json:"removed"`
 }
 
 type supernodesResponse struct {

@@ -30,6 +30,14 @@ const (
 )
 
 const (
+	// maxDialBackIPs caps the addresses one dial-back tries (a host name
+	// resolving to many addresses must not multiply the connections).
+	maxDialBackIPs = 4
+	// maxConcurrentDialBacks caps dial-backs in flight; more wait.
+	maxConcurrentDialBacks = 32
+)
+
+const (
 	refreshTokenBytes = 32
 	refreshKeep       = 32 // newest refresh tokens kept per user
 	keyFileName       = "login-key"
@@ -51,6 +59,10 @@ type Server struct {
 	priv ed25519.PrivateKey
 	pub  ed25519.PublicKey
 	lim  *limiter
+	// dialLim counts dial-backs per client address; dialSem bounds those in
+	// flight.
+	dialLim *limiter
+	dialSem chan struct{}
 	// hashSem bounds concurrent argon2 computations (each takes
 	// Config.Argon2.Memory KiB) to the number of CPUs.
 	hashSem chan struct{}
@@ -102,6 +114,8 @@ func New(cfg Config) (*Server, error) {
 		priv:    priv,
 		pub:     priv.Public().(ed25519.PublicKey),
 		lim:     newLimiter(cfg.FailureWindow, cfg.MaxFailuresPerUser, cfg.MaxFailuresPerAddr),
+		dialLim: newLimiter(cfg.DialBackWindow, 0, cfg.MaxDialBacksPerAddr),
+		dialSem: make(chan struct{}, maxConcurrentDialBacks),
 		hashSem: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -148,6 +162,7 @@ func (s *Server) janitor() {
 func (s *Server) prune(ctx context.Context) {
 	now := s.now()
 	s.lim.prune(now)
+	s.dialLim.prune(now)
 	if err := s.st.prune(ctx, now, now.Add(-s.cfg.SupernodeTTL)); err != nil && ctx.Err() == nil {
 		s.log.Warn("prune failed", "err", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -297,6 +298,9 @@ func TestNewErrors(t *testing.T) {
 		{"negative failures", Config{MaxFailuresPerAddr: -1}, ErrBadConfig},
 		{"bad argon salt", Config{Argon2: Argon2Params{SaltLen: 4}}, ErrBadConfig},
 		{"question mark", Config{DB: filepath.Join(t.TempDir(), "a?b.db")}, ErrBadConfig},
+		{"negative dial-back interval", Config{DialBackInterval: -time.Second}, ErrBadConfig},
+		{"negative dial-backs", Config{MaxDialBacksPerAddr: -1}, ErrBadConfig},
+		{"invalid allow prefix", Config{DialBackAllow: []netip.Prefix{{}}}, ErrBadConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -555,7 +559,7 @@ func TestSupernodes(t *testing.T) { eachStore(t, testSupernodes) }
 func testSupernodes(t *testing.T, db string) {
 	e := newEnv(t, Config{DB: db})
 	ctx := t.Context()
-	ttl, err := e.cl.Heartbeat(ctx, "ws://10.0.0.1:7000/v1/ws")
+	ttl, err := e.cl.Heartbeat(ctx, "ws://10.0.0.1:7000/v1/ws", e.net.def)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,11 +567,14 @@ func testSupernodes(t *testing.T, db string) {
 		t.Errorf("ttl: got %v, want 30s", ttl)
 	}
 	e.clock.Advance(10 * time.Second)
-	if _, err := e.cl.Heartbeat(ctx, "wss://sn.example.org:443/v1/ws"); err != nil {
+	// A name, over TLS: example.com is in the httptest certificate.
+	other := newPriv(t)
+	e.net.setKey("example.com:443", other)
+	if _, err := e.cl.Heartbeat(ctx, "wss://example.com:443/v1/ws", other); err != nil {
 		t.Fatal(err)
 	}
 	t0 := e.clock.Now().Unix()
-	want := []SupernodeInfo{{"wss://sn.example.org:443/v1/ws", t0}, {"ws://10.0.0.1:7000/v1/ws", t0 - 10}}
+	want := []SupernodeInfo{{"wss://example.com:443/v1/ws", t0, pubOf(other)}, {"ws://10.0.0.1:7000/v1/ws", t0 - 10, pubOf(e.net.def)}}
 	checkList := func(step string, want []SupernodeInfo) {
 		t.Helper()
 		got, err := e.cl.Supernodes(ctx)
@@ -595,11 +602,17 @@ func testSupernodes(t *testing.T, db string) {
 	e.clock.Advance(10 * time.Second)
 	checkList("all expired", []SupernodeInfo{})
 	// A heartbeat brings one back; the janitor's prune keeps live ones.
-	if _, err := e.cl.Heartbeat(ctx, "ws://10.0.0.1:7000/v1/ws"); err != nil {
+	if err := e.hb("ws://10.0.0.1:7000/v1/ws"); err != nil {
 		t.Fatal(err)
 	}
 	e.srv.prune(ctx)
-	checkList("back", []SupernodeInfo{{"ws://10.0.0.1:7000/v1/ws", e.clock.Now().Unix()}})
+	checkList("back", []SupernodeInfo{{"ws://10.0.0.1:7000/v1/ws", e.clock.Now().Unix(), pubOf(e.net.def)}})
+	// The list on the wire carries the key in base64.
+	code, m, _ := call(t, e.h, "GET", "/api/v1/supernodes", "", nil)
+	l, _ := m["supernodes"].([]any)
+	if code != 200 || len(l) != 1 || l[0].(map[string]any)["key"] != b64(pubOf(e.net.def)) {
+		t.Errorf("wire list: %d %v, want the key in base64", code, m)
+	}
 }
 
 func TestSupernodeAddrValidation(t *testing.T) {
@@ -609,7 +622,8 @@ func TestSupernodeAddrValidation(t *testing.T) {
 		ok   bool
 	}{
 		{"ws://10.0.0.1:7000/v1/ws", true},
-		{"wss://[2001:db8::1]:443/v1/ws", true},
+		{"ws://[2001:db8::1]:7000/v1/ws", true},
+		{"wss://example.com:443/v1/ws", true},
 		{"WS://host.example:80", true},
 		{"ws://host.example:65535/", true},
 		{"http://10.0.0.1:7000/v1/ws", false},
@@ -628,13 +642,14 @@ func TestSupernodeAddrValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.addr, func(t *testing.T) {
-			code, m, _ := call(t, e.h, "POST", "/api/v1/supernodes", "", map[string]string{"addr": tt.addr})
+			body := signedBody(tt.addr, e.net.def, e.clock.Now().Unix(), HeartbeatContext)
+			code, m, _ := call(t, e.h, "POST", "/api/v1/supernodes", "", body)
 			if (code == 200) != tt.ok || (!tt.ok && code != 400) {
 				t.Fatalf("got %d %v, want ok=%v", code, m, tt.ok)
 			}
 		})
 	}
-	_, err := e.cl.Heartbeat(t.Context(), "http://x:1")
+	_, err := e.cl.Heartbeat(t.Context(), "http://x:1", e.net.def)
 	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "ws://") {
 		t.Errorf("client: got %v, want ErrBadRequest naming ws://", err)
 	}
@@ -656,19 +671,24 @@ func addrs(l []SupernodeInfo) []string {
 func TestSupernodeListFull(t *testing.T) { eachStore(t, testSupernodeListFull) }
 
 func testSupernodeListFull(t *testing.T, db string) {
-	e := newEnv(t, Config{DB: db})
+	e := newEnv(t, Config{DB: db, MaxDialBacksPerAddr: 2 * MaxSupernodes})
+	now := e.clock.Now().Unix()
 	for i := range MaxSupernodes {
-		code, m, _ := call(t, e.h, "POST", "/api/v1/supernodes", "", map[string]string{"addr": fmt.Sprintf("ws://10.0.%d.%d:7000/v1/ws", i/256, i%256)})
+		body := signedBody(fmt.Sprintf("ws://10.0.%d.%d:7000/v1/ws", i/256, i%256), e.net.def, now, HeartbeatContext)
+		code, m, _ := call(t, e.h, "POST", "/api/v1/supernodes", "", body)
 		if code != 200 {
 			t.Fatalf("heartbeat %d: %d %v", i, code, m)
 		}
 	}
-	// A listed one may still renew; a new one is refused.
-	if _, err := e.cl.Heartbeat(t.Context(), "ws://10.0.0.0:7000/v1/ws"); err != nil {
+	// A listed one may still renew; a new one is refused, without a dial-back.
+	if err := e.hb("ws://10.0.0.0:7000/v1/ws"); err != nil {
 		t.Errorf("renewal: %v", err)
 	}
-	if _, err := e.cl.Heartbeat(t.Context(), "ws://10.9.9.9:7000/v1/ws"); !errors.Is(err, ErrSupernodeListFull) {
+	if err := e.hb("ws://10.9.9.9:7000/v1/ws"); !errors.Is(err, ErrSupernodeListFull) {
 		t.Errorf("new when full: got %v, want ErrSupernodeListFull", err)
+	}
+	if got := e.net.totalHits(); got != MaxSupernodes {
+		t.Errorf("identify requests: got %d, want %d (one per new entry)", got, MaxSupernodes)
 	}
 	list, err := e.cl.Supernodes(t.Context())
 	if err != nil || len(list) != MaxSupernodes {
@@ -676,7 +696,7 @@ func testSupernodeListFull(t *testing.T, db string) {
 	}
 	// Once they expire there is room again.
 	e.clock.Advance(DefaultSupernodeTTL)
-	if _, err := e.cl.Heartbeat(t.Context(), "ws://10.9.9.9:7000/v1/ws"); err != nil {
+	if err := e.hb("ws://10.9.9.9:7000/v1/ws"); err != nil {
 		t.Errorf("after expiry: %v", err)
 	}
 }
@@ -706,7 +726,7 @@ func TestBadRequests(t *testing.T) {
 		{"text content type", "POST", "/api/v1/supernodes", "text/plain", `{}`, 415, "application/json"},
 		{"json with charset", "POST", "/api/v1/register", "application/json; charset=utf-8", `{"user":"zed","password":"password1"}`, 201, ""},
 		{"get on post", "GET", "/api/v1/login", "", "", 405, "method GET not allowed, use POST"},
-		{"put on supernodes", "PUT", "/api/v1/supernodes", "", "", 405, "use GET, HEAD, POST"},
+		{"put on supernodes", "PUT", "/api/v1/supernodes", "", "", 405, "use GET, HEAD, POST, DELETE"},
 		{"post on key", "POST", "/api/v1/key", "application/json", "{}", 405, "use GET, HEAD"},
 		{"unknown api", "GET", "/api/v1/nope", "", "", 404, "not found"},
 		{"unknown root", "GET", "/index.html", "", "", 404, "not found"},
@@ -841,7 +861,11 @@ func TestNoSecretsInLogs(t *testing.T) {
 		e.cl.Login(ctx, "alice", secrets[2], pub)
 	}
 	e.cl.Login(ctx, "nobody", secrets[2], pub)
-	e.cl.Heartbeat(ctx, "ws://10.0.0.1:1/")
+	node := newPriv(t)
+	e.cl.Heartbeat(ctx, "ws://10.0.0.1:1/", node) // dial-back refused: logged
+	e.cl.Leave(ctx, "ws://10.0.0.1:1/", node)
+	hbSig := signedBody("ws://10.0.0.1:1/", node, e.clock.Now().Unix(), HeartbeatContext)["sig"].(string)
+	leaveSig := signedBody("ws://10.0.0.1:1/", node, e.clock.Now().Unix(), LeaveContext)["sig"].(string)
 	e.stop()
 	keyFile, err := os.ReadFile(filepath.Join(e.cfg.DataDir, "login-key"))
 	if err != nil {
@@ -851,7 +875,11 @@ func TestNoSecretsInLogs(t *testing.T) {
 	if !strings.Contains(logs, "logged in") || !strings.Contains(logs, "rate limited") {
 		t.Fatalf("expected log lines missing:\n%s", logs)
 	}
-	forbidden := append(secrets, resp.RefreshToken, resp.Credential, hash, b64(keyFile), string(keyFile))
+	if !strings.Contains(logs, "supernode refused") {
+		t.Fatalf("expected dial-back log line missing:\n%s", logs)
+	}
+	forbidden := append(secrets, resp.RefreshToken, resp.Credential, hash, b64(keyFile), string(keyFile),
+		b64(node), b64(node.Seed()), hbSig, hbSig[:16], leaveSig, leaveSig[:16])
 	_, saltAndKey, _ := strings.Cut(hash, "$argon2id$v=19$")
 	forbidden = append(forbidden, saltAndKey)
 	for _, s := range forbidden {

@@ -1,7 +1,9 @@
 package login
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -35,6 +37,19 @@ func migrations() [][]string {
 			last_seen INTEGER NOT NULL
 		)`,
 			`CREATE INDEX supernodes_last_seen ON supernodes(last_seen)`,
+		},
+		2: {
+			// Entries are listed only after a dial-back proved their node
+			// key. Entries from before were never checked: drop them (live
+			// supernodes are back, verified, at their next heartbeat).
+			`DELETE FROM supernodes`,
+			// node_key: the Ed25519 public key the last dial-back proved.
+			`ALTER TABLE supernodes ADD COLUMN node_key BLOB NOT NULL DEFAULT ''`,
+			// hb_ts: the signed ts (Unix seconds) of the last accepted heartbeat.
+			`ALTER TABLE supernodes ADD COLUMN hb_ts INTEGER NOT NULL DEFAULT 0`,
+			// verified_at: the last successful dial-back, Unix nanoseconds;
+			// 0 never (a row written by an older server during an upgrade).
+			`ALTER TABLE supernodes ADD COLUMN verified_at INTEGER NOT NULL DEFAULT 0`,
 		},
 	}
 }
@@ -239,41 +254,113 @@ func (s *sqlStore) useRefresh(ctx context.Context, tokenHash []byte, user string
 	return nil
 }
 
-func (s *sqlStore) heartbeat(ctx context.Context, addr string, now, cutoff time.Time, limit int) error {
+// lockSupernodes serializes the supernode writes of several PostgreSQL
+// servers. SQLite's immediate transactions already serialize writers.
+func (s *sqlStore) lockSupernodes(ctx context.Context, tx *sql.Tx) error {
+	if !s.pg {
+		return nil
+	}
+	// Count-then-insert must not interleave across servers, or two new
+	// supernodes could both take the last free place; nor may a key check
+	// and the write it allows. Only writers wait; listing does not.
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7244582)`)
+	return err
+}
+
+// supernodeRow is a stored entry; found is false when there is none.
+type supernodeRow struct {
+	found      bool
+	key        []byte
+	lastSeen   int64 // Unix ns
+	hbTS       int64 // Unix s
+	verifiedAt int64 // Unix ns
+}
+
+func (s *sqlStore) supernodeRow(ctx context.Context, tx *sql.Tx, addr string) (supernodeRow, error) {
+	var r supernodeRow
+	err := tx.QueryRowContext(ctx, s.q(`SELECT node_key, last_seen, hb_ts, verified_at FROM supernodes WHERE addr = ?`), addr).
+		Scan(&r.key, &r.lastSeen, &r.hbTS, &r.verifiedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, nil
+	}
+	r.found = err == nil
+	return r, err
+}
+
+func (s *sqlStore) heartbeat(ctx context.Context, hb heartbeat, limit int) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if s.pg {
-		// Count-then-insert must not interleave across servers, or two new
-		// supernodes could both take the last free place: serialize
-		// heartbeats (only heartbeats; listing does not wait).
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7244582)`); err != nil {
-			return err
-		}
+	if err := s.lockSupernodes(ctx, tx); err != nil {
+		return err
 	}
-	var live int
-	err = tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM supernodes WHERE addr = ? AND last_seen > ?`), addr, cutoff.UnixNano()).Scan(&live)
-	if errors.Is(err, sql.ErrNoRows) {
-		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM supernodes WHERE last_seen > ?`), cutoff.UnixNano()).Scan(&live); err != nil {
+	row, err := s.supernodeRow(ctx, tx, hb.addr)
+	if err != nil {
+		return err
+	}
+	if !row.found || row.lastSeen <= hb.cutoff.UnixNano() {
+		var live int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM supernodes WHERE last_seen > ?`), hb.cutoff.UnixNano()).Scan(&live); err != nil {
 			return err
 		}
 		if live >= limit {
 			return ErrSupernodeListFull
 		}
-	} else if err != nil {
-		return err
 	}
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO supernodes (addr, last_seen) VALUES (?, ?)
-			ON CONFLICT (addr) DO UPDATE SET last_seen = excluded.last_seen`), addr, now.UnixNano()); err != nil {
+	sameKey := row.found && bytes.Equal(row.key, hb.key)
+	if sameKey && hb.ts < row.hbTS {
+		return fmt.Errorf("%w (%d < %d)", ErrReplayed, hb.ts, row.hbTS)
+	}
+	if !hb.verified {
+		if !sameKey || row.verifiedAt <= hb.verifiedCutoff.UnixNano() {
+			return errNeedDialBack
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE supernodes SET last_seen = ?, hb_ts = ? WHERE addr = ?`),
+			hb.now.UnixNano(), hb.ts, hb.addr); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO supernodes (addr, node_key, last_seen, hb_ts, verified_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (addr) DO UPDATE SET node_key = excluded.node_key, last_seen = excluded.last_seen,
+			hb_ts = excluded.hb_ts, verified_at = excluded.verified_at`),
+		hb.addr, []byte(hb.key), hb.now.UnixNano(), hb.ts, hb.now.UnixNano()); err != nil {
 		return err
 	}
 	return tx.Commit()
 }
 
+func (s *sqlStore) leave(ctx context.Context, addr string, key []byte, ts int64) (bool, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	if err := s.lockSupernodes(ctx, tx); err != nil {
+		return false, err
+	}
+	row, err := s.supernodeRow(ctx, tx, addr)
+	switch {
+	case err != nil:
+		return false, err
+	case !row.found:
+		return false, nil
+	case !bytes.Equal(row.key, key):
+		return false, ErrKeyMismatch
+	case ts < row.hbTS:
+		return false, fmt.Errorf("%w (%d < %d)", ErrReplayed, ts, row.hbTS)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM supernodes WHERE addr = ?`), addr); err != nil {
+		return false, err
+	}
+	return true, tx.Commit()
+}
+
 func (s *sqlStore) supernodes(ctx context.Context, cutoff time.Time, limit int) ([]SupernodeInfo, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT addr, last_seen FROM supernodes WHERE last_seen > ? ORDER BY last_seen DESC, addr LIMIT ?`),
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT addr, node_key, last_seen FROM supernodes
+			WHERE last_seen > ? AND verified_at > 0 ORDER BY last_seen DESC, addr LIMIT ?`),
 		cutoff.UnixNano(), limit)
 	if err != nil {
 		return nil, err
@@ -282,11 +369,13 @@ func (s *sqlStore) supernodes(ctx context.Context, cutoff time.Time, limit int) 
 	list := []SupernodeInfo{}
 	for rows.Next() {
 		var sn SupernodeInfo
+		var key []byte
 		var seen int64
-		if err := rows.Scan(&sn.Addr, &seen); err != nil {
+		if err := rows.Scan(&sn.Addr, &key, &seen); err != nil {
 			return nil, err
 		}
 		sn.LastSeen = time.Unix(0, seen).Unix()
+		sn.Key = ed25519.PublicKey(key)
 		list = append(list, sn)
 	}
 	return list, rows.Err()
