@@ -2,11 +2,13 @@ package client_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -39,7 +41,8 @@ func startNetwork(t *testing.T, proxy func(snURL string) http.Handler) *network 
 	dir := t.TempDir()
 	ls, err := login.New(login.Config{
 		DB: filepath.Join(dir, "login.db"), DataDir: dir,
-		Argon2: login.Argon2Params{Time: 1, Memory: 1024, Threads: 1},
+		Argon2:        login.Argon2Params{Time: 1, Memory: 1024, Threads: 1},
+		DialBackAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +57,8 @@ func startNetwork(t *testing.T, proxy func(snURL string) http.Handler) *network 
 		phs = httptest.NewUnstartedServer(nil)
 		name = phs.Listener.Addr().String()
 	}
-	sn, err := supernode.New(supernode.Config{LoginKey: ls.PublicKey(), Name: name})
+	_, nodeKey, _ := ed25519.GenerateKey(nil)
+	sn, err := supernode.New(supernode.Config{LoginKey: ls.PublicKey(), Name: name, NodeKey: nodeKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +70,7 @@ func startNetwork(t *testing.T, proxy func(snURL string) http.Handler) *network 
 		phs.Config.Handler = proxy("ws://" + shs.Listener.Addr().String() + "/v1/ws")
 		phs.Start()
 	}
-	if _, err := login.NewClient(lhs.URL, nil).Heartbeat(context.Background(), n.snURL); err != nil {
+	if _, err := login.NewClient(lhs.URL, nil).Heartbeat(context.Background(), n.snURL, nodeKey); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -469,7 +473,8 @@ func TestCredentialRenewsWhileOnline(t *testing.T) {
 	dir := t.TempDir()
 	ls, err := login.New(login.Config{
 		DB: filepath.Join(dir, "login.db"), DataDir: dir, CredentialTTL: 6 * time.Second,
-		Argon2: login.Argon2Params{Time: 1, Memory: 1024, Threads: 1},
+		Argon2:        login.Argon2Params{Time: 1, Memory: 1024, Threads: 1},
+		DialBackAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -478,14 +483,15 @@ func TestCredentialRenewsWhileOnline(t *testing.T) {
 	lhs := httptest.NewServer(ls.Handler())
 	defer lhs.Close()
 	shs := httptest.NewUnstartedServer(nil)
-	sn, err := supernode.New(supernode.Config{LoginKey: ls.PublicKey(), Name: shs.Listener.Addr().String()})
+	_, nodeKey, _ := ed25519.GenerateKey(nil)
+	sn, err := supernode.New(supernode.Config{LoginKey: ls.PublicKey(), Name: shs.Listener.Addr().String(), NodeKey: nodeKey})
 	if err != nil {
 		t.Fatal(err)
 	}
 	shs.Config.Handler = sn.Handler()
 	shs.Start()
 	defer func() { sn.Close(); shs.Close() }()
-	if _, err := login.NewClient(lhs.URL, nil).Heartbeat(context.Background(), "ws://"+shs.Listener.Addr().String()+"/v1/ws"); err != nil {
+	if _, err := login.NewClient(lhs.URL, nil).Heartbeat(context.Background(), "ws://"+shs.Listener.Addr().String()+"/v1/ws", nodeKey); err != nil {
 		t.Fatal(err)
 	}
 

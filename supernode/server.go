@@ -99,6 +99,11 @@ type Server struct {
 
 	mesh *mesh
 
+	// The heartbeat stops before Close tells the login server goodbye.
+	hbCtx    context.Context
+	hbCancel context.CancelFunc
+	hbDone   chan struct{}
+
 	mu     sync.Mutex
 	users  map[string]map[string]*conn // user → session → conn
 	closed bool
@@ -175,7 +180,8 @@ func New(cfg Config) (*Server, error) {
 		s.wg.Add(1)
 		go s.listLoop()
 		if cfg.Advertise != "" {
-			s.wg.Add(1)
+			s.hbCtx, s.hbCancel = context.WithCancel(s.ctx)
+			s.hbDone = make(chan struct{})
 			go s.heartbeat()
 		}
 	}
@@ -226,7 +232,7 @@ func (s *Server) listLoop() {
 		}
 		for _, sn := range list {
 			if name, _, err := nodeid.HostPort(sn.Addr); err == nil {
-				s.mesh.learn(Member{Name: name, URL: sn.Addr}, false)
+				s.mesh.learn(Member{Name: name, URL: sn.Addr, Key: sn.Key}, false)
 			}
 		}
 		select {
@@ -272,7 +278,20 @@ func (s *Server) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	var wg sync.WaitGroup
+	if s.hbDone != nil {
+		s.hbCancel()
+		<-s.hbDone
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.cfg.Login.Leave(ctx, s.cfg.Advertise, s.cfg.NodeKey); err != nil {
+				s.log.Debug("leaving the login server's list", "err", err)
+			}
+		}()
+	}
 	s.mesh.leave(ctx)
+	wg.Wait()
 	cancel()
 	s.cancel()
 	s.wg.Wait()
@@ -280,26 +299,31 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) heartbeat() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.HeartbeatInterval)
-	defer t.Stop()
+	defer close(s.hbDone)
 	listed := false
+	retry := 500 * time.Millisecond
 	for {
-		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-		_, err := s.cfg.Login.Heartbeat(ctx, s.cfg.Advertise)
+		ctx, cancel := context.WithTimeout(s.hbCtx, 5*time.Second)
+		_, err := s.cfg.Login.Heartbeat(ctx, s.cfg.Advertise, s.cfg.NodeKey)
 		cancel()
+		wait := s.cfg.HeartbeatInterval
 		switch {
-		case err != nil && s.ctx.Err() == nil:
+		case err != nil && s.hbCtx.Err() == nil:
+			// The first heartbeat may race the HTTP server's start (the login
+			// server dials back): retry soon, backing off to the interval.
 			s.log.Warn("heartbeat to login server failed", "err", err)
 			listed = false
+			wait = min(retry, wait)
+			retry *= 2
 		case err == nil && !listed:
 			s.log.Info("listed by the login server", "advertise", s.cfg.Advertise)
 			listed = true
+			retry = 500 * time.Millisecond
 		}
 		select {
-		case <-s.ctx.Done():
+		case <-s.hbCtx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 	}
 }
