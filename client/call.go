@@ -40,14 +40,24 @@ type Call struct {
 	connOnce  sync.Once
 	done      chan struct{}
 
-	mu          sync.Mutex
-	peerSession string // the peer device's session: signals from its other devices are ignored
-	localView   pathView
-	peerView    pathView
-	ending      bool
-	reason      string
-	err         error
-	started     bool
+	relayChoice string // the relay chosen for the call ("": any on offer)
+
+	negMu      sync.Mutex // serializes ICE restarts (restart.go)
+	restartReq chan restartRequest
+	reanswers  chan *Signal
+	restarts   atomic.Uint64
+
+	mu         sync.Mutex
+	peerDevice string   // the peer's device: signals from its other devices are ignored
+	peerFP     []string // the peer's DTLS fingerprints, from its offer or answer
+	localView  pathView
+	peerView   pathView
+	shownPath  string // the path and relay last reported in an event
+	shownRelay string
+	ending     bool
+	reason     string
+	err        error
+	started    bool
 
 	muted        atomic.Bool
 	held         atomic.Bool // this end put the call on hold
@@ -61,24 +71,25 @@ type Call struct {
 
 // newCall makes the call's peer connection, with TURN from relay only when one
 // was chosen (relays.go).
-func (s *Session) newCall(id, peer string, outgoing bool, relay string, media Media) (*Call, error) {
+func (s *Session) newCall(ctx context.Context, id, peer string, outgoing bool, relay string, media Media) (*Call, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return nil, ErrClosed
 	}
 	s.mu.Unlock()
-	var ice []webrtc.ICEServer
-	for _, is := range onlyRelay(s.conn.ICEServers(), relay) {
-		ice = append(ice, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
+	conn, err := s.waitConn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("client: call %s: %w", peer, err)
 	}
-	pc, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: ice})
+	pc, err := s.api.NewPeerConnection(s.iceConfig(conn.ICEServers(), relay))
 	if err != nil {
 		return nil, fmt.Errorf("client: peer connection: %w", err)
 	}
 	c := &Call{
-		ID: id, Peer: peer, Outgoing: outgoing, s: s, pc: pc, media: media,
+		ID: id, Peer: peer, Outgoing: outgoing, s: s, pc: pc, media: media, relayChoice: relay,
 		signals: make(chan *Signal, 8), connected: make(chan struct{}), done: make(chan struct{}),
+		restartReq: make(chan restartRequest, 1), reanswers: make(chan *Signal, 1),
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.path.Store("")
@@ -89,6 +100,27 @@ func (s *Session) newCall(id, peer string, outgoing bool, relay string, media Me
 			c.connOnce.Do(func() { close(c.connected) })
 		case webrtc.PeerConnectionStateFailed:
 			c.failAsync(fmt.Errorf("client: call %s: %w: connection failed", c.Peer, ErrConnectFailed))
+		}
+	})
+	pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
+		if !c.isStarted() {
+			return
+		}
+		switch st {
+		case webrtc.ICEConnectionStateDisconnected:
+			c.goOwned(func() {
+				t := time.NewTimer(iceDisconnectedGrace)
+				defer t.Stop()
+				select {
+				case <-c.ctx.Done():
+				case <-t.C:
+					if c.pc.ICEConnectionState() == webrtc.ICEConnectionStateDisconnected {
+						c.requestRestart("ICE disconnected")
+					}
+				}
+			})
+		case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
+			c.goOwned(c.updatePath)
 		}
 	})
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -113,13 +145,13 @@ func (s *Session) newCall(id, peer string, outgoing bool, relay string, media Me
 func (c *Call) fromPeer(sig *Signal) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.peerSession == "" {
+	if c.peerDevice == "" {
 		if sig.Kind == KindAnswer {
-			c.peerSession = sig.fromSession
+			c.peerDevice = sig.Device
 		}
 		return true
 	}
-	return sig.fromSession == c.peerSession
+	return sig.Device == c.peerDevice
 }
 
 func (c *Call) localRelayProtocol() string {
@@ -202,10 +234,12 @@ func (c *Call) waitConnected(ctx context.Context) error {
 	c.updatePath()
 	c.mu.Lock()
 	c.started = true
+	c.shownPath, c.shownRelay = c.path.Load().(string), c.relay.Load().(string)
 	c.mu.Unlock()
 	c.goOwned(c.send)
 	c.goOwned(c.readRTCP)
 	c.goOwned(c.statsLoop)
+	c.goOwned(c.restartLoop)
 	c.s.emit(Event{Event: "call", CallID: c.ID, Peer: c.Peer, Path: c.path.Load().(string), Relay: c.relay.Load().(string),
 		CallState: &CallState{State: StateConnected, Direction: direction(c.Outgoing)}})
 	return nil
@@ -597,9 +631,16 @@ func (c *Call) setPathViews(mine, theirs *pathView) (mineChanged bool) {
 		c.peerView = *theirs
 	}
 	path, relay := combinePaths(c.localView, c.peerView)
-	c.mu.Unlock()
 	c.path.Store(path)
 	c.relay.Store(relay)
+	show := c.started && (path != c.shownPath || relay != c.shownRelay)
+	if show {
+		c.shownPath, c.shownRelay = path, relay
+	}
+	c.mu.Unlock()
+	if show {
+		c.s.emit(Event{Event: "path", CallID: c.ID, Peer: c.Peer, Path: path, Relay: relay})
+	}
 	return mineChanged
 }
 

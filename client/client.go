@@ -58,11 +58,12 @@ type Config struct {
 
 // Client is one device of one user.
 type Client struct {
-	cfg  Config
-	log  *slog.Logger
-	now  func() time.Time
-	home *home
-	key  ed25519.PrivateKey
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+	home  *home
+	key   ed25519.PrivateKey
+	hosts *hostCache // supernodes.json (hostcache.go)
 
 	// renewMu serializes logins and renewals, which talk to the login server;
 	// mu guards st and is never held across the network, so that incoming
@@ -86,7 +87,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, now: cfg.Now, home: h, key: key, st: st}
+	c := &Client{cfg: cfg, log: cfg.Logger, now: cfg.Now, home: h, key: key, st: st, hosts: openHostCache(h.dir)}
 	if c.log == nil {
 		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -94,6 +95,9 @@ func New(cfg Config) (*Client, error) {
 		c.now = time.Now
 	}
 	if cfg.LoginURL != "" && cfg.LoginURL != c.st.LoginURL {
+		if c.st.LoginURL != "" {
+			c.hosts.reset() // another login server's supernodes would not take its credentials
+		}
 		c.st.LoginURL = cfg.LoginURL
 		// A different login server: the old credential means nothing there.
 		c.st.Credential, c.st.Expires, c.st.RefreshToken, c.st.LoginKey, c.st.Supernodes = "", 0, "", nil, nil

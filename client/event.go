@@ -5,7 +5,11 @@ import "time"
 // Event is one thing that happened, in the shape the CLI prints with --json: one
 // flat JSON object with "ts" and "event", plus the fields of its kind.
 //
-//   - "online": user, supernode.
+//   - "online": user, supernode (at start, and again after each failover).
+//   - "offline": user, supernode (the one lost), message (why); the session is
+//     reconnecting by itself.
+//   - "path" (during a call, when its path or relay changes, e.g. after an ICE
+//     restart): call_id, peer, path, relay.
 //   - "call": call_id, peer, state (ringing, connected, held, resumed, ended), reason, direction,
 //     and path/relay once connected.
 //   - "stats" (every StatsInterval during a call): call_id, peer, path, relay and
@@ -45,7 +49,7 @@ type CallState struct {
 	Direction string `json:"direction"`
 }
 
-// Info is the payload of "online" and "credential" events.
+// Info is the payload of "online", "offline" and "credential" events.
 type Info struct {
 	User      string `json:"user,omitempty"`
 	Supernode string `json:"supernode,omitempty"`

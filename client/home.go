@@ -18,6 +18,12 @@ import (
 //	key          the device's Ed25519 private key seed (32 bytes), mode 0600
 //	state.json   user, login URL, current credential, refresh token, pinned login
 //	             server key, last supernode list; mode 0600. Never the password.
+//	supernodes.json
+//	             the host cache: every supernode seen (login server list, the
+//	             lists supernodes hand out at attach), with its last successful
+//	             attach, last measured round trip and failures in a row, so a
+//	             client finds a supernode when the login server is down; at
+//	             most 64 entries, dead ones aged out; mode 0600 (hostcache.go).
 //
 // Several homes let several users run on one machine.
 const (

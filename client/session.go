@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,20 +47,43 @@ type SessionConfig struct {
 	// NoLoopback leaves loopback addresses out of ICE candidates. By default they
 	// are included, so calls between processes on one host always connect.
 	NoLoopback bool
+	// Prefer is a supernode (ws://host:port/v1/ws) to try first, before the
+	// measured choice (the CLI's --supernode). After it fails it is tried last
+	// for a while, like any supernode that failed.
+	Prefer string
+	// RelayOnly gathers relay candidates only (ICE transport policy "relay"):
+	// every call of this session goes through a relay. For tests of relayed
+	// paths, and for users who do not want peers to learn their address.
+	RelayOnly bool
 }
 
 // Session is a client attached to a supernode: reachable, able to call and be
-// called. Close ends every call and detaches.
+// called. It keeps itself attached: when its supernode goes away it moves to
+// another (failover.go). Close ends every call and detaches.
 type Session struct {
-	c    *Client
-	cfg  SessionConfig
-	conn *supernode.Conn
-	api  *webrtc.API
-	user string
+	c      *Client
+	cfg    SessionConfig
+	api    *webrtc.API
+	user   string
+	device string // this session's device id in signals, stable across supernodes
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// connMu guards the current supernode connection (nil while
+	// reconnecting) and the choice's state.
+	connMu   sync.Mutex
+	conn     *supernode.Conn
+	connURL  string
+	onlineCh chan struct{}        // closed while attached; replaced when the connection drops
+	others   []string             // the supernodes the current one listed
+	excluded map[string]time.Time // supernodes that failed, until when they go last
+	rng      *mathrand.Rand       // jitter and random picks; only the attach path (Online, then keepLoop) draws
+
+	done     chan struct{} // closed when the session has ended for good
+	doneOnce sync.Once
+	err      error
 
 	evMu sync.Mutex // serializes OnEvent
 
@@ -89,48 +113,53 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 	if cfg.GatherTimeout <= 0 {
 		cfg.GatherTimeout = 4 * time.Second
 	}
-	token, _, err := c.credential(ctx, false)
-	if err != nil {
+	if _, _, err := c.credential(ctx, false); err != nil {
 		return nil, err
 	}
 	api, err := newAPI(cfg)
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{c: c, cfg: cfg, api: api, ready: make(chan struct{}),
+	var seed [32]byte
+	rand.Read(seed[:])
+	dev := make([]byte, 8)
+	rand.Read(dev)
+	s := &Session{c: c, cfg: cfg, api: api, ready: make(chan struct{}), device: hex.EncodeToString(dev),
+		onlineCh: make(chan struct{}), excluded: map[string]time.Time{}, rng: mathrand.New(mathrand.NewChaCha8(seed)),
+		done:  make(chan struct{}),
 		calls: map[string]*Call{}, incoming: map[string]*Incoming{}, probes: map[string]chan relayRTTs{}, probePeer: map[string]string{}, seen: map[string]time.Time{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
-	list := c.supernodes(ctx)
-	if len(list) == 0 {
+	conn, url, err := s.attach(ctx, false)
+	if err != nil {
 		s.cancel()
-		return nil, ErrNoSupernode
-	}
-	var errs []error
-	var reached string
-	for _, sn := range list {
-		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		conn, err := supernode.Dial(dctx, supernode.DialConfig{
-			URL: sn.Addr, Credential: token, Key: c.key, Logger: c.log, Deliver: s.deliver,
-		})
-		cancel()
-		if err == nil {
-			s.conn, reached = conn, sn.Addr
-			break
+		if errors.Is(err, ErrNoSupernode) || errors.Is(err, supernode.ErrAuth) {
+			return nil, fmt.Errorf("client: online: %w", err)
 		}
-		c.log.Warn("supernode unreachable", "addr", sn.Addr, "err", err)
-		errs = append(errs, err)
+		return nil, err
 	}
-	if s.conn == nil {
-		s.cancel()
-		return nil, fmt.Errorf("client: online: %w: %w", ErrNoSupernode, errors.Join(errs...))
-	}
-	s.user = s.conn.User()
+	s.user = conn.User()
+	s.setConn(conn, url)
 	close(s.ready)
-	s.emit(Event{Event: "online", Info: &Info{User: s.user, Supernode: reached}})
-	s.wg.Add(1)
+	s.emit(Event{Event: "online", Info: &Info{User: s.user, Supernode: url}})
+	s.wg.Add(2)
 	go s.renewLoop()
+	go s.keepLoop(conn, url)
 	return s, nil
+}
+
+// iceConfig is a call's peer connection configuration with servers (only the
+// chosen relay's TURN URLs when one was chosen, relays.go).
+func (s *Session) iceConfig(servers []supernode.ICEServer, relay string) webrtc.Configuration {
+	var ice []webrtc.ICEServer
+	for _, is := range onlyRelay(servers, relay) {
+		ice = append(ice, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
+	}
+	cfg := webrtc.Configuration{ICEServers: ice}
+	if s.cfg.RelayOnly {
+		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	return cfg
 }
 
 func newAPI(cfg SessionConfig) (*webrtc.API, error) {
@@ -152,8 +181,15 @@ func newAPI(cfg SessionConfig) (*webrtc.API, error) {
 	se.SetNet(n)
 	se.SetIncludeLoopbackCandidate(!cfg.NoLoopback)
 	se.SetICEMulticastDNSMode(0) // ice.MulticastDNSModeDisabled
-	se.SetICETimeouts(5*time.Second, 12*time.Second, 2*time.Second)
+	// Media flows at 50 packets a second both ways, on hold too, so 3 s
+	// without a packet means the path is gone; a restart (restart.go) is asked
+	// for a second later, well before "failed" ends the call.
+	se.SetICETimeouts(3*time.Second, 12*time.Second, 2*time.Second)
 	se.SetSTUNGatherTimeout(3 * time.Second)
+	// Relay pairs are accepted after 1 s rather than pion's 2 s, so a call
+	// restarting onto a relay is heard again within the failover budget;
+	// direct pairs, found in milliseconds, still win when they work.
+	se.SetRelayAcceptanceMinWait(time.Second)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
@@ -165,11 +201,17 @@ var opusCapability = webrtc.RTPCodecCapability{
 // User is who this session is attached as.
 func (s *Session) User() string { return s.user }
 
-// Done is closed when the connection to the supernode is lost.
-func (s *Session) Done() <-chan struct{} { return s.conn.Done() }
+// Done is closed when the session has ended for good: Close was called, or it
+// cannot attach again by itself (its credential cannot be renewed, or every
+// supernode refuses it). Losing a supernode is not the end: the session moves
+// to another and emits "offline" and "online" events.
+func (s *Session) Done() <-chan struct{} { return s.done }
 
-// Err says why the supernode connection ended.
-func (s *Session) Err() error { return s.conn.Err() }
+// Err says why the session ended (after Done): nil after Close.
+func (s *Session) Err() error {
+	<-s.done
+	return s.err
+}
 
 // Close hangs up every call, detaches from the supernode and waits for every
 // goroutine the session started.
@@ -192,8 +234,11 @@ func (s *Session) Close() error {
 		<-c.Done()
 	}
 	s.cancel()
-	s.conn.Close()
+	if conn := s.connNow(); conn != nil {
+		conn.Close()
+	}
 	s.wg.Wait()
+	s.finish(nil)
 	return nil
 }
 
@@ -213,16 +258,17 @@ func (s *Session) renewLoop() {
 		case <-s.ctx.Done():
 			t.Stop()
 			return
-		case <-s.conn.Done():
-			t.Stop()
-			return
 		case <-t.C:
 		}
 		token, _, err := s.c.credential(s.ctx, false)
 		if err == nil {
-			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-			err = s.conn.Renew(ctx, token)
-			cancel()
+			// While reconnecting there is nothing to renew: the next attach
+			// presents the fresh credential.
+			if conn := s.connNow(); conn != nil {
+				ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+				err = conn.Renew(ctx, token)
+				cancel()
+			}
 		}
 		if err != nil && s.ctx.Err() == nil {
 			s.c.log.Warn("renewing credential", "err", err)
@@ -245,22 +291,62 @@ func (s *Session) emit(e Event) {
 }
 
 // sendSignal signs sig with the current credential and sends it to its To.
+// While the session is reconnecting it waits for the new supernode, and a
+// signal about a call in progress is retried while its recipient is offline
+// (the peer may be failing over too), for up to signalRetryFor: a hangup or a
+// re-offer is not lost to a failover. A resent signal is the same signed
+// signal, so a copy that did arrive is dropped by the replay guard.
 func (s *Session) sendSignal(ctx context.Context, sig *Signal) error {
 	token, err := s.c.Credential(ctx)
 	if err != nil {
 		return err
 	}
-	sig.From = s.user
+	sig.From, sig.Device = s.user, s.device
 	sig.sign(s.c.key, token, time.Now(), s.seq.Add(1))
 	b, err := json.Marshal(sig)
 	if err != nil {
 		return fmt.Errorf("client: signal: %w", err)
 	}
-	_, err = s.conn.Send(ctx, sig.To, b)
+	retryOffline := inCallKind(sig.Kind)
+	rctx, cancel := context.WithTimeout(ctx, signalRetryFor)
+	defer cancel()
+	for {
+		var conn *supernode.Conn
+		conn, err = s.waitConn(rctx)
+		if err == nil {
+			_, err = conn.Send(rctx, sig.To, b)
+		}
+		if err == nil {
+			return nil
+		}
+		retry := errors.Is(err, supernode.ErrDisconnected) || retryOffline && errors.Is(err, supernode.ErrOffline)
+		if !retry || rctx.Err() != nil {
+			break
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-rctx.Done():
+		case <-s.done:
+		case <-t.C:
+		}
+		t.Stop()
+		if rctx.Err() != nil {
+			break
+		}
+	}
 	if errors.Is(err, supernode.ErrOffline) {
 		return fmt.Errorf("client: send to %s: %w", sig.To, ErrOffline)
 	}
 	return err
+}
+
+// inCallKind reports whether kind is a signal about a call in progress.
+func inCallKind(kind string) bool {
+	switch kind {
+	case KindHangup, KindPath, KindHold, KindResume, KindReoffer, KindReanswer, KindRestart:
+		return true
+	}
+	return false
 }
 
 // sendAsync sends a signal from a goroutine owned by the session (for replies
@@ -285,7 +371,6 @@ func (s *Session) deliver(f supernode.Frame) {
 		s.c.log.Debug("dropping undecodable payload", "from", f.From, "err", err)
 		return
 	}
-	sig.fromSession = f.FromSession
 	now := time.Now()
 	if err := sig.verify(s.c.loginKey(), f.From, s.user, now); err != nil {
 		s.c.log.Warn("refusing signal", "from", f.From, "kind", sig.Kind, "err", err)
@@ -322,7 +407,7 @@ func (s *Session) deliver(f supernode.Frame) {
 		s.mu.Lock()
 		in := s.incoming[sig.CallID]
 		s.mu.Unlock()
-		if in != nil && in.Peer == sig.From && in.offer.fromSession == sig.fromSession {
+		if in != nil && in.Peer == sig.From && in.offer.Device == sig.Device {
 			in.cancel()
 		}
 	}
@@ -339,6 +424,18 @@ func (s *Session) deliver(f supernode.Frame) {
 		c.end(reason, false)
 	case KindPath, KindHold, KindResume:
 		c.onInCall(sig)
+	case KindReoffer:
+		if !c.Outgoing && c.isStarted() {
+			c.goOwned(func() { c.onReoffer(sig) })
+		}
+	case KindReanswer:
+		if c.Outgoing {
+			c.onReanswer(sig)
+		}
+	case KindRestart:
+		if c.Outgoing && c.isStarted() {
+			c.requestRestart("the peer asked: " + sig.Reason)
+		}
 	default: // ringing, answer, decline: for the caller waiting in Call
 		select {
 		case c.signals <- sig:
@@ -435,7 +532,11 @@ func (s *Session) onProbe(sig *Signal) {
 		defer s.wg.Done()
 		ctx, cancel := context.WithTimeout(s.ctx, 2*probeTimeout)
 		defer cancel()
-		b, _ := json.Marshal(measureRelays(ctx, s.conn.ICEServers()))
+		conn := s.connNow()
+		if conn == nil {
+			return
+		}
+		b, _ := json.Marshal(measureRelays(ctx, conn.ICEServers()))
 		s.sendAsync(&Signal{Kind: KindProbeReply, CallID: sig.CallID, To: sig.From, Reason: string(b)})
 	}()
 }
@@ -443,7 +544,11 @@ func (s *Session) onProbe(sig *Signal) {
 // chooseRelay picks the relay for a call to peer: with more than one relay on
 // offer, the one with the lowest round trip summed over both ends.
 func (s *Session) chooseRelay(ctx context.Context, callID, peer string) string {
-	servers := s.conn.ICEServers()
+	conn, err := s.waitConn(ctx)
+	if err != nil {
+		return ""
+	}
+	servers := conn.ICEServers()
 	if len(relaysOf(servers)) < 2 {
 		return ""
 	}
@@ -530,13 +635,14 @@ func (in *Incoming) Answer(ctx context.Context, media Media) (*Call, error) {
 		s.emit(Event{Event: "call", CallID: in.CallID, Peer: in.Peer, CallState: &CallState{State: StateEnded, Reason: "caller hung up", Direction: "incoming"}})
 		return nil, fmt.Errorf("client: answer %s: caller hung up", in.CallID)
 	}
-	c, err := s.newCall(in.CallID, in.Peer, false, in.offer.Relay, media)
+	c, err := s.newCall(ctx, in.CallID, in.Peer, false, in.offer.Relay, media)
 	if err != nil {
 		s.sendAsync(&Signal{Kind: KindDecline, CallID: in.CallID, To: in.Peer, Reason: "could not answer"})
 		return nil, err
 	}
 	c.mu.Lock()
-	c.peerSession = in.offer.fromSession
+	c.peerDevice = in.offer.Device
+	c.peerFP = Fingerprints(in.offer.SDP)
 	c.mu.Unlock()
 	// Until the answer is sent, a failure must still tell the caller, who would
 	// otherwise ring on until "no answer".
@@ -575,7 +681,7 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 	}
 	id := newCallID()
 	relay := s.chooseRelay(ctx, id, peer)
-	c, err := s.newCall(id, peer, true, relay, media)
+	c, err := s.newCall(ctx, id, peer, true, relay, media)
 	if err != nil {
 		return nil, err
 	}
@@ -625,6 +731,9 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 				if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sig.SDP}); err != nil {
 					return nil, c.fail(fmt.Errorf("client: call %s: remote answer: %w", peer, err))
 				}
+				c.mu.Lock()
+				c.peerFP = Fingerprints(sig.SDP)
+				c.mu.Unlock()
 				if err := c.waitConnected(ctx); err != nil {
 					return nil, err
 				}

@@ -27,18 +27,32 @@ import (
 //	B → A  answer   SDP, B's credential, signature      — or —  decline, reason
 //	either hangup   reason; the other side ends the call
 //
+// and, when a connected call's path dies (restart.go):
+//
+//	B → A  restart    (only when B noticed first) please restart ICE, reason
+//	A → B  re-offer   SDP with new ICE credentials and candidates, same DTLS
+//	                  fingerprint, signed; reason: the restart's number
+//	B → A  re-answer  SDP, same DTLS fingerprint, signed; reason echoed
+//
 // Signal is the payload, JSON of at most supernode.MaxPayloadSize bytes:
 //
 //   - V: [SignalVersion].
 //   - Kind: probe and probe-reply (relay round trips, JSON in Reason) before an
 //     offer; offer, ringing, answer, decline, hangup; during a call path (this
-//     end's view of the selected candidate pair, JSON in Reason), hold, resume.
+//     end's view of the selected candidate pair, JSON in Reason), hold, resume,
+//     and for an ICE restart restart, re-offer, re-answer.
 //   - CallID: 16 hex characters chosen by the caller; all signals of a call carry it.
 //   - From, To: sender and recipient user names (signed, so a supernode cannot
 //     redirect a signal to someone else).
-//   - SDP: the session description (offer and answer only).
+//   - Device: the sending session's random id (16 hex characters), the same
+//     through failovers; a call is bound to the peer device that answered
+//     (or offered), and the signals of the user's other devices are ignored.
+//   - SDP: the session description (offer, answer, re-offer, re-answer only;
+//     they must carry a DTLS fingerprint, and a re-offer's or re-answer's must be
+//     the peer's first offer's or answer's).
 //   - Relay: in an offer, the relay (host:port) chosen for the call (relays.go).
-//   - Reason: why (decline and hangup), or the path view; ≤ 512 bytes.
+//   - Reason: why (decline, hangup, restart), the path view, or a restart's
+//     number (re-offer, re-answer); ≤ 512 bytes.
 //   - TS: when it was signed, Unix milliseconds; a receiver refuses signals more
 //     than [SignalWindow] from its clock.
 //   - Seq: a counter of the sending session; with From and TS it names the signal,
@@ -52,6 +66,7 @@ type Signal struct {
 	CallID     string `json:"call_id"`
 	From       string `json:"from"`
 	To         string `json:"to"`
+	Device     string `json:"device"`
 	SDP        string `json:"sdp,omitempty"`
 	Relay      string `json:"relay,omitempty"`
 	Reason     string `json:"reason,omitempty"`
@@ -59,12 +74,11 @@ type Signal struct {
 	Seq        uint64 `json:"seq"`
 	Credential string `json:"credential"`
 	Sig        []byte `json:"sig"`
-
-	fromSession string // the sender's session at its supernode (routing, not signed)
 }
 
-// SignalVersion is the version of [Signal].
-const SignalVersion = 1
+// SignalVersion is the version of [Signal]. Version 2 added Device (signed)
+// and the ICE restart kinds.
+const SignalVersion = 2
 
 // SignalContext is the signature context of signals.
 const SignalContext = "parley-signal-v1"
@@ -86,6 +100,12 @@ const (
 	// on offer (JSON in Reason) before an offer, to choose the call's relay.
 	KindProbe      = "probe"
 	KindProbeReply = "probe-reply"
+	// KindRestart asks the caller to restart ICE (the callee's path died);
+	// KindReoffer and KindReanswer are the restart's offer and answer, with
+	// the DTLS fingerprints of the call's first offer and answer (restart.go).
+	KindRestart  = "restart"
+	KindReoffer  = "re-offer"
+	KindReanswer = "re-answer"
 )
 
 const maxReason = 512
@@ -98,7 +118,7 @@ const SignalWindow = 2 * time.Minute
 // that decides who the media is encrypted to).
 func (s *Signal) signedMessage() []byte {
 	var b strings.Builder
-	for _, f := range []string{s.Kind, s.CallID, s.From, s.To, s.Reason, s.Relay, strconv.FormatInt(s.TS, 10), strconv.FormatUint(s.Seq, 10)} {
+	for _, f := range []string{s.Kind, s.CallID, s.From, s.To, s.Device, s.Reason, s.Relay, strconv.FormatInt(s.TS, 10), strconv.FormatUint(s.Seq, 10)} {
 		b.WriteString(f)
 		b.WriteByte('\n')
 	}
@@ -145,7 +165,7 @@ func (s *Signal) verify(loginKey ed25519.PublicKey, from, me string, now time.Ti
 	if s.To != me {
 		return fmt.Errorf("client: signal from %s addressed to %s: %w", from, s.To, ErrBadSignal)
 	}
-	if (s.Kind == KindOffer || s.Kind == KindAnswer) && len(Fingerprints(s.SDP)) == 0 {
+	if hasSDP(s.Kind) && len(Fingerprints(s.SDP)) == 0 {
 		return fmt.Errorf("client: %s from %s has no DTLS fingerprint: %w", s.Kind, from, ErrBadSignal)
 	}
 	if !identity.VerifyContext(cred.Key(), SignalContext, s.signedMessage(), s.Sig) {
@@ -154,18 +174,31 @@ func (s *Signal) verify(loginKey ed25519.PublicKey, from, me string, now time.Ti
 	return nil
 }
 
+// hasSDP reports whether signals of kind carry a session description.
+func hasSDP(kind string) bool {
+	switch kind {
+	case KindOffer, KindAnswer, KindReoffer, KindReanswer:
+		return true
+	}
+	return false
+}
+
 func decodeSignal(b []byte) (*Signal, error) {
 	var s Signal
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("client: decode signal: %w: %v", ErrBadSignal, err)
 	}
 	switch s.Kind {
-	case KindOffer, KindRinging, KindAnswer, KindDecline, KindHangup, KindPath, KindHold, KindResume, KindProbe, KindProbeReply:
+	case KindOffer, KindRinging, KindAnswer, KindDecline, KindHangup, KindPath, KindHold, KindResume, KindProbe, KindProbeReply,
+		KindRestart, KindReoffer, KindReanswer:
 	default:
 		return nil, fmt.Errorf("client: decode signal: kind %q: %w", s.Kind, ErrBadSignal)
 	}
 	if len(s.CallID) != 16 {
 		return nil, fmt.Errorf("client: decode signal: call id: %w", ErrBadSignal)
+	}
+	if s.Device == "" || len(s.Device) > 64 {
+		return nil, fmt.Errorf("client: decode signal: device: %w", ErrBadSignal)
 	}
 	return &s, nil
 }

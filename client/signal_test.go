@@ -27,7 +27,7 @@ func TestSignalVerify(t *testing.T) {
 	aliceTok, aliceKey := cred("alice")
 	malloryTok, malloryKey := cred("mallory")
 	offer := func() *Signal {
-		s := &Signal{Kind: KindOffer, CallID: "0123456789abcdef", From: "alice", To: "bob", SDP: testSDP}
+		s := &Signal{Kind: KindOffer, CallID: "0123456789abcdef", From: "alice", To: "bob", Device: "00112233aabbccdd", SDP: testSDP}
 		s.sign(aliceKey, aliceTok, now, 7)
 		return s
 	}
@@ -51,7 +51,16 @@ func TestSignalVerify(t *testing.T) {
 		{"kind changed", func(s *Signal) { s.Kind = KindAnswer }, "alice", true},
 		{"no fingerprint at all", func(s *Signal) { s.SDP = "v=0\r\n"; s.sign(aliceKey, aliceTok, now, 7) }, "alice", true},
 		{"long reason cut on a character boundary", func(s *Signal) { s.Reason = strings.Repeat("é", 400); s.sign(aliceKey, aliceTok, now, 7) }, "alice", false},
-		{"wrong version", func(s *Signal) { s.V = 2 }, "alice", true},
+		{"wrong version", func(s *Signal) { s.V = 1 }, "alice", true},
+		{"device changed", func(s *Signal) { s.Device = "ffffffffffffffff" }, "alice", true},
+		{"genuine re-offer", func(s *Signal) { s.Kind = KindReoffer; s.sign(aliceKey, aliceTok, now, 7) }, "alice", false},
+		{"re-offer turned into an offer", func(s *Signal) { s.Kind = KindReoffer; s.sign(aliceKey, aliceTok, now, 7); s.Kind = KindOffer }, "alice", true},
+		{"re-answer without fingerprint", func(s *Signal) { s.Kind = KindReanswer; s.SDP = "v=0\r\n"; s.sign(aliceKey, aliceTok, now, 7) }, "alice", true},
+		{"restart with a changed reason", func(s *Signal) {
+			s.Kind, s.SDP, s.Reason = KindRestart, "", "ICE disconnected"
+			s.sign(aliceKey, aliceTok, now, 7)
+			s.Reason = "hangup"
+		}, "alice", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,7 +94,7 @@ func TestFingerprints(t *testing.T) {
 }
 
 func FuzzDecodeSignal(f *testing.F) {
-	b, _ := json.Marshal(Signal{V: 1, Kind: KindOffer, CallID: "0123456789abcdef", SDP: testSDP})
+	b, _ := json.Marshal(Signal{V: SignalVersion, Kind: KindOffer, CallID: "0123456789abcdef", Device: "00", SDP: testSDP})
 	f.Add(b)
 	f.Add([]byte(`{"kind":"hangup","call_id":"x"}`))
 	f.Add([]byte(`null`))

@@ -182,6 +182,8 @@ func cmdListen(ctx context.Context, e *env, args []string) (err error) {
 	var endedCalls atomic.Int64
 	ended := make(chan struct{}, 1)
 	var busy sync.Mutex
+	// The session keeps itself attached: when its supernode goes away it moves
+	// to another ("offline", then "online" events). Done means it cannot.
 	s, err := c.Online(ctx, client.SessionConfig{
 		OnEvent: out.event,
 		OnIncoming: func(in *client.Incoming) {
@@ -314,11 +316,13 @@ type echoConfig struct {
 	home, loginURL, user, password string
 	out                            *printer
 	log                            interface{ Warn(string, ...any) }
+	prefer                         string // the supernode to try first ("": the measured choice)
 }
 
 // runEcho keeps the echo user online until ctx ends: it registers the user if
-// needed, answers every call and plays back what it hears, and reconnects when
-// the supernode goes away.
+// needed, answers every call and plays back what it hears. The session moves to
+// another supernode by itself when its own goes away; only a session that
+// cannot (say, its credential can no longer be renewed) is started afresh.
 func runEcho(ctx context.Context, cfg echoConfig) error {
 	pw := cfg.password
 	c, err := client.New(client.Config{
@@ -352,6 +356,7 @@ func runEcho(ctx context.Context, cfg echoConfig) error {
 	}
 	for {
 		s, err := c.Online(ctx, client.SessionConfig{
+			Prefer:  cfg.prefer,
 			OnEvent: cfg.out.event,
 			OnIncoming: func(in *client.Incoming) {
 				echo := client.NewEcho()
@@ -366,7 +371,7 @@ func runEcho(ctx context.Context, cfg echoConfig) error {
 				s.Close()
 				return nil
 			case <-s.Done():
-				cfg.log.Warn("echo: lost the supernode; reconnecting", "err", s.Err())
+				cfg.log.Warn("echo: the session ended; starting again", "err", s.Err())
 				s.Close()
 			}
 		} else if ctx.Err() == nil {

@@ -1,0 +1,357 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/parley/parley/supernode"
+)
+
+// Keeping a supernode.
+//
+// A session outlives its supernode connections. When the connection drops (and
+// the session is not closing) the session emits "offline" with the reason,
+// waits a backoff with full jitter (the first attempt after a random
+// 0–firstRetryMax, then uniformly up to firstRetryMax·2^n, capped at retryCap;
+// reset once an attach has held for stableAfter), chooses again (hostcache.go)
+// with the dead supernode excluded for excludeFor, re-attaches with the current
+// credential and emits "online". Signals sent meanwhile wait for the new
+// connection (sendSignal). Only Close or an unrecoverable credential problem
+// ends the session for good (Done, Err).
+//
+// Calls do not depend on the supernode once connected: a direct call keeps
+// going. A call relayed through a relay of the dead supernode restarts ICE over
+// the new one (restart.go).
+
+const (
+	firstRetryMax = 300 * time.Millisecond
+	retryCap      = 30 * time.Second
+	stableAfter   = 30 * time.Second
+	excludeFor    = time.Minute
+	// dialTimeout bounds one attach attempt.
+	dialTimeout = 5 * time.Second
+	// signalRetryFor is how long a signal waits for a (new) supernode
+	// connection before it is given up.
+	signalRetryFor = 5 * time.Second
+)
+
+// backoffDelay is the wait before reconnect attempt n (0-based): full jitter,
+// uniform in [0, min(retryCap, firstRetryMax·2^n)].
+func backoffDelay(n int, r *rand.Rand) time.Duration {
+	limit := retryCap
+	if n < 16 {
+		limit = min(retryCap, firstRetryMax<<n)
+	}
+	return time.Duration(r.Int64N(int64(limit) + 1))
+}
+
+// connNow returns the current supernode connection, nil while reconnecting.
+func (s *Session) connNow() *supernode.Conn {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	return s.conn
+}
+
+// waitConn returns the current connection, waiting for one while reconnecting.
+func (s *Session) waitConn(ctx context.Context) (*supernode.Conn, error) {
+	for {
+		s.connMu.Lock()
+		conn, online := s.conn, s.onlineCh
+		s.connMu.Unlock()
+		if conn != nil {
+			return conn, nil
+		}
+		select {
+		case <-online:
+		case <-s.done:
+			return nil, ErrClosed
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", supernode.ErrDisconnected, ctx.Err())
+		}
+	}
+}
+
+// Supernode is the URL of the supernode the session is attached to ("" while
+// it is reconnecting).
+func (s *Session) Supernode() string {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.conn == nil {
+		return ""
+	}
+	return s.connURL
+}
+
+// setConn installs a new connection; false when the session is closing (the
+// caller closes conn).
+func (s *Session) setConn(conn *supernode.Conn, url string) bool {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.ctx.Err() != nil {
+		return false
+	}
+	s.conn, s.connURL = conn, url
+	s.others = conn.Supernodes()
+	close(s.onlineCh)
+	return true
+}
+
+// dropConn marks the session offline after conn ended.
+func (s *Session) dropConn(conn *supernode.Conn) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.conn == conn {
+		s.conn = nil
+		s.onlineCh = make(chan struct{})
+	}
+}
+
+// keepLoop waits for the connection to drop and re-attaches, until the session
+// ends.
+func (s *Session) keepLoop(conn *supernode.Conn, url string) {
+	defer s.wg.Done()
+	attempt := 0
+	for {
+		since := time.Now()
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-conn.Done():
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+		reason := conn.Err()
+		conn.Close()
+		oldICE := conn.ICEServers()
+		s.dropConn(conn)
+		s.c.hosts.failure(url)
+		s.exclude(url, time.Now().Add(excludeFor))
+		s.c.log.Warn("lost the supernode; reconnecting", "supernode", url, "err", reason)
+		msg := "connection lost"
+		if reason != nil {
+			msg = reason.Error()
+		}
+		s.emit(Event{Event: "offline", Info: &Info{User: s.user, Supernode: url, Message: msg}})
+		if time.Since(since) >= stableAfter {
+			attempt = 0
+		}
+		authFailures := 0
+		for {
+			t := time.NewTimer(backoffDelay(attempt, s.rand()))
+			select {
+			case <-s.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			attempt++
+			next, nextURL, err := s.attach(s.ctx, authFailures > 0)
+			if err == nil {
+				if !s.setConn(next, nextURL) {
+					next.Close()
+					return
+				}
+				conn, url = next, nextURL
+				break
+			}
+			if s.ctx.Err() != nil {
+				return
+			}
+			if fatal(err) {
+				s.finish(err)
+				return
+			}
+			if errors.Is(err, supernode.ErrAuth) {
+				authFailures++
+				if authFailures > 2 {
+					s.finish(fmt.Errorf("client: reattach: %w", err))
+					return
+				}
+			}
+			s.c.log.Warn("reattaching failed; retrying", "attempt", attempt, "err", err)
+		}
+		s.c.log.Info("reattached", "supernode", url)
+		s.emit(Event{Event: "online", Info: &Info{User: s.user, Supernode: url}})
+		s.afterReattach(oldICE)
+	}
+}
+
+// fatal reports whether err means the session cannot come back by itself: the
+// home has no credential it can renew.
+func fatal(err error) bool {
+	return errors.Is(err, ErrNoUser) || errors.Is(err, ErrNeedPassword) || errors.Is(err, ErrLoginKeyChange) || errors.Is(err, ErrHomeCorrupt)
+}
+
+// finish ends the session for good with err (nil: closed).
+func (s *Session) finish(err error) {
+	s.doneOnce.Do(func() {
+		s.err = err
+		if err != nil {
+			s.c.log.Error("session ended", "err", err)
+		}
+		close(s.done)
+	})
+}
+
+func (s *Session) exclude(url string, until time.Time) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	s.excluded[url] = until
+}
+
+func (s *Session) rand() *rand.Rand {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	return s.rng
+}
+
+// attach chooses a supernode and attaches to it, trying the candidates in
+// order. forceRenew renews the credential first (after a refused one).
+func (s *Session) attach(ctx context.Context, forceRenew bool) (*supernode.Conn, string, error) {
+	token, _, err := s.c.credential(ctx, forceRenew)
+	if err != nil {
+		return nil, "", err
+	}
+	order := s.candidates(ctx)
+	if len(order) == 0 {
+		return nil, "", ErrNoSupernode
+	}
+	var errs []error
+	allAuth := true
+	for _, u := range order {
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		start := time.Now()
+		conn, err := supernode.Dial(dctx, supernode.DialConfig{
+			URL: u, Credential: token, Key: s.c.key, Logger: s.c.log, Deliver: s.deliver,
+		})
+		cancel()
+		if err == nil {
+			now := s.c.now()
+			s.c.hosts.success(u, 0, now)
+			s.c.hosts.merge(conn.Supernodes(), now)
+			if err := s.c.hosts.save(now); err != nil {
+				s.c.log.Warn("saving the host cache", "err", err)
+			}
+			s.c.log.Debug("attached", "supernode", u, "took", time.Since(start))
+			return conn, u, nil
+		}
+		if ctx.Err() != nil {
+			return nil, "", ctx.Err()
+		}
+		s.c.log.Warn("supernode unreachable", "addr", u, "err", err)
+		s.c.hosts.failure(u)
+		allAuth = allAuth && errors.Is(err, supernode.ErrAuth)
+		errs = append(errs, err)
+	}
+	if err := s.c.hosts.save(s.c.now()); err != nil {
+		s.c.log.Warn("saving the host cache", "err", err)
+	}
+	if allAuth {
+		return nil, "", errors.Join(errs...)
+	}
+	return nil, "", fmt.Errorf("%w: %w", ErrNoSupernode, errors.Join(errs...))
+}
+
+// candidates returns the supernodes to try, in order: Prefer, then the
+// choice described in hostcache.go.
+func (s *Session) candidates(ctx context.Context) []string {
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	list := s.c.supernodes(lctx)
+	cancel()
+	now := s.c.now()
+	var listed []string
+	for _, sn := range list {
+		listed = append(listed, sn.Addr)
+	}
+	s.connMu.Lock()
+	others := append([]string(nil), s.others...)
+	excluded := map[string]bool{}
+	wall := time.Now()
+	for u, until := range s.excluded {
+		if wall.Before(until) {
+			excluded[u] = true
+		} else {
+			delete(s.excluded, u)
+		}
+	}
+	s.connMu.Unlock()
+	s.c.hosts.merge(listed, now)
+	s.c.hosts.merge(others, now)
+	cache := s.c.hosts.snapshot()
+
+	seen := map[string]bool{}
+	var all []string
+	add := func(u string) {
+		if validWSURL(u) && !seen[u] {
+			seen[u] = true
+			all = append(all, u)
+		}
+	}
+	for _, u := range listed {
+		add(u)
+	}
+	for _, u := range others {
+		add(u)
+	}
+	for u := range cache {
+		add(u)
+	}
+	prefer := s.cfg.Prefer
+	var rest []string
+	for _, u := range all {
+		if u != prefer {
+			rest = append(rest, u)
+		}
+	}
+	var toMeasure []string
+	for _, u := range rest {
+		if !excluded[u] {
+			toMeasure = append(toMeasure, u)
+		}
+	}
+	rtts, failed := map[string]time.Duration{}, map[string]bool{}
+	if len(toMeasure) > 1 {
+		picked := pickToMeasure(toMeasure, cache, now, s.rand())
+		rtts, failed = measureAll(ctx, picked)
+		for u, rtt := range rtts {
+			s.c.hosts.measured(u, rtt)
+		}
+		s.c.log.Debug("measured supernodes", "rtts", rtts, "failed", len(failed))
+	}
+	order := orderCandidates(rest, rtts, failed, excluded, cache)
+	if prefer != "" {
+		if excluded[prefer] {
+			order = append(order, prefer)
+		} else {
+			order = append([]string{prefer}, order...)
+		}
+	}
+	return order
+}
+
+// afterReattach restarts ICE for the calls relayed through a relay the old
+// supernode offered: that relay may have died with it. (A relayed candidate's
+// address is on the relay's host, so the host names the relay.)
+func (s *Session) afterReattach(oldICE []supernode.ICEServer) {
+	hosts := map[string]bool{}
+	for _, urls := range relaysOf(oldICE) {
+		for _, u := range urls {
+			hosts[u.Host] = true
+		}
+	}
+	s.mu.Lock()
+	calls := make([]*Call, 0, len(s.calls))
+	for _, c := range s.calls {
+		calls = append(calls, c)
+	}
+	s.mu.Unlock()
+	for _, c := range calls {
+		if h := c.localRelayHost(); h != "" && c.isStarted() && hosts[h] {
+			c.requestRestart("the supernode offering its relay went away")
+		}
+	}
+}

@@ -1,0 +1,258 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// ICE restart.
+//
+// A connected call whose path dies (the relay it goes through went away with a
+// supernode, a NAT rebound its mapping, the network changed) restarts ICE over
+// signalling and continues on another relay or path. The caller drives every
+// restart, so two restarts never cross (no glare): it sets the peer
+// connection's ICE servers to those of the supernode it is attached to now
+// (pion's SetConfiguration hands them to the ICE agent for its next
+// gathering), creates an offer with ICERestart, gathers, and sends it as a
+// signed "re-offer"; the callee takes the new ICE servers of its own supernode
+// the same way, answers with a signed "re-answer", and both check that the
+// other's DTLS fingerprints are those of the call's first offer and answer: the
+// DTLS session, and so the keys media is encrypted with, carry on unchanged.
+// The callee asks the caller to restart with a signed "restart" signal.
+//
+// Triggers: the session re-attached to another supernode while a call goes
+// through a relay of the old one (failover.go), or the ICE connection has been
+// "disconnected" for iceDisconnectedGrace. Once the new pair is selected, both
+// ends tell each other their view again ("path" signals) and emit a "path" event.
+
+const (
+	// iceDisconnectedGrace is how long ICE may stay disconnected before a
+	// restart is asked for.
+	iceDisconnectedGrace = time.Second
+	// restartTimeout bounds one restart: a connection, the re-offer, the
+	// re-answer and the new checks.
+	restartTimeout = 8 * time.Second
+	// restartTries is how many times in a row the caller tries.
+	restartTries = 3
+	// restartQuiet: a request arriving this soon after a successful restart,
+	// with ICE connected, is taken as being about the old path and ignored.
+	restartQuiet = 3 * time.Second
+)
+
+type restartRequest struct {
+	why string
+	at  time.Time
+}
+
+// requestRestart asks for an ICE restart; requests made while one is pending
+// are folded into it.
+func (c *Call) requestRestart(why string) {
+	select {
+	case c.restartReq <- restartRequest{why: why, at: time.Now()}:
+	default:
+	}
+}
+
+// restartLoop serves restart requests for the life of the call.
+func (c *Call) restartLoop() {
+	var lastStart, lastDone time.Time
+	for {
+		var req restartRequest
+		select {
+		case <-c.ctx.Done():
+			return
+		case req = <-c.restartReq:
+		}
+		if req.at.Before(lastStart) || (c.iceConnected() && time.Since(lastDone) < restartQuiet) {
+			continue // about a path a restart has replaced since
+		}
+		if !c.Outgoing {
+			c.s.c.log.Info("asking the caller to restart ICE", "call", c.ID, "why", req.why)
+			lastStart = time.Now()
+			ctx, cancel := context.WithTimeout(c.ctx, signalRetryFor+time.Second)
+			if err := c.s.sendSignal(ctx, &Signal{Kind: KindRestart, CallID: c.ID, To: c.Peer, Reason: req.why}); err != nil && c.ctx.Err() == nil {
+				c.s.c.log.Warn("asking for an ICE restart", "call", c.ID, "err", err)
+			}
+			cancel()
+			lastDone = time.Now()
+			continue
+		}
+		lastStart = time.Now()
+		for try := 1; try <= restartTries; try++ {
+			err := c.restartICE(req.why)
+			if err == nil {
+				lastDone = time.Now()
+				break
+			}
+			if c.ctx.Err() != nil {
+				return
+			}
+			c.s.c.log.Warn("ICE restart failed", "call", c.ID, "try", try, "err", err)
+			t := time.NewTimer(500 * time.Millisecond)
+			select {
+			case <-c.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}
+}
+
+func (c *Call) iceConnected() bool {
+	st := c.pc.ICEConnectionState()
+	return st == webrtc.ICEConnectionStateConnected || st == webrtc.ICEConnectionStateCompleted
+}
+
+// restartICE is the caller's side of one restart.
+func (c *Call) restartICE(why string) error {
+	c.negMu.Lock()
+	defer c.negMu.Unlock()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(c.ctx, restartTimeout)
+	defer cancel()
+	conn, err := c.s.waitConn(ctx)
+	if err != nil {
+		return fmt.Errorf("client: ICE restart: %w", err)
+	}
+	if err := c.pc.SetConfiguration(c.s.iceConfig(conn.ICEServers(), c.relayChoice)); err != nil {
+		return fmt.Errorf("client: ICE restart: configuration: %w", err)
+	}
+	offer, err := c.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		return fmt.Errorf("client: ICE restart: offer: %w", err)
+	}
+	sdp, err := c.setLocal(ctx, offer)
+	if err != nil {
+		return err
+	}
+	tag := strconv.FormatUint(c.restarts.Add(1), 10)
+	for len(c.reanswers) > 0 { // answers to earlier tries
+		<-c.reanswers
+	}
+	c.s.c.log.Info("restarting ICE", "call", c.ID, "peer", c.Peer, "why", why, "supernode", c.s.Supernode())
+	if err := c.s.sendSignal(ctx, &Signal{Kind: KindReoffer, CallID: c.ID, To: c.Peer, SDP: sdp, Reason: tag}); err != nil {
+		c.rollback()
+		return fmt.Errorf("client: ICE restart: %w", err)
+	}
+	var answer *Signal
+	for answer == nil {
+		select {
+		case sig := <-c.reanswers:
+			if sig.Reason == tag {
+				answer = sig
+			}
+		case <-ctx.Done():
+			c.rollback()
+			return fmt.Errorf("client: ICE restart: no re-answer: %w", ctx.Err())
+		}
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer.SDP}); err != nil {
+		return fmt.Errorf("client: ICE restart: remote answer: %w", err)
+	}
+	if err := c.waitICE(ctx); err != nil {
+		return err
+	}
+	c.s.c.log.Info("ICE restarted", "call", c.ID, "took", time.Since(start))
+	c.updatePath()
+	return nil
+}
+
+// rollback abandons a re-offer that got no answer.
+func (c *Call) rollback() {
+	if c.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+		if err := c.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
+			c.s.c.log.Debug("rollback", "call", c.ID, "err", err)
+		}
+	}
+}
+
+// waitICE waits for the ICE connection to be up again.
+func (c *Call) waitICE(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !c.iceConnected() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("client: ICE restart: not connected: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// onReoffer is the callee's side of a restart (in a goroutine of the call).
+func (c *Call) onReoffer(sig *Signal) {
+	c.negMu.Lock()
+	defer c.negMu.Unlock()
+	if !c.samePeerFingerprints(sig.SDP) {
+		c.s.c.log.Warn("refusing a re-offer with other DTLS fingerprints", "call", c.ID, "peer", c.Peer)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, restartTimeout)
+	defer cancel()
+	if conn := c.s.connNow(); conn != nil {
+		if err := c.pc.SetConfiguration(c.s.iceConfig(conn.ICEServers(), c.relayChoice)); err != nil {
+			c.s.c.log.Warn("ICE restart: configuration", "call", c.ID, "err", err)
+		}
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sig.SDP}); err != nil {
+		c.s.c.log.Warn("ICE restart: remote offer", "call", c.ID, "err", err)
+		return
+	}
+	answer, err := c.pc.CreateAnswer(nil)
+	if err != nil {
+		c.s.c.log.Warn("ICE restart: answer", "call", c.ID, "err", err)
+		return
+	}
+	sdp, err := c.setLocal(ctx, answer)
+	if err != nil {
+		return
+	}
+	if err := c.s.sendSignal(ctx, &Signal{Kind: KindReanswer, CallID: c.ID, To: c.Peer, SDP: sdp, Reason: sig.Reason}); err != nil {
+		c.s.c.log.Warn("ICE restart: sending the re-answer", "call", c.ID, "err", err)
+		return
+	}
+	c.s.c.log.Info("answered an ICE restart", "call", c.ID, "peer", c.Peer)
+}
+
+// onReanswer hands a re-answer to the restart waiting for it.
+func (c *Call) onReanswer(sig *Signal) {
+	if !c.samePeerFingerprints(sig.SDP) {
+		c.s.c.log.Warn("refusing a re-answer with other DTLS fingerprints", "call", c.ID, "peer", c.Peer)
+		return
+	}
+	select {
+	case c.reanswers <- sig:
+	default:
+	}
+}
+
+// samePeerFingerprints reports whether sdp carries the DTLS fingerprints of the
+// peer's first offer or answer.
+func (c *Call) samePeerFingerprints(sdp string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.peerFP) > 0 && slices.Equal(Fingerprints(sdp), c.peerFP)
+}
+
+// localRelayHost is the host of the relay this end's selected candidate goes
+// through ("" when it is not a relay candidate).
+func (c *Call) localRelayHost() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.localView.Local != "relay" {
+		return ""
+	}
+	h, _, err := net.SplitHostPort(c.localView.Relay)
+	if err != nil {
+		return c.localView.Relay
+	}
+	return h
+}
