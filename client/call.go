@@ -44,6 +44,7 @@ type Call struct {
 
 	negMu      sync.Mutex // serializes ICE restarts (restart.go)
 	restartReq chan restartRequest
+	reoffers   atomic.Int64 // re-offers received (a callee asking for one waits for this to move)
 	reanswers  chan *Signal
 	restarts   atomic.Uint64
 

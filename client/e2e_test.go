@@ -67,7 +67,12 @@ func startNetwork(t *testing.T, proxy func(snURL string) http.Handler) *network 
 	n.sn = sn
 	n.snURL = "ws://" + name + "/v1/ws"
 	if phs != nil {
-		phs.Config.Handler = proxy("ws://" + shs.Listener.Addr().String() + "/v1/ws")
+		// The proxy answers the login server's dial-back with the supernode
+		// (whose name is the proxy's address) and rewrites the websocket.
+		mux := http.NewServeMux()
+		mux.Handle("/v1/identify", sn.Handler())
+		mux.Handle("/", proxy("ws://"+shs.Listener.Addr().String()+"/v1/ws"))
+		phs.Config.Handler = mux
 		phs.Start()
 	}
 	if _, err := login.NewClient(lhs.URL, nil).Heartbeat(context.Background(), n.snURL, nodeKey); err != nil {

@@ -335,7 +335,8 @@ func (s *Session) candidates(ctx context.Context) []string {
 
 // afterReattach restarts ICE for the calls relayed through a relay the old
 // supernode offered: that relay may have died with it. (A relayed candidate's
-// address is on the relay's host, so the host names the relay.)
+// address is on the relay's host, so the host names the relay.) A caller also
+// restarts every call not on a direct path.
 func (s *Session) afterReattach(oldICE []supernode.ICEServer) {
 	hosts := map[string]bool{}
 	for _, urls := range relaysOf(oldICE) {
@@ -350,8 +351,15 @@ func (s *Session) afterReattach(oldICE []supernode.ICEServer) {
 	}
 	s.mu.Unlock()
 	for _, c := range calls {
-		if h := c.localRelayHost(); h != "" && c.isStarted() && hosts[h] {
+		switch {
+		case !c.isStarted():
+		case hosts[c.localRelayHost()]:
 			c.requestRestart("the supernode offering its relay went away")
+		case c.Outgoing && c.path.Load() != "direct":
+			// The relay may be the peer's, whose supernode may have died in
+			// the same failure: its request to restart could reach only the
+			// user's other devices while this one was reattaching.
+			c.requestRestart("reattached while the call is relayed")
 		}
 	}
 }

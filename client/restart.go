@@ -73,13 +73,8 @@ func (c *Call) restartLoop() {
 			continue // about a path a restart has replaced since
 		}
 		if !c.Outgoing {
-			c.s.c.log.Info("asking the caller to restart ICE", "call", c.ID, "why", req.why)
 			lastStart = time.Now()
-			ctx, cancel := context.WithTimeout(c.ctx, signalRetryFor+time.Second)
-			if err := c.s.sendSignal(ctx, &Signal{Kind: KindRestart, CallID: c.ID, To: c.Peer, Reason: req.why}); err != nil && c.ctx.Err() == nil {
-				c.s.c.log.Warn("asking for an ICE restart", "call", c.ID, "err", err)
-			}
-			cancel()
+			c.askRestart(req.why)
 			lastDone = time.Now()
 			continue
 		}
@@ -104,6 +99,36 @@ func (c *Call) restartLoop() {
 		}
 	}
 }
+
+// askRestart is the callee's side: it asks the caller to restart, and asks
+// again until a re-offer comes. A request sent while the caller is itself
+// reattaching reaches only the caller's other devices (or none).
+func (c *Call) askRestart(why string) {
+	before := c.reoffers.Load()
+	for try := 1; try <= restartTries; try++ {
+		c.s.c.log.Info("asking the caller to restart ICE", "call", c.ID, "why", why, "try", try)
+		ctx, cancel := context.WithTimeout(c.ctx, signalRetryFor+time.Second)
+		err := c.s.sendSignal(ctx, &Signal{Kind: KindRestart, CallID: c.ID, To: c.Peer, Reason: why})
+		cancel()
+		if err != nil && c.ctx.Err() == nil {
+			c.s.c.log.Warn("asking for an ICE restart", "call", c.ID, "err", err)
+		}
+		t := time.NewTimer(restartAskAgain)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if c.reoffers.Load() != before {
+			return
+		}
+	}
+}
+
+// restartAskAgain is how long a callee waits for the re-offer it asked for
+// before asking again.
+const restartAskAgain = 1500 * time.Millisecond
 
 func (c *Call) iceConnected() bool {
 	st := c.pc.ICEConnectionState()
@@ -191,6 +216,7 @@ func (c *Call) waitICE(ctx context.Context) error {
 func (c *Call) onReoffer(sig *Signal) {
 	c.negMu.Lock()
 	defer c.negMu.Unlock()
+	c.reoffers.Add(1)
 	if !c.samePeerFingerprints(sig.SDP) {
 		c.s.c.log.Warn("refusing a re-offer with other DTLS fingerprints", "call", c.ID, "peer", c.Peer)
 		return

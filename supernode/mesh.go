@@ -558,16 +558,33 @@ func (m *mesh) publish() (failed bool) {
 	all := m.dirtyAll
 	users := m.dirty
 	m.dirty, m.dirtyAll = map[string]bool{}, false
-	r := m.ring
 	m.mu.Unlock()
 	if all {
 		for _, u := range m.s.localUsers() {
 			users[u] = true
 		}
 	}
+	return m.publishUsers(m.s.ctx, users)
+}
+
+// publishNow sends user's record to its holders and waits for them (at most
+// a second), so that a client is findable by the time it is told it is
+// attached: the replies to its first call must find it.
+func (m *mesh) publishNow(ctx context.Context, user string) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	m.publishUsers(ctx, map[string]bool{user: true})
+}
+
+// publishUsers sends the records of users to their holders; those that could
+// not be reached are marked dirty again.
+func (m *mesh) publishUsers(ctx context.Context, users map[string]bool) (failed bool) {
 	if len(users) == 0 {
 		return false
 	}
+	m.mu.Lock()
+	r := m.ring
+	m.mu.Unlock()
 	byOwner := map[string][]Record{}
 	m.mu.Lock()
 	for u := range users {
@@ -594,7 +611,7 @@ func (m *mesh) publish() (failed bool) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ctx, cancel := context.WithTimeout(m.s.ctx, 2*time.Second)
+				ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				defer cancel()
 				if _, err := m.call(ctx, mb, MeshMsg{Type: MeshPublish, Records: chunk}, mb.Key); err != nil {
 					m.s.log.Debug("publish failed", "node", owner, "records", len(chunk), "err", err)

@@ -478,6 +478,7 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 	c.expires.Store(cred.Expires)
 	c.session = newSessionID()
 	s.attach(c)
+	s.mesh.publishNow(ctx, c.user)
 	s.log.Info("attached", "user", c.user, "session", c.session, "remote", remote)
 	s.send(c, Frame{Type: TypeAttached, User: c.user, Session: c.session, ICEServers: s.iceServers(c.user),
 		Supernodes: s.mesh.liveURLs(MaxSupernodesListed), Observed: remote})

@@ -165,6 +165,8 @@ func cmdListen(ctx context.Context, e *env, args []string) (err error) {
 	dur := fs.Duration("for", 0, "exit after this long (0: run until interrupted)")
 	calls := fs.Int("calls", 0, "exit after this many calls have ended (0: no limit)")
 	jsonOut := fs.Bool("json", false, "print events as JSON lines")
+	var pf promoteFlags
+	pf.register(fs)
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
@@ -184,7 +186,7 @@ func cmdListen(ctx context.Context, e *env, args []string) (err error) {
 	var busy sync.Mutex
 	// The session keeps itself attached: when its supernode goes away it moves
 	// to another ("offline", then "online" events). Done means it cannot.
-	s, err := c.Online(ctx, client.SessionConfig{
+	s, err := c.Online(ctx, e.sessionConfig(client.SessionConfig{
 		OnEvent: out.event,
 		OnIncoming: func(in *client.Incoming) {
 			defer func() {
@@ -208,11 +210,14 @@ func cmdListen(ctx context.Context, e *env, args []string) (err error) {
 				<-call.Done()
 			}
 		},
-	})
+	}))
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	if err := pf.start(s); err != nil {
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -234,6 +239,7 @@ func cmdCall(ctx context.Context, e *env, args []string) (err error) {
 	holdAt := fs.Duration("hold-at", 0, "put the call on hold this long after it connects")
 	holdFor := fs.Duration("hold-for", 0, "resume after this long on hold (0 with --hold-at: stay on hold)")
 	jsonOut := fs.Bool("json", false, "print events as JSON lines")
+	statsEvery := fs.Duration("stats-interval", time.Second, "how often to print call statistics")
 	pos, err := parseFlags(fs, e, args, 1, 1, "USER")
 	if err != nil {
 		return err
@@ -244,7 +250,7 @@ func cmdCall(ctx context.Context, e *env, args []string) (err error) {
 		return err
 	}
 	defer a.closeInto(&err)
-	s, err := c.Online(ctx, client.SessionConfig{OnEvent: out.event})
+	s, err := c.Online(ctx, e.sessionConfig(client.SessionConfig{OnEvent: out.event, StatsInterval: *statsEvery}))
 	if err != nil {
 		return err
 	}
@@ -293,6 +299,8 @@ func cmdEcho(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
 	dur := fs.Duration("for", 0, "exit after this long (0: run until interrupted)")
 	jsonOut := fs.Bool("json", false, "print events as JSON lines")
+	var pf promoteFlags
+	pf.register(fs)
 	pos, err := parseFlags(fs, e, args, 0, 1, "[USER]")
 	if err != nil {
 		return err
@@ -308,7 +316,7 @@ func cmdEcho(ctx context.Context, e *env, args []string) error {
 	}
 	return runEcho(ctx, echoConfig{
 		home: e.home, loginURL: e.loginURL, user: user, password: os.Getenv("PARLEY_PASSWORD"),
-		out: e.eventOut(*jsonOut, ""), log: e.logger(levelWarn),
+		out: e.eventOut(*jsonOut, ""), log: e.logger(levelWarn), prefer: e.supernode, promote: &pf,
 	})
 }
 
@@ -316,7 +324,8 @@ type echoConfig struct {
 	home, loginURL, user, password string
 	out                            *printer
 	log                            interface{ Warn(string, ...any) }
-	prefer                         string // the supernode to try first ("": the measured choice)
+	prefer                         string        // the supernode to try first ("": the measured choice)
+	promote                        *promoteFlags // nil: never a supernode
 }
 
 // runEcho keeps the echo user online until ctx ends: it registers the user if
@@ -365,6 +374,11 @@ func runEcho(ctx context.Context, cfg echoConfig) error {
 				}
 			},
 		})
+		if err == nil && cfg.promote != nil {
+			if perr := cfg.promote.start(s); perr != nil {
+				cfg.log.Warn("echo: cannot promote to supernode", "err", perr)
+			}
+		}
 		if err == nil {
 			select {
 			case <-ctx.Done():

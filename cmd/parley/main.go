@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/parley/parley/client"
 )
 
 const usage = `usage: parley [global flags] COMMAND [flags] [args]
@@ -34,12 +36,15 @@ Client:
   listen             go online; with --answer, answer calls
   call USER          call USER
   echo [USER]        a sound-test user that plays back what it hears (default: echo)
+  lookup USER...     where users are online, and the overlay hops each lookup took
 
 Global flags (before or after the command):
   --home DIR         the user's key, credential and state (env PARLEY_HOME, default ~/.parley)
   --login URL        the login server (env PARLEY_LOGIN)
   --user NAME        the user to log in as when the home has none yet (env PARLEY_USER)
   --log-level LEVEL  debug, info, warn or error (default warn for clients, info for servers)
+  --supernode URL    the supernode to attach to first, ws://host:port/v1/ws (env PARLEY_SUPERNODE;
+                     default: the nearest of up to 5 from the login server's list and the host cache)
 
 The password is read from PARLEY_PASSWORD or a prompt, never from a flag.
 Run 'parley COMMAND -h' for a command's flags.
@@ -65,6 +70,13 @@ type env struct {
 	loginURL       string
 	user           string
 	logLevel       string
+	supernode      string
+}
+
+// sessionConfig fills in what the global flags say about going online.
+func (e *env) sessionConfig(cfg client.SessionConfig) client.SessionConfig {
+	cfg.Prefer = e.supernode
+	return cfg
 }
 
 func (e *env) logger(defaultLevel slog.Level) *slog.Logger {
@@ -81,11 +93,13 @@ func (e *env) globalFlags(fs *flag.FlagSet) {
 	fs.StringVar(&e.loginURL, "login", e.loginURL, "login server URL (env PARLEY_LOGIN)")
 	fs.StringVar(&e.user, "user", e.user, "user to log in as when the home has none (env PARLEY_USER)")
 	fs.StringVar(&e.logLevel, "log-level", e.logLevel, "debug, info, warn or error")
+	fs.StringVar(&e.supernode, "supernode", e.supernode, "supernode URL to attach to first (env PARLEY_SUPERNODE)")
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr,
-		home: os.Getenv("PARLEY_HOME"), loginURL: os.Getenv("PARLEY_LOGIN"), user: os.Getenv("PARLEY_USER")}
+		home: os.Getenv("PARLEY_HOME"), loginURL: os.Getenv("PARLEY_LOGIN"), user: os.Getenv("PARLEY_USER"),
+		supernode: os.Getenv("PARLEY_SUPERNODE")}
 	if e.home == "" {
 		if dir, err := os.UserHomeDir(); err == nil {
 			e.home = filepath.Join(dir, ".parley")
@@ -115,6 +129,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"listen":       cmdListen,
 		"call":         cmdCall,
 		"echo":         cmdEcho,
+		"lookup":       cmdLookup,
 	}
 	switch cmd {
 	case "help", "-h", "--help":

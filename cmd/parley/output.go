@@ -54,6 +54,10 @@ func (p *printer) event(ev client.Event) {
 			ts, ev.Peer, s.Path, s.PacketsSent, s.PacketsReceived, s.Loss*100, s.JitterMS, s.RTTMS)
 	case "credential":
 		fmt.Fprintf(p.w, "%s %s\n", ts, ev.Info.Message)
+	case client.EventPromoted:
+		fmt.Fprintf(p.w, "%s promoted to supernode at %s\n", ts, ev.Info.Supernode)
+	case client.EventSteppedDown:
+		fmt.Fprintf(p.w, "%s stepped down as supernode: %s\n", ts, ev.Info.Message)
 	}
 }
 

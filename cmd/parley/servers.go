@@ -68,6 +68,8 @@ func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 	cert := fs.String("tls-cert", "", "TLS certificate `FILE`")
 	key := fs.String("tls-key", "", "TLS key `FILE`")
 	withWeb := fs.Bool("web", false, "serve the web client at /")
+	var allow cidrList
+	fs.Var(&allow, "supernode-allow", "`CIDR` the login server may dial supernodes back in although it is loopback, private or special (labs; repeatable)")
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
@@ -75,7 +77,7 @@ func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := e.logger(slog.LevelInfo)
-	cfg := login.Config{DB: *db, DataDir: *data, Logger: log}
+	cfg := login.Config{DB: *db, DataDir: *data, Logger: log, DialBackAllow: allow}
 	if cfg.DB == "" {
 		cfg.DB = filepath.Join(*data, "login.db")
 	}
@@ -247,7 +249,10 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	if err := os.MkdirAll(*data, 0o700); err != nil {
 		return err
 	}
-	ls, err := login.New(login.Config{DB: filepath.Join(*data, "login.db"), DataDir: *data, Logger: log, Web: web.Handler()})
+	// Everything runs on 127.0.0.1: the login server may dial the supernode
+	// back there, which a public one never does.
+	ls, err := login.New(login.Config{DB: filepath.Join(*data, "login.db"), DataDir: *data, Logger: log, Web: web.Handler(),
+		DialBackAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if err != nil {
 		return err
 	}
