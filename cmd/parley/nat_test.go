@@ -44,7 +44,7 @@ func startNATLabOn(t *testing.T, lab *netlab.Lab, srvDelay time.Duration, supern
 	}
 	ip := srv.IP.String()
 	n := &natLab{lab: lab, srv: srv, loginURL: "http://" + ip + ":8080"}
-	startIn(t, srv.NS, nil, "login-server", "--listen", ip+":8080", "--data", t.TempDir())
+	startIn(t, srv.NS, nil, "login-server", "--listen", ip+":8080", "--data", t.TempDir(), "--supernode-allow", labAllow)
 	// The lab's internet is the benchmark range, which a public relay refuses
 	// to relay to; this lab allows it, as an operator's lab would.
 	sn := startIn(t, srv.NS, []string{"PARLEY_LOGIN=" + n.loginURL}, append([]string{"supernode",

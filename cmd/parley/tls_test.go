@@ -44,8 +44,8 @@ func writeCert(t *testing.T, ip net.IP) (certFile, keyFile string) {
 // TestTLSRelayThroughStrictFirewall: the strictest firewall passes only TCP to
 // port 443 (and the login server). The supernode serves its websocket over TLS
 // and its relay over TLS on 443; a caller behind that firewall reaches both, and
-// the call is tcp-relay through TURN over TLS. Clients trust the lab's
-// certificate through SSL_CERT_FILE, as they would a real CA's.
+// the call is tcp-relay through TURN over TLS. Clients and the login server
+// trust the lab's certificate through SSL_CERT_FILE, as they would a real CA's.
 func TestTLSRelayThroughStrictFirewall(t *testing.T) {
 	lab := netlab.NewForTest(t)
 	srv, err := lab.AddPublicHost("srv")
@@ -53,7 +53,9 @@ func TestTLSRelayThroughStrictFirewall(t *testing.T) {
 	ip := srv.IP.String()
 	cert, key := writeCert(t, net.ParseIP(ip))
 	loginURL := "http://" + ip + ":8080"
-	startIn(t, srv.NS, nil, "login-server", "--listen", ip+":8080", "--data", t.TempDir())
+	// The login server dials the supernode back over TLS: it trusts the lab's
+	// certificate the same way.
+	startIn(t, srv.NS, []string{"SSL_CERT_FILE=" + cert}, "login-server", "--listen", ip+":8080", "--data", t.TempDir(), "--supernode-allow", labAllow)
 	sn := startIn(t, srv.NS, []string{"PARLEY_LOGIN=" + loginURL}, "supernode",
 		"--listen", ip+":8443", "--public-addr", ip, "--tls-cert", cert, "--tls-key", key,
 		"--turn-udp", ip+":3478", "--turn-tcp", ip+":3478", "--turn-tls", ip+":443",
