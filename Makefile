@@ -16,6 +16,8 @@ test: deps
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./codec/
+	$(GO) test -run '^$$' -bench DirectoryLookup -benchtime 20000x ./supernode/
+	$(GO) test -run '^$$' -bench 'RefreshTraffic|SupernodeMemoryPerClient' -benchtime 1x ./supernode/
 
 build: deps
 	$(GO) build -o $(BIN) ./cmd/parley

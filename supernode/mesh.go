@@ -41,15 +41,18 @@ type mesh struct {
 	kickProbe   chan struct{} // probe now (a new candidate)
 	kickPublish chan struct{} // publish dirty records now
 
-	mu       sync.Mutex
-	members  map[string]*memberState // by name, never self
-	ring     *ring
-	store    map[string]map[string]storedRecord // user → home node → record
-	dirty    map[string]bool                    // local users whose records must go out
-	dirtyAll bool
-	seq      int64
+	mu        sync.Mutex
+	members   map[string]*memberState // by name, never self
+	ring      *ring
+	store     map[string]map[string]storedRecord // user → home node → record
+	dirty     map[string]bool                    // local users whose records must go out
+	dirtyAll  bool
+	seq       int64
+	round     int       // probe rounds so far
+	changedAt time.Time // when the ring last changed
 
 	msgsOut, bytesOut, bytesIn atomic.Int64
+	publishOut                 atomic.Int64 // bytes of publish requests sent
 }
 
 type storedRecord struct {
@@ -137,7 +140,13 @@ func (m *mesh) probeRound() {
 			targets = append(targets, st.Member)
 		}
 	}
-	gossip := m.liveMembersLocked()
+	// Gossip the member list every gossipEvery rounds, and every round for a
+	// while after the ring changed; the pings in between are small.
+	m.round++
+	var gossip []Member
+	if m.round%gossipEvery == 1 || m.s.now().Sub(m.changedAt) < gossipEvery*m.s.cfg.ProbeInterval {
+		gossip = m.liveMembersLocked()
+	}
 	m.mu.Unlock()
 
 	type result struct {
@@ -200,6 +209,9 @@ func (m *mesh) probeRound() {
 	}
 }
 
+// gossipEvery is how many probe rounds pass between member-list exchanges.
+const gossipEvery = 5
+
 // forgetAfter is how long a supernode that never answers stays a candidate.
 const forgetAfter = 2 * time.Minute
 
@@ -213,6 +225,7 @@ func (m *mesh) rebuildLocked() {
 		}
 	}
 	m.ring = newRing(names)
+	m.changedAt = m.s.now()
 	m.dirtyAll = true
 	kick(m.kickPublish)
 }
@@ -307,6 +320,9 @@ func (m *mesh) call(ctx context.Context, mb Member, msg MeshMsg, want ed25519.Pu
 	req.Header.Set(MeshSigHeader, base64.StdEncoding.EncodeToString(sig))
 	m.msgsOut.Add(1)
 	m.bytesOut.Add(int64(len(body)))
+	if msg.Type == MeshPublish {
+		m.publishOut.Add(int64(len(body)))
+	}
 	resp, err := m.hc.Do(req)
 	if err != nil {
 		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: %w: %v", msg.Type, mb.Name, ErrDisconnected, err)
@@ -383,9 +399,12 @@ func (s *Server) serveMesh(w http.ResponseWriter, r *http.Request) {
 		for _, mb := range msg.Members {
 			m.learn(mb, false)
 		}
-		m.mu.Lock()
-		reply = MeshMsg{Type: MeshPong, Members: m.liveMembersLocked()}
-		m.mu.Unlock()
+		reply = MeshMsg{Type: MeshPong}
+		if len(msg.Members) > 0 { // gossip is answered with gossip
+			m.mu.Lock()
+			reply.Members = m.liveMembersLocked()
+			m.mu.Unlock()
+		}
 	} else if from, ok := m.member(msg.From.Name); !ok || !bytes.Equal(from.Key, msg.From.Key) {
 		m.learn(msg.From, true)
 		reply = MeshMsg{Type: MeshError, Error: "not a member of this supernode's mesh (yet)"}

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -453,31 +452,5 @@ func stunResponder(pc net.PacketConn) {
 		if err == nil {
 			pc.WriteTo(resp.Raw, from)
 		}
-	}
-}
-
-// BenchmarkIdleClientMemory attaches 2,000 idle clients over real websockets
-// and reports the heap and stack in use per attached client. Both ends of each
-// websocket live in this process, so the figure bounds the supernode's share
-// from above.
-//
-//	go test -run '^$' -bench IdleClientMemory -benchtime 1x ./supernode/
-func BenchmarkIdleClientMemory(b *testing.B) {
-	const clients = 2000
-	for i := 0; i < b.N; i++ {
-		f := newMeshFixture(b, 1)
-		inUse := func() uint64 {
-			runtime.GC()
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			return ms.HeapInuse + ms.StackInuse
-		}
-		before := inUse()
-		for j := 0; j < clients; j++ {
-			f.attach(b, fmt.Sprintf("idle%04d", j), f.nodes[0])
-		}
-		time.Sleep(time.Second)
-		after := inUse()
-		b.ReportMetric(float64(after-before)/clients/1024, "KiB/client")
 	}
 }
