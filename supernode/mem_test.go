@@ -11,11 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/parley/parley/internal/procstat"
 	"github.com/parley/parley/supernode"
 )
 
@@ -57,20 +57,6 @@ func runChild(key string) int {
 	return 0
 }
 
-func rssKiB(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			n, _ := strconv.Atoi(f[1])
-			return n
-		}
-	}
-	return 0
-}
-
 // BenchmarkSupernodeMemoryPerClient runs a supernode in its own process,
 // attaches 2,000 idle clients over real websockets from this one, and reports
 // the supernode process's resident memory per attached client.
@@ -78,8 +64,8 @@ func rssKiB(pid int) int {
 //	go test -run '^$' -bench SupernodeMemoryPerClient -benchtime 1x ./supernode/
 func BenchmarkSupernodeMemoryPerClient(b *testing.B) {
 	const clients = 2000
-	if _, err := os.Stat("/proc/self/status"); err != nil {
-		b.Skip("needs /proc to read the supernode's resident memory")
+	if _, err := procstat.RSS(os.Getpid()); err != nil {
+		b.Skip("needs /proc to read the supernode's resident memory: ", err)
 	}
 	for i := 0; i < b.N; i++ {
 		f := &meshFixture{}
@@ -97,12 +83,18 @@ func BenchmarkSupernodeMemoryPerClient(b *testing.B) {
 		}
 		nd := &meshNode{url: "ws://" + strings.TrimSpace(addr) + "/v1/ws"}
 		time.Sleep(time.Second)
-		before := rssKiB(cmd.Process.Pid)
+		before, err := procstat.RSS(cmd.Process.Pid)
+		if err != nil {
+			b.Fatal(err)
+		}
 		for j := 0; j < clients; j++ {
 			f.attach(b, fmt.Sprintf("idle%04d", j), nd)
 		}
 		time.Sleep(2 * time.Second)
-		after := rssKiB(cmd.Process.Pid)
+		after, err := procstat.RSS(cmd.Process.Pid)
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.ReportMetric(float64(before)/1024, "base-MiB")
 		b.ReportMetric(float64(after-before)/clients, "KiB/client")
 		stdin.Close()

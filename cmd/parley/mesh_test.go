@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/parley/parley/internal/audiotest"
 	"github.com/parley/parley/internal/netlab"
+	"github.com/parley/parley/internal/procstat"
 )
 
 // The tests in this file run a mesh of supernodes in network namespaces: a
@@ -343,7 +343,7 @@ func TestMesh(t *testing.T) {
 		t.Errorf("new call after the kill: correlation %.3f, want ≥ 0.9", corr)
 	}
 	for _, sn := range ml.sns {
-		if rss := vmRSS(sn.proc); rss > 0 {
+		if rss, err := procstat.RSS(sn.proc.cmd.Process.Pid); err == nil {
 			t.Logf("supernode %s: %d KiB resident", sn.host.Name, rss)
 		}
 	}
@@ -375,21 +375,6 @@ func longestStall(t *testing.T, out string, t0 time.Time) (time.Duration, string
 		t.Fatalf("the relayed call's packets never resumed after the kill:\n%s", out)
 	}
 	return stall, relay
-}
-
-// vmRSS is a process's resident memory in KiB (0 if unknown).
-func vmRSS(p *proc) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			n, _ := strconv.Atoi(f[1])
-			return n
-		}
-	}
-	return 0
 }
 
 // TestSelfPromotion: a client on a public address promotes itself within its
