@@ -149,13 +149,22 @@ func (c *Call) restartICE(why string) error {
 	if err := c.pc.SetConfiguration(c.s.iceConfig(conn.ICEServers(), c.relayChoice)); err != nil {
 		return fmt.Errorf("client: ICE restart: configuration: %w", err)
 	}
-	offer, err := c.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
-	if err != nil {
-		return fmt.Errorf("client: ICE restart: offer: %w", err)
-	}
-	sdp, err := c.setLocal(ctx, offer)
-	if err != nil {
-		return err
+	var sdp string
+	if pending := c.pc.PendingLocalDescription(); pending != nil && c.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+		// An earlier try's re-offer never got its answer: its ICE
+		// credentials are already in force, so send it again.
+		sdp = pending.SDP
+		if ld := c.pc.LocalDescription(); ld != nil {
+			sdp = ld.SDP // with the candidates gathered since
+		}
+	} else {
+		offer, err := c.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+		if err != nil {
+			return fmt.Errorf("client: ICE restart: offer: %w", err)
+		}
+		if sdp, err = c.setLocal(ctx, offer); err != nil {
+			return err
+		}
 	}
 	tag := strconv.FormatUint(c.restarts.Add(1), 10)
 	for len(c.reanswers) > 0 { // answers to earlier tries
@@ -163,7 +172,6 @@ func (c *Call) restartICE(why string) error {
 	}
 	c.s.c.log.Info("restarting ICE", "call", c.ID, "peer", c.Peer, "why", why, "supernode", c.s.Supernode())
 	if err := c.s.sendSignal(ctx, &Signal{Kind: KindReoffer, CallID: c.ID, To: c.Peer, SDP: sdp, Reason: tag}); err != nil {
-		c.rollback()
 		return fmt.Errorf("client: ICE restart: %w", err)
 	}
 	var answer *Signal
@@ -174,7 +182,6 @@ func (c *Call) restartICE(why string) error {
 				answer = sig
 			}
 		case <-ctx.Done():
-			c.rollback()
 			return fmt.Errorf("client: ICE restart: no re-answer: %w", ctx.Err())
 		}
 	}
@@ -187,15 +194,6 @@ func (c *Call) restartICE(why string) error {
 	c.s.c.log.Info("ICE restarted", "call", c.ID, "took", time.Since(start))
 	c.updatePath()
 	return nil
-}
-
-// rollback abandons a re-offer that got no answer.
-func (c *Call) rollback() {
-	if c.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-		if err := c.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
-			c.s.c.log.Debug("rollback", "call", c.ID, "err", err)
-		}
-	}
 }
 
 // waitICE waits for the ICE connection to be up again.

@@ -752,18 +752,19 @@ func (m *mesh) askAll(ctx context.Context, user string, owners []string) []Recor
 }
 
 // forward carries a send to the supernode a recipient is attached at and
-// returns how many devices it reached there.
-func (m *mesh) forward(ctx context.Context, node string, d MeshDelivery) int {
+// returns how many devices it reached there; an error when that supernode
+// could not be reached (it may have died with the user's record still out).
+func (m *mesh) forward(ctx context.Context, node string, d MeshDelivery) (int, error) {
 	mb, ok := m.member(node)
 	if !ok {
-		return 0
+		return 0, fmt.Errorf("supernode: forward to %s: %w", node, ErrNotMember)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	r, err := m.call(ctx, mb, MeshMsg{Type: MeshDeliver, Deliver: &d}, mb.Key)
 	if err != nil {
 		m.s.log.Debug("forward failed", "node", node, "to", d.To, "err", err)
-		return 0
+		return 0, err
 	}
-	return r.Delivered
+	return r.Delivered, nil
 }

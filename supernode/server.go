@@ -657,6 +657,7 @@ func (s *Server) route(ctx context.Context, from *conn, f Frame) {
 	}
 	d := MeshDelivery{To: f.To, From: from.user, FromSession: from.session, Payload: f.Payload}
 	n := s.deliverLocal(d, from)
+	full := n == 0 && len(s.sessionsOf(f.To)) > 0 // devices here, queues full
 	loc := s.mesh.lookup(ctx, f.To)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -667,7 +668,7 @@ func (s *Server) route(ctx context.Context, from *conn, f Frame) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			k := s.mesh.forward(ctx, node, d)
+			k, _ := s.mesh.forward(ctx, node, d) // unreachable: dead, or the record is stale
 			mu.Lock()
 			n += k
 			mu.Unlock()
@@ -677,9 +678,11 @@ func (s *Server) route(ctx context.Context, from *conn, f Frame) {
 	switch {
 	case n > 0:
 		s.send(from, Frame{Type: TypeAck, ID: f.ID, Delivered: n})
-	case loc.devices > 0:
+	case full:
 		s.sendError(from, f.ID, CodeOverload, f.To+" is not keeping up; try again")
 	default:
+		// Not attached anywhere reachable: perhaps moving between
+		// supernodes right now; the sender may retry.
 		s.sendError(from, f.ID, CodeOffline, f.To+" is offline")
 	}
 }
