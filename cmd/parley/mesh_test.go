@@ -457,14 +457,34 @@ func TestSelfPromotion(t *testing.T) {
 		}
 	}
 
+	// It stops qualifying (its supernode port is firewalled): it steps down
+	// after two failed dial-backs, and promotes again once the port is open.
+	block := []string{"iptables", "-I", "INPUT", "-p", "tcp", "--dport", "8081", "-j", "DROP"}
+	if out, err := ph.Run(block...); err != nil {
+		t.Fatalf("%v: %v\n%s", block, err, out)
+	}
+	down := waitEvent(t, pu.echo, "stepped-down", 15*time.Second)
+	t.Logf("with its port blocked it stepped down: %v", down["message"])
+	block[1] = "-D"
+	if out, err := ph.Run(block...); err != nil {
+		t.Fatalf("%v: %v\n%s", block, err, out)
+	}
+	waitEventWhere(t, pu.echo, "promoted", 15*time.Second, func(ev map[string]any) bool {
+		ts, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(ev["ts"]))
+		return ts.After(promotedAt)
+	})
+
 	// Exiting steps down: the event, and the mesh drops it at once.
 	pu.echo.cmd.Process.Signal(os.Interrupt)
 	pu.echo.wait(t, 15*time.Second)
-	waitEvent(t, pu.echo, "stepped-down", time.Second)
+	out, _ = pu.echo.output()
+	if n := strings.Count(out, `"event":"stepped-down"`); n != 2 {
+		t.Errorf("%d stepped-down events, want 2 (port blocked, exit):\n%s", n, out)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		_, errOut := ml.sns[0].proc.output()
-		if strings.Contains(errOut, "supernode left the mesh") {
+		if strings.Count(errOut, "supernode left the mesh") >= 2 { // the step-down, then the exit
 			break
 		}
 		if time.Now().After(deadline) {
