@@ -220,13 +220,21 @@ func (c *Client) badResponse(what string) error {
 // answers become *APIError; kinds maps statuses to sentinels for this call
 // on top of the common ones.
 func (c *Client) do(ctx context.Context, method, path string, in, out any, kinds map[int]error) error {
+	return c.doAuth(ctx, "", method, path, in, out, kinds)
+}
+
+// doAuth is do with "Authorization: Parley cred" when cred is not empty.
+func (c *Client) doAuth(ctx context.Context, cred, method, path string, in, out any, kinds map[int]error) error {
 	var body io.Reader
 	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
+		// No HTML escaping: mailbox blobs travel byte for byte.
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(in); err != nil {
 			return fmt.Errorf("login: encode request: %w", err)
 		}
-		body = bytes.NewReader(b)
+		body = &b
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
@@ -236,6 +244,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any, kinds
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	if cred != "" {
+		req.Header.Set("Authorization", AuthScheme+" "+cred)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -283,6 +294,10 @@ func (c *Client) apiError(resp *http.Response, raw []byte, kinds map[int]error) 
 			ae.Kind = ErrBadRequest
 		case http.StatusConflict:
 			ae.Kind = ErrUserExists
+		case http.StatusUnauthorized:
+			ae.Kind = ErrUnauthorized
+		case http.StatusInsufficientStorage:
+			ae.Kind = ErrQuota
 		case http.StatusTooManyRequests:
 			ae.Kind = ErrRateLimited
 		default:
@@ -290,7 +305,7 @@ func (c *Client) apiError(resp *http.Response, raw []byte, kinds map[int]error) 
 		}
 	}
 	if ae.Kind == ErrBadRequest {
-		for _, d := range []error{identity.ErrBadUser, ErrBadSignature, ErrClockSkew, ErrReplayed} {
+		for _, d := range []error{identity.ErrBadUser, ErrBadSignature, ErrClockSkew, ErrReplayed, ErrUnknownDevice} {
 			if strings.HasPrefix(msg, d.Error()) {
 				ae.detail = d
 				break
@@ -326,4 +341,252 @@ func sanitizeLine(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// userKinds maps the statuses of the user endpoints to sentinels. 401 is
+// ErrUnauthorized, 429 ErrRateLimited and 507 ErrQuota for every call.
+func userKinds() map[int]error {
+	return map[int]error{
+		http.StatusNotFound:  ErrUnknownUser,
+		http.StatusForbidden: ErrNotContact,
+		http.StatusConflict:  ErrNoRequest,
+	}
+}
+
+// checkCred refuses an empty credential before any request.
+func checkCred(op, cred string) error {
+	if cred == "" {
+		return fmt.Errorf("login: %s: %w: no credential (log in first)", op, ErrUnauthorized)
+	}
+	return nil
+}
+
+// PutDevice registers the device whose key is in cred (the Ed25519 key the
+// credential names) with its X25519 public key x25519Pub for end-to-end
+// encryption. sig is identity.SignContext(device key, DeviceContext,
+// DeviceMessage(user, device key, x25519Pub)); see [SignDevice]. Registering
+// again replaces the X25519 key. A user keeps Config.MaxDevicesPerUser
+// devices; the least recently seen is dropped, with its mailbox, when one
+// more registers. Errors: ErrUnauthorized, ErrBadRequest (with
+// ErrBadSignature for a signature that does not verify), ErrUnreachable,
+// ErrServer.
+func (c *Client) PutDevice(ctx context.Context, cred string, x25519Pub, sig []byte) (*Device, error) {
+	if err := checkCred("put device", cred); err != nil {
+		return nil, err
+	}
+	if len(x25519Pub) != X25519KeySize || len(sig) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("login: put device: x25519 key is %d bytes, signature %d: %w", len(x25519Pub), len(sig), ErrBadRequest)
+	}
+	var out Device
+	req := deviceRequest{X25519: base64.StdEncoding.EncodeToString(x25519Pub), Sig: base64.StdEncoding.EncodeToString(sig)}
+	if err := c.doAuth(ctx, cred, http.MethodPut, "/api/v1/devices/self", req, &out, userKinds()); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SignDevice returns the signature [Client.PutDevice] needs: devicePriv is
+// the private key of the credential's public key.
+func SignDevice(devicePriv ed25519.PrivateKey, user string, x25519Pub []byte) []byte {
+	pub := devicePriv.Public().(ed25519.PublicKey)
+	return identity.SignContext(devicePriv, DeviceContext, DeviceMessage(user, pub, x25519Pub))
+}
+
+// DeleteDevice unregisters the device of cred and drops its mailbox. It
+// reports whether the device was registered.
+func (c *Client) DeleteDevice(ctx context.Context, cred string) (bool, error) {
+	if err := checkCred("delete device", cred); err != nil {
+		return false, err
+	}
+	var out removedResponse
+	if err := c.doAuth(ctx, cred, http.MethodDelete, "/api/v1/devices/self", nil, &out, userKinds()); err != nil {
+		return false, err
+	}
+	return out.Removed > 0, nil
+}
+
+// Devices lists the registered devices of user (the caller or an accepted
+// contact), most recently seen first. Every entry's signature is checked
+// ([Device.Verify]): an entry that does not verify makes the whole answer an
+// ErrServer error, since only a misbehaving server can send one. Errors:
+// ErrUnauthorized, ErrUnknownUser, ErrNotContact, ErrBadRequest,
+// ErrUnreachable, ErrServer.
+func (c *Client) Devices(ctx context.Context, cred, user string) ([]Device, error) {
+	if err := checkCred("devices", cred); err != nil {
+		return nil, err
+	}
+	var out devicesResponse
+	if err := c.doAuth(ctx, cred, http.MethodGet, "/api/v1/users/"+url.PathEscape(user)+"/devices", nil, &out, userKinds()); err != nil {
+		return nil, err
+	}
+	for i, d := range out.Devices {
+		if !d.Verify(user) {
+			return nil, c.badResponse(fmt.Sprintf("device %d of %s has a signature that does not verify", i, sanitize(user)))
+		}
+	}
+	if out.Devices == nil {
+		out.Devices = []Device{}
+	}
+	return out.Devices, nil
+}
+
+// PostMailbox stores items in the recipients' device mailboxes, all or none:
+// 1 to MaxMailboxItems items, each to the caller's own user or an accepted
+// contact, to a registered device, with an id of 1 to MaxMessageIDBytes
+// bytes and a blob of at most MaxBlobBytes. An item whose (to_user,
+// to_device, id) from this user is already waiting counts as a duplicate,
+// not an error, so a retried post is safe. Errors: ErrUnauthorized,
+// ErrUnknownUser (a recipient), ErrNotContact, ErrBadRequest (with
+// ErrUnknownDevice for an unregistered to_device), ErrQuota (a device's
+// mailbox is full), ErrUnreachable, ErrServer.
+func (c *Client) PostMailbox(ctx context.Context, cred string, items []MailboxItem) (*MailboxResult, error) {
+	if err := checkCred("mailbox post", cred); err != nil {
+		return nil, err
+	}
+	if len(items) == 0 || len(items) > MaxMailboxItems {
+		return nil, fmt.Errorf("login: mailbox post: %d items, want 1 to %d: %w", len(items), MaxMailboxItems, ErrBadRequest)
+	}
+	var out MailboxResult
+	if err := c.doAuth(ctx, cred, http.MethodPost, "/api/v1/mailbox", mailboxClientRequest{Items: items}, &out, userKinds()); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Mailbox fetches up to limit (0: DefaultMailboxFetch; at most
+// MaxMailboxFetch) items of the caller device's mailbox, oldest first, and
+// whether more wait. Items stay until acknowledged with
+// [Client.AckMailbox] (or expire after Config.MailboxTTL). Errors:
+// ErrUnauthorized, ErrBadRequest, ErrUnreachable, ErrServer.
+func (c *Client) Mailbox(ctx context.Context, cred string, limit int) ([]MailboxEntry, bool, error) {
+	if err := checkCred("mailbox", cred); err != nil {
+		return nil, false, err
+	}
+	path := "/api/v1/mailbox"
+	if limit > 0 {
+		path += "?limit=" + strconv.Itoa(limit)
+	}
+	var out mailboxResponse
+	if err := c.doAuth(ctx, cred, http.MethodGet, path, nil, &out, userKinds()); err != nil {
+		return nil, false, err
+	}
+	if out.Items == nil {
+		out.Items = []MailboxEntry{}
+	}
+	return out.Items, out.More, nil
+}
+
+// AckMailbox deletes the caller device's items with these seqs (at most
+// MaxAckSeqs) and returns how many it had; seqs of other devices' items are
+// ignored.
+func (c *Client) AckMailbox(ctx context.Context, cred string, seqs []int64) (int, error) {
+	if err := checkCred("mailbox ack", cred); err != nil {
+		return 0, err
+	}
+	if seqs == nil {
+		seqs = []int64{}
+	}
+	var out removedResponse
+	if err := c.doAuth(ctx, cred, http.MethodPost, "/api/v1/mailbox/ack", ackRequest{Seqs: seqs}, &out, userKinds()); err != nil {
+		return 0, err
+	}
+	return out.Removed, nil
+}
+
+// Contacts lists the caller's contacts by name: accepted ones with their
+// status (invisible users appear offline), requests the caller made
+// (ContactRequested) and requests waiting for the caller (ContactPending).
+func (c *Client) Contacts(ctx context.Context, cred string) ([]Contact, error) {
+	if err := checkCred("contacts", cred); err != nil {
+		return nil, err
+	}
+	var out contactsResponse
+	if err := c.doAuth(ctx, cred, http.MethodGet, "/api/v1/contacts", nil, &out, userKinds()); err != nil {
+		return nil, err
+	}
+	if out.Contacts == nil {
+		out.Contacts = []Contact{}
+	}
+	return out.Contacts, nil
+}
+
+func (c *Client) contactOp(ctx context.Context, op, cred, user, suffix string) (string, error) {
+	if err := checkCred("contact "+op, cred); err != nil {
+		return "", err
+	}
+	var out Contact
+	if err := c.doAuth(ctx, cred, http.MethodPost, "/api/v1/contacts/"+url.PathEscape(user)+suffix, nil, &out, userKinds()); err != nil {
+		return "", err
+	}
+	return out.State, nil
+}
+
+// RequestContact asks user to become a contact, or accepts if user already
+// asked the caller; it returns the new state (ContactRequested or
+// ContactAccepted). Asking again is a no-op. Errors: ErrUnauthorized,
+// ErrUnknownUser, ErrBadRequest (oneself, a bad name), ErrQuota (either
+// contact list is full), ErrRateLimited (too many new requests today),
+// ErrUnreachable, ErrServer.
+func (c *Client) RequestContact(ctx context.Context, cred, user string) (string, error) {
+	return c.contactOp(ctx, "request", cred, user, "")
+}
+
+// AcceptContact accepts user's pending request (a no-op when already
+// accepted) and returns ContactAccepted. Errors: ErrNoRequest when user has
+// not asked, and as for [Client.RequestContact].
+func (c *Client) AcceptContact(ctx context.Context, cred, user string) (string, error) {
+	return c.contactOp(ctx, "accept", cred, user, "/accept")
+}
+
+// DeclineContact ends any relation with user, on both sides: it declines
+// their pending request, withdraws the caller's own request, or removes an
+// accepted contact. With no relation it is a no-op. It returns ContactNone.
+func (c *Client) DeclineContact(ctx context.Context, cred, user string) (string, error) {
+	return c.contactOp(ctx, "decline", cred, user, "/decline")
+}
+
+// SetStatus stores the caller's status: StatusOnline, StatusAway,
+// StatusBusy or StatusInvisible (ErrBadRequest otherwise). It applies to all
+// the user's devices; contacts see invisible as offline.
+func (c *Client) SetStatus(ctx context.Context, cred, status string) error {
+	if err := checkCred("set status", cred); err != nil {
+		return err
+	}
+	var out statusBody
+	return c.doAuth(ctx, cred, http.MethodPut, "/api/v1/status", statusBody{Status: status}, &out, userKinds())
+}
+
+// Status returns the caller's stored status (StatusOnline until set).
+func (c *Client) Status(ctx context.Context, cred string) (string, error) {
+	if err := checkCred("status", cred); err != nil {
+		return "", err
+	}
+	var out statusBody
+	if err := c.doAuth(ctx, cred, http.MethodGet, "/api/v1/status", nil, &out, userKinds()); err != nil {
+		return "", err
+	}
+	return out.Status, nil
+}
+
+// Search lists up to limit (0 or more than MaxSearchResults:
+// MaxSearchResults) user names starting with prefix, in byte order. prefix
+// follows the user name rules (1 to 32 characters of a-z, 0-9, '.', '_',
+// '-', starting with a letter). Errors: ErrUnauthorized, ErrBadRequest,
+// ErrRateLimited (see [APIError.RetryAfter]), ErrUnreachable, ErrServer.
+func (c *Client) Search(ctx context.Context, cred, prefix string, limit int) ([]string, error) {
+	if err := checkCred("search", cred); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || limit > MaxSearchResults {
+		limit = MaxSearchResults
+	}
+	q := url.Values{"prefix": {prefix}, "limit": {strconv.Itoa(limit)}}
+	var out searchResponse
+	if err := c.doAuth(ctx, cred, http.MethodGet, "/api/v1/users?"+q.Encode(), nil, &out, userKinds()); err != nil {
+		return nil, err
+	}
+	if out.Users == nil {
+		out.Users = []string{}
+	}
+	return out.Users, nil
 }

@@ -23,6 +23,15 @@ const (
 	DefaultDialBackTimeout     = 5 * time.Second
 	DefaultDialBackWindow      = time.Minute
 	DefaultMaxDialBacksPerAddr = 30
+
+	DefaultMaxDevicesPerUser        = 16
+	DefaultMailboxQuotaBytes        = 16 << 20
+	DefaultMailboxTTL               = 30 * 24 * time.Hour
+	DefaultMaxContacts              = 1000
+	DefaultMaxContactRequestsPerDay = 50
+	DefaultMaxSearchesPerUser       = 30
+	DefaultMaxSearchesPerAddr       = 30
+	DefaultSearchWindow             = time.Minute
 )
 
 // Config configures a [Server]. The zero value is usable: every zero field
@@ -102,6 +111,31 @@ type Config struct {
 	// DialBackWindow is the sliding window of MaxDialBacksPerAddr. Default
 	// 1 min.
 	DialBackWindow time.Duration
+
+	// MaxDevicesPerUser caps a user's registered devices; registering one
+	// more drops the least recently seen (and its mailbox). Default 16.
+	MaxDevicesPerUser int
+	// MailboxQuotaBytes caps the blob bytes waiting in one device's mailbox;
+	// a post that would exceed it is refused whole with 507. Default 16 MiB.
+	MailboxQuotaBytes int
+	// MailboxTTL is how long an item waits in a mailbox before the janitor
+	// deletes it unread. Default 30 days.
+	MailboxTTL time.Duration
+	// MaxContacts caps a user's contact entries (accepted, requested and
+	// pending together); beyond it requests get 507. Default 1000.
+	MaxContacts int
+	// MaxContactRequestsPerDay caps the new contact requests a user may make
+	// in a sliding 24 h (counted per server process); beyond it 429. Default
+	// 50.
+	MaxContactRequestsPerDay int
+	// MaxSearchesPerUser and MaxSearchesPerAddr cap user searches per user
+	// and per client address (as for MaxFailuresPerAddr) within
+	// SearchWindow; beyond them 429. Defaults 30 and 30.
+	MaxSearchesPerUser int
+	MaxSearchesPerAddr int
+	// SearchWindow is the sliding window of the search limits. Default
+	// 1 min.
+	SearchWindow time.Duration
 }
 
 // Argon2Params are argon2id parameters. Each zero field means its default,
@@ -177,6 +211,8 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"DialBackInterval", &cfg.DialBackInterval, DefaultDialBackInterval},
 		{"DialBackTimeout", &cfg.DialBackTimeout, DefaultDialBackTimeout},
 		{"DialBackWindow", &cfg.DialBackWindow, DefaultDialBackWindow},
+		{"MailboxTTL", &cfg.MailboxTTL, DefaultMailboxTTL},
+		{"SearchWindow", &cfg.SearchWindow, DefaultSearchWindow},
 	} {
 		if *d.v < 0 {
 			return cfg, fmt.Errorf("%w: %s is negative", ErrBadConfig, d.name)
@@ -193,6 +229,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"MaxFailuresPerUser", &cfg.MaxFailuresPerUser, DefaultMaxFailuresPerUser},
 		{"MaxFailuresPerAddr", &cfg.MaxFailuresPerAddr, DefaultMaxFailuresPerAddr},
 		{"MaxDialBacksPerAddr", &cfg.MaxDialBacksPerAddr, DefaultMaxDialBacksPerAddr},
+		{"MaxDevicesPerUser", &cfg.MaxDevicesPerUser, DefaultMaxDevicesPerUser},
+		{"MailboxQuotaBytes", &cfg.MailboxQuotaBytes, DefaultMailboxQuotaBytes},
+		{"MaxContacts", &cfg.MaxContacts, DefaultMaxContacts},
+		{"MaxContactRequestsPerDay", &cfg.MaxContactRequestsPerDay, DefaultMaxContactRequestsPerDay},
+		{"MaxSearchesPerUser", &cfg.MaxSearchesPerUser, DefaultMaxSearchesPerUser},
+		{"MaxSearchesPerAddr", &cfg.MaxSearchesPerAddr, DefaultMaxSearchesPerAddr},
 	} {
 		if *d.v < 0 {
 			return cfg, fmt.Errorf("%w: %s is negative", ErrBadConfig, d.name)

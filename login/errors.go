@@ -17,8 +17,26 @@ var (
 	// password change).
 	ErrWrongPassword = errors.New("wrong password")
 	// ErrRateLimited: too many failed logins for the user or the client
-	// address in the failure window (HTTP 429).
+	// address in the failure window (HTTP 429); the client also returns it
+	// for the other 429s of the user endpoints (too many searches or
+	// contact requests), whose message says which.
 	ErrRateLimited = errors.New("too many failed logins")
+	// ErrUnauthorized: a user endpoint got no credential, or one that does
+	// not verify with the login server's key or has expired (HTTP 401).
+	ErrUnauthorized = errors.New("missing or invalid credential")
+	// ErrNotContact: the user is neither the caller nor an accepted contact
+	// of the caller (HTTP 403 on mailbox post and device lists).
+	ErrNotContact = errors.New("not a contact")
+	// ErrNoRequest: accept without a pending contact request from that user
+	// (HTTP 409).
+	ErrNoRequest = errors.New("no contact request from this user")
+	// ErrUnknownDevice: a mailbox item's to_device is not a registered
+	// device of to_user (HTTP 400; the client returns it inside
+	// ErrBadRequest).
+	ErrUnknownDevice = errors.New("not a registered device")
+	// ErrQuota: a per-user or per-device quota is full: a device's mailbox
+	// bytes, or the caller's or the other user's contact list (HTTP 507).
+	ErrQuota = errors.New("quota exceeded")
 	// ErrInvalidRefresh: the refresh token is unknown, expired, revoked or
 	// belongs to another user (HTTP 401 on refresh).
 	ErrInvalidRefresh = errors.New("invalid refresh token")

@@ -35,6 +35,7 @@ func (s *Server) Handler() http.Handler {
 		http.MethodPost:   s.handleHeartbeat,
 		http.MethodDelete: s.handleLeave,
 	}))
+	s.userRoutes(mux)
 	mux.Handle("/api/", http.HandlerFunc(notFound))
 	mux.Handle("/healthz", s.api(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
@@ -63,7 +64,7 @@ func (s *Server) apiMethods(hs map[string]http.HandlerFunc) http.Handler {
 		hs[http.MethodHead] = h
 	}
 	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodDelete} {
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete} {
 		if _, ok := hs[m]; ok {
 			allow = append(allow, m)
 		}
@@ -135,16 +136,21 @@ func (s *Server) writeAuthFailure(w http.ResponseWriter, f *authFailure) {
 // decode reads a JSON request body of at most MaxBodyBytes into v. On
 // failure it writes the 4xx answer and returns false.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	return decodeN(w, r, v, MaxBodyBytes)
+}
+
+// decodeN is decode with a body cap of limit bytes.
+func decodeN(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		writeError(w, http.StatusUnsupportedMediaType, "content type must be application/json")
 		return false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("request body larger than %d bytes", limit))
 		} else {
 			writeError(w, http.StatusBadRequest, "could not read request body")
 		}

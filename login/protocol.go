@@ -3,6 +3,9 @@ package login
 import (
 	"crypto/ed25519"
 	"encoding/binary"
+	"encoding/json"
+
+	"github.com/parley/parley/internal/identity"
 )
 
 // Signature contexts of the supernode requests (see identity.SignContext).
@@ -118,4 +121,207 @@ type supernodesResponse struct {
 type errorResponse struct {
 	Error      string `json:"error"`
 	RetryAfter int64  `json:"retry_after,omitempty"`
+}
+
+// Limits and names of the user endpoints (devices, mailbox, contacts, status,
+// search). Per-user quotas and rate limits are in [Config].
+const (
+	// DeviceContext signs PUT /api/v1/devices/self (see [DeviceMessage]).
+	DeviceContext = "parley-device-v1"
+	// X25519KeySize is the length of a device's X25519 public key.
+	X25519KeySize = 32
+	// MaxMessageIDBytes caps a mailbox item's sender-chosen id (1 to 64
+	// bytes of printable UTF-8, no control characters).
+	MaxMessageIDBytes = 64
+	// MaxBlobBytes caps one mailbox item's blob, in its compact form.
+	MaxBlobBytes = 100 << 10
+	// MaxMailboxItems caps the items of one POST /api/v1/mailbox.
+	MaxMailboxItems = 64
+	// MaxMailboxBodyBytes caps the body of POST /api/v1/mailbox (the other
+	// endpoints take MaxBodyBytes).
+	MaxMailboxBodyBytes = 8 << 20
+	// MaxMailboxFetch caps, and DefaultMailboxFetch is the default of, the
+	// limit of GET /api/v1/mailbox.
+	MaxMailboxFetch     = 100
+	DefaultMailboxFetch = 32
+	// MaxMailboxFetchBytes caps the blob bytes of one GET /api/v1/mailbox
+	// answer (at least one item is always returned).
+	MaxMailboxFetchBytes = 1 << 20
+	// MaxAckSeqs caps the seqs of one POST /api/v1/mailbox/ack.
+	MaxAckSeqs = 1000
+	// MaxSearchResults caps, and is the default of, the limit of GET
+	// /api/v1/users?prefix=.
+	MaxSearchResults = 20
+)
+
+// Presence statuses a user sets (PUT /api/v1/status) and StatusOffline, which
+// contacts see instead of StatusInvisible.
+const (
+	StatusOnline    = "online"
+	StatusAway      = "away"
+	StatusBusy      = "busy"
+	StatusInvisible = "invisible"
+	StatusOffline   = "offline"
+)
+
+// Contact states, from the point of view of the user asking.
+const (
+	// ContactAccepted: both sides agreed.
+	ContactAccepted = "accepted"
+	// ContactRequested: I asked them; they have not answered.
+	ContactRequested = "requested"
+	// ContactPending: they asked me; I have not answered.
+	ContactPending = "pending"
+	// ContactNone: no relation (only in answers to decline).
+	ContactNone = "none"
+)
+
+// DeviceMessage returns the bytes a device signs, with the Ed25519 key of its
+// credential and DeviceContext, to register its X25519 key:
+//
+//	user || 0x00 || key (32 bytes) || x25519 (32 bytes)
+//
+// The signature binds the encryption key to the user and device key, so a
+// sender can check every entry of GET /api/v1/users/{name}/devices itself:
+// the login server cannot forge one.
+func DeviceMessage(user string, key ed25519.PublicKey, x25519 []byte) []byte {
+	m := make([]byte, 0, len(user)+1+len(key)+len(x25519))
+	m = append(m, user...)
+	m = append(m, 0)
+	m = append(m, key...)
+	return append(m, x25519...)
+}
+
+// Device is one registered device of a user.
+type Device struct {
+	// Key is the device's Ed25519 public key, the one in its credential
+	// (base64 on the wire). It names the device's mailbox.
+	Key ed25519.PublicKey `json:"key"`
+	// X25519 is the device's 32-byte X25519 public key for end-to-end
+	// encryption (base64 on the wire).
+	X25519 []byte `json:"x25519"`
+	// Sig is identity.SignContext(device key, DeviceContext,
+	// DeviceMessage(user, Key, X25519)) (base64 on the wire).
+	Sig []byte `json:"sig"`
+	// LastSeen is the device's last registration or mailbox fetch, Unix
+	// seconds.
+	LastSeen int64 `json:"last_seen"`
+}
+
+// Verify reports whether d's signature binds its keys to user. Senders call
+// it on every entry before encrypting to it ([Client.Devices] does).
+func (d Device) Verify(user string) bool {
+	return len(d.Key) == ed25519.PublicKeySize && len(d.X25519) == X25519KeySize &&
+		identity.VerifyContext(d.Key, DeviceContext, DeviceMessage(user, d.Key, d.X25519), d.Sig)
+}
+
+// MailboxItem is one item to store in a recipient device's mailbox (POST
+// /api/v1/mailbox). The server sees only routing and an opaque blob.
+type MailboxItem struct {
+	// ToUser is the recipient; the sender itself or an accepted contact.
+	ToUser string `json:"to_user"`
+	// ToDevice is the Ed25519 key of one registered device of ToUser
+	// (base64 on the wire).
+	ToDevice ed25519.PublicKey `json:"to_device"`
+	// ID is chosen by the sender, 1 to MaxMessageIDBytes bytes of printable
+	// UTF-8. (ToUser, ToDevice, sender, ID) is stored once: a resend is a
+	// no-op while the item is in the mailbox.
+	ID string `json:"id"`
+	// Blob is the encrypted, signed message: any JSON value but null, at
+	// most MaxBlobBytes in compact form. It is stored compacted (as by
+	// json.Compact) and returned byte for byte; sign what is inside it, not
+	// its whitespace.
+	Blob json.RawMessage `json:"blob"`
+}
+
+// MailboxEntry is one item of the caller device's mailbox (GET
+// /api/v1/mailbox).
+type MailboxEntry struct {
+	// Seq orders the mailbox (oldest first) and names the item for ack.
+	Seq int64 `json:"seq"`
+	// FromUser and FromDevice are the sender as its credential named it
+	// (FromDevice base64 on the wire).
+	FromUser   string            `json:"from_user"`
+	FromDevice ed25519.PublicKey `json:"from_device"`
+	// ID is the sender's id for the item.
+	ID string `json:"id"`
+	// Blob is the blob as stored (compact JSON).
+	Blob json.RawMessage `json:"blob"`
+	// Created is when the item was stored, Unix seconds.
+	Created int64 `json:"created"`
+}
+
+// MailboxResult is the answer to POST /api/v1/mailbox.
+type MailboxResult struct {
+	// Stored counts the items newly stored.
+	Stored int `json:"stored"`
+	// Duplicates counts the items already in their mailbox (resends).
+	Duplicates int `json:"duplicates"`
+}
+
+// Contact is one entry of GET /api/v1/contacts, or the answer to a contact
+// request, accept or decline.
+type Contact struct {
+	// User is the other user.
+	User string `json:"user"`
+	// State is ContactAccepted, ContactRequested or ContactPending
+	// (ContactNone after a decline).
+	State string `json:"state"`
+	// Status is, for accepted contacts in GET /api/v1/contacts, their stored
+	// status: online, away, busy, or offline for invisible users. Clients
+	// combine it with live presence. Empty otherwise.
+	Status string `json:"status,omitempty"`
+}
+
+type deviceRequest struct {
+	X25519 string `json:"x25519"`
+	Sig    string `json:"sig"`
+}
+
+type devicesResponse struct {
+	User    string   `json:"user"`
+	Devices []Device `json:"devices"`
+}
+
+type removedResponse struct {
+	Removed int `json:"removed"`
+}
+
+// mailboxItemWire is a MailboxItem as the server decodes it (to_device
+// checked by hand for a clear message).
+type mailboxItemWire struct {
+	ToUser   string          `json:"to_user"`
+	ToDevice string          `json:"to_device"`
+	ID       string          `json:"id"`
+	Blob     json.RawMessage `json:"blob"`
+}
+
+type mailboxPostRequest struct {
+	Items []mailboxItemWire `json:"items"`
+}
+
+type mailboxClientRequest struct {
+	Items []MailboxItem `json:"items"`
+}
+
+type mailboxResponse struct {
+	Items []MailboxEntry `json:"items"`
+	// More: further items wait (the answer hit its limit or byte cap).
+	More bool `json:"more"`
+}
+
+type ackRequest struct {
+	Seqs []int64 `json:"seqs"`
+}
+
+type contactsResponse struct {
+	Contacts []Contact `json:"contacts"`
+}
+
+type statusBody struct {
+	Status string `json:"status"`
+}
+
+type searchResponse struct {
+	Users []string `json:"users"`
 }

@@ -42,6 +42,8 @@ const (
 	refreshKeep       = 32 // newest refresh tokens kept per user
 	keyFileName       = "login-key"
 	janitorInterval   = time.Minute
+	// contactRequestWindow is the window of MaxContactRequestsPerDay.
+	contactRequestWindow = 24 * time.Hour
 )
 
 // refreshEncoding encodes refresh tokens: base64url without padding, strict
@@ -63,6 +65,11 @@ type Server struct {
 	// flight.
 	dialLim *limiter
 	dialSem chan struct{}
+	// searchLim counts searches per user and per client address;
+	// requestLim counts new contact requests per user (keyed like an
+	// address).
+	searchLim  *limiter
+	requestLim *limiter
 	// hashSem bounds concurrent argon2 computations (each takes
 	// Config.Argon2.Memory KiB) to the number of CPUs.
 	hashSem chan struct{}
@@ -107,16 +114,18 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("login: new: open %s: %w", redactDSN(cfg.DB), err)
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     log,
-		now:     cfg.Now,
-		st:      st,
-		priv:    priv,
-		pub:     priv.Public().(ed25519.PublicKey),
-		lim:     newLimiter(cfg.FailureWindow, cfg.MaxFailuresPerUser, cfg.MaxFailuresPerAddr),
-		dialLim: newLimiter(cfg.DialBackWindow, 0, cfg.MaxDialBacksPerAddr),
-		dialSem: make(chan struct{}, maxConcurrentDialBacks),
-		hashSem: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
+		cfg:        cfg,
+		log:        log,
+		now:        cfg.Now,
+		st:         st,
+		priv:       priv,
+		pub:        priv.Public().(ed25519.PublicKey),
+		lim:        newLimiter(cfg.FailureWindow, cfg.MaxFailuresPerUser, cfg.MaxFailuresPerAddr),
+		dialLim:    newLimiter(cfg.DialBackWindow, 0, cfg.MaxDialBacksPerAddr),
+		dialSem:    make(chan struct{}, maxConcurrentDialBacks),
+		searchLim:  newLimiter(cfg.SearchWindow, cfg.MaxSearchesPerUser, cfg.MaxSearchesPerAddr),
+		requestLim: newLimiter(contactRequestWindow, 0, cfg.MaxContactRequestsPerDay),
+		hashSem:    make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
@@ -143,8 +152,8 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
-// janitor periodically deletes expired refresh tokens, stale supernodes and
-// old failure counts. It exits when Close cancels s.ctx.
+// janitor periodically deletes expired refresh tokens, stale supernodes,
+// expired mailbox items and old rate-limit counts. It exits when Close cancels s.ctx.
 func (s *Server) janitor() {
 	defer s.wg.Done()
 	t := time.NewTicker(janitorInterval)
@@ -163,8 +172,15 @@ func (s *Server) prune(ctx context.Context) {
 	now := s.now()
 	s.lim.prune(now)
 	s.dialLim.prune(now)
+	s.searchLim.prune(now)
+	s.requestLim.prune(now)
 	if err := s.st.prune(ctx, now, now.Add(-s.cfg.SupernodeTTL)); err != nil && ctx.Err() == nil {
 		s.log.Warn("prune failed", "err", err)
+	}
+	if n, err := s.st.pruneMailbox(ctx, now.Add(-s.cfg.MailboxTTL)); err != nil && ctx.Err() == nil {
+		s.log.Warn("mailbox prune failed", "err", err)
+	} else if n > 0 {
+		s.log.Info("expired mailbox items deleted", "count", n)
 	}
 }
 

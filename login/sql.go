@@ -51,6 +51,47 @@ func migrations() [][]string {
 			// 0 never (a row written by an older server during an upgrade).
 			`ALTER TABLE supernodes ADD COLUMN verified_at INTEGER NOT NULL DEFAULT 0`,
 		},
+		3: {
+			// status: what the user set with PUT /api/v1/status.
+			`ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'online'`,
+			// devices: one row per device key (the Ed25519 key of its
+			// credential) with its signed X25519 key. Times Unix seconds.
+			`CREATE TABLE devices (
+			user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+			ed_key    BLOB NOT NULL,
+			x25519    BLOB NOT NULL,
+			sig       BLOB NOT NULL,
+			last_seen INTEGER NOT NULL,
+			PRIMARY KEY (user_name, ed_key)
+		)`,
+			// mailbox: opaque blobs per recipient device, oldest first by
+			// seq. A sender's (recipient device, id) is stored once.
+			`CREATE TABLE mailbox (
+			seq         AUTOSEQ,
+			to_user     TEXT NOT NULL,
+			to_device   BLOB NOT NULL,
+			from_user   TEXT NOT NULL,
+			from_device BLOB NOT NULL,
+			msg_id      TEXT NOT NULL,
+			blob        BLOB NOT NULL,
+			size        INTEGER NOT NULL,
+			created     INTEGER NOT NULL,
+			UNIQUE (to_user, to_device, from_user, msg_id)
+		)`,
+			`CREATE INDEX mailbox_device ON mailbox(to_user, to_device, seq)`,
+			`CREATE INDEX mailbox_created ON mailbox(created)`,
+			// contacts: two rows per relation, one from each side, with
+			// state accepted, requested (user_name asked peer) or pending
+			// (peer asked user_name).
+			`CREATE TABLE contacts (
+			user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+			peer      TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+			state     TEXT NOT NULL,
+			since     INTEGER NOT NULL,
+			PRIMARY KEY (user_name, peer)
+		)`,
+			`CREATE INDEX contacts_peer ON contacts(peer)`,
+		},
 	}
 }
 
@@ -146,7 +187,10 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 			if s.pg {
 				// The same schema in PostgreSQL's types: 64-bit integers
 				// (times are nanoseconds), bytea for token hashes.
-				q = strings.NewReplacer("INTEGER", "BIGINT", "BLOB", "BYTEA").Replace(q)
+				q = strings.NewReplacer("INTEGER", "BIGINT", "BLOB", "BYTEA",
+					"AUTOSEQ", "BIGSERIAL PRIMARY KEY").Replace(q)
+			} else {
+				q = strings.ReplaceAll(q, "AUTOSEQ", "INTEGER PRIMARY KEY AUTOINCREMENT")
 			}
 			if _, err := tx.ExecContext(ctx, q); err != nil {
 				return fmt.Errorf("migration %d: %w", step, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -61,6 +62,81 @@ type store interface {
 	// prune deletes refresh tokens expired at now and supernodes last heard
 	// at or before cutoff.
 	prune(ctx context.Context, now, cutoff time.Time) error
+	// pruneMailbox deletes mailbox items created at or before cutoff and
+	// returns how many.
+	pruneMailbox(ctx context.Context, cutoff time.Time) (int64, error)
+
+	// putDevice stores (or replaces) d for d.user with last_seen now. When
+	// the user would have more than maxDevices, the least recently seen
+	// others are dropped with their mailboxes; it returns how many.
+	// ErrUnknownUser if the user has no account.
+	putDevice(ctx context.Context, d deviceRow, now time.Time, maxDevices int) (int, error)
+	// deleteDevice drops a device and its mailbox; false if it was not
+	// registered.
+	deleteDevice(ctx context.Context, user string, key []byte) (bool, error)
+	// devices lists user's devices, most recently seen first.
+	devices(ctx context.Context, user string) ([]Device, error)
+	// postMailbox stores items from (user, device) in one transaction or
+	// none: a *mailError names the first refused item. It returns the
+	// numbers of items stored and already present.
+	postMailbox(ctx context.Context, from string, fromDevice []byte, items []mailItem, now time.Time, quota int) (stored, dups int, err error)
+	// mailbox returns up to limit of the device's items, oldest first, with
+	// at most maxBytes of blobs (but at least one), whether more wait, and
+	// marks the device seen at now.
+	mailbox(ctx context.Context, user string, device []byte, limit, maxBytes int, now time.Time) ([]MailboxEntry, bool, error)
+	// ackMailbox deletes the device's items with these seqs and returns how
+	// many there were.
+	ackMailbox(ctx context.Context, user string, device []byte, seqs []int64) (int, error)
+
+	// contacts lists user's contacts by name, with the stored status of
+	// accepted ones (invisible reported as offline).
+	contacts(ctx context.Context, user string) ([]Contact, error)
+	// contactState returns user's state towards peer, ContactNone if none.
+	contactState(ctx context.Context, user, peer string) (string, error)
+	// requestContact asks peer (accepting if peer asked user) and returns
+	// the new state. A new request must pass allow (rate limit) and both
+	// sides must have fewer than maxContacts entries (ErrQuota wrapped with
+	// whose list is full). ErrUnknownUser if peer has no account.
+	requestContact(ctx context.Context, user, peer string, now time.Time, maxContacts int, allow func() error) (string, error)
+	// acceptContact accepts peer's pending request (idempotent when already
+	// accepted); ErrNoRequest otherwise, ErrUnknownUser if no peer.
+	acceptContact(ctx context.Context, user, peer string, now time.Time) (string, error)
+	// declineContact removes the relation on both sides and returns the
+	// state it had (ContactNone if none); ErrUnknownUser if no peer.
+	declineContact(ctx context.Context, user, peer string) (string, error)
+	// setStatus stores user's status; status returns it.
+	setStatus(ctx context.Context, user, status string) error
+	status(ctx context.Context, user string) (string, error)
+	// searchUsers lists up to limit user names starting with prefix, in
+	// byte order.
+	searchUsers(ctx context.Context, prefix string, limit int) ([]string, error)
+
 	// close releases the database.
 	close() error
 }
+
+// deviceRow is a checked device registration.
+type deviceRow struct {
+	user   string
+	key    []byte // Ed25519, from the credential
+	x25519 []byte
+	sig    []byte
+}
+
+// mailItem is a checked mailbox item; blob is compact JSON.
+type mailItem struct {
+	toUser   string
+	toDevice []byte
+	id       string
+	blob     []byte
+}
+
+// mailError names the first refused item of a mailbox post: err is
+// ErrUnknownUser, ErrNotContact, ErrUnknownDevice or ErrQuota.
+type mailError struct {
+	index int
+	err   error
+}
+
+func (e *mailError) Error() string { return fmt.Sprintf("item %d: %v", e.index, e.err) }
+func (e *mailError) Unwrap() error { return e.err }

@@ -1,0 +1,511 @@
+package login
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/parley/parley/internal/identity"
+)
+
+// AuthScheme is the scheme of the Authorization header of the user
+// endpoints: "Authorization: Parley <credential token>". The credential is a
+// bearer token for its lifetime (CredentialTTL): serve the API over TLS.
+const AuthScheme = "Parley"
+
+// userRoutes adds the authenticated user endpoints: devices, mailbox,
+// contacts, status and search.
+func (s *Server) userRoutes(mux *http.ServeMux) {
+	mux.Handle("/api/v1/devices/self", s.apiMethods(map[string]http.HandlerFunc{
+		http.MethodPut:    s.authed(s.handlePutDevice),
+		http.MethodDelete: s.authed(s.handleDeleteDevice),
+	}))
+	mux.Handle("/api/v1/users/{name}/devices", s.api(http.MethodGet, s.authed(s.handleDevices)))
+	mux.Handle("/api/v1/users", s.api(http.MethodGet, s.authed(s.handleSearch)))
+	mux.Handle("/api/v1/mailbox", s.apiMethods(map[string]http.HandlerFunc{
+		http.MethodGet:  s.authed(s.handleGetMailbox),
+		http.MethodPost: s.authed(s.handlePostMailbox),
+	}))
+	mux.Handle("/api/v1/mailbox/ack", s.api(http.MethodPost, s.authed(s.handleAck)))
+	mux.Handle("/api/v1/contacts", s.api(http.MethodGet, s.authed(s.handleContacts)))
+	mux.Handle("/api/v1/contacts/{name}", s.api(http.MethodPost, s.authed(s.handleRequestContact)))
+	mux.Handle("/api/v1/contacts/{name}/accept", s.api(http.MethodPost, s.authed(s.handleAcceptContact)))
+	mux.Handle("/api/v1/contacts/{name}/decline", s.api(http.MethodPost, s.authed(s.handleDeclineContact)))
+	mux.Handle("/api/v1/status", s.apiMethods(map[string]http.HandlerFunc{
+		http.MethodGet: s.authed(s.handleGetStatus),
+		http.MethodPut: s.authed(s.handlePutStatus),
+	}))
+}
+
+// authedHandler serves a request whose credential has been verified.
+type authedHandler func(w http.ResponseWriter, r *http.Request, cred identity.Credential)
+
+// authed checks the request's credential (see [Server.authenticate]) before
+// h; without a valid one it answers 401.
+func (s *Server) authed(h authedHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		cred, ok := s.authenticate(w, r)
+		if !ok {
+			return
+		}
+		h(w, r, cred)
+	}
+}
+
+// authenticate reads "Authorization: Parley <token>" and verifies the token
+// with the server's own key and clock. On failure it answers 401 with a
+// WWW-Authenticate header and returns false. The token is never logged or
+// echoed.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (identity.Credential, bool) {
+	fail := func(why string) (identity.Credential, bool) {
+		w.Header().Set("WWW-Authenticate", AuthScheme+` realm="parley"`)
+		writeError(w, http.StatusUnauthorized, fmt.Sprintf("%v: %s", ErrUnauthorized, why))
+		return identity.Credential{}, false
+	}
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return fail("send Authorization: Parley <credential>")
+	}
+	scheme, tok, ok := strings.Cut(h, " ")
+	tok = strings.TrimSpace(tok)
+	if !ok || !strings.EqualFold(scheme, AuthScheme) || tok == "" {
+		return fail("the Authorization header must be \"Parley <credential>\"")
+	}
+	cred, err := identity.Verify(s.pub, tok, s.now())
+	switch {
+	case errors.Is(err, identity.ErrExpired):
+		return fail("credential expired; log in again or refresh")
+	case errors.Is(err, identity.ErrNotYetValid):
+		return fail("credential not yet valid (check the clock)")
+	case err != nil:
+		return fail("credential is malformed or not signed by this login server")
+	}
+	return cred, true
+}
+
+// writeJSONExact is writeJSON without HTML escaping, so that raw JSON
+// values (mailbox blobs) go out byte for byte as stored.
+func writeJSONExact(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		writeJSON(w, http.StatusInternalServerError, errorResponse{Error: "internal error"})
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// rateLimited is a refusal by one of the user endpoints' limiters.
+type rateLimited struct {
+	what string // "searches", "contact requests"
+	wait time.Duration
+}
+
+func (e *rateLimited) Error() string { return "too many " + e.what }
+
+func writeRateLimited(w http.ResponseWriter, e *rateLimited) {
+	secs := retrySeconds(e.wait)
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	writeJSON(w, http.StatusTooManyRequests, errorResponse{
+		Error:      fmt.Sprintf("too many %s, try again in %d s", e.what, secs),
+		RetryAfter: secs,
+	})
+}
+
+// decodeB64 decodes a standard base64 field of exactly n bytes.
+func decodeB64(s string, n int) ([]byte, bool) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	return b, err == nil && len(b) == n
+}
+
+// shortKey names a device key in messages and logs.
+func shortKey(k []byte) string {
+	s := base64.StdEncoding.EncodeToString(k)
+	if len(s) > 12 {
+		s = s[:12] + "…"
+	}
+	return s
+}
+
+// pathUser checks the {name} path value; on failure it answers 400.
+func pathUser(w http.ResponseWriter, r *http.Request) (string, bool) {
+	name := r.PathValue("name")
+	if msg := checkUserName(name); msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return "", false
+	}
+	return name, true
+}
+
+// queryLimit parses the "limit" query parameter: def when absent, else 1 to
+// max. On failure it answers 400.
+func queryLimit(w http.ResponseWriter, r *http.Request, def, most int) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > most {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 1 to %d", most))
+		return 0, false
+	}
+	return n, true
+}
+
+func (s *Server) handlePutDevice(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	var req deviceRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	x, ok := decodeB64(req.X25519, X25519KeySize)
+	if !ok {
+		writeError(w, http.StatusBadRequest, "x25519 must be a 32-byte X25519 public key in standard base64")
+		return
+	}
+	sig, ok := decodeB64(req.Sig, ed25519.SignatureSize)
+	if !ok {
+		writeError(w, http.StatusBadRequest, "sig must be a 64-byte Ed25519 signature in standard base64")
+		return
+	}
+	key := cred.Key()
+	if !identity.VerifyContext(key, DeviceContext, DeviceMessage(cred.User, key, x), sig) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v (context %s over user, the credential's key and x25519)", ErrBadSignature, DeviceContext))
+		return
+	}
+	now := s.now()
+	dropped, err := s.st.putDevice(r.Context(), deviceRow{user: cred.User, key: key, x25519: x, sig: sig}, now, s.cfg.MaxDevicesPerUser)
+	if errors.Is(err, ErrUnknownUser) {
+		writeError(w, http.StatusUnauthorized, fmt.Sprintf("%v: the credential names no account", ErrUnauthorized))
+		return
+	} else if err != nil {
+		s.writeInternal(w, r, "device registration", fmt.Errorf("login: put device %q: %w", cred.User, err))
+		return
+	}
+	s.log.Info("device registered", "user", cred.User, "device", shortKey(key), "dropped", dropped)
+	writeJSON(w, http.StatusOK, Device{Key: key, X25519: x, Sig: sig, LastSeen: now.Unix()})
+}
+
+func (s *Server) handleDeleteDevice(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	key := cred.Key()
+	ok, err := s.st.deleteDevice(r.Context(), cred.User, key)
+	if err != nil {
+		s.writeInternal(w, r, "device removal", fmt.Errorf("login: delete device %q: %w", cred.User, err))
+		return
+	}
+	n := 0
+	if ok {
+		n = 1
+		s.log.Info("device removed", "user", cred.User, "device", shortKey(key))
+	}
+	writeJSON(w, http.StatusOK, removedResponse{Removed: n})
+}
+
+// checkPeer answers 404 for an unknown user and 403 for one who is neither
+// cred's user nor an accepted contact of theirs.
+func (s *Server) checkPeer(w http.ResponseWriter, r *http.Request, cred identity.Credential, name string) bool {
+	if name == cred.User {
+		return true
+	}
+	ctx := r.Context()
+	exists, err := s.st.userExists(ctx, name)
+	if err != nil {
+		s.writeInternal(w, r, "user lookup", fmt.Errorf("login: user %q: %w", name, err))
+		return false
+	}
+	if !exists {
+		writeError(w, http.StatusNotFound, ErrUnknownUser.Error())
+		return false
+	}
+	state, err := s.st.contactState(ctx, cred.User, name)
+	if err != nil {
+		s.writeInternal(w, r, "contact lookup", fmt.Errorf("login: contact %q of %q: %w", name, cred.User, err))
+		return false
+	}
+	if state != ContactAccepted {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("%v: %s is not your accepted contact", ErrNotContact, name))
+		return false
+	}
+	return true
+}
+
+func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	name, ok := pathUser(w, r)
+	if !ok || !s.checkPeer(w, r, cred, name) {
+		return
+	}
+	list, err := s.st.devices(r.Context(), name)
+	if err != nil {
+		s.writeInternal(w, r, "device list", fmt.Errorf("login: devices of %q: %w", name, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, devicesResponse{User: name, Devices: list})
+}
+
+// checkMessageID returns what is wrong with a mailbox item id, or "".
+func checkMessageID(id string) string {
+	if id == "" || len(id) > MaxMessageIDBytes {
+		return fmt.Sprintf("must be 1 to %d bytes", MaxMessageIDBytes)
+	}
+	if !utf8.ValidString(id) {
+		return "must be valid UTF-8"
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return "must not contain control characters"
+		}
+	}
+	return ""
+}
+
+// checkItems validates a mailbox post's items; on failure it answers 400.
+func checkItems(w http.ResponseWriter, in []mailboxItemWire) ([]mailItem, bool) {
+	if len(in) == 0 {
+		writeError(w, http.StatusBadRequest, "items is missing or empty")
+		return nil, false
+	}
+	if len(in) > MaxMailboxItems {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d items, at most %d per request", len(in), MaxMailboxItems))
+		return nil, false
+	}
+	items := make([]mailItem, len(in))
+	for i, it := range in {
+		bad := func(msg string) ([]mailItem, bool) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("items[%d].%s", i, msg))
+			return nil, false
+		}
+		if msg := checkUserName(it.ToUser); msg != "" {
+			return bad("to_user: " + msg)
+		}
+		dev, ok := decodeB64(it.ToDevice, ed25519.PublicKeySize)
+		if !ok {
+			return bad("to_device must be a 32-byte Ed25519 key in standard base64")
+		}
+		if msg := checkMessageID(it.ID); msg != "" {
+			return bad("id " + msg)
+		}
+		if len(it.Blob) == 0 {
+			return bad("blob is missing")
+		}
+		var blob bytes.Buffer
+		if err := json.Compact(&blob, it.Blob); err != nil {
+			return bad("blob is not valid JSON")
+		}
+		if blob.String() == "null" {
+			return bad("blob must not be null")
+		}
+		if blob.Len() > MaxBlobBytes {
+			return bad(fmt.Sprintf("blob is %d bytes, at most %d", blob.Len(), MaxBlobBytes))
+		}
+		items[i] = mailItem{toUser: it.ToUser, toDevice: dev, id: it.ID, blob: blob.Bytes()}
+	}
+	return items, true
+}
+
+func (s *Server) handlePostMailbox(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	var req mailboxPostRequest
+	if !decodeN(w, r, &req, MaxMailboxBodyBytes) {
+		return
+	}
+	items, ok := checkItems(w, req.Items)
+	if !ok {
+		return
+	}
+	stored, dups, err := s.st.postMailbox(r.Context(), cred.User, cred.Key(), items, s.now(), s.cfg.MailboxQuotaBytes)
+	var me *mailError
+	if errors.As(err, &me) {
+		it := items[me.index]
+		switch {
+		case errors.Is(me.err, ErrUnknownUser):
+			writeError(w, http.StatusNotFound, fmt.Sprintf("%v: items[%d].to_user %s", ErrUnknownUser, me.index, it.toUser))
+		case errors.Is(me.err, ErrNotContact):
+			writeError(w, http.StatusForbidden, fmt.Sprintf("%v: items[%d].to_user %s is not your accepted contact", ErrNotContact, me.index, it.toUser))
+		case errors.Is(me.err, ErrUnknownDevice):
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("%v: items[%d].to_device %s of %s", ErrUnknownDevice, me.index, shortKey(it.toDevice), it.toUser))
+		default:
+			writeError(w, http.StatusInsufficientStorage, fmt.Sprintf("%v: items[%d]: the mailbox of %s's device %s would hold more than %d bytes",
+				ErrQuota, me.index, it.toUser, shortKey(it.toDevice), s.cfg.MailboxQuotaBytes))
+		}
+		return
+	}
+	if err != nil {
+		s.writeInternal(w, r, "mailbox post", fmt.Errorf("login: mailbox post from %q: %w", cred.User, err))
+		return
+	}
+	s.log.Debug("mailbox post", "from", cred.User, "stored", stored, "duplicates", dups)
+	writeJSON(w, http.StatusOK, MailboxResult{Stored: stored, Duplicates: dups})
+}
+
+func (s *Server) handleGetMailbox(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	limit, ok := queryLimit(w, r, DefaultMailboxFetch, MaxMailboxFetch)
+	if !ok {
+		return
+	}
+	list, more, err := s.st.mailbox(r.Context(), cred.User, cred.Key(), limit, MaxMailboxFetchBytes, s.now())
+	if err != nil {
+		s.writeInternal(w, r, "mailbox fetch", fmt.Errorf("login: mailbox of %q: %w", cred.User, err))
+		return
+	}
+	writeJSONExact(w, http.StatusOK, mailboxResponse{Items: list, More: more})
+}
+
+func (s *Server) handleAck(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	var req ackRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if len(req.Seqs) > MaxAckSeqs {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d seqs, at most %d per request", len(req.Seqs), MaxAckSeqs))
+		return
+	}
+	n, err := s.st.ackMailbox(r.Context(), cred.User, cred.Key(), req.Seqs)
+	if err != nil {
+		s.writeInternal(w, r, "mailbox ack", fmt.Errorf("login: mailbox ack of %q: %w", cred.User, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, removedResponse{Removed: n})
+}
+
+func (s *Server) handleContacts(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	list, err := s.st.contacts(r.Context(), cred.User)
+	if err != nil {
+		s.writeInternal(w, r, "contact list", fmt.Errorf("login: contacts of %q: %w", cred.User, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, contactsResponse{Contacts: list})
+}
+
+// contactOp runs one of request, accept and decline and writes the answer.
+func (s *Server) contactOp(w http.ResponseWriter, r *http.Request, cred identity.Credential, op string,
+	f func(peer string) (string, error)) {
+	peer, ok := pathUser(w, r)
+	if !ok {
+		return
+	}
+	if peer == cred.User {
+		writeError(w, http.StatusBadRequest, "you cannot be your own contact")
+		return
+	}
+	state, err := f(peer)
+	var rl *rateLimited
+	switch {
+	case errors.As(err, &rl):
+		s.log.Warn("contact requests rate limited", "user", cred.User)
+		writeRateLimited(w, rl)
+	case errors.Is(err, ErrUnknownUser):
+		writeError(w, http.StatusNotFound, ErrUnknownUser.Error())
+	case errors.Is(err, ErrNoRequest):
+		writeError(w, http.StatusConflict, fmt.Sprintf("%v: %s", ErrNoRequest, peer))
+	case errors.Is(err, ErrQuota):
+		writeError(w, http.StatusInsufficientStorage, err.Error())
+	case err != nil:
+		s.writeInternal(w, r, "contact "+op, fmt.Errorf("login: contact %s %q by %q: %w", op, peer, cred.User, err))
+	default:
+		s.log.Info("contact "+op, "user", cred.User, "peer", peer, "state", state)
+		writeJSON(w, http.StatusOK, Contact{User: peer, State: state})
+	}
+}
+
+func (s *Server) handleRequestContact(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	s.contactOp(w, r, cred, "request", func(peer string) (string, error) {
+		allow := func() error {
+			if wait := s.requestLim.beginAddr(cred.User, s.now()); wait > 0 {
+				return &rateLimited{what: "contact requests", wait: wait}
+			}
+			return nil
+		}
+		return s.st.requestContact(r.Context(), cred.User, peer, s.now(), s.cfg.MaxContacts, allow)
+	})
+}
+
+func (s *Server) handleAcceptContact(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	s.contactOp(w, r, cred, "accept", func(peer string) (string, error) {
+		return s.st.acceptContact(r.Context(), cred.User, peer, s.now())
+	})
+}
+
+func (s *Server) handleDeclineContact(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	s.contactOp(w, r, cred, "decline", func(peer string) (string, error) {
+		if _, err := s.st.declineContact(r.Context(), cred.User, peer); err != nil {
+			return "", err
+		}
+		return ContactNone, nil
+	})
+}
+
+// settableStatuses returns the values PUT /api/v1/status takes.
+func settableStatuses() []string {
+	return []string{StatusOnline, StatusAway, StatusBusy, StatusInvisible}
+}
+
+func (s *Server) handlePutStatus(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	var req statusBody
+	if !decode(w, r, &req) {
+		return
+	}
+	if !slices.Contains(settableStatuses(), req.Status) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("status must be one of %s, not %q",
+			strings.Join(settableStatuses(), ", "), sanitize(req.Status)))
+		return
+	}
+	if err := s.st.setStatus(r.Context(), cred.User, req.Status); errors.Is(err, ErrUnknownUser) {
+		writeError(w, http.StatusUnauthorized, fmt.Sprintf("%v: the credential names no account", ErrUnauthorized))
+		return
+	} else if err != nil {
+		s.writeInternal(w, r, "status", fmt.Errorf("login: status of %q: %w", cred.User, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, statusBody{Status: req.Status})
+}
+
+func (s *Server) handleGetStatus(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	st, err := s.st.status(r.Context(), cred.User)
+	if errors.Is(err, ErrUnknownUser) {
+		writeError(w, http.StatusUnauthorized, fmt.Sprintf("%v: the credential names no account", ErrUnauthorized))
+		return
+	} else if err != nil {
+		s.writeInternal(w, r, "status", fmt.Errorf("login: status of %q: %w", cred.User, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, statusBody{Status: st})
+}
+
+func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	prefix := r.URL.Query().Get("prefix")
+	// Every prefix of a valid name is a valid name: the same check applies.
+	if len(prefix) > identity.MaxUserLen || identity.CheckUser(prefix) != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("prefix must be 1 to %d characters of a-z, 0-9, '.', '_' and '-', starting with a letter",
+			identity.MaxUserLen))
+		return
+	}
+	limit, ok := queryLimit(w, r, MaxSearchResults, MaxSearchResults)
+	if !ok {
+		return
+	}
+	addr := clientAddr(r)
+	if wait := s.searchLim.begin(cred.User, addr, s.now()); wait > 0 {
+		s.log.Warn("search rate limited", "user", cred.User, "addr", addr)
+		writeRateLimited(w, &rateLimited{what: "searches", wait: wait})
+		return
+	}
+	list, err := s.st.searchUsers(r.Context(), prefix, limit)
+	if err != nil {
+		s.writeInternal(w, r, "search", fmt.Errorf("login: search by %q: %w", cred.User, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, searchResponse{Users: list})
+}
