@@ -94,6 +94,13 @@ func (m *mesh) learn(mb Member, fromItself bool) {
 	if mb.Name == m.self.Name || mb.Name == "" {
 		return
 	}
+	if mb.URL != "" {
+		// A member is dialled at its URL and known by its name: they must be
+		// the same address, or a node could answer for another's name.
+		if hp, _, err := nodeid.HostPort(mb.URL); err != nil || hp != mb.Name {
+			return
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := m.members[mb.Name]
@@ -337,7 +344,7 @@ func (m *mesh) call(ctx context.Context, mb Member, msg MeshMsg, want ed25519.Pu
 	if err != nil {
 		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: reply: %w", msg.Type, mb.Name, err)
 	}
-	if reply.From.Name != mb.Name || reply.To != m.self.Name {
+	if reply.From.Name != mb.Name || reply.To != m.self.Name || !sameAddr(reply.From, mb.Name) {
 		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: reply from %q: %w", msg.Type, mb.Name, reply.From.Name, ErrMeshAuth)
 	}
 	key := ed25519.PublicKey(reply.From.Key)
@@ -352,6 +359,15 @@ func (m *mesh) call(ctx context.Context, mb Member, msg MeshMsg, want ed25519.Pu
 		return reply, fmt.Errorf("supernode: mesh %s to %s: %w: %s", msg.Type, mb.Name, ErrNotMember, reply.Error)
 	}
 	return reply, nil
+}
+
+// sameAddr reports whether mb's URL (if any) is at name.
+func sameAddr(mb Member, name string) bool {
+	if mb.URL == "" {
+		return true
+	}
+	hp, _, err := nodeid.HostPort(mb.URL)
+	return err == nil && hp == name
 }
 
 // memberURL is where mb's mesh endpoint lives: its client URL's server, or
