@@ -6,18 +6,35 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
+
+	"github.com/parley/parley/internal/identity"
 )
 
 // fuzzRoutes are the endpoints that decode untrusted request bodies (and the
 // path-parameter one).
-var fuzzRoutes = []struct{ method, path string }{
-	{"POST", "/api/v1/register"},
-	{"POST", "/api/v1/login"},
-	{"POST", "/api/v1/refresh"},
-	{"POST", "/api/v1/password"},
-	{"POST", "/api/v1/supernodes"},
-	{"DELETE", "/api/v1/supernodes"},
-	{"GET", "/api/v1/users/alice"},
+// The user endpoints (auth true) get a valid credential of alice, whose
+// device is registered, so that bodies reach the checks behind the
+// authentication.
+var fuzzRoutes = []struct {
+	method, path string
+	auth         bool
+}{
+	{"POST", "/api/v1/register", false},
+	{"POST", "/api/v1/login", false},
+	{"POST", "/api/v1/refresh", false},
+	{"POST", "/api/v1/password", false},
+	{"POST", "/api/v1/supernodes", false},
+	{"DELETE", "/api/v1/supernodes", false},
+	{"GET", "/api/v1/users/alice", false},
+	{"PUT", "/api/v1/devices/self", true},        // 7
+	{"POST", "/api/v1/mailbox", true},            // 8
+	{"POST", "/api/v1/mailbox/ack", true},        // 9
+	{"PUT", "/api/v1/status", true},              // 10
+	{"POST", "/api/v1/contacts/bob", true},       // 11
+	{"GET", "/api/v1/mailbox?limit=5", true},     // 12
+	{"GET", "/api/v1/users?prefix=al", true},     // 13
+	{"GET", "/api/v1/users/alice/devices", true}, // 14
 }
 
 // FuzzHandler sends arbitrary bodies to every JSON endpoint: the handler must
@@ -61,18 +78,62 @@ func FuzzHandler(f *testing.F) {
 	}
 	f.Cleanup(func() { srv.Close() })
 	h := srv.Handler()
-	// One known account so that password checks run.
-	req := httptest.NewRequest("POST", "/api/v1/register", bytes.NewReader([]byte(seeds[0])))
+	// Known accounts so that password checks run, and a credential and
+	// registered device of alice for the user endpoints.
+	for _, body := range []string{seeds[0], `{"user":"bob","password":"password1"}`} {
+		req := httptest.NewRequest("POST", "/api/v1/register", bytes.NewReader([]byte(body)))
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	dev := newPriv(f)
+	now := clock.Now()
+	cred, err := identity.Issue(srv.priv, identity.Credential{User: "alice", PublicKey: pubOf(dev),
+		NotBefore: now.Unix(), Expires: now.Add(100 * 365 * 24 * time.Hour).Unix()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	x := make([]byte, X25519KeySize)
+	devBody, _ := json.Marshal(deviceRequest{X25519: b64(x), Sig: b64(SignDevice(dev, "alice", x))})
+	req := httptest.NewRequest("PUT", "/api/v1/devices/self", bytes.NewReader(devBody))
 	req.Header.Set("Content-Type", "application/json")
-	h.ServeHTTP(httptest.NewRecorder(), req)
+	req.Header.Set("Authorization", "Parley "+cred)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		f.Fatalf("device registration: %d %s", rec.Code, rec.Body)
+	}
+	f.Add(uint8(7), devBody)
+	for _, sd := range []struct {
+		route uint8
+		body  string
+	}{
+		{8, `{"items":[{"to_user":"alice","to_device":"` + b64(pubOf(dev)) + `","id":"m1","blob":{"ct":"AAAA"}}]}`},
+		{8, `{"items":[{"to_user":"alice","to_device":"` + b64(pubOf(dev)) + `","id":"m2","blob":"x"},{"to_user":"bob","to_device":"` + b64(pubOf(dev)) + `","id":"m2","blob":1}]}`},
+		{8, `{"items":[{"to_user":"nobody","to_device":"","id":"","blob":null}]}`},
+		{8, `{"items":{}}`},
+		{9, `{"seqs":[1,2,-1,9223372036854775807]}`},
+		{9, `{"seqs":"1"}`},
+		{10, `{"status":"invisible"}`},
+		{10, `{"status":"offline"}`},
+		{11, ``},
+		{12, ``},
+		{13, ``},
+		{14, ``},
+	} {
+		f.Add(sd.route, []byte(sd.body))
+	}
 
 	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
 		r := fuzzRoutes[int(route)%len(fuzzRoutes)]
 		req := httptest.NewRequest(r.method, r.path, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		if r.auth {
+			req.Header.Set("Authorization", "Parley "+cred)
+		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
-		if rec.Code < 200 || rec.Code >= 500 || (rec.Code >= 300 && rec.Code < 400) {
+		// 507: a mailbox the fuzzer filled.
+		if rec.Code < 200 || (rec.Code >= 500 && rec.Code != http.StatusInsufficientStorage) || (rec.Code >= 300 && rec.Code < 400) {
 			t.Fatalf("%s %s %q: status %d %s", r.method, r.path, body, rec.Code, rec.Body)
 		}
 		var m map[string]any
