@@ -6,7 +6,9 @@
 // public key the user made on their device. Supernodes check those
 // credentials offline with the server's public key, so the login server is
 // not on the path of presence, signalling or media. It also keeps the
-// bootstrap list of supernodes, fed by their heartbeats.
+// bootstrap list of supernodes, fed by their heartbeats, and the server half
+// of contacts, presence status, user search and the per-device mailboxes of
+// end-to-end encrypted offline messages.
 //
 // # Wire protocol
 //
@@ -128,6 +130,31 @@
 // is the node key the last dial-back proved (base64). The login response
 // carries the same list.
 //
+// # User endpoints
+//
+// Devices, per-device mailboxes, contacts, status and search take
+// "Authorization: Parley <credential>" (see [AuthScheme]; 401 "missing or
+// invalid credential: …" otherwise), the credential this server issued: it
+// names the user and the device (its Ed25519 key). In short (docs/login.md
+// has every field, limit and status):
+//
+//	PUT    /api/v1/devices/self        {"x25519","sig"} → Device; sig over DeviceMessage with DeviceContext
+//	DELETE /api/v1/devices/self        → {"removed"}; drops the device's mailbox
+//	GET    /api/v1/users/{name}/devices → {"user","devices":[Device]}; self or accepted contacts (403)
+//	POST   /api/v1/mailbox             {"items":[MailboxItem]} → MailboxResult; all or nothing
+//	GET    /api/v1/mailbox?limit=N     → {"items":[MailboxEntry],"more"}; the caller device's, oldest first
+//	POST   /api/v1/mailbox/ack         {"seqs"} → {"removed"}
+//	GET    /api/v1/contacts            → {"contacts":[Contact]}
+//	POST   /api/v1/contacts/{name}[/accept|/decline] → Contact
+//	PUT    /api/v1/status, GET /api/v1/status  {"status"}
+//	GET    /api/v1/users?prefix=P&limit=N → {"users":[...]}; rate limited
+//
+// Mailbox items go only to the sender's own devices or an accepted
+// contact's; the store holds opaque blobs (compacted JSON, returned byte for
+// byte) and routing, never plaintext. Statuses: 404 unknown user, 403 not a
+// contact, 400 malformed or unregistered device, 409 accept without request,
+// 429 rate limited (with Retry-After), 507 quota exceeded.
+//
 // GET /healthz → {"ok":true}. Other paths under /api/ are 404 JSON; every
 // other path goes to Config.Web (404 JSON when nil).
 //
@@ -147,6 +174,9 @@
 // prunes expired refresh tokens, stale supernodes and old failure counts
 // every minute; [Server.Close] stops it and waits.
 //
+// Schema version 3 added users.status and the tables devices, mailbox and
+// contacts; the janitor also deletes mailbox items older than MailboxTTL.
+//
 // The server never logs passwords, password hashes, refresh tokens,
-// credentials, private keys or signatures.
+// credentials, private keys, signatures or mailbox blobs.
 package login

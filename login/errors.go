@@ -63,7 +63,8 @@ var (
 	// ErrKeyMismatch: a leave for an address that is listed with another
 	// node key (HTTP 403 on leave).
 	ErrKeyMismatch = errors.New("supernode is listed with another key")
-	// ErrBadSignature: a heartbeat's or leave's signature does not verify
+	// ErrBadSignature: a heartbeat's, leave's or device registration's
+	// signature does not verify
 	// (HTTP 400; the client returns it inside ErrBadRequest).
 	ErrBadSignature = errors.New("signature does not verify")
 	// ErrClockSkew: a heartbeat's or leave's ts is further than identity.Skew
@@ -119,7 +120,8 @@ func (e *APIError) Error() string {
 
 // Unwrap returns the sentinel Kind, and a detail sentinel inside
 // ErrBadRequest when the message names one: identity.ErrBadUser (a refused
-// user name), ErrBadSignature, ErrClockSkew or ErrReplayed.
+// user name), ErrBadSignature, ErrClockSkew, ErrReplayed or
+// ErrUnknownDevice.
 func (e *APIError) Unwrap() []error {
 	if e.detail != nil {
 		return []error{e.Kind, e.detail}
