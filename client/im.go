@@ -1,0 +1,731 @@
+package client
+
+// Instant messages travel as an [Envelope]: over a WebRTC data channel when one
+// is up, otherwise as the opaque payload of a supernode send/deliver frame,
+// or, to a user who is offline, as the blob of a login-server mailbox item (one
+// item per recipient device). Every hop but the two ends sees only the
+// cleartext header (who, to whom, id, sequence number, time) and ciphertext:
+//
+//   - The body (the text, or a receipt) is sealed with XChaCha20-Poly1305 under
+//     a random 32-byte content key, with the header as associated data.
+//   - The content key is wrapped for every device of the recipient and every
+//     other device of the sender (so they see what was sent): an ephemeral
+//     X25519 key per envelope, ECDH with the device's X25519 key (from its
+//     signed [DeviceRecord]), HKDF-SHA256 with info binding the envelope id,
+//     the ephemeral key and both of the device's keys, XChaCha20-Poly1305.
+//   - The sending device signs everything (header, ephemeral key, wrapped keys,
+//     ciphertext) with its Ed25519 key, context [EnvelopeContext]; the header
+//     carries its credential, so a receiver checks user ↔ device with the login
+//     server's key alone.
+//
+// A supernode, a relay or the login server can drop, delay or replay an
+// envelope, but cannot read it, alter it or make one up: a replay has the same
+// id and is shown once (history.go). Limits: text 1 to [MaxMessageBytes] bytes
+// of UTF-8; at most [MaxEnvelopeDevices] devices; an envelope's JSON at most
+// [MaxEnvelopeBytes], which ordinary text of MaxMessageBytes fits (a body over
+// 16 KiB is deflated before it is sealed); text near the limit that does not
+// compress is refused with [ErrMessageTooLong]. See docs/protocol.md
+// ("Instant messages").
+
+import (
+	"bytes"
+	"compress/flate"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/crypto/hkdf"
+
+	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/supernode"
+)
+
+// EnvelopeVersion is the version of [Envelope].
+const EnvelopeVersion = 1
+
+// EnvelopeContext is the signature context of envelopes.
+const EnvelopeContext = "parley-im-v1"
+
+// wrapInfo prefixes the HKDF info of a key wrap.
+const wrapInfo = "parley-im-wrap-v1"
+
+// Envelope kinds.
+const (
+	// KindMessage carries a text message.
+	KindMessage = "msg"
+	// KindReceipt acknowledges messages (by id) to their sender.
+	KindReceipt = "receipt"
+)
+
+// ReceiptDelivered is the state of a receipt sent when messages reached a
+// device (and were stored in its history).
+const ReceiptDelivered = "delivered"
+
+// Limits.
+const (
+	// MaxMessageBytes caps the UTF-8 text of a message.
+	MaxMessageBytes = 64 << 10
+	// MaxEnvelopeBytes caps an envelope's JSON: a supernode payload.
+	MaxEnvelopeBytes = supernode.MaxPayloadSize
+	// MaxEnvelopeDevices caps the devices an envelope is encrypted to (the
+	// recipient's and the sender's other devices together).
+	MaxEnvelopeDevices = 32
+	// MaxReceiptIDs caps the message ids one receipt acknowledges.
+	MaxReceiptIDs = 1000
+)
+
+const (
+	idBytes       = 16 // an envelope id: 16 random bytes, 32 hex characters
+	contentKeyLen = chacha20poly1305.KeySize
+	wrappedKeyLen = contentKeyLen + chacha20poly1305.Overhead
+	// compressOver: bodies longer than this are deflated before sealing
+	// (only when that makes them shorter). Shorter bodies are not, so the
+	// length of ordinary messages says nothing about their content beyond
+	// their padded length.
+	compressOver = 16 << 10
+	// padTo: the sealed content is padded to a multiple of padTo bytes.
+	padTo = 64
+	// maxContent caps the plaintext of an envelope (MaxMessageBytes of
+	// text, its framing and padding).
+	maxContent = MaxMessageBytes + 5 + padTo
+)
+
+// Encodings of the sealed content's body.
+const (
+	bodyRaw     = 0
+	bodyDeflate = 1
+)
+
+// Envelope is an instant message or receipt as it travels. Byte fields are
+// standard base64 in JSON.
+//
+// The header, in clear and signed:
+//
+//   - V: [EnvelopeVersion].
+//   - Kind: [KindMessage] or [KindReceipt].
+//   - ID: 16 random bytes, 32 lower-case hex characters, chosen by the sender;
+//     a resend keeps it.
+//   - From, FromDevice: the sender's user name and device Ed25519 key.
+//   - Credential: the sender's login-server token; its user and key must be
+//     From and FromDevice, and it must have been valid at TS.
+//   - To: the recipient user (From itself for a note to one's other devices).
+//   - Seq: the sending device's counter for the conversation with To (from 1;
+//     0 for receipts), to keep messages in order.
+//   - TS: when it was sealed, Unix milliseconds, by the sender's clock.
+//
+// Then:
+//
+//   - Ephemeral: the envelope's ephemeral X25519 public key.
+//   - Keys: the content key wrapped for each device, at most [MaxEnvelopeDevices].
+//   - Ciphertext: the sealed content (XChaCha20-Poly1305, zero nonce — each
+//     content key seals one content — the header bytes as associated data).
+//   - Sig: Ed25519 by FromDevice, context [EnvelopeContext], over the header,
+//     Ephemeral, Keys and Ciphertext (see [Envelope.signedMessage]).
+type Envelope struct {
+	V          int               `json:"v"`
+	Kind       string            `json:"kind"`
+	ID         string            `json:"id"`
+	From       string            `json:"from"`
+	FromDevice ed25519.PublicKey `json:"from_device"`
+	Credential string            `json:"credential"`
+	To         string            `json:"to"`
+	Seq        int64             `json:"seq"`
+	TS         int64             `json:"ts"`
+	Ephemeral  []byte            `json:"epk"`
+	Keys       []WrappedKey      `json:"keys"`
+	Ciphertext []byte            `json:"ct"`
+	Sig        []byte            `json:"sig"`
+}
+
+// WrappedKey is an envelope's content key sealed for one device.
+//
+//   - Device: the device's Ed25519 key (names it; its X25519 key is the one of
+//     its [DeviceRecord]).
+//   - Key: XChaCha20-Poly1305 (zero nonce; each wrapping key seals one content
+//     key) of the content key under HKDF-SHA256(ikm = X25519(ephemeral,
+//     device), salt = none, info = "parley-im-wrap-v1" || id || ephemeral
+//     public || device X25519 public || device Ed25519 key), 48 bytes.
+type WrappedKey struct {
+	Device ed25519.PublicKey `json:"d"`
+	Key    []byte            `json:"k"`
+}
+
+// Sender is what a device needs to seal messages.
+type Sender struct {
+	// User is the sender's user name.
+	User string
+	// Device is the device's Ed25519 key (the key of its credentials).
+	Device ed25519.PrivateKey
+	// Credential is the device's current credential from the login server.
+	Credential string
+}
+
+// Draft is a text message to seal.
+type Draft struct {
+	// ID is the message's id: empty for a new message (a random one is
+	// chosen), the same one for a resend.
+	ID string
+	// Seq is the conversation counter (see [History.NextSeq]); at least 1.
+	Seq int64
+	// Time is when the message was written; the zero time means now.
+	Time time.Time
+	// Text is the message, 1 to MaxMessageBytes bytes of UTF-8.
+	Text string
+}
+
+// Opened is an envelope that verified and decrypted.
+type Opened struct {
+	Kind       string
+	ID         string
+	From       string
+	FromDevice ed25519.PublicKey
+	To         string
+	Seq        int64
+	// TS is the sender's time, Unix milliseconds.
+	TS int64
+	// Text is the message (KindMessage).
+	Text string
+	// Acked and State are the message ids a receipt acknowledges and what
+	// happened to them (ReceiptDelivered) (KindReceipt).
+	Acked []string
+	State string
+}
+
+// Message returns an opened text message as the history of user me keeps it:
+// from me (a copy of what another of my devices sent) it is outgoing to To;
+// otherwise incoming from From.
+func (o *Opened) Message(me string) Message {
+	m := Message{ID: o.ID, Peer: o.From, Dir: DirIn, FromDevice: o.FromDevice, Seq: o.Seq, TS: o.TS, Text: o.Text, State: StateReceived}
+	if o.From == me {
+		m.Peer, m.Dir, m.State = o.To, DirOut, StateSent
+	}
+	return m
+}
+
+// NewMessageID returns a new random envelope id.
+func NewMessageID() string {
+	b := make([]byte, idBytes)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// CheckText reports whether text can be sent: [ErrEmptyMessage],
+// [ErrMessageTooLong] or [ErrMessageNotText] if not.
+func CheckText(text string) error {
+	switch {
+	case len(text) > MaxMessageBytes:
+		return fmt.Errorf("%w: %d bytes", ErrMessageTooLong, len(text))
+	case !utf8.ValidString(text):
+		return ErrMessageNotText
+	case strings.TrimSpace(text) == "":
+		return ErrEmptyMessage
+	}
+	return nil
+}
+
+// SealMessage seals a text message from s to user to, for the devices of
+// to and the sender's own other devices in devices (the sender's own device is
+// skipped; records of other users are refused). Every record is verified
+// first. Nothing is returned on error.
+func SealMessage(s Sender, to string, devices []DeviceRecord, d Draft) (*Envelope, error) {
+	id := d.ID
+	if id == "" {
+		id = NewMessageID()
+	}
+	if err := CheckText(d.Text); err != nil {
+		return nil, fmt.Errorf("client: seal message %s to %s: %w", id, to, err)
+	}
+	if d.Seq < 1 {
+		return nil, fmt.Errorf("client: seal message %s to %s: seq %d: %w", id, to, d.Seq, ErrBadEnvelope)
+	}
+	t := d.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	e, err := seal(s, KindMessage, id, to, d.Seq, t, []byte(d.Text), devices)
+	if err != nil {
+		return nil, fmt.Errorf("client: seal message %s to %s: %w", id, to, err)
+	}
+	return e, nil
+}
+
+// receiptBody is the body of a receipt.
+type receiptBody struct {
+	State string   `json:"state"`
+	Acked []string `json:"acked"`
+}
+
+// SealReceipt seals a receipt from s to user to acknowledging the messages
+// acked (their ids) as delivered, for the devices in devices (as for
+// [SealMessage]).
+func SealReceipt(s Sender, to string, devices []DeviceRecord, acked []string, now time.Time) (*Envelope, error) {
+	id := NewMessageID()
+	if len(acked) == 0 || len(acked) > MaxReceiptIDs {
+		return nil, fmt.Errorf("client: seal receipt to %s: %d ids: %w", to, len(acked), ErrBadEnvelope)
+	}
+	for _, a := range acked {
+		if !validID(a) {
+			return nil, fmt.Errorf("client: seal receipt to %s: id %q: %w", to, a, ErrBadEnvelope)
+		}
+	}
+	body, err := json.Marshal(receiptBody{State: ReceiptDelivered, Acked: acked})
+	if err != nil {
+		return nil, fmt.Errorf("client: seal receipt to %s: %w", to, err)
+	}
+	e, err := seal(s, KindReceipt, id, to, 0, now, body, devices)
+	if err != nil {
+		return nil, fmt.Errorf("client: seal receipt to %s: %w", to, err)
+	}
+	return e, nil
+}
+
+func seal(s Sender, kind, id, to string, seq int64, t time.Time, body []byte, devices []DeviceRecord) (*Envelope, error) {
+	if len(s.Device) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("device key: %w", ErrBadEnvelope)
+	}
+	if !validID(id) {
+		return nil, fmt.Errorf("id: %w", ErrBadEnvelope)
+	}
+	if err := identity.CheckUser(to); err != nil {
+		return nil, err
+	}
+	me := s.Device.Public().(ed25519.PublicKey)
+	cred, _, _, err := identity.Parse(s.Credential)
+	if err != nil {
+		return nil, fmt.Errorf("own credential: %w", err)
+	}
+	if cred.User != s.User || !sameDevice(cred.Key(), me) {
+		return nil, fmt.Errorf("own credential is %s's, not this device's: %w", cred.User, ErrEnvelopeSender)
+	}
+	// The devices to wrap the content key for: verified, to or from's,
+	// each once, not this one.
+	var recips []DeviceRecord
+	toDevices := 0
+	for _, d := range devices {
+		if err := d.Verify(); err != nil {
+			return nil, err
+		}
+		if d.User != to && d.User != s.User {
+			return nil, fmt.Errorf("device of %s: %w", d.User, ErrBadDevice)
+		}
+		if sameDevice(d.Key, me) || slices.ContainsFunc(recips, func(r DeviceRecord) bool { return sameDevice(r.Key, d.Key) }) {
+			continue
+		}
+		recips = append(recips, d)
+		if d.User == to {
+			toDevices++
+		}
+	}
+	if toDevices == 0 {
+		return nil, fmt.Errorf("%s: %w", to, ErrNoDevices)
+	}
+	if len(recips) > MaxEnvelopeDevices {
+		return nil, fmt.Errorf("%d devices, at most %d: %w", len(recips), MaxEnvelopeDevices, ErrTooManyDevices)
+	}
+
+	content, err := frameContent(body)
+	if err != nil {
+		return nil, err
+	}
+	e := &Envelope{
+		V: EnvelopeVersion, Kind: kind, ID: id,
+		From: s.User, FromDevice: me, Credential: s.Credential,
+		To: to, Seq: seq, TS: t.UnixMilli(),
+	}
+	ck := make([]byte, contentKeyLen)
+	rand.Read(ck)
+	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	e.Ephemeral = eph.PublicKey().Bytes()
+	for _, r := range recips {
+		w, err := wrapKey(eph, e.Ephemeral, id, r.Key, r.X25519, ck)
+		if err != nil {
+			return nil, fmt.Errorf("wrap for a device of %s: %w", r.User, err)
+		}
+		e.Keys = append(e.Keys, WrappedKey{Device: r.Key, Key: w})
+	}
+	aead, err := chacha20poly1305.NewX(ck)
+	if err != nil {
+		return nil, err
+	}
+	e.Ciphertext = aead.Seal(nil, make([]byte, chacha20poly1305.NonceSizeX), content, e.headerBytes())
+	e.Sig = identity.SignContext(s.Device, EnvelopeContext, e.signedMessage())
+
+	if _, err := e.Encode(); err != nil {
+		if kind == KindMessage {
+			return nil, fmt.Errorf("%w: %d bytes of text do not fit one envelope for %d devices", ErrMessageTooLong, len(body), len(recips))
+		}
+		return nil, err
+	}
+	return e, nil
+}
+
+// frameContent frames and pads body as the plaintext of an envelope:
+//
+//	encoding (1 byte: 0 raw, 1 deflate) || length (4 bytes, big-endian) ||
+//	body as encoded || zero bytes up to a multiple of 64
+func frameContent(body []byte) ([]byte, error) {
+	enc, data := byte(bodyRaw), body
+	if len(body) > compressOver {
+		var buf bytes.Buffer
+		w, err := flate.NewWriter(&buf, flate.BestCompression)
+		if err != nil {
+			return nil, err
+		}
+		w.Write(body)
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+		if buf.Len() < len(body) {
+			enc, data = bodyDeflate, buf.Bytes()
+		}
+	}
+	n := 5 + len(data)
+	n += (padTo - n%padTo) % padTo
+	c := make([]byte, 5, n)
+	c[0] = enc
+	binary.BigEndian.PutUint32(c[1:5], uint32(len(data)))
+	c = append(c, data...)
+	return c[:n], nil
+}
+
+// unframeContent is the inverse of frameContent, refusing bodies over max
+// bytes once decoded.
+func unframeContent(c []byte, max int) ([]byte, error) {
+	if len(c) < 5 || len(c)%padTo != 0 {
+		return nil, fmt.Errorf("content framing: %w", ErrBadEnvelope)
+	}
+	n := binary.BigEndian.Uint32(c[1:5])
+	if uint64(n) > uint64(len(c)-5) {
+		return nil, fmt.Errorf("content length: %w", ErrBadEnvelope)
+	}
+	data, pad := c[5:5+n], c[5+n:]
+	if len(pad) >= padTo {
+		return nil, fmt.Errorf("content padding: %w", ErrBadEnvelope)
+	}
+	for _, z := range pad {
+		if z != 0 {
+			return nil, fmt.Errorf("content padding: %w", ErrBadEnvelope)
+		}
+	}
+	switch c[0] {
+	case bodyRaw:
+		if len(data) > max {
+			return nil, fmt.Errorf("body of %d bytes: %w", len(data), ErrBadEnvelope)
+		}
+		return data, nil
+	case bodyDeflate:
+		// Read one byte past the limit, so that a deflate bomb stops there.
+		r := flate.NewReader(bytes.NewReader(data))
+		defer r.Close()
+		out, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+		if err != nil {
+			return nil, fmt.Errorf("deflated body: %w", ErrBadEnvelope)
+		}
+		if len(out) > max {
+			return nil, fmt.Errorf("deflated body over %d bytes: %w", max, ErrBadEnvelope)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("content encoding %d: %w", c[0], ErrBadEnvelope)
+}
+
+// wrapKeyMaterial derives the wrapping key for one device.
+func wrapKeyMaterial(shared []byte, id string, epk []byte, device ed25519.PublicKey, x []byte) ([]byte, error) {
+	info := make([]byte, 0, len(wrapInfo)+len(id)+len(epk)+len(x)+len(device))
+	info = append(info, wrapInfo...)
+	info = append(info, id...)
+	info = append(info, epk...)
+	info = append(info, x...)
+	info = append(info, device...)
+	k := make([]byte, chacha20poly1305.KeySize)
+	if _, err := io.ReadFull(hkdf.New(sha256.New, shared, nil, info), k); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func wrapKey(eph *ecdh.PrivateKey, epk []byte, id string, device ed25519.PublicKey, x, ck []byte) ([]byte, error) {
+	pub, err := ecdh.X25519().NewPublicKey(x)
+	if err != nil {
+		return nil, err
+	}
+	shared, err := eph.ECDH(pub)
+	if err != nil {
+		return nil, err
+	}
+	k, err := wrapKeyMaterial(shared, id, epk, device, x)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := chacha20poly1305.NewX(k)
+	if err != nil {
+		return nil, err
+	}
+	return aead.Seal(nil, make([]byte, chacha20poly1305.NonceSizeX), ck, nil), nil
+}
+
+func unwrapKey(x *ecdh.PrivateKey, epk []byte, id string, device ed25519.PublicKey, w []byte) ([]byte, error) {
+	pub, err := ecdh.X25519().NewPublicKey(epk)
+	if err != nil {
+		return nil, err
+	}
+	shared, err := x.ECDH(pub)
+	if err != nil {
+		return nil, err
+	}
+	k, err := wrapKeyMaterial(shared, id, epk, device, x.PublicKey().Bytes())
+	if err != nil {
+		return nil, err
+	}
+	aead, err := chacha20poly1305.NewX(k)
+	if err != nil {
+		return nil, err
+	}
+	return aead.Open(nil, make([]byte, chacha20poly1305.NonceSizeX), w, nil)
+}
+
+// appendField appends b with its length (4 bytes, big-endian) before it.
+func appendField(m, b []byte) []byte {
+	m = binary.BigEndian.AppendUint32(m, uint32(len(b)))
+	return append(m, b...)
+}
+
+// headerBytes is the header as the body's associated data and the start of
+// the signed message: "parley-im-header" then each of v, kind, id, from,
+// from_device, credential, to, seq, ts as a length-prefixed field (numbers as
+// 8 bytes big-endian). JSON is not signed: hops may re-encode it.
+func (e *Envelope) headerBytes() []byte {
+	var n [8]byte
+	m := appendField(nil, []byte("parley-im-header"))
+	binary.BigEndian.PutUint64(n[:], uint64(e.V))
+	m = appendField(m, n[:])
+	m = appendField(m, []byte(e.Kind))
+	m = appendField(m, []byte(e.ID))
+	m = appendField(m, []byte(e.From))
+	m = appendField(m, e.FromDevice)
+	m = appendField(m, []byte(e.Credential))
+	m = appendField(m, []byte(e.To))
+	binary.BigEndian.PutUint64(n[:], uint64(e.Seq))
+	m = appendField(m, n[:])
+	binary.BigEndian.PutUint64(n[:], uint64(e.TS))
+	return appendField(m, n[:])
+}
+
+// signedMessage is what Sig covers: headerBytes, then Ephemeral, the number of
+// Keys (4 bytes), each key's Device and Key, and Ciphertext, each
+// length-prefixed.
+func (e *Envelope) signedMessage() []byte {
+	m := e.headerBytes()
+	m = appendField(m, e.Ephemeral)
+	m = binary.BigEndian.AppendUint32(m, uint32(len(e.Keys)))
+	for _, k := range e.Keys {
+		m = appendField(m, k.Device)
+		m = appendField(m, k.Key)
+	}
+	return appendField(m, e.Ciphertext)
+}
+
+// Encode returns the envelope's JSON, refusing one over [MaxEnvelopeBytes].
+func (e *Envelope) Encode() ([]byte, error) {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("client: encode envelope %s: %w", e.ID, err)
+	}
+	if len(b) > MaxEnvelopeBytes {
+		return nil, fmt.Errorf("client: encode envelope %s: %d bytes, over %d: %w", e.ID, len(b), MaxEnvelopeBytes, ErrBadEnvelope)
+	}
+	return b, nil
+}
+
+// DecodeEnvelope parses untrusted bytes (a data channel message, a supernode
+// payload, a mailbox blob) and checks the envelope's form: version, kind,
+// sizes, limits. It does not check the signature or the sender: [Open] does.
+func DecodeEnvelope(b []byte) (*Envelope, error) {
+	if len(b) > MaxEnvelopeBytes {
+		return nil, fmt.Errorf("client: decode envelope: %d bytes, over %d: %w", len(b), MaxEnvelopeBytes, ErrBadEnvelope)
+	}
+	var e Envelope
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("client: decode envelope: %w: %v", ErrBadEnvelope, err)
+	}
+	if err := e.check(); err != nil {
+		return nil, fmt.Errorf("client: decode envelope %.32q: %w", e.ID, err)
+	}
+	return &e, nil
+}
+
+// check checks an envelope's form.
+func (e *Envelope) check() error {
+	bad := func(what string) error { return fmt.Errorf("%s: %w", what, ErrBadEnvelope) }
+	switch {
+	case e.V != EnvelopeVersion:
+		return fmt.Errorf("version %d, this client knows %d: %w", e.V, EnvelopeVersion, ErrBadEnvelope)
+	case e.Kind != KindMessage && e.Kind != KindReceipt:
+		return bad("kind")
+	case !validID(e.ID):
+		return bad("id")
+	case identity.CheckUser(e.From) != nil:
+		return bad("from")
+	case identity.CheckUser(e.To) != nil:
+		return bad("to")
+	case len(e.FromDevice) != ed25519.PublicKeySize:
+		return bad("from device")
+	case e.Credential == "" || len(e.Credential) > identity.MaxTokenLen:
+		return bad("credential")
+	case e.Seq < 0 || e.TS < 0:
+		return bad("seq or ts")
+	case len(e.Ephemeral) != X25519KeySize:
+		return bad("ephemeral key")
+	case len(e.Keys) == 0 || len(e.Keys) > MaxEnvelopeDevices:
+		return bad("number of wrapped keys")
+	case len(e.Ciphertext) < chacha20poly1305.Overhead+padTo || len(e.Ciphertext) > maxContent+chacha20poly1305.Overhead:
+		return bad("ciphertext size")
+	case len(e.Sig) != ed25519.SignatureSize:
+		return bad("signature")
+	}
+	for i, k := range e.Keys {
+		if len(k.Device) != ed25519.PublicKeySize || len(k.Key) != wrappedKeyLen {
+			return bad("wrapped key")
+		}
+		for _, o := range e.Keys[:i] {
+			if sameDevice(o.Device, k.Device) {
+				return bad("device wrapped twice")
+			}
+		}
+	}
+	return nil
+}
+
+// validID reports whether id is 32 lower-case hex characters.
+func validID(id string) bool {
+	if len(id) != 2*idBytes {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// MessageClockSkew is how far in the future an envelope's TS may be.
+const MessageClockSkew = 2 * time.Minute
+
+// Open verifies and decrypts an envelope for user me on the device with
+// Ed25519 key device and X25519 key x: the envelope is well formed, its
+// credential is the login server's (loginKey), was valid at the envelope's
+// TS and names From and FromDevice, the signature is FromDevice's, TS is not
+// ahead of now by more than [MessageClockSkew], it is to or from me, it
+// carries a key for this device, and everything decrypts. A message whose
+// credential has since expired still opens (mailbox items wait for days).
+func Open(e *Envelope, me string, device ed25519.PrivateKey, x *ecdh.PrivateKey, loginKey ed25519.PublicKey, now time.Time) (*Opened, error) {
+	if e == nil {
+		return nil, fmt.Errorf("client: open message: %w", ErrBadEnvelope)
+	}
+	o, err := open(e, me, device, x, loginKey, now)
+	if err != nil {
+		id := e.ID
+		if !validID(id) {
+			id = "(bad id)"
+		}
+		return nil, fmt.Errorf("client: open message %s from %.32q: %w", id, e.From, err)
+	}
+	return o, nil
+}
+
+func open(e *Envelope, me string, device ed25519.PrivateKey, x *ecdh.PrivateKey, loginKey ed25519.PublicKey, now time.Time) (*Opened, error) {
+	if len(device) != ed25519.PrivateKeySize || x == nil {
+		return nil, errors.New("no device keys")
+	}
+	if err := e.check(); err != nil {
+		return nil, err
+	}
+	ts := time.UnixMilli(e.TS)
+	cred, err := identity.Verify(loginKey, e.Credential, ts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEnvelopeSender, err)
+	}
+	if cred.User != e.From || !sameDevice(cred.Key(), e.FromDevice) {
+		return nil, fmt.Errorf("credential of %s for another device: %w", cred.User, ErrEnvelopeSender)
+	}
+	if !identity.VerifyContext(e.FromDevice, EnvelopeContext, e.signedMessage(), e.Sig) {
+		return nil, ErrEnvelopeSignature
+	}
+	if d := ts.Sub(now); d > MessageClockSkew {
+		return nil, fmt.Errorf("dated %v ahead of this clock: %w", d.Round(time.Second), ErrBadEnvelope)
+	}
+	if e.To != me && e.From != me {
+		return nil, fmt.Errorf("addressed to %s: %w", e.To, ErrNotForMe)
+	}
+	mine := device.Public().(ed25519.PublicKey)
+	i := slices.IndexFunc(e.Keys, func(k WrappedKey) bool { return sameDevice(k.Device, mine) })
+	if i < 0 {
+		return nil, ErrNoKeyForDevice
+	}
+	ck, err := unwrapKey(x, e.Ephemeral, e.ID, mine, e.Keys[i].Key)
+	if err != nil {
+		return nil, fmt.Errorf("content key: %w", ErrDecrypt)
+	}
+	aead, err := chacha20poly1305.NewX(ck)
+	if err != nil {
+		return nil, fmt.Errorf("content key: %w", ErrDecrypt)
+	}
+	content, err := aead.Open(nil, make([]byte, chacha20poly1305.NonceSizeX), e.Ciphertext, e.headerBytes())
+	if err != nil {
+		return nil, fmt.Errorf("body: %w", ErrDecrypt)
+	}
+	o := &Opened{Kind: e.Kind, ID: e.ID, From: e.From, FromDevice: e.FromDevice, To: e.To, Seq: e.Seq, TS: e.TS}
+	switch e.Kind {
+	case KindMessage:
+		body, err := unframeContent(content, MaxMessageBytes)
+		if err != nil {
+			return nil, err
+		}
+		if err := CheckText(string(body)); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadEnvelope, err)
+		}
+		if e.Seq < 1 {
+			return nil, fmt.Errorf("seq %d: %w", e.Seq, ErrBadEnvelope)
+		}
+		o.Text = string(body)
+	case KindReceipt:
+		body, err := unframeContent(content, MaxMessageBytes)
+		if err != nil {
+			return nil, err
+		}
+		var r receiptBody
+		if err := json.Unmarshal(body, &r); err != nil {
+			return nil, fmt.Errorf("receipt: %w", ErrBadEnvelope)
+		}
+		if r.State != ReceiptDelivered || len(r.Acked) == 0 || len(r.Acked) > MaxReceiptIDs || !allValidIDs(r.Acked) {
+			return nil, fmt.Errorf("receipt: %w", ErrBadEnvelope)
+		}
+		o.Acked, o.State = r.Acked, r.State
+	}
+	return o, nil
+}
+
+func allValidIDs(ids []string) bool {
+	for _, id := range ids {
+		if !validID(id) {
+			return false
+		}
+	}
+	return true
+}
