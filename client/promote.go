@@ -254,8 +254,12 @@ func (p *promoter) round() error {
 	if err != nil {
 		return fmt.Errorf("starting the supernode: %w", err)
 	}
-	h = sn.Handler()
-	c.handler.Store(&h)
+	served := sn.Handler() // a new variable: HTTP goroutines may be reading h
+	c.handler.Store(&served)
+	// Never attach to ourselves: our dial-back checks must be made by
+	// another supernode.
+	p.s.exclude(url, time.Now().Add(100*365*24*time.Hour))
+	defer p.s.exclude(url, time.Now())
 	p.log.Info("promoted to supernode", "url", url)
 	p.s.emit(Event{Event: EventPromoted, Info: &Info{User: p.s.user, Supernode: url, Message: "serving as a supernode and relay"}})
 
@@ -266,7 +270,10 @@ func (p *promoter) round() error {
 		select {
 		case <-p.s.ctx.Done():
 		case <-time.After(p.cfg.CheckInterval):
-			conn, err := p.s.waitConn(p.s.ctx)
+			// Offline for long counts as a failed check.
+			wctx, cancel := context.WithTimeout(p.s.ctx, 10*time.Second)
+			conn, err := p.s.waitConn(wctx)
+			cancel()
 			if err == nil {
 				err = p.dialback(conn, url, udp)
 			}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,12 @@ type mesh struct {
 	kickProbe   chan struct{} // probe now (a new candidate)
 	kickPublish chan struct{} // publish dirty records now
 
+	// The probe and publish loops stop before the goodbye goes out, so that
+	// no ping of ours brings us back onto a ring we have just left.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
 	mu        sync.Mutex
 	members   map[string]*memberState // by name, never self
 	ring      *ring
@@ -48,7 +55,9 @@ type mesh struct {
 	dirty     map[string]bool                    // local users whose records must go out
 	dirtyAll  bool
 	seq       int64
+	nrecords  int       // records and tombstones in store
 	round     int       // probe rounds so far
+	closed    bool      // left: mesh requests are refused
 	changedAt time.Time // when the ring last changed
 
 	msgsOut, bytesOut, bytesIn atomic.Int64
@@ -72,6 +81,7 @@ func newMesh(s *Server) *mesh {
 		seq:         s.now().UnixNano(),
 	}
 	m.ring = newRing([]string{m.self.Name})
+	m.ctx, m.cancel = context.WithCancel(s.ctx)
 	for _, u := range s.cfg.Seeds {
 		if name, _, err := nodeid.HostPort(u); err == nil {
 			m.learn(Member{Name: name, URL: u}, false)
@@ -105,7 +115,7 @@ func (m *mesh) learn(mb Member, fromItself bool) {
 	defer m.mu.Unlock()
 	st := m.members[mb.Name]
 	if st == nil {
-		if len(m.members) >= MaxMeshMembers {
+		if len(m.members) >= MaxMeshMembers || m.candidatesLocked() >= maxCandidates {
 			return
 		}
 		m.members[mb.Name] = &memberState{Member: mb, since: m.s.now()}
@@ -121,17 +131,27 @@ func (m *mesh) learn(mb Member, fromItself bool) {
 	}
 }
 
+func (m *mesh) candidatesLocked() int {
+	n := 0
+	for _, st := range m.members {
+		if !st.verified {
+			n++
+		}
+	}
+	return n
+}
+
 // probeLoop pings every known supernode each ProbeInterval, admits those that
 // answer, declares dead those silent for DeadAfter, and expires records.
 func (m *mesh) probeLoop() {
-	defer m.s.wg.Done()
+	defer m.wg.Done()
 	t := time.NewTicker(m.s.cfg.ProbeInterval)
 	defer t.Stop()
 	for {
 		m.probeRound()
 		m.expire()
 		select {
-		case <-m.s.ctx.Done():
+		case <-m.ctx.Done():
 			return
 		case <-t.C:
 		case <-m.kickProbe:
@@ -141,6 +161,12 @@ func (m *mesh) probeLoop() {
 
 func (m *mesh) probeRound() {
 	m.mu.Lock()
+	now0 := m.s.now()
+	for name, st := range m.members {
+		if !st.verified && now0.Sub(st.since) > forgetAfter {
+			delete(m.members, name) // gone (or left) for long enough
+		}
+	}
 	targets := make([]Member, 0, len(m.members))
 	for _, st := range m.members {
 		if !st.left {
@@ -170,7 +196,7 @@ func (m *mesh) probeRound() {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			ctx, cancel := context.WithTimeout(m.s.ctx, m.s.cfg.ProbeInterval)
+			ctx, cancel := context.WithTimeout(m.ctx, m.s.cfg.ProbeInterval)
 			defer cancel()
 			r, err := m.call(ctx, t, MeshMsg{Type: MeshPing, Members: gossip}, nil)
 			results <- result{t.Name, r, err}
@@ -237,6 +263,8 @@ func (m *mesh) rebuildLocked() {
 	kick(m.kickPublish)
 }
 
+// liveMembersLocked returns this supernode and the verified members, at most
+// maxGossip of them (a random sample beyond that), for gossip.
 func (m *mesh) liveMembersLocked() []Member {
 	out := []Member{m.self}
 	for _, st := range m.members {
@@ -244,8 +272,20 @@ func (m *mesh) liveMembersLocked() []Member {
 			out = append(out, st.Member)
 		}
 	}
+	if len(out) > maxGossip {
+		rest := out[1:]
+		rand.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
+		out = out[:maxGossip]
+	}
 	return out
 }
+
+// maxGossip caps the members one ping or pong carries (well under
+// MaxMeshMembers and MaxMeshSize even with the longest names).
+const maxGossip = 256
+
+// maxCandidates caps the supernodes heard of but not (yet) verified.
+const maxCandidates = 256
 
 // member returns the verified member called name.
 func (m *mesh) member(name string) (Member, bool) {
@@ -288,10 +328,21 @@ func (m *mesh) size() int {
 	return m.ring.nodes
 }
 
-// leave tells every live member that this supernode is going away, so they
-// take it off their rings at once instead of after DeadAfter.
+// start runs the probe and publish loops.
+func (m *mesh) start() {
+	m.wg.Add(2)
+	go m.probeLoop()
+	go m.publishLoop()
+}
+
+// leave stops the loops and tells every live member that this supernode is
+// going away, so they take it off their rings at once instead of after
+// DeadAfter.
 func (m *mesh) leave(ctx context.Context) {
+	m.cancel()
+	m.wg.Wait()
 	m.mu.Lock()
+	m.closed = true
 	live := m.liveMembersLocked()[1:]
 	m.mu.Unlock()
 	var wg sync.WaitGroup
@@ -409,11 +460,28 @@ func (s *Server) serveMesh(w http.ResponseWriter, r *http.Request) {
 		writeMeshErr(w, http.StatusUnauthorized, "signature does not verify")
 		return
 	}
+	m.mu.Lock()
+	closed := m.closed
+	m.mu.Unlock()
+	if closed {
+		writeMeshErr(w, http.StatusServiceUnavailable, "this supernode has left the mesh")
+		return
+	}
+	// A stranger is taken as a candidate only when it speaks from the
+	// address it names (so nobody can make this supernode ping third
+	// parties), and only verified members' gossip is listened to.
+	fromItself := sameIP(msg.From.Name, r.RemoteAddr)
+	from, isMember := m.member(msg.From.Name)
+	isMember = isMember && bytes.Equal(from.Key, msg.From.Key)
 	var reply MeshMsg
 	if msg.Type == MeshPing {
-		m.learn(msg.From, true)
-		for _, mb := range msg.Members {
-			m.learn(mb, false)
+		if fromItself {
+			m.learn(msg.From, true)
+		}
+		if isMember {
+			for _, mb := range msg.Members {
+				m.learn(mb, false)
+			}
 		}
 		reply = MeshMsg{Type: MeshPong}
 		if len(msg.Members) > 0 { // gossip is answered with gossip
@@ -421,8 +489,10 @@ func (s *Server) serveMesh(w http.ResponseWriter, r *http.Request) {
 			reply.Members = m.liveMembersLocked()
 			m.mu.Unlock()
 		}
-	} else if from, ok := m.member(msg.From.Name); !ok || !bytes.Equal(from.Key, msg.From.Key) {
-		m.learn(msg.From, true)
+	} else if !isMember {
+		if fromItself {
+			m.learn(msg.From, true)
+		}
 		reply = MeshMsg{Type: MeshError, Error: "not a member of this supernode's mesh (yet)"}
 	} else {
 		switch msg.Type {
@@ -465,6 +535,13 @@ func (s *Server) serveMesh(w http.ResponseWriter, r *http.Request) {
 	w.Write(rb)
 }
 
+// sameIP reports whether name (host:port) has the IP of remote (host:port).
+func sameIP(name, remote string) bool {
+	n, err1 := netip.ParseAddrPort(name)
+	r, err2 := netip.ParseAddrPort(remote)
+	return err1 == nil && err2 == nil && n.Addr().Unmap() == r.Addr().Unmap()
+}
+
 func writeMeshErr(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -478,7 +555,11 @@ func absDuration(d time.Duration) time.Duration {
 	return d
 }
 
-// accept stores records published by their home supernode.
+// accept stores records published by their home supernode: only for users
+// this supernode holds on its ring (with slack for views that differ while
+// the ring changes), and at most MaxRecords in all. A record with no sessions
+// is kept as a tombstone until it expires, so that a delayed older publish
+// can't bring the user back.
 func (m *mesh) accept(home string, recs []Record, now time.Time) {
 	exp := now.Add(m.s.cfg.RecordTTL)
 	m.mu.Lock()
@@ -487,24 +568,31 @@ func (m *mesh) accept(home string, recs []Record, now time.Time) {
 		if r.Node != home {
 			continue // a supernode speaks only for the users attached to it
 		}
-		byNode := m.store[r.User]
-		if old, ok := byNode[home]; ok && old.Seq > r.Seq {
+		if home != m.self.Name && !slices.Contains(m.ring.owners(r.User, m.s.cfg.Replicas+holderSlack), m.self.Name) {
 			continue
 		}
-		if len(r.Sessions) == 0 {
-			delete(byNode, home)
-			if len(byNode) == 0 {
-				delete(m.store, r.User)
-			}
+		byNode := m.store[r.User]
+		old, ok := byNode[home]
+		if ok && old.Seq > r.Seq {
+			continue
+		}
+		if !ok && m.nrecords >= m.s.cfg.MaxRecords {
 			continue
 		}
 		if byNode == nil {
 			byNode = map[string]storedRecord{}
 			m.store[r.User] = byNode
 		}
+		if !ok {
+			m.nrecords++
+		}
 		byNode[home] = storedRecord{Record: r, expires: exp}
 	}
 }
+
+// holderSlack is how many supernodes past its Replicas holders a supernode
+// may be and still take a user's record.
+const holderSlack = 2
 
 // held returns the live records this supernode holds for user.
 func (m *mesh) held(user string, now time.Time) []Record {
@@ -512,7 +600,7 @@ func (m *mesh) held(user string, now time.Time) []Record {
 	defer m.mu.Unlock()
 	var out []Record
 	for _, r := range m.store[user] {
-		if now.Before(r.expires) {
+		if now.Before(r.expires) && len(r.Sessions) > 0 {
 			out = append(out, r.Record)
 		}
 	}
@@ -527,6 +615,7 @@ func (m *mesh) expire() {
 		for n, r := range byNode {
 			if !now.Before(r.expires) {
 				delete(byNode, n)
+				m.nrecords--
 			}
 		}
 		if len(byNode) == 0 {
@@ -541,7 +630,11 @@ func (m *mesh) records() int {
 	defer m.mu.Unlock()
 	n := 0
 	for _, byNode := range m.store {
-		n += len(byNode)
+		for _, r := range byNode {
+			if len(r.Sessions) > 0 {
+				n++
+			}
+		}
 	}
 	return n
 }
@@ -558,14 +651,14 @@ func (m *mesh) markDirty(user string) {
 // that hold them: at once when a user attaches or leaves or the ring changes,
 // and every RefreshInterval for all of them (records are soft state).
 func (m *mesh) publishLoop() {
-	defer m.s.wg.Done()
+	defer m.wg.Done()
 	t := time.NewTicker(m.s.cfg.RefreshInterval)
 	defer t.Stop()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	for {
 		select {
-		case <-m.s.ctx.Done():
+		case <-m.ctx.Done():
 			return
 		case <-t.C:
 			m.mu.Lock()
@@ -574,7 +667,7 @@ func (m *mesh) publishLoop() {
 		case <-m.kickPublish:
 			// Let a burst of attaches settle into one batch.
 			select {
-			case <-m.s.ctx.Done():
+			case <-m.ctx.Done():
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
@@ -599,7 +692,7 @@ func (m *mesh) publish() (failed bool) {
 			users[u] = true
 		}
 	}
-	return m.publishUsers(m.s.ctx, users)
+	return m.publishUsers(m.ctx, users)
 }
 
 // publishNow sends user's record to its holders and waits for them (at most
@@ -682,8 +775,11 @@ func (m *mesh) lookup(ctx context.Context, user string) location {
 	found := false // a live record was found (perhaps of this supernode's own)
 	add := func(recs []Record) {
 		for _, r := range recs {
-			if m.dead(r.Node) || len(r.Sessions) == 0 {
+			if len(r.Sessions) == 0 || len(loc.nodes) >= MaxNodesFound {
 				continue
+			}
+			if _, ok := m.member(r.Node); !ok && r.Node != m.self.Name {
+				continue // only records naming live members are believed
 			}
 			found = true
 			if r.Node != m.self.Name { // this supernode's own sessions are counted live below

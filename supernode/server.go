@@ -83,8 +83,11 @@ type Config struct {
 	// new members (when Login is set). Default 10 s.
 	ListInterval time.Duration
 	// MeshClient makes the requests to other supernodes (and dial-backs).
-	// nil = a client with a 5 s timeout.
+	// nil = a client with a 5 s timeout. Redirects are never followed.
 	MeshClient *http.Client
+	// MaxRecords caps the presence records (and tombstones) this supernode
+	// holds for the directory. Default 1,048,576 (about 200 MiB).
+	MaxRecords int
 }
 
 // Server is a supernode's presence and signalling service. It serves the
@@ -159,11 +162,19 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ListInterval <= 0 {
 		cfg.ListInterval = 10 * time.Second
 	}
+	if cfg.MaxRecords <= 0 {
+		cfg.MaxRecords = 1 << 20
+	}
 	if cfg.MeshClient == nil {
 		cfg.MeshClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 			MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: 5 * time.Second,
 		}}
 	}
+	// A mesh request is never redirected: a candidate could otherwise bounce
+	// this supernode's signed request to any address.
+	mc := *cfg.MeshClient
+	mc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cfg.MeshClient = &mc
 	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, users: map[string]map[string]*conn{}}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -173,9 +184,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mesh = newMesh(s)
-	s.wg.Add(2)
-	go s.mesh.probeLoop()
-	go s.mesh.publishLoop()
+	s.mesh.start()
 	if cfg.Login != nil {
 		s.wg.Add(1)
 		go s.listLoop()
