@@ -24,6 +24,11 @@ import (
 //	             attach, last measured round trip and failures in a row, so a
 //	             client finds a supernode when the login server is down; at
 //	             most 64 entries, dead ones aged out; mode 0600 (hostcache.go).
+//	node-key     the node key it serves with once promoted to supernode
+//	             (promote.go), mode 0600
+//	x25519       the device's X25519 private key for end-to-end messages
+//	             (im_keys.go), mode 0600
+//	history.db   the message history, SQLite (history.go), mode 0600
 //
 // Several homes let several users run on one machine.
 const (
