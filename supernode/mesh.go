@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/internal/nodeid"
 )
@@ -60,6 +62,8 @@ type mesh struct {
 	closed    bool      // left: mesh requests are refused
 	changedAt time.Time // when the ring last changed
 
+	limits map[string]*rate.Limiter // per sending member: deliveries
+
 	msgsOut, bytesOut, bytesIn atomic.Int64
 	publishOut                 atomic.Int64 // bytes of publish requests sent
 }
@@ -78,6 +82,7 @@ func newMesh(s *Server) *mesh {
 		members:     map[string]*memberState{},
 		store:       map[string]map[string]storedRecord{},
 		dirty:       map[string]bool{},
+		limits:      map[string]*rate.Limiter{},
 		seq:         s.now().UnixNano(),
 	}
 	m.ring = newRing([]string{m.self.Name})
@@ -515,6 +520,12 @@ func (s *Server) serveMesh(w http.ResponseWriter, r *http.Request) {
 				reply = MeshMsg{Type: MeshError, Error: "deliver without a delivery"}
 				break
 			}
+			if !m.deliverAllowed(msg.From.Name) {
+				// A member can't flood this supernode's users past what
+				// its own clients' send limits would allow.
+				reply = MeshMsg{Type: MeshDelivered}
+				break
+			}
 			reply = MeshMsg{Type: MeshDelivered, Delivered: s.deliverLocal(*msg.Deliver, nil)}
 		default:
 			reply = MeshMsg{Type: MeshError, Error: "unknown type " + truncate(msg.Type, 32)}
@@ -553,6 +564,28 @@ func absDuration(d time.Duration) time.Duration {
 		return -d
 	}
 	return d
+}
+
+// Deliveries one member may forward to this supernode, per second and at
+// once: the send limits of a few hundred of its clients talking here at once.
+const (
+	memberDeliverRate  = 2000
+	memberDeliverBurst = 4000
+)
+
+// deliverAllowed takes one delivery from the sending member's budget.
+func (m *mesh) deliverAllowed(from string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.limits[from]
+	if l == nil {
+		if len(m.limits) >= MaxMeshMembers {
+			clear(m.limits) // members come and go; budgets start afresh
+		}
+		l = rate.NewLimiter(memberDeliverRate, memberDeliverBurst)
+		m.limits[from] = l
+	}
+	return l.Allow()
 }
 
 // accept stores records published by their home supernode: only for users
