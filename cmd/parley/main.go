@@ -37,6 +37,9 @@ Client:
   call USER          call USER
   echo [USER]        a sound-test user that plays back what it hears (default: echo)
   lookup USER...     where users are online, and the overlay hops each lookup took
+  contacts SUB       contacts: add USER, accept USER, decline USER, list [--json]
+  status [STATUS]    show or set your status: online, away, busy or invisible
+  search TEXT        user names starting with TEXT
 
 Global flags (before or after the command):
   --home DIR         the user's key, credential and state (env PARLEY_HOME, default ~/.parley)
@@ -130,6 +133,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"call":         cmdCall,
 		"echo":         cmdEcho,
 		"lookup":       cmdLookup,
+		"contacts":     cmdContacts,
+		"status":       cmdStatus,
+		"search":       cmdSearch,
 	}
 	switch cmd {
 	case "help", "-h", "--help":

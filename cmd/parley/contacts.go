@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/parley/parley/client"
+	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/login"
+)
+
+const contactsUsage = `usage: parley contacts SUBCOMMAND [flags]
+
+  add USER       ask USER to become a contact (accepts when USER already asked)
+  accept USER    accept USER's contact request
+  decline USER   decline USER's request, withdraw ours, or remove the contact
+  list [--json]  the contacts: user, state (accepted, requested, pending) and,
+                 for accepted ones, presence (online, away, busy, offline)
+`
+
+// statuses are the values `parley status` sets.
+var statuses = []string{login.StatusOnline, login.StatusAway, login.StatusBusy, login.StatusInvisible}
+
+// cmdContacts is `parley contacts add|accept|decline|list`.
+func cmdContacts(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, contactsUsage)
+		return usageError{"contacts: expected a subcommand (add, accept, decline, list)"}
+	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "add", "accept", "decline":
+		return contactOp(ctx, e, sub, rest)
+	case "list":
+		return contactsList(ctx, e, rest)
+	case "help", "-h", "--help":
+		fmt.Fprint(e.stdout, contactsUsage)
+		return nil
+	}
+	fmt.Fprint(e.stderr, contactsUsage)
+	return usageError{fmt.Sprintf("contacts: unknown subcommand %q (add, accept, decline, list)", sub)}
+}
+
+func contactOp(ctx context.Context, e *env, sub string, args []string) error {
+	fs := flag.NewFlagSet("contacts "+sub, flag.ContinueOnError)
+	pos, err := parseFlags(fs, e, args, 1, 1, "USER")
+	if err != nil {
+		return err
+	}
+	user := pos[0]
+	if err := identity.CheckUser(user); err != nil {
+		return usageError{fmt.Sprintf("contacts %s: %v", sub, err)}
+	}
+	c, err := e.newClient("")
+	if err != nil {
+		return err
+	}
+	var state string
+	switch sub {
+	case "add":
+		state, err = c.AddContact(ctx, user)
+	case "accept":
+		state, err = c.AcceptContact(ctx, user)
+	case "decline":
+		state, err = c.DeclineContact(ctx, user)
+	}
+	if err != nil {
+		if errors.Is(err, login.ErrUnknownUser) {
+			// Name the command and the user, not just "unknown user".
+			return fmt.Errorf("%s contact %s: %w", sub, user, client.ErrUnknownUser)
+		}
+		return err
+	}
+	switch {
+	case sub == "decline":
+		fmt.Fprintf(e.stdout, "%s is not a contact any more\n", user)
+	case state == login.ContactAccepted:
+		fmt.Fprintf(e.stdout, "%s is now a contact\n", user)
+	default:
+		fmt.Fprintf(e.stdout, "contact request sent to %s\n", user)
+	}
+	return nil
+}
+
+func contactsList(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("contacts list", flag.ContinueOnError)
+	jsonOut := fs.Bool("json", false, `print one JSON object per contact: {"user","state","presence"}`)
+	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
+		return err
+	}
+	c, err := e.newClient("")
+	if err != nil {
+		return err
+	}
+	// Fail early (no user, wrong login server) before going online.
+	list, err := c.Contacts(ctx)
+	if err != nil {
+		return err
+	}
+	var s *client.Session
+	if slices.ContainsFunc(list, func(ct login.Contact) bool {
+		return ct.State == login.ContactAccepted && ct.Status != login.StatusOffline
+	}) {
+		// Live presence comes from the mesh: attach to a supernode to ask.
+		s, err = c.Online(ctx, e.sessionConfig(client.SessionConfig{}))
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "parley: presence unknown: %s\n", userMessage(err))
+			s = nil
+		} else {
+			defer s.Close()
+		}
+	}
+	contacts, err := c.ContactsWithPresence(ctx, s)
+	if err != nil {
+		return err
+	}
+	for _, ct := range contacts {
+		if *jsonOut {
+			b, _ := json.Marshal(struct {
+				User     string `json:"user"`
+				State    string `json:"state"`
+				Presence string `json:"presence"`
+			}{ct.User, ct.State, ct.Presence})
+			fmt.Fprintln(e.stdout, string(b))
+			continue
+		}
+		if ct.Presence != "" {
+			fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", ct.User, ct.State, ct.Presence)
+		} else {
+			fmt.Fprintf(e.stdout, "%s\t%s\n", ct.User, ct.State)
+		}
+	}
+	return nil
+}
+
+// cmdStatus is `parley status [online|away|busy|invisible]`.
+func cmdStatus(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	pos, err := parseFlags(fs, e, args, 0, 1, "[online|away|busy|invisible]")
+	if err != nil {
+		return err
+	}
+	if len(pos) == 1 && !slices.Contains(statuses, pos[0]) {
+		return usageError{fmt.Sprintf("status: %q: must be one of %s", pos[0], strings.Join(statuses, ", "))}
+	}
+	c, err := e.newClient("")
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, st)
+		return nil
+	}
+	if err := c.SetStatus(ctx, pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "status set to %s\n", pos[0])
+	return nil
+}
+
+// cmdSearch is `parley search TEXT [--limit N] [--json]`.
+func cmdSearch(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("search", flag.ContinueOnError)
+	limit := fs.Int("limit", login.MaxSearchResults, fmt.Sprintf("at most N names (1-%d)", login.MaxSearchResults))
+	jsonOut := fs.Bool("json", false, `print one JSON object per user: {"user"}`)
+	pos, err := parseFlags(fs, e, args, 1, 1, "TEXT")
+	if err != nil {
+		return err
+	}
+	if *limit < 1 || *limit > login.MaxSearchResults {
+		return usageError{fmt.Sprintf("search: --limit must be 1 to %d", login.MaxSearchResults)}
+	}
+	prefix := pos[0]
+	if prefix == "" {
+		return usageError{"search: TEXT is empty: give the start of a user name"}
+	}
+	if err := identity.CheckUser(prefix); err != nil {
+		return usageError{fmt.Sprintf("search: %v", err)}
+	}
+	c, err := e.newClient("")
+	if err != nil {
+		return err
+	}
+	users, err := c.Search(ctx, prefix, *limit)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		if *jsonOut {
+			b, _ := json.Marshal(struct {
+				User string `json:"user"`
+			}{u})
+			fmt.Fprintln(e.stdout, string(b))
+			continue
+		}
+		fmt.Fprintln(e.stdout, u)
+	}
+	return nil
+}
