@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/stun/v4"
-
 	"github.com/parley/parley/internal/nodeid"
 	"github.com/parley/parley/relay"
 	"github.com/parley/parley/supernode"
@@ -160,7 +158,7 @@ func (p *promoter) bind() (*candidate, error) {
 	}()
 	go func() {
 		defer close(c.stunDone)
-		answerSTUN(c.pc, &c.stunEnd)
+		nodeid.AnswerSTUN(c.pc, &c.stunEnd)
 	}()
 	return c, nil
 }
@@ -320,37 +318,4 @@ func isLocalIP(ip net.IP) bool {
 		}
 	}
 	return false
-}
-
-// answerSTUN answers STUN Binding requests on pc until end is set and a read
-// is interrupted, or pc fails.
-func answerSTUN(pc net.PacketConn, end *atomic.Bool) {
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			if end.Load() || !isTimeout(err) {
-				return
-			}
-			continue
-		}
-		req := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
-		if req.Decode() != nil || req.Type != stun.BindingRequest {
-			continue
-		}
-		ua, ok := from.(*net.UDPAddr)
-		if !ok {
-			continue
-		}
-		resp, err := stun.Build(stun.NewTransactionIDSetter(req.TransactionID), stun.BindingSuccess,
-			&stun.XORMappedAddress{IP: ua.IP, Port: ua.Port}, stun.Fingerprint)
-		if err == nil {
-			pc.WriteTo(resp.Raw, from)
-		}
-	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

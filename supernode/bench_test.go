@@ -55,6 +55,7 @@ func benchMesh(b *testing.B, n int) []*Server {
 func attachFake(s *Server, user string) {
 	c := &conn{user: user, session: newSessionID(), out: make(chan []byte, 1), cancel: func() {}}
 	s.attach(c)
+	s.mesh.markDirty(user) // as a failed publishNow would: the loop sends it
 }
 
 // BenchmarkDirectoryLookup measures a lookup of a random online user from a

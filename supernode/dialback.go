@@ -2,13 +2,9 @@ package supernode
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
-
-	"github.com/pion/stun/v4"
 
 	"github.com/parley/parley/internal/nodeid"
 )
@@ -52,51 +48,9 @@ func (s *Server) dialback(ctx context.Context, c *conn, f Frame) Frame {
 		return fail("tcp: %v", err)
 	}
 	res.TCPOK = true
-	if err := stunPing(ctx, udpAddr); err != nil {
+	if err := nodeid.CheckUDP(ctx, udpAddr, dialbackTimeout); err != nil {
 		return fail("udp: %v", err)
 	}
 	res.UDPOK = true
 	return res
-}
-
-var errNoAnswer = errors.New("no STUN answer")
-
-// stunPing sends STUN Binding requests to addr and waits for a matching
-// success answer.
-func stunPing(ctx context.Context, addr netip.AddrPort) error {
-	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(ctx, "udp", ":0")
-	if err != nil {
-		return err
-	}
-	defer pc.Close()
-	req := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
-	dst := net.UDPAddrFromAddrPort(addr)
-	deadline := time.Now().Add(dialbackTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	buf := make([]byte, 1500)
-	for time.Now().Before(deadline) {
-		if _, err := pc.WriteTo(req.Raw, dst); err != nil {
-			return err
-		}
-		rd := time.Now().Add(500 * time.Millisecond)
-		if rd.After(deadline) {
-			rd = deadline
-		}
-		pc.SetReadDeadline(rd)
-		for {
-			n, _, err := pc.ReadFrom(buf)
-			if err != nil {
-				break // resend
-			}
-			var resp stun.Message
-			resp.Raw = append([]byte(nil), buf[:n]...)
-			if resp.Decode() == nil && resp.TransactionID == req.TransactionID && resp.Type == stun.BindingSuccess {
-				return nil
-			}
-		}
-	}
-	return errNoAnswer
 }

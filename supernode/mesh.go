@@ -303,14 +303,6 @@ func (m *mesh) member(name string) (Member, bool) {
 	return st.Member, true
 }
 
-// dead reports whether name is a supernode this one knows to be down.
-func (m *mesh) dead(name string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	st := m.members[name]
-	return st != nil && !st.verified
-}
-
 // liveURLs returns up to n live members' client URLs, in random order.
 func (m *mesh) liveURLs(n int) []string {
 	m.mu.Lock()
@@ -325,7 +317,7 @@ func (m *mesh) liveURLs(n int) []string {
 	return out[:min(n, len(out))]
 }
 
-// Members returns the number of live supernodes this one knows, itself
+// size returns the number of live supernodes this one knows, itself
 // included.
 func (m *mesh) size() int {
 	m.mu.Lock()
@@ -734,7 +726,9 @@ func (m *mesh) publish() (failed bool) {
 func (m *mesh) publishNow(ctx context.Context, user string) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	m.publishUsers(ctx, map[string]bool{user: true})
+	if m.publishUsers(ctx, map[string]bool{user: true}) {
+		kick(m.kickPublish) // the record stayed dirty: the loop retries it
+	}
 }
 
 // publishUsers sends the records of users to their holders; those that could
@@ -743,11 +737,9 @@ func (m *mesh) publishUsers(ctx context.Context, users map[string]bool) (failed 
 	if len(users) == 0 {
 		return false
 	}
-	m.mu.Lock()
-	r := m.ring
-	m.mu.Unlock()
 	byOwner := map[string][]Record{}
 	m.mu.Lock()
+	r := m.ring
 	for u := range users {
 		m.seq++
 		rec := Record{User: u, Node: m.self.Name, Sessions: m.s.sessionsOf(u), Seq: m.seq}

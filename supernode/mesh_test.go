@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/stun/v4"
-
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/internal/nodeid"
 	"github.com/parley/parley/supernode"
@@ -390,7 +388,7 @@ func TestDialback(t *testing.T) {
 	defer hs.Close()
 	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	defer pc.Close()
-	go stunResponder(pc)
+	go nodeid.AnswerSTUN(pc, new(atomic.Bool))
 	silent, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	defer silent.Close()
 
@@ -432,25 +430,4 @@ func identifyHandler(name string, key ed25519.PrivateKey) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(nodeid.IdentifyPath, nodeid.Handler(name, key))
 	return mux
-}
-
-// stunResponder answers STUN Binding requests on pc until it is closed.
-func stunResponder(pc net.PacketConn) {
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		req := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
-		if req.Decode() != nil {
-			continue
-		}
-		ua := from.(*net.UDPAddr)
-		resp, err := stun.Build(stun.NewTransactionIDSetter(req.TransactionID), stun.BindingSuccess,
-			&stun.XORMappedAddress{IP: ua.IP, Port: ua.Port}, stun.Fingerprint)
-		if err == nil {
-			pc.WriteTo(resp.Raw, from)
-		}
-	}
 }

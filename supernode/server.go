@@ -572,7 +572,8 @@ func (s *Server) attach(c *conn) {
 	}
 	m[c.session] = c
 	s.mu.Unlock()
-	s.mesh.markDirty(c.user)
+	// The caller publishes the record at once (publishNow); a failure there
+	// leaves it dirty for the publish loop.
 }
 
 func (s *Server) detach(c *conn) {
