@@ -31,7 +31,8 @@ type DialConfig struct {
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
 	// Deliver is called, from the connection's reader goroutine and in arrival
-	// order, with every TypeDeliver frame. It must not block for long.
+	// order, with every TypeDeliver and TypePresence frame. It must not block
+	// for long.
 	Deliver func(Frame)
 }
 
@@ -253,6 +254,22 @@ func (c *Conn) Renew(ctx context.Context, credential string) error {
 	}
 }
 
+// SetPresence sets this connection's presence (see TypePresence): status is
+// online, away, busy or invisible; device the client's name for itself;
+// watch the users to tell. The supernode answers only a bad frame (logged).
+func (c *Conn) SetPresence(status, device string, watch []string) error {
+	if !validSetStatus(status) {
+		return fmt.Errorf("supernode: presence %q: %w", status, ErrBadFrame)
+	}
+	if len(watch) > MaxWatch {
+		watch = watch[:MaxWatch]
+	}
+	if err := c.write(Frame{Type: TypePresence, ID: "presence", Status: status, Device: device, Watch: watch}); err != nil {
+		return fmt.Errorf("supernode: presence: %w: %v", ErrDisconnected, err)
+	}
+	return nil
+}
+
 // write sends one frame. Its deadline is its own, not the caller's: coder/websocket
 // closes the whole connection when a write's context ends mid-frame, and one
 // caller giving up must not cut everyone off.
@@ -273,7 +290,7 @@ func (c *Conn) readLoop(ctx context.Context) {
 			return
 		}
 		switch {
-		case f.Type == TypeDeliver:
+		case f.Type == TypeDeliver || f.Type == TypePresence:
 			if c.deliver != nil {
 				c.deliver(f)
 			}

@@ -96,11 +96,23 @@ type Record struct {
 // MeshDelivery is a client's send carried to the supernode the recipient is
 // attached at: To (user), From and FromSession as authenticated by the sender's
 // supernode, the opaque Payload (≤ [MaxPayloadSize]).
+//
+// A presence push has Presence set instead of a Payload.
 type MeshDelivery struct {
 	To          string          `json:"to"`
 	From        string          `json:"from"`
 	FromSession string          `json:"from_session"`
-	Payload     json.RawMessage `json:"payload"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
+	Presence    *PresenceNote   `json:"presence,omitempty"`
+}
+
+// PresenceNote is a presence push through the mesh: device Device of From is
+// now Status (as shown: never invisible); Reply is set on the answer a
+// watcher's supernode sends back, which is not answered again.
+type PresenceNote struct {
+	Device string `json:"device"`
+	Status string `json:"status"`
+	Reply  bool   `json:"reply,omitempty"`
 }
 
 // MeshMsg is every mesh request and reply. Fields a type does not use are
@@ -161,8 +173,14 @@ func DecodeMeshMsg(b []byte) (MeshMsg, error) {
 		}
 	}
 	if d := m.Deliver; d != nil {
-		if identity.CheckUser(d.To) != nil || identity.CheckUser(d.From) != nil || len(d.FromSession) > 64 ||
-			len(d.Payload) > MaxPayloadSize || !json.Valid(d.Payload) {
+		if identity.CheckUser(d.To) != nil || identity.CheckUser(d.From) != nil || len(d.FromSession) > 64 {
+			return m, fmt.Errorf("supernode: mesh decode: deliver: %w", ErrBadFrame)
+		}
+		if p := d.Presence; p != nil {
+			if len(d.Payload) != 0 || len(p.Device) > MaxIDLen || shownStatus(p.Status) != p.Status || !validSetStatus(p.Status) && p.Status != StatusOffline {
+				return m, fmt.Errorf("supernode: mesh decode: presence: %w", ErrBadFrame)
+			}
+		} else if len(d.Payload) > MaxPayloadSize || !json.Valid(d.Payload) {
 			return m, fmt.Errorf("supernode: mesh decode: deliver: %w", ErrBadFrame)
 		}
 	}

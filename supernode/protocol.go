@@ -3,6 +3,7 @@ package supernode
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // ProtocolVersion is the version every frame carries in its "v" field.
@@ -62,7 +63,57 @@ const (
 	// TypeDialbackResult (S→C) reports a TypeDialback with the same ID: TCP and
 	// UDPOK say which checks passed; Error says why one failed.
 	TypeDialbackResult = "dialback_result"
+	// TypePresence (C→S) sets this connection's Status ([StatusOnline],
+	// [StatusAway], [StatusBusy] or [StatusInvisible]), Device (the client's
+	// own name for its device, ≤ [MaxIDLen] bytes, the same across failovers)
+	// and Watch (≤ [MaxWatch] users, the user's contacts). The supernode pushes
+	// the status to every watched user at once, "offline" to users dropped
+	// from Watch, and "offline" to all of them when the connection ends.
+	// Clients send it again unchanged every [PresenceRefresh] so watchers can
+	// expire a device whose supernode died with it. An invalid one gets a
+	// TypeError with its ID.
+	//
+	// TypePresence (S→C) tells a watcher that device Device of user From is
+	// now Status (online, away, busy or offline: invisible is shown as
+	// offline). When a watcher that itself watches From receives a push that
+	// is not a reply, its supernode pushes the watcher's own status back (so
+	// both learn each other's state when one comes online).
+	TypePresence = "presence"
 )
+
+// Presence states. StatusInvisible is only ever set by a client; watchers
+// see it as StatusOffline.
+const (
+	StatusOnline    = "online"
+	StatusAway      = "away"
+	StatusBusy      = "busy"
+	StatusInvisible = "invisible"
+	StatusOffline   = "offline"
+)
+
+// MaxWatch caps the users one TypePresence frame watches.
+const MaxWatch = 1000
+
+// PresenceRefresh is how often a client repeats its TypePresence frame;
+// watchers forget a device not heard of for 3×PresenceRefresh.
+const PresenceRefresh = 60 * time.Second
+
+// validSetStatus reports whether a client may set status.
+func validSetStatus(status string) bool {
+	switch status {
+	case StatusOnline, StatusAway, StatusBusy, StatusInvisible:
+		return true
+	}
+	return false
+}
+
+// shownStatus is status as watchers see it.
+func shownStatus(status string) string {
+	if status == StatusInvisible {
+		return StatusOffline
+	}
+	return status
+}
 
 // Error codes carried by TypeError frames.
 const (
@@ -93,6 +144,7 @@ const AttachContext = "parley-attach-v1"
 //   - Supernodes, Observed: attach extras (see TypeAttached).
 //   - Nodes, Hops: a lookup's answer (see TypeFound).
 //   - URL, UDP, NodeKey, TCPOK, UDPOK: a dial-back request and its result.
+//   - Status, Device, Watch: presence (see TypePresence).
 type Frame struct {
 	V           int             `json:"v"`
 	Type        string          `json:"type"`
@@ -120,6 +172,9 @@ type Frame struct {
 	NodeKey     []byte          `json:"node_key,omitempty"`
 	TCPOK       bool            `json:"tcp_ok,omitempty"`
 	UDPOK       bool            `json:"udp_ok,omitempty"`
+	Status      string          `json:"status,omitempty"`
+	Device      string          `json:"device,omitempty"`
+	Watch       []string        `json:"watch,omitempty"`
 }
 
 // ICEServer is a STUN or TURN server offered to attached clients, in the shape
@@ -174,6 +229,10 @@ func DecodeFrame(b []byte) (Frame, error) {
 		return f, fmt.Errorf("supernode: decode: too many supernodes: %w", ErrBadFrame)
 	case len(f.Payload) > MaxPayloadSize:
 		return f, fmt.Errorf("supernode: decode: payload %d bytes: %w", len(f.Payload), ErrFrameTooBig)
+	case len(f.Watch) > MaxWatch:
+		return f, fmt.Errorf("supernode: decode: watching %d users: %w", len(f.Watch), ErrBadFrame)
+	case len(f.Device) > MaxIDLen:
+		return f, fmt.Errorf("supernode: decode: device name too long: %w", ErrBadFrame)
 	}
 	return f, nil
 }

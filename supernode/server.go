@@ -348,8 +348,20 @@ type conn struct {
 	key     ed25519.PublicKey
 	expires atomic.Int64 // Unix seconds of the credential's end; 0 until attached
 	sends   *rate.Limiter
-	reqs    chan *Frame // sends, lookups and dial-backs, served in order
+	reqs    chan *Frame // sends, lookups, dial-backs and presence, served in order
 	remote  string      // host:port the client connects from
+
+	pmu    sync.Mutex // guards the presence fields
+	status string     // as set by the client; "" until its first TypePresence
+	device string
+	watch  []string
+}
+
+// presence returns the connection's presence as set by its client.
+func (c *conn) presence() (status, device string, watch []string) {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	return c.status, c.device, c.watch
 }
 
 // enqueue queues b without blocking; a full queue disconnects the slow client.
@@ -509,7 +521,7 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 			}
 			c.expires.Store(cred.Expires)
 			s.send(c, Frame{Type: TypeAttached, User: c.user, Session: c.session, ICEServers: s.iceServers(c.user)})
-		case TypeSend, TypeLookup, TypeDialback:
+		case TypeSend, TypeLookup, TypeDialback, TypePresence:
 			if !c.sends.Allow() {
 				// A sender over its rate is told so; it cannot fill a
 				// recipient's queue and get them disconnected.
@@ -587,6 +599,11 @@ func (s *Server) detach(c *conn) {
 	s.mu.Unlock()
 	s.mesh.markDirty(c.user)
 	s.log.Info("detached", "user", c.user, "session", c.session)
+	if status, device, watch := c.presence(); status != "" && len(watch) > 0 {
+		s.goOwned(func(ctx context.Context) {
+			s.pushPresence(ctx, c.user, c.session, PresenceNote{Device: device, Status: StatusOffline}, watch)
+		})
+	}
 }
 
 // localUsers returns the users attached here.
@@ -634,6 +651,8 @@ func (s *Server) serveRequests(ctx context.Context, c *conn) {
 				s.lookup(ctx, c, *f)
 			case TypeDialback:
 				s.send(c, s.dialback(ctx, c, *f))
+			case TypePresence:
+				s.setPresence(ctx, c, *f)
 			}
 		}
 	}
@@ -668,9 +687,26 @@ func (s *Server) route(ctx context.Context, from *conn, f Frame) {
 	d := MeshDelivery{To: f.To, From: from.user, FromSession: from.session, Payload: f.Payload}
 	n := s.deliverLocal(d, from)
 	full := n == 0 && len(s.sessionsOf(f.To)) > 0 // devices here, queues full
-	loc := s.mesh.lookup(ctx, f.To)
+	n += s.forward(ctx, d)
+	switch {
+	case n > 0:
+		s.send(from, Frame{Type: TypeAck, ID: f.ID, Delivered: n})
+	case full:
+		s.sendError(from, f.ID, CodeOverload, f.To+" is not keeping up; try again")
+	default:
+		// Not attached anywhere reachable: perhaps moving between
+		// supernodes right now; the sender may retry.
+		s.sendError(from, f.ID, CodeOffline, f.To+" is offline")
+	}
+}
+
+// forward carries d to the other supernodes the directory places d.To at,
+// and returns how many devices there took it.
+func (s *Server) forward(ctx context.Context, d MeshDelivery) int {
+	loc := s.mesh.lookup(ctx, d.To)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	n := 0
 	for node := range loc.nodes {
 		if node == s.cfg.Name {
 			continue
@@ -685,22 +721,19 @@ func (s *Server) route(ctx context.Context, from *conn, f Frame) {
 		}()
 	}
 	wg.Wait()
-	switch {
-	case n > 0:
-		s.send(from, Frame{Type: TypeAck, ID: f.ID, Delivered: n})
-	case full:
-		s.sendError(from, f.ID, CodeOverload, f.To+" is not keeping up; try again")
-	default:
-		// Not attached anywhere reachable: perhaps moving between
-		// supernodes right now; the sender may retry.
-		s.sendError(from, f.ID, CodeOffline, f.To+" is offline")
-	}
+	return n
 }
 
 // deliverLocal queues d for every device of d.To attached here except the
-// sender's own connection, and returns how many took it.
+// sender's own connection, and returns how many took it. A presence push
+// that is not a reply is answered with the presence of every receiving
+// device that watches its sender.
 func (s *Server) deliverLocal(d MeshDelivery, except *conn) int {
-	b, err := EncodeFrame(Frame{Type: TypeDeliver, From: d.From, FromSession: d.FromSession, Payload: d.Payload})
+	f := Frame{Type: TypeDeliver, From: d.From, FromSession: d.FromSession, Payload: d.Payload}
+	if p := d.Presence; p != nil {
+		f = Frame{Type: TypePresence, From: d.From, Device: p.Device, Status: p.Status}
+	}
+	b, err := EncodeFrame(f)
 	if err != nil {
 		return 0
 	}
@@ -717,8 +750,110 @@ func (s *Server) deliverLocal(d MeshDelivery, except *conn) int {
 		if c.enqueue(b) {
 			n++
 		}
+		if d.Presence != nil && !d.Presence.Reply {
+			s.answerPresence(c, d.From)
+		}
 	}
 	return n
+}
+
+// setPresence applies a client's TypePresence frame and pushes it.
+func (s *Server) setPresence(ctx context.Context, c *conn, f Frame) {
+	if !validSetStatus(f.Status) {
+		s.sendError(c, f.ID, CodeBadRequest, "status must be online, away, busy or invisible")
+		return
+	}
+	watch := make([]string, 0, len(f.Watch))
+	seen := make(map[string]bool, len(f.Watch))
+	for _, u := range f.Watch {
+		if identity.CheckUser(u) != nil {
+			s.sendError(c, f.ID, CodeBadRequest, "watch: bad user name "+truncate(u, 64))
+			return
+		}
+		if !seen[u] && u != c.user {
+			seen[u] = true
+			watch = append(watch, u)
+		}
+	}
+	c.pmu.Lock()
+	var dropped []string
+	for _, u := range c.watch {
+		if !seen[u] {
+			dropped = append(dropped, u)
+		}
+	}
+	c.status, c.device, c.watch = f.Status, f.Device, watch
+	c.pmu.Unlock()
+	if len(dropped) > 0 {
+		s.pushPresence(ctx, c.user, c.session, PresenceNote{Device: f.Device, Status: StatusOffline}, dropped)
+	}
+	s.pushPresence(ctx, c.user, c.session, PresenceNote{Device: f.Device, Status: shownStatus(f.Status)}, watch)
+}
+
+// answerPresence pushes c's presence back to user from, when c watches them.
+func (s *Server) answerPresence(c *conn, from string) {
+	status, device, watch := c.presence()
+	if status == "" || status == StatusInvisible {
+		return
+	}
+	for _, u := range watch {
+		if u == from {
+			s.goOwned(func(ctx context.Context) {
+				s.pushPresence(ctx, c.user, c.session, PresenceNote{Device: device, Status: status, Reply: true}, []string{from})
+			})
+			return
+		}
+	}
+}
+
+// pushFanout bounds the watchers one presence change is pushed to at once.
+const pushFanout = 8
+
+// pushPresence tells every user in to that device note.Device of user is
+// now note.Status, wherever they are attached. Offline watchers are skipped.
+func (s *Server) pushPresence(ctx context.Context, user, session string, note PresenceNote, to []string) {
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range min(pushFanout, len(to)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := range work {
+				n := note
+				d := MeshDelivery{To: u, From: user, FromSession: session, Presence: &n}
+				s.deliverLocal(d, nil)
+				s.forward(ctx, d)
+			}
+		}()
+	}
+	for _, u := range to {
+		select {
+		case work <- u:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+}
+
+// asyncTimeout bounds work the server does on its own (presence pushes).
+const asyncTimeout = 10 * time.Second
+
+// goOwned runs f on a goroutine the server owns (Close waits for it), with
+// a context that ends at Close or after asyncTimeout.
+func (s *Server) goOwned(f func(ctx context.Context)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, asyncTimeout)
+		defer cancel()
+		f(ctx)
+	}()
 }
 
 func (s *Server) send(c *conn, f Frame) {
