@@ -6,13 +6,15 @@ package client
 // item per recipient device). Every hop but the two ends sees only the
 // cleartext header (who, to whom, id, sequence number, time) and ciphertext:
 //
-//   - The body (the text, or a receipt) is sealed with XChaCha20-Poly1305 under
-//     a random 32-byte content key, with the header as associated data.
+//   - The body (the text, or a receipt) is sealed with AES-256-GCM under a
+//     random 32-byte content key, with the header as associated data. (AES-GCM,
+//     X25519, HKDF and Ed25519 are all in WebCrypto, so the browser client
+//     seals and opens the same envelopes with no cryptographic code of its own.)
 //   - The content key is wrapped for every device of the recipient and every
 //     other device of the sender (so they see what was sent): an ephemeral
 //     X25519 key per envelope, ECDH with the device's X25519 key (from its
 //     signed [DeviceRecord]), HKDF-SHA256 with info binding the envelope id,
-//     the ephemeral key and both of the device's keys, XChaCha20-Poly1305.
+//     the ephemeral key and both of the device's keys, AES-256-GCM.
 //   - The sending device signs everything (header, ephemeral key, wrapped keys,
 //     ciphertext) with its Ed25519 key, context [EnvelopeContext]; the header
 //     carries its credential, so a receiver checks user ↔ device with the login
@@ -30,6 +32,8 @@ package client
 import (
 	"bytes"
 	"compress/flate"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -45,7 +49,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/hkdf"
 
 	"github.com/parley/parley/internal/identity"
@@ -88,8 +91,9 @@ const (
 
 const (
 	idBytes       = 16 // an envelope id: 16 random bytes, 32 hex characters
-	contentKeyLen = chacha20poly1305.KeySize
-	wrappedKeyLen = contentKeyLen + chacha20poly1305.Overhead
+	contentKeyLen = 32 // AES-256
+	aeadOverhead  = 16 // the GCM tag
+	wrappedKeyLen = contentKeyLen + aeadOverhead
 	// compressOver: bodies longer than this are deflated before sealing
 	// (only when that makes them shorter). Shorter bodies are not, so the
 	// length of ordinary messages says nothing about their content beyond
@@ -129,7 +133,7 @@ const (
 //
 //   - Ephemeral: the envelope's ephemeral X25519 public key.
 //   - Keys: the content key wrapped for each device, at most [MaxEnvelopeDevices].
-//   - Ciphertext: the sealed content (XChaCha20-Poly1305, zero nonce — each
+//   - Ciphertext: the sealed content (AES-256-GCM, 12-byte zero nonce — each
 //     content key seals one content — the header bytes as associated data).
 //   - Sig: Ed25519 by FromDevice, context [EnvelopeContext], over the header,
 //     Ephemeral, Keys and Ciphertext (see [Envelope.signedMessage]).
@@ -153,7 +157,7 @@ type Envelope struct {
 //
 //   - Device: the device's Ed25519 key (names it; its X25519 key is the one of
 //     its [DeviceRecord]).
-//   - Key: XChaCha20-Poly1305 (zero nonce; each wrapping key seals one content
+//   - Key: AES-256-GCM (12-byte zero nonce; each wrapping key seals one content
 //     key) of the content key under HKDF-SHA256(ikm = X25519(ephemeral,
 //     device), salt = none, info = "parley-im-wrap-v1" || id || ephemeral
 //     public || device X25519 public || device Ed25519 key), 48 bytes.
@@ -358,11 +362,11 @@ func seal(s Sender, kind, id, to string, seq int64, t time.Time, body []byte, de
 		}
 		e.Keys = append(e.Keys, WrappedKey{Device: r.Key, Key: w})
 	}
-	aead, err := chacha20poly1305.NewX(ck)
+	aead, err := newAEAD(ck)
 	if err != nil {
 		return nil, err
 	}
-	e.Ciphertext = aead.Seal(nil, make([]byte, chacha20poly1305.NonceSizeX), content, e.headerBytes())
+	e.Ciphertext = aead.Seal(nil, zeroNonce(), content, e.headerBytes())
 	e.Sig = identity.SignContext(s.Device, EnvelopeContext, e.signedMessage())
 
 	if _, err := e.Encode(); err != nil {
@@ -452,7 +456,7 @@ func wrapKeyMaterial(shared []byte, id string, epk []byte, device ed25519.Public
 	info = append(info, epk...)
 	info = append(info, x...)
 	info = append(info, device...)
-	k := make([]byte, chacha20poly1305.KeySize)
+	k := make([]byte, contentKeyLen)
 	if _, err := io.ReadFull(hkdf.New(sha256.New, shared, nil, info), k); err != nil {
 		return nil, err
 	}
@@ -472,11 +476,11 @@ func wrapKey(eph *ecdh.PrivateKey, epk []byte, id string, device ed25519.PublicK
 	if err != nil {
 		return nil, err
 	}
-	aead, err := chacha20poly1305.NewX(k)
+	aead, err := newAEAD(k)
 	if err != nil {
 		return nil, err
 	}
-	return aead.Seal(nil, make([]byte, chacha20poly1305.NonceSizeX), ck, nil), nil
+	return aead.Seal(nil, zeroNonce(), ck, nil), nil
 }
 
 func unwrapKey(x *ecdh.PrivateKey, epk []byte, id string, device ed25519.PublicKey, w []byte) ([]byte, error) {
@@ -492,11 +496,11 @@ func unwrapKey(x *ecdh.PrivateKey, epk []byte, id string, device ed25519.PublicK
 	if err != nil {
 		return nil, err
 	}
-	aead, err := chacha20poly1305.NewX(k)
+	aead, err := newAEAD(k)
 	if err != nil {
 		return nil, err
 	}
-	return aead.Open(nil, make([]byte, chacha20poly1305.NonceSizeX), w, nil)
+	return aead.Open(nil, zeroNonce(), w, nil)
 }
 
 // appendField appends b with its length (4 bytes, big-endian) before it.
@@ -593,7 +597,7 @@ func (e *Envelope) check() error {
 		return bad("ephemeral key")
 	case len(e.Keys) == 0 || len(e.Keys) > MaxEnvelopeDevices:
 		return bad("number of wrapped keys")
-	case len(e.Ciphertext) < chacha20poly1305.Overhead+padTo || len(e.Ciphertext) > maxContent+chacha20poly1305.Overhead:
+	case len(e.Ciphertext) < aeadOverhead+padTo || len(e.Ciphertext) > maxContent+aeadOverhead:
 		return bad("ciphertext size")
 	case len(e.Sig) != ed25519.SignatureSize:
 		return bad("signature")
@@ -682,11 +686,11 @@ func open(e *Envelope, me string, device ed25519.PrivateKey, x *ecdh.PrivateKey,
 	if err != nil {
 		return nil, fmt.Errorf("content key: %w", ErrDecrypt)
 	}
-	aead, err := chacha20poly1305.NewX(ck)
+	aead, err := newAEAD(ck)
 	if err != nil {
 		return nil, fmt.Errorf("content key: %w", ErrDecrypt)
 	}
-	content, err := aead.Open(nil, make([]byte, chacha20poly1305.NonceSizeX), e.Ciphertext, e.headerBytes())
+	content, err := aead.Open(nil, zeroNonce(), e.Ciphertext, e.headerBytes())
 	if err != nil {
 		return nil, fmt.Errorf("body: %w", ErrDecrypt)
 	}
@@ -728,4 +732,17 @@ func allValidIDs(ids []string) bool {
 		}
 	}
 	return true
+}
+
+// zeroNonce is the nonce of every seal: each key (a content key, a wrapping
+// key) seals exactly one plaintext, so it never repeats under a key.
+func zeroNonce() []byte { return make([]byte, 12) }
+
+// newAEAD returns AES-256-GCM under a 32-byte key.
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
 }
