@@ -28,6 +28,7 @@ type Call struct {
 
 	s       *Session
 	pc      *webrtc.PeerConnection
+	dc      *webrtc.DataChannel // instant messages during the call
 	track   *webrtc.TrackLocalStaticRTP
 	sender  *webrtc.RTPSender
 	media   Media
@@ -124,6 +125,21 @@ func (s *Session) newCall(ctx context.Context, id, peer string, outgoing bool, r
 			c.goOwned(c.updatePath)
 		}
 	})
+	// Every call carries a data channel for instant messages, negotiated
+	// out of band (id 0, both ends create it), so that it needs no signals
+	// of its own and the browser client's calls have the same one.
+	negotiated, dcID := true, uint16(0)
+	dc, err := pc.CreateDataChannel(DataChannelLabel, &webrtc.DataChannelInit{Negotiated: &negotiated, ID: &dcID})
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("client: call %s: data channel: %w", peer, err)
+	}
+	dc.OnMessage(func(msg webrtc.DataChannelMessage) {
+		if len(msg.Data) <= MaxEnvelopeBytes && isEnvelope(msg.Data) {
+			s.im.enqueue(msg.Data, ViaDataChannel)
+		}
+	})
+	c.dc = dc
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		if tr.Kind() != webrtc.RTPCodecTypeAudio || !c.goOwned(func() { c.receive(tr) }) {
 			return
@@ -713,4 +729,27 @@ func (r *rxStats) loss() float64 {
 		return 0
 	}
 	return lost / expected
+}
+
+// DataChannelLabel is the label of every call's instant-message data channel
+// (negotiated, id 0). Each message on it is one IM envelope, as JSON text.
+const DataChannelLabel = "parley-im"
+
+// sendDataChannel sends an envelope to user over the data channel of a
+// connected call with them, and reports whether it went.
+func (s *Session) sendDataChannel(user string, b []byte) bool {
+	s.mu.Lock()
+	var dcs []*webrtc.DataChannel
+	for _, c := range s.calls {
+		if c.Peer == user && c.dc != nil && c.isStarted() {
+			dcs = append(dcs, c.dc)
+		}
+	}
+	s.mu.Unlock()
+	for _, dc := range dcs {
+		if dc.ReadyState() == webrtc.DataChannelStateOpen && dc.SendText(string(b)) == nil {
+			return true
+		}
+	}
+	return false
 }

@@ -10,6 +10,8 @@ var (
 	ErrNoLoginURL     = errors.New("no login server: set --login or PARLEY_LOGIN")
 	ErrNoSupernode    = errors.New("no supernode online")
 	ErrUnknownUser    = errors.New("unknown user")
+	ErrNotContact     = errors.New("not a contact yet: send a contact request first (parley contacts add USER)")
+	ErrBadStatus      = errors.New("status must be online, away, busy or invisible")
 	ErrOffline        = errors.New("user is offline")
 	ErrDeclined       = errors.New("call declined")
 	ErrNoAnswer       = errors.New("no answer")

@@ -29,6 +29,8 @@ type Event struct {
 	*CallState
 	*Stats
 	*Info
+	*MessageEvent
+	*PresenceEvent
 }
 
 // Call states.

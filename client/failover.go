@@ -176,6 +176,8 @@ func (s *Session) keepLoop(conn *supernode.Conn, url string) {
 		}
 		s.c.log.Info("reattached", "supernode", url)
 		s.emit(Event{Event: "online", Info: &Info{User: s.user, Supernode: url}})
+		s.announce()
+		s.im.checkMailbox()
 		s.afterReattach(oldICE)
 	}
 }

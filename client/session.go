@@ -55,6 +55,9 @@ type SessionConfig struct {
 	// every call of this session goes through a relay. For tests of relayed
 	// paths, and for users who do not want peers to learn their address.
 	RelayOnly bool
+	// NoPresence keeps the session out of presence: its contacts are not
+	// told it is online (for one-shot commands such as sending one message).
+	NoPresence bool
 }
 
 // Session is a client attached to a supernode: reachable, able to call and be
@@ -96,7 +99,10 @@ type Session struct {
 	probes    map[string]chan relayRTTs // call id → the caller waiting for a probe reply
 	probePeer map[string]string         // call id → whom the probe went to
 	seen      map[string]time.Time      // signals accepted within the window (replay guard)
+	pres      presenceState
 	closed    bool
+
+	im *messenger // instant messages (messenger.go)
 }
 
 // Online logs in if needed, attaches to a supernode and returns the session.
@@ -129,9 +135,26 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 		done:  make(chan struct{}),
 		calls: map[string]*Call{}, incoming: map[string]*Incoming{}, probes: map[string]chan relayRTTs{}, probePeer: map[string]string{}, seen: map[string]time.Time{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.pres = presenceState{status: supernode.StatusOnline, seen: map[string]map[string]devicePresence{}, shown: map[string]string{}}
+	if s.im, err = newMessenger(s); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	s.user = c.User()
+	if err := s.im.register(ctx); err != nil {
+		s.im.hist.Close()
+		s.cancel()
+		return nil, err
+	}
+	if err := s.loadPresence(ctx); err != nil {
+		s.im.hist.Close()
+		s.cancel()
+		return nil, err
+	}
 
 	conn, url, err := s.attach(ctx, false)
 	if err != nil {
+		s.im.hist.Close()
 		s.cancel()
 		if errors.Is(err, ErrNoSupernode) || errors.Is(err, supernode.ErrAuth) {
 			return nil, fmt.Errorf("client: online: %w", err)
@@ -142,9 +165,17 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 	s.setConn(conn, url)
 	close(s.ready)
 	s.emit(Event{Event: "online", Info: &Info{User: s.user, Supernode: url}})
-	s.wg.Add(2)
+	s.announce()
+	s.im.checkMailbox()
+	s.wg.Add(5)
 	go s.renewLoop()
 	go s.keepLoop(conn, url)
+	go s.presenceLoop()
+	go s.im.run()
+	go func() {
+		defer s.wg.Done()
+		s.im.resendPending(s.ctx)
+	}()
 	return s, nil
 }
 
@@ -238,6 +269,7 @@ func (s *Session) Close() error {
 		conn.Close()
 	}
 	s.wg.Wait()
+	s.im.hist.Close()
 	s.finish(nil)
 	return nil
 }
@@ -366,6 +398,14 @@ func (s *Session) sendAsync(sig *Signal) {
 // deliver handles a frame from the supernode (on its reader goroutine).
 func (s *Session) deliver(f supernode.Frame) {
 	<-s.ready
+	if f.Type == supernode.TypePresence {
+		s.onPresence(f)
+		return
+	}
+	if isEnvelope(f.Payload) {
+		s.im.enqueue(f.Payload, ViaSupernode)
+		return
+	}
 	sig, err := decodeSignal(f.Payload)
 	if err != nil {
 		s.c.log.Debug("dropping undecodable payload", "from", f.From, "err", err)
@@ -383,6 +423,12 @@ func (s *Session) deliver(f supernode.Frame) {
 	}
 	if sig.Kind == KindOffer {
 		s.onOffer(sig)
+		return
+	}
+	if sig.Kind == KindStatus {
+		if sig.From == s.user {
+			s.onStatus(sig)
+		}
 		return
 	}
 	switch sig.Kind {
@@ -408,8 +454,22 @@ func (s *Session) deliver(f supernode.Frame) {
 		in := s.incoming[sig.CallID]
 		s.mu.Unlock()
 		if in != nil && in.Peer == sig.From && in.offer.Device == sig.Device {
-			in.cancel()
+			in.stop("caller hung up")
 		}
+	case KindAnswered:
+		s.mu.Lock()
+		in := s.incoming[sig.CallID]
+		s.mu.Unlock()
+		if sig.Reason == s.device {
+			return // this device took the call
+		}
+		if in != nil && in.Peer == sig.From && in.offer.Device == sig.Device {
+			in.stop(AnsweredElsewhere)
+		}
+		if c := s.call(sig.CallID); c != nil && !c.Outgoing && c.Peer == sig.From && c.fromPeer(sig) {
+			c.end(AnsweredElsewhere, false)
+		}
+		return
 	}
 	c := s.call(sig.CallID)
 	if c == nil || c.Peer != sig.From || !c.fromPeer(sig) {
@@ -515,6 +575,12 @@ func (s *Session) onOffer(sig *Signal) {
 			in.cancel()
 		}()
 		s.cfg.OnIncoming(in)
+		if in.ctx.Err() != nil && in.take() {
+			// Ringing ended before an answer: the caller hung up, or
+			// another device of mine answered.
+			s.emit(Event{Event: "call", CallID: in.CallID, Peer: in.Peer, CallState: &CallState{State: StateEnded, Reason: in.why(), Direction: "incoming"}})
+			return
+		}
 		in.mu.Lock()
 		handled := in.handled
 		in.mu.Unlock()
@@ -581,6 +647,10 @@ func (s *Session) chooseRelay(ctx context.Context, callID, peer string) string {
 	return choice
 }
 
+// AnsweredElsewhere is the reason a call ends on a device of the callee when
+// another of their devices answered it.
+const AnsweredElsewhere = "answered on another device"
+
 // Incoming is a verified call offer waiting for Answer or Decline.
 type Incoming struct {
 	CallID string
@@ -593,10 +663,32 @@ type Incoming struct {
 
 	mu      sync.Mutex
 	handled bool
+	reason  string // why ringing stopped
 }
 
-// Cancelled is closed when the caller hangs up before the call is answered.
+// Cancelled is closed when ringing stops before this device answered: the
+// caller hung up, or another device of the user answered.
 func (in *Incoming) Cancelled() <-chan struct{} { return in.ctx.Done() }
+
+// stop ends the ringing for reason.
+func (in *Incoming) stop(reason string) {
+	in.mu.Lock()
+	if in.reason == "" {
+		in.reason = reason
+	}
+	in.mu.Unlock()
+	in.cancel()
+}
+
+// why says why ringing stopped.
+func (in *Incoming) why() string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.reason == "" {
+		return "caller hung up"
+	}
+	return in.reason
+}
 
 func (in *Incoming) take() bool {
 	in.mu.Lock()
@@ -632,8 +724,8 @@ func (in *Incoming) Answer(ctx context.Context, media Media) (*Call, error) {
 	}
 	s := in.s
 	if in.ctx.Err() != nil {
-		s.emit(Event{Event: "call", CallID: in.CallID, Peer: in.Peer, CallState: &CallState{State: StateEnded, Reason: "caller hung up", Direction: "incoming"}})
-		return nil, fmt.Errorf("client: answer %s: caller hung up", in.CallID)
+		s.emit(Event{Event: "call", CallID: in.CallID, Peer: in.Peer, CallState: &CallState{State: StateEnded, Reason: in.why(), Direction: "incoming"}})
+		return nil, fmt.Errorf("client: answer %s: %s", in.CallID, in.why())
 	}
 	c, err := s.newCall(ctx, in.CallID, in.Peer, false, in.offer.Relay, media)
 	if err != nil {
@@ -734,6 +826,8 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 				c.mu.Lock()
 				c.peerFP = Fingerprints(sig.SDP)
 				c.mu.Unlock()
+				// Tell the callee's devices which one took the call.
+				s.sendAsync(&Signal{Kind: KindAnswered, CallID: c.ID, To: peer, Reason: sig.Device})
 				if err := c.waitConnected(ctx); err != nil {
 					return nil, err
 				}

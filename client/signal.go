@@ -26,6 +26,7 @@ import (
 //	B → A  ringing  B is alerting its user (or about to answer)
 //	B → A  answer   SDP, B's credential, signature      — or —  decline, reason
 //	either hangup   reason; the other side ends the call
+//	A → B  answered the answering device's id: B's other devices stop ringing
 //
 // and, when a connected call's path dies (restart.go):
 //
@@ -40,7 +41,8 @@ import (
 //   - Kind: probe and probe-reply (relay round trips, JSON in Reason) before an
 //     offer; offer, ringing, answer, decline, hangup; during a call path (this
 //     end's view of the selected candidate pair, JSON in Reason), hold, resume,
-//     and for an ICE restart restart, re-offer, re-answer.
+//     and for an ICE restart restart, re-offer, re-answer; answered (to all of
+//     the callee's devices); status (to the sender's own user).
 //   - CallID: 16 hex characters chosen by the caller; all signals of a call carry it.
 //   - From, To: sender and recipient user names (signed, so a supernode cannot
 //     redirect a signal to someone else).
@@ -106,6 +108,13 @@ const (
 	KindRestart  = "restart"
 	KindReoffer  = "re-offer"
 	KindReanswer = "re-answer"
+	// KindAnswered tells the callee's devices which one took the call
+	// (Reason: its Device): the others stop ringing, and one that answered
+	// too late ends its side.
+	KindAnswered = "answered"
+	// KindStatus, from a user to their own user, tells their other running
+	// devices the status they set (Reason); CallID is random.
+	KindStatus = "status"
 )
 
 const maxReason = 512
@@ -190,7 +199,7 @@ func decodeSignal(b []byte) (*Signal, error) {
 	}
 	switch s.Kind {
 	case KindOffer, KindRinging, KindAnswer, KindDecline, KindHangup, KindPath, KindHold, KindResume, KindProbe, KindProbeReply,
-		KindRestart, KindReoffer, KindReanswer:
+		KindRestart, KindReoffer, KindReanswer, KindAnswered, KindStatus:
 	default:
 		return nil, fmt.Errorf("client: decode signal: kind %q: %w", s.Kind, ErrBadSignal)
 	}

@@ -161,6 +161,7 @@ func (e *env) eventOut(jsonOut bool, record string) *printer {
 func cmdListen(ctx context.Context, e *env, args []string) (err error) {
 	fs := flag.NewFlagSet("listen", flag.ContinueOnError)
 	answer := fs.Bool("answer", false, "answer incoming calls (without it calls are declined)")
+	answerAfter := fs.Duration("answer-after", 0, "with --answer, let a call ring this long before answering")
 	a := e.audioFlags(fs, "to each caller", "what callers say")
 	dur := fs.Duration("for", 0, "exit after this long (0: run until interrupted)")
 	calls := fs.Int("calls", 0, "exit after this many calls have ended (0: no limit)")
@@ -199,6 +200,18 @@ func cmdListen(ctx context.Context, e *env, args []string) (err error) {
 			if !*answer {
 				in.Decline("declined")
 				return
+			}
+			if *answerAfter > 0 {
+				// Ring for a while first; another device may answer.
+				t := time.NewTimer(*answerAfter)
+				defer t.Stop()
+				select {
+				case <-t.C:
+				case <-in.Cancelled():
+					return
+				case <-ctx.Done():
+					return
+				}
 			}
 			if !busy.TryLock() {
 				in.Decline("busy")

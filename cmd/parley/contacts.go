@@ -163,7 +163,21 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, st)
 		return nil
 	}
-	if err := c.SetStatus(ctx, pos[0]); err != nil {
+	// Set it through a short session (invisible to the contacts), which
+	// also tells the user's running devices; they tell their contacts.
+	s, err := c.Online(ctx, e.sessionConfig(client.SessionConfig{NoPresence: true}))
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		if err := c.SetStatus(ctx, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "status set to %s (running devices pick it up at their next start: %s)\n", pos[0], userMessage(err))
+		return nil
+	}
+	defer s.Close()
+	if err := s.SetStatus(ctx, pos[0]); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "status set to %s\n", pos[0])

@@ -40,6 +40,8 @@ Client:
   contacts SUB       contacts: add USER, accept USER, decline USER, list [--json]
   status [STATUS]    show or set your status: online, away, busy or invisible
   search TEXT        user names starting with TEXT
+  chat USER [MSG]    send USER a message; without MSG, a conversation (one message per line)
+  history USER       the conversation with USER, from this home's history
 
 Global flags (before or after the command):
   --home DIR         the user's key, credential and state (env PARLEY_HOME, default ~/.parley)
@@ -136,6 +138,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"contacts":     cmdContacts,
 		"status":       cmdStatus,
 		"search":       cmdSearch,
+		"chat":         cmdChat,
+		"history":      cmdHistory,
 	}
 	switch cmd {
 	case "help", "-h", "--help":

@@ -58,6 +58,21 @@ func (p *printer) event(ev client.Event) {
 		fmt.Fprintf(p.w, "%s promoted to supernode at %s\n", ts, ev.Info.Supernode)
 	case client.EventSteppedDown:
 		fmt.Fprintf(p.w, "%s stepped down as supernode: %s\n", ts, ev.Info.Message)
+	case "message":
+		m := ev.MessageEvent
+		if m.From == m.To || m.To == ev.Peer {
+			fmt.Fprintf(p.w, "%s [to %s, from another device] %s\n", m.Sent.Local().Format("15:04:05"), ev.Peer, m.Text)
+		} else {
+			fmt.Fprintf(p.w, "%s <%s> %s\n", m.Sent.Local().Format("15:04:05"), m.From, m.Text)
+		}
+	case "delivered":
+		fmt.Fprintf(p.w, "%s delivered to %s (%d)\n", ts, ev.Peer, len(ev.MessageEvent.IDs))
+	case "message-refused":
+		fmt.Fprintf(p.w, "%s refused a message claiming to be from %s: %s\n", ts, ev.Peer, ev.MessageEvent.Why)
+	case "presence":
+		fmt.Fprintf(p.w, "%s %s is %s\n", ts, ev.Peer, ev.PresenceEvent.Status)
+	case "status":
+		fmt.Fprintf(p.w, "%s your status is now %s (set on another device)\n", ts, ev.PresenceEvent.Status)
 	}
 }
 

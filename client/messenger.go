@@ -1,0 +1,689 @@
+package client
+
+// Instant messaging on a Session: sending, receiving, receipts, the mailbox.
+//
+// Sending a message to user B (Session.SendMessage), one message at a time
+// per session so a conversation keeps its order:
+//
+//  1. B's devices and the sender's own other devices are read from the login
+//     server (cached for deviceCacheTTL); the text is sealed to all of them
+//     (im.go) and stored in the history as "sending".
+//  2. If a call with B is up, the envelope goes over the call's data channel
+//     first, and the sender waits up to dataChannelWait for receipts.
+//  3. Devices that have not acknowledged are sent to through the supernodes
+//     (a send to B, and one to the sender's own user for its other devices);
+//     the sender waits up to liveWait for as many receipts as devices the
+//     supernodes reached.
+//  4. Every device still silent gets the envelope in its mailbox on the login
+//     server; the message is then "sent". A receipt from any of B's devices
+//     marks it "delivered".
+//
+// A message still "sending" or "sent" when the session ends is sent again,
+// with the same id, when the next session of this home starts. Receivers store
+// every message by id (history.go), so one that arrives twice (data channel and
+// supernode, a resend, the mailbox) is shown once, and acknowledge it every time
+// it arrives (the earlier receipt may have been lost).
+//
+// Receiving: envelopes from the data channel, the supernodes and the mailbox go
+// through one queue and one goroutine, in arrival order. Each is verified and
+// opened (an envelope that does not verify is dropped and reported as a
+// "message-refused" event), stored, shown once ("message" event) and
+// acknowledged: receipts are batched per sender and go back over a data
+// channel, the supernodes or, when the sender is offline, its mailbox. The
+// mailbox is read at every attach (login, and after a failover) and emptied
+// only after what it held is stored.
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/login"
+	"github.com/parley/parley/supernode"
+)
+
+// Message timing.
+const (
+	// dataChannelWait is how long a sender waits for receipts over a call's
+	// data channel before trying the supernodes.
+	dataChannelWait = time.Second
+	// liveWait is how long a sender waits for the receipts of the devices the
+	// supernodes reached before mailing the rest.
+	liveWait = 3 * time.Second
+	// deviceCacheTTL is how long a user's device list is reused.
+	deviceCacheTTL = 10 * time.Second
+	// inboxQueue bounds the envelopes waiting to be opened; more are dropped
+	// (their senders fall back to the mailbox).
+	inboxQueue = 1024
+	// mailboxFetch is how many mailbox items are read at once.
+	mailboxFetch = 100
+	// receiptBatch caps the ids one receipt carries.
+	receiptBatch = 500
+)
+
+// Ways a message arrives (MessageEvent.Via).
+const (
+	ViaDataChannel = "datachannel"
+	ViaSupernode   = "supernode"
+	ViaMailbox     = "mailbox"
+)
+
+// MessageEvent is the payload of "message" events (a message arrived, or a
+// copy of one another device of mine sent), "delivered" events (receipts for
+// messages I sent) and "message-refused" events (an envelope that did not
+// verify, dropped; Reason says why).
+type MessageEvent struct {
+	ID   string    `json:"id,omitempty"`
+	From string    `json:"from,omitempty"`
+	To   string    `json:"to,omitempty"`
+	Text string    `json:"text,omitempty"`
+	Sent time.Time `json:"sent,omitzero"`
+	Via  string    `json:"via,omitempty"`
+	// IDs are the messages a "delivered" event reports.
+	IDs []string `json:"ids,omitempty"`
+	// Why names the reason of a "message-refused" event.
+	Why string `json:"why,omitempty"`
+}
+
+// SendResult says how far a message got.
+type SendResult struct {
+	// ID is the message's id.
+	ID string
+	// Delivered: a device of the recipient acknowledged it.
+	Delivered bool
+	// Stored: at least one device of the recipient was offline, and the
+	// message waits in its mailbox on the login server.
+	Stored bool
+}
+
+type inbound struct {
+	b   []byte
+	via string
+}
+
+type deviceEntry struct {
+	recs []DeviceRecord
+	at   time.Time
+}
+
+// tracker is a send waiting for receipts.
+type tracker struct {
+	want  map[string]string // device key (hex) → its user, not yet acknowledged
+	peer  string
+	got   chan struct{} // signalled on every receipt
+	peerN int           // receipts from the peer's devices
+	total int           // receipts from any device
+}
+
+// messenger is the IM half of a Session.
+type messenger struct {
+	s    *Session
+	hist *History
+	x    *ecdh.PrivateKey
+	key  ed25519.PrivateKey
+	me   ed25519.PublicKey
+
+	in   chan inbound
+	kick chan struct{}
+
+	sendMu sync.Mutex // one send at a time, in order
+
+	mu      sync.Mutex
+	devices map[string]deviceEntry
+	waits   map[string]*tracker // envelope id → its send
+	acks    map[string][]string // user → message ids to acknowledge
+}
+
+func newMessenger(s *Session) (*messenger, error) {
+	x, err := deviceX25519(s.c.home.dir)
+	if err != nil {
+		return nil, err
+	}
+	hist, err := OpenHistory(s.c.home.dir)
+	if err != nil {
+		return nil, err
+	}
+	return &messenger{s: s, hist: hist, x: x, key: s.c.key, me: s.c.key.Public().(ed25519.PublicKey),
+		in: make(chan inbound, inboxQueue), kick: make(chan struct{}, 1),
+		devices: map[string]deviceEntry{}, waits: map[string]*tracker{}, acks: map[string][]string{}}, nil
+}
+
+// register publishes this device's X25519 key so that others can encrypt to it.
+func (m *messenger) register(ctx context.Context) error {
+	lc, cred, err := m.s.c.withCred(ctx)
+	if err != nil {
+		return err
+	}
+	xpub := m.x.PublicKey().Bytes()
+	if _, err := lc.PutDevice(ctx, cred, xpub, login.SignDevice(m.key, m.s.user, xpub)); err != nil {
+		return fmt.Errorf("client: register device: %w", err)
+	}
+	return nil
+}
+
+// run is the messenger's goroutine: it opens what arrives and reads the
+// mailbox when asked, until the session ends.
+func (m *messenger) run() {
+	defer m.s.wg.Done()
+	ctx := m.s.ctx
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case in := <-m.in:
+			m.open(ctx, in)
+			if len(m.in) == 0 {
+				m.flushAcks(ctx)
+			}
+		case <-m.kick:
+			if err := m.fetchMailbox(ctx); err != nil && ctx.Err() == nil {
+				m.s.c.log.Warn("reading the mailbox", "err", err)
+			}
+		}
+	}
+}
+
+// enqueue hands an envelope to the messenger without blocking.
+func (m *messenger) enqueue(b []byte, via string) {
+	select {
+	case m.in <- inbound{b: b, via: via}:
+	default:
+		m.s.c.log.Warn("message queue full; dropping an envelope (its sender will mail it)", "via", via)
+	}
+}
+
+// checkMailbox asks the messenger to read the mailbox.
+func (m *messenger) checkMailbox() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// isEnvelope reports whether a deliver payload is an IM envelope (the other
+// payloads are call signals).
+func isEnvelope(b []byte) bool {
+	var k struct {
+		Kind string `json:"kind"`
+		CT   []byte `json:"ct"`
+	}
+	if json.Unmarshal(b, &k) != nil {
+		return false
+	}
+	return (k.Kind == KindMessage || k.Kind == KindReceipt) && k.CT != nil
+}
+
+// devicesOf returns user's verified device records.
+func (m *messenger) devicesOf(ctx context.Context, user string, fresh bool) ([]DeviceRecord, error) {
+	m.mu.Lock()
+	e, ok := m.devices[user]
+	m.mu.Unlock()
+	if ok && !fresh && time.Since(e.at) < deviceCacheTTL {
+		return e.recs, nil
+	}
+	lc, cred, err := m.s.c.withCred(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := lc.Devices(ctx, cred, user)
+	if err != nil {
+		switch {
+		case errors.Is(err, login.ErrUnknownUser):
+			return nil, fmt.Errorf("client: message to %s: %w", user, ErrUnknownUser)
+		case errors.Is(err, login.ErrNotContact):
+			return nil, fmt.Errorf("client: message to %s: %w", user, ErrNotContact)
+		}
+		return nil, fmt.Errorf("client: devices of %s: %w", user, err)
+	}
+	recs := make([]DeviceRecord, 0, len(ds))
+	for _, d := range ds {
+		r := DeviceRecord{User: user, Key: d.Key, X25519: d.X25519, Sig: d.Sig}
+		if r.Verify() == nil {
+			recs = append(recs, r)
+		}
+	}
+	m.mu.Lock()
+	m.devices[user] = deviceEntry{recs: recs, at: time.Now()}
+	m.mu.Unlock()
+	return recs, nil
+}
+
+func (m *messenger) sender(ctx context.Context) (Sender, error) {
+	cred, err := m.s.c.Credential(ctx)
+	if err != nil {
+		return Sender{}, err
+	}
+	return Sender{User: m.s.user, Device: m.key, Credential: cred}, nil
+}
+
+// SendMessage sends text to user to and returns once a device of theirs has
+// it, or it waits in their mailbox. Errors: ErrUnknownUser, ErrNotContact,
+// ErrEmptyMessage, ErrMessageTooLong, ErrMessageNotText, ErrNoDevices; on
+// those nothing was sent or stored. Other errors (the login server
+// unreachable) leave the message stored and "sending": the next session of
+// this home sends it.
+func (s *Session) SendMessage(ctx context.Context, to, text string) (SendResult, error) {
+	m := s.im
+	if err := identity.CheckUser(to); err != nil {
+		return SendResult{}, fmt.Errorf("client: message: %w", err)
+	}
+	if err := CheckText(text); err != nil {
+		return SendResult{}, fmt.Errorf("client: message to %s: %w", to, err)
+	}
+	m.sendMu.Lock()
+	defer m.sendMu.Unlock()
+	peerDevs, err := m.devicesOf(ctx, to, false)
+	if err != nil {
+		return SendResult{}, err
+	}
+	if len(peerDevs) == 0 {
+		// Perhaps registered a moment ago.
+		if peerDevs, err = m.devicesOf(ctx, to, true); err != nil {
+			return SendResult{}, err
+		}
+	}
+	myDevs, err := m.devicesOf(ctx, s.user, false)
+	if err != nil {
+		return SendResult{}, err
+	}
+	snd, err := m.sender(ctx)
+	if err != nil {
+		return SendResult{}, err
+	}
+	now := time.Now()
+	// Seal before storing: a message that can't be sealed (too long, no
+	// device) is refused whole.
+	d := Draft{ID: NewMessageID(), Seq: 1, Time: now, Text: text}
+	if _, err := SealMessage(snd, to, append(peerDevs, myDevs...), d); err != nil {
+		return SendResult{}, fmt.Errorf("client: message to %s: %w", to, err)
+	}
+	if d.Seq, err = m.hist.NextSeq(to); err != nil {
+		return SendResult{}, err
+	}
+	env, err := SealMessage(snd, to, append(peerDevs, myDevs...), d)
+	if err != nil {
+		return SendResult{}, fmt.Errorf("client: message to %s: %w", to, err)
+	}
+	if err := m.hist.AddOutgoing(Message{ID: env.ID, Peer: to, FromDevice: m.me, Seq: d.Seq, TS: env.TS, Text: text}); err != nil {
+		return SendResult{}, err
+	}
+	return m.deliver(ctx, env, peerDevs, myDevs)
+}
+
+// resendPending sends again the messages this device sent that no receipt
+// has confirmed (after a restart), in order, with their ids.
+func (m *messenger) resendPending(ctx context.Context) {
+	pending, err := m.hist.Pending("")
+	if err != nil {
+		m.s.c.log.Warn("reading unsent messages", "err", err)
+		return
+	}
+	for _, p := range pending {
+		if !sameDevice(p.FromDevice, m.me) {
+			continue
+		}
+		if err := m.resend(ctx, p); err != nil {
+			if ctx.Err() == nil {
+				m.s.c.log.Warn("resending a message", "to", p.Peer, "id", p.ID, "err", err)
+			}
+			if errors.Is(err, ErrUnknownUser) || errors.Is(err, ErrNotContact) {
+				continue
+			}
+			return // unreachable: the next session tries again
+		}
+	}
+}
+
+func (m *messenger) resend(ctx context.Context, p Message) error {
+	m.sendMu.Lock()
+	defer m.sendMu.Unlock()
+	peerDevs, err := m.devicesOf(ctx, p.Peer, false)
+	if err != nil {
+		return err
+	}
+	myDevs, err := m.devicesOf(ctx, m.s.user, false)
+	if err != nil {
+		return err
+	}
+	snd, err := m.sender(ctx)
+	if err != nil {
+		return err
+	}
+	env, err := SealMessage(snd, p.Peer, append(peerDevs, myDevs...), Draft{ID: p.ID, Seq: p.Seq, Time: p.Time(), Text: p.Text})
+	if err != nil {
+		return err
+	}
+	_, err = m.deliver(ctx, env, peerDevs, myDevs)
+	return err
+}
+
+// deliver carries env to every device it is sealed for: data channel,
+// supernodes, mailbox, in that order, each for the devices still silent.
+func (m *messenger) deliver(ctx context.Context, env *Envelope, peerDevs, myDevs []DeviceRecord) (SendResult, error) {
+	b, err := env.Encode()
+	if err != nil {
+		return SendResult{}, err
+	}
+	to := env.To
+	tr := &tracker{want: map[string]string{}, peer: to, got: make(chan struct{}, 1)}
+	for _, d := range append(append([]DeviceRecord{}, peerDevs...), myDevs...) {
+		if !sameDevice(d.Key, m.me) {
+			tr.want[hex.EncodeToString(d.Key)] = d.User
+		}
+	}
+	m.mu.Lock()
+	m.waits[env.ID] = tr
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.waits, env.ID)
+		m.mu.Unlock()
+	}()
+
+	// 1. A call's data channel.
+	if m.s.sendDataChannel(to, b) {
+		m.wait(ctx, tr, func() bool { return m.silent(tr, to) == 0 }, dataChannelWait)
+	}
+	// 2. The supernodes, for the users with devices still silent.
+	expect := 0
+	for _, u := range []string{to, m.s.user} {
+		if m.silent(tr, u) == 0 {
+			continue
+		}
+		n, err := m.s.sendPayload(ctx, u, b)
+		if err != nil && !errors.Is(err, ErrOffline) {
+			m.s.c.log.Debug("live message send", "to", u, "err", err)
+		}
+		expect += n
+	}
+	if expect > 0 {
+		m.mu.Lock()
+		base := tr.total
+		m.mu.Unlock()
+		m.wait(ctx, tr, func() bool { return len(tr.want) == 0 || tr.total-base >= expect }, liveWait)
+	}
+	// 3. The mailbox, for every device still silent.
+	m.mu.Lock()
+	var items []login.MailboxItem
+	for k, u := range tr.want {
+		key, _ := hex.DecodeString(k)
+		items = append(items, login.MailboxItem{ToUser: u, ToDevice: key, ID: env.ID, Blob: b})
+	}
+	delivered := tr.peerN > 0
+	m.mu.Unlock()
+	res := SendResult{ID: env.ID, Delivered: delivered}
+	if len(items) > 0 {
+		lc, cred, err := m.s.c.withCred(ctx)
+		if err == nil {
+			_, err = lc.PostMailbox(ctx, cred, items)
+		}
+		if err != nil {
+			if delivered {
+				// The peer has it; only a copy for another device is
+				// missing. Not worth failing the send for.
+				m.s.c.log.Warn("mailing a message to the other devices", "to", to, "err", err)
+				return res, nil
+			}
+			return res, fmt.Errorf("client: message to %s: mailbox: %w", to, err)
+		}
+		for _, it := range items {
+			if it.ToUser == to {
+				res.Stored = true
+			}
+		}
+	}
+	if !delivered {
+		if err := m.hist.MarkSent(to, []string{env.ID}); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// silent counts the devices of user that have not acknowledged tr yet.
+func (m *messenger) silent(tr *tracker, user string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, u := range tr.want {
+		if u == user {
+			n++
+		}
+	}
+	return n
+}
+
+// wait waits, up to d, until done (called with m.mu held) is true.
+func (m *messenger) wait(ctx context.Context, tr *tracker, done func() bool, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		m.mu.Lock()
+		ok := done()
+		m.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case <-tr.got:
+		}
+	}
+}
+
+// open verifies, stores, shows and acknowledges one envelope.
+func (m *messenger) open(ctx context.Context, in inbound) {
+	s := m.s
+	e, err := DecodeEnvelope(in.b)
+	if err == nil {
+		var o *Opened
+		o, err = Open(e, s.user, m.key, m.x, s.c.loginKey(), time.Now())
+		if err == nil {
+			m.opened(o, in.via)
+			return
+		}
+	}
+	from := ""
+	if e != nil {
+		from = e.From
+	}
+	s.c.log.Warn("refusing a message", "from", from, "via", in.via, "err", err)
+	s.emit(Event{Event: "message-refused", Peer: from, MessageEvent: &MessageEvent{From: from, Via: in.via, Why: err.Error()}})
+}
+
+func (m *messenger) opened(o *Opened, via string) {
+	s := m.s
+	switch o.Kind {
+	case KindMessage:
+		msg := o.Message(s.user)
+		isNew, err := m.hist.AddIncoming(msg)
+		if err != nil {
+			s.c.log.Error("storing a message", "from", o.From, "err", err)
+			return // not acknowledged: the sender mails it, and it comes again
+		}
+		if isNew {
+			s.emit(Event{Event: "message", Peer: msg.Peer, MessageEvent: &MessageEvent{ID: o.ID, From: o.From, To: o.To,
+				Text: o.Text, Sent: time.UnixMilli(o.TS), Via: via}})
+		}
+		m.mu.Lock()
+		m.acks[o.From] = append(m.acks[o.From], o.ID)
+		n := len(m.acks[o.From])
+		m.mu.Unlock()
+		if n >= receiptBatch {
+			m.flushAcks(s.ctx)
+		}
+	case KindReceipt:
+		dev := hex.EncodeToString(o.FromDevice)
+		m.mu.Lock()
+		for _, id := range o.Acked {
+			tr := m.waits[id]
+			if tr == nil {
+				continue
+			}
+			if _, ok := tr.want[dev]; ok {
+				delete(tr.want, dev)
+				tr.total++
+				if o.From == tr.peer {
+					tr.peerN++
+				}
+				select {
+				case tr.got <- struct{}{}:
+				default:
+				}
+			}
+		}
+		m.mu.Unlock()
+		if o.From == s.user {
+			return // one of my devices has a copy of what I sent
+		}
+		done, err := m.hist.MarkDelivered(o.From, o.Acked)
+		if err != nil {
+			s.c.log.Error("marking messages delivered", "to", o.From, "err", err)
+			return
+		}
+		if len(done) > 0 {
+			s.emit(Event{Event: "delivered", Peer: o.From, MessageEvent: &MessageEvent{To: o.From, IDs: done, Via: via}})
+		}
+	}
+}
+
+// flushAcks sends the receipts waiting to go.
+func (m *messenger) flushAcks(ctx context.Context) {
+	m.mu.Lock()
+	acks := m.acks
+	m.acks = map[string][]string{}
+	m.mu.Unlock()
+	for user, ids := range acks {
+		for len(ids) > 0 {
+			n := min(len(ids), receiptBatch)
+			if err := m.sendReceipt(ctx, user, ids[:n]); err != nil && ctx.Err() == nil {
+				m.s.c.log.Warn("sending a receipt", "to", user, "err", err)
+			}
+			ids = ids[n:]
+		}
+	}
+}
+
+func (m *messenger) sendReceipt(ctx context.Context, user string, ids []string) error {
+	devs, err := m.devicesOf(ctx, user, false)
+	if err != nil {
+		return err
+	}
+	snd, err := m.sender(ctx)
+	if err != nil {
+		return err
+	}
+	env, err := SealReceipt(snd, user, devs, ids, time.Now())
+	if err != nil {
+		return err
+	}
+	b, err := env.Encode()
+	if err != nil {
+		return err
+	}
+	if m.s.sendDataChannel(user, b) {
+		return nil
+	}
+	n, err := m.s.sendPayload(ctx, user, b)
+	if err == nil && n > 0 {
+		return nil
+	}
+	if err != nil && !errors.Is(err, ErrOffline) {
+		return err
+	}
+	var items []login.MailboxItem
+	for _, d := range devs {
+		if !sameDevice(d.Key, m.me) {
+			items = append(items, login.MailboxItem{ToUser: user, ToDevice: d.Key, ID: env.ID, Blob: b})
+		}
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	lc, cred, err := m.s.c.withCred(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = lc.PostMailbox(ctx, cred, items)
+	return err
+}
+
+// fetchMailbox reads this device's mailbox, stores what it holds, sends the
+// receipts and only then empties it.
+func (m *messenger) fetchMailbox(ctx context.Context) error {
+	lc, cred, err := m.s.c.withCred(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		items, more, err := lc.Mailbox(ctx, cred, mailboxFetch)
+		if err != nil {
+			return fmt.Errorf("client: mailbox: %w", err)
+		}
+		seqs := make([]int64, 0, len(items))
+		for _, it := range items {
+			m.open(ctx, inbound{b: it.Blob, via: ViaMailbox})
+			seqs = append(seqs, it.Seq)
+		}
+		m.flushAcks(ctx)
+		if len(seqs) > 0 {
+			if _, err := lc.AckMailbox(ctx, cred, seqs); err != nil {
+				return fmt.Errorf("client: mailbox ack: %w", err)
+			}
+		}
+		if !more || len(items) == 0 {
+			return nil
+		}
+	}
+}
+
+// sendPayload sends b to every device of user through the supernodes and
+// returns how many took it. It waits for a supernode while reconnecting and
+// retries while the supernode asks it to slow down.
+func (s *Session) sendPayload(ctx context.Context, user string, b []byte) (int, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		conn, err := s.waitConn(ctx)
+		if err != nil {
+			return 0, err
+		}
+		n, err := conn.Send(ctx, user, b)
+		switch {
+		case err == nil:
+			return n, nil
+		case errors.Is(err, supernode.ErrOffline):
+			return 0, fmt.Errorf("client: send to %s: %w", user, ErrOffline)
+		case errors.Is(err, supernode.ErrOverload), errors.Is(err, supernode.ErrDisconnected):
+		default:
+			return 0, err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// History returns the last limit messages of the conversation with peer
+// (all if limit ≤ 0), oldest first.
+func (s *Session) History(peer string, limit int) ([]Message, error) {
+	return s.im.hist.Conversation(peer, limit)
+}
+
+// OpenHistory opens the message history of the client's home (for reading
+// it without going online, as `parley history` does).
+func (c *Client) OpenHistory() (*History, error) { return OpenHistory(c.home.dir) }

@@ -1,0 +1,243 @@
+package client
+
+// Presence on a Session. The session tells its supernode its status and its
+// accepted contacts (a presence frame, at every attach, on every change and
+// every supernode.PresenceRefresh); the supernodes push the status to those
+// contacts wherever they are attached, push "offline" when the connection
+// ends, and answer a contact's push with this user's own status, so two
+// contacts learn each other's state when either comes online. Nothing polls.
+//
+// A user may be online on several devices: their presence is the most
+// available status over their devices (online, then busy, then away), offline
+// when none is left. A device not heard of for 3×PresenceRefresh (its
+// supernode died with it) is forgotten.
+//
+// The user's status is kept by the login server, so every device starts with
+// it; a change (Session.SetStatus) is also signalled to the user's running
+// devices (signal kind "status", signed), which apply it at once.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/parley/parley/login"
+	"github.com/parley/parley/supernode"
+)
+
+// PresenceEvent is the payload of "presence" events: contact Peer is now
+// Status (online, away, busy or offline). "status" events carry this user's
+// own status when another of their devices changed it.
+type PresenceEvent struct {
+	Status string `json:"status"`
+}
+
+type devicePresence struct {
+	status string
+	at     time.Time
+}
+
+// presenceState is a session's presence: its own status and watch list, and
+// what it knows of its contacts'.
+type presenceState struct {
+	status string
+	watch  []string
+	seen   map[string]map[string]devicePresence // user → device → state
+	shown  map[string]string                    // user → last status reported
+}
+
+// rank orders statuses by availability.
+func rank(status string) int {
+	switch status {
+	case supernode.StatusOnline:
+		return 4
+	case supernode.StatusBusy:
+		return 3
+	case supernode.StatusAway:
+		return 2
+	}
+	return 0
+}
+
+// loadPresence reads the user's status and contacts from the login server.
+func (s *Session) loadPresence(ctx context.Context) error {
+	lc, cred, err := s.c.withCred(ctx)
+	if err != nil {
+		return err
+	}
+	status, err := lc.Status(ctx, cred)
+	if err != nil {
+		return fmt.Errorf("client: status: %w", err)
+	}
+	contacts, err := lc.Contacts(ctx, cred)
+	if err != nil {
+		return fmt.Errorf("client: contacts: %w", err)
+	}
+	var watch []string
+	for _, c := range contacts {
+		if c.State == login.ContactAccepted {
+			watch = append(watch, c.User)
+		}
+	}
+	s.mu.Lock()
+	if status != "" {
+		s.pres.status = status
+	}
+	s.pres.watch = watch
+	s.mu.Unlock()
+	return nil
+}
+
+// announce tells the current supernode this session's presence.
+func (s *Session) announce() {
+	if s.cfg.NoPresence {
+		return
+	}
+	conn := s.connNow()
+	if conn == nil {
+		return
+	}
+	s.mu.Lock()
+	status, watch := s.pres.status, slices.Clone(s.pres.watch)
+	s.mu.Unlock()
+	if err := conn.SetPresence(status, s.device, watch); err != nil {
+		s.c.log.Debug("announcing presence", "err", err)
+	}
+}
+
+// presenceLoop repeats the presence frame (re-reading the contacts, which may
+// have changed) and forgets devices gone silent.
+func (s *Session) presenceLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(supernode.PresenceRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		if err := s.loadPresence(ctx); err != nil && s.ctx.Err() == nil {
+			s.c.log.Debug("refreshing contacts", "err", err)
+		}
+		cancel()
+		s.announce()
+		s.expirePresence(time.Now())
+	}
+}
+
+func (s *Session) expirePresence(now time.Time) {
+	s.mu.Lock()
+	var users []string
+	for u, devs := range s.pres.seen {
+		for d, p := range devs {
+			if now.Sub(p.at) > 3*supernode.PresenceRefresh {
+				delete(devs, d)
+				users = append(users, u)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, u := range users {
+		s.reportPresence(u)
+	}
+}
+
+// onPresence handles a presence push from the supernode.
+func (s *Session) onPresence(f supernode.Frame) {
+	s.mu.Lock()
+	if !slices.Contains(s.pres.watch, f.From) {
+		s.mu.Unlock()
+		return // not a contact (or not yet: the next refresh reads the list)
+	}
+	devs := s.pres.seen[f.From]
+	if devs == nil {
+		devs = map[string]devicePresence{}
+		s.pres.seen[f.From] = devs
+	}
+	if f.Status == supernode.StatusOffline {
+		delete(devs, f.Device)
+	} else {
+		devs[f.Device] = devicePresence{status: f.Status, at: time.Now()}
+	}
+	s.mu.Unlock()
+	s.reportPresence(f.From)
+}
+
+// reportPresence emits a "presence" event when user's presence changed.
+func (s *Session) reportPresence(user string) {
+	s.mu.Lock()
+	best := supernode.StatusOffline
+	for _, p := range s.pres.seen[user] {
+		if rank(p.status) > rank(best) {
+			best = p.status
+		}
+	}
+	changed := s.pres.shown[user] != best
+	s.pres.shown[user] = best
+	s.mu.Unlock()
+	if changed {
+		s.emit(Event{Event: "presence", Peer: user, PresenceEvent: &PresenceEvent{Status: best}})
+	}
+}
+
+// Presence returns what this session knows of user's presence: online,
+// away, busy, or offline (also for users who are not contacts).
+func (s *Session) Presence(user string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.pres.shown[user]; ok {
+		return st
+	}
+	return supernode.StatusOffline
+}
+
+// Status returns this user's status as this session knows it.
+func (s *Session) Status() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pres.status
+}
+
+// SetStatus sets the user's status (online, away, busy or invisible): on
+// the login server, on this session's supernode (which pushes it to the
+// contacts) and on the user's other running devices.
+func (s *Session) SetStatus(ctx context.Context, status string) error {
+	switch status {
+	case supernode.StatusOnline, supernode.StatusAway, supernode.StatusBusy, supernode.StatusInvisible:
+	default:
+		return fmt.Errorf("client: status %q: %w", status, ErrBadStatus)
+	}
+	if err := s.c.SetStatus(ctx, status); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.pres.status = status
+	s.mu.Unlock()
+	s.announce()
+	err := s.sendSignal(ctx, &Signal{Kind: KindStatus, CallID: newCallID(), To: s.user, Reason: status})
+	if err != nil && !errors.Is(err, ErrOffline) {
+		return err
+	}
+	return nil
+}
+
+// onStatus applies a status set on another of the user's devices.
+func (s *Session) onStatus(sig *Signal) {
+	switch sig.Reason {
+	case supernode.StatusOnline, supernode.StatusAway, supernode.StatusBusy, supernode.StatusInvisible:
+	default:
+		return
+	}
+	s.mu.Lock()
+	changed := s.pres.status != sig.Reason
+	s.pres.status = sig.Reason
+	s.mu.Unlock()
+	if changed {
+		s.announce()
+		s.emit(Event{Event: "status", Peer: s.user, PresenceEvent: &PresenceEvent{Status: sig.Reason}})
+	}
+}
