@@ -1,0 +1,470 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/parley/parley/internal/audiotest"
+)
+
+// The tests in this file drive Debian's headless Chromium (chromedp) against
+// the web client that `parley up` serves, with a fake microphone fed from a
+// WAV file, and act on the page as a person would: they find every control
+// by its visible label or aria-label.
+
+// chromiumPath finds Chromium; without it the test skips, or fails under CI.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("Chromium is not installed (scripts/deps.sh installs Debian's chromium)")
+	}
+	t.Skip("skipping browser test: Chromium is not installed (apt-get install chromium, or run scripts/deps.sh as root)")
+	return ""
+}
+
+// browser is one headless Chromium with its own profile and fake microphone.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+// newBrowser starts Chromium whose microphone plays wav (looping).
+func newBrowser(t *testing.T, wav string) *browser {
+	t.Helper()
+	exe := chromiumPath(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1100, 900),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-file-for-fake-audio-capture", wav),
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-quic", true),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(func() {
+		cancel()
+		cancelA()
+	})
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("starting Chromium: %v", err)
+	}
+	return &browser{t: t, ctx: ctx}
+}
+
+// control is an XPath for the visible control a person would call name: a
+// button, field or list whose text, aria-label or <label> is name.
+func control(name string) string {
+	q := xpathString(name)
+	return fmt.Sprintf(`//*[(self::button or self::input or self::textarea or self::select) and `+
+		`(normalize-space(.)=%[1]s or @aria-label=%[1]s or @id=//label[normalize-space(.)=%[1]s]/@for)]`, q)
+}
+
+func xpathString(s string) string {
+	if !strings.Contains(s, `"`) {
+		return `"` + s + `"`
+	}
+	return `'` + s + `'`
+}
+
+func (b *browser) do(what string, d time.Duration, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, d)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.t.Fatalf("%s: %v\npage says: %s", what, err, b.pageText())
+	}
+}
+
+func (b *browser) click(name string) {
+	b.t.Helper()
+	b.do("click "+name, 20*time.Second, chromedp.Click(control(name), chromedp.NodeVisible, chromedp.NodeEnabled))
+}
+
+func (b *browser) typeInto(name, text string) {
+	b.t.Helper()
+	b.do("type into "+name, 10*time.Second, chromedp.SendKeys(control(name), text, chromedp.NodeVisible))
+}
+
+// eval evaluates js (awaiting a promise) and returns its value.
+func eval[T any](b *browser, js string, d time.Duration) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, d)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.t.Fatalf("evaluating %.60q: %v\npage says: %s", js, err, b.pageText())
+	}
+	return v
+}
+
+// pageText is what the page shows (for failure messages).
+func (b *browser) pageText() string {
+	ctx, cancel := context.WithTimeout(b.ctx, 3*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// waitFor polls the JavaScript condition cond until it is true.
+func (b *browser) waitFor(what, cond string, d time.Duration) {
+	b.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!(`+cond+`)`))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.t.Fatalf("waiting for %s: not after %v\npage says: %s", what, d, b.pageText())
+}
+
+// shows waits until the page shows text.
+func (b *browser) shows(text string, d time.Duration) {
+	b.t.Helper()
+	b.waitFor(fmt.Sprintf("the page to show %q", text), fmt.Sprintf(`document.body.innerText.includes(%q)`, text), d)
+}
+
+// signUp opens the page and makes an account the way a person does.
+func (b *browser) signUp(loginURL, user, password string) {
+	b.t.Helper()
+	b.do("open the page", 20*time.Second, chromedp.Navigate(loginURL+"/"))
+	b.typeInto("Username", user)
+	b.typeInto("Password", password)
+	b.click("Sign up")
+	b.waitFor(user+" online", `document.getElementById("conn").textContent.startsWith("Online")`, 20*time.Second)
+}
+
+// callState is the call panel's state line.
+func (b *browser) callState() string {
+	return eval[string](b, `document.getElementById("call-state").textContent`, 5*time.Second)
+}
+
+// waitConnected waits until the call panel says the call is connected.
+func (b *browser) waitConnected(d time.Duration) {
+	b.t.Helper()
+	b.waitFor("the call to connect", `!document.getElementById("incall").hidden && document.getElementById("call-state").textContent.startsWith("Connected")`, d)
+}
+
+// captureRemote starts recording, in the page, the audio the call receives
+// (WebAudio, 48 kHz mono float → 16-bit PCM).
+func (b *browser) captureRemote() {
+	b.t.Helper()
+	b.waitFor("the remote stream", `window.parley.call && window.parley.call.remoteStream`, 20*time.Second)
+	eval[bool](b, `(async () => {
+		const ctx = new AudioContext({sampleRate: 48000});
+		await ctx.resume();
+		const src = ctx.createMediaStreamSource(window.parley.call.remoteStream);
+		const proc = ctx.createScriptProcessor(4096, 1, 1);
+		const sink = ctx.createGain();
+		sink.gain.value = 0;
+		window.__captured = [];
+		proc.onaudioprocess = (e) => window.__captured.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+		src.connect(proc); proc.connect(sink); sink.connect(ctx.destination);
+		window.__capture = {ctx, src, proc};
+		return true;
+	})()`, 10*time.Second)
+}
+
+// captured stops the capture and returns what it recorded.
+func (b *browser) captured() []int16 {
+	b.t.Helper()
+	s := eval[string](b, `(() => {
+		const c = window.__capture; c.src.disconnect(); c.proc.disconnect(); c.ctx.close();
+		let n = 0; for (const f of window.__captured) n += f.length;
+		const out = new Int16Array(n); let o = 0;
+		for (const f of window.__captured) for (const v of f) out[o++] = Math.max(-32768, Math.min(32767, Math.round(v * 32767)));
+		const u8 = new Uint8Array(out.buffer); let bin = "";
+		for (let i = 0; i < u8.length; i += 0x8000) bin += String.fromCharCode.apply(null, u8.subarray(i, i + 0x8000));
+		return btoa(bin);
+	})()`, 30*time.Second)
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	pcm := make([]int16, len(raw)/2)
+	for i := range pcm {
+		pcm[i] = int16(binary.LittleEndian.Uint16(raw[2*i:]))
+	}
+	return pcm
+}
+
+// stat reads one figure of the stats panel.
+func (b *browser) stat(id string) string {
+	return eval[string](b, `document.getElementById("`+id+`").textContent`, 5*time.Second)
+}
+
+// artifactDir is where browser tests keep screenshots: $PARLEY_ARTIFACTS, or
+// docs/artifacts in the repository (ignored by git).
+func artifactDir(t *testing.T) string {
+	dir := os.Getenv("PARLEY_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "docs", "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs(dir)
+	return abs
+}
+
+// micWAV is a looping speech-like signal for a fake microphone: one period
+// of speech and a pause, so that envelopes line up unambiguously.
+func micWAV(t *testing.T, seed uint64) ([]int16, string) {
+	ref := append(audiotest.Speech(seed, 2*time.Second), audiotest.Silence(time.Second)...)
+	return ref, writeWAV(t, ref)
+}
+
+// matchLooped is the best envelope correlation of one period of a looping
+// ref (a fake microphone) with any stretch of rec. Chromium's fake capture
+// device, on two busy cores, now and then skips a few tens of milliseconds
+// of its file, which shifts everything after; each period between two skips
+// is still the file's.
+func matchLooped(ref, rec []int16) (float64, time.Duration) {
+	maxLag := time.Duration(max(0, len(rec)-len(ref))) * time.Second / 48000
+	return audiotest.MatchEnvelope(ref, rec, maxLag)
+}
+
+// TestBrowserCallsCLI: a browser user signs up and calls a CLI user who
+// answers and records; the recording matches the browser's microphone.
+func TestBrowserCallsCLI(t *testing.T) {
+	chromiumPath(t)
+	loginURL := upNetwork(t)
+	bob := userEnv(t, loginURL, "bob-password")
+	if _, errOut, code := runParley(t, bob, "register", "bob"); code != 0 {
+		t.Fatalf("register bob: %s", errOut)
+	}
+	rec := filepath.Join(t.TempDir(), "bob.wav")
+	listener := start(t, bob, "listen", "--answer", "--record", rec, "--calls", "1", "--json")
+	waitOnline(t, listener)
+
+	ref, wav := micWAV(t, 11)
+	b := newBrowser(t, wav)
+	b.signUp(loginURL, "alice", "alice-password")
+	b.typeInto("Contact", "bob")
+	b.click("Call")
+	b.waitConnected(20 * time.Second)
+	time.Sleep(14 * time.Second)
+	path := b.stat("st-path")
+	rtt := b.stat("st-rtt")
+	codecName := b.stat("st-codec")
+	t.Logf("browser stats: path %q, round trip %q, codec %q", path, rtt, codecName)
+	b.click("Hang up")
+	if c := listener.wait(t, 15*time.Second); c != 0 {
+		t.Fatalf("listen exited %d", c)
+	}
+	b.shows("Call with bob ended", 10*time.Second)
+
+	if !strings.HasPrefix(path, "direct") {
+		t.Errorf("browser shows path %q, want direct", path)
+	}
+	if !strings.Contains(strings.ToLower(codecName), "opus") {
+		t.Errorf("browser shows codec %q, want opus", codecName)
+	}
+	out, _ := listener.output()
+	if !strings.Contains(out, `"path":"direct"`) {
+		t.Errorf("the CLI never reported a direct path:\n%s", out)
+	}
+	got := readWAV(t, rec)
+	keepWAV(t, "browser-to-cli-recorded.wav", got)
+	keepWAV(t, "browser-to-cli-mic.wav", ref)
+	corr, lag := matchLooped(ref, got)
+	t.Logf("browser → CLI: envelope correlation %.3f at lag %v (%.1f s recorded)", corr, lag, float64(len(got))/48000)
+	if corr < 0.85 {
+		t.Errorf("the CLI's recording correlates %.3f with the browser's microphone, want ≥ 0.85", corr)
+	}
+}
+
+// TestCLICallsBrowser: a CLI user calls the browser user, who presses
+// Answer; what the page receives is what the CLI played.
+func TestCLICallsBrowser(t *testing.T) {
+	chromiumPath(t)
+	loginURL := upNetwork(t)
+	alice := userEnv(t, loginURL, "alice-password")
+	if _, errOut, code := runParley(t, alice, "register", "alice"); code != 0 {
+		t.Fatalf("register alice: %s", errOut)
+	}
+	_, mic := micWAV(t, 21)
+	b := newBrowser(t, mic)
+	b.signUp(loginURL, "carol", "carol-password")
+
+	ref := append(append(audiotest.Speech(7, 3*time.Second), audiotest.Silence(time.Second)...), audiotest.Speech(8, 1500*time.Millisecond)...)
+	call := start(t, alice, "call", "carol", "--play", writeWAV(t, ref), "--json")
+	b.shows("is calling you", 20*time.Second)
+	if who := eval[string](b, `document.getElementById("incoming-peer").textContent`, 5*time.Second); who != "alice" {
+		t.Errorf("incoming call shows %q, want alice", who)
+	}
+	b.click("Answer")
+	b.captureRemote()
+	b.waitConnected(20 * time.Second)
+	if c := call.wait(t, 30*time.Second); c != 0 {
+		out, errOut := call.output()
+		t.Fatalf("call exited %d\n%s\n%s", c, out, errOut)
+	}
+	b.shows("alice hung up", 10*time.Second)
+	got := b.captured()
+	out, _ := call.output()
+	if !strings.Contains(out, `"state":"connected"`) {
+		t.Errorf("the CLI never connected:\n%s", out)
+	}
+	env, elag := audiotest.MatchEnvelope(ref, got, 4*time.Second)
+	wave := chunkWave(ref, got, elag)
+	// The same kind of signal that was not played: what the waveform
+	// correlation of audio that merely sounds alike comes to.
+	other := append(append(audiotest.Speech(9, 3*time.Second), audiotest.Silence(time.Second)...), audiotest.Speech(10, 1500*time.Millisecond)...)
+	control := chunkWave(other, got, elag)
+	keepWAV(t, "cli-to-browser-captured.wav", got)
+	t.Logf("CLI → browser: envelope correlation %.3f at %v, waveform correlation %.3f (control %.3f; %.1f s captured)",
+		env, elag, wave, control, float64(len(got))/48000)
+	if env < 0.85 {
+		t.Errorf("the page's audio has envelope correlation %.3f with what the CLI played, want ≥ 0.85", env)
+	}
+	// Comfort noise, or any other sound with a similar envelope, would not
+	// match the waveform itself.
+	if wave < 0.5 || wave < 2*control {
+		t.Errorf("the page's audio has waveform correlation %.3f with what the CLI played (%.3f with a signal that was not played), want ≥ 0.5 and twice the control", wave, control)
+	}
+}
+
+// chunkWave is the median waveform correlation of ref's spoken half-seconds
+// with rec, each searched within 100 ms of where the envelope put it (lag):
+// the receiver's jitter buffer stretches time a little, so one alignment
+// does not hold for a whole signal, but it does for half a second.
+func chunkWave(ref, rec []int16, lag time.Duration) float64 {
+	const chunk, slack = 24000, 4800
+	at := int(lag * 48000 / time.Second)
+	var cs []float64
+	for s := 0; s+chunk <= len(ref); s += chunk {
+		part := ref[s : s+chunk]
+		if audiotest.RMSdB(part) < -50 {
+			continue
+		}
+		from := max(0, at+s-slack)
+		if from >= len(rec) {
+			cs = append(cs, 0)
+			continue
+		}
+		c, _ := audiotest.Correlate(part, rec[from:], 2*slack*time.Second/48000)
+		cs = append(cs, c)
+	}
+	if len(cs) == 0 {
+		return 0
+	}
+	slices.Sort(cs)
+	return cs[len(cs)/2]
+}
+
+// TestBrowserCallsBrowser: two browsers call each other, hold and resume;
+// a screenshot of the page in the call is kept as an artifact.
+func TestBrowserCallsBrowser(t *testing.T) {
+	chromiumPath(t)
+	loginURL := upNetwork(t)
+	refA, wavA := micWAV(t, 31)
+	_, wavB := micWAV(t, 32)
+	a := newBrowser(t, wavA)
+	bb := newBrowser(t, wavB)
+	a.signUp(loginURL, "ann", "ann-password")
+	bb.signUp(loginURL, "ben", "ben-password")
+
+	a.typeInto("Contact", "ben")
+	a.click("Call")
+	bb.shows("ann is calling you", 20*time.Second)
+	bb.click("Answer")
+	bb.captureRemote()
+	a.waitConnected(20 * time.Second)
+	bb.waitConnected(20 * time.Second)
+	time.Sleep(9 * time.Second)
+
+	for _, p := range []*browser{a, bb} {
+		if path := p.stat("st-path"); !strings.HasPrefix(path, "direct") {
+			t.Errorf("path %q, want direct", path)
+		}
+	}
+	shot := a.screenshot()
+	dir := artifactDir(t)
+	file := filepath.Join(dir, "web-in-call.png")
+	if err := os.WriteFile(file, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the page in a call: %s", file)
+
+	got := bb.captured()
+	corr, lag := matchLooped(refA, got)
+	t.Logf("browser → browser: envelope correlation %.3f at lag %v (%.1f s captured)", corr, lag, float64(len(got))/48000)
+	if corr < 0.85 {
+		t.Errorf("ben hears ann with envelope correlation %.3f, want ≥ 0.85", corr)
+	}
+
+	a.click("Hold")
+	bb.waitFor("ben to see the hold", `document.getElementById("call-state").textContent.includes("On hold by ann")`, 10*time.Second)
+	if s := a.callState(); s != "On hold" {
+		t.Errorf("ann's call state %q, want On hold", s)
+	}
+	// Packets keep flowing on hold.
+	before := eval[float64](bb, `window.parley.call.stats.packetsReceived`, 5*time.Second)
+	time.Sleep(2 * time.Second)
+	after := eval[float64](bb, `window.parley.call.stats.packetsReceived`, 5*time.Second)
+	if after-before < 50 {
+		t.Errorf("on hold ben received %v packets in 2 s, want ≥ 50 (packets must keep flowing)", after-before)
+	}
+	a.click("Resume")
+	bb.waitFor("ben to see the resume", `document.getElementById("call-state").textContent === "Connected"`, 10*time.Second)
+	a.click("Mute")
+	if p := eval[string](a, `document.getElementById("mute").getAttribute("aria-pressed")`, 5*time.Second); p != "true" {
+		t.Errorf("Mute is not pressed after a click (aria-pressed %q)", p)
+	}
+	a.click("Hang up")
+	bb.shows("ann hung up", 10*time.Second)
+	a.shows("Call with ben ended", 10*time.Second)
+}
+
+// keepWAV keeps pcm in the artifact directory (for listening to a failure).
+func keepWAV(t *testing.T, name string, pcm []int16) {
+	src := writeWAV(t, pcm)
+	b, err := os.ReadFile(src)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(artifactDir(t), name), b, 0o644)
+	}
+	if err != nil {
+		t.Logf("keeping %s: %v", name, err)
+	}
+}
+
+func (b *browser) screenshot() []byte {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Fatalf("screenshot: %v", err)
+	}
+	return png
+}

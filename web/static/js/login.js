@@ -1,0 +1,61 @@
+// The login server's HTTP API (docs/login.md): register, login, refresh, the
+// supernode list, and the user endpoints (contacts, status) that take
+// "Authorization: Parley <credential>".
+
+export class LoginError extends Error {
+  constructor(status, message, retryAfter) {
+    super(message);
+    this.status = status;
+    this.retryAfter = retryAfter || 0;
+  }
+}
+
+export class LoginAPI {
+  // base is the login server's URL ("" = this page's origin).
+  constructor(base = "") {
+    this.base = base.replace(/\/$/, "");
+    this.credential = "";
+  }
+
+  async req(method, path, body, auth = false) {
+    const headers = {};
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (auth) headers["Authorization"] = "Parley " + this.credential;
+    let resp;
+    try {
+      resp = await fetch(this.base + path, {
+        method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store",
+      });
+    } catch (e) {
+      throw new LoginError(0, `login server unreachable at ${this.base || location.origin}`);
+    }
+    let data = {};
+    try { data = await resp.json(); } catch { /* an empty or non-JSON answer */ }
+    if (!resp.ok) throw new LoginError(resp.status, data.error || `HTTP ${resp.status}`, data.retry_after);
+    return data;
+  }
+
+  register(user, password) { return this.req("POST", "/api/v1/register", { user, password }); }
+  login(user, password, publicKey) { return this.req("POST", "/api/v1/login", { user, password, public_key: publicKey }); }
+  refresh(user, refreshToken, publicKey) {
+    return this.req("POST", "/api/v1/refresh", { user, refresh_token: refreshToken, public_key: publicKey });
+  }
+  key() { return this.req("GET", "/api/v1/key"); }
+  async userExists(name) {
+    try {
+      await this.req("GET", "/api/v1/users/" + encodeURIComponent(name));
+      return true;
+    } catch (e) {
+      if (e.status === 404) return false;
+      throw e;
+    }
+  }
+  supernodes() { return this.req("GET", "/api/v1/supernodes"); }
+
+  contacts() { return this.req("GET", "/api/v1/contacts", undefined, true); }
+  requestContact(name) { return this.req("POST", `/api/v1/contacts/${encodeURIComponent(name)}`, undefined, true); }
+  acceptContact(name) { return this.req("POST", `/api/v1/contacts/${encodeURIComponent(name)}/accept`, undefined, true); }
+  declineContact(name) { return this.req("POST", `/api/v1/contacts/${encodeURIComponent(name)}/decline`, undefined, true); }
+  status() { return this.req("GET", "/api/v1/status", undefined, true); }
+  setStatus(status) { return this.req("PUT", "/api/v1/status", { status }, true); }
+}

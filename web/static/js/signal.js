@@ -1,0 +1,105 @@
+// Call signalling, version 2 (client/signal.go): every signal carries the
+// sender's credential and an Ed25519 signature (context "parley-signal-v1")
+// over its fields joined by "\n" and the sorted DTLS fingerprints of its SDP,
+// so a supernode can route signals but not forge them or swap certificates.
+
+import { b64, unb64, utf8 } from "./util.js";
+import { signContext, verifyContext, verifyCredential } from "./keys.js";
+
+export const SIGNAL_VERSION = 2;
+export const SIGNAL_CONTEXT = "parley-signal-v1";
+export const SIGNAL_WINDOW = 120_000; // ms
+const MAX_REASON = 512;
+
+export const KINDS = new Set(["offer", "ringing", "answer", "decline", "hangup", "path", "hold", "resume",
+  "probe", "probe-reply", "restart", "re-offer", "re-answer"]);
+const SDP_KINDS = new Set(["offer", "answer", "re-offer", "re-answer"]);
+export const IN_CALL_KINDS = new Set(["hangup", "path", "hold", "resume", "re-offer", "re-answer", "restart"]);
+
+export function hasSDP(kind) { return SDP_KINDS.has(kind); }
+
+// fingerprints is client.Fingerprints: the a=fingerprint values, lower case,
+// white space collapsed, sorted, duplicates dropped.
+export function fingerprints(sdp = "") {
+  const fps = [];
+  for (let line of sdp.split("\n")) {
+    line = line.trim();
+    if (line.startsWith("a=fingerprint:")) {
+      fps.push(line.slice("a=fingerprint:".length).trim().split(/\s+/).join(" ").toLowerCase());
+    }
+  }
+  fps.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return fps.filter((fp, i) => i === 0 || fp !== fps[i - 1]);
+}
+
+export function sameFingerprints(a, b) {
+  return a.length > 0 && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function signedMessage(s) {
+  let m = "";
+  for (const f of [s.kind, s.call_id, s.from, s.to, s.device, s.reason || "", s.relay || "", String(s.ts), String(s.seq)]) {
+    m += f + "\n";
+  }
+  for (const fp of fingerprints(s.sdp || "")) m += fp + "\n";
+  return utf8(m);
+}
+
+// cutReason trims a reason to 512 bytes of UTF-8 on a character boundary.
+function cutReason(r) {
+  const b = utf8(r);
+  if (b.length <= MAX_REASON) return r;
+  let cut = MAX_REASON;
+  while (cut > 0 && (b[cut] & 0xc0) === 0x80) cut--;
+  return new TextDecoder().decode(b.subarray(0, cut));
+}
+
+// sign completes sig (kind, call_id, to, and sdp/relay/reason as needed).
+export async function sign(sig, { from, device, credential, privateKey, seq }) {
+  sig.v = SIGNAL_VERSION;
+  sig.from = from;
+  sig.device = device;
+  sig.credential = credential;
+  sig.ts = Date.now();
+  sig.seq = seq;
+  if (sig.reason) sig.reason = cutReason(sig.reason);
+  sig.sig = b64(await signContext(privateKey, SIGNAL_CONTEXT, signedMessage(sig)));
+  return sig;
+}
+
+// decode checks the shape of an untrusted payload (decodeSignal).
+export function decode(payload) {
+  const s = payload;
+  if (!s || typeof s !== "object") throw new Error("signal is not an object");
+  if (!KINDS.has(s.kind)) throw new Error(`signal kind ${s.kind}`);
+  if (typeof s.call_id !== "string" || s.call_id.length !== 16) throw new Error("signal call id");
+  if (typeof s.device !== "string" || !s.device || s.device.length > 64) throw new Error("signal device");
+  for (const k of ["from", "to", "credential"]) if (typeof s[k] !== "string") throw new Error(`signal ${k}`);
+  for (const k of ["sdp", "relay", "reason"]) if (s[k] !== undefined && typeof s[k] !== "string") throw new Error(`signal ${k}`);
+  if (typeof s.ts !== "number" || typeof s.seq !== "number" || typeof s.sig !== "string") throw new Error("signal ts/seq/sig");
+  return s;
+}
+
+// verify is Signal.verify: the credential is the login server's and current,
+// names the user the supernode says sent it and the signal's from; the signal
+// is for me, dated within the window; the signature (and so the DTLS
+// fingerprints) is the credential key's.
+export async function verify(s, { loginKey, from, me, now = Date.now() }) {
+  if (s.v !== SIGNAL_VERSION) throw new Error(`signal version ${s.v}`);
+  let cred;
+  try {
+    cred = await verifyCredential(loginKey, s.credential, now / 1000);
+  } catch (e) {
+    throw new Error(`signal from ${from}: ${e.message}`);
+  }
+  if (cred.user !== from || s.from !== from) throw new Error(`signal from ${from} carries ${cred.user}'s credential`);
+  if (Math.abs(now - s.ts) > SIGNAL_WINDOW) throw new Error(`signal from ${from} dated ${Math.round((now - s.ts) / 1000)} s away from now`);
+  if (s.to !== me) throw new Error(`signal from ${from} addressed to ${s.to}`);
+  if (hasSDP(s.kind) && fingerprints(s.sdp).length === 0) throw new Error(`${s.kind} from ${from} has no DTLS fingerprint`);
+  let sigBytes;
+  try { sigBytes = unb64(s.sig); } catch { sigBytes = new Uint8Array(0); }
+  if (!(await verifyContext(cred.pub, SIGNAL_CONTEXT, signedMessage(s), sigBytes))) {
+    throw new Error(`${s.kind} from ${from}: DTLS fingerprint or signal not signed by ${from}'s key`);
+  }
+  return cred;
+}
