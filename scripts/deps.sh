@@ -26,6 +26,8 @@ if [ "$(id -u)" = 0 ]; then
   command -v ethtool >/dev/null || need+=(ethtool)
   # The login server's PostgreSQL store is tested against a real server.
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+  # The browser tests drive Debian's headless Chromium (web client).
+  command -v chromium >/dev/null || need+=(chromium)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -467,4 +470,60 @@ func (b *browser) screenshot() []byte {
 		b.t.Fatalf("screenshot: %v", err)
 	}
 	return png
+}
+
+// TestWebServed: `parley login-server --web` and `parley supernode --web`
+// serve the web client with the right types, and the supernode passes the
+// page's API requests on to its login server (one origin for the page).
+func TestWebServed(t *testing.T) {
+	lAddr, sAddr, turn := freePort(t), freePort(t), freePort(t)
+	start(t, nil, "login-server", "--web", "--listen", lAddr, "--data", t.TempDir(), "--supernode-allow", "127.0.0.0/8")
+	loginURL := "http://" + lAddr
+	waitHTTP(t, loginURL+"/healthz")
+	start(t, []string{"PARLEY_LOGIN=" + loginURL}, "supernode", "--web", "--listen", sAddr,
+		"--turn-udp", turn, "--turn-tcp", turn, "--relay-allow-peer", "127.0.0.0/8")
+	snURL := "http://" + sAddr
+	waitHTTP(t, snURL+"/healthz")
+	for _, base := range []string{loginURL, snURL} {
+		for path, typ := range map[string]string{
+			"/": "text/html", "/js/app.js": "text/javascript", "/js/phone.js": "text/javascript", "/style.css": "text/css",
+		} {
+			resp, err := http.Get(base + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), typ) || len(body) == 0 {
+				t.Errorf("GET %s%s: %d %q (%d bytes), want 200 %s", base, path, resp.StatusCode, resp.Header.Get("Content-Type"), len(body), typ)
+			}
+		}
+		resp, err := http.Get(base + "/api/v1/key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var k struct {
+			Alg string `json:"alg"`
+		}
+		json.NewDecoder(resp.Body).Decode(&k)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || k.Alg != "Ed25519" {
+			t.Errorf("GET %s/api/v1/key: %d alg %q, want the login server's key", base, resp.StatusCode, k.Alg)
+		}
+	}
+}
+
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer", url)
 }

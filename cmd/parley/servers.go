@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,6 +105,8 @@ type supernodeFlags struct {
 	nodeKey                                 string
 	seeds                                   urlList
 	relay                                   relayFlags
+	web                                     bool
+	loginURL                                string // where --web sends the page's login API requests
 }
 
 func (f *supernodeFlags) register(fs *flag.FlagSet) {
@@ -114,6 +118,7 @@ func (f *supernodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.loginKey, "login-key", "", "pin the login server's public `KEY` (base64) instead of fetching it at start")
 	fs.StringVar(&f.nodeKey, "node-key", "", "`FILE` keeping this supernode's node key across restarts (made on first use; default: a fresh key each run)")
 	fs.Var(&f.seeds, "seed", "client `URL` of another supernode to join the mesh through (repeatable; the login server's list is always used)")
+	fs.BoolVar(&f.web, "web", false, "serve the web client at / (and pass its /api/ requests on to the login server)")
 }
 
 // host returns the host clients reach this supernode (and its relay) at.
@@ -150,6 +155,7 @@ func cmdSupernode(ctx context.Context, e *env, args []string) error {
 	if e.loginURL == "" {
 		return usageError{"supernode: --login URL (or PARLEY_LOGIN) is required"}
 	}
+	f.loginURL = e.loginURL
 	log := e.logger(slog.LevelInfo)
 	lc := login.NewClient(e.loginURL, nil)
 	var key ed25519.PublicKey
@@ -233,7 +239,47 @@ func runSupernode(ctx context.Context, ln net.Listener, f supernodeFlags, key ed
 	}
 	defer sn.Close()
 	log.Info("supernode listening", "addr", ln.Addr().String(), "advertise", advertise)
-	return serve(ctx, ln, sn.Handler(), f.cert, f.key, log)
+	h := sn.Handler()
+	if f.web {
+		if h, err = webFront(h, f.loginURL, log); err != nil {
+			return err
+		}
+		log.Info("serving the web client", "url", strings.Replace(advertise, "/v1/ws", "/", 1), "login", f.loginURL)
+	}
+	return serve(ctx, ln, h, f.cert, f.key, log)
+}
+
+// webFront serves the web client at "/" in front of a supernode's handler,
+// and passes the page's login API requests (/api/) on to the login server,
+// so that the page, the API and the websocket share one origin (the login
+// server sends no CORS headers). The login server then sees this
+// supernode's address for every browser that signs in through it, so they
+// share its per-address limits. Serve the page only from a supernode you run
+// yourself: whoever serves the page's code sees what is typed into it.
+func webFront(sn http.Handler, loginURL string, log *slog.Logger) (http.Handler, error) {
+	target, err := url.Parse(loginURL)
+	if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
+		return nil, usageError{fmt.Sprintf("--web: the login URL %q is not an http(s) URL", loginURL)}
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.Host = target.Host
+		},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			log.Warn("web: login server unreachable", "err", err)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadGateway)
+			w.Write([]byte(`{"error":"login server unreachable"}` + "\n"))
+		},
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", web.Handler())
+	mux.Handle("/api/", proxy)
+	mux.Handle("/v1/", sn)
+	mux.Handle("/healthz", sn)
+	return mux, nil
 }
 
 func cmdUp(ctx context.Context, e *env, args []string) error {
