@@ -1,7 +1,6 @@
-// Package web holds the browser client's static assets, embedded in the binary so
-// that `parley up`, a login server or a supernode can serve them with no outside
-// fetch. Until the browser client lands this is a placeholder page that says how
-// to use the CLI against this network.
+// Package web holds the browser client: a single-page app (plain JavaScript
+// modules and CSS) embedded in the binary so that `parley up`, a login server or
+// a supernode can serve it with no outside fetch. See docs/web.md.
 package web
 
 import (

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/parley/parley/internal/audiotest"
 )
@@ -397,8 +398,21 @@ func TestBrowserCallsBrowser(t *testing.T) {
 	a.signUp(loginURL, "ann", "ann-password")
 	bb.signUp(loginURL, "ben", "ben-password")
 
+	// ann asks ben to be a contact; ben accepts; each sees the other online.
 	a.typeInto("Contact", "ben")
-	a.click("Call")
+	a.click("Add contact")
+	a.shows("Contact request sent to ben", 10*time.Second)
+	bb.click("Accept ann")
+	bb.shows("ann is now a contact", 10*time.Second)
+	a.waitFor("ben online in ann's contacts", badge("ben", "online"), 15*time.Second)
+	bb.waitFor("ann online in ben's contacts", badge("ann", "online"), 15*time.Second)
+	// ben goes away; ann sees it without asking.
+	bb.typeInto("My status", "a")
+	a.waitFor("ben away in ann's contacts", badge("ben", "away"), 15*time.Second)
+	bb.typeInto("My status", kb.ArrowUp) // back to Online
+	a.waitFor("ben online again in ann's contacts", badge("ben", "online"), 15*time.Second)
+
+	a.click("Call ben")
 	bb.shows("ann is calling you", 20*time.Second)
 	bb.click("Answer")
 	bb.captureRemote()
@@ -459,6 +473,12 @@ func keepWAV(t *testing.T, name string, pcm []int16) {
 	if err != nil {
 		t.Logf("keeping %s: %v", name, err)
 	}
+}
+
+// badge is a JavaScript condition: the contact list shows user with presence.
+func badge(user, presence string) string {
+	return fmt.Sprintf(`[...document.querySelectorAll("#contact-list li")].some((li) => `+
+		`li.querySelector(".name").textContent === %q && li.querySelector(".badge").textContent === %q)`, user, presence)
 }
 
 func (b *browser) screenshot() []byte {

@@ -132,7 +132,7 @@ async function started(user, kp, pub, resp) {
   connState("Connecting…");
   startLink((resp.supernodes || []).map((s) => s.addr));
   loadContacts();
-  app.contactTimer = setInterval(loadContacts, 10_000);
+  app.contactTimer = setInterval(loadContacts, 5000);
   app.api.status().then((s) => { app.myStatus = s.status; $("my-status").value = s.status; }).catch(() => {});
 }
 

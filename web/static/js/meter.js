@@ -16,7 +16,7 @@ export function drawGraph(canvas, history) {
     ctx.stroke();
   }
   if (!history.length) return;
-  const maxRTT = Math.max(50, ...history.map((p) => p.rtt)) * 1.2;
+  const maxRTT = Math.max(5, ...history.map((p) => p.rtt)) * 1.5;
   const step = w / 59;
   const line = (color, f) => {
     ctx.strokeStyle = color;
