@@ -112,6 +112,20 @@ func (b *browser) typeInto(name, text string) {
 	b.do("type into "+name, 10*time.Second, chromedp.SendKeys(control(name), text, chromedp.NodeVisible))
 }
 
+// clearField empties a text field (as select-all and delete would).
+func (b *browser) clearField(name string) {
+	b.t.Helper()
+	ok := eval[bool](b, fmt.Sprintf(`(() => {
+		const el = document.evaluate(%q, document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;
+		if (!el) return false;
+		el.select(); el.value = "";
+		return true;
+	})()`, control(name)), 5*time.Second)
+	if !ok {
+		b.t.Fatalf("clear %s: no such field", name)
+	}
+}
+
 // eval evaluates js (awaiting a promise) and returns its value.
 func eval[T any](b *browser, js string, d time.Duration) T {
 	b.t.Helper()
@@ -546,4 +560,46 @@ func waitHTTP(t *testing.T, url string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s did not answer", url)
+}
+
+// TestBrowserErrors: what a person can get wrong reads as a plain sentence.
+func TestBrowserErrors(t *testing.T) {
+	chromiumPath(t)
+	loginURL := upNetwork(t)
+	dave := userEnv(t, loginURL, "dave-password")
+	carol := userEnv(t, loginURL, "carol-password")
+	for _, u := range []struct {
+		name string
+		env  []string
+	}{{"dave", dave}, {"carol", carol}} {
+		if _, errOut, code := runParley(t, u.env, "register", u.name); code != 0 {
+			t.Fatalf("register %s: %s", u.name, errOut)
+		}
+	}
+	// dave is online and declines calls (listen without --answer).
+	waitOnline(t, start(t, dave, "listen", "--json"))
+	_, wav := micWAV(t, 41)
+	b := newBrowser(t, wav)
+	b.signUp(loginURL, "erin", "erin-password")
+	b.click("Sign out")
+	b.clearField("Username")
+	b.typeInto("Username", "erin")
+	b.typeInto("Password", "not-her-password")
+	b.click("Sign in")
+	b.shows("Wrong password.", 10*time.Second)
+	b.clearField("Password")
+	b.typeInto("Password", "erin-password")
+	b.click("Sign in")
+	b.waitFor("erin online", `document.getElementById("conn").textContent.startsWith("Online")`, 20*time.Second)
+
+	for _, tt := range []struct{ who, want string }{
+		{"carol", "carol is offline."},
+		{"nobody-here", "There is no user called nobody-here."},
+		{"dave", "dave declined the call."},
+	} {
+		b.clearField("Contact")
+		b.typeInto("Contact", tt.who)
+		b.click("Call")
+		b.shows(tt.want, 20*time.Second)
+	}
 }

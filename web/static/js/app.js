@@ -230,6 +230,7 @@ function startLink(urls) {
     onDeliver: (f) => app.phone?.onDeliver(f),
     onPresence: (f) => onPresence(f.from, f.status, f.device),
     onState: (s) => {
+      if (app.link !== link) return; // signed out since
       if (s.online) {
         connState(`Online (${new URL(s.url).host})`, "online");
         if (app.lostAt) notice(`Connected again.`, "info");

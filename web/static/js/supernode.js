@@ -162,6 +162,10 @@ export class SupernodeLink {
         }
         clearInterval(this.presenceTimer);
         this.dropAll(new SupernodeError("disconnected", "disconnected from supernode"));
+        if (this.closed) {
+          resolve();
+          return;
+        }
         if (wasOnline) {
           this.failures.set(url, Date.now());
           resolve();
