@@ -27,6 +27,7 @@ import (
 
 // network is a login server and a supernode on loopback, with real sockets.
 type network struct {
+	dataDir  string
 	loginURL string
 	login    *login.Server
 	sn       *supernode.Server
@@ -48,7 +49,7 @@ func startNetwork(t *testing.T, proxy func(snURL string) http.Handler) *network 
 		t.Fatal(err)
 	}
 	lhs := httptest.NewServer(ls.Handler())
-	n := &network{loginURL: lhs.URL, login: ls}
+	n := &network{dataDir: dir, loginURL: lhs.URL, login: ls}
 
 	shs := httptest.NewUnstartedServer(nil)
 	name := shs.Listener.Addr().String()

@@ -389,7 +389,7 @@ func (m *messenger) deliver(ctx context.Context, env *Envelope, peerDevs, myDevs
 
 	// 1. A call's data channel.
 	if m.s.sendDataChannel(to, b) {
-		m.wait(ctx, tr, func() bool { return m.silent(tr, to) == 0 }, dataChannelWait)
+		m.wait(ctx, tr, func() bool { return tr.silentLocked(to) == 0 }, dataChannelWait)
 	}
 	// 2. The supernodes, for the users with devices still silent.
 	expect := 0
@@ -451,6 +451,11 @@ func (m *messenger) deliver(ctx context.Context, env *Envelope, peerDevs, myDevs
 func (m *messenger) silent(tr *tracker, user string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return tr.silentLocked(user)
+}
+
+// silentLocked is silent with m.mu held.
+func (tr *tracker) silentLocked(user string) int {
 	n := 0
 	for _, u := range tr.want {
 		if u == user {

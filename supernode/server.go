@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -686,7 +687,9 @@ func (s *Server) route(ctx context.Context, from *conn, f Frame) {
 	}
 	d := MeshDelivery{To: f.To, From: from.user, FromSession: from.session, Payload: f.Payload}
 	n := s.deliverLocal(d, from)
-	full := n == 0 && len(s.sessionsOf(f.To)) > 0 // devices here, queues full
+	// Devices here (other than the sender's own connection) whose queues
+	// are full.
+	full := n == 0 && slices.ContainsFunc(s.sessionsOf(f.To), func(id string) bool { return id != from.session })
 	n += s.forward(ctx, d)
 	switch {
 	case n > 0:

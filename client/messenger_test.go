@@ -1,0 +1,351 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/parley/parley/client"
+)
+
+// wire records every websocket message a man-in-the-middle supernode proxy
+// carries, and can tamper with delivered envelopes.
+type wire struct {
+	mu     sync.Mutex
+	frames [][]byte
+	forge  atomic.Bool
+	forged atomic.Int32
+}
+
+func (w *wire) rewrite(b []byte) []byte {
+	w.mu.Lock()
+	w.frames = append(w.frames, bytes.Clone(b))
+	w.mu.Unlock()
+	if w.forge.Load() && bytes.Contains(b, []byte(`"type":"deliver"`)) && bytes.Contains(b, []byte(`"kind":"msg"`)) {
+		// Claim the message comes from someone else: the signature covers
+		// the sender, so the recipient must drop it.
+		if i := bytes.Index(b, []byte(`"payload"`)); i >= 0 {
+			body := bytes.Replace(b[i:], []byte(`"from":"alice"`), []byte(`"from":"carol"`), 1)
+			if !bytes.Equal(body, b[i:]) {
+				w.forged.Add(1)
+				return append(bytes.Clone(b[:i]), body...)
+			}
+		}
+	}
+	return b
+}
+
+func (w *wire) contains(s string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, f := range w.frames {
+		if bytes.Contains(f, []byte(s)) {
+			return true
+		}
+	}
+	return false
+}
+
+// imUser is a registered user with a client whose sessions a test opens and
+// closes (a restart of the program on the same home).
+type imUser struct {
+	c   *client.Client
+	ev  *events
+	cfg client.SessionConfig
+}
+
+func newIMUser(t *testing.T, n *network, name string) *imUser {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.New(client.Config{Home: t.TempDir(), LoginURL: n.loginURL})
+	must(t, err)
+	must(t, c.Register(ctx, name, "password-"+name))
+	must(t, c.Login(ctx, name, "password-"+name))
+	u := &imUser{c: c, ev: &events{}}
+	return u
+}
+
+func (u *imUser) online(t *testing.T) *client.Session {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := u.cfg
+	cfg.OnEvent = u.ev.add
+	s, err := u.c.Online(ctx, cfg)
+	must(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// befriend makes a and b accepted contacts.
+func befriend(t *testing.T, a *imUser, aName string, b *imUser, bName string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := a.c.AddContact(ctx, bName)
+	must(t, err)
+	_, err = b.c.AcceptContact(ctx, aName)
+	must(t, err)
+}
+
+// messages returns the texts of the "message" events so far.
+func (e *events) messages() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, ev := range e.all {
+		if ev.Event == "message" {
+			out = append(out, ev.MessageEvent.Text)
+		}
+	}
+	return out
+}
+
+func (e *events) count(kind string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, ev := range e.all {
+		if ev.Event == kind {
+			n++
+		}
+	}
+	return n
+}
+
+func waitUntil(t *testing.T, what string, within time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMessagesAreEndToEndAndNeverLost: a message to an online user is
+// delivered through the supernode; one to an offline user waits in the
+// mailbox and arrives once at the next login, and the sender gets the
+// receipt. Neither the supernode (the proxy sees every frame it forwards) nor
+// the login server (the test reads its database files) ever holds the text;
+// a message altered on the way is dropped.
+func TestMessagesAreEndToEndAndNeverLost(t *testing.T) {
+	w := &wire{}
+	n := startNetwork(t, func(snURL string) http.Handler {
+		return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			proxyWS(rw, r, snURL, w.rewrite)
+		})
+	})
+	alice, bob := newIMUser(t, n, "alice"), newIMUser(t, n, "bob")
+	befriend(t, alice, "alice", bob, "bob")
+	as := alice.online(t)
+	bs := bob.online(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// Online: straight through the supernode.
+	res, err := as.SendMessage(ctx, "bob", "secret-online-rutabaga")
+	must(t, err)
+	if !res.Delivered || res.Stored {
+		t.Fatalf("to an online user: %+v, want delivered, not stored", res)
+	}
+	waitUntil(t, "bob to see the message", 5*time.Second, func() bool { return len(bob.ev.messages()) == 1 })
+	if got := bob.ev.messages()[0]; got != "secret-online-rutabaga" {
+		t.Fatalf("bob got %q", got)
+	}
+
+	// Offline: into the mailbox.
+	bs.Close()
+	res, err = as.SendMessage(ctx, "bob", "secret-offline-parsnip")
+	must(t, err)
+	if res.Delivered || !res.Stored {
+		t.Fatalf("to an offline user: %+v, want stored, not delivered", res)
+	}
+	// What the login server holds: the envelope, not the text.
+	var held []byte
+	files, _ := filepath.Glob(filepath.Join(n.dataDir, "login.db*"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		must(t, err)
+		held = append(held, b...)
+	}
+	if !bytes.Contains(held, []byte(res.ID)) {
+		t.Fatalf("the login server's database does not hold message %s at all", res.ID)
+	}
+	if bytes.Contains(held, []byte("parsnip")) || bytes.Contains(held, []byte("rutabaga")) {
+		t.Fatal("the login server's database holds a message's text")
+	}
+
+	bob.ev = &events{}
+	bs = bob.online(t)
+	waitUntil(t, "the mailed message at bob's next login", 5*time.Second, func() bool { return len(bob.ev.messages()) == 1 })
+	waitUntil(t, "alice to get bob's receipt", 5*time.Second, func() bool {
+		hist, _ := as.History("bob", 0)
+		return len(hist) == 2 && hist[1].State == client.StateDelivered
+	})
+	if got := bob.ev.messages(); got[0] != "secret-offline-parsnip" {
+		t.Fatalf("bob's next login showed %q", got)
+	}
+	// Once: a restart shows nothing again (the mailbox was emptied).
+	bs.Close()
+	bob.ev = &events{}
+	bs = bob.online(t)
+	time.Sleep(500 * time.Millisecond)
+	if got := bob.ev.messages(); len(got) != 0 {
+		t.Fatalf("a second login showed %q again", got)
+	}
+	hist, err := bs.History("alice", 0)
+	must(t, err)
+	if len(hist) != 2 || hist[0].Text != "secret-online-rutabaga" || hist[1].Text != "secret-offline-parsnip" {
+		t.Fatalf("bob's history: %+v", hist)
+	}
+
+	// Altered on the way: dropped, reported, never shown.
+	w.forge.Store(true)
+	res, err = as.SendMessage(ctx, "bob", "secret-forged-turnip")
+	must(t, err)
+	if w.forged.Load() == 0 {
+		t.Fatal("the proxy forged nothing")
+	}
+	waitUntil(t, "bob to refuse the forged message", 5*time.Second, func() bool { return bob.ev.count("message-refused") > 0 })
+	if res.Delivered {
+		t.Fatal("a forged copy was acknowledged")
+	}
+	for _, m := range bob.ev.messages() {
+		if strings.Contains(m, "turnip") {
+			t.Fatalf("bob was shown the forged message: %q", m)
+		}
+	}
+	w.forge.Store(false)
+
+	if w.contains("rutabaga") || w.contains("parsnip") || w.contains("turnip") {
+		t.Fatal("the supernode forwarded a message's text in the clear")
+	}
+}
+
+// secondDevice logs name in on a new home: another device of the same user.
+func secondDevice(t *testing.T, n *network, name string) *imUser {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.New(client.Config{Home: t.TempDir(), LoginURL: n.loginURL})
+	must(t, err)
+	must(t, c.Login(ctx, name, "password-"+name))
+	return &imUser{c: c, ev: &events{}}
+}
+
+// TestTwoDevicesRingFirstAnswerWins: both of bob's devices ring; the first to
+// answer takes the call, the other stops ringing. Both get every message; during
+// the call messages go over its data channel.
+func TestTwoDevicesRingFirstAnswerWins(t *testing.T) {
+	n := startNetwork(t, nil)
+	alice, bob1 := newIMUser(t, n, "alice"), newIMUser(t, n, "bob")
+	bob2 := secondDevice(t, n, "bob")
+	befriend(t, alice, "alice", bob1, "bob")
+
+	answerAfter := func(d time.Duration, answered chan<- *client.Call) func(*client.Incoming) {
+		return func(in *client.Incoming) {
+			select {
+			case <-time.After(d):
+			case <-in.Cancelled():
+				return
+			}
+			c, err := in.Answer(context.Background(), client.Media{})
+			if err == nil {
+				answered <- c
+			}
+		}
+	}
+	got1, got2 := make(chan *client.Call, 1), make(chan *client.Call, 1)
+	bob1.cfg.OnIncoming = answerAfter(300*time.Millisecond, got1)
+	bob2.cfg.OnIncoming = answerAfter(4*time.Second, got2)
+	bob1.online(t)
+	bob2.online(t)
+	as := alice.online(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	call, err := as.Call(ctx, "bob", client.Media{})
+	must(t, err)
+	defer call.Hangup("hangup")
+	select {
+	case <-got1:
+	case <-time.After(5 * time.Second):
+		t.Fatal("bob's first device did not take the call")
+	}
+	for _, b := range []*imUser{bob1, bob2} {
+		waitUntil(t, "both devices to ring", 3*time.Second, func() bool {
+			_, ok := b.ev.find("call", client.StateRinging)
+			return ok
+		})
+	}
+	waitUntil(t, "bob's second device to stop ringing", 3*time.Second, func() bool {
+		ev, ok := bob2.ev.find("call", client.StateEnded)
+		return ok && ev.CallState.Reason == client.AnsweredElsewhere
+	})
+	time.Sleep(4 * time.Second) // past the second device's answer time
+	select {
+	case <-got2:
+		t.Fatal("the second device answered a call the first had taken")
+	default:
+	}
+	if _, ok := bob2.ev.find("call", client.StateConnected); ok {
+		t.Fatal("the second device connected")
+	}
+
+	// A message during the call: over the data channel to the device in the
+	// call, and to the other device through the supernode.
+	res, err := as.SendMessage(ctx, "bob", "hello both")
+	must(t, err)
+	if !res.Delivered {
+		t.Fatalf("message during a call: %+v", res)
+	}
+	for i, b := range []*imUser{bob1, bob2} {
+		waitUntil(t, "each device to get the message", 5*time.Second, func() bool { return len(b.ev.messages()) == 1 })
+		b.ev.mu.Lock()
+		for _, ev := range b.ev.all {
+			if ev.Event == "message" {
+				want := client.ViaSupernode
+				if i == 0 {
+					want = client.ViaDataChannel
+				}
+				if ev.MessageEvent.Via != want {
+					t.Errorf("device %d got the message via %s, want %s", i+1, ev.MessageEvent.Via, want)
+				}
+			}
+		}
+		b.ev.mu.Unlock()
+	}
+}
+
+// TestPresenceIsPushed: a contact's status changes reach the other within 2 s.
+func TestPresenceIsPushed(t *testing.T) {
+	n := startNetwork(t, nil)
+	alice, bob := newIMUser(t, n, "alice"), newIMUser(t, n, "bob")
+	befriend(t, alice, "alice", bob, "bob")
+	as := alice.online(t)
+	start := time.Now()
+	bs := bob.online(t)
+	waitUntil(t, "alice to see bob online", 2*time.Second, func() bool { return as.Presence("bob") == "online" })
+	waitUntil(t, "bob to see alice online", 2*time.Second, func() bool { return bs.Presence("alice") == "online" })
+	t.Logf("bob online → both see each other: %v", time.Since(start))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, st := range []struct{ set, want string }{{"away", "away"}, {"busy", "busy"}, {"invisible", "offline"}, {"online", "online"}} {
+		start := time.Now()
+		must(t, bs.SetStatus(ctx, st.set))
+		waitUntil(t, "alice to see bob "+st.want, 2*time.Second, func() bool { return as.Presence("bob") == st.want })
+		t.Logf("bob %s → alice sees %s: %v", st.set, st.want, time.Since(start))
+	}
+	bs.Close()
+	waitUntil(t, "alice to see bob offline", 2*time.Second, func() bool { return as.Presence("bob") == "offline" })
+}
