@@ -164,7 +164,26 @@ func (c *Client) Login(ctx context.Context, user, password string) error {
 	if err != nil {
 		return err
 	}
-	return c.store(resp)
+	if err := c.store(resp); err != nil {
+		return err
+	}
+	// Publish this device's encryption key at once, so messages sent
+	// before it first goes online wait in its mailbox.
+	return c.registerDevice(ctx, lc, resp.Credential, resp.User)
+}
+
+// registerDevice publishes the home's X25519 key, signed by its device key,
+// at the login server.
+func (c *Client) registerDevice(ctx context.Context, lc *login.Client, cred, user string) error {
+	x, err := deviceX25519(c.home.dir)
+	if err != nil {
+		return err
+	}
+	xpub := x.PublicKey().Bytes()
+	if _, err := lc.PutDevice(ctx, cred, xpub, login.SignDevice(c.key, user, xpub)); err != nil {
+		return fmt.Errorf("client: register device: %w", err)
+	}
+	return nil
 }
 
 // ChangePassword changes the user's password; the login server revokes every

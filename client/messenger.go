@@ -155,17 +155,14 @@ func newMessenger(s *Session) (*messenger, error) {
 		devices: map[string]deviceEntry{}, waits: map[string]*tracker{}, acks: map[string][]string{}}, nil
 }
 
-// register publishes this device's X25519 key so that others can encrypt to it.
+// register publishes this device's X25519 key so that others can encrypt to
+// it (again: it may have been dropped for a newer device, or its key replaced).
 func (m *messenger) register(ctx context.Context) error {
 	lc, cred, err := m.s.c.withCred(ctx)
 	if err != nil {
 		return err
 	}
-	xpub := m.x.PublicKey().Bytes()
-	if _, err := lc.PutDevice(ctx, cred, xpub, login.SignDevice(m.key, m.s.user, xpub)); err != nil {
-		return fmt.Errorf("client: register device: %w", err)
-	}
-	return nil
+	return m.s.c.registerDevice(ctx, lc, cred, m.s.user)
 }
 
 // run is the messenger's goroutine: it opens what arrives and reads the
@@ -302,6 +299,11 @@ func (s *Session) SendMessage(ctx context.Context, to, text string) (SendResult,
 	// device) is refused whole.
 	d := Draft{ID: NewMessageID(), Seq: 1, Time: now, Text: text}
 	if _, err := SealMessage(snd, to, append(peerDevs, myDevs...), d); err != nil {
+		for _, e := range []error{ErrNoDevices, ErrMessageTooLong, ErrTooManyDevices} {
+			if errors.Is(err, e) {
+				err = e
+			}
+		}
 		return SendResult{}, fmt.Errorf("client: message to %s: %w", to, err)
 	}
 	if d.Seq, err = m.hist.NextSeq(to); err != nil {
