@@ -13,9 +13,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -75,6 +77,45 @@ func newBrowser(t *testing.T, wav string) *browser {
 	if err := chromedp.Do(ctx); err != nil { // starts the browser
 		t.Fatalf("starting Chromium: %v", err)
 	}
+	// The page's console warnings and errors and its uncaught exceptions
+	// are kept, and logged if the test fails.
+	var mu sync.Mutex
+	var console []string
+	keep := func(s string) {
+		mu.Lock()
+		console = append(console, time.Now().Format("15:04:05.000 ")+s)
+		mu.Unlock()
+	}
+	chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type != runtime.ConsoleAPICalledTypeWarning && ev.Type != runtime.ConsoleAPICalledTypeError {
+				return
+			}
+			var args []string
+			for _, a := range ev.Args {
+				if a.Value != nil {
+					args = append(args, string(a.Value))
+				} else {
+					args = append(args, a.Description)
+				}
+			}
+			keep(fmt.Sprintf("console %s: %s", ev.Type, strings.Join(args, " ")))
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails.Text
+			if ev.ExceptionDetails.Exception != nil {
+				d += " " + ev.ExceptionDetails.Exception.Description
+			}
+			keep("exception: " + d)
+		}
+	})
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if t.Failed() && len(console) > 0 {
+			t.Logf("the page's console:\n%s", strings.Join(console, "\n"))
+		}
+	})
 	return &browser{t: t, ctx: ctx}
 }
 
@@ -287,10 +328,20 @@ func TestBrowserCallsCLI(t *testing.T) {
 	ref, wav := micWAV(t, 11)
 	b := newBrowser(t, wav)
 	b.signUp(loginURL, "alice", "alice-password")
+	cliContacts(t, b, bob, "bob", "alice")
 	b.typeInto("Contact", "bob")
 	b.click("Call")
 	b.waitConnected(20 * time.Second)
-	time.Sleep(14 * time.Second)
+	// A chat message in a call goes over the call's data channel.
+	b.click("Chat with bob")
+	b.sendChat("in the call")
+	waitOutput(t, listener, `"text":"in the call","sent":`, 20*time.Second)
+	b.waitFor("the message to be delivered", chatMark("in the call", "delivered"), 20*time.Second)
+	if evs := cliMessages(listener, "in the call"); len(evs) != 1 || evs[0].Via != "datachannel" || evs[0].Peer != "alice" {
+		out, _ := listener.output()
+		t.Errorf("the CLI's events for the message: %+v, want one from alice via datachannel\n%s", evs, out)
+	}
+	time.Sleep(12 * time.Second)
 	path := b.stat("st-path")
 	rtt := b.stat("st-rtt")
 	codecName := b.stat("st-codec")
@@ -602,4 +653,199 @@ func TestBrowserErrors(t *testing.T) {
 		b.click("Call")
 		b.shows(tt.want, 20*time.Second)
 	}
+}
+
+// chatLine is a JavaScript expression: how many lines of the open
+// conversation show text (from who: "me" or the peer).
+func chatLine(who, text string) string {
+	return fmt.Sprintf(`[...document.querySelectorAll("#chat-log li")].filter((li) => `+
+		`li.querySelector(".who").textContent === %q && li.querySelector(".text").textContent === %q).length`, who, text)
+}
+
+// chatMark is a JavaScript condition: my message text shows the mark.
+func chatMark(text, mark string) string {
+	return fmt.Sprintf(`[...document.querySelectorAll("#chat-log li.out")].some((li) => `+
+		`li.querySelector(".text").textContent === %q && li.querySelector(".mark").textContent === %q)`, text, mark)
+}
+
+// sendChat types text into Message and presses Send.
+func (b *browser) sendChat(text string) {
+	b.t.Helper()
+	b.typeInto("Message", text)
+	b.click("Send")
+}
+
+// onceIn checks, a moment after it appeared, that a line shows exactly once.
+func (b *browser) onceIn(who, text string) {
+	b.t.Helper()
+	b.waitFor(fmt.Sprintf("%q from %s in the conversation", text, who), chatLine(who, text)+` >= 1`, 20*time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	if n := eval[float64](b, chatLine(who, text), 5*time.Second); n != 1 {
+		b.t.Errorf("%q from %s shows %v times, want once\npage says: %s", text, who, n, b.pageText())
+	}
+}
+
+// cliContacts makes the CLI user (env) and the browser user contacts: the
+// CLI asks, the page accepts.
+func cliContacts(t *testing.T, b *browser, env []string, cliUser, webUser string) {
+	t.Helper()
+	if out, errOut, code := runParley(t, env, "contacts", "add", webUser); code != 0 {
+		t.Fatalf("contacts add %s: exit %d\n%s\n%s", webUser, code, out, errOut)
+	}
+	b.click("Accept " + cliUser)
+	b.shows(cliUser+" is now a contact", 15*time.Second)
+}
+
+// waitOutput waits until a process has printed want.
+func waitOutput(t *testing.T, p *proc, want string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if out, _ := p.output(); strings.Contains(out, want) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, errOut := p.output()
+	t.Fatalf("parley never printed %s\nstdout:\n%s\nstderr:\n%s", want, out, errOut)
+}
+
+// cliEvent is a message event of `parley listen --json`.
+type cliEvent struct{ Event, Peer, Text, Via string }
+
+// cliMessages returns the message events of p with text.
+func cliMessages(p *proc, text string) []cliEvent {
+	out, _ := p.output()
+	var evs []cliEvent
+	for _, line := range strings.Split(out, "\n") {
+		var ev cliEvent
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.Event == "message" && ev.Text == text {
+			evs = append(evs, ev)
+		}
+	}
+	return evs
+}
+
+// TestBrowserChatCLI: a browser user and a CLI user who are contacts
+// exchange messages both ways; each side shows the other's once, and the
+// page marks its message delivered.
+func TestBrowserChatCLI(t *testing.T) {
+	chromiumPath(t)
+	loginURL := upNetwork(t)
+	bob := userEnv(t, loginURL, "bob-password")
+	if _, errOut, code := runParley(t, bob, "register", "bob"); code != 0 {
+		t.Fatalf("register bob: %s", errOut)
+	}
+	_, wav := micWAV(t, 51)
+	b := newBrowser(t, wav)
+	b.signUp(loginURL, "alice", "alice-password")
+	cliContacts(t, b, bob, "bob", "alice")
+	listener := start(t, bob, "listen", "--json")
+	waitOnline(t, listener)
+
+	// Browser → CLI.
+	b.click("Chat with bob")
+	b.sendChat("hello bob, from the browser")
+	waitOutput(t, listener, `"text":"hello bob, from the browser"`, 20*time.Second)
+	b.waitFor("the message to be delivered", chatMark("hello bob, from the browser", "delivered"), 20*time.Second)
+	if evs := cliMessages(listener, "hello bob, from the browser"); len(evs) != 1 || evs[0].Via != "supernode" || evs[0].Peer != "alice" {
+		out, _ := listener.output()
+		t.Errorf("the CLI's events for the message: %+v, want one from alice via supernode\n%s", evs, out)
+	}
+
+	// CLI → browser.
+	res, errOut, code := runParley(t, bob, "chat", "alice", "hi alice, from the CLI")
+	if code != 0 {
+		t.Fatalf("chat alice: exit %d\n%s\n%s", code, res, errOut)
+	}
+	t.Logf("parley chat: %s", strings.TrimSpace(res))
+	b.onceIn("bob", "hi alice, from the CLI")
+	if !strings.Contains(res, "delivered") {
+		t.Errorf("parley chat says %q, want delivered (the page acknowledges)", res)
+	}
+}
+
+// TestBrowserChatBrowser: two browsers who are contacts send a message each
+// way; each shows the other's once and marks its own delivered.
+func TestBrowserChatBrowser(t *testing.T) {
+	chromiumPath(t)
+	loginURL := upNetwork(t)
+	_, wavA := micWAV(t, 61)
+	_, wavB := micWAV(t, 62)
+	a := newBrowser(t, wavA)
+	bb := newBrowser(t, wavB)
+	a.signUp(loginURL, "ann", "ann-password")
+	bb.signUp(loginURL, "ben", "ben-password")
+	a.typeInto("Contact", "ben")
+	a.click("Add contact")
+	a.shows("Contact request sent to ben", 10*time.Second)
+	// Until ben accepts, ann cannot write to him (Send writes to the user
+	// in Contact when no conversation is open).
+	a.sendChat("too early")
+	a.shows("ben is not your contact yet", 10*time.Second)
+	a.clearField("Message")
+	bb.click("Accept ann")
+	bb.shows("ann is now a contact", 10*time.Second)
+
+	a.click("Chat with ben")
+	a.sendChat("ben, are you there?")
+	bb.onceIn("ann", "ben, are you there?") // the conversation opens by itself
+	a.waitFor("ann's message delivered", chatMark("ben, are you there?", "delivered"), 20*time.Second)
+
+	bb.click("Chat with ann")
+	bb.sendChat("yes, ann: here")
+	a.onceIn("ben", "yes, ann: here")
+	bb.waitFor("ben's message delivered", chatMark("yes, ann: here", "delivered"), 20*time.Second)
+	if n := eval[float64](a, chatLine("me", "ben, are you there?"), 5*time.Second); n != 1 {
+		t.Errorf("ann's own message shows %v times, want once", n)
+	}
+
+	// An envelope altered after it was signed (its date moved by 1 ms) is
+	// dropped with a notice, not shown.
+	eval[bool](bb, `(async () => {
+		const im = await import("/js/im.js");
+		const m = window.parley.app.im;
+		const devs = [...await m.devicesOf("ann"), ...await m.devicesOf("ben")];
+		const { env } = await im.sealMessage(await m.sender(), "ann", devs, { seq: 99, text: "forged" });
+		env.ts += 1;
+		await window.parley.app.link.send("ann", env);
+		return true;
+	})()`, 10*time.Second)
+	a.shows("Dropped a message claiming to be from ben that failed its checks", 10*time.Second)
+	if n := eval[float64](a, chatLine("ben", "forged"), 5*time.Second); n != 0 {
+		t.Errorf("the altered message shows %v times, want never", n)
+	}
+}
+
+// TestBrowserChatOffline: a CLI user writes to a browser user who is signed
+// out; the message waits in the mailbox and shows once after sign-in.
+func TestBrowserChatOffline(t *testing.T) {
+	chromiumPath(t)
+	loginURL := upNetwork(t)
+	erik := userEnv(t, loginURL, "erik-password")
+	if _, errOut, code := runParley(t, erik, "register", "erik"); code != 0 {
+		t.Fatalf("register erik: %s", errOut)
+	}
+	_, wav := micWAV(t, 71)
+	b := newBrowser(t, wav)
+	b.signUp(loginURL, "dora", "dora-password")
+	cliContacts(t, b, erik, "erik", "dora")
+	b.click("Sign out")
+
+	res, errOut, code := runParley(t, erik, "chat", "dora", "while you were out")
+	if code != 0 {
+		t.Fatalf("chat dora: exit %d\n%s\n%s", code, res, errOut)
+	}
+	t.Logf("parley chat: %s", strings.TrimSpace(res))
+	b.clearField("Username")
+	b.typeInto("Username", "dora")
+	b.typeInto("Password", "dora-password")
+	b.click("Sign in")
+	b.waitFor("dora online", `document.getElementById("conn").textContent.startsWith("Online")`, 20*time.Second)
+	b.onceIn("erik", "while you were out")
+	// A reload (a new attach, the mailbox read again) still shows it once.
+	b.do("reload", 20*time.Second, chromedp.Reload())
+	b.waitFor("dora online again", `document.getElementById("conn").textContent.startsWith("Online")`, 20*time.Second)
+	b.click("Chat with erik")
+	b.onceIn("erik", "while you were out")
 }

@@ -7,7 +7,8 @@ import { LoginAPI, LoginError } from "./login.js";
 import { SupernodeLink } from "./supernode.js";
 import { Phone, CallError } from "./phone.js";
 import { drawGraph, LevelMeter } from "./meter.js";
-import { ChatPane } from "./chat.js";
+import { ChatPane, Messenger } from "./chat.js";
+import { isEnvelope, IMError } from "./im.js";
 
 const $ = (id) => document.getElementById(id);
 const ORIGIN = location.origin;
@@ -32,6 +33,7 @@ const app = {
   call: null,
   incoming: null,
   meter: null,
+  im: null, // the Messenger while signed in
 };
 
 // ---- notices ----
@@ -130,6 +132,7 @@ async function started(user, kp, pub, resp) {
   $("me-name").textContent = user;
   notice("");
   connState("Connecting…");
+  await startIM();
   startLink((resp.supernodes || []).map((s) => s.addr));
   loadContacts();
   app.contactTimer = setInterval(loadContacts, 5000);
@@ -205,6 +208,8 @@ async function resume() {
 }
 
 function signOut() {
+  app.im = null;
+  chat.open("");
   app.call?.hangup();
   app.incoming?.decline();
   app.link?.close();
@@ -227,7 +232,11 @@ function startLink(urls) {
     credential,
     key: app.kp,
     device: app.device,
-    onDeliver: (f) => app.phone?.onDeliver(f),
+    onDeliver: (f) => {
+      if (isEnvelope(f.payload)) app.im?.receive(f.payload, "supernode");
+      else app.phone?.onDeliver(f);
+    },
+    onAttached: () => app.im?.fetchMailbox().catch((e) => console.warn("mailbox", e.message)),
     onPresence: (f) => onPresence(f.from, f.status, f.device),
     onState: (s) => {
       if (app.link !== link) return; // signed out since
@@ -418,6 +427,12 @@ const phoneUI = {
     a.play().catch(() => {});
   },
   onNotice(msg) { notice(msg); },
+  onChannelMessage(c, data) {
+    if (typeof data !== "string" || data.length > 256 << 10) return;
+    let p;
+    try { p = JSON.parse(data); } catch { return; }
+    if (isEnvelope(p)) app.im?.receive(p, "datachannel");
+  },
 };
 
 function showIdle() {
@@ -508,9 +523,61 @@ function decline() {
   showIdle();
 }
 
+// ---- instant messages ----
+
+// startIM makes (or loads) this browser's X25519 key for the user and
+// publishes it at the login server, so that others can write to this device.
+async function startIM() {
+  const m = await Messenger.start({
+    user: app.user,
+    key: app.kp,
+    pub: unb64(app.pub),
+    credential,
+    loginKey: () => app.loginKey,
+    api: app.api,
+    get link() { return app.link; },
+    channelTo: (u) => app.phone?.channelTo(u) || null,
+    onMessage: (msg, via) => {
+      if (app.im !== m) return;
+      if (!chat.peer && msg.dir === "in") { chat.open(msg.peer); return; }
+      chat.show(msg);
+      if (msg.dir === "in" && msg.peer !== chat.peer) notice(`New message from ${msg.peer}.`, "info");
+    },
+    onState: (peer, ids, state) => { if (app.im === m) chat.mark(peer, ids, state); },
+    onRefused: (from, why) => { if (app.im === m) notice(`Dropped a message${from ? ` claiming to be from ${from}` : ""} that failed its checks (${why}).`); },
+  });
+  try {
+    await m.register();
+  } catch (e) {
+    console.warn("registering this device for messages", e);
+    notice("This browser could not register for messages: " + loginMessage(e, app.user));
+  }
+  app.im = m;
+}
+
+function describeSendError(e, peer) {
+  if (e instanceof IMError) return e.message;
+  if (e instanceof LoginError) {
+    if (e.status === 403) return `${peer} is not your contact yet: add ${peer} as a contact (and wait until they accept) to write to them.`;
+    if (e.status === 404) return `There is no user called ${peer}.`;
+    if (e.status === 0) return "The login server cannot be reached; the message was not sent.";
+    return `The message was not sent: ${loginMessage(e, peer)}`;
+  }
+  return `The message was not sent: ${e.message}`;
+}
+
 // ---- wiring ----
 
-const chat = new ChatPane({ log: $("chat-log"), input: $("chat-text"), send: $("send"), title: $("chat-h"), note: $("chat-note") });
+const chat = new ChatPane({ log: $("chat-log"), input: $("chat-text"), send: $("send"), title: $("chat-h"), note: $("chat-note") }, {
+  history: (peer) => app.im ? app.im.hist.conversation(peer) : Promise.resolve([]),
+  pickPeer: () => { const u = $("contact").value.trim(); return validUser(u) ? u : ""; },
+  describe: describeSendError,
+  sendText: async (peer, text) => {
+    if (!app.im) throw new Error("not signed in");
+    if (peer === app.user) throw new IMError("self", "Write to a contact, not to yourself.");
+    return app.im.send(peer, text);
+  },
+});
 
 $("auth-form").addEventListener("submit", signInClicked);
 $("signup").addEventListener("click", signUp);
@@ -535,6 +602,6 @@ $("my-status").addEventListener("change", async (e) => {
 });
 
 // For scripts and tests that inspect the page (never needed to use it).
-window.parley = { app, onPresence, get call() { return app.call; } };
+window.parley = { app, chat, onPresence, get call() { return app.call; } };
 
 resume();

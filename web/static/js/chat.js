@@ -1,15 +1,370 @@
-// The conversation pane. The instant-message wire (end-to-end encrypted
-// envelopes, client/im.go) is not in the browser client yet: the pane shows
-// the conversation with the selected contact and says so plainly when asked
-// to send, rather than pretending a message went.
+// Instant messages in the browser: the history (IndexedDB), the messenger
+// (client/messenger.go: data channel, supernode, mailbox; receipts), and the
+// conversation pane with its delivery marks.
+
+import { b64, hex, sleep } from "./util.js";
+import * as im from "./im.js";
+
+// ---- IndexedDB: the X25519 device key, the history, the seq counters ----
+
+const DB = "parley-im";
+
+function openDB() {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open(DB, 1);
+    req.onupgradeneeded = () => {
+      const db = req.result;
+      db.createObjectStore("x25519");
+      const m = db.createObjectStore("messages", { keyPath: "k" });
+      m.createIndex("conv", ["owner", "peer"]);
+      db.createObjectStore("seqs");
+    };
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+let dbp = null;
+function db() { return (dbp ||= openDB()); }
+
+async function tx(store, mode, f) {
+  const d = await db();
+  return new Promise((resolve, reject) => {
+    const t = d.transaction(store, mode);
+    let out;
+    Promise.resolve(f(t.objectStore(store), (v) => { out = v; })).catch(reject);
+    t.oncomplete = () => resolve(out);
+    t.onerror = () => reject(t.error);
+    t.onabort = () => reject(t.error);
+  });
+}
+
+const req = (r) => new Promise((resolve, reject) => { r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error); });
+
+// x25519Key is this browser's X25519 key pair for user (private half not
+// extractable), made on first use.
+export async function x25519Key(user) {
+  let kp = await tx("x25519", "readonly", (s, set) => req(s.get(user)).then(set));
+  if (kp?.privateKey && kp?.publicKey) return kp;
+  kp = await im.generateX25519();
+  await tx("x25519", "readwrite", (s) => { s.put({ privateKey: kp.privateKey, publicKey: kp.publicKey }, user); });
+  return kp;
+}
+
+const msgKey = (owner, peer, dir, id) => `${owner}\n${peer}\n${dir}\n${id}`;
+
+export class History {
+  constructor(owner) { this.owner = owner; }
+
+  // add stores m ({peer, dir, id, ...}) unless there; reports whether it is new.
+  add(m) {
+    const rec = { ...m, owner: this.owner, k: msgKey(this.owner, m.peer, m.dir, m.id) };
+    return tx("messages", "readwrite", async (s, set) => {
+      const old = await req(s.get(rec.k));
+      if (old) { set(false); return; }
+      s.put(rec);
+      set(true);
+    });
+  }
+
+  // setState moves outgoing messages ids with peer to state (never back from delivered).
+  setState(peer, ids, state) {
+    return tx("messages", "readwrite", async (s, set) => {
+      const done = [];
+      for (const id of ids) {
+        const k = msgKey(this.owner, peer, "out", id);
+        const m = await req(s.get(k));
+        if (!m || m.state === state || m.state === "delivered") continue;
+        m.state = state;
+        s.put(m);
+        done.push(id);
+      }
+      set(done);
+    });
+  }
+
+  conversation(peer) {
+    return tx("messages", "readonly", (s, set) =>
+      req(s.index("conv").getAll([this.owner, peer])).then((ms) => {
+        ms.sort((a, b) => a.ts - b.ts || a.seq - b.seq || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+        set(ms);
+      }));
+  }
+
+  nextSeq(peer) {
+    const k = `${this.owner}\n${peer}`;
+    return tx("seqs", "readwrite", async (s, set) => {
+      const n = ((await req(s.get(k))) || 0) + 1;
+      s.put(n, k);
+      set(n);
+    });
+  }
+}
+
+// ---- the messenger ----
+
+const DATA_CHANNEL_WAIT = 1000;
+const LIVE_WAIT = 3000;
+const DEVICE_CACHE_TTL = 10_000;
+const MAILBOX_FETCH = 100;
+
+// Messenger sends and receives envelopes for the signed-in user. cfg:
+// {user, key: Ed25519 CryptoKeyPair, pub: bytes, credential: async () => token,
+//  loginKey: () => bytes, api: LoginAPI, link: SupernodeLink,
+//  channelTo(user): an open RTCDataChannel of a call with user, or null,
+//  onMessage(m), onState(peer, ids, state), onRefused(from, why)}
+export class Messenger {
+  constructor(cfg, x) {
+    this.cfg = cfg;
+    this.user = cfg.user;
+    this.x = x;
+    this.hist = new History(cfg.user);
+    this.devices = new Map();
+    this.waits = new Map(); // envelope id → tracker
+    this.acks = new Map(); // user → ids to acknowledge
+    this.queue = Promise.resolve(); // envelopes are opened one at a time, in order
+    this.sending = Promise.resolve(); // one send at a time
+    this.xPub = null;
+  }
+
+  static async start(cfg) {
+    const x = await x25519Key(cfg.user);
+    const m = new Messenger(cfg, x);
+    m.xPub = await im.x25519Public(x);
+    return m;
+  }
+
+  // register publishes this device's X25519 key (PUT /api/v1/devices/self).
+  async register() {
+    const sig = await im.signDevice(this.cfg.key.privateKey, this.user, this.cfg.pub, this.xPub);
+    await this.authed("PUT", "/api/v1/devices/self", { x25519: b64(this.xPub), sig: b64(sig) });
+  }
+
+  async authed(method, path, body) {
+    this.cfg.api.credential = await this.cfg.credential();
+    return this.cfg.api.req(method, path, body, true);
+  }
+
+  async devicesOf(user, fresh = false) {
+    const e = this.devices.get(user);
+    if (e && !fresh && Date.now() - e.at < DEVICE_CACHE_TTL) return e.recs;
+    const r = await this.authed("GET", `/api/v1/users/${encodeURIComponent(user)}/devices`);
+    const recs = [];
+    for (const d of r.devices || []) {
+      const v = await im.verifyDevice(user, d);
+      if (v) recs.push(v);
+    }
+    this.devices.set(user, { recs, at: Date.now() });
+    return recs;
+  }
+
+  async sender() {
+    return { user: this.user, device: this.cfg.key, devicePub: this.cfg.pub, credential: await this.cfg.credential() };
+  }
+
+  // send sends text to peer; resolves with {id, delivered, stored} once a
+  // device of theirs has it or it waits in their mailbox.
+  send(peer, text) {
+    const p = this.sending.then(() => this.sendNow(peer, text));
+    this.sending = p.catch(() => {});
+    return p;
+  }
+
+  async sendNow(peer, text) {
+    im.checkText(text);
+    let peerDevs = await this.devicesOf(peer);
+    if (!peerDevs.length) peerDevs = await this.devicesOf(peer, true);
+    const myDevs = await this.devicesOf(this.user);
+    const snd = await this.sender();
+    const ts = Date.now();
+    const id = im.newMessageID();
+    // Seal once before taking a seq: a message that cannot be sealed is refused whole.
+    await im.sealMessage(snd, peer, [...peerDevs, ...myDevs], { id, seq: 1, ts, text });
+    const seq = await this.hist.nextSeq(peer);
+    const { env } = await im.sealMessage(snd, peer, [...peerDevs, ...myDevs], { id, seq, ts, text });
+    const m = { peer, dir: "out", id, seq, ts, text, state: "sending", fromDevice: hex(this.cfg.pub) };
+    await this.hist.add(m);
+    this.cfg.onMessage(m, "");
+    return this.deliver(env, peerDevs, myDevs);
+  }
+
+  async deliver(env, peerDevs, myDevs) {
+    const to = env.to;
+    const tr = { want: new Map(), peer: to, peerN: 0, total: 0, wake: null };
+    const mine = hex(this.cfg.pub);
+    for (const d of [...peerDevs, ...myDevs]) {
+      const k = hex(d.key);
+      if (k !== mine) tr.want.set(k, d.user);
+    }
+    const silent = (u) => [...tr.want.values()].filter((x) => x === u).length;
+    const wait = async (done, ms) => {
+      const until = Date.now() + ms;
+      while (!done() && Date.now() < until) {
+        await new Promise((r) => { tr.wake = r; setTimeout(r, Math.min(100, until - Date.now())); });
+      }
+    };
+    this.waits.set(env.id, tr);
+    try {
+      const text = JSON.stringify(env);
+      // 1. A call's data channel.
+      if (this.sendChannel(to, text)) await wait(() => silent(to) === 0, DATA_CHANNEL_WAIT);
+      // 2. The supernode, for the users with devices still silent.
+      let expect = 0;
+      for (const u of [to, this.user]) {
+        if (silent(u) === 0) continue;
+        try {
+          await this.cfg.link.waitOnline(3000);
+          expect += await this.cfg.link.send(u, env);
+        } catch (e) {
+          if (e.code !== "offline") console.debug("live message send", u, e.message);
+        }
+      }
+      if (expect > 0) {
+        const base = tr.total;
+        await wait(() => tr.want.size === 0 || tr.total - base >= expect, LIVE_WAIT);
+      }
+      // 3. The mailbox, for every device still silent.
+      const items = [...tr.want].map(([k, u]) => ({ to_user: u, to_device: b64(hexBytes(k)), id: env.id, blob: env }));
+      const delivered = tr.peerN > 0;
+      let stored = false;
+      if (items.length) {
+        try {
+          await this.authed("POST", "/api/v1/mailbox", { items });
+          stored = items.some((it) => it.to_user === to);
+        } catch (e) {
+          if (!delivered) throw e;
+          console.warn("mailing a copy to my other devices", e.message);
+        }
+      }
+      if (!delivered) {
+        const done = await this.hist.setState(to, [env.id], "sent");
+        if (done.length) this.cfg.onState(to, done, "sent");
+      }
+      return { id: env.id, delivered, stored };
+    } finally {
+      this.waits.delete(env.id);
+    }
+  }
+
+  sendChannel(user, text) {
+    const dc = this.cfg.channelTo(user);
+    if (!dc) return false;
+    try { dc.send(text); return true; } catch { return false; }
+  }
+
+  // receive queues an envelope (parsed JSON) that arrived via "datachannel",
+  // "supernode" or "mailbox".
+  receive(p, via) {
+    const job = this.queue.then(() => this.openOne(p, via));
+    this.queue = job.catch((e) => console.warn("message", e));
+    return job;
+  }
+
+  async openOne(p, via) {
+    let o;
+    try {
+      o = await im.open(p, this.user, { pub: this.cfg.pub, x: this.x, xPub: this.xPub }, this.cfg.loginKey());
+    } catch (e) {
+      const from = typeof p?.from === "string" ? p.from : "";
+      console.warn("refusing a message from", from, via, e.message);
+      this.cfg.onRefused(from, e.message);
+      return;
+    }
+    if (o.kind === im.KIND_MESSAGE) {
+      const m = { id: o.id, peer: o.from, dir: "in", fromDevice: o.fromDevice, seq: o.seq, ts: o.ts, text: o.text, state: "received" };
+      if (o.from === this.user) Object.assign(m, { peer: o.to, dir: "out", state: "sent" });
+      const isNew = await this.hist.add(m);
+      if (isNew) this.cfg.onMessage(m, via);
+      if (!this.acks.has(o.from)) this.acks.set(o.from, []);
+      this.acks.get(o.from).push(o.id);
+      if (via !== "mailbox") this.scheduleAcks();
+      return;
+    }
+    // A receipt.
+    for (const id of o.acked) {
+      const tr = this.waits.get(id);
+      if (tr && tr.want.has(o.fromDevice)) {
+        tr.want.delete(o.fromDevice);
+        tr.total++;
+        if (o.from === tr.peer) tr.peerN++;
+        tr.wake?.();
+      }
+    }
+    if (o.from === this.user) return;
+    const done = await this.hist.setState(o.from, o.acked, "delivered");
+    if (done.length) this.cfg.onState(o.from, done, "delivered");
+  }
+
+  scheduleAcks() {
+    if (this.ackTimer) return;
+    this.ackTimer = setTimeout(() => { this.ackTimer = null; this.queue = this.queue.then(() => this.flushAcks()); }, 0);
+  }
+
+  async flushAcks() {
+    const acks = this.acks;
+    this.acks = new Map();
+    for (const [user, ids] of acks) {
+      for (let i = 0; i < ids.length; i += 500) {
+        try { await this.sendReceipt(user, ids.slice(i, i + 500)); } catch (e) { console.warn("sending a receipt to", user, e.message); }
+      }
+    }
+  }
+
+  async sendReceipt(user, ids) {
+    const devs = await this.devicesOf(user);
+    const { env } = await im.sealReceipt(await this.sender(), user, devs, ids);
+    if (this.sendChannel(user, JSON.stringify(env))) return;
+    try {
+      if (this.cfg.link.online && (await this.cfg.link.send(user, env)) > 0) return;
+    } catch (e) {
+      if (e.code !== "offline" && e.code !== "disconnected") throw e;
+    }
+    const mine = hex(this.cfg.pub);
+    const items = devs.filter((d) => hex(d.key) !== mine).map((d) => ({ to_user: user, to_device: b64(d.key), id: env.id, blob: env }));
+    if (items.length) await this.authed("POST", "/api/v1/mailbox", { items });
+  }
+
+  // fetchMailbox reads this device's mailbox, stores what it holds, sends
+  // the receipts and only then empties it.
+  fetchMailbox() {
+    const job = this.queue.then(() => this.fetchNow());
+    this.queue = job.catch((e) => console.warn("mailbox", e.message));
+    return job;
+  }
+
+  async fetchNow() {
+    for (;;) {
+      const r = await this.authed("GET", `/api/v1/mailbox?limit=${MAILBOX_FETCH}`);
+      const items = r.items || [];
+      for (const it of items) await this.openOne(it.blob, "mailbox");
+      await this.flushAcks();
+      if (items.length) await this.authed("POST", "/api/v1/mailbox/ack", { seqs: items.map((it) => it.seq) });
+      if (!r.more || !items.length) return;
+    }
+  }
+}
+
+function hexBytes(h) {
+  const b = new Uint8Array(h.length / 2);
+  for (let i = 0; i < b.length; i++) b[i] = parseInt(h.substr(2 * i, 2), 16);
+  return b;
+}
+
+// ---- the pane ----
+
+const MARK = { sending: "sending…", sent: "sent", delivered: "delivered", received: "" };
 
 export class ChatPane {
-  constructor({ log, input, send, title, note }) {
-    this.log = log;
-    this.input = input;
-    this.sendBtn = send;
-    this.title = title;
-    this.note = note;
+  // els: {log, input, send, title, note}; sendText(peer, text) sends;
+  // history(peer) lists the conversation; pickPeer() is the peer to write to
+  // when no conversation is open (the Contact field).
+  constructor(els, hooks) {
+    this.log = els.log;
+    this.input = els.input;
+    this.title = els.title;
+    this.note = els.note;
+    this.sendBtn = els.send;
+    this.hooks = hooks;
     this.peer = "";
     this.sendBtn.addEventListener("click", () => this.send());
     this.input.addEventListener("keydown", (e) => {
@@ -17,20 +372,70 @@ export class ChatPane {
     });
   }
 
-  open(peer) {
+  async open(peer) {
     this.peer = peer;
     this.title.textContent = peer ? `Conversation with ${peer}` : "Conversation";
     this.log.replaceChildren();
     this.note.textContent = "";
+    if (!peer) return;
+    let ms = [];
+    try { ms = await this.hooks.history(peer); } catch (e) { console.warn("history", e); }
+    if (this.peer !== peer) return;
+    this.log.replaceChildren();
+    for (const m of ms) this.show(m);
   }
 
-  send() {
-    const text = this.input.value.trim();
-    if (!text) return;
-    if (!this.peer) {
-      this.note.textContent = "Choose a contact to write to.";
-      return;
+  // show adds m to the log if it belongs to the open conversation, once.
+  show(m) {
+    if (m.peer !== this.peer) return;
+    if (this.log.querySelector(`li[data-id="${m.dir}-${m.id}"]`)) return;
+    const li = document.createElement("li");
+    li.className = "msg " + m.dir;
+    li.dataset.id = `${m.dir}-${m.id}`;
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = m.dir === "out" ? "me" : m.peer;
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = m.text;
+    const time = document.createElement("time");
+    time.dateTime = new Date(m.ts).toISOString();
+    time.textContent = new Date(m.ts).toLocaleTimeString();
+    li.append(who, ": ", text, " ", time);
+    if (m.dir === "out") {
+      const mark = document.createElement("span");
+      mark.className = "mark";
+      mark.textContent = MARK[m.state] ?? m.state;
+      li.append(" ", mark);
     }
-    this.note.textContent = "Messages cannot be sent from the browser yet; use `parley chat` for now. Your text is kept in the field.";
+    this.log.append(li);
+    li.scrollIntoView({ block: "nearest" });
+  }
+
+  mark(peer, ids, state) {
+    if (peer !== this.peer) return;
+    for (const id of ids) {
+      const el = this.log.querySelector(`li[data-id="out-${id}"] .mark`);
+      if (el && el.textContent !== "delivered") el.textContent = MARK[state] ?? state;
+    }
+  }
+
+  async send() {
+    const text = this.input.value;
+    if (!text.trim()) return;
+    let peer = this.peer;
+    if (!peer) {
+      peer = this.hooks.pickPeer();
+      if (!peer) { this.note.textContent = "Choose a contact to write to."; return; }
+      await this.open(peer);
+    }
+    this.note.textContent = "";
+    this.input.value = "";
+    try {
+      await this.hooks.sendText(peer, text);
+    } catch (e) {
+      if (!this.input.value) this.input.value = text; // keep what was typed
+      this.note.textContent = this.hooks.describe(e, peer);
+    }
   }
 }

@@ -230,6 +230,14 @@ export class Phone {
   ended(c) {
     this.calls.delete(c.id);
   }
+
+  // channelTo is the open IM data channel of a connected call with user, or null.
+  channelTo(user) {
+    for (const c of this.calls.values()) {
+      if (c.peer === user && c.started && !c.ended && c.channel?.readyState === "open") return c.channel;
+    }
+    return null;
+  }
 }
 
 // Incoming is a verified offer waiting for Answer or Decline.
@@ -329,9 +337,11 @@ export class Call {
   makePC() {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers(), bundlePolicy: "max-bundle" });
     this.pc = pc;
-    // The negotiated channel the Go client makes too, so both SDPs carry one
-    // application section (chat over it comes later).
+    // The negotiated channel the Go client makes too: instant-message
+    // envelopes (JSON text) go over it while the call is up.
     this.channel = pc.createDataChannel("parley-im", { negotiated: true, id: 0 });
+    this.channel.binaryType = "arraybuffer";
+    this.channel.onmessage = (ev) => this.phone.ui.onChannelMessage?.(this, ev.data);
     pc.ontrack = (ev) => {
       if (ev.track.kind !== "audio") return;
       this.remoteStream = ev.streams[0] || new MediaStream([ev.track]);
