@@ -294,11 +294,15 @@ func (s *Session) SendMessage(ctx context.Context, to, text string) (SendResult,
 	if err != nil {
 		return SendResult{}, err
 	}
-	now := time.Now()
 	// Seal before storing: a message that can't be sealed (too long, no
-	// device) is refused whole.
-	d := Draft{ID: NewMessageID(), Seq: 1, Time: now, Text: text}
-	if _, err := SealMessage(snd, to, append(peerDevs, myDevs...), d); err != nil {
+	// device) is refused whole. (A refused one leaves a gap in the seq
+	// counter, which only orders.)
+	seq, err := m.hist.NextSeq(to)
+	if err != nil {
+		return SendResult{}, err
+	}
+	env, err := SealMessage(snd, to, append(peerDevs, myDevs...), Draft{Seq: seq, Time: time.Now(), Text: text})
+	if err != nil {
 		for _, e := range []error{ErrNoDevices, ErrMessageTooLong, ErrTooManyDevices} {
 			if errors.Is(err, e) {
 				err = e
@@ -306,14 +310,7 @@ func (s *Session) SendMessage(ctx context.Context, to, text string) (SendResult,
 		}
 		return SendResult{}, fmt.Errorf("client: message to %s: %w", to, err)
 	}
-	if d.Seq, err = m.hist.NextSeq(to); err != nil {
-		return SendResult{}, err
-	}
-	env, err := SealMessage(snd, to, append(peerDevs, myDevs...), d)
-	if err != nil {
-		return SendResult{}, fmt.Errorf("client: message to %s: %w", to, err)
-	}
-	if err := m.hist.AddOutgoing(Message{ID: env.ID, Peer: to, FromDevice: m.me, Seq: d.Seq, TS: env.TS, Text: text}); err != nil {
+	if err := m.hist.AddOutgoing(Message{ID: env.ID, Peer: to, FromDevice: m.me, Seq: seq, TS: env.TS, Text: text}); err != nil {
 		return SendResult{}, err
 	}
 	return m.deliver(ctx, env, peerDevs, myDevs)

@@ -63,14 +63,22 @@ type imUser struct {
 
 func newIMUser(t *testing.T, n *network, name string) *imUser {
 	t.Helper()
+	return imDevice(t, n, name, true)
+}
+
+// imDevice logs name in on a new home (registering the user first when
+// register is set): a device of the user.
+func imDevice(t *testing.T, n *network, name string, register bool) *imUser {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := client.New(client.Config{Home: t.TempDir(), LoginURL: n.loginURL})
 	must(t, err)
-	must(t, c.Register(ctx, name, "password-"+name))
+	if register {
+		must(t, c.Register(ctx, name, "password-"+name))
+	}
 	must(t, c.Login(ctx, name, "password-"+name))
-	u := &imUser{c: c, ev: &events{}}
-	return u
+	return &imUser{c: c, ev: &events{}}
 }
 
 func (u *imUser) online(t *testing.T) *client.Session {
@@ -232,24 +240,13 @@ func TestMessagesAreEndToEndAndNeverLost(t *testing.T) {
 	}
 }
 
-// secondDevice logs name in on a new home: another device of the same user.
-func secondDevice(t *testing.T, n *network, name string) *imUser {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := client.New(client.Config{Home: t.TempDir(), LoginURL: n.loginURL})
-	must(t, err)
-	must(t, c.Login(ctx, name, "password-"+name))
-	return &imUser{c: c, ev: &events{}}
-}
-
 // TestTwoDevicesRingFirstAnswerWins: both of bob's devices ring; the first to
 // answer takes the call, the other stops ringing. Both get every message; during
 // the call messages go over its data channel.
 func TestTwoDevicesRingFirstAnswerWins(t *testing.T) {
 	n := startNetwork(t, nil)
 	alice, bob1 := newIMUser(t, n, "alice"), newIMUser(t, n, "bob")
-	bob2 := secondDevice(t, n, "bob")
+	bob2 := imDevice(t, n, "bob", false)
 	befriend(t, alice, "alice", bob1, "bob")
 
 	answerAfter := func(d time.Duration, answered chan<- *client.Call) func(*client.Incoming) {
