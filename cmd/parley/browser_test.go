@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -50,8 +54,9 @@ type browser struct {
 	ctx context.Context
 }
 
-// newBrowser starts Chromium whose microphone plays wav (looping).
-func newBrowser(t *testing.T, wav string) *browser {
+// newBrowser starts Chromium whose microphone plays wav (looping), with
+// extra command-line flags.
+func newBrowser(t *testing.T, wav string, flags ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	exe := chromiumPath(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -68,6 +73,7 @@ func newBrowser(t *testing.T, wav string) *browser {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-quic", true),
 	)
+	opts = append(opts, flags...)
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
 	t.Cleanup(func() {
@@ -219,7 +225,45 @@ func (b *browser) signUp(loginURL, user, password string) {
 	b.typeInto("Username", user)
 	b.typeInto("Password", password)
 	b.click("Sign up")
-	b.waitFor(user+" online", `document.getElementById("conn").textContent.startsWith("Online")`, 20*time.Second)
+	b.waitOnline(user + " online")
+}
+
+// signIn fills in the sign-in form and presses Sign in.
+func (b *browser) signIn(user, password string) {
+	b.t.Helper()
+	b.clearField("Username")
+	b.typeInto("Username", user)
+	b.clearField("Password")
+	b.typeInto("Password", password)
+	b.click("Sign in")
+}
+
+// waitOnline waits until the page is attached to a supernode.
+func (b *browser) waitOnline(what string) {
+	b.t.Helper()
+	b.waitFor(what, `document.getElementById("conn").textContent.startsWith("Online")`, 20*time.Second)
+}
+
+// cliAndPage registers the CLI user cli and signs up the browser user web in
+// a fresh browser whose microphone plays ref (micWAV(seed)).
+func cliAndPage(t *testing.T, loginURL, cli, web string, seed uint64) (env []string, b *browser, ref []int16) {
+	t.Helper()
+	env = cliUser(t, loginURL, cli)
+	ref, wav := micWAV(t, seed)
+	b = newBrowser(t, wav)
+	b.signUp(loginURL, web, web+"-password")
+	return env, b, ref
+}
+
+// cliUser registers a CLI user (password: name-password) and returns their
+// environment.
+func cliUser(t *testing.T, loginURL, name string, env ...string) []string {
+	t.Helper()
+	e := append(userEnv(t, loginURL, name+"-password"), env...)
+	if _, errOut, code := runParley(t, e, "register", name); code != 0 {
+		t.Fatalf("register %s: %s", name, errOut)
+	}
+	return e
 }
 
 // callState is the call panel's state line.
@@ -317,17 +361,10 @@ func matchLooped(ref, rec []int16) (float64, time.Duration) {
 func TestBrowserCallsCLI(t *testing.T) {
 	chromiumPath(t)
 	loginURL := upNetwork(t)
-	bob := userEnv(t, loginURL, "bob-password")
-	if _, errOut, code := runParley(t, bob, "register", "bob"); code != 0 {
-		t.Fatalf("register bob: %s", errOut)
-	}
+	bob, b, ref := cliAndPage(t, loginURL, "bob", "alice", 11)
 	rec := filepath.Join(t.TempDir(), "bob.wav")
 	listener := start(t, bob, "listen", "--answer", "--record", rec, "--calls", "1", "--json")
 	waitOnline(t, listener)
-
-	ref, wav := micWAV(t, 11)
-	b := newBrowser(t, wav)
-	b.signUp(loginURL, "alice", "alice-password")
 	cliContacts(t, b, bob, "bob", "alice")
 	b.typeInto("Contact", "bob")
 	b.click("Call")
@@ -377,13 +414,7 @@ func TestBrowserCallsCLI(t *testing.T) {
 func TestCLICallsBrowser(t *testing.T) {
 	chromiumPath(t)
 	loginURL := upNetwork(t)
-	alice := userEnv(t, loginURL, "alice-password")
-	if _, errOut, code := runParley(t, alice, "register", "alice"); code != 0 {
-		t.Fatalf("register alice: %s", errOut)
-	}
-	_, mic := micWAV(t, 21)
-	b := newBrowser(t, mic)
-	b.signUp(loginURL, "carol", "carol-password")
+	alice, b, _ := cliAndPage(t, loginURL, "alice", "carol", 21)
 
 	ref := append(append(audiotest.Speech(7, 3*time.Second), audiotest.Silence(time.Second)...), audiotest.Speech(8, 1500*time.Millisecond)...)
 	call := start(t, alice, "call", "carol", "--play", writeWAV(t, ref), "--json")
@@ -451,22 +482,36 @@ func chunkWave(ref, rec []int16, lag time.Duration) float64 {
 	return cs[len(cs)/2]
 }
 
+// annAndBen starts `parley up` and two browsers, signed up as ann and ben;
+// ann's microphone plays refA (seed), ben's another signal (seed+1).
+func annAndBen(t *testing.T, seed uint64) (a, bb *browser, refA []int16) {
+	t.Helper()
+	chromiumPath(t)
+	loginURL := upNetwork(t)
+	refA, wavA := micWAV(t, seed)
+	_, wavB := micWAV(t, seed+1)
+	a = newBrowser(t, wavA)
+	bb = newBrowser(t, wavB)
+	a.signUp(loginURL, "ann", "ann-password")
+	bb.signUp(loginURL, "ben", "ben-password")
+	return a, bb, refA
+}
+
+// askContact asks user to be a contact, from the Contact field.
+func (b *browser) askContact(user string) {
+	b.t.Helper()
+	b.typeInto("Contact", user)
+	b.click("Add contact")
+	b.shows("Contact request sent to "+user, 10*time.Second)
+}
+
 // TestBrowserCallsBrowser: two browsers call each other, hold and resume;
 // a screenshot of the page in the call is kept as an artifact.
 func TestBrowserCallsBrowser(t *testing.T) {
-	chromiumPath(t)
-	loginURL := upNetwork(t)
-	refA, wavA := micWAV(t, 31)
-	_, wavB := micWAV(t, 32)
-	a := newBrowser(t, wavA)
-	bb := newBrowser(t, wavB)
-	a.signUp(loginURL, "ann", "ann-password")
-	bb.signUp(loginURL, "ben", "ben-password")
+	a, bb, refA := annAndBen(t, 31)
 
 	// ann asks ben to be a contact; ben accepts; each sees the other online.
-	a.typeInto("Contact", "ben")
-	a.click("Add contact")
-	a.shows("Contact request sent to ben", 10*time.Second)
+	a.askContact("ben")
 	bb.click("Accept ann")
 	bb.shows("ann is now a contact", 10*time.Second)
 	a.waitFor("ben online in ann's contacts", badge("ben", "online"), 15*time.Second)
@@ -600,9 +645,15 @@ func TestWebServed(t *testing.T) {
 
 func waitHTTP(t *testing.T, url string) {
 	t.Helper()
+	waitHTTPWith(t, http.DefaultClient, url)
+}
+
+// waitHTTPWith waits until url answers 200 to client.
+func waitHTTPWith(t *testing.T, client *http.Client, url string) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
+		if resp, err := client.Get(url); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return
@@ -617,31 +668,18 @@ func waitHTTP(t *testing.T, url string) {
 func TestBrowserErrors(t *testing.T) {
 	chromiumPath(t)
 	loginURL := upNetwork(t)
-	dave := userEnv(t, loginURL, "dave-password")
-	carol := userEnv(t, loginURL, "carol-password")
-	for _, u := range []struct {
-		name string
-		env  []string
-	}{{"dave", dave}, {"carol", carol}} {
-		if _, errOut, code := runParley(t, u.env, "register", u.name); code != 0 {
-			t.Fatalf("register %s: %s", u.name, errOut)
-		}
-	}
+	dave := cliUser(t, loginURL, "dave")
+	cliUser(t, loginURL, "carol")
 	// dave is online and declines calls (listen without --answer).
 	waitOnline(t, start(t, dave, "listen", "--json"))
 	_, wav := micWAV(t, 41)
 	b := newBrowser(t, wav)
 	b.signUp(loginURL, "erin", "erin-password")
 	b.click("Sign out")
-	b.clearField("Username")
-	b.typeInto("Username", "erin")
-	b.typeInto("Password", "not-her-password")
-	b.click("Sign in")
+	b.signIn("erin", "not-her-password")
 	b.shows("Wrong password.", 10*time.Second)
-	b.clearField("Password")
-	b.typeInto("Password", "erin-password")
-	b.click("Sign in")
-	b.waitFor("erin online", `document.getElementById("conn").textContent.startsWith("Online")`, 20*time.Second)
+	b.signIn("erin", "erin-password")
+	b.waitOnline("erin online")
 
 	for _, tt := range []struct{ who, want string }{
 		{"carol", "carol is offline."},
@@ -652,6 +690,28 @@ func TestBrowserErrors(t *testing.T) {
 		b.typeInto("Contact", tt.who)
 		b.click("Call")
 		b.shows(tt.want, 20*time.Second)
+	}
+
+	// In a browser where the person said no to the microphone (no fake
+	// consent, and the site's permission set to denied): no call, and the
+	// page says why.
+	nomic := newBrowser(t, wav, chromedp.Flag("use-fake-ui-for-media-stream", false))
+	ctx, cancel := context.WithTimeout(nomic.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := chromedp.CallBrowser(ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+		Permission: &cdpbrowser.PermissionDescriptor{Name: "microphone"}, Setting: cdpbrowser.PermissionSettingDenied, Origin: loginURL,
+	}); err != nil {
+		t.Fatalf("denying the microphone: %v", err)
+	}
+	nomic.do("open the page", 20*time.Second, chromedp.Navigate(loginURL+"/"))
+	nomic.signIn("erin", "erin-password")
+	nomic.waitOnline("erin online in the second browser")
+	b = nomic
+	b.typeInto("Contact", "dave")
+	b.click("Call")
+	b.shows("Microphone access was denied. Allow the microphone for this page to make calls.", 10*time.Second)
+	if eval[bool](b, `!document.getElementById("incall").hidden`, 5*time.Second) {
+		t.Errorf("the call panel is open without a microphone")
 	}
 }
 
@@ -732,13 +792,7 @@ func cliMessages(p *proc, text string) []cliEvent {
 func TestBrowserChatCLI(t *testing.T) {
 	chromiumPath(t)
 	loginURL := upNetwork(t)
-	bob := userEnv(t, loginURL, "bob-password")
-	if _, errOut, code := runParley(t, bob, "register", "bob"); code != 0 {
-		t.Fatalf("register bob: %s", errOut)
-	}
-	_, wav := micWAV(t, 51)
-	b := newBrowser(t, wav)
-	b.signUp(loginURL, "alice", "alice-password")
+	bob, b, _ := cliAndPage(t, loginURL, "bob", "alice", 51)
 	cliContacts(t, b, bob, "bob", "alice")
 	listener := start(t, bob, "listen", "--json")
 	waitOnline(t, listener)
@@ -768,17 +822,8 @@ func TestBrowserChatCLI(t *testing.T) {
 // TestBrowserChatBrowser: two browsers who are contacts send a message each
 // way; each shows the other's once and marks its own delivered.
 func TestBrowserChatBrowser(t *testing.T) {
-	chromiumPath(t)
-	loginURL := upNetwork(t)
-	_, wavA := micWAV(t, 61)
-	_, wavB := micWAV(t, 62)
-	a := newBrowser(t, wavA)
-	bb := newBrowser(t, wavB)
-	a.signUp(loginURL, "ann", "ann-password")
-	bb.signUp(loginURL, "ben", "ben-password")
-	a.typeInto("Contact", "ben")
-	a.click("Add contact")
-	a.shows("Contact request sent to ben", 10*time.Second)
+	a, bb, _ := annAndBen(t, 61)
+	a.askContact("ben")
 	// Until ben accepts, ann cannot write to him (Send writes to the user
 	// in Contact when no conversation is open).
 	a.sendChat("too early")
@@ -822,13 +867,7 @@ func TestBrowserChatBrowser(t *testing.T) {
 func TestBrowserChatOffline(t *testing.T) {
 	chromiumPath(t)
 	loginURL := upNetwork(t)
-	erik := userEnv(t, loginURL, "erik-password")
-	if _, errOut, code := runParley(t, erik, "register", "erik"); code != 0 {
-		t.Fatalf("register erik: %s", errOut)
-	}
-	_, wav := micWAV(t, 71)
-	b := newBrowser(t, wav)
-	b.signUp(loginURL, "dora", "dora-password")
+	erik, b, _ := cliAndPage(t, loginURL, "erik", "dora", 71)
 	cliContacts(t, b, erik, "erik", "dora")
 	b.click("Sign out")
 
@@ -837,15 +876,132 @@ func TestBrowserChatOffline(t *testing.T) {
 		t.Fatalf("chat dora: exit %d\n%s\n%s", code, res, errOut)
 	}
 	t.Logf("parley chat: %s", strings.TrimSpace(res))
-	b.clearField("Username")
-	b.typeInto("Username", "dora")
-	b.typeInto("Password", "dora-password")
-	b.click("Sign in")
-	b.waitFor("dora online", `document.getElementById("conn").textContent.startsWith("Online")`, 20*time.Second)
+	b.signIn("dora", "dora-password")
+	b.waitOnline("dora online")
 	b.onceIn("erik", "while you were out")
 	// A reload (a new attach, the mailbox read again) still shows it once.
 	b.do("reload", 20*time.Second, chromedp.Reload())
-	b.waitFor("dora online again", `document.getElementById("conn").textContent.startsWith("Online")`, 20*time.Second)
+	b.waitOnline("dora online again")
 	b.click("Chat with erik")
 	b.onceIn("erik", "while you were out")
+}
+
+// TestBrowserReconnects: the network the page is on crashes and comes back
+// on the same addresses. The page says it lost the connection and reconnects
+// by itself; a message written meanwhile waits ("sending…") and goes when the
+// network is back; one still unsent when the page was closed goes when the
+// page is opened again. The CLI user gets each once, and the page marks each
+// delivered.
+func TestBrowserReconnects(t *testing.T) {
+	chromiumPath(t)
+	up := startUp(t)
+	bob, b, _ := cliAndPage(t, up.loginURL, "bob", "alice", 81)
+	cliContacts(t, b, bob, "bob", "alice")
+	listener := start(t, bob, "listen", "--json")
+	waitOnline(t, listener)
+	b.click("Chat with bob")
+
+	// The network goes away under an open page.
+	const during, closed = "written while the network was down", "left unsent when the page closed"
+	up.crash()
+	b.shows("Lost the connection to the Parley network; reconnecting by itself", 10*time.Second)
+	b.sendChat(during)
+	b.waitFor("the message waiting", chatMark(during, "sending…"), 10*time.Second)
+	b.shows("No connection: the message goes by itself as soon as it is back.", 15*time.Second)
+	up.restart()
+	back := time.Now()
+	b.shows("Connected again.", 30*time.Second)
+	t.Logf("the page was online again within %v of the network", time.Since(back).Round(100*time.Millisecond))
+	waitOutput(t, listener, `"text":"`+during+`"`, 40*time.Second)
+	b.waitFor("the message delivered", chatMark(during, "delivered"), 30*time.Second)
+
+	// It goes away again; the page is closed with a message unsent, and
+	// opened again once the network is back.
+	up.crash()
+	b.shows("Lost the connection to the Parley network; reconnecting by itself", 10*time.Second)
+	b.sendChat(closed)
+	b.waitFor("the message waiting", chatMark(closed, "sending…"), 10*time.Second)
+	b.do("close the page", 10*time.Second, chromedp.Navigate("about:blank"))
+	up.restart()
+	b.do("open the page again", 20*time.Second, chromedp.Navigate(up.loginURL+"/"))
+	b.waitOnline("alice signed in again")
+	waitOutput(t, listener, `"text":"`+closed+`"`, 40*time.Second)
+	b.click("Chat with bob")
+	b.waitFor("the message delivered", chatMark(closed, "delivered"), 30*time.Second)
+
+	time.Sleep(2 * time.Second) // a duplicate would have come by now
+	for _, text := range []string{during, closed} {
+		if evs := cliMessages(listener, text); len(evs) != 1 || evs[0].Peer != "alice" {
+			out, _ := listener.output()
+			t.Errorf("the CLI's events for %q: %+v, want one from alice\n%s", text, evs, out)
+		}
+		if n := eval[float64](b, chatLine("me", text), 5*time.Second); n != 1 {
+			t.Errorf("the page shows %q %v times, want once", text, n)
+		}
+	}
+}
+
+// TestBrowserOverTLS: a login server and a supernode given a certificate
+// serve the page over https and the websocket over wss. At a host name that
+// is not localhost, a browser gives keys and a microphone only to a secure
+// origin: from the https page a person signs up and calls a CLI user; the
+// same page served over plain http says plainly that it needs https.
+func TestBrowserOverTLS(t *testing.T) {
+	chromiumPath(t)
+	cert, key := writeCert(t, net.ParseIP("127.0.0.1"), "parley.test")
+	trust := "SSL_CERT_FILE=" + cert
+	lAddr, sAddr, turn, plain := freePort(t), freePort(t), freePort(t), freePort(t)
+	start(t, []string{trust}, "login-server", "--web", "--listen", lAddr, "--data", t.TempDir(),
+		"--supernode-allow", "127.0.0.0/8", "--tls-cert", cert, "--tls-key", key)
+	loginURL := "https://" + lAddr
+	pool := x509.NewCertPool()
+	pem, err := os.ReadFile(cert)
+	must(t, err)
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	waitHTTPWith(t, client, loginURL+"/healthz")
+	start(t, []string{"PARLEY_LOGIN=" + loginURL, trust}, "supernode", "--web", "--listen", sAddr,
+		"--tls-cert", cert, "--tls-key", key, "--turn-udp", turn, "--turn-tcp", turn, "--relay-allow-peer", "127.0.0.0/8")
+	waitHTTPWith(t, client, "https://"+sAddr+"/")
+	// The supernode's page asks its login server over TLS too.
+	resp, err := client.Get("https://" + sAddr + "/api/v1/key")
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("GET https://%s/api/v1/key: %d, want 200", sAddr, resp.StatusCode)
+	}
+
+	bob := cliUser(t, loginURL, "bob", trust)
+	listener := start(t, bob, "listen", "--answer", "--calls", "1", "--json")
+	waitOnline(t, listener)
+
+	_, wav := micWAV(t, 91)
+	b := newBrowser(t, wav,
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.Flag("host-resolver-rules", "MAP parley.test 127.0.0.1"))
+	_, lPort, _ := net.SplitHostPort(lAddr)
+	page := "https://parley.test:" + lPort
+	b.signUp(page, "alice", "alice-password")
+	if !eval[bool](b, `isSecureContext && window.parley.app.link.url.startsWith("wss://")`, 5*time.Second) {
+		t.Errorf("the page is not a secure context on a wss:// link (link %q)", eval[string](b, `window.parley.app.link.url`, 5*time.Second))
+	}
+	b.typeInto("Contact", "bob")
+	b.click("Call")
+	b.waitConnected(20 * time.Second)
+	time.Sleep(2 * time.Second)
+	b.click("Hang up")
+	if c := listener.wait(t, 15*time.Second); c != 0 {
+		t.Fatalf("listen exited %d", c)
+	}
+	out, _ := listener.output()
+	if !strings.Contains(out, `"state":"connected"`) {
+		t.Errorf("the CLI never connected:\n%s", out)
+	}
+
+	// The same page over plain http at that name.
+	start(t, nil, "login-server", "--web", "--listen", plain, "--data", t.TempDir())
+	waitHTTP(t, "http://"+plain+"/healthz")
+	_, pPort, _ := net.SplitHostPort(plain)
+	b.do("open the page over http", 20*time.Second, chromedp.Navigate("http://parley.test:"+pPort+"/"))
+	b.shows("This page needs a secure origin (HTTPS or localhost)", 10*time.Second)
 }

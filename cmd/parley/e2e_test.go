@@ -155,29 +155,66 @@ func runParleyIn(t *testing.T, ns string, env []string, args ...string) (stdout,
 // upNetwork runs `parley up` on free ports and waits until echo is online.
 func upNetwork(t *testing.T) (loginURL string) {
 	t.Helper()
+	return startUp(t).loginURL
+}
+
+// upNet is a running `parley up` that a test can crash and start again on
+// the same ports and data.
+type upNet struct {
+	t        *testing.T
+	args     []string
+	snAddr   string
+	loginURL string
+	p        *proc
+}
+
+func startUp(t *testing.T) *upNet {
+	t.Helper()
 	addr, snAddr, turnAddr := freePort(t), freePort(t), freePort(t)
-	p := start(t, nil, "up", "--data", t.TempDir(), "--listen", addr, "--supernode-listen", snAddr, "--turn", turnAddr)
-	loginURL = "http://" + addr
+	u := &upNet{
+		t:        t,
+		args:     []string{"up", "--data", t.TempDir(), "--listen", addr, "--supernode-listen", snAddr, "--turn", turnAddr},
+		snAddr:   snAddr,
+		loginURL: "http://" + addr,
+	}
+	u.run()
+	return u
+}
+
+func (u *upNet) run() {
+	u.t.Helper()
+	u.p = start(u.t, nil, u.args...)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + snAddr + "/healthz")
+		resp, err := http.Get("http://" + u.snAddr + "/healthz")
 		if err == nil {
 			var h struct{ Online int }
 			json.NewDecoder(resp.Body).Decode(&h)
 			resp.Body.Close()
 			if h.Online >= 1 { // the echo user is attached
-				out, _ := p.output()
+				out, _ := u.p.output()
 				if !strings.Contains(out, "register alice") || !strings.Contains(out, "call echo") {
-					t.Fatalf("parley up printed no instructions:\n%s", out)
+					u.t.Fatalf("parley up printed no instructions:\n%s", out)
 				}
-				return loginURL
+				return
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	out, errOut := p.output()
-	t.Fatalf("parley up did not come up\nstdout:\n%s\nstderr:\n%s", out, errOut)
-	return ""
+	out, errOut := u.p.output()
+	u.t.Fatalf("parley up did not come up\nstdout:\n%s\nstderr:\n%s", out, errOut)
+}
+
+// crash kills `parley up` at once (SIGKILL): every connection to it drops.
+func (u *upNet) crash() {
+	u.p.cmd.Process.Kill()
+	<-u.p.done
+}
+
+// restart starts it again after a crash, and waits until echo is online.
+func (u *upNet) restart() {
+	u.t.Helper()
+	u.run()
 }
 
 // userEnv is the environment of one CLI user with their own home.

@@ -18,16 +18,17 @@ import (
 	"github.com/parley/parley/internal/netlab"
 )
 
-// writeCert makes a self-signed certificate for ip and returns the cert and key
-// files; the cert doubles as the CA file clients are told to trust.
-func writeCert(t *testing.T, ip net.IP) (certFile, keyFile string) {
+// writeCert makes a self-signed certificate for ip (and host names) and
+// returns the cert and key files; the cert doubles as the CA file clients are
+// told to trust.
+func writeCert(t *testing.T, ip net.IP, names ...string) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	must(t, err)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "parley lab"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{ip}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		IPAddresses: []net.IP{ip}, DNSNames: names, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)

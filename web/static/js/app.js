@@ -208,6 +208,7 @@ async function resume() {
 }
 
 function signOut() {
+  app.im?.stop();
   app.im = null;
   chat.open("");
   app.call?.hangup();
@@ -236,7 +237,10 @@ function startLink(urls) {
       if (isEnvelope(f.payload)) app.im?.receive(f.payload, "supernode");
       else app.phone?.onDeliver(f);
     },
-    onAttached: () => app.im?.fetchMailbox().catch((e) => console.warn("mailbox", e.message)),
+    onAttached: () => {
+      const m = app.im;
+      m?.fetchMailbox().catch((e) => console.warn("mailbox", e.message)).then(() => m.resendPending());
+    },
     onPresence: (f) => onPresence(f.from, f.status, f.device),
     onState: (s) => {
       if (app.link !== link) return; // signed out since
@@ -544,6 +548,7 @@ async function startIM() {
       if (msg.dir === "in" && msg.peer !== chat.peer) notice(`New message from ${msg.peer}.`, "info");
     },
     onState: (peer, ids, state) => { if (app.im === m) chat.mark(peer, ids, state); },
+    onFailed: (peer, e) => { if (app.im === m) notice(describeSendError(e, peer)); },
     onRefused: (from, why) => { if (app.im === m) notice(`Dropped a message${from ? ` claiming to be from ${from}` : ""} that failed its checks (${why}).`); },
   });
   try {

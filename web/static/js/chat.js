@@ -11,13 +11,20 @@ const DB = "parley-im";
 
 function openDB() {
   return new Promise((resolve, reject) => {
-    const req = indexedDB.open(DB, 1);
-    req.onupgradeneeded = () => {
+    const req = indexedDB.open(DB, 2);
+    req.onupgradeneeded = (ev) => {
       const db = req.result;
-      db.createObjectStore("x25519");
-      const m = db.createObjectStore("messages", { keyPath: "k" });
-      m.createIndex("conv", ["owner", "peer"]);
-      db.createObjectStore("seqs");
+      let m;
+      if (ev.oldVersion < 1) {
+        db.createObjectStore("x25519");
+        m = db.createObjectStore("messages", { keyPath: "k" });
+        m.createIndex("conv", ["owner", "peer"]);
+        db.createObjectStore("seqs");
+      } else {
+        m = req.transaction.objectStore("messages");
+      }
+      // Version 2: outgoing messages by state, to find those still sending.
+      if (ev.oldVersion < 2) m.createIndex("state", ["owner", "dir", "state"]);
     };
     req.onsuccess = () => resolve(req.result);
     req.onerror = () => reject(req.error);
@@ -83,6 +90,16 @@ export class History {
     });
   }
 
+  // unsent lists the outgoing messages still "sending" (in no one's hands
+  // yet), oldest first.
+  unsent() {
+    return tx("messages", "readonly", (s, set) =>
+      req(s.index("state").getAll([this.owner, "out", "sending"])).then((ms) => {
+        ms.sort((a, b) => a.ts - b.ts || a.seq - b.seq);
+        set(ms);
+      }));
+  }
+
   conversation(peer) {
     return tx("messages", "readonly", (s, set) =>
       req(s.index("conv").getAll([this.owner, peer])).then((ms) => {
@@ -107,12 +124,30 @@ const DATA_CHANNEL_WAIT = 1000;
 const LIVE_WAIT = 3000;
 const DEVICE_CACHE_TTL = 10_000;
 const MAILBOX_FETCH = 100;
+const RETRY_EVERY = 15_000;
+
+// retryLater reports whether a send failed only for want of a connection
+// (the login server unreachable, overloaded, or our credential lapsed while
+// it was): the message stays "sending" and goes again by itself.
+export function retryLater(e) {
+  if (e?.code === "disconnected" || e?.code === "timeout") return true;
+  const st = e?.status;
+  return st === 0 || st === 401 || st === 429 || st === 502 || st === 503 || st === 504;
+}
 
 // Messenger sends and receives envelopes for the signed-in user. cfg:
 // {user, key: Ed25519 CryptoKeyPair, pub: bytes, credential: async () => token,
 //  loginKey: () => bytes, api: LoginAPI, link: SupernodeLink,
 //  channelTo(user): an open RTCDataChannel of a call with user, or null,
-//  onMessage(m), onState(peer, ids, state), onRefused(from, why)}
+//  onMessage(m), onState(peer, ids, state), onRefused(from, why),
+//  onFailed(peer, err): a message that can never go (peer no longer a contact)}
+//
+// A message is stored ("sending") before anything is tried, and stays so
+// until a device of the peer acknowledges it (then "delivered") or it waits
+// in their mailbox ("sent"). One still "sending" (no connection, or the page
+// closed) is sent again, sealed anew with the same id, seq and time, when the
+// supernode link attaches, every 15 s while any is waiting, and at the next
+// sign-in: as the CLI does (client.History.Pending).
 export class Messenger {
   constructor(cfg, x) {
     this.cfg = cfg;
@@ -131,7 +166,15 @@ export class Messenger {
     const x = await x25519Key(cfg.user);
     const m = new Messenger(cfg, x);
     m.xPub = await im.x25519Public(x);
+    m.waiting = true; // a page closed before its messages went: look at the first tick
+    m.retryTimer = setInterval(() => { if (m.waiting) m.resendPending(); }, RETRY_EVERY);
     return m;
+  }
+
+  // stop ends the retries (at sign-out); what is unsent stays stored.
+  stop() {
+    this.stopped = true;
+    clearInterval(this.retryTimer);
   }
 
   // register publishes this device's X25519 key (PUT /api/v1/devices/self).
@@ -148,7 +191,13 @@ export class Messenger {
   async devicesOf(user, fresh = false) {
     const e = this.devices.get(user);
     if (e && !fresh && Date.now() - e.at < DEVICE_CACHE_TTL) return e.recs;
-    const r = await this.authed("GET", `/api/v1/users/${encodeURIComponent(user)}/devices`);
+    let r;
+    try {
+      r = await this.authed("GET", `/api/v1/users/${encodeURIComponent(user)}/devices`);
+    } catch (err) {
+      if (e && retryLater(err)) return e.recs; // the last list known beats none
+      throw err;
+    }
     const recs = [];
     for (const d of r.devices || []) {
       const v = await im.verifyDevice(user, d);
@@ -172,20 +221,91 @@ export class Messenger {
 
   async sendNow(peer, text) {
     im.checkText(text);
+    const ts = Date.now();
+    const id = im.newMessageID();
+    let devs;
+    try {
+      devs = await this.recipients(peer);
+    } catch (e) {
+      if (!retryLater(e)) throw e;
+      // No connection: keep the message; it is sealed when it can go.
+      const m = await this.store(peer, { id, ts, text });
+      this.waiting = true;
+      return { id: m.id, delivered: false, stored: false, queued: true };
+    }
+    const snd = await this.sender();
+    // Seal once before taking a seq: a message that cannot be sealed is refused whole.
+    await im.sealMessage(snd, peer, devs.all, { id, seq: 1, ts, text });
+    const m = await this.store(peer, { id, ts, text });
+    const { env } = await im.sealMessage(snd, peer, devs.all, { id, seq: m.seq, ts, text });
+    return this.attempt(m, env, devs);
+  }
+
+  // recipients are the devices a message to peer is sealed for: theirs and
+  // my own.
+  async recipients(peer) {
     let peerDevs = await this.devicesOf(peer);
     if (!peerDevs.length) peerDevs = await this.devicesOf(peer, true);
     const myDevs = await this.devicesOf(this.user);
-    const snd = await this.sender();
-    const ts = Date.now();
-    const id = im.newMessageID();
-    // Seal once before taking a seq: a message that cannot be sealed is refused whole.
-    await im.sealMessage(snd, peer, [...peerDevs, ...myDevs], { id, seq: 1, ts, text });
+    return { peerDevs, myDevs, all: [...peerDevs, ...myDevs] };
+  }
+
+  // store records an outgoing message as "sending", with the next seq of
+  // the conversation, and shows it.
+  async store(peer, { id, ts, text }) {
     const seq = await this.hist.nextSeq(peer);
-    const { env } = await im.sealMessage(snd, peer, [...peerDevs, ...myDevs], { id, seq, ts, text });
     const m = { peer, dir: "out", id, seq, ts, text, state: "sending", fromDevice: hex(this.cfg.pub) };
     await this.hist.add(m);
     this.cfg.onMessage(m, "");
-    return this.deliver(env, peerDevs, myDevs);
+    return m;
+  }
+
+  // attempt delivers a stored message; a failure for want of a connection
+  // leaves it "sending" (queued), any other marks it failed.
+  async attempt(m, env, devs) {
+    try {
+      return await this.deliver(env, devs.peerDevs, devs.myDevs);
+    } catch (e) {
+      if (retryLater(e)) {
+        this.waiting = true;
+        return { id: m.id, delivered: false, stored: false, queued: true };
+      }
+      const done = await this.hist.setState(m.peer, [m.id], "failed");
+      if (done.length) this.cfg.onState(m.peer, done, "failed");
+      throw e;
+    }
+  }
+
+  // resendPending sends again, oldest first, what this device sent that is
+  // still "sending". It stops at the first that finds no connection.
+  resendPending() {
+    if (this.resending) return this.resending;
+    const job = this.sending.then(() => this.resendNow());
+    this.sending = job.catch(() => {});
+    this.resending = job.catch((e) => console.warn("resending", e.message)).finally(() => { this.resending = null; });
+    return this.resending;
+  }
+
+  async resendNow() {
+    const mine = hex(this.cfg.pub);
+    let waiting = false;
+    for (const m of await this.hist.unsent()) {
+      if (this.stopped) return;
+      if (m.fromDevice !== mine) continue;
+      if (waiting) continue;
+      try {
+        const devs = await this.recipients(m.peer);
+        const { env } = await im.sealMessage(await this.sender(), m.peer, devs.all, { id: m.id, seq: m.seq, ts: m.ts, text: m.text });
+        const r = await this.attempt(m, env, devs);
+        if (r.queued) waiting = true;
+      } catch (e) {
+        if (retryLater(e)) { waiting = true; continue; }
+        const done = await this.hist.setState(m.peer, [m.id], "failed");
+        if (done.length) this.cfg.onState(m.peer, done, "failed");
+        this.cfg.onFailed?.(m.peer, e);
+      }
+    }
+    this.waiting = waiting;
   }
 
   async deliver(env, peerDevs, myDevs) {
@@ -352,7 +472,7 @@ function hexBytes(h) {
 
 // ---- the pane ----
 
-const MARK = { sending: "sending…", sent: "sent", delivered: "delivered", received: "" };
+const MARK = { sending: "sending…", sent: "sent", delivered: "delivered", received: "", failed: "not sent" };
 
 export class ChatPane {
   // els: {log, input, send, title, note}; sendText(peer, text) sends;
@@ -432,7 +552,8 @@ export class ChatPane {
     this.note.textContent = "";
     this.input.value = "";
     try {
-      await this.hooks.sendText(peer, text);
+      const r = await this.hooks.sendText(peer, text);
+      if (r?.queued && this.peer === peer) this.note.textContent = "No connection: the message goes by itself as soon as it is back.";
     } catch (e) {
       if (!this.input.value) this.input.value = text; // keep what was typed
       this.note.textContent = this.hooks.describe(e, peer);
