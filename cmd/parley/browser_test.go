@@ -1005,3 +1005,101 @@ func TestBrowserOverTLS(t *testing.T) {
 	b.do("open the page over http", 20*time.Second, chromedp.Navigate("http://parley.test:"+pPort+"/"))
 	b.shows("This page needs a secure origin (HTTPS or localhost)", 10*time.Second)
 }
+
+// freePortOn is a free TCP port on the loopback address host.
+func freePortOn(t *testing.T, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", host+":0")
+	must(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitErr waits until a process has logged want on stderr.
+func waitErr(t *testing.T, p *proc, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, errOut := p.output(); strings.Contains(errOut, want) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, errOut := p.output()
+	t.Fatalf("parley never logged %q:\n%s", want, errOut)
+}
+
+// TestBrowserChoosesRelay: two relays are on offer, and one of them (a
+// standalone relay with another secret) refuses this network's credentials.
+// The page times both as well as a page can (a TURN allocation each): as
+// callee it answers a CLI caller's probe with the one relay it can use, and
+// the caller picks that one; as caller it picks it too and names it in its
+// offer. Both calls connect.
+func TestBrowserChoosesRelay(t *testing.T) {
+	chromiumPath(t)
+	lAddr := freePort(t)
+	start(t, nil, "login-server", "--web", "--listen", lAddr, "--data", t.TempDir(), "--supernode-allow", "127.0.0.0/8")
+	loginURL := "http://" + lAddr
+	waitHTTP(t, loginURL+"/healthz")
+	good, bad := freePortOn(t, "127.0.0.3"), freePortOn(t, "127.0.0.2")
+	rl := start(t, nil, "relay", "--public-addr", "127.0.0.2", "--turn-udp", bad, "--turn-tcp", bad,
+		"--turn-secret", "not-the-secret-of-this-network", "--relay-allow-peer", "127.0.0.0/8")
+	waitErr(t, rl, "relay listening")
+	sn := start(t, []string{"PARLEY_LOGIN=" + loginURL}, "supernode", "--listen", freePortOn(t, "127.0.0.3"),
+		"--turn-udp", good, "--turn-tcp", good, "--turn-secret", "the-secret-of-this-parley-network",
+		"--relay", bad, "--relay-allow-peer", "127.0.0.0/8")
+	waitErr(t, sn, "listed by the login server")
+
+	bob, b, _ := cliAndPage(t, loginURL, "bob", "alice", 101)
+
+	// The CLI calls the page: the page's probe reply names only the relay it
+	// can allocate on, so the caller chooses that one.
+	call := start(t, bob, "call", "alice", "--for", "2s", "--json", "--log-level", "info")
+	b.shows("bob is calling you", 20*time.Second)
+	b.click("Answer")
+	b.waitConnected(20 * time.Second)
+	if c := call.wait(t, 30*time.Second); c != 0 {
+		out, errOut := call.output()
+		t.Fatalf("call exited %d\n%s\n%s", c, out, errOut)
+	}
+	_, errOut := call.output()
+	var chosen string
+	for _, line := range strings.Split(errOut, "\n") {
+		if strings.Contains(line, `msg="relay chosen"`) {
+			chosen = line
+		}
+	}
+	t.Logf("the CLI caller: %s", chosen)
+	_, theirs, _ := strings.Cut(chosen, "theirs_ms=")
+	if !strings.Contains(chosen, "relay="+good+" ") || !strings.Contains(theirs, good+":") || strings.Contains(theirs, bad) {
+		t.Errorf("the CLI caller chose %q, want %s from the page's table of %s alone", chosen, good, good)
+	}
+
+	// The page calls the CLI.
+	listener := start(t, bob, "listen", "--answer", "--calls", "1", "--json")
+	waitOnline(t, listener)
+	b.clearField("Contact")
+	b.typeInto("Contact", "bob")
+	b.click("Call")
+	b.waitConnected(20 * time.Second)
+	probe := eval[string](b, `JSON.stringify(window.parley.app.phone.lastProbe)`, 5*time.Second)
+	t.Logf("the page as caller: %s", probe)
+	var p struct {
+		Mine, Theirs map[string]float64
+		Relay        string
+	}
+	must(t, json.Unmarshal([]byte(probe), &p))
+	if _, ok := p.Mine[bad]; ok || p.Mine[good] <= 0 {
+		t.Errorf("the page measured %v, want %s alone", p.Mine, good)
+	}
+	if _, ok := p.Theirs[bad]; !ok || len(p.Theirs) != 2 {
+		t.Errorf("the CLI answered the probe with %v, want both relays", p.Theirs)
+	}
+	if p.Relay != good {
+		t.Errorf("the page chose %q, want %s", p.Relay, good)
+	}
+	b.click("Hang up")
+	if c := listener.wait(t, 15*time.Second); c != 0 {
+		t.Fatalf("listen exited %d", c)
+	}
+}

@@ -75,6 +75,93 @@ function sameView(a, b) {
     (a.relay || "") === (b.relay || "") && !!a.remote_relay === !!b.remote_relay;
 }
 
+// Relay choice, as client/relays.go: with more than one relay on offer, the
+// caller measures its round trip to each and sends the table in a "probe"
+// signal; the callee answers with its own in a "probe-reply"; the caller
+// picks the relay with the lowest sum among those both reached and names it in
+// the offer. A page cannot send a bare STUN binding, so it times what it can:
+// a TURN allocation with the relay's credentials (iceTransportPolicy "relay",
+// until the relay candidate), two round trips over UDP, three over TCP (the
+// connection first), divided accordingly. The time includes the browser's own
+// pacing of its gathering phases (Chromium: some 25 ms per round trip on
+// loopback), the same for every relay: it shifts the page's table without
+// changing its order, so the choice stands. A relay that does not allocate for
+// this page (blocked, or refusing its credentials) is left out.
+const PROBE_TIMEOUT = 800; // ms, as client.probeTimeout
+
+// measureRelays is {relay key: round trip in ms} for the relays on offer.
+export async function measureRelays(servers, timeout = 2 * PROBE_TIMEOUT) {
+  const out = {};
+  await Promise.all([...relaysOf(servers).keys()].map(async (key) => {
+    for (const [proto, trips] of [["udp", 2], ["tcp", 3]]) {
+      const ice = [];
+      for (const s of servers) {
+        const urls = (s.urls || []).filter((raw) => {
+          const u = parseICEURL(raw);
+          return u && u.key === key && u.scheme === "turn" && u.proto === proto;
+        });
+        if (urls.length) ice.push({ ...s, urls });
+      }
+      if (!ice.length) continue;
+      const ms = await allocationTime(ice, timeout);
+      if (ms !== null) { out[key] = Math.round((ms / trips) * 100) / 100; return; }
+    }
+  }));
+  return out;
+}
+
+// allocationTime is how long a relay candidate takes from iceServers (ms),
+// or null when none comes within timeout.
+function allocationTime(iceServers, timeout) {
+  return new Promise((resolve) => {
+    let pc;
+    try { pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: "relay" }); } catch { resolve(null); return; }
+    let start = 0;
+    let done = false;
+    const finish = (v) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      pc.close();
+      resolve(v);
+    };
+    const timer = setTimeout(() => finish(null), timeout);
+    pc.onicecandidate = (ev) => {
+      if (!ev.candidate) finish(null); // gathering ended without a relay candidate
+      else if (ev.candidate.type === "relay") finish(performance.now() - start);
+    };
+    pc.createDataChannel("probe");
+    pc.createOffer().then((o) => { start = performance.now(); return pc.setLocalDescription(o); }).catch(() => finish(null));
+  });
+}
+
+// chooseRelay is client.chooseRelay: the lowest sum of round trips among the
+// relays both ends reached; failing that, the one nearest to me; "" when I
+// reached none.
+export function chooseRelay(mine, theirs) {
+  const keys = Object.keys(mine).sort();
+  let best = "";
+  let cost = Infinity;
+  for (const k of keys) {
+    if (Object.hasOwn(theirs, k) && mine[k] + theirs[k] < cost) { best = k; cost = mine[k] + theirs[k]; }
+  }
+  if (best) return best;
+  for (const k of keys) if (mine[k] < cost) { best = k; cost = mine[k]; }
+  return best;
+}
+
+// rttTable reads a probe's table: relay key → finite non-negative ms.
+function rttTable(reason) {
+  const out = {};
+  let t;
+  try { t = JSON.parse(reason || "{}"); } catch { return out; }
+  if (!t || typeof t !== "object" || Array.isArray(t)) return out;
+  for (const [k, v] of Object.entries(t).slice(0, 64)) {
+    if (typeof v === "number" && Number.isFinite(v) && v >= 0 && k.length <= 300) out[k] = v;
+  }
+  return out;
+}
+
 function waitGathered(pc) {
   return new Promise((resolve) => {
     if (pc.iceGatheringState === "complete") { resolve(); return; }
@@ -104,6 +191,29 @@ export class Phone {
     this.calls = new Map();
     this.incoming = new Map();
     this.audio = null; // AudioContext, made on the first call (a user gesture)
+    this.probes = new Map(); // call id → {peer, resolve} of a caller waiting for a probe reply
+    this.lastProbe = null; // {mine, theirs, relay} of the last relay choice (for the stats and tests)
+  }
+
+  // chooseRelay picks the relay for call id to peer when more than one is
+  // on offer ("" otherwise, or when the probe finds none).
+  async chooseRelay(id, peer) {
+    const servers = this.link.iceServers;
+    if (relaysOf(servers).size < 2) return "";
+    const mine = await measureRelays(servers);
+    let theirs = {};
+    const reply = new Promise((resolve) => this.probes.set(id, { peer, resolve }));
+    try {
+      await this.sendSignal({ kind: "probe", call_id: id, to: peer, reason: JSON.stringify(mine) });
+      theirs = await Promise.race([reply, new Promise((r) => setTimeout(() => r({}), 3 * PROBE_TIMEOUT))]);
+    } catch (e) {
+      console.debug("relay probe", e.message);
+    } finally {
+      this.probes.delete(id);
+    }
+    const relay = chooseRelay(mine, theirs);
+    this.lastProbe = { mine, theirs, relay };
+    return relay;
   }
 
   audioContext() {
@@ -112,7 +222,7 @@ export class Phone {
     return this.audio;
   }
 
-  busy() { return this.calls.size > 0; }
+  busy() { return this.calls.size > 0 || !!this.placing; }
 
   async sendSignal(sig) {
     const token = await this.id.credential();
@@ -169,11 +279,14 @@ export class Phone {
     switch (sig.kind) {
       case "offer": this.onOffer(sig); return;
       case "probe":
-        // The browser cannot time STUN by itself: an empty table lets the
-        // caller pick the relay nearest to it.
-        this.sendAsync({ kind: "probe-reply", call_id: sig.call_id, to: sig.from, reason: "{}" });
+        measureRelays(this.link.iceServers).then((t) =>
+          this.sendAsync({ kind: "probe-reply", call_id: sig.call_id, to: sig.from, reason: JSON.stringify(t) }));
         return;
-      case "probe-reply": return;
+      case "probe-reply": {
+        const p = this.probes.get(sig.call_id);
+        if (p && p.peer === sig.from) p.resolve(rttTable(sig.reason));
+        return;
+      }
       case "hangup": {
         const inc = this.incoming.get(sig.call_id);
         if (inc && inc.peer === sig.from && inc.offer.device === sig.device) inc.cancelled("caller hung up");
@@ -215,7 +328,15 @@ export class Phone {
     if (this.busy()) throw new CallError("busy", "Hang up the call in progress first.");
     const mic = await this.microphone();
     await this.link.waitOnline(5000).catch(() => { mic.getTracks().forEach((t) => t.stop()); throw new CallError("offline", "Not connected to Parley; reconnecting…"); });
-    const c = new Call(this, randomHex(8), peer, true, "", mic);
+    const id = randomHex(8);
+    let relay = "";
+    this.placing = true; // busy while the relays are timed
+    try {
+      relay = await this.chooseRelay(id, peer);
+    } finally {
+      this.placing = false;
+    }
+    const c = new Call(this, id, peer, true, relay, mic);
     this.calls.set(c.id, c);
     this.ui.onCallState(c);
     try {
@@ -395,7 +516,7 @@ export class Call {
     const offer = await this.pc.createOffer();
     const sdp = await this.setLocal(offer);
     try {
-      await phone.sendSignal({ kind: "offer", call_id: this.id, to: this.peer, sdp });
+      await phone.sendSignal({ kind: "offer", call_id: this.id, to: this.peer, sdp, ...(this.relayChoice ? { relay: this.relayChoice } : {}) });
     } catch (e) {
       if (e.code === "offline") {
         let exists = true;
