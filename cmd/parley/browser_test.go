@@ -1103,3 +1103,28 @@ func TestBrowserChoosesRelay(t *testing.T) {
 		t.Fatalf("listen exited %d", c)
 	}
 }
+
+// TestBrowserCallsEcho is `make up` as a newcomer meets it: sign up on the
+// page, type echo in Contact (not a contact), press Call, and hear yourself:
+// what the page receives matches its own microphone.
+func TestBrowserCallsEcho(t *testing.T) {
+	chromiumPath(t)
+	loginURL := upNetwork(t)
+	ref, wav := micWAV(t, 111)
+	b := newBrowser(t, wav)
+	b.signUp(loginURL, "newcomer", "newcomer-password")
+	b.typeInto("Contact", "echo")
+	b.click("Call")
+	b.waitConnected(20 * time.Second)
+	b.captureRemote()
+	time.Sleep(8 * time.Second)
+	got := b.captured()
+	b.click("Hang up")
+	b.shows("Call with echo ended", 10*time.Second)
+	keepWAV(t, "browser-echo-captured.wav", got)
+	corr, lag := matchLooped(ref, got)
+	t.Logf("browser → echo → browser: envelope correlation %.3f at lag %v (%.1f s captured)", corr, lag, float64(len(got))/48000)
+	if corr < 0.85 {
+		t.Errorf("what echo sends back correlates %.3f with the page's microphone, want ≥ 0.85", corr)
+	}
+}
