@@ -67,8 +67,17 @@ type Config struct {
 	// FailureWindow after which further attempts get 429. Default 5.
 	MaxFailuresPerUser int
 	// MaxFailuresPerAddr is the same limit per client address (the host of
-	// the request's RemoteAddr; IPv6 grouped by /64). Default 20.
+	// the request's RemoteAddr, or the forwarded one from a TrustedProxies
+	// front end; IPv6 grouped by /64). Default 20.
 	MaxFailuresPerAddr int
+	// TrustedProxies are the front ends (a `parley supernode --web` passing
+	// the page's /api/ requests on) whose X-Forwarded-For is believed: for a
+	// request from one of them, the client address used for rate limits and
+	// logs is the last address in X-Forwarded-For (the one the front end
+	// appended; anything before it came from the client). Without it, every
+	// browser behind a front end shares the front end's limits. Nil: none.
+	// The supernode dial-back's own limits always use the direct peer.
+	TrustedProxies []netip.Prefix
 	// FailureWindow is the sliding window of the failure counts. Default 5 min.
 	FailureWindow time.Duration
 	// Web, if set, is served at "/" (the web client). Nil: "/" answers 404
@@ -256,6 +265,11 @@ func (cfg Config) withDefaults() (Config, error) {
 	for _, p := range cfg.DialBackAllow {
 		if !p.IsValid() {
 			return cfg, fmt.Errorf("%w: DialBackAllow holds an invalid prefix", ErrBadConfig)
+		}
+	}
+	for _, p := range cfg.TrustedProxies {
+		if !p.IsValid() {
+			return cfg, fmt.Errorf("%w: TrustedProxies holds an invalid prefix", ErrBadConfig)
 		}
 	}
 	if cfg.DialBackDial == nil {

@@ -304,7 +304,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		s.writeInternal(w, r, "register", fmt.Errorf("login: register %q: %w", req.User, err))
 		return
 	}
-	s.log.Info("registered", "user", req.User, "addr", clientAddr(r))
+	s.log.Info("registered", "user", req.User, "addr", s.clientAddr(r))
 	writeJSON(w, http.StatusCreated, userResponse{User: req.User})
 }
 
@@ -336,7 +336,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	addr := clientAddr(r)
+	addr := s.clientAddr(r)
 	if _, fail, err := s.checkPassword(ctx, "login", req.User, req.Password, addr); err != nil {
 		s.writeInternal(w, r, "login", fmt.Errorf("login: login %q: %w", req.User, err))
 		return
@@ -386,7 +386,7 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	refreshExp := now.Add(s.cfg.RefreshTTL)
 	if err := s.st.useRefresh(ctx, th, req.User, now, refreshExp); errors.Is(err, ErrInvalidRefresh) {
-		s.log.Info("refresh refused", "user", req.User, "addr", clientAddr(r))
+		s.log.Info("refresh refused", "user", req.User, "addr", s.clientAddr(r))
 		writeError(w, http.StatusUnauthorized, ErrInvalidRefresh.Error())
 		return
 	} else if err != nil {
@@ -415,7 +415,7 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	stored, fail, err := s.checkPassword(ctx, "password change", req.User, req.Password, clientAddr(r))
+	stored, fail, err := s.checkPassword(ctx, "password change", req.User, req.Password, s.clientAddr(r))
 	if err != nil {
 		s.writeInternal(w, r, "password change", fmt.Errorf("login: password %q: %w", req.User, err))
 		return
@@ -436,7 +436,7 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		s.writeInternal(w, r, "password change", fmt.Errorf("login: password %q: %w", req.User, err))
 		return
 	}
-	s.log.Info("password changed; refresh tokens revoked", "user", req.User, "addr", clientAddr(r))
+	s.log.Info("password changed; refresh tokens revoked", "user", req.User, "addr", s.clientAddr(r))
 	writeJSON(w, http.StatusOK, userResponse{User: req.User})
 }
 
@@ -516,7 +516,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	src := clientAddr(r)
+	src := peerAddr(r)
 	hb := heartbeat{addr: sn.addr, key: sn.key, ts: sn.ts}
 	stamp := func() {
 		hb.now = s.now()
@@ -584,7 +584,7 @@ func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if removed {
-		s.log.Info("supernode left", "addr", sn.addr, "key", keyID(sn.key), "from", clientAddr(r))
+		s.log.Info("supernode left", "addr", sn.addr, "key", keyID(sn.key), "from", s.clientAddr(r))
 	}
 	writeJSON(w, http.StatusOK, leaveResponse{Removed: removed})
 }

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -152,19 +153,58 @@ func (l *limiter) takeBack(m map[string][]time.Time, key string, at time.Time) {
 	m[key] = f
 }
 
-// clientAddr returns the rate-limiting key for the request's peer: the host
-// of RemoteAddr, with IPv6 addresses grouped by their /64 prefix (one
-// subscriber usually holds a whole /64).
-func clientAddr(r *http.Request) string {
+// clientAddr returns the rate-limiting key for the request's client: the
+// direct peer (peerAddr), or, when that is one of cfg.TrustedProxies, the
+// last address in X-Forwarded-For.
+func (s *Server) clientAddr(r *http.Request) string {
+	direct := peerIP(r)
+	if !direct.IsValid() || len(s.cfg.TrustedProxies) == 0 {
+		return addrKey(direct, r.RemoteAddr)
+	}
+	trusted := false
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(direct) {
+			trusted = true
+			break
+		}
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	if !trusted || len(xff) == 0 {
+		return addrKey(direct, r.RemoteAddr)
+	}
+	last := xff[len(xff)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	ip, err := netip.ParseAddr(strings.TrimSpace(last))
+	if err != nil {
+		return addrKey(direct, r.RemoteAddr)
+	}
+	return addrKey(ip.Unmap(), "")
+}
+
+// peerAddr is the rate-limiting key of the direct peer (RemoteAddr), never
+// a forwarded address.
+func peerAddr(r *http.Request) string { return addrKey(peerIP(r), r.RemoteAddr) }
+
+func peerIP(r *http.Request) netip.Addr {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return host
+		return netip.Addr{}
 	}
-	ip = ip.Unmap()
+	return ip.Unmap()
+}
+
+// addrKey is ip as a key, IPv6 grouped by its /64 prefix (one subscriber
+// usually holds a whole /64); raw when ip is not valid.
+func addrKey(ip netip.Addr, raw string) string {
+	if !ip.IsValid() {
+		return raw
+	}
 	if ip.Is6() {
 		p, err := ip.WithZone("").Prefix(64)
 		if err == nil {

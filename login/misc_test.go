@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -138,8 +139,38 @@ func TestClientAddr(t *testing.T) {
 	for _, tt := range tests {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.RemoteAddr = tt.remote
-		if got := clientAddr(r); got != tt.want {
-			t.Errorf("clientAddr(%q): got %q, want %q", tt.remote, got, tt.want)
+		if got := peerAddr(r); got != tt.want {
+			t.Errorf("peerAddr(%q): got %q, want %q", tt.remote, got, tt.want)
+		}
+	}
+}
+
+// TestClientAddrBehindTrustedProxy: only a trusted front end's
+// X-Forwarded-For counts, and only the address it appended (the last).
+func TestClientAddrBehindTrustedProxy(t *testing.T) {
+	s := &Server{cfg: Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}
+	tests := []struct {
+		name, remote string
+		xff          []string
+		want         string
+	}{
+		{"trusted front end", "10.1.2.3:5000", []string{"198.51.100.7"}, "198.51.100.7"},
+		{"client forged a hop", "10.1.2.3:5000", []string{"203.0.113.9, 198.51.100.7"}, "198.51.100.7"},
+		{"several headers", "10.1.2.3:5000", []string{"203.0.113.9", "198.51.100.7"}, "198.51.100.7"},
+		{"IPv6 client grouped", "10.1.2.3:5000", []string{"2001:db8:1:2::99"}, "2001:db8:1:2::/64"},
+		{"mapped IPv4", "10.1.2.3:5000", []string{"::ffff:198.51.100.7"}, "198.51.100.7"},
+		{"garbage header", "10.1.2.3:5000", []string{"not an address"}, "10.1.2.3"},
+		{"no header", "10.1.2.3:5000", nil, "10.1.2.3"},
+		{"untrusted peer", "192.0.2.1:5000", []string{"198.51.100.7"}, "192.0.2.1"},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tt.remote
+		for _, v := range tt.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := s.clientAddr(r); got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
 		}
 	}
 }

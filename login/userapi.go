@@ -496,7 +496,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, cred ident
 	if !ok {
 		return
 	}
-	addr := clientAddr(r)
+	addr := s.clientAddr(r)
 	if wait := s.searchLim.begin(cred.User, addr, s.now()); wait > 0 {
 		s.log.Warn("search rate limited", "user", cred.User, "addr", addr)
 		writeRateLimited(w, &rateLimited{what: "searches", wait: wait})

@@ -643,6 +643,56 @@ func TestWebServed(t *testing.T) {
 	}
 }
 
+// TestWebFrontKeepsBrowsersApart: a supernode serving the page passes the
+// browser's address on (X-Forwarded-For), and a login server that trusts it
+// (--trusted-proxy) limits each browser by its own address: one that has
+// used up its failed sign-ins does not lock out another behind the same
+// supernode.
+func TestWebFrontKeepsBrowsersApart(t *testing.T) {
+	lAddr, sAddr, turn := freePort(t), freePort(t), freePort(t)
+	start(t, nil, "login-server", "--listen", lAddr, "--data", t.TempDir(),
+		"--supernode-allow", "127.0.0.0/8", "--trusted-proxy", "127.0.0.1/32")
+	loginURL := "http://" + lAddr
+	waitHTTP(t, loginURL+"/healthz")
+	start(t, []string{"PARLEY_LOGIN=" + loginURL}, "supernode", "--web", "--listen", sAddr,
+		"--turn-udp", turn, "--turn-tcp", turn, "--relay-allow-peer", "127.0.0.0/8")
+	waitHTTP(t, "http://"+sAddr+"/healthz")
+	users := []string{"u1", "u2", "u3", "u4", "u5"}
+	for _, u := range users {
+		cliUser(t, loginURL, u)
+	}
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	signIn := func(c *http.Client, user string) int {
+		t.Helper()
+		body := strings.NewReader(`{"user":"` + user + `","password":"not-the-password","public_key":"` +
+			base64.StdEncoding.EncodeToString(make([]byte, 32)) + `"}`)
+		resp, err := c.Post("http://"+sAddr+"/api/v1/login", "application/json", body)
+		must(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// The first browser (127.0.0.2) fails 4 times for each of 5 users: 20
+	// failures, its limit.
+	a := from("127.0.0.2")
+	for _, u := range users {
+		for range 4 {
+			if code := signIn(a, u); code != http.StatusUnauthorized {
+				t.Fatalf("a wrong password for %s answered %d, want 401", u, code)
+			}
+		}
+	}
+	if code := signIn(a, "u1"); code != http.StatusTooManyRequests {
+		t.Errorf("the first browser's 21st failure answered %d, want 429", code)
+	}
+	// Another browser (127.0.0.3) behind the same supernode is not locked out.
+	if code := signIn(from("127.0.0.3"), "u1"); code != http.StatusUnauthorized {
+		t.Errorf("another browser's first try answered %d, want 401 (its own limit)", code)
+	}
+}
+
 func waitHTTP(t *testing.T, url string) {
 	t.Helper()
 	waitHTTPWith(t, http.DefaultClient, url)

@@ -70,8 +70,9 @@ func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 	cert := fs.String("tls-cert", "", "TLS certificate `FILE`")
 	key := fs.String("tls-key", "", "TLS key `FILE`")
 	withWeb := fs.Bool("web", false, "serve the web client at /")
-	var allow cidrList
+	var allow, proxies cidrList
 	fs.Var(&allow, "supernode-allow", "`CIDR` the login server may dial supernodes back in although it is loopback, private or special (labs; repeatable)")
+	fs.Var(&proxies, "trusted-proxy", "`CIDR` of front ends (supernodes with --web) whose X-Forwarded-For names the browser, for rate limits (repeatable)")
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
@@ -79,7 +80,7 @@ func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := e.logger(slog.LevelInfo)
-	cfg := login.Config{DB: *db, DataDir: *data, Logger: log, DialBackAllow: allow}
+	cfg := login.Config{DB: *db, DataDir: *data, Logger: log, DialBackAllow: allow, TrustedProxies: proxies}
 	if cfg.DB == "" {
 		cfg.DB = filepath.Join(*data, "login.db")
 	}
@@ -252,10 +253,12 @@ func runSupernode(ctx context.Context, ln net.Listener, f supernodeFlags, key ed
 // webFront serves the web client at "/" in front of a supernode's handler,
 // and passes the page's login API requests (/api/) on to the login server,
 // so that the page, the API and the websocket share one origin (the login
-// server sends no CORS headers). The login server then sees this
-// supernode's address for every browser that signs in through it, so they
-// share its per-address limits. Serve the page only from a supernode you run
-// yourself: whoever serves the page's code sees what is typed into it.
+// server sends no CORS headers). It appends the browser's address to
+// X-Forwarded-For; a login server started with --trusted-proxy for this
+// supernode's address uses it for its per-address limits (otherwise every
+// browser behind this supernode shares them). Serve the page only from a
+// supernode you run yourself: whoever serves the page's code sees what is
+// typed into it.
 func webFront(sn http.Handler, loginURL string, log *slog.Logger) (http.Handler, error) {
 	target, err := url.Parse(loginURL)
 	if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
@@ -265,6 +268,7 @@ func webFront(sn http.Handler, loginURL string, log *slog.Logger) (http.Handler,
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
 			r.Out.Host = target.Host
+			r.SetXForwarded()
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
