@@ -287,6 +287,13 @@ export class Messenger {
   }
 
   async resendNow() {
+    // Without a supernode, the next attach resends: try only once a minute
+    // meanwhile (the mailbox may still be reachable), so that new messages
+    // do not queue behind retries.
+    if (!this.cfg.link?.online) {
+      if (Date.now() - (this.offlineTry || 0) < 60_000) { this.waiting = true; return; }
+      this.offlineTry = Date.now();
+    }
     const mine = hex(this.cfg.pub);
     let waiting = false;
     for (const m of await this.hist.unsent()) {
@@ -330,10 +337,12 @@ export class Messenger {
       if (this.sendChannel(to, text)) await wait(() => silent(to) === 0, DATA_CHANNEL_WAIT);
       // 2. The supernode, for the users with devices still silent.
       let expect = 0;
+      // A supernode link that is down gets 1.5 s to come back (a failover
+      // takes 0.3 s); after that the mailbox, and a resend at the next attach.
+      const live = await this.cfg.link.waitOnline(1500).then(() => true, () => false);
       for (const u of [to, this.user]) {
-        if (silent(u) === 0) continue;
+        if (!live || silent(u) === 0) continue;
         try {
-          await this.cfg.link.waitOnline(3000);
           expect += await this.cfg.link.send(u, env);
         } catch (e) {
           if (e.code !== "offline") console.debug("live message send", u, e.message);
