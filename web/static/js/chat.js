@@ -299,14 +299,12 @@ export class Messenger {
     for (const m of await this.hist.unsent()) {
       if (this.stopped) return;
       if (m.fromDevice !== mine) continue;
-      if (waiting) continue;
       try {
         const devs = await this.recipients(m.peer);
         const { env } = await im.sealMessage(await this.sender(), m.peer, devs.all, { id: m.id, seq: m.seq, ts: m.ts, text: m.text });
-        const r = await this.attempt(m, env, devs);
-        if (r.queued) waiting = true;
+        if ((await this.attempt(m, env, devs)).queued) { waiting = true; break; }
       } catch (e) {
-        if (retryLater(e)) { waiting = true; continue; }
+        if (retryLater(e)) { waiting = true; break; }
         const done = await this.hist.setState(m.peer, [m.id], "failed");
         if (done.length) this.cfg.onState(m.peer, done, "failed");
         this.cfg.onFailed?.(m.peer, e);
