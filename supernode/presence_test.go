@@ -51,13 +51,21 @@ func TestPresenceIsPushedAcrossTheMesh(t *testing.T) {
 		{supernode.StatusInvisible, supernode.StatusOffline},
 		{supernode.StatusOnline, supernode.StatusOnline},
 	}
+	prev := supernode.StatusBusy
 	for _, st := range steps {
 		if err := bob.conn.SetPresence(st.status, "dev-b", []string{"alice"}); err != nil {
 			t.Fatal(err)
 		}
-		if got := nextPresence(t, alice, "bob", 2*time.Second); got.Status != st.want {
+		// A repeat of bob's previous state may still be in flight (the
+		// answer to alice's own first push): skip it, not anything else.
+		got := nextPresence(t, alice, "bob", 2*time.Second)
+		for got.Status == prev && st.want != prev {
+			got = nextPresence(t, alice, "bob", 2*time.Second)
+		}
+		if got.Status != st.want {
 			t.Fatalf("bob set %s: alice saw %q, want %q", st.status, got.Status, st.want)
 		}
+		prev = st.want
 	}
 
 	// Dropping alice from the watch list tells her bob is gone for her.
