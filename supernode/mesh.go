@@ -742,7 +742,8 @@ func (m *mesh) publishUsers(ctx context.Context, users map[string]bool) (failed 
 	r := m.ring
 	for u := range users {
 		m.seq++
-		rec := Record{User: u, Node: m.self.Name, Sessions: m.s.sessionsOf(u), Seq: m.seq}
+		sessions, hidden := m.s.sessionsAndHidden(u)
+		rec := Record{User: u, Node: m.self.Name, Sessions: sessions, Hidden: hidden, Seq: m.seq}
 		for _, o := range r.owners(u, m.s.cfg.Replicas) {
 			byOwner[o] = append(byOwner[o], rec)
 		}
@@ -785,9 +786,11 @@ func (m *mesh) publishUsers(ctx context.Context, users map[string]bool) (failed 
 }
 
 // location is where a lookup found a user: the supernodes their devices are
-// attached to and how many devices in all.
+// attached to and how many devices in all; shown counts only the devices that
+// are not invisible.
 type location struct {
 	nodes   map[string]int // supernode name → sessions
+	shown   map[string]int // supernode name → sessions not invisible
 	devices int
 	hops    int
 }
@@ -796,7 +799,7 @@ type location struct {
 // when this supernode knew, 1 when the first holder answered, 2 when it had
 // to ask the others too.
 func (m *mesh) lookup(ctx context.Context, user string) location {
-	loc := location{nodes: map[string]int{}}
+	loc := location{nodes: map[string]int{}, shown: map[string]int{}}
 	found := false // a live record was found (perhaps of this supernode's own)
 	add := func(recs []Record) {
 		for _, r := range recs {
@@ -809,6 +812,7 @@ func (m *mesh) lookup(ctx context.Context, user string) location {
 			found = true
 			if r.Node != m.self.Name { // this supernode's own sessions are counted live below
 				loc.nodes[r.Node] = max(loc.nodes[r.Node], len(r.Sessions))
+				loc.shown[r.Node] = max(loc.shown[r.Node], len(r.Sessions)-len(r.Hidden), 0)
 			}
 		}
 	}
@@ -843,8 +847,9 @@ func (m *mesh) lookup(ctx context.Context, user string) location {
 }
 
 func (m *mesh) withLocal(user string, loc location) location {
-	if n := len(m.s.sessionsOf(user)); n > 0 {
-		loc.nodes[m.self.Name] = n
+	if sessions, hidden := m.s.sessionsAndHidden(user); len(sessions) > 0 {
+		loc.nodes[m.self.Name] = len(sessions)
+		loc.shown[m.self.Name] = len(sessions) - len(hidden)
 	}
 	for _, n := range loc.nodes {
 		loc.devices += n

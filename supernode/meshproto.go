@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/parley/parley/internal/identity"
 )
@@ -84,12 +85,15 @@ type Member struct {
 
 // Record is a presence record: user User has Sessions attached at supernode
 // Node. Seq orders one home's records of a user (later wins); a record with no
-// Sessions says the user left Node. Holders drop a record RecordTTL after
-// receiving it unless refreshed.
+// Sessions says the user left Node. Hidden (a subset of Sessions) are the
+// sessions whose status is invisible: routing reaches them, but a lookup by
+// anyone other than User does not count them. Holders drop a record RecordTTL
+// after receiving it unless refreshed.
 type Record struct {
 	User     string   `json:"user"`
 	Node     string   `json:"node"`
 	Sessions []string `json:"sessions,omitempty"`
+	Hidden   []string `json:"hidden,omitempty"`
 	Seq      int64    `json:"seq"`
 }
 
@@ -169,6 +173,14 @@ func DecodeMeshMsg(b []byte) (MeshMsg, error) {
 		for _, s := range r.Sessions {
 			if len(s) > 64 {
 				return m, fmt.Errorf("supernode: mesh decode: session id: %w", ErrBadFrame)
+			}
+		}
+		if len(r.Hidden) > len(r.Sessions) {
+			return m, fmt.Errorf("supernode: mesh decode: record hides too many sessions: %w", ErrBadFrame)
+		}
+		for _, s := range r.Hidden {
+			if !slices.Contains(r.Sessions, s) {
+				return m, fmt.Errorf("supernode: mesh decode: hidden session not in the record: %w", ErrBadFrame)
 			}
 		}
 	}

@@ -1,6 +1,8 @@
 package supernode_test
 
 import (
+	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -91,5 +93,77 @@ func TestPresenceRefusesBadStatus(t *testing.T) {
 	alice := f.attach(t, "alice", f.nodes[0])
 	if err := alice.conn.SetPresence("sleeping", "d", nil); err == nil {
 		t.Fatal("SetPresence accepted status sleeping")
+	}
+}
+
+// TestInvisibleIsHiddenFromLookups: an invisible device is not counted in
+// anyone else's lookup, wherever it is attached, yet messages still reach it
+// and its own user still finds it.
+func TestInvisibleIsHiddenFromLookups(t *testing.T) {
+	f := newMeshFixture(t, 3)
+	alice := f.attach(t, "alice", f.nodes[0])
+	carol := f.attach(t, "carol", f.nodes[2])
+	bob := f.attach(t, "bob", f.nodes[2])
+	bobPhone := f.attach(t, "bob", f.nodes[1])
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	devices := func(u *meshUser) int {
+		t.Helper()
+		got, err := u.conn.Lookup(ctx, "bob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Devices == 0 && len(got.Nodes) != 0 {
+			t.Fatalf("%s's lookup: no devices but nodes %v", u.name, got.Nodes)
+		}
+		return got.Devices
+	}
+	setBoth := func(status string) {
+		t.Helper()
+		for _, b := range []*meshUser{bob, bobPhone} {
+			if err := b.conn.SetPresence(status, "dev", nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tests := []struct {
+		name   string
+		set    func()
+		others int // what alice (another supernode) and carol (bob's own) see
+		self   int // what bob sees of himself
+	}{
+		{"no status yet", func() {}, 2, 2},
+		{"both invisible", func() { setBoth(supernode.StatusInvisible) }, 0, 2},
+		{"phone online", func() {
+			if err := bobPhone.conn.SetPresence(supernode.StatusOnline, "dev", nil); err != nil {
+				t.Fatal(err)
+			}
+		}, 1, 2},
+		{"both away", func() { setBoth(supernode.StatusAway) }, 2, 2},
+	}
+	for _, tt := range tests {
+		tt.set()
+		// A presence frame is not answered: the change shows within a
+		// second (the record is republished at once).
+		for _, w := range []struct {
+			u    *meshUser
+			want int
+		}{{alice, tt.others}, {carol, tt.others}, {bob, tt.self}} {
+			got := devices(w.u)
+			for deadline := time.Now().Add(time.Second); got != w.want && time.Now().Before(deadline); got = devices(w.u) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if got != w.want {
+				t.Errorf("%s: %s sees %d devices of bob, want %d", tt.name, w.u.name, got, w.want)
+			}
+		}
+	}
+
+	// Invisible, yet still receiving on both devices.
+	setBoth(supernode.StatusInvisible)
+	n, err := alice.conn.Send(ctx, "bob", json.RawMessage(`{"hello":1}`))
+	if err != nil || n != 2 {
+		t.Fatalf("send to invisible bob: %d devices, %v; want 2", n, err)
 	}
 }

@@ -621,16 +621,25 @@ func (s *Server) localUsers() []string {
 // sessionsOf returns the sessions user has attached here (at most
 // MaxRecordSessions).
 func (s *Server) sessionsOf(user string) []string {
+	sessions, _ := s.sessionsAndHidden(user)
+	return sessions
+}
+
+// sessionsAndHidden returns the sessions user has attached here (at most
+// MaxRecordSessions) and those of them whose status is invisible.
+func (s *Server) sessionsAndHidden(user string) (sessions, hidden []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []string
-	for id := range s.users[user] {
-		if len(out) == MaxRecordSessions {
+	for id, c := range s.users[user] {
+		if len(sessions) == MaxRecordSessions {
 			break
 		}
-		out = append(out, id)
+		sessions = append(sessions, id)
+		if status, _, _ := c.presence(); status == StatusInvisible {
+			hidden = append(hidden, id)
+		}
 	}
-	return out
+	return sessions, hidden
 }
 
 // requestQueue bounds one connection's sends, lookups and dial-backs waiting
@@ -665,13 +674,24 @@ func (s *Server) lookup(ctx context.Context, c *conn, f Frame) {
 		return
 	}
 	loc := s.mesh.lookup(ctx, f.To)
-	nodes := make([]string, 0, len(loc.nodes))
-	for n := range loc.nodes {
-		if len(nodes) < MaxNodesFound {
+	// Others see only the devices that are not invisible; a user looking
+	// themselves up sees all of theirs.
+	count, devices := loc.shown, loc.devices
+	if c.user == f.To {
+		count = loc.nodes
+	} else {
+		devices = 0
+		for _, n := range count {
+			devices += n
+		}
+	}
+	nodes := make([]string, 0, len(count))
+	for n, k := range count {
+		if k > 0 && len(nodes) < MaxNodesFound {
 			nodes = append(nodes, n)
 		}
 	}
-	s.send(c, Frame{Type: TypeFound, ID: f.ID, User: f.To, Delivered: loc.devices, Nodes: nodes, Hops: loc.hops})
+	s.send(c, Frame{Type: TypeFound, ID: f.ID, User: f.To, Delivered: devices, Nodes: nodes, Hops: loc.hops})
 }
 
 // route delivers a send to every attached device of its recipient, here and
@@ -785,8 +805,14 @@ func (s *Server) setPresence(ctx context.Context, c *conn, f Frame) {
 			dropped = append(dropped, u)
 		}
 	}
+	hiding := (c.status == StatusInvisible) != (f.Status == StatusInvisible)
 	c.status, c.device, c.watch = f.Status, f.Device, watch
 	c.pmu.Unlock()
+	if hiding {
+		// Lookups by others must stop (or start) counting this device
+		// before the contacts are told.
+		s.mesh.publishNow(ctx, c.user)
+	}
 	if len(dropped) > 0 {
 		s.pushPresence(ctx, c.user, c.session, PresenceNote{Device: f.Device, Status: StatusOffline}, dropped)
 	}
