@@ -281,7 +281,10 @@ func (c *Client) apiError(resp *http.Response, raw []byte, kinds map[int]error) 
 	if json.Unmarshal(raw, &e) == nil {
 		msg = sanitizeLine(e.Error)
 	}
-	ae := &APIError{Status: resp.StatusCode, Message: msg}
+	ae := &APIError{Status: resp.StatusCode, Message: msg, Item: -1}
+	if msg != "" && e.Item != nil && *e.Item >= 0 && *e.Item < MaxMailboxItems {
+		ae.Item = *e.Item
+	}
 	if msg == "" {
 		// Every answer of a login server carries a JSON error; this one
 		// comes from something else (a proxy, another service).

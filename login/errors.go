@@ -103,6 +103,9 @@ type APIError struct {
 	// RetryAfter is set on ErrRateLimited and ErrDialBackLimited: how long
 	// to wait before trying again.
 	RetryAfter time.Duration
+	// Item is the index of the item a refused mailbox post names (the
+	// first one that could not be stored); -1 when the answer names none.
+	Item int
 	// Kind is the sentinel this answer maps to.
 	Kind error
 	// detail is a second sentinel the message names, if any (for example

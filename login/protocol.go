@@ -121,6 +121,8 @@ type supernodesResponse struct {
 type errorResponse struct {
 	Error      string `json:"error"`
 	RetryAfter int64  `json:"retry_after,omitempty"`
+	// Item is the index of the refused item of a mailbox post.
+	Item *int `json:"item,omitempty"`
 }
 
 // Limits and names of the user endpoints (devices, mailbox, contacts, status,

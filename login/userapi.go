@@ -329,15 +329,18 @@ func (s *Server) handlePostMailbox(w http.ResponseWriter, r *http.Request, cred 
 	var me *mailError
 	if errors.As(err, &me) {
 		it := items[me.index]
+		fail := func(status int, msg string) {
+			writeJSON(w, status, errorResponse{Error: msg, Item: &me.index})
+		}
 		switch {
 		case errors.Is(me.err, ErrUnknownUser):
-			writeError(w, http.StatusNotFound, fmt.Sprintf("%v: items[%d].to_user %s", ErrUnknownUser, me.index, it.toUser))
+			fail(http.StatusNotFound, fmt.Sprintf("%v: items[%d].to_user %s", ErrUnknownUser, me.index, it.toUser))
 		case errors.Is(me.err, ErrNotContact):
-			writeError(w, http.StatusForbidden, fmt.Sprintf("%v: items[%d].to_user %s is not your accepted contact", ErrNotContact, me.index, it.toUser))
+			fail(http.StatusForbidden, fmt.Sprintf("%v: items[%d].to_user %s is not your accepted contact", ErrNotContact, me.index, it.toUser))
 		case errors.Is(me.err, ErrUnknownDevice):
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("%v: items[%d].to_device %s of %s", ErrUnknownDevice, me.index, shortKey(it.toDevice), it.toUser))
+			fail(http.StatusBadRequest, fmt.Sprintf("%v: items[%d].to_device %s of %s", ErrUnknownDevice, me.index, shortKey(it.toDevice), it.toUser))
 		default:
-			writeError(w, http.StatusInsufficientStorage, fmt.Sprintf("%v: items[%d]: the mailbox of %s's device %s would hold more than %d bytes",
+			fail(http.StatusInsufficientStorage, fmt.Sprintf("%v: items[%d]: the mailbox of %s's device %s would hold more than %d bytes",
 				ErrQuota, me.index, it.toUser, shortKey(it.toDevice), s.cfg.MailboxQuotaBytes))
 		}
 		return

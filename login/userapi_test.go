@@ -409,8 +409,8 @@ func testMailbox(t *testing.T, db string) {
 	}
 	_, err := e.cl.PostMailbox(ctx, a1.cred, []MailboxItem{item(b1, "q3"), {ToUser: "bob", ToDevice: b2.key(), ID: "q4", Blob: big}})
 	var ae *APIError
-	if !errors.Is(err, ErrQuota) || !errors.As(err, &ae) || ae.Status != http.StatusInsufficientStorage || !strings.Contains(err.Error(), "items[1]") {
-		t.Errorf("over quota: got %v, want 507 ErrQuota naming items[1]", err)
+	if !errors.Is(err, ErrQuota) || !errors.As(err, &ae) || ae.Status != http.StatusInsufficientStorage || !strings.Contains(err.Error(), "items[1]") || ae.Item != 1 {
+		t.Errorf("over quota: got %v (%+v), want 507 ErrQuota naming items[1]", err, ae)
 	}
 	if got := []int{count(b1), count(b2)}; !reflect.DeepEqual(got, []int{0, 2}) {
 		t.Errorf("after the refused post: %v, want [0 2]", got)
