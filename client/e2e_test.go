@@ -39,12 +39,18 @@ type network struct {
 // (the supernode names itself after the proxy, as a hostile operator would).
 func startNetwork(t *testing.T, proxy func(snURL string) http.Handler) *network {
 	t.Helper()
+	return startNetworkWith(t, proxy, login.Config{})
+}
+
+// startNetworkWith is startNetwork with the login server's Config lc (its
+// database, data directory, hashing cost and dial-back range are the test's).
+func startNetworkWith(t *testing.T, proxy func(snURL string) http.Handler, lc login.Config) *network {
+	t.Helper()
 	dir := t.TempDir()
-	ls, err := login.New(login.Config{
-		DB: filepath.Join(dir, "login.db"), DataDir: dir,
-		Argon2:        login.Argon2Params{Time: 1, Memory: 1024, Threads: 1},
-		DialBackAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-	})
+	lc.DB, lc.DataDir = filepath.Join(dir, "login.db"), dir
+	lc.Argon2 = login.Argon2Params{Time: 1, Memory: 1024, Threads: 1}
+	lc.DialBackAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	ls, err := login.New(lc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -419,10 +420,9 @@ func (m *messenger) deliver(ctx context.Context, env *Envelope, peerDevs, myDevs
 	m.mu.Unlock()
 	res := SendResult{ID: env.ID, Delivered: delivered}
 	if len(items) > 0 {
-		lc, cred, err := m.s.c.withCred(ctx)
-		if err == nil {
-			_, err = lc.PostMailbox(ctx, cred, items)
-		}
+		forPeer := slices.ContainsFunc(items, func(it login.MailboxItem) bool { return it.ToUser == to })
+		var err error
+		items, err = m.postMailbox(ctx, items)
 		if err != nil {
 			if delivered {
 				// The peer has it; only a copy for another device is
@@ -437,6 +437,9 @@ func (m *messenger) deliver(ctx context.Context, env *Envelope, peerDevs, myDevs
 				res.Stored = true
 			}
 		}
+		if forPeer && !delivered && !res.Stored {
+			return res, fmt.Errorf("client: message to %s: every device's mailbox is full: %w", to, login.ErrQuota)
+		}
 	}
 	if !delivered {
 		if err := m.hist.MarkSent(to, []string{env.ID}); err != nil {
@@ -444,6 +447,27 @@ func (m *messenger) deliver(ctx context.Context, env *Envelope, peerDevs, myDevs
 		}
 	}
 	return res, nil
+}
+
+// postMailbox posts items, leaving out each device whose mailbox is full (a
+// device gone for good must not keep the message from the others), and
+// returns the items stored.
+func (m *messenger) postMailbox(ctx context.Context, items []login.MailboxItem) ([]login.MailboxItem, error) {
+	lc, cred, err := m.s.c.withCred(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		_, err := lc.PostMailbox(ctx, cred, items)
+		var ae *login.APIError
+		if err == nil || !errors.Is(err, login.ErrQuota) || !errors.As(err, &ae) || ae.Item < 0 || ae.Item >= len(items) || len(items) == 1 {
+			return items, err
+		}
+		full := items[ae.Item]
+		m.s.c.log.Warn("a device's mailbox is full; it will miss this message", "user", full.ToUser,
+			"device", hex.EncodeToString(full.ToDevice[:min(8, len(full.ToDevice))]), "id", full.ID)
+		items = slices.Delete(slices.Clone(items), ae.Item, ae.Item+1)
+	}
 }
 
 // silent counts the devices of user that have not acknowledged tr yet.
@@ -614,11 +638,7 @@ func (m *messenger) sendReceipt(ctx context.Context, user string, ids []string) 
 	if len(items) == 0 {
 		return nil
 	}
-	lc, cred, err := m.s.c.withCred(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = lc.PostMailbox(ctx, cred, items)
+	_, err = m.postMailbox(ctx, items)
 	return err
 }
 

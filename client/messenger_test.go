@@ -3,9 +3,12 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/client"
+	"github.com/parley/parley/login"
 )
 
 // wire records every websocket message a man-in-the-middle supernode proxy
@@ -345,4 +349,48 @@ func TestPresenceIsPushed(t *testing.T) {
 	}
 	bs.Close()
 	waitUntil(t, "alice to see bob offline", 2*time.Second, func() bool { return as.Presence("bob") == "offline" })
+}
+
+// TestFullMailboxDoesNotBlockOtherDevices: one of bob's devices never comes
+// back and its mailbox fills; messages still wait for his other device.
+func TestFullMailboxDoesNotBlockOtherDevices(t *testing.T) {
+	n := startNetworkWith(t, nil, login.Config{MailboxQuotaBytes: 16 << 10})
+	alice, bob := newIMUser(t, n, "alice"), newIMUser(t, n, "bob")
+	imDevice(t, n, "bob", false) // bob's old laptop: registered, never online again
+	befriend(t, alice, "alice", bob, "bob")
+	as := alice.online(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// Both of bob's devices offline: their mailboxes fill together.
+	text := strings.Repeat("a line of a long letter. ", 40) // 1,000 bytes
+	sent := 0
+	for ; ; sent++ {
+		if sent > 64 {
+			t.Fatal("16 KiB mailboxes took 64 messages of 1,000 bytes")
+		}
+		_, err := as.SendMessage(ctx, "bob", fmt.Sprintf("%d %s", sent, text))
+		if errors.Is(err, login.ErrQuota) {
+			break
+		}
+		must(t, err)
+	}
+	if sent < 2 {
+		t.Fatalf("only %d messages fit a 16 KiB mailbox", sent)
+	}
+
+	// bob reads his mail on his other device; the laptop's stays full.
+	bs := bob.online(t)
+	waitUntil(t, "bob's device to get the mailed messages", 10*time.Second, func() bool { return len(bob.ev.messages()) >= sent })
+	bs.Close()
+
+	res, err := as.SendMessage(ctx, "bob", "after the laptop's mailbox is full")
+	if err != nil || !res.Stored {
+		t.Fatalf("with one device's mailbox full: %+v, %v; want stored for the other", res, err)
+	}
+	bob.ev = &events{}
+	bob.online(t)
+	waitUntil(t, "the message at bob's next login", 10*time.Second, func() bool {
+		return slices.Contains(bob.ev.messages(), "after the laptop's mailbox is full")
+	})
 }

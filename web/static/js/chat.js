@@ -4,6 +4,7 @@
 
 import { b64, hex, sleep } from "./util.js";
 import * as im from "./im.js";
+import { LoginError } from "./login.js";
 
 // ---- IndexedDB: the X25519 device key, the history, the seq counters ----
 
@@ -128,11 +129,12 @@ const RETRY_EVERY = 15_000;
 
 // retryLater reports whether a send failed only for want of a connection
 // (the login server unreachable, overloaded, or our credential lapsed while
-// it was): the message stays "sending" and goes again by itself.
+// it was) or of room in the peer's mailboxes: the message stays "sending" and
+// goes again by itself.
 export function retryLater(e) {
   if (e?.code === "disconnected" || e?.code === "timeout") return true;
   const st = e?.status;
-  return st === 0 || st === 401 || st === 429 || st === 502 || st === 503 || st === 504;
+  return st === 0 || st === 401 || st === 429 || st === 502 || st === 503 || st === 504 || st === 507;
 }
 
 // Messenger sends and receives envelopes for the signed-in user. cfg:
@@ -356,11 +358,14 @@ export class Messenger {
       let stored = false;
       if (items.length) {
         try {
-          await this.authed("POST", "/api/v1/mailbox", { items });
-          stored = items.some((it) => it.to_user === to);
+          const posted = await this.postMailbox(items);
+          stored = posted.some((it) => it.to_user === to);
         } catch (e) {
           if (!delivered) throw e;
           console.warn("mailing a copy to my other devices", e.message);
+        }
+        if (!delivered && !stored && items.some((it) => it.to_user === to)) {
+          throw new LoginError(507, `every mailbox of ${to}'s devices is full`);
         }
       }
       if (!delivered) {
@@ -448,7 +453,23 @@ export class Messenger {
     }
     const mine = hex(this.cfg.pub);
     const items = devs.filter((d) => hex(d.key) !== mine).map((d) => ({ to_user: user, to_device: b64(d.key), id: env.id, blob: env }));
-    if (items.length) await this.authed("POST", "/api/v1/mailbox", { items });
+    if (items.length) await this.postMailbox(items);
+  }
+
+  // postMailbox posts items, leaving out each device whose mailbox is full
+  // (a device gone for good must not keep a message from the others), and
+  // resolves with the items stored.
+  async postMailbox(items) {
+    for (;;) {
+      try {
+        await this.authed("POST", "/api/v1/mailbox", { items });
+        return items;
+      } catch (e) {
+        if (e.status !== 507 || e.item < 0 || e.item >= items.length || items.length === 1) throw e;
+        console.warn("a device's mailbox is full; it will miss this message", items[e.item].to_user);
+        items = items.filter((_, i) => i !== e.item);
+      }
+    }
   }
 
   // fetchMailbox reads this device's mailbox, stores what it holds, sends

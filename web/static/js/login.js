@@ -3,10 +3,12 @@
 // "Authorization: Parley <credential>".
 
 export class LoginError extends Error {
-  constructor(status, message, retryAfter) {
+  // item: the index of the refused item of a mailbox post (-1: none named).
+  constructor(status, message, retryAfter, item) {
     super(message);
     this.status = status;
     this.retryAfter = retryAfter || 0;
+    this.item = Number.isInteger(item) ? item : -1;
   }
 }
 
@@ -31,7 +33,7 @@ export class LoginAPI {
     }
     let data = {};
     try { data = await resp.json(); } catch { /* an empty or non-JSON answer */ }
-    if (!resp.ok) throw new LoginError(resp.status, data.error || `HTTP ${resp.status}`, data.retry_after);
+    if (!resp.ok) throw new LoginError(resp.status, data.error || `HTTP ${resp.status}`, data.retry_after, data.item);
     return data;
   }
 
