@@ -351,6 +351,37 @@ func TestPresenceIsPushed(t *testing.T) {
 	waitUntil(t, "alice to see bob offline", 2*time.Second, func() bool { return as.Presence("bob") == "offline" })
 }
 
+// TestPresenceFollowsContactChanges: bob accepts alice's request from a
+// short session (as `parley contacts accept` does) while both have devices
+// running; the running devices see each other within 2 s, not at their next
+// contacts refresh, and stop when bob removes her.
+func TestPresenceFollowsContactChanges(t *testing.T) {
+	n := startNetwork(t, nil)
+	alice, bob := newIMUser(t, n, "alice"), newIMUser(t, n, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := alice.c.AddContact(ctx, "bob")
+	must(t, err)
+	as, bs := alice.online(t), bob.online(t)
+
+	bobCLI := imDevice(t, n, "bob", false)
+	bobCLI.cfg.NoPresence = true
+	short := bobCLI.online(t)
+	start := time.Now()
+	_, err = short.AcceptContact(ctx, "alice")
+	must(t, err)
+	waitUntil(t, "alice to see bob online", 2*time.Second, func() bool { return as.Presence("bob") == "online" })
+	waitUntil(t, "bob to see alice online", 2*time.Second, func() bool { return bs.Presence("alice") == "online" })
+	t.Logf("accepted → both running devices see each other: %v", time.Since(start))
+
+	start = time.Now()
+	_, err = short.DeclineContact(ctx, "alice")
+	must(t, err)
+	waitUntil(t, "alice to see bob offline", 2*time.Second, func() bool { return as.Presence("bob") == "offline" })
+	waitUntil(t, "bob to see alice offline", 2*time.Second, func() bool { return bs.Presence("alice") == "offline" })
+	t.Logf("removed → both see the other offline: %v", time.Since(start))
+}
+
 // TestFullMailboxDoesNotBlockOtherDevices: one of bob's devices never comes
 // back and its mailbox fills; messages still wait for his other device.
 func TestFullMailboxDoesNotBlockOtherDevices(t *testing.T) {

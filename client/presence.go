@@ -107,24 +107,36 @@ func (s *Session) announce() {
 	}
 }
 
+// contactsKickEvery spaces the rereads KindContacts signals cause.
+const contactsKickEvery = 500 * time.Millisecond
+
 // presenceLoop repeats the presence frame (re-reading the contacts, which may
 // have changed) and forgets devices gone silent.
 func (s *Session) presenceLoop() {
 	defer s.wg.Done()
 	t := time.NewTicker(supernode.PresenceRefresh)
 	defer t.Stop()
+	var lastKick time.Time
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
+		case <-s.contactsKick:
+			// A contact changed: reread now, at most twice a second
+			// (anyone may send the signal).
+			if wait := contactsKickEvery - time.Since(lastKick); wait > 0 {
+				select {
+				case <-s.ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+			lastKick = time.Now()
+			s.refreshContacts()
+			continue
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-		if err := s.loadPresence(ctx); err != nil && s.ctx.Err() == nil {
-			s.c.log.Debug("refreshing contacts", "err", err)
-		}
-		cancel()
-		s.announce()
+		s.refreshContacts()
 		s.expirePresence(time.Now())
 		// A safety net: what a hostile or failing supernode dropped was
 		// mailed by its sender; read it without waiting for a reattach.
@@ -147,6 +159,81 @@ func (s *Session) expirePresence(now time.Time) {
 	for _, u := range users {
 		s.reportPresence(u)
 	}
+}
+
+// refreshContacts rereads the status and contacts from the login server and
+// tells the supernode.
+func (s *Session) refreshContacts() {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	if err := s.loadPresence(ctx); err != nil {
+		if s.ctx.Err() == nil {
+			s.c.log.Debug("refreshing contacts", "err", err)
+		}
+		return
+	}
+	s.announce()
+	s.forgetNonContacts()
+}
+
+// forgetNonContacts drops what is known of users no longer watched, and
+// reports them offline.
+func (s *Session) forgetNonContacts() {
+	s.mu.Lock()
+	var gone []string
+	for u := range s.pres.seen {
+		if !slices.Contains(s.pres.watch, u) {
+			delete(s.pres.seen, u)
+			gone = append(gone, u)
+		}
+	}
+	s.mu.Unlock()
+	for _, u := range gone {
+		s.reportPresence(u)
+	}
+}
+
+// contactsChanged follows a change of this user's contact entry with peer:
+// this session rereads its contacts at once, and the user's other running
+// devices and the peer's are told to (a KindContacts signal each).
+func (s *Session) contactsChanged(ctx context.Context, peer string) {
+	s.refreshContacts()
+	for _, to := range []string{peer, s.user} {
+		err := s.sendSignal(ctx, &Signal{Kind: KindContacts, CallID: newCallID(), To: to})
+		if err != nil && !errors.Is(err, ErrOffline) {
+			s.c.log.Debug("telling of a contact change", "to", to, "err", err)
+		}
+	}
+}
+
+// AddContact is [Client.AddContact]; when it accepts a pending request,
+// presence between the two starts at once on every running device of both.
+func (s *Session) AddContact(ctx context.Context, user string) (string, error) {
+	state, err := s.c.AddContact(ctx, user)
+	if err == nil && state == login.ContactAccepted {
+		s.contactsChanged(ctx, user)
+	}
+	return state, err
+}
+
+// AcceptContact is [Client.AcceptContact]; then presence between the two
+// starts at once on every running device of both.
+func (s *Session) AcceptContact(ctx context.Context, user string) (string, error) {
+	state, err := s.c.AcceptContact(ctx, user)
+	if err == nil {
+		s.contactsChanged(ctx, user)
+	}
+	return state, err
+}
+
+// DeclineContact is [Client.DeclineContact]; then presence between the two
+// stops at once on every running device of both.
+func (s *Session) DeclineContact(ctx context.Context, user string) (string, error) {
+	state, err := s.c.DeclineContact(ctx, user)
+	if err == nil {
+		s.contactsChanged(ctx, user)
+	}
+	return state, err
 }
 
 // onPresence handles a presence push from the supernode.
@@ -244,5 +331,13 @@ func (s *Session) onStatus(sig *Signal) {
 	if changed {
 		s.announce()
 		s.emit(Event{Event: "status", Peer: s.user, PresenceEvent: &PresenceEvent{Status: sig.Reason}})
+	}
+}
+
+// kick wakes the loop waiting on ch, without blocking.
+func kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }

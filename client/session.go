@@ -102,6 +102,8 @@ type Session struct {
 	pres      presenceState
 	closed    bool
 
+	contactsKick chan struct{} // reread the contacts now (a KindContacts signal)
+
 	im *messenger // instant messages (messenger.go)
 }
 
@@ -132,7 +134,7 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 	rand.Read(dev)
 	s := &Session{c: c, cfg: cfg, api: api, ready: make(chan struct{}), device: hex.EncodeToString(dev),
 		onlineCh: make(chan struct{}), excluded: map[string]time.Time{}, rng: mathrand.New(mathrand.NewChaCha8(seed)),
-		done:  make(chan struct{}),
+		done: make(chan struct{}), contactsKick: make(chan struct{}, 1),
 		calls: map[string]*Call{}, incoming: map[string]*Incoming{}, probes: map[string]chan relayRTTs{}, probePeer: map[string]string{}, seen: map[string]time.Time{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.pres = presenceState{status: supernode.StatusOnline, seen: map[string]map[string]devicePresence{}, shown: map[string]string{}}
@@ -429,6 +431,10 @@ func (s *Session) deliver(f supernode.Frame) {
 		if sig.From == s.user {
 			s.onStatus(sig)
 		}
+		return
+	}
+	if sig.Kind == KindContacts {
+		kick(s.contactsKick)
 		return
 	}
 	switch sig.Kind {

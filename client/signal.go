@@ -115,6 +115,12 @@ const (
 	// KindStatus, from a user to their own user, tells their other running
 	// devices the status they set (Reason); CallID is random.
 	KindStatus = "status"
+	// KindContacts, from a user whose contact entry with the receiver just
+	// changed (accepted or declined), or from the receiver's own user, tells
+	// the receiver's running devices to reread the contact list now, so that
+	// presence starts (or stops) at once instead of at the next refresh.
+	// CallID is random.
+	KindContacts = "contacts"
 )
 
 const maxReason = 512
@@ -199,7 +205,7 @@ func decodeSignal(b []byte) (*Signal, error) {
 	}
 	switch s.Kind {
 	case KindOffer, KindRinging, KindAnswer, KindDecline, KindHangup, KindPath, KindHold, KindResume, KindProbe, KindProbeReply,
-		KindRestart, KindReoffer, KindReanswer, KindAnswered, KindStatus:
+		KindRestart, KindReoffer, KindReanswer, KindAnswered, KindStatus, KindContacts:
 	default:
 		return nil, fmt.Errorf("client: decode signal: kind %q: %w", s.Kind, ErrBadSignal)
 	}

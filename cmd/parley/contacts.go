@@ -60,14 +60,25 @@ func contactOp(ctx context.Context, e *env, sub string, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Through a short session (invisible to the contacts) when a supernode
+	// answers, which tells the running devices of both users to reread
+	// their contacts, so presence starts or stops at once; else they see
+	// it at their next refresh.
+	ops := contactOps{add: c.AddContact, accept: c.AcceptContact, decline: c.DeclineContact}
+	if s, err := c.Online(ctx, e.sessionConfig(client.SessionConfig{NoPresence: true})); err == nil {
+		defer s.Close()
+		ops = contactOps{add: s.AddContact, accept: s.AcceptContact, decline: s.DeclineContact}
+	} else if ctx.Err() != nil {
+		return err
+	}
 	var state string
 	switch sub {
 	case "add":
-		state, err = c.AddContact(ctx, user)
+		state, err = ops.add(ctx, user)
 	case "accept":
-		state, err = c.AcceptContact(ctx, user)
+		state, err = ops.accept(ctx, user)
 	case "decline":
-		state, err = c.DeclineContact(ctx, user)
+		state, err = ops.decline(ctx, user)
 	}
 	if err != nil {
 		if errors.Is(err, login.ErrUnknownUser) {
@@ -85,6 +96,11 @@ func contactOp(ctx context.Context, e *env, sub string, args []string) error {
 		fmt.Fprintf(e.stdout, "contact request sent to %s\n", user)
 	}
 	return nil
+}
+
+// contactOps are the contact operations of a client or of a session.
+type contactOps struct {
+	add, accept, decline func(context.Context, string) (string, error)
 }
 
 func contactsList(ctx context.Context, e *env, args []string) error {

@@ -309,6 +309,16 @@ func TestCLIPresenceAndTwoDevices(t *testing.T) {
 	// The running device took the status set elsewhere.
 	bob1.waitEvents(t, "status", 3, 5*time.Second)
 
+	// Removing and befriending again, from bob's other home: the running
+	// devices reread their contacts at once, not at the next refresh.
+	before := time.Now()
+	mustRun(t, bob2, "alice is not a contact any more", "contacts", "decline", "alice")
+	within("bob removes alice → alice sees bob offline", before, presenceAt("offline", 2))
+	mustRun(t, alice, "contact request sent to bob", "contacts", "add", "bob")
+	before = time.Now()
+	mustRun(t, bob2, "alice is now a contact", "contacts", "accept", "alice")
+	within("bob accepts alice again → alice sees bob online", before, presenceAt("online", 3))
+
 	bob2Listen := start(t, bob2, "listen", "--json", "--answer", "--answer-after", "5s")
 	waitOnline(t, bob2Listen)
 

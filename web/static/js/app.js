@@ -380,11 +380,14 @@ async function contactAction(what, user) {
     if (what === "add") {
       const r = await app.api.requestContact(user);
       notice(r.state === "accepted" ? `${user} is now a contact.` : `Contact request sent to ${user}.`, "info");
+      if (r.state === "accepted") app.phone?.contactsChanged(user);
     } else if (what === "accept") {
       await app.api.acceptContact(user);
       notice(`${user} is now a contact.`, "info");
+      app.phone?.contactsChanged(user);
     } else {
       await app.api.declineContact(user);
+      app.phone?.contactsChanged(user);
     }
   } catch (e) {
     if (e.status === 404) notice(`There is no user called ${user}.`);
@@ -396,6 +399,12 @@ async function contactAction(what, user) {
 // ---- calls ----
 
 const phoneUI = {
+  // A contact of ours changed (a "contacts" signal, which anyone may send):
+  // reread the list soon, once for a burst.
+  onContactsChanged() {
+    if (app.contactsSoon) return;
+    app.contactsSoon = setTimeout(() => { app.contactsSoon = null; loadContacts(); }, 300);
+  },
   onIncoming(inc) {
     if (app.incoming) { inc.decline("busy"); return; }
     app.incoming = inc;

@@ -243,6 +243,12 @@ export class Phone {
     }
   }
 
+  // contactsChanged tells the running devices of peer and of this user that
+  // their contact entry changed, so they reread their contacts at once.
+  contactsChanged(peer) {
+    for (const to of [peer, this.id.user]) this.sendAsync({ kind: "contacts", call_id: randomHex(8), to });
+  }
+
   sendAsync(sig) {
     this.sendSignal(sig).catch((e) => console.debug("signal not delivered", sig.kind, e.message));
   }
@@ -278,6 +284,7 @@ export class Phone {
 
     switch (sig.kind) {
       case "offer": this.onOffer(sig); return;
+      case "contacts": this.ui.onContactsChanged?.(); return;
       case "probe":
         measureRelays(this.link.iceServers).then((t) =>
           this.sendAsync({ kind: "probe-reply", call_id: sig.call_id, to: sig.from, reason: JSON.stringify(t) }));
