@@ -206,11 +206,12 @@ func (s *Session) contactsChanged(ctx context.Context, peer string) {
 	}
 }
 
-// AddContact is [Client.AddContact]; when it accepts a pending request,
-// presence between the two starts at once on every running device of both.
+// AddContact is [Client.AddContact]; the running devices of both reread
+// their contacts at once (a page shows the request; when it accepted a
+// pending one, presence between the two starts).
 func (s *Session) AddContact(ctx context.Context, user string) (string, error) {
 	state, err := s.c.AddContact(ctx, user)
-	if err == nil && state == login.ContactAccepted {
+	if err == nil {
 		s.contactsChanged(ctx, user)
 	}
 	return state, err

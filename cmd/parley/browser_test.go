@@ -867,6 +867,41 @@ func TestBrowserChatCLI(t *testing.T) {
 	if !strings.Contains(res, "delivered") {
 		t.Errorf("parley chat says %q, want delivered (the page acknowledges)", res)
 	}
+
+	// The page removes bob, then accepts him again: the CLI's running
+	// device follows within 2 s (the page signals the change).
+	presence := func(status string, n int) {
+		t.Helper()
+		start := time.Now()
+		deadline := start.Add(2 * time.Second)
+		for {
+			k := 0
+			for _, ev := range listener.events(t, "presence") {
+				if ev["peer"] == "alice" && ev["status"] == status {
+					k++
+				}
+			}
+			if k >= n {
+				t.Logf("bob's listen sees alice %s after %v", status, time.Since(start).Round(time.Millisecond))
+				return
+			}
+			if time.Now().After(deadline) {
+				out, _ := listener.output()
+				t.Fatalf("bob's listen did not see alice %s (event %d) within 2 s:\n%s", status, n, out)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	presence("online", 1)
+	b.click("Remove bob")
+	presence("offline", 1)
+	if out, errOut, code := runParley(t, bob, "contacts", "add", "alice"); code != 0 {
+		t.Fatalf("contacts add alice: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// The request shows at once, not at the page's next 5 s poll.
+	b.waitFor("bob's request on the page", `!!document.querySelector('button[aria-label="Accept bob"]')`, 2*time.Second)
+	b.click("Accept bob")
+	presence("online", 2)
 }
 
 // TestBrowserChatBrowser: two browsers who are contacts send a message each

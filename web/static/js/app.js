@@ -380,7 +380,7 @@ async function contactAction(what, user) {
     if (what === "add") {
       const r = await app.api.requestContact(user);
       notice(r.state === "accepted" ? `${user} is now a contact.` : `Contact request sent to ${user}.`, "info");
-      if (r.state === "accepted") app.phone?.contactsChanged(user);
+      app.phone?.contactsChanged(user);
     } else if (what === "accept") {
       await app.api.acceptContact(user);
       notice(`${user} is now a contact.`, "info");
