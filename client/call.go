@@ -48,6 +48,10 @@ type Call struct {
 	reoffers   atomic.Int64 // re-offers received (a callee asking for one waits for this to move)
 	reanswers  chan *Signal
 	restarts   atomic.Uint64
+	peerAsks   chan string // the callee asked for a restart, and why (the caller's side)
+	// The callee's last re-answer (guarded by negMu), sent again when the
+	// same re-offer comes again.
+	answeredTag, answeredSDP string
 
 	mu         sync.Mutex
 	peerDevice string   // the peer's device: signals from its other devices are ignored
@@ -91,7 +95,7 @@ func (s *Session) newCall(ctx context.Context, id, peer string, outgoing bool, r
 	c := &Call{
 		ID: id, Peer: peer, Outgoing: outgoing, s: s, pc: pc, media: media, relayChoice: relay,
 		signals: make(chan *Signal, 8), connected: make(chan struct{}), done: make(chan struct{}),
-		restartReq: make(chan restartRequest, 1), reanswers: make(chan *Signal, 1),
+		restartReq: make(chan restartRequest, 1), reanswers: make(chan *Signal, 1), peerAsks: make(chan string, 1),
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.path.Store("")

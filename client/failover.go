@@ -127,6 +127,9 @@ func (s *Session) keepLoop(conn *supernode.Conn, url string) {
 		reason := conn.Err()
 		conn.Close()
 		oldICE := conn.ICEServers()
+		s.connMu.Lock()
+		s.lostURL, s.lostID = url, conn.Session()
+		s.connMu.Unlock()
 		s.dropConn(conn)
 		s.c.hosts.failure(url)
 		s.exclude(url, time.Now().Add(excludeFor))
@@ -227,8 +230,18 @@ func (s *Session) attach(ctx context.Context, forceRenew bool) (*supernode.Conn,
 	for _, u := range order {
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		start := time.Now()
+		s.connMu.Lock()
+		replaces := ""
+		if u == s.lostURL {
+			// Back at the supernode the connection was lost to: it may
+			// not have noticed yet (a network change leaves the old
+			// connection half-open), and would hand the old session
+			// what is meant for this one.
+			replaces = s.lostID
+		}
+		s.connMu.Unlock()
 		conn, err := supernode.Dial(dctx, supernode.DialConfig{
-			URL: u, Credential: token, Key: s.c.key, Logger: s.c.log, Deliver: s.deliver,
+			URL: u, Credential: token, Key: s.c.key, Logger: s.c.log, Deliver: s.deliver, Replaces: replaces,
 		})
 		cancel()
 		if err == nil {
@@ -357,6 +370,17 @@ func (s *Session) afterReattach(oldICE []supernode.ICEServer) {
 		case !c.isStarted():
 		case hosts[c.localRelayHost()]:
 			c.requestRestart("the supernode offering its relay went away")
+		case !c.Outgoing && !c.iceConnected():
+			// Back while the call's path is down: a re-offer sent meanwhile
+			// may have gone to the lost connection (a network change leaves
+			// it half-open). Tell the caller at once.
+			c.goOwned(func() {
+				ctx, cancel := context.WithTimeout(c.ctx, signalRetryFor)
+				defer cancel()
+				if err := s.sendSignal(ctx, &Signal{Kind: KindRestart, CallID: c.ID, To: c.Peer, Reason: restartReattached}); err != nil && c.ctx.Err() == nil {
+					s.c.log.Warn("asking for an ICE restart after reattaching", "call", c.ID, "err", err)
+				}
+			})
 		case c.Outgoing && c.path.Load() != "direct":
 			// The relay may be the peer's, whose supernode may have died in
 			// the same failure: its request to restart could reach only the

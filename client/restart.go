@@ -34,7 +34,7 @@ import (
 const (
 	// iceDisconnectedGrace is how long ICE may stay disconnected before a
 	// restart is asked for.
-	iceDisconnectedGrace = time.Second
+	iceDisconnectedGrace = 500 * time.Millisecond
 	// restartTimeout bounds one restart: a connection, the re-offer, the
 	// re-answer and the new checks.
 	restartTimeout = 8 * time.Second
@@ -126,6 +126,14 @@ func (c *Call) askRestart(why string) {
 	}
 }
 
+// restartReattached is the reason of the restart request a callee sends
+// when it reattaches during a call whose path is down.
+const restartReattached = "reattached"
+
+// reofferAgainAfter: a callee's request for a restart arriving this long
+// after the re-offer went out means the re-offer was lost.
+const reofferAgainAfter = time.Second
+
 // restartAskAgain is how long a callee waits for the re-offer it asked for
 // before asking again.
 const restartAskAgain = 1500 * time.Millisecond
@@ -152,7 +160,8 @@ func (c *Call) restartICE(why string) error {
 	var sdp string
 	if pending := c.pc.PendingLocalDescription(); pending != nil && c.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
 		// An earlier try's re-offer never got its answer: its ICE
-		// credentials are already in force, so send it again.
+		// credentials are already in force, so send it again (pion cannot
+		// roll a local offer back).
 		sdp = pending.SDP
 		if ld := c.pc.LocalDescription(); ld != nil {
 			sdp = ld.SDP // with the candidates gathered since
@@ -171,9 +180,20 @@ func (c *Call) restartICE(why string) error {
 		<-c.reanswers
 	}
 	c.s.c.log.Info("restarting ICE", "call", c.ID, "peer", c.Peer, "why", why, "supernode", c.s.Supernode())
-	if err := c.s.sendSignal(ctx, &Signal{Kind: KindReoffer, CallID: c.ID, To: c.Peer, SDP: sdp, Reason: tag}); err != nil {
-		return fmt.Errorf("client: ICE restart: %w", err)
+	reoffer := func() error {
+		select {
+		case <-c.peerAsks: // asked before this re-offer went out
+		default:
+		}
+		if err := c.s.sendSignal(ctx, &Signal{Kind: KindReoffer, CallID: c.ID, To: c.Peer, SDP: sdp, Reason: tag}); err != nil {
+			return fmt.Errorf("client: ICE restart: %w", err)
+		}
+		return nil
 	}
+	if err := reoffer(); err != nil {
+		return err
+	}
+	sentAt := time.Now()
 	var answer *Signal
 	for answer == nil {
 		select {
@@ -181,6 +201,22 @@ func (c *Call) restartICE(why string) error {
 			if sig.Reason == tag {
 				answer = sig
 			}
+		case why := <-c.peerAsks:
+			// The callee asks again well after the re-offer went out, or
+			// says it has just reattached: it never got it (say, it went
+			// to a session of the callee that a network change had left
+			// half-open). The same re-offer again.
+			// (pion holds relay pairs back for SetRelayAcceptanceMinWait
+			// from the restart, which has passed by now: the call may
+			// settle on a relay pair before a direct one is punched.)
+			if why != restartReattached && time.Since(sentAt) < reofferAgainAfter {
+				continue
+			}
+			c.s.c.log.Info("the peer is still asking; sending the re-offer again", "call", c.ID, "peer", c.Peer)
+			if err := reoffer(); err != nil {
+				return err
+			}
+			sentAt = time.Now()
 		case <-ctx.Done():
 			return fmt.Errorf("client: ICE restart: no re-answer: %w", ctx.Err())
 		}
@@ -221,6 +257,13 @@ func (c *Call) onReoffer(sig *Signal) {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, restartTimeout)
 	defer cancel()
+	if sig.Reason == c.answeredTag && c.answeredSDP != "" {
+		// A re-offer already answered, sent again: the re-answer was lost.
+		if err := c.s.sendSignal(ctx, &Signal{Kind: KindReanswer, CallID: c.ID, To: c.Peer, SDP: c.answeredSDP, Reason: sig.Reason}); err != nil {
+			c.s.c.log.Warn("ICE restart: sending the re-answer again", "call", c.ID, "err", err)
+		}
+		return
+	}
 	if conn := c.s.connNow(); conn != nil {
 		if err := c.pc.SetConfiguration(c.s.iceConfig(conn.ICEServers(), c.relayChoice)); err != nil {
 			c.s.c.log.Warn("ICE restart: configuration", "call", c.ID, "err", err)
@@ -239,6 +282,7 @@ func (c *Call) onReoffer(sig *Signal) {
 	if err != nil {
 		return
 	}
+	c.answeredTag, c.answeredSDP = sig.Reason, sdp
 	if err := c.s.sendSignal(ctx, &Signal{Kind: KindReanswer, CallID: c.ID, To: c.Peer, SDP: sdp, Reason: sig.Reason}); err != nil {
 		c.s.c.log.Warn("ICE restart: sending the re-answer", "call", c.ID, "err", err)
 		return

@@ -82,6 +82,8 @@ type Session struct {
 	onlineCh chan struct{}        // closed while attached; replaced when the connection drops
 	others   []string             // the supernodes the current one listed
 	excluded map[string]time.Time // supernodes that failed, until when they go last
+	lostURL  string               // the supernode the last connection lost was to,
+	lostID   string               // and its session id there (replaced at reattach)
 	rng      *mathrand.Rand       // jitter and random picks; only the attach path (Online, then keepLoop) draws
 
 	done     chan struct{} // closed when the session has ended for good
@@ -214,10 +216,11 @@ func newAPI(cfg SessionConfig) (*webrtc.API, error) {
 	se.SetNet(n)
 	se.SetIncludeLoopbackCandidate(!cfg.NoLoopback)
 	se.SetICEMulticastDNSMode(0) // ice.MulticastDNSModeDisabled
-	// Media flows at 50 packets a second both ways, on hold too, so 3 s
-	// without a packet means the path is gone; a restart (restart.go) is asked
-	// for a second later, well before "failed" ends the call.
-	se.SetICETimeouts(3*time.Second, 12*time.Second, 2*time.Second)
+	// Media flows at 50 packets a second both ways, on hold too, so 2 s
+	// without a packet means the path is gone (checked every second, with a
+	// consent check each second); a restart (restart.go) is asked for half a
+	// second later, well before "failed" ends the call.
+	se.SetICETimeouts(2*time.Second, 12*time.Second, time.Second)
 	se.SetSTUNGatherTimeout(3 * time.Second)
 	// Relay pairs are accepted after 1 s rather than pion's 2 s, so a call
 	// restarting onto a relay is heard again within the failover budget;
@@ -500,6 +503,10 @@ func (s *Session) deliver(f supernode.Frame) {
 		}
 	case KindRestart:
 		if c.Outgoing && c.isStarted() {
+			select {
+			case c.peerAsks <- sig.Reason:
+			default:
+			}
 			c.requestRestart("the peer asked: " + sig.Reason)
 		}
 	default: // ringing, answer, decline: for the caller waiting in Call

@@ -34,6 +34,11 @@ type DialConfig struct {
 	// order, with every TypeDeliver and TypePresence frame. It must not block
 	// for long.
 	Deliver func(Frame)
+	// Replaces is the session id this client held at this supernode on a
+	// connection it has lost ("": none). The supernode closes that session,
+	// if it is still open and attached with the same key, at once, instead of
+	// routing to it until its pings time out.
+	Replaces string
 }
 
 // Conn is a client's attached connection to a supernode. Its reader goroutine is
@@ -85,7 +90,7 @@ func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 		return fail(fmt.Errorf("supernode: dial %s: challenge for %q: %w", u.Host, ch.Server, ErrWrongServer))
 	}
 	sig := identity.SignContext(cfg.Key, AttachContext, AttachMessage(ch.Nonce, ch.Server))
-	if err := writeFrame(ctx, ws, Frame{Type: TypeAttach, Credential: cfg.Credential, Sig: sig}); err != nil {
+	if err := writeFrame(ctx, ws, Frame{Type: TypeAttach, Credential: cfg.Credential, Sig: sig, Session: cfg.Replaces}); err != nil {
 		return fail(fmt.Errorf("supernode: dial %s: %w", u.Host, err))
 	}
 	at, err := readFrame(ctx, ws)

@@ -2,6 +2,7 @@ package supernode_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"testing"
 	"time"
@@ -165,5 +166,66 @@ func TestInvisibleIsHiddenFromLookups(t *testing.T) {
 	n, err := alice.conn.Send(ctx, "bob", json.RawMessage(`{"hello":1}`))
 	if err != nil || n != 2 {
 		t.Fatalf("send to invisible bob: %d devices, %v; want 2", n, err)
+	}
+}
+
+// TestReattachReplacesTheLostSession: a client back after losing its
+// connection (half-open after a network change) names its old session; the
+// supernode closes that one at once, only for the same key, and the contacts
+// are not told the device went offline.
+func TestReattachReplacesTheLostSession(t *testing.T) {
+	f := newMeshFixture(t, 1)
+	nd := f.nodes[0]
+	alice := f.attach(t, "alice", nd)
+	if err := alice.conn.SetPresence(supernode.StatusOnline, "dev-a", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	bob := f.attach(t, "bob", nd)
+	if err := bob.conn.SetPresence(supernode.StatusOnline, "dev-b", []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
+	nextPresence(t, alice, "bob", 2*time.Second)
+	old := bob.conn
+
+	dial := func(key ed25519.PrivateKey, tok, replaces string) *supernode.Conn {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := supernode.Dial(ctx, supernode.DialConfig{URL: nd.url, Credential: tok, Key: key, Replaces: replaces})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// Another device of bob's (another key) cannot close it.
+	other := f.attach(t, "bob", nd)
+	dial(other.key, other.tok, old.Session())
+	select {
+	case <-old.Done():
+		t.Fatal("a session of another key closed bob's session")
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	// The same client, back: the old session is closed at once.
+	fresh := dial(bob.key, bob.tok, old.Session())
+	select {
+	case <-old.Done():
+	case <-time.After(2 * time.Second):
+		t.Fatal("the lost session is still open")
+	}
+	if err := fresh.SetPresence(supernode.StatusOnline, "dev-b", []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(time.Second)
+	for {
+		select {
+		case fr := <-alice.got:
+			if fr.Type == supernode.TypePresence && fr.From == "bob" && fr.Device == "dev-b" && fr.Status == supernode.StatusOffline {
+				t.Fatal("alice was told bob's device went offline when it was replaced")
+			}
+		case <-deadline:
+			return
+		}
 	}
 }

@@ -24,7 +24,9 @@ const (
 	TypeChallenge = "challenge"
 	// TypeAttach (C→S) answers the challenge: Credential (a login-server token) and
 	// Sig, the user's signature with context [AttachContext] over
-	// Nonce || Server (see [AttachMessage]).
+	// Nonce || Server (see [AttachMessage]); optionally Session, the id of a
+	// session the client held here on a connection it lost, which the
+	// supernode then closes (only one attached with the same key).
 	TypeAttach = "attach"
 	// TypeAttached (S→C) accepts the attach: User, Session (this connection's id),
 	// ICEServers (STUN/TURN the client may use for calls), Supernodes (ws://
@@ -233,6 +235,8 @@ func DecodeFrame(b []byte) (Frame, error) {
 		return f, fmt.Errorf("supernode: decode: watching %d users: %w", len(f.Watch), ErrBadFrame)
 	case len(f.Device) > MaxIDLen:
 		return f, fmt.Errorf("supernode: decode: device name too long: %w", ErrBadFrame)
+	case len(f.Session) > MaxIDLen:
+		return f, fmt.Errorf("supernode: decode: session id too long: %w", ErrBadFrame)
 	}
 	return f, nil
 }

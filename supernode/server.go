@@ -352,6 +352,8 @@ type conn struct {
 	reqs    chan *Frame // sends, lookups, dial-backs and presence, served in order
 	remote  string      // host:port the client connects from
 
+	replaced atomic.Bool // closed by a reattach of its client (see replace)
+
 	pmu    sync.Mutex // guards the presence fields
 	status string     // as set by the client; "" until its first TypePresence
 	device string
@@ -499,6 +501,9 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 	c.user, c.key = cred.User, cred.Key()
 	c.expires.Store(cred.Expires)
 	c.session = newSessionID()
+	if f.Session != "" {
+		s.replace(c, f.Session)
+	}
 	s.attach(c)
 	s.mesh.publishNow(ctx, c.user)
 	s.log.Info("attached", "user", c.user, "session", c.session, "remote", remote)
@@ -589,6 +594,22 @@ func (s *Server) attach(c *conn) {
 	// leaves it dirty for the publish loop.
 }
 
+// replace closes session id of c's user, when it is attached here with c's
+// key: its client has lost it (a network change leaves a connection
+// half-open until its pings time out) and is back on c. Its watchers are not
+// told it went offline: c carries on for the same device.
+func (s *Server) replace(c *conn, id string) {
+	s.mu.Lock()
+	old := s.users[c.user][id]
+	s.mu.Unlock()
+	if old == nil || !old.key.Equal(c.key) {
+		return
+	}
+	old.replaced.Store(true)
+	old.cancel()
+	s.log.Info("replaced a lost session", "user", c.user, "session", id)
+}
+
 func (s *Server) detach(c *conn) {
 	s.mu.Lock()
 	if m := s.users[c.user]; m != nil {
@@ -600,7 +621,7 @@ func (s *Server) detach(c *conn) {
 	s.mu.Unlock()
 	s.mesh.markDirty(c.user)
 	s.log.Info("detached", "user", c.user, "session", c.session)
-	if status, device, watch := c.presence(); status != "" && len(watch) > 0 {
+	if status, device, watch := c.presence(); status != "" && len(watch) > 0 && !c.replaced.Load() {
 		s.goOwned(func(ctx context.Context) {
 			s.pushPresence(ctx, c.user, c.session, PresenceNote{Device: device, Status: StatusOffline}, watch)
 		})

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"io"
 	"os"
 	"strings"
@@ -336,7 +337,7 @@ func cmdEcho(ctx context.Context, e *env, args []string) error {
 type echoConfig struct {
 	home, loginURL, user, password string
 	out                            *printer
-	log                            interface{ Warn(string, ...any) }
+	log                            *slog.Logger // the echo's and its client's logs
 	prefer                         string        // the supernode to try first ("": the measured choice)
 	promote                        *promoteFlags // nil: never a supernode
 }
@@ -350,6 +351,7 @@ func runEcho(ctx context.Context, cfg echoConfig) error {
 	c, err := client.New(client.Config{
 		Home: cfg.home, LoginURL: cfg.loginURL, User: cfg.user,
 		Password: func() (string, error) { return pw, nil },
+		Logger:   cfg.log,
 	})
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -526,4 +527,92 @@ func TestRelayChoicePrefersTheNearerRelay(t *testing.T) {
 			t.Log(line)
 		}
 	}
+}
+
+// TestCallSurvivesANetworkChange: a call between two hosts behind
+// endpoint-independent NATs (direct, hole punched) while first the caller's,
+// then the callee's router gets a new public address, which wipes every NAT
+// mapping of the hosts behind it (a new lease from the ISP, a move to another
+// network). Each time ICE restarts over signalling and the audio comes back on
+// a direct path; what the caller hears back from the echo at the end matches
+// what it played.
+func TestCallSurvivesANetworkChange(t *testing.T) {
+	n := startNATLab(t)
+	a, ra, err := n.lab.AddNATHost("mova", netlab.EndpointIndependent)
+	must(t, err)
+	b, rb, err := n.lab.AddNATHost("movb", netlab.EndpointIndependent)
+	must(t, err)
+	aenv, benv := n.user(t, a, "mover"), n.user(t, b, "stayer")
+	echo := startIn(t, b.NS, benv, "echo", "stayer", "--json", "--no-supernode", "--log-level", "info")
+	waitOnline(t, echo)
+
+	long := append(audiotest.Speech(29, 30*time.Second), audiotest.Silence(500*time.Millisecond)...)
+	rec := filepath.Join(t.TempDir(), "back.wav")
+	call := startIn(t, a.NS, aenv, "call", "stayer", "--play", writeWAV(t, long), "--record", rec,
+		"--json", "--stats-interval", "200ms", "--log-level", "info")
+	first := waitEventWhere(t, call, "stats", 20*time.Second, func(ev map[string]any) bool {
+		n, _ := ev["packets_received"].(float64)
+		return ev["path"] != nil && n > 0
+	})
+	if first["path"] != "direct" {
+		t.Fatalf("the call starts on %v, want direct", first["path"])
+	}
+	time.Sleep(3 * time.Second)
+
+	// The caller's network changes, then, once the call is back, the callee's.
+	var changes []time.Time
+	for _, r := range []*netlab.Router{ra, rb} {
+		old := r.WAN
+		at := time.Now()
+		wan, err := r.Renumber()
+		must(t, err)
+		changes = append(changes, at)
+		t.Logf("router %s: %v → %v", r.NS, old, wan)
+		// Back: packets arriving a second after the change.
+		var last float64
+		waitEventWhere(t, call, "stats", 15*time.Second, func(ev map[string]any) bool {
+			ts, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(ev["ts"]))
+			n, _ := ev["packets_received"].(float64)
+			back := ts.After(at.Add(time.Second)) && last > 0 && n > last
+			if ts.After(at.Add(time.Second)) {
+				last = n
+			}
+			return back
+		})
+		time.Sleep(3 * time.Second)
+	}
+
+	call.wait(t, 40*time.Second)
+	out, _ := call.output()
+	for i, at := range changes {
+		stall, _ := longestStall(t, statsUntil(t, out, at.Add(12*time.Second)), at)
+		t.Logf("network change %d: longest stretch without packets %v (stats every 200 ms)", i+1, stall.Round(time.Millisecond))
+		if stall > 7*time.Second {
+			t.Errorf("network change %d: no packets for %v; want back within 7 s", i+1, stall)
+		}
+	}
+	if got := lastField(t, out, "path"); got != "direct" {
+		t.Errorf("after the changes the call is on %q, want direct", got)
+	}
+	got := readWAV(t, rec)
+	tail := len(long) - 48000*6 // the last 6 s, after both changes
+	corr, _ := audiotest.MatchEnvelope(long[tail:], got[max(0, len(got)-(len(long)-tail)-48000):], 2*time.Second)
+	t.Logf("the last 6 s correlate %.3f", corr)
+	if corr < 0.8 {
+		t.Errorf("after the network changes: correlation %.3f, want ≥ 0.8", corr)
+	}
+}
+
+// statsUntil is the lines of a --json call's output up to time end.
+func statsUntil(t *testing.T, out string, end time.Time) string {
+	t.Helper()
+	var keep []string
+	for _, line := range strings.Split(out, "\n") {
+		var ev struct{ TS time.Time }
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.TS.After(end) {
+			break
+		}
+		keep = append(keep, line)
+	}
+	return strings.Join(keep, "\n")
 }

@@ -333,7 +333,7 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	go func() {
 		errc <- runEcho(ctx, echoConfig{
 			home: filepath.Join(*data, "echo-home"), loginURL: loginURL, user: "echo",
-			out: &printer{w: e.stderr}, log: log,
+			out: &printer{w: e.stderr}, log: log.With("component", "echo"),
 		})
 	}()
 	self, _ := os.Executable()

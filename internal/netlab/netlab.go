@@ -181,15 +181,11 @@ func (l *Lab) attach(ns, ifname string) (netip.Addr, error) {
 // attachDelayed is attach with a delay of d each way between ns and the
 // internet: a forwarder namespace sits on the link.
 func (l *Lab) attachDelayed(ns, ifname string, d time.Duration) (netip.Addr, error) {
-	l.mu.Lock()
-	n := l.nextPub
-	l.nextPub++
-	l.mu.Unlock()
-	if n > 250 {
-		return netip.Addr{}, errors.New("netlab: out of public addresses")
+	addr, err := l.nextPublic()
+	if err != nil {
+		return netip.Addr{}, err
 	}
-	addr := netip.AddrFrom4([4]byte{198, 18, 0, byte(n)})
-	port := fmt.Sprintf("p%d", n)
+	port := fmt.Sprintf("p%d", addr.As4()[3])
 	var cmds [][]string
 	if d > 0 {
 		dns := ns + "-d"
@@ -228,6 +224,18 @@ func (l *Lab) attachDelayed(ns, ifname string, d time.Duration) (netip.Addr, err
 		l.mu.Unlock()
 	}
 	return addr, nil
+}
+
+// nextPublic hands out the next unused public address.
+func (l *Lab) nextPublic() (netip.Addr, error) {
+	l.mu.Lock()
+	n := l.nextPub
+	l.nextPub++
+	l.mu.Unlock()
+	if n > 250 {
+		return netip.Addr{}, errors.New("netlab: out of public addresses")
+	}
+	return netip.AddrFrom4([4]byte{198, 18, 0, byte(n)}), nil
 }
 
 // Host is a machine in the lab.
@@ -322,6 +330,25 @@ func (l *Lab) AddNATHost(name string, nat NAT) (*Host, *Router, error) {
 // Run runs a command inside the router's namespace.
 func (r *Router) Run(args ...string) error {
 	return r.lab.run(append([]string{"ip", "netns", "exec", r.NS}, args...)...)
+}
+
+// Renumber moves the router to a new public address, as a new lease from the
+// ISP or a move to another network does: the old address goes, and the kernel
+// forgets every connection masqueraded behind it, so every NAT mapping the
+// hosts behind the router had is gone. It returns the new address.
+func (r *Router) Renumber() (netip.Addr, error) {
+	addr, err := r.lab.nextPublic()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if err := r.Run("ip", "addr", "del", r.WAN.String()+"/16", "dev", "wan"); err != nil {
+		return netip.Addr{}, err
+	}
+	if err := r.Run("ip", "addr", "add", addr.String()+"/16", "dev", "wan"); err != nil {
+		return netip.Addr{}, err
+	}
+	r.WAN = addr
+	return addr, nil
 }
 
 // BlockUDP makes the router a strict firewall: nothing is forwarded from the LAN
