@@ -7,8 +7,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -337,7 +337,7 @@ func cmdEcho(ctx context.Context, e *env, args []string) error {
 type echoConfig struct {
 	home, loginURL, user, password string
 	out                            *printer
-	log                            *slog.Logger // the echo's and its client's logs
+	log                            *slog.Logger  // the echo's and its client's logs
 	prefer                         string        // the supernode to try first ("": the measured choice)
 	promote                        *promoteFlags // nil: never a supernode
 }
