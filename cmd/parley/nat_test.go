@@ -65,6 +65,16 @@ func startNATLabOn(t *testing.T, lab *netlab.Lab, srvDelay time.Duration, supern
 	return nil
 }
 
+// conePair adds two hosts, each behind its own endpoint-independent NAT.
+func (n *natLab) conePair(t *testing.T, aName, bName string) (a *netlab.Host, ra *netlab.Router, b *netlab.Host, rb *netlab.Router) {
+	t.Helper()
+	a, ra, err := n.lab.AddNATHost(aName, netlab.EndpointIndependent)
+	must(t, err)
+	b, rb, err = n.lab.AddNATHost(bName, netlab.EndpointIndependent)
+	must(t, err)
+	return a, ra, b, rb
+}
+
 // user registers name from host and returns its environment.
 func (n *natLab) user(t *testing.T, h *netlab.Host, name string, extraEnv ...string) []string {
 	t.Helper()
@@ -255,10 +265,7 @@ func must(t *testing.T, err error) {
 // with no new offer or ICE restart.
 func TestHoldKeepsShortNATBindingsOpen(t *testing.T) {
 	n := startNATLab(t)
-	a, ra, err := n.lab.AddNATHost("ha", netlab.EndpointIndependent)
-	must(t, err)
-	b, rb, err := n.lab.AddNATHost("hb", netlab.EndpointIndependent)
-	must(t, err)
+	a, ra, b, rb := n.conePair(t, "ha", "hb")
 	must(t, ra.SetUDPTimeouts(10, 10))
 	must(t, rb.SetUDPTimeouts(10, 10))
 
@@ -538,10 +545,7 @@ func TestRelayChoicePrefersTheNearerRelay(t *testing.T) {
 // what it played.
 func TestCallSurvivesANetworkChange(t *testing.T) {
 	n := startNATLab(t)
-	a, ra, err := n.lab.AddNATHost("mova", netlab.EndpointIndependent)
-	must(t, err)
-	b, rb, err := n.lab.AddNATHost("movb", netlab.EndpointIndependent)
-	must(t, err)
+	a, ra, b, rb := n.conePair(t, "mova", "movb")
 	aenv, benv := n.user(t, a, "mover"), n.user(t, b, "stayer")
 	echo := startIn(t, b.NS, benv, "echo", "stayer", "--json", "--no-supernode", "--log-level", "info")
 	waitOnline(t, echo)
