@@ -18,6 +18,8 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./codec/
 	$(GO) test -run '^$$' -bench DirectoryLookup -benchtime 20000x ./supernode/
 	$(GO) test -run '^$$' -bench 'RefreshTraffic|SupernodeMemoryPerClient' -benchtime 1x ./supernode/
+	$(GO) test -run '^$$' -bench 'CallSetup|MessageDelivered' -benchtime 20x ./client/
+	$(GO) test -run '^$$' -bench LabCallSetup -benchtime 5x ./cmd/parley/
 
 build: deps
 	$(GO) build -o $(BIN) ./cmd/parley

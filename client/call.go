@@ -219,6 +219,7 @@ func (c *Call) addTrack() error {
 // the complete SDP to signal.
 func (c *Call) setLocal(ctx context.Context, d webrtc.SessionDescription) (string, error) {
 	gathered := webrtc.GatheringCompletePromise(c.pc)
+	start := time.Now()
 	if err := c.pc.SetLocalDescription(d); err != nil {
 		return "", fmt.Errorf("client: local description: %w", err)
 	}
@@ -230,6 +231,7 @@ func (c *Call) setLocal(ctx context.Context, d webrtc.SessionDescription) (strin
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
+	c.s.c.log.Debug("gathered", "call", c.ID, "type", d.Type, "took", time.Since(start))
 	return c.pc.LocalDescription().SDP, nil
 }
 

@@ -37,14 +37,14 @@ type network struct {
 // startNetwork starts a login server and a supernode. With proxy set, clients
 // are sent to a man-in-the-middle proxy in front of the supernode instead
 // (the supernode names itself after the proxy, as a hostile operator would).
-func startNetwork(t *testing.T, proxy func(snURL string) http.Handler) *network {
+func startNetwork(t testing.TB, proxy func(snURL string) http.Handler) *network {
 	t.Helper()
 	return startNetworkWith(t, proxy, login.Config{})
 }
 
 // startNetworkWith is startNetwork with the login server's Config lc (its
 // database, data directory, hashing cost and dial-back range are the test's).
-func startNetworkWith(t *testing.T, proxy func(snURL string) http.Handler, lc login.Config) *network {
+func startNetworkWith(t testing.TB, proxy func(snURL string) http.Handler, lc login.Config) *network {
 	t.Helper()
 	dir := t.TempDir()
 	lc.DB, lc.DataDir = filepath.Join(dir, "login.db"), dir
@@ -545,7 +545,7 @@ func TestCredentialRenewsWhileOnline(t *testing.T) {
 	}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

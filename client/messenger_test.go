@@ -65,14 +65,14 @@ type imUser struct {
 	cfg client.SessionConfig
 }
 
-func newIMUser(t *testing.T, n *network, name string) *imUser {
+func newIMUser(t testing.TB, n *network, name string) *imUser {
 	t.Helper()
 	return imDevice(t, n, name, true)
 }
 
 // imDevice logs name in on a new home (registering the user first when
 // register is set): a device of the user.
-func imDevice(t *testing.T, n *network, name string, register bool) *imUser {
+func imDevice(t testing.TB, n *network, name string, register bool) *imUser {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -85,7 +85,7 @@ func imDevice(t *testing.T, n *network, name string, register bool) *imUser {
 	return &imUser{c: c, ev: &events{}}
 }
 
-func (u *imUser) online(t *testing.T) *client.Session {
+func (u *imUser) online(t testing.TB) *client.Session {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -98,7 +98,7 @@ func (u *imUser) online(t *testing.T) *client.Session {
 }
 
 // befriend makes a and b accepted contacts.
-func befriend(t *testing.T, a *imUser, aName string, b *imUser, bName string) {
+func befriend(t testing.TB, a *imUser, aName string, b *imUser, bName string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -86,13 +86,13 @@ func (p *proc) output() (string, string) {
 
 // start runs parley with args and extra environment in the background; it is
 // interrupted (then killed) at the end of the test.
-func start(t *testing.T, env []string, args ...string) *proc {
+func start(t testing.TB, env []string, args ...string) *proc {
 	t.Helper()
 	return startIn(t, "", env, args...)
 }
 
 // startIn is start inside network namespace ns ("" for this one).
-func startIn(t *testing.T, ns string, env []string, args ...string) *proc {
+func startIn(t testing.TB, ns string, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	if ns == "" {
@@ -126,7 +126,7 @@ func startIn(t *testing.T, ns string, env []string, args ...string) *proc {
 	return p
 }
 
-func (p *proc) wait(t *testing.T, d time.Duration) int {
+func (p *proc) wait(t testing.TB, d time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.done:
@@ -144,7 +144,7 @@ func runParley(t *testing.T, env []string, args ...string) (stdout, stderr strin
 	return runParleyIn(t, "", env, args...)
 }
 
-func runParleyIn(t *testing.T, ns string, env []string, args ...string) (stdout, stderr string, code int) {
+func runParleyIn(t testing.TB, ns string, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	p := startIn(t, ns, env, args...)
 	code = p.wait(t, 60*time.Second)
@@ -218,11 +218,11 @@ func (u *upNet) restart() {
 }
 
 // userEnv is the environment of one CLI user with their own home.
-func userEnv(t *testing.T, loginURL, password string) []string {
+func userEnv(t testing.TB, loginURL, password string) []string {
 	return []string{"PARLEY_LOGIN=" + loginURL, "PARLEY_HOME=" + t.TempDir(), "PARLEY_PASSWORD=" + password}
 }
 
-func writeWAV(t *testing.T, pcm []int16) string {
+func writeWAV(t testing.TB, pcm []int16) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "in.wav")
 	f, err := os.Create(p)
@@ -251,7 +251,7 @@ func readWAV(t *testing.T, p string) []int16 {
 }
 
 // jsonLines parses --json output, checking every line is an event object.
-func jsonLines(t *testing.T, out string) []map[string]any {
+func jsonLines(t testing.TB, out string) []map[string]any {
 	t.Helper()
 	var evs []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(out))
@@ -337,7 +337,7 @@ func TestCLICallRecordsWhatWasPlayed(t *testing.T) {
 	}
 }
 
-func waitOnline(t *testing.T, p *proc) {
+func waitOnline(t testing.TB, p *proc) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {

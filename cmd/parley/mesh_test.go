@@ -112,7 +112,7 @@ func waitEvent(t *testing.T, p *proc, event string, within time.Duration) map[st
 }
 
 // waitEventWhere waits for an event of p's --json output that ok accepts.
-func waitEventWhere(t *testing.T, p *proc, event string, within time.Duration, ok func(map[string]any) bool) map[string]any {
+func waitEventWhere(t testing.TB, p *proc, event string, within time.Duration, ok func(map[string]any) bool) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {

@@ -30,14 +30,14 @@ type natLab struct {
 	loginURL string
 }
 
-func startNATLab(t *testing.T, supernodeArgs ...string) *natLab {
+func startNATLab(t testing.TB, supernodeArgs ...string) *natLab {
 	t.Helper()
 	return startNATLabOn(t, netlab.NewForTest(t), 0, supernodeArgs...)
 }
 
 // startNATLabOn starts the servers in lab on a host srvDelay away from the
 // internet (each way).
-func startNATLabOn(t *testing.T, lab *netlab.Lab, srvDelay time.Duration, supernodeArgs ...string) *natLab {
+func startNATLabOn(t testing.TB, lab *netlab.Lab, srvDelay time.Duration, supernodeArgs ...string) *natLab {
 	t.Helper()
 	srv, err := lab.AddDistantHost("srv", srvDelay)
 	if err != nil {
@@ -76,7 +76,7 @@ func (n *natLab) conePair(t *testing.T, aName, bName string) (a *netlab.Host, ra
 }
 
 // user registers name from host and returns its environment.
-func (n *natLab) user(t *testing.T, h *netlab.Host, name string, extraEnv ...string) []string {
+func (n *natLab) user(t testing.TB, h *netlab.Host, name string, extraEnv ...string) []string {
 	t.Helper()
 	env := append(userEnv(t, n.loginURL, "pw-"+name+"-secret"), extraEnv...)
 	if out, errOut, code := runParleyIn(t, h.NS, env, "register", name); code != 0 {
@@ -252,7 +252,7 @@ func TestNATPaths(t *testing.T) {
 	}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
