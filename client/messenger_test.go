@@ -360,9 +360,16 @@ func TestPresenceFollowsContactChanges(t *testing.T) {
 	alice, bob := newIMUser(t, n, "alice"), newIMUser(t, n, "bob")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_, err := alice.c.AddContact(ctx, "bob")
-	must(t, err)
 	as, bs := alice.online(t), bob.online(t)
+	// A request reaches bob's running device as an event at once.
+	aliceCLI := imDevice(t, n, "alice", false)
+	aliceCLI.cfg.NoPresence = true
+	_, err := aliceCLI.online(t).AddContact(ctx, "bob")
+	must(t, err)
+	waitUntil(t, "bob's device to report alice's request", 2*time.Second, func() bool {
+		ev, ok := bob.ev.find("contact", "")
+		return ok && ev.Peer == "alice" && ev.PresenceEvent.Status == login.ContactPending
+	})
 
 	bobCLI := imDevice(t, n, "bob", false)
 	bobCLI.cfg.NoPresence = true

@@ -29,7 +29,9 @@ import (
 
 // PresenceEvent is the payload of "presence" events: contact Peer is now
 // Status (online, away, busy or offline). "status" events carry this user's
-// own status when another of their devices changed it.
+// own status when another of their devices changed it; "contact" events the
+// new state of the contact relation with Peer (login.ContactPending: they
+// asked, ContactRequested, ContactAccepted or ContactNone).
 type PresenceEvent struct {
 	Status string `json:"status"`
 }
@@ -46,6 +48,9 @@ type presenceState struct {
 	watch  []string
 	seen   map[string]map[string]devicePresence // user → device → state
 	shown  map[string]string                    // user → last status reported
+	// contacts is the contact list as last read (user → login.Contact*
+	// state); nil before the first reading.
+	contacts map[string]string
 }
 
 // rank orders statuses by availability.
@@ -76,7 +81,9 @@ func (s *Session) loadPresence(ctx context.Context) error {
 		return fmt.Errorf("client: contacts: %w", err)
 	}
 	var watch []string
+	states := make(map[string]string, len(contacts))
 	for _, c := range contacts {
+		states[c.User] = c.State
 		if c.State == login.ContactAccepted {
 			watch = append(watch, c.User)
 		}
@@ -86,8 +93,37 @@ func (s *Session) loadPresence(ctx context.Context) error {
 		s.pres.status = status
 	}
 	s.pres.watch = watch
+	old := s.pres.contacts
+	s.pres.contacts = states
 	s.mu.Unlock()
+	if old != nil {
+		s.reportContacts(old, states)
+	}
 	return nil
+}
+
+// reportContacts emits a "contact" event for every contact whose state
+// changed between two readings of the list (none: no longer listed).
+func (s *Session) reportContacts(old, now map[string]string) {
+	var changed []string
+	for u, st := range now {
+		if old[u] != st {
+			changed = append(changed, u)
+		}
+	}
+	for u := range old {
+		if _, ok := now[u]; !ok {
+			changed = append(changed, u)
+		}
+	}
+	slices.Sort(changed)
+	for _, u := range changed {
+		st, ok := now[u]
+		if !ok {
+			st = login.ContactNone
+		}
+		s.emit(Event{Event: "contact", Peer: u, PresenceEvent: &PresenceEvent{Status: st}})
+	}
 }
 
 // announce tells the current supernode this session's presence.

@@ -318,6 +318,16 @@ func TestCLIPresenceAndTwoDevices(t *testing.T) {
 	before = time.Now()
 	mustRun(t, bob2, "alice is now a contact", "contacts", "accept", "alice")
 	within("bob accepts alice again → alice sees bob online", before, presenceAt("online", 3))
+	// alice's running device reported the changes of the relation, for
+	// scripts that act on them (a bot accepting requests). Changes closer
+	// together than a reread may show as one.
+	var relation []string
+	for _, ev := range aliceListen.waitEvents(t, "contact", 2, 5*time.Second) {
+		relation = append(relation, fmt.Sprint(ev["peer"], " ", ev["status"]))
+	}
+	if relation[0] != "bob none" || relation[len(relation)-1] != "bob accepted" {
+		t.Errorf("alice's contact events: %q, want bob none first and bob accepted last", relation)
+	}
 
 	bob2Listen := start(t, bob2, "listen", "--json", "--answer", "--answer-after", "5s")
 	waitOnline(t, bob2Listen)

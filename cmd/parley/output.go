@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/client"
+	"github.com/parley/parley/login"
 )
 
 const levelWarn = slog.LevelWarn
@@ -73,6 +74,17 @@ func (p *printer) event(ev client.Event) {
 		fmt.Fprintf(p.w, "%s %s is %s\n", ts, ev.Peer, ev.PresenceEvent.Status)
 	case "status":
 		fmt.Fprintf(p.w, "%s your status is now %s (set on another device)\n", ts, ev.PresenceEvent.Status)
+	case "contact":
+		switch ev.PresenceEvent.Status {
+		case login.ContactPending:
+			fmt.Fprintf(p.w, "%s %s wants to be your contact (parley contacts accept %s)\n", ts, ev.Peer, ev.Peer)
+		case login.ContactRequested:
+			fmt.Fprintf(p.w, "%s contact request sent to %s\n", ts, ev.Peer)
+		case login.ContactAccepted:
+			fmt.Fprintf(p.w, "%s %s is now a contact\n", ts, ev.Peer)
+		default:
+			fmt.Fprintf(p.w, "%s %s is not a contact any more\n", ts, ev.Peer)
+		}
 	}
 }
 
