@@ -11,28 +11,44 @@ import (
 // BenchmarkLabCallSetup measures post-dial delay as a CLI user sees it, in
 // the lab: the login server and supernode (with its STUN service and relay)
 // sit 40 ms from the internet each way, so every round trip to them takes
-// 80 ms; the caller and the echo user it calls are each behind their own NAT
+// 80 ms; the caller and the user it calls are each behind their own NAT
 // (endpoint-independent: the call goes direct; symmetric: through the relay).
-// It reports the time from the caller's "online" to its "connected" event
-// (dialing to media flowing, once attached) and from the process starting to
-// "connected" (a cold start: reading the home, attaching, then the call).
+//
+//   - direct, udp-relay: the callee is an echo user, which answers the moment
+//     it rings. Reported: from the caller's "online" to its "connected" event
+//     (dialling to media flowing, once attached), and from the process
+//     starting to "connected" (a cold start: the home, attaching, the call).
+//   - answered-after-2s: the callee is `listen --answer --answer-after 2s`, as
+//     a person picking up; reported: from the answer to media flowing on the
+//     callee's side (its "connected" less its "ringing" and the 2 s).
+//
 // Needs root. Run: go test -run '^$' -bench LabCallSetup -benchtime 5x ./cmd/parley/
 func BenchmarkLabCallSetup(b *testing.B) {
 	n := startNATLabOn(b, netlab.NewForTest(b), 40*time.Millisecond)
-	for i, nat := range []struct {
-		name string
-		kind netlab.NAT
-	}{{"direct", netlab.EndpointIndependent}, {"udp-relay", netlab.Symmetric}} {
+	for i, tc := range []struct {
+		name, path  string
+		kind        netlab.NAT
+		answerAfter time.Duration // 0: the echo user
+	}{
+		{"direct", "direct", netlab.EndpointIndependent, 0},
+		{"udp-relay", "udp-relay", netlab.Symmetric, 0},
+		{"answered-after-2s", "direct", netlab.EndpointIndependent, 2 * time.Second},
+	} {
 		// b.Run runs its function more than once: the hosts are made here.
-		ch, _, err := n.lab.AddNATHost(fmt.Sprintf("bc%d", i), nat.kind)
+		ch, _, err := n.lab.AddNATHost(fmt.Sprintf("bc%d", i), tc.kind)
 		must(b, err)
-		eh, _, err := n.lab.AddNATHost(fmt.Sprintf("be%d", i), nat.kind)
+		eh, _, err := n.lab.AddNATHost(fmt.Sprintf("be%d", i), tc.kind)
 		must(b, err)
-		caller, callee := fmt.Sprintf("caller%d", i), fmt.Sprintf("echo%d", i)
+		caller, callee := fmt.Sprintf("caller%d", i), fmt.Sprintf("callee%d", i)
 		cenv, eenv := n.user(b, ch, caller), n.user(b, eh, callee)
-		waitOnline(b, startIn(b, eh.NS, eenv, "echo", callee, "--json", "--no-supernode"))
-		b.Run(nat.name, func(b *testing.B) {
-			var dial, cold time.Duration
+		args := []string{"echo", callee, "--json", "--no-supernode"}
+		if tc.answerAfter > 0 {
+			args = []string{"listen", "--answer", "--answer-after", tc.answerAfter.String(), "--json", "--no-supernode"}
+		}
+		answerer := startIn(b, eh.NS, eenv, args...)
+		waitOnline(b, answerer)
+		b.Run(tc.name, func(b *testing.B) {
+			var dial, cold, answer time.Duration
 			b.ResetTimer()
 			for range b.N {
 				began := time.Now()
@@ -40,27 +56,54 @@ func BenchmarkLabCallSetup(b *testing.B) {
 				if code != 0 {
 					b.Fatalf("call: exit %d\n%s\n%s", code, out, errOut)
 				}
-				var online, connected time.Time
-				for _, ev := range jsonLines(b, out) {
-					ts, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(ev["ts"]))
-					switch {
-					case ev["event"] == "online" && online.IsZero():
-						online = ts
-					case ev["event"] == "call" && ev["state"] == "connected":
-						connected = ts
-						if ev["path"] != nat.name {
-							b.Fatalf("the call is on %v, want %s", ev["path"], nat.name)
-						}
-					}
-				}
-				if online.IsZero() || connected.IsZero() {
-					b.Fatalf("no online or connected event:\n%s", out)
+				online := eventTime(b, out, "", "online", "")
+				connected := eventTime(b, out, "", "call", "connected")
+				if ev := lastField(b, out, "path"); ev != tc.path {
+					b.Fatalf("the call is on %q, want %s", ev, tc.path)
 				}
 				dial += connected.Sub(online)
 				cold += connected.Sub(began)
+				if tc.answerAfter > 0 {
+					lout, _ := answerer.output()
+					id := fmt.Sprint(lastEvent(b, out, "call")["call_id"])
+					answer += eventTime(b, lout, id, "call", "connected").Sub(eventTime(b, lout, id, "call", "ringing").Add(tc.answerAfter))
+				}
+			}
+			if tc.answerAfter > 0 {
+				b.ReportMetric(float64(answer.Milliseconds())/float64(b.N), "ms-answer-to-media")
+				return
 			}
 			b.ReportMetric(float64(dial.Milliseconds())/float64(b.N), "ms-dial-to-media")
 			b.ReportMetric(float64(cold.Milliseconds())/float64(b.N), "ms-start-to-media")
 		})
 	}
+}
+
+// eventTime is the time of the first event of kind (and call state, and call
+// id, when given) in --json output.
+func eventTime(tb testing.TB, out, callID, kind, state string) time.Time {
+	tb.Helper()
+	for _, ev := range jsonLines(tb, out) {
+		if ev["event"] == kind && (state == "" || ev["state"] == state) && (callID == "" || ev["call_id"] == callID) {
+			ts, err := time.Parse(time.RFC3339Nano, fmt.Sprint(ev["ts"]))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return ts
+		}
+	}
+	tb.Fatalf("no %s %s event in:\n%s", kind, state, out)
+	return time.Time{}
+}
+
+// lastEvent is the last event of kind in --json output.
+func lastEvent(tb testing.TB, out, kind string) map[string]any {
+	tb.Helper()
+	var last map[string]any
+	for _, ev := range jsonLines(tb, out) {
+		if ev["event"] == kind {
+			last = ev
+		}
+	}
+	return last
 }

@@ -190,7 +190,7 @@ func readPcap(t *testing.T, path string) [][]byte {
 }
 
 // lastField is a field of the last stats event in --json output.
-func lastField(t *testing.T, out, field string) string {
+func lastField(t testing.TB, out, field string) string {
 	v := ""
 	for _, ev := range jsonLines(t, out) {
 		if ev["event"] == "stats" {
