@@ -333,8 +333,8 @@ func (m *messenger) resendPending(ctx context.Context) {
 			if ctx.Err() == nil {
 				m.s.c.log.Warn("resending a message", "to", p.Peer, "id", p.ID, "err", err)
 			}
-			if errors.Is(err, ErrUnknownUser) || errors.Is(err, ErrNotContact) {
-				continue
+			if errors.Is(err, ErrUnknownUser) || errors.Is(err, ErrNotContact) || errors.Is(err, login.ErrQuota) {
+				continue // this peer only (a full mailbox: later)
 			}
 			return // unreachable: the next session tries again
 		}

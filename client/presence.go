@@ -233,7 +233,7 @@ func (s *Session) forgetNonContacts() {
 // this session rereads its contacts at once, and the user's other running
 // devices and the peer's are told to (a KindContacts signal each).
 func (s *Session) contactsChanged(ctx context.Context, peer string) {
-	s.refreshContacts()
+	kick(s.contactsKick) // the presence loop rereads: one reader at a time
 	for _, to := range []string{peer, s.user} {
 		err := s.sendSignal(ctx, &Signal{Kind: KindContacts, CallID: newCallID(), To: to})
 		if err != nil && !errors.Is(err, ErrOffline) {

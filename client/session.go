@@ -571,15 +571,10 @@ func (s *Session) onOffer(sig *Signal) {
 		s.mu.Unlock()
 		return
 	}
-	in := &Incoming{CallID: sig.CallID, Peer: sig.From, s: s, offer: sig, prepDone: make(chan struct{})}
+	in := &Incoming{CallID: sig.CallID, Peer: sig.From, s: s, offer: sig}
 	in.ctx, in.cancel = context.WithCancel(s.ctx)
 	s.incoming[sig.CallID] = in
 	s.mu.Unlock()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		in.prepare()
-	}()
 
 	s.emit(Event{Event: "call", CallID: in.CallID, Peer: in.Peer, CallState: &CallState{State: StateRinging, Direction: "incoming"}})
 	s.sendAsync(&Signal{Kind: KindRinging, CallID: in.CallID, To: in.Peer})
@@ -591,15 +586,6 @@ func (s *Session) onOffer(sig *Signal) {
 			delete(s.incoming, in.CallID)
 			s.mu.Unlock()
 			in.cancel()
-			// An answer prepared and not taken goes.
-			<-in.prepDone
-			in.mu.Lock()
-			c := in.prepCall
-			in.prepCall = nil
-			in.mu.Unlock()
-			if c != nil {
-				c.discard()
-			}
 		}()
 		s.cfg.OnIncoming(in)
 		if in.ctx.Err() != nil && in.take() {
@@ -691,12 +677,6 @@ type Incoming struct {
 	mu      sync.Mutex
 	handled bool
 	reason  string // why ringing stopped
-
-	// What prepare made (guarded by mu; prepCall is nil once taken).
-	prepDone chan struct{}
-	prepCall *Call
-	prepSDP  string
-	prepErr  error
 }
 
 // Cancelled is closed when ringing stops before this device answered: the
@@ -760,24 +740,32 @@ func (in *Incoming) Answer(ctx context.Context, media Media) (*Call, error) {
 		s.emit(Event{Event: "call", CallID: in.CallID, Peer: in.Peer, CallState: &CallState{State: StateEnded, Reason: in.why(), Direction: "incoming"}})
 		return nil, fmt.Errorf("client: answer %s: %s", in.CallID, in.why())
 	}
-	c, sdp, err := in.prepared(ctx)
-	if c == nil {
+	c, err := s.newCall(ctx, in.CallID, in.Peer, false, in.offer.Relay, media)
+	if err != nil {
 		s.sendAsync(&Signal{Kind: KindDecline, CallID: in.CallID, To: in.Peer, Reason: "could not answer"})
 		return nil, err
 	}
 	c.mu.Lock()
-	c.media = media
+	c.peerDevice = in.offer.Device
+	c.peerFP = Fingerprints(in.offer.SDP)
 	c.mu.Unlock()
-	if err := s.register(c); err != nil {
-		s.sendAsync(&Signal{Kind: KindDecline, CallID: in.CallID, To: in.Peer, Reason: "could not answer"})
-		return nil, err
-	}
 	// Until the answer is sent, a failure must still tell the caller, who would
 	// otherwise ring on until "no answer".
 	failed := func(err error) error {
 		s.sendAsync(&Signal{Kind: KindDecline, CallID: in.CallID, To: in.Peer, Reason: "could not answer"})
 		return c.fail(err)
 	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: in.offer.SDP}); err != nil {
+		return nil, failed(fmt.Errorf("client: answer: remote offer: %w", err))
+	}
+	if err := c.addTrack(); err != nil {
+		return nil, failed(err)
+	}
+	answer, err := c.pc.CreateAnswer(nil)
+	if err != nil {
+		return nil, failed(fmt.Errorf("client: answer: %w", err))
+	}
+	sdp, err := c.setLocal(ctx, answer)
 	if err != nil {
 		return nil, failed(err)
 	}
@@ -788,65 +776,6 @@ func (in *Incoming) Answer(ctx context.Context, media Media) (*Call, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-// prepare builds the answer while the call rings: the peer connection, the
-// offer applied, the answer made and its candidates gathered (a second or so
-// with a distant relay), so that answering costs only the answer's trip. The
-// call is registered, and its media set, only when answered; the ICE checks
-// it starts meanwhile open this side's NAT towards the caller early. A call
-// that rings out unanswered is discarded (onOffer).
-func (in *Incoming) prepare() {
-	defer close(in.prepDone)
-	c, sdp, err := in.build(in.ctx)
-	in.mu.Lock()
-	in.prepCall, in.prepSDP, in.prepErr = c, sdp, err
-	in.mu.Unlock()
-}
-
-// build makes the answering call and its answer SDP. With an error, the
-// call (if it was made) comes back too, for the caller to fail.
-func (in *Incoming) build(ctx context.Context) (*Call, string, error) {
-	c, err := in.s.buildCall(ctx, in.CallID, in.Peer, false, in.offer.Relay, Media{})
-	if err != nil {
-		return nil, "", err
-	}
-	c.mu.Lock()
-	c.peerDevice = in.offer.Device
-	c.peerFP = Fingerprints(in.offer.SDP)
-	c.mu.Unlock()
-	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: in.offer.SDP}); err != nil {
-		return c, "", fmt.Errorf("client: answer: remote offer: %w", err)
-	}
-	if err := c.addTrack(); err != nil {
-		return c, "", err
-	}
-	answer, err := c.pc.CreateAnswer(nil)
-	if err != nil {
-		return c, "", fmt.Errorf("client: answer: %w", err)
-	}
-	sdp, err := c.setLocal(ctx, answer)
-	if err != nil {
-		return c, "", err
-	}
-	return c, sdp, nil
-}
-
-// prepared waits for prepare and takes what it made.
-func (in *Incoming) prepared(ctx context.Context) (*Call, string, error) {
-	select {
-	case <-in.prepDone:
-	case <-ctx.Done():
-		return nil, "", fmt.Errorf("client: answer %s: %w", in.CallID, ctx.Err())
-	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	c := in.prepCall
-	in.prepCall = nil
-	if c == nil && in.prepErr == nil {
-		return nil, "", fmt.Errorf("client: answer %s: already answered", in.CallID)
-	}
-	return c, in.prepSDP, in.prepErr
 }
 
 // Call places a call to peer and returns once media flows. Errors: ErrUnknownUser,

@@ -400,10 +400,11 @@ async function contactAction(what, user) {
 
 const phoneUI = {
   // A contact of ours changed (a "contacts" signal, which anyone may send):
-  // reread the list soon, once for a burst.
+  // reread the list soon, once for a burst, at most once a second.
   onContactsChanged() {
     if (app.contactsSoon) return;
-    app.contactsSoon = setTimeout(() => { app.contactsSoon = null; loadContacts(); }, 300);
+    const wait = Math.max(300, 1000 - (Date.now() - (app.contactsAt || 0)));
+    app.contactsSoon = setTimeout(() => { app.contactsSoon = null; app.contactsAt = Date.now(); loadContacts(); }, wait);
   },
   onIncoming(inc) {
     if (app.incoming) { inc.decline("busy"); return; }
