@@ -37,8 +37,9 @@ type PresenceEvent struct {
 }
 
 type devicePresence struct {
-	status string
-	at     time.Time
+	status  string
+	at      time.Time
+	session string // the supernode session that reported it
 }
 
 // presenceState is a session's presence: its own status and watch list, and
@@ -285,10 +286,15 @@ func (s *Session) onPresence(f supernode.Frame) {
 		devs = map[string]devicePresence{}
 		s.pres.seen[f.From] = devs
 	}
-	if f.Status == supernode.StatusOffline {
+	switch cur, ok := devs[f.Device]; {
+	case f.Status != supernode.StatusOffline:
+		devs[f.Device] = devicePresence{status: f.Status, at: time.Now(), session: f.FromSession}
+	case ok && cur.session != "" && f.FromSession != "" && cur.session != f.FromSession:
+		// The end of a session the device has left behind: it moved to
+		// another supernode (a network change), and its old supernode
+		// noticed the lost connection only now.
+	default:
 		delete(devs, f.Device)
-	} else {
-		devs[f.Device] = devicePresence{status: f.Status, at: time.Now()}
 	}
 	s.mu.Unlock()
 	s.reportPresence(f.From)

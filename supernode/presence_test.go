@@ -40,8 +40,8 @@ func TestPresenceIsPushedAcrossTheMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	// bob's push reaches alice; alice's supernode answers with hers.
-	if got := nextPresence(t, alice, "bob", 2*time.Second); got.Status != supernode.StatusBusy || got.Device != "dev-b" {
-		t.Fatalf("alice got %+v, want bob busy on dev-b", got)
+	if got := nextPresence(t, alice, "bob", 2*time.Second); got.Status != supernode.StatusBusy || got.Device != "dev-b" || got.FromSession != bob.conn.Session() {
+		t.Fatalf("alice got %+v, want bob busy on dev-b from session %s", got, bob.conn.Session())
 	}
 	if got := nextPresence(t, bob, "alice", 2*time.Second); got.Status != supernode.StatusOnline || got.Device != "dev-a" {
 		t.Fatalf("bob got %+v, want alice online on dev-a", got)

@@ -77,7 +77,8 @@ const (
 	//
 	// TypePresence (S→C) tells a watcher that device Device of user From is
 	// now Status (online, away, busy or offline: invisible is shown as
-	// offline). When a watcher that itself watches From receives a push that
+	// offline); FromSession is the session it is about (a device that moved
+	// supernodes has a new one, and the old one's "offline" comes late). When a watcher that itself watches From receives a push that
 	// is not a reply, its supernode pushes the watcher's own status back (so
 	// both learn each other's state when one comes online).
 	TypePresence = "presence"

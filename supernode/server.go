@@ -775,7 +775,7 @@ func (s *Server) forward(ctx context.Context, d MeshDelivery) int {
 func (s *Server) deliverLocal(d MeshDelivery, except *conn) int {
 	f := Frame{Type: TypeDeliver, From: d.From, FromSession: d.FromSession, Payload: d.Payload}
 	if p := d.Presence; p != nil {
-		f = Frame{Type: TypePresence, From: d.From, Device: p.Device, Status: p.Status}
+		f = Frame{Type: TypePresence, From: d.From, FromSession: d.FromSession, Device: p.Device, Status: p.Status}
 	}
 	b, err := EncodeFrame(f)
 	if err != nil {

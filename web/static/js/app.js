@@ -241,7 +241,7 @@ function startLink(urls) {
       const m = app.im;
       m?.fetchMailbox().catch((e) => console.warn("mailbox", e.message)).then(() => m.resendPending());
     },
-    onPresence: (f) => onPresence(f.from, f.status, f.device),
+    onPresence: (f) => onPresence(f.from, f.status, f.device, f.from_session),
     onState: (s) => {
       if (app.link !== link) return; // signed out since
       if (s.online) {
@@ -279,10 +279,17 @@ function startLink(urls) {
 
 // onPresence is the hook for the supernode's presence push
 // {"type":"presence","from":USER,"device":D,"status":STATUS}.
-export function onPresence(user, status, device = "") {
+export function onPresence(user, status, device = "", session = "") {
   let m = app.presence.get(user);
   if (!m) { m = new Map(); app.presence.set(user, m); }
-  m.set(device || "_", status);
+  const key = device || "_";
+  const cur = app.presenceSession?.get(user + "|" + key);
+  // The late end of a session the device has left (it moved to another
+  // supernode) does not take it offline.
+  if (status === "offline" && cur && session && cur !== session) return;
+  if (!app.presenceSession) app.presenceSession = new Map();
+  app.presenceSession.set(user + "|" + key, session);
+  m.set(key, status);
   renderContacts();
 }
 
