@@ -49,6 +49,9 @@ type Call struct {
 	reanswers  chan *Signal
 	restarts   atomic.Uint64
 	peerAsks   chan string // the callee asked for a restart, and why (the caller's side)
+
+	candMu  sync.Mutex // guards trickle
+	trickle trickleState
 	// The callee's last re-answer (guarded by negMu), sent again when the
 	// same re-offer comes again.
 	answeredTag, answeredSDP string

@@ -458,6 +458,23 @@ func (s *Session) deliver(f supernode.Frame) {
 			}
 		}
 		return
+	case KindCandidate:
+		cand, ok := decodeCandidate(sig)
+		if !ok {
+			return
+		}
+		// Under s.mu, so that a candidate lands either with the ringing
+		// Incoming (before Answer registers the call) or with the call.
+		s.mu.Lock()
+		c := s.calls[sig.CallID]
+		if in := s.incoming[sig.CallID]; c == nil && in != nil && in.Peer == sig.From && in.offer.Device == sig.Device && len(in.cands) < maxTrickled {
+			in.cands = append(in.cands, cand)
+		}
+		s.mu.Unlock()
+		if c != nil && c.Peer == sig.From && c.fromPeer(sig) {
+			c.addRemoteCandidate(cand)
+		}
+		return
 	case KindHangup:
 		s.mu.Lock()
 		in := s.incoming[sig.CallID]
@@ -677,6 +694,8 @@ type Incoming struct {
 	mu      sync.Mutex
 	handled bool
 	reason  string // why ringing stopped
+
+	cands []webrtc.ICECandidateInit // the caller's, while ringing (guarded by Session.mu)
 }
 
 // Cancelled is closed when ringing stops before this device answered: the
@@ -758,6 +777,11 @@ func (in *Incoming) Answer(ctx context.Context, media Media) (*Call, error) {
 	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: in.offer.SDP}); err != nil {
 		return nil, failed(fmt.Errorf("client: answer: remote offer: %w", err))
 	}
+	s.mu.Lock()
+	early := in.cands // the caller's candidates that came while ringing
+	in.cands = nil
+	s.mu.Unlock()
+	c.remoteApplied(early)
 	if err := c.addTrack(); err != nil {
 		return nil, failed(err)
 	}
@@ -765,13 +789,15 @@ func (in *Incoming) Answer(ctx context.Context, media Media) (*Call, error) {
 	if err != nil {
 		return nil, failed(fmt.Errorf("client: answer: %w", err))
 	}
-	sdp, err := c.setLocal(ctx, answer)
+	c.startTrickle()
+	sdp, err := c.setLocalTrickle(answer)
 	if err != nil {
-		return nil, failed(err)
+		return nil, failed(fmt.Errorf("client: answer: local description: %w", err))
 	}
 	if err := s.sendSignal(ctx, &Signal{Kind: KindAnswer, CallID: c.ID, To: c.Peer, SDP: sdp}); err != nil {
 		return nil, failed(fmt.Errorf("client: answer %s: %w", c.Peer, err))
 	}
+	c.trickleReady()
 	if err := c.waitConnected(ctx); err != nil {
 		return nil, err
 	}
@@ -797,9 +823,10 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 	if err != nil {
 		return nil, c.fail(fmt.Errorf("client: call: %w", err))
 	}
-	sdp, err := c.setLocal(ctx, offer)
+	c.startTrickle()
+	sdp, err := c.setLocalTrickle(offer)
 	if err != nil {
-		return nil, c.fail(err)
+		return nil, c.fail(fmt.Errorf("client: call: local description: %w", err))
 	}
 	if err := s.sendSignal(ctx, &Signal{Kind: KindOffer, CallID: c.ID, To: peer, SDP: sdp, Relay: relay}); err != nil {
 		if errors.Is(err, ErrOffline) {
@@ -810,6 +837,7 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 		}
 		return nil, c.fail(err)
 	}
+	c.trickleReady()
 	ring := time.NewTimer(s.cfg.RingTimeout)
 	defer ring.Stop()
 	for {
@@ -836,6 +864,7 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 				if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sig.SDP}); err != nil {
 					return nil, c.fail(fmt.Errorf("client: call %s: remote answer: %w", peer, err))
 				}
+				c.remoteApplied(nil)
 				c.mu.Lock()
 				c.peerFP = Fingerprints(sig.SDP)
 				c.mu.Unlock()

@@ -121,6 +121,12 @@ const (
 	// presence starts (or stops) at once instead of at the next refresh.
 	// CallID is random.
 	KindContacts = "contacts"
+	// KindCandidate carries one ICE candidate of a call's first negotiation
+	// as it is found (trickle ICE): Reason is the JSON of an
+	// RTCIceCandidateInit ({candidate, sdpMid, sdpMLineIndex,
+	// usernameFragment}). The offer and the answer go out without waiting for
+	// gathering; ICE restarts still carry all their candidates in the SDP.
+	KindCandidate = "candidate"
 )
 
 const maxReason = 512
@@ -205,7 +211,7 @@ func decodeSignal(b []byte) (*Signal, error) {
 	}
 	switch s.Kind {
 	case KindOffer, KindRinging, KindAnswer, KindDecline, KindHangup, KindPath, KindHold, KindResume, KindProbe, KindProbeReply,
-		KindRestart, KindReoffer, KindReanswer, KindAnswered, KindStatus, KindContacts:
+		KindRestart, KindReoffer, KindReanswer, KindAnswered, KindStatus, KindContacts, KindCandidate:
 	default:
 		return nil, fmt.Errorf("client: decode signal: kind %q: %w", s.Kind, ErrBadSignal)
 	}

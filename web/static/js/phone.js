@@ -10,6 +10,7 @@ import { randomHex, validUser } from "./util.js";
 
 const GATHER_TIMEOUT = 4000;
 const RING_TIMEOUT = 30_000;
+const MAX_TRICKLED = 64; // candidates kept for a description not applied yet
 const CONNECT_TIMEOUT = 10_000;
 const SIGNAL_RETRY_FOR = 5000;
 const ICE_DISCONNECTED_GRACE = 1000;
@@ -190,6 +191,7 @@ export class Phone {
     this.seen = new Map();
     this.calls = new Map();
     this.incoming = new Map();
+    this.answering = new Map(); // incoming calls being answered (the microphone is opening)
     this.audio = null; // AudioContext, made on the first call (a user gesture)
     this.probes = new Map(); // call id → {peer, resolve} of a caller waiting for a probe reply
     this.lastProbe = null; // {mine, theirs, relay} of the last relay choice (for the stats and tests)
@@ -285,6 +287,19 @@ export class Phone {
     switch (sig.kind) {
       case "offer": this.onOffer(sig); return;
       case "contacts": this.ui.onContactsChanged?.(); return;
+      case "candidate": { // a Go peer trickles its candidates (docs/protocol.md)
+        let cand;
+        try { cand = JSON.parse(sig.reason || "{}"); } catch { return; }
+        if (!cand.candidate) return;
+        const inc = this.incoming.get(sig.call_id) || this.answering.get(sig.call_id);
+        if (inc && inc.peer === sig.from && inc.offer.device === sig.device) {
+          if (inc.cands.length < MAX_TRICKLED) inc.cands.push(cand);
+          return;
+        }
+        const c = this.calls.get(sig.call_id);
+        if (c && c.peer === sig.from && c.fromPeer(sig)) c.addRemoteCandidate(cand);
+        return;
+      }
       case "probe":
         measureRelays(this.link.iceServers).then((t) =>
           this.sendAsync({ kind: "probe-reply", call_id: sig.call_id, to: sig.from, reason: JSON.stringify(t) }));
@@ -377,6 +392,7 @@ export class Incoming {
     this.peer = offer.from;
     this.handled = false;
     this.onCancel = null;
+    this.cands = []; // the caller's trickled candidates, while ringing
     this.timer = setTimeout(() => this.cancelled("no answer"), RING_TIMEOUT + 5000);
   }
 
@@ -401,16 +417,20 @@ export class Incoming {
   async answer() {
     if (!this.take()) throw new CallError("cancelled", "The call is over.");
     const phone = this.phone;
+    phone.answering.set(this.id, this); // candidates still land here
     let mic;
     try {
       mic = await phone.microphone();
     } catch (e) {
+      phone.answering.delete(this.id);
       phone.sendAsync({ kind: "decline", call_id: this.id, to: this.peer, reason: "could not answer" });
       throw e;
     }
     const c = new Call(phone, this.id, this.peer, false, this.offer.relay || "", mic);
     c.peerDevice = this.offer.device;
     c.peerFP = signal.fingerprints(this.offer.sdp);
+    c.remoteCands = this.cands;
+    phone.answering.delete(this.id);
     phone.calls.set(c.id, c);
     phone.ui.onCallState(c);
     try {
@@ -453,6 +473,8 @@ export class Call {
     this.remoteStream = null;
     this.restarts = 0;
     this.reanswerWaiters = new Map();
+    this.remoteSet = false; // the peer's description is applied
+    this.remoteCands = []; // its trickled candidates, kept until then
     this.restarting = false;
     this.connectedAt = 0;
     this.prevStats = null;
@@ -488,6 +510,20 @@ export class Call {
         }, ICE_DISCONNECTED_GRACE);
       }
     };
+  }
+
+  addRemoteCandidate(cand) {
+    if (!this.remoteSet) {
+      if (this.remoteCands.length < MAX_TRICKLED) this.remoteCands.push(cand);
+      return;
+    }
+    this.pc.addIceCandidate(cand).catch((e) => console.debug("a candidate of the peer's", e.message));
+  }
+
+  remoteApplied() {
+    this.remoteSet = true;
+    for (const cand of this.remoteCands) this.addRemoteCandidate(cand);
+    this.remoteCands = [];
   }
 
   fromPeer(sig) {
@@ -558,6 +594,7 @@ export class Call {
           this.state = "connecting";
           phone.ui.onCallState(this);
           await this.pc.setRemoteDescription({ type: "answer", sdp: sig.sdp });
+          this.remoteApplied();
           this.peerFP = signal.fingerprints(sig.sdp);
           this.answered = true;
           await this.waitConnected();
@@ -568,6 +605,7 @@ export class Call {
 
   async accept(offer) {
     await this.pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+    this.remoteApplied();
     this.addMic();
     const answer = await this.pc.createAnswer();
     const sdp = await this.setLocal(answer);

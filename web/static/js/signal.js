@@ -12,7 +12,7 @@ export const SIGNAL_WINDOW = 120_000; // ms
 const MAX_REASON = 512;
 
 export const KINDS = new Set(["offer", "ringing", "answer", "decline", "hangup", "path", "hold", "resume",
-  "probe", "probe-reply", "restart", "re-offer", "re-answer", "contacts"]);
+  "probe", "probe-reply", "restart", "re-offer", "re-answer", "contacts", "candidate"]);
 const SDP_KINDS = new Set(["offer", "answer", "re-offer", "re-answer"]);
 export const IN_CALL_KINDS = new Set(["hangup", "path", "hold", "resume", "re-offer", "re-answer", "restart"]);
 

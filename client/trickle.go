@@ -1,0 +1,156 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Trickle ICE.
+//
+// A call's offer and answer go out as soon as they are made, without waiting
+// for candidate gathering (a server-reflexive candidate costs a round trip to
+// the supernode's STUN service, a relayed one two or three to its relay):
+// each candidate follows in a signed "candidate" signal as it is found, in
+// order, through the same supernode connection as the offer or answer before
+// it. Candidates that arrive before the description they belong to is applied
+// wait for it: a callee keeps the caller's while it rings (Incoming), a caller
+// the callee's until the answer is applied. Only the first negotiation
+// trickles; an ICE restart's re-offer and re-answer carry all their
+// candidates (restart.go).
+
+// maxTrickled bounds the candidates kept for a description not applied yet.
+const maxTrickled = 64
+
+// trickleState is a call's trickle ICE state, guarded by Call.candMu.
+type trickleState struct {
+	on        bool                         // this side's first gathering is running: send what it finds
+	ready     bool                         // the offer or answer is out: candidates may follow it
+	queue     []webrtc.ICECandidateInit    // found before that
+	out       chan webrtc.ICECandidateInit // to the sender goroutine
+	remoteSet bool                         // the peer's description is applied
+	remote    []webrtc.ICECandidateInit    // the peer's, received before that
+}
+
+// startTrickle makes this side send its candidates as it finds them, from
+// the next SetLocalDescription on, once trickleReady says the description
+// is out.
+func (c *Call) startTrickle() {
+	c.candMu.Lock()
+	c.trickle.on = true
+	c.trickle.out = make(chan webrtc.ICECandidateInit, maxTrickled)
+	out := c.trickle.out
+	c.candMu.Unlock()
+	c.pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		c.candMu.Lock()
+		defer c.candMu.Unlock()
+		switch {
+		case !c.trickle.on:
+		case cand == nil: // this gathering is complete; a restart's is not trickled
+			c.trickle.on = false
+		case !c.trickle.ready:
+			if len(c.trickle.queue) < maxTrickled {
+				c.trickle.queue = append(c.trickle.queue, cand.ToJSON())
+			}
+		default:
+			select {
+			case out <- cand.ToJSON():
+			default:
+			}
+		}
+	})
+	c.goOwned(func() { c.sendCandidates(out) })
+}
+
+// trickleReady lets the candidates found so far, and those to come, follow
+// the offer or answer just sent.
+func (c *Call) trickleReady() {
+	c.candMu.Lock()
+	defer c.candMu.Unlock()
+	c.trickle.ready = true
+	for _, cand := range c.trickle.queue {
+		select {
+		case c.trickle.out <- cand:
+		default:
+		}
+	}
+	c.trickle.queue = nil
+}
+
+// sendCandidates sends this side's candidates to the peer, in order.
+func (c *Call) sendCandidates(out <-chan webrtc.ICECandidateInit) {
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case cand := <-out:
+			b, err := json.Marshal(cand)
+			if err != nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+			err = c.s.sendSignal(ctx, &Signal{Kind: KindCandidate, CallID: c.ID, To: c.Peer, Reason: string(b)})
+			cancel()
+			if err != nil && c.ctx.Err() == nil {
+				c.s.c.log.Debug("sending a candidate", "call", c.ID, "err", err)
+			}
+		}
+	}
+}
+
+// addRemoteCandidate applies a candidate of the peer's, or keeps it until
+// the peer's description is applied.
+func (c *Call) addRemoteCandidate(cand webrtc.ICECandidateInit) {
+	c.candMu.Lock()
+	if !c.trickle.remoteSet {
+		if len(c.trickle.remote) < maxTrickled {
+			c.trickle.remote = append(c.trickle.remote, cand)
+		}
+		c.candMu.Unlock()
+		return
+	}
+	c.candMu.Unlock()
+	c.applyCandidates([]webrtc.ICECandidateInit{cand})
+}
+
+// remoteApplied follows SetRemoteDescription of the peer's offer or answer:
+// the candidates kept for it (and early, those an Incoming kept) are applied.
+func (c *Call) remoteApplied(early []webrtc.ICECandidateInit) {
+	c.candMu.Lock()
+	c.trickle.remoteSet = true
+	kept := append(early, c.trickle.remote...)
+	c.trickle.remote = nil
+	c.candMu.Unlock()
+	c.applyCandidates(kept)
+}
+
+func (c *Call) applyCandidates(cands []webrtc.ICECandidateInit) {
+	for _, cand := range cands {
+		if err := c.pc.AddICECandidate(cand); err != nil {
+			c.s.c.log.Debug("a candidate of the peer's", "call", c.ID, "err", err)
+		}
+	}
+}
+
+// decodeCandidate reads a "candidate" signal's candidate.
+func decodeCandidate(sig *Signal) (webrtc.ICECandidateInit, bool) {
+	var cand webrtc.ICECandidateInit
+	if err := json.Unmarshal([]byte(sig.Reason), &cand); err != nil || cand.Candidate == "" {
+		return cand, false
+	}
+	return cand, true
+}
+
+// setLocalTrickle applies a local description and returns it at once, with
+// whatever candidates are already known; the rest trickle.
+func (c *Call) setLocalTrickle(d webrtc.SessionDescription) (string, error) {
+	if err := c.pc.SetLocalDescription(d); err != nil {
+		return "", err
+	}
+	if ld := c.pc.LocalDescription(); ld != nil {
+		return ld.SDP, nil
+	}
+	return d.SDP, nil
+}
