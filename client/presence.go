@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/parley/parley/login"
@@ -47,7 +48,7 @@ type devicePresence struct {
 type presenceState struct {
 	status string
 	watch  []string
-	seen   map[string]map[string]devicePresence // user → device → state
+	seen   map[string]map[string]devicePresence // user → device NUL session → state
 	shown  map[string]string                    // user → last status reported
 	// contacts is the contact list as last read (user → login.Contact*
 	// state); nil before the first reading.
@@ -286,15 +287,19 @@ func (s *Session) onPresence(f supernode.Frame) {
 		devs = map[string]devicePresence{}
 		s.pres.seen[f.From] = devs
 	}
-	switch cur, ok := devs[f.Device]; {
-	case f.Status != supernode.StatusOffline:
-		devs[f.Device] = devicePresence{status: f.Status, at: time.Now(), session: f.FromSession}
-	case ok && cur.session != "" && f.FromSession != "" && cur.session != f.FromSession:
-		// The end of a session the device has left behind: it moved to
-		// another supernode (a network change), and its old supernode
-		// noticed the lost connection only now.
-	default:
-		delete(devs, f.Device)
+	// One entry per device and supernode session: a device that moved to
+	// another supernode (a network change) may still be reported by its
+	// old, half-open session until that one's end comes, late. The device
+	// is offline when every session of it is.
+	key := f.Device + "\x00" + f.FromSession
+	if f.Status != supernode.StatusOffline {
+		devs[key] = devicePresence{status: f.Status, at: time.Now(), session: f.FromSession}
+	} else {
+		for k, p := range devs {
+			if k == key || strings.HasPrefix(k, f.Device+"\x00") && (f.FromSession == "" || p.session == "") {
+				delete(devs, k)
+			}
+		}
 	}
 	s.mu.Unlock()
 	s.reportPresence(f.From)

@@ -147,6 +147,7 @@ func (c *Call) iceConnected() bool {
 func (c *Call) restartICE(why string) error {
 	c.negMu.Lock()
 	defer c.negMu.Unlock()
+	c.stopTrickle()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(c.ctx, restartTimeout)
 	defer cancel()
@@ -250,6 +251,7 @@ func (c *Call) waitICE(ctx context.Context) error {
 func (c *Call) onReoffer(sig *Signal) {
 	c.negMu.Lock()
 	defer c.negMu.Unlock()
+	c.stopTrickle()
 	c.reoffers.Add(1)
 	if !c.samePeerFingerprints(sig.SDP) {
 		c.s.c.log.Warn("refusing a re-offer with other DTLS fingerprints", "call", c.ID, "peer", c.Peer)

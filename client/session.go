@@ -36,13 +36,13 @@ type SessionConfig struct {
 	StatsInterval time.Duration
 	// RingTimeout is how long a caller waits for an answer. Default 30 s.
 	RingTimeout time.Duration
-	// ConnectTimeout is how long a call may take from answer to media; with
-	// GatherTimeout it bounds the time from answering to giving up at 15 s.
+	// ConnectTimeout is how long a call may take from answer to media.
 	// Default 10 s.
 	ConnectTimeout time.Duration
-	// GatherTimeout bounds ICE candidate gathering before an offer or answer is
-	// sent with the candidates found so far (an unreachable STUN or TURN server
-	// must not hold up a call). Default 4 s.
+	// GatherTimeout bounds ICE candidate gathering before an ICE restart's
+	// re-offer or re-answer is sent with the candidates found so far (an
+	// unreachable STUN or TURN server must not hold up a call; a call's
+	// first offer and answer trickle theirs). Default 4 s.
 	GatherTimeout time.Duration
 	// NoLoopback leaves loopback addresses out of ICE candidates. By default they
 	// are included, so calls between processes on one host always connect.

@@ -22,7 +22,7 @@ import (
 //
 // Flow of a call from A to B:
 //
-//	A → B  offer    SDP (full ICE gathering, no trickle), A's credential, signature
+//	A → B  offer    SDP (candidates then trickle: "candidate" signals), A's credential, signature
 //	B → A  ringing  B is alerting its user (or about to answer)
 //	B → A  answer   SDP, B's credential, signature      — or —  decline, reason
 //	either hangup   reason; the other side ends the call

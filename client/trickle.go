@@ -32,6 +32,7 @@ type trickleState struct {
 	out       chan webrtc.ICECandidateInit // to the sender goroutine
 	remoteSet bool                         // the peer's description is applied
 	remote    []webrtc.ICECandidateInit    // the peer's, received before that
+	received  int                          // the peer\'s, in all
 }
 
 // startTrickle makes this side send its candidates as it finds them, from
@@ -62,6 +63,16 @@ func (c *Call) startTrickle() {
 		}
 	})
 	c.goOwned(func() { c.sendCandidates(out) })
+}
+
+// stopTrickle ends the trickling of this side's candidates: an ICE restart
+// gathers anew, and its candidates go in its description (a restart can come
+// before the first gathering has completed, whose end pion then never
+// reports).
+func (c *Call) stopTrickle() {
+	c.candMu.Lock()
+	c.trickle.on = false
+	c.candMu.Unlock()
 }
 
 // trickleReady lets the candidates found so far, and those to come, follow
@@ -103,11 +114,19 @@ func (c *Call) sendCandidates(out <-chan webrtc.ICECandidateInit) {
 // addRemoteCandidate applies a candidate of the peer's, or keeps it until
 // the peer's description is applied.
 func (c *Call) addRemoteCandidate(cand webrtc.ICECandidateInit) {
+	// Only for the first negotiation, and only so many: a peer cannot keep
+	// adding addresses for this side to check.
+	if c.isStarted() {
+		return
+	}
 	c.candMu.Lock()
+	if c.trickle.received >= maxTrickled {
+		c.candMu.Unlock()
+		return
+	}
+	c.trickle.received++
 	if !c.trickle.remoteSet {
-		if len(c.trickle.remote) < maxTrickled {
-			c.trickle.remote = append(c.trickle.remote, cand)
-		}
+		c.trickle.remote = append(c.trickle.remote, cand)
 		c.candMu.Unlock()
 		return
 	}
@@ -120,6 +139,7 @@ func (c *Call) addRemoteCandidate(cand webrtc.ICECandidateInit) {
 func (c *Call) remoteApplied(early []webrtc.ICECandidateInit) {
 	c.candMu.Lock()
 	c.trickle.remoteSet = true
+	c.trickle.received += len(early)
 	kept := append(early, c.trickle.remote...)
 	c.trickle.remote = nil
 	c.candMu.Unlock()

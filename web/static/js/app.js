@@ -282,14 +282,18 @@ function startLink(urls) {
 export function onPresence(user, status, device = "", session = "") {
   let m = app.presence.get(user);
   if (!m) { m = new Map(); app.presence.set(user, m); }
-  const key = device || "_";
-  const cur = app.presenceSession?.get(user + "|" + key);
-  // The late end of a session the device has left (it moved to another
-  // supernode) does not take it offline.
-  if (status === "offline" && cur && session && cur !== session) return;
-  if (!app.presenceSession) app.presenceSession = new Map();
-  app.presenceSession.set(user + "|" + key, session);
-  m.set(key, status);
+  // One entry per device and supernode session: a device that moved to
+  // another supernode may still be reported by its old, half-open session
+  // until that one's late end. The device is offline when all of them are.
+  const dev = (device || "_") + "\u0000";
+  if (status !== "offline") {
+    m.set(dev + session, status);
+  } else {
+    for (const k of [...m.keys()]) {
+      if (k === dev + session || (k.startsWith(dev) && (!session || k === dev))) m.delete(k);
+    }
+    if (!m.size) m.set(dev, "offline"); // known offline, not unknown
+  }
   renderContacts();
 }
 

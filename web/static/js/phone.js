@@ -255,8 +255,17 @@ export class Phone {
     this.sendSignal(sig).catch((e) => console.debug("signal not delivered", sig.kind, e.message));
   }
 
-  // onDeliver handles a supernode deliver frame: a call signal.
-  async onDeliver(f) {
+  // onDeliver handles a supernode deliver frame: a call signal. Signals are
+  // handled one at a time, in arrival order (verifying one awaits WebCrypto,
+  // and a candidate must not overtake the offer it follows).
+  onDeliver(f) {
+    this.delivering = (this.delivering || Promise.resolve())
+      .then(() => this.handleDeliver(f))
+      .catch((e) => console.warn("handling a signal", e));
+    return this.delivering;
+  }
+
+  async handleDeliver(f) {
     let sig;
     try {
       sig = signal.decode(f.payload);
@@ -426,11 +435,16 @@ export class Incoming {
       phone.sendAsync({ kind: "decline", call_id: this.id, to: this.peer, reason: "could not answer" });
       throw e;
     }
-    const c = new Call(phone, this.id, this.peer, false, this.offer.relay || "", mic);
+    let c;
+    try {
+      c = new Call(phone, this.id, this.peer, false, this.offer.relay || "", mic);
+    } finally {
+      phone.answering.delete(this.id);
+    }
     c.peerDevice = this.offer.device;
     c.peerFP = signal.fingerprints(this.offer.sdp);
-    c.remoteCands = this.cands;
-    phone.answering.delete(this.id);
+    c.remoteCands = this.cands.slice(0, MAX_TRICKLED);
+    c.remoteCount = c.remoteCands.length;
     phone.calls.set(c.id, c);
     phone.ui.onCallState(c);
     try {
@@ -513,8 +527,12 @@ export class Call {
   }
 
   addRemoteCandidate(cand) {
+    // Only for the first negotiation, and only so many: a peer cannot keep
+    // adding addresses to check.
+    if (this.started || this.remoteCount >= MAX_TRICKLED) return;
+    this.remoteCount = (this.remoteCount || 0) + 1;
     if (!this.remoteSet) {
-      if (this.remoteCands.length < MAX_TRICKLED) this.remoteCands.push(cand);
+      this.remoteCands.push(cand);
       return;
     }
     this.pc.addIceCandidate(cand).catch((e) => console.debug("a candidate of the peer's", e.message));
@@ -522,7 +540,9 @@ export class Call {
 
   remoteApplied() {
     this.remoteSet = true;
-    for (const cand of this.remoteCands) this.addRemoteCandidate(cand);
+    for (const cand of this.remoteCands) {
+      this.pc.addIceCandidate(cand).catch((e) => console.debug("a candidate of the peer's", e.message));
+    }
     this.remoteCands = [];
   }
 
