@@ -81,40 +81,6 @@ type Call struct {
 // newCall makes the call's peer connection, with TURN from relay only when one
 // was chosen (relays.go).
 func (s *Session) newCall(ctx context.Context, id, peer string, outgoing bool, relay string, media Media) (*Call, error) {
-	c, err := s.buildCall(ctx, id, peer, outgoing, relay, media)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.register(c); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-// register makes c the session's call with its id, which signals and
-// messages then reach.
-func (s *Session) register(c *Call) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		c.discard()
-		return ErrClosed
-	}
-	s.calls[c.ID] = c
-	s.mu.Unlock()
-	return nil
-}
-
-// discard closes a call that was never registered (prepared for an answer
-// that did not come): no events, no signals.
-func (c *Call) discard() {
-	c.cancel()
-	c.pc.Close()
-}
-
-// buildCall makes a call's peer connection and data channel, not yet
-// registered with the session.
-func (s *Session) buildCall(ctx context.Context, id, peer string, outgoing bool, relay string, media Media) (*Call, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -186,6 +152,14 @@ func (s *Session) buildCall(ctx context.Context, id, peer string, outgoing bool,
 			return
 		}
 	})
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		pc.Close()
+		return nil, ErrClosed
+	}
+	s.calls[id] = c
+	s.mu.Unlock()
 	return c, nil
 }
 
@@ -208,13 +182,6 @@ func (c *Call) localRelayProtocol() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.localView.RelayProtocol
-}
-
-// mediaNow returns the call's media (set when the call is answered).
-func (c *Call) mediaNow() Media {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.media
 }
 
 func (c *Call) isStarted() bool {
@@ -401,11 +368,10 @@ func (c *Call) send() {
 	noise := codec.NewComfortNoise(rand.Uint64())
 	seq := uint16(rand.Uint32())
 	ts := rand.Uint32()
-	media := c.mediaNow()
-	sourceDone := media.Source == nil
+	sourceDone := c.media.Source == nil
 	var src frameNexter
 	if !sourceDone {
-		src = newFrameNexter(media.Source)
+		src = newFrameNexter(c.media.Source)
 	}
 	tick := time.NewTicker(codec.FrameDuration)
 	defer tick.Stop()
@@ -433,8 +399,8 @@ func (c *Call) send() {
 					c.s.c.log.Warn("audio source failed", "call", c.ID, "err", err)
 				}
 				sourceDone = true
-				if media.OnSourceEnd != nil {
-					media.OnSourceEnd()
+				if c.media.OnSourceEnd != nil {
+					c.media.OnSourceEnd()
 				}
 			}
 		}
@@ -489,9 +455,8 @@ func (c *Call) readRTCP() {
 // receive reads the peer's RTP, keeps statistics, and feeds the jitter buffer
 // whose gap-free output goes to the sink.
 func (c *Call) receive(tr *webrtc.TrackRemote) {
-	media := c.mediaNow()
 	var jb *codec.JitterBuffer
-	if media.Sink != nil {
+	if c.media.Sink != nil {
 		dec, err := codec.NewDecoder()
 		if err != nil {
 			c.failAsync(fmt.Errorf("client: decoder: %w", err))
@@ -501,7 +466,7 @@ func (c *Call) receive(tr *webrtc.TrackRemote) {
 	}
 	write := func(frames [][]int16) {
 		for _, f := range frames {
-			if err := media.Sink.WriteFrame(f); err != nil {
+			if err := c.media.Sink.WriteFrame(f); err != nil {
 				c.s.c.log.Warn("audio sink failed", "call", c.ID, "err", err)
 			}
 		}
@@ -519,8 +484,8 @@ func (c *Call) receive(tr *webrtc.TrackRemote) {
 		c.recvMu.Lock()
 		c.rx.add(pkt.SequenceNumber, pkt.Timestamp, len(pkt.Payload), now)
 		c.recvMu.Unlock()
-		if media.OnRTP != nil {
-			media.OnRTP(pkt.Header, now)
+		if c.media.OnRTP != nil {
+			c.media.OnRTP(pkt.Header, now)
 		}
 		if jb != nil {
 			frames, err := jb.Push(pkt.SequenceNumber, pkt.Payload)
