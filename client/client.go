@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/identity"
-	"github.com/parley/parley/login"
+	"github.com/parley/parley/wire/loginapi"
 )
 
 // Config configures a [Client]. Home is required; zero values mean the documented
@@ -119,14 +119,14 @@ func (c *Client) User() string {
 // PublicKey is the device's public key.
 func (c *Client) PublicKey() ed25519.PublicKey { return c.key.Public().(ed25519.PublicKey) }
 
-func (c *Client) loginClient() (*login.Client, error) {
+func (c *Client) loginClient() (*loginapi.Client, error) {
 	c.mu.Lock()
 	url := c.st.LoginURL
 	c.mu.Unlock()
 	if url == "" {
 		return nil, ErrNoLoginURL
 	}
-	return login.NewClient(url, c.cfg.HTTPClient), nil
+	return loginapi.NewClient(url, c.cfg.HTTPClient), nil
 }
 
 // state returns a copy of the home's state.
@@ -174,13 +174,13 @@ func (c *Client) Login(ctx context.Context, user, password string) error {
 
 // registerDevice publishes the home's X25519 key, signed by its device key,
 // at the login server.
-func (c *Client) registerDevice(ctx context.Context, lc *login.Client, cred, user string) error {
+func (c *Client) registerDevice(ctx context.Context, lc *loginapi.Client, cred, user string) error {
 	x, err := deviceX25519(c.home.dir)
 	if err != nil {
 		return err
 	}
 	xpub := x.PublicKey().Bytes()
-	if _, err := lc.PutDevice(ctx, cred, xpub, login.SignDevice(c.key, user, xpub)); err != nil {
+	if _, err := lc.PutDevice(ctx, cred, xpub, loginapi.SignDevice(c.key, user, xpub)); err != nil {
 		return fmt.Errorf("client: register device: %w", err)
 	}
 	return nil
@@ -210,7 +210,7 @@ func (c *Client) ChangePassword(ctx context.Context, oldPassword, newPassword st
 }
 
 // store checks a login response and keeps it in the home.
-func (c *Client) store(resp *login.LoginResponse) error {
+func (c *Client) store(resp *loginapi.LoginResponse) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cred, err := identity.Verify(resp.LoginKey, resp.Credential, c.now())
@@ -290,14 +290,14 @@ func (c *Client) credential(ctx context.Context, force bool) (string, identity.C
 }
 
 // renew asks the login server for a new credential (renewMu held).
-func (c *Client) renew(ctx context.Context, st State, now time.Time) (*login.LoginResponse, error) {
+func (c *Client) renew(ctx context.Context, st State, now time.Time) (*loginapi.LoginResponse, error) {
 	lc, err := c.loginClient()
 	if err != nil {
 		return nil, err
 	}
 	if st.RefreshToken != "" && now.Unix() < st.RefreshExpires {
 		resp, err := lc.Refresh(ctx, st.User, st.RefreshToken, c.PublicKey())
-		if err == nil || !errors.Is(err, login.ErrInvalidRefresh) {
+		if err == nil || !errors.Is(err, loginapi.ErrInvalidRefresh) {
 			return resp, err
 		}
 		c.log.Info("refresh token no longer valid; logging in with the password")
@@ -340,7 +340,7 @@ func (c *Client) UserExists(ctx context.Context, user string) (bool, error) {
 
 // supernodes returns the freshest list: from the login server, or the last one
 // the home saw when the login server does not answer.
-func (c *Client) supernodes(ctx context.Context) []login.SupernodeInfo {
+func (c *Client) supernodes(ctx context.Context) []loginapi.SupernodeInfo {
 	lc, err := c.loginClient()
 	cached := c.state().Supernodes
 	if err != nil {

@@ -5,25 +5,26 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/parley/parley/login"
+	"github.com/parley/parley/wire/loginapi"
+	"github.com/parley/parley/wire/presence"
 )
 
 // Contacts, presence status and user search: thin wrappers over the login
 // server's user endpoints (docs/login.md) that bring their own credential.
 // Errors are wrapped with the operation and keep the login sentinels
-// (login.ErrUnknownUser, login.ErrNoRequest, login.ErrQuota,
-// login.ErrRateLimited, ...), so errors.Is works.
+// (loginapi.ErrUnknownUser, loginapi.ErrNoRequest, loginapi.ErrQuota,
+// loginapi.ErrRateLimited, ...), so errors.Is works.
 
 // Presence values of a contact, as [Client.ContactsWithPresence] reports them:
-// the stored statuses (login.StatusOnline, StatusAway, StatusBusy) and
-// login.StatusOffline, plus PresenceUnknown when the mesh could not be asked.
+// the stored statuses (presence.Online, StatusAway, StatusBusy) and
+// presence.Offline, plus PresenceUnknown when the mesh could not be asked.
 const PresenceUnknown = "unknown"
 
 // ContactPresence is one entry of the contact list with live presence.
 type ContactPresence struct {
 	// User is the contact's name.
 	User string `json:"user"`
-	// State is login.ContactAccepted, ContactRequested or ContactPending.
+	// State is loginapi.ContactAccepted, ContactRequested or ContactPending.
 	State string `json:"state"`
 	// Presence is, for accepted contacts, online, away, busy or offline
 	// (or PresenceUnknown); empty for requests.
@@ -31,7 +32,7 @@ type ContactPresence struct {
 }
 
 // withCred gets a valid credential and a login client for op.
-func (c *Client) withCred(ctx context.Context) (*login.Client, string, error) {
+func (c *Client) withCred(ctx context.Context) (*loginapi.Client, string, error) {
 	cred, err := c.Credential(ctx)
 	if err != nil {
 		return nil, "", err
@@ -45,8 +46,8 @@ func (c *Client) withCred(ctx context.Context) (*login.Client, string, error) {
 
 // Contacts lists the user's contacts by name: accepted ones with their stored
 // status (invisible contacts appear offline), requests the user made
-// (login.ContactRequested) and requests waiting for them (login.ContactPending).
-func (c *Client) Contacts(ctx context.Context) ([]login.Contact, error) {
+// (loginapi.ContactRequested) and requests waiting for them (loginapi.ContactPending).
+func (c *Client) Contacts(ctx context.Context) ([]loginapi.Contact, error) {
 	lc, cred, err := c.withCred(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("client: contacts: %w", err)
@@ -59,26 +60,26 @@ func (c *Client) Contacts(ctx context.Context) ([]login.Contact, error) {
 }
 
 // AddContact asks user to become a contact, or accepts when user already
-// asked; it returns the new state (login.ContactRequested or
-// login.ContactAccepted).
+// asked; it returns the new state (loginapi.ContactRequested or
+// loginapi.ContactAccepted).
 func (c *Client) AddContact(ctx context.Context, user string) (string, error) {
-	return c.contactOp(ctx, "add contact", user, (*login.Client).RequestContact)
+	return c.contactOp(ctx, "add contact", user, (*loginapi.Client).RequestContact)
 }
 
-// AcceptContact accepts user's pending request (login.ErrNoRequest when
-// there is none) and returns login.ContactAccepted.
+// AcceptContact accepts user's pending request (loginapi.ErrNoRequest when
+// there is none) and returns loginapi.ContactAccepted.
 func (c *Client) AcceptContact(ctx context.Context, user string) (string, error) {
-	return c.contactOp(ctx, "accept contact", user, (*login.Client).AcceptContact)
+	return c.contactOp(ctx, "accept contact", user, (*loginapi.Client).AcceptContact)
 }
 
 // DeclineContact ends any relation with user on both sides (declines their
 // request, withdraws ours, or removes an accepted contact) and returns
-// login.ContactNone.
+// loginapi.ContactNone.
 func (c *Client) DeclineContact(ctx context.Context, user string) (string, error) {
-	return c.contactOp(ctx, "decline contact", user, (*login.Client).DeclineContact)
+	return c.contactOp(ctx, "decline contact", user, (*loginapi.Client).DeclineContact)
 }
 
-func (c *Client) contactOp(ctx context.Context, op, user string, f func(*login.Client, context.Context, string, string) (string, error)) (string, error) {
+func (c *Client) contactOp(ctx context.Context, op, user string, f func(*loginapi.Client, context.Context, string, string) (string, error)) (string, error) {
 	lc, cred, err := c.withCred(ctx)
 	if err != nil {
 		return "", fmt.Errorf("client: %s %s: %w", op, user, err)
@@ -91,7 +92,7 @@ func (c *Client) contactOp(ctx context.Context, op, user string, f func(*login.C
 }
 
 // SetStatus stores the user's status for all their devices:
-// login.StatusOnline, StatusAway, StatusBusy or StatusInvisible (contacts see
+// presence.Online, StatusAway, StatusBusy or StatusInvisible (contacts see
 // invisible as offline).
 func (c *Client) SetStatus(ctx context.Context, status string) error {
 	lc, cred, err := c.withCred(ctx)
@@ -117,7 +118,7 @@ func (c *Client) Status(ctx context.Context) (string, error) {
 	return st, nil
 }
 
-// Search lists up to limit (1–login.MaxSearchResults; 0 means the maximum)
+// Search lists up to limit (1–loginapi.MaxSearchResults; 0 means the maximum)
 // user names starting with prefix, in byte order.
 func (c *Client) Search(ctx context.Context, prefix string, limit int) ([]string, error) {
 	lc, cred, err := c.withCred(ctx)
@@ -147,15 +148,15 @@ func (c *Client) ContactsWithPresence(ctx context.Context, s *Session) ([]Contac
 	sem := make(chan struct{}, 16)
 	for i, ct := range list {
 		out[i] = ContactPresence{User: ct.User, State: ct.State}
-		if ct.State != login.ContactAccepted {
+		if ct.State != loginapi.ContactAccepted {
 			continue
 		}
 		stored := ct.Status
 		if stored == "" {
-			stored = login.StatusOnline
+			stored = presence.Online
 		}
-		if stored == login.StatusOffline || stored == login.StatusInvisible {
-			out[i].Presence = login.StatusOffline
+		if stored == presence.Offline || stored == presence.Invisible {
+			out[i].Presence = presence.Offline
 			continue
 		}
 		if s == nil {
@@ -173,7 +174,7 @@ func (c *Client) ContactsWithPresence(ctx context.Context, s *Session) ([]Contac
 				c.log.Warn("presence lookup failed", "user", ct.User, "err", err)
 				out[i].Presence = PresenceUnknown
 			case f.Devices == 0:
-				out[i].Presence = login.StatusOffline
+				out[i].Presence = presence.Offline
 			default:
 				out[i].Presence = stored
 			}

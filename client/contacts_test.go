@@ -9,6 +9,8 @@ import (
 
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/login"
+	"github.com/parley/parley/wire/loginapi"
+	"github.com/parley/parley/wire/presence"
 )
 
 func newUserClient(t *testing.T, n *network, name string) *client.Client {
@@ -45,26 +47,26 @@ func TestContactsStatusSearchAndPresence(t *testing.T) {
 	ctx := context.Background()
 	alice, bob := newUserClient(t, n, "alice"), newUserClient(t, n, "bob")
 
-	if _, err := alice.AddContact(ctx, "zed"); !errors.Is(err, login.ErrUnknownUser) || !strings.Contains(err.Error(), "add contact zed") {
-		t.Errorf("add unknown user: %v, want login.ErrUnknownUser naming the operation", err)
+	if _, err := alice.AddContact(ctx, "zed"); !errors.Is(err, loginapi.ErrUnknownUser) || !strings.Contains(err.Error(), "add contact zed") {
+		t.Errorf("add unknown user: %v, want loginapi.ErrUnknownUser naming the operation", err)
 	}
-	if _, err := bob.AcceptContact(ctx, "alice"); !errors.Is(err, login.ErrNoRequest) {
-		t.Errorf("accept without a request: %v, want login.ErrNoRequest", err)
+	if _, err := bob.AcceptContact(ctx, "alice"); !errors.Is(err, loginapi.ErrNoRequest) {
+		t.Errorf("accept without a request: %v, want loginapi.ErrNoRequest", err)
 	}
-	if st, err := alice.AddContact(ctx, "bob"); err != nil || st != login.ContactRequested {
+	if st, err := alice.AddContact(ctx, "bob"); err != nil || st != loginapi.ContactRequested {
 		t.Fatalf("add bob: %q, %v", st, err)
 	}
-	if got := presenceOf(t, bob, nil, "alice"); got.State != login.ContactPending || got.Presence != "" {
+	if got := presenceOf(t, bob, nil, "alice"); got.State != loginapi.ContactPending || got.Presence != "" {
 		t.Errorf("bob sees alice as %+v, want pending without presence", got)
 	}
-	if st, err := bob.AcceptContact(ctx, "alice"); err != nil || st != login.ContactAccepted {
+	if st, err := bob.AcceptContact(ctx, "alice"); err != nil || st != loginapi.ContactAccepted {
 		t.Fatalf("accept alice: %q, %v", st, err)
 	}
 
 	as, err := alice.Online(ctx, client.SessionConfig{})
 	must(t, err)
 	defer as.Close()
-	if got := presenceOf(t, alice, as, "bob"); got.Presence != login.StatusOffline {
+	if got := presenceOf(t, alice, as, "bob"); got.Presence != presence.Offline {
 		t.Errorf("bob not attached: presence %q, want offline", got.Presence)
 	}
 	if got := presenceOf(t, alice, nil, "bob"); got.Presence != client.PresenceUnknown {
@@ -72,32 +74,32 @@ func TestContactsStatusSearchAndPresence(t *testing.T) {
 	}
 	bs, err := bob.Online(ctx, client.SessionConfig{})
 	must(t, err)
-	if got := presenceOf(t, alice, as, "bob"); got.Presence != login.StatusOnline {
+	if got := presenceOf(t, alice, as, "bob"); got.Presence != presence.Online {
 		t.Errorf("bob attached: presence %q, want online", got.Presence)
 	}
-	for _, st := range []string{login.StatusBusy, login.StatusInvisible} {
+	for _, st := range []string{presence.Busy, presence.Invisible} {
 		must(t, bob.SetStatus(ctx, st))
 		if got, err := bob.Status(ctx); err != nil || got != st {
 			t.Errorf("bob's status %q, %v; want %q", got, err, st)
 		}
 	}
-	if got := presenceOf(t, alice, as, "bob"); got.Presence != login.StatusOffline {
+	if got := presenceOf(t, alice, as, "bob"); got.Presence != presence.Offline {
 		t.Errorf("bob invisible: presence %q, want offline", got.Presence)
 	}
-	must(t, bob.SetStatus(ctx, login.StatusBusy))
-	if got := presenceOf(t, alice, as, "bob"); got.Presence != login.StatusBusy {
+	must(t, bob.SetStatus(ctx, presence.Busy))
+	if got := presenceOf(t, alice, as, "bob"); got.Presence != presence.Busy {
 		t.Errorf("bob busy: presence %q, want busy", got.Presence)
 	}
 	bs.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for presenceOf(t, alice, as, "bob").Presence != login.StatusOffline {
+	for presenceOf(t, alice, as, "bob").Presence != presence.Offline {
 		if time.Now().After(deadline) {
 			t.Fatal("bob still present 5 s after his session closed")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := bob.SetStatus(ctx, "asleep"); !errors.Is(err, login.ErrBadRequest) {
-		t.Errorf("set status asleep: %v, want login.ErrBadRequest", err)
+	if err := bob.SetStatus(ctx, "asleep"); !errors.Is(err, loginapi.ErrBadRequest) {
+		t.Errorf("set status asleep: %v, want loginapi.ErrBadRequest", err)
 	}
 
 	if users, err := alice.Search(ctx, "bo", 5); err != nil || len(users) != 1 || users[0] != "bob" {
@@ -112,13 +114,13 @@ func TestContactsStatusSearchAndPresence(t *testing.T) {
 			}
 			continue
 		}
-		var ae *login.APIError
-		if !errors.Is(err, login.ErrRateLimited) || !errors.As(err, &ae) || ae.RetryAfter <= 0 || !strings.Contains(err.Error(), "search al: login: too many searches") {
-			t.Errorf("search %d: %v, want login.ErrRateLimited with a wait", i, err)
+		var ae *loginapi.APIError
+		if !errors.Is(err, loginapi.ErrRateLimited) || !errors.As(err, &ae) || ae.RetryAfter <= 0 || !strings.Contains(err.Error(), "search al: login: too many searches") {
+			t.Errorf("search %d: %v, want loginapi.ErrRateLimited with a wait", i, err)
 		}
 		break
 	}
-	if st, err := alice.DeclineContact(ctx, "bob"); err != nil || st != login.ContactNone {
+	if st, err := alice.DeclineContact(ctx, "bob"); err != nil || st != loginapi.ContactNone {
 		t.Errorf("decline bob: %q, %v", st, err)
 	}
 	if list, err := bob.Contacts(ctx); err != nil || len(list) != 0 {

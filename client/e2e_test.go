@@ -23,6 +23,8 @@ import (
 	"github.com/parley/parley/internal/audiotest"
 	"github.com/parley/parley/login"
 	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/loginapi"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // network is a login server and a supernode on loopback, with real sockets.
@@ -82,7 +84,7 @@ func startNetworkWith(t testing.TB, proxy func(snURL string) http.Handler, lc lo
 		phs.Config.Handler = mux
 		phs.Start()
 	}
-	if _, err := login.NewClient(lhs.URL, nil).Heartbeat(context.Background(), n.snURL, nodeKey); err != nil {
+	if _, err := loginapi.NewClient(lhs.URL, nil).Heartbeat(context.Background(), n.snURL, nodeKey); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -419,8 +421,8 @@ func TestTamperedFingerprintIsRefused(t *testing.T) {
 
 // rewriteFingerprint changes the first fingerprint in a delivered offer.
 func rewriteFingerprint(b []byte) ([]byte, bool) {
-	var f supernode.Frame
-	if json.Unmarshal(b, &f) != nil || f.Type != supernode.TypeDeliver {
+	var f snapi.Frame
+	if json.Unmarshal(b, &f) != nil || f.Type != snapi.TypeDeliver {
 		return b, false
 	}
 	var sig map[string]any
@@ -503,7 +505,7 @@ func TestCredentialRenewsWhileOnline(t *testing.T) {
 	shs.Config.Handler = sn.Handler()
 	shs.Start()
 	defer func() { sn.Close(); shs.Close() }()
-	if _, err := login.NewClient(lhs.URL, nil).Heartbeat(context.Background(), "ws://"+shs.Listener.Addr().String()+"/v1/ws", nodeKey); err != nil {
+	if _, err := loginapi.NewClient(lhs.URL, nil).Heartbeat(context.Background(), "ws://"+shs.Listener.Addr().String()+"/v1/ws", nodeKey); err != nil {
 		t.Fatal(err)
 	}
 

@@ -74,3 +74,11 @@ type Stats struct {
 	// its own candidate is a relay candidate.
 	RelayProtocol string `json:"relay_protocol,omitempty"`
 }
+
+// Self-promotion events ([Event.Event], package promote): "promoted"
+// (Info.Supernode is the URL it serves at) and "stepped-down" (Info.Message
+// says why).
+const (
+	EventPromoted    = "promoted"
+	EventSteppedDown = "stepped-down"
+)

@@ -7,7 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // Keeping a supernode.
@@ -49,14 +49,14 @@ func backoffDelay(n int, r *rand.Rand) time.Duration {
 }
 
 // connNow returns the current supernode connection, nil while reconnecting.
-func (s *Session) connNow() *supernode.Conn {
+func (s *Session) connNow() *snapi.Conn {
 	s.connMu.Lock()
 	defer s.connMu.Unlock()
 	return s.conn
 }
 
 // waitConn returns the current connection, waiting for one while reconnecting.
-func (s *Session) waitConn(ctx context.Context) (*supernode.Conn, error) {
+func (s *Session) waitConn(ctx context.Context) (*snapi.Conn, error) {
 	for {
 		s.connMu.Lock()
 		conn, online := s.conn, s.onlineCh
@@ -69,7 +69,7 @@ func (s *Session) waitConn(ctx context.Context) (*supernode.Conn, error) {
 		case <-s.done:
 			return nil, ErrClosed
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %w", supernode.ErrDisconnected, ctx.Err())
+			return nil, fmt.Errorf("%w: %w", snapi.ErrDisconnected, ctx.Err())
 		}
 	}
 }
@@ -87,7 +87,7 @@ func (s *Session) Supernode() string {
 
 // setConn installs a new connection; false when the session is closing (the
 // caller closes conn).
-func (s *Session) setConn(conn *supernode.Conn, url string) bool {
+func (s *Session) setConn(conn *snapi.Conn, url string) bool {
 	s.connMu.Lock()
 	defer s.connMu.Unlock()
 	if s.ctx.Err() != nil {
@@ -100,7 +100,7 @@ func (s *Session) setConn(conn *supernode.Conn, url string) bool {
 }
 
 // dropConn marks the session offline after conn ended.
-func (s *Session) dropConn(conn *supernode.Conn) {
+func (s *Session) dropConn(conn *snapi.Conn) {
 	s.connMu.Lock()
 	defer s.connMu.Unlock()
 	if s.conn == conn {
@@ -111,7 +111,7 @@ func (s *Session) dropConn(conn *supernode.Conn) {
 
 // keepLoop waits for the connection to drop and re-attaches, until the session
 // ends.
-func (s *Session) keepLoop(conn *supernode.Conn, url string) {
+func (s *Session) keepLoop(conn *snapi.Conn, url string) {
 	defer s.wg.Done()
 	attempt := 0
 	for {
@@ -168,7 +168,7 @@ func (s *Session) keepLoop(conn *supernode.Conn, url string) {
 				s.finish(err)
 				return
 			}
-			if errors.Is(err, supernode.ErrAuth) {
+			if errors.Is(err, snapi.ErrAuth) {
 				authFailures++
 				if authFailures > 2 {
 					s.finish(fmt.Errorf("client: reattach: %w", err))
@@ -216,7 +216,7 @@ func (s *Session) rand() *rand.Rand {
 
 // attach chooses a supernode and attaches to it, trying the candidates in
 // order. forceRenew renews the credential first (after a refused one).
-func (s *Session) attach(ctx context.Context, forceRenew bool) (*supernode.Conn, string, error) {
+func (s *Session) attach(ctx context.Context, forceRenew bool) (*snapi.Conn, string, error) {
 	token, _, err := s.c.credential(ctx, forceRenew)
 	if err != nil {
 		return nil, "", err
@@ -240,7 +240,7 @@ func (s *Session) attach(ctx context.Context, forceRenew bool) (*supernode.Conn,
 			replaces = s.lostID
 		}
 		s.connMu.Unlock()
-		conn, err := supernode.Dial(dctx, supernode.DialConfig{
+		conn, err := snapi.Dial(dctx, snapi.DialConfig{
 			URL: u, Credential: token, Key: s.c.key, Logger: s.c.log, Deliver: s.deliver, Replaces: replaces,
 		})
 		cancel()
@@ -259,7 +259,7 @@ func (s *Session) attach(ctx context.Context, forceRenew bool) (*supernode.Conn,
 		}
 		s.c.log.Warn("supernode unreachable", "addr", u, "err", err)
 		s.c.hosts.failure(u)
-		allAuth = allAuth && errors.Is(err, supernode.ErrAuth)
+		allAuth = allAuth && errors.Is(err, snapi.ErrAuth)
 		errs = append(errs, err)
 	}
 	if err := s.c.hosts.save(s.c.now()); err != nil {
@@ -352,7 +352,7 @@ func (s *Session) candidates(ctx context.Context) []string {
 // supernode offered: that relay may have died with it. (A relayed candidate's
 // address is on the relay's host, so the host names the relay.) A caller also
 // restarts every call not on a direct path.
-func (s *Session) afterReattach(oldICE []supernode.ICEServer) {
+func (s *Session) afterReattach(oldICE []snapi.ICEServer) {
 	hosts := map[string]bool{}
 	for _, urls := range relaysOf(oldICE) {
 		for _, u := range urls {

@@ -10,7 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/parley/parley/login"
+	"github.com/parley/parley/wire/loginapi"
 )
 
 // The home directory (--home, PARLEY_HOME) holds one user's device state:
@@ -38,14 +38,14 @@ const (
 
 // State is what a home remembers between commands.
 type State struct {
-	User           string                `json:"user"`
-	LoginURL       string                `json:"login_url"`
-	Credential     string                `json:"credential,omitempty"`
-	Expires        int64                 `json:"expires,omitempty"`
-	RefreshToken   string                `json:"refresh_token,omitempty"`
-	RefreshExpires int64                 `json:"refresh_expires,omitempty"`
-	LoginKey       []byte                `json:"login_key,omitempty"`
-	Supernodes     []login.SupernodeInfo `json:"supernodes,omitempty"`
+	User           string                   `json:"user"`
+	LoginURL       string                   `json:"login_url"`
+	Credential     string                   `json:"credential,omitempty"`
+	Expires        int64                    `json:"expires,omitempty"`
+	RefreshToken   string                   `json:"refresh_token,omitempty"`
+	RefreshExpires int64                    `json:"refresh_expires,omitempty"`
+	LoginKey       []byte                   `json:"login_key,omitempty"`
+	Supernodes     []loginapi.SupernodeInfo `json:"supernodes,omitempty"`
 }
 
 type home struct{ dir string }

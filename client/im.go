@@ -52,7 +52,7 @@ import (
 	"golang.org/x/crypto/hkdf"
 
 	"github.com/parley/parley/internal/identity"
-	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // EnvelopeVersion is the version of [Envelope].
@@ -81,7 +81,7 @@ const (
 	// MaxMessageBytes caps the UTF-8 text of a message.
 	MaxMessageBytes = 64 << 10
 	// MaxEnvelopeBytes caps an envelope's JSON: a supernode payload.
-	MaxEnvelopeBytes = supernode.MaxPayloadSize
+	MaxEnvelopeBytes = snapi.MaxPayloadSize
 	// MaxEnvelopeDevices caps the devices an envelope is encrypted to (the
 	// recipient's and the sender's other devices together).
 	MaxEnvelopeDevices = 32

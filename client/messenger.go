@@ -46,8 +46,8 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/identity"
-	"github.com/parley/parley/login"
-	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/loginapi"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // Message timing.
@@ -233,9 +233,9 @@ func (m *messenger) devicesOf(ctx context.Context, user string, fresh bool) ([]D
 	ds, err := lc.Devices(ctx, cred, user)
 	if err != nil {
 		switch {
-		case errors.Is(err, login.ErrUnknownUser):
+		case errors.Is(err, loginapi.ErrUnknownUser):
 			return nil, fmt.Errorf("client: message to %s: %w", user, ErrUnknownUser)
-		case errors.Is(err, login.ErrNotContact):
+		case errors.Is(err, loginapi.ErrNotContact):
 			return nil, fmt.Errorf("client: message to %s: %w", user, ErrNotContact)
 		}
 		return nil, fmt.Errorf("client: devices of %s: %w", user, err)
@@ -333,7 +333,7 @@ func (m *messenger) resendPending(ctx context.Context) {
 			if ctx.Err() == nil {
 				m.s.c.log.Warn("resending a message", "to", p.Peer, "id", p.ID, "err", err)
 			}
-			if errors.Is(err, ErrUnknownUser) || errors.Is(err, ErrNotContact) || errors.Is(err, login.ErrQuota) {
+			if errors.Is(err, ErrUnknownUser) || errors.Is(err, ErrNotContact) || errors.Is(err, loginapi.ErrQuota) {
 				continue // this peer only (a full mailbox: later)
 			}
 			return // unreachable: the next session tries again
@@ -411,16 +411,16 @@ func (m *messenger) deliver(ctx context.Context, env *Envelope, peerDevs, myDevs
 	}
 	// 3. The mailbox, for every device still silent.
 	m.mu.Lock()
-	var items []login.MailboxItem
+	var items []loginapi.MailboxItem
 	for k, u := range tr.want {
 		key, _ := hex.DecodeString(k)
-		items = append(items, login.MailboxItem{ToUser: u, ToDevice: key, ID: env.ID, Blob: b})
+		items = append(items, loginapi.MailboxItem{ToUser: u, ToDevice: key, ID: env.ID, Blob: b})
 	}
 	delivered := tr.peerN > 0
 	m.mu.Unlock()
 	res := SendResult{ID: env.ID, Delivered: delivered}
 	if len(items) > 0 {
-		forPeer := slices.ContainsFunc(items, func(it login.MailboxItem) bool { return it.ToUser == to })
+		forPeer := slices.ContainsFunc(items, func(it loginapi.MailboxItem) bool { return it.ToUser == to })
 		var err error
 		items, err = m.postMailbox(ctx, items)
 		if err != nil {
@@ -438,7 +438,7 @@ func (m *messenger) deliver(ctx context.Context, env *Envelope, peerDevs, myDevs
 			}
 		}
 		if forPeer && !delivered && !res.Stored {
-			return res, fmt.Errorf("client: message to %s: every device's mailbox is full: %w", to, login.ErrQuota)
+			return res, fmt.Errorf("client: message to %s: every device's mailbox is full: %w", to, loginapi.ErrQuota)
 		}
 	}
 	if !delivered {
@@ -452,15 +452,15 @@ func (m *messenger) deliver(ctx context.Context, env *Envelope, peerDevs, myDevs
 // postMailbox posts items, leaving out each device whose mailbox is full (a
 // device gone for good must not keep the message from the others), and
 // returns the items stored.
-func (m *messenger) postMailbox(ctx context.Context, items []login.MailboxItem) ([]login.MailboxItem, error) {
+func (m *messenger) postMailbox(ctx context.Context, items []loginapi.MailboxItem) ([]loginapi.MailboxItem, error) {
 	lc, cred, err := m.s.c.withCred(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for {
 		_, err := lc.PostMailbox(ctx, cred, items)
-		var ae *login.APIError
-		if err == nil || !errors.Is(err, login.ErrQuota) || !errors.As(err, &ae) || ae.Item < 0 || ae.Item >= len(items) || len(items) == 1 {
+		var ae *loginapi.APIError
+		if err == nil || !errors.Is(err, loginapi.ErrQuota) || !errors.As(err, &ae) || ae.Item < 0 || ae.Item >= len(items) || len(items) == 1 {
 			return items, err
 		}
 		full := items[ae.Item]
@@ -629,10 +629,10 @@ func (m *messenger) sendReceipt(ctx context.Context, user string, ids []string) 
 	if err != nil && !errors.Is(err, ErrOffline) {
 		return err
 	}
-	var items []login.MailboxItem
+	var items []loginapi.MailboxItem
 	for _, d := range devs {
 		if !sameDevice(d.Key, m.me) {
-			items = append(items, login.MailboxItem{ToUser: user, ToDevice: d.Key, ID: env.ID, Blob: b})
+			items = append(items, loginapi.MailboxItem{ToUser: user, ToDevice: d.Key, ID: env.ID, Blob: b})
 		}
 	}
 	if len(items) == 0 {
@@ -685,9 +685,9 @@ func (s *Session) sendPayload(ctx context.Context, user string, b []byte) (int, 
 		switch {
 		case err == nil:
 			return n, nil
-		case errors.Is(err, supernode.ErrOffline):
+		case errors.Is(err, snapi.ErrOffline):
 			return 0, fmt.Errorf("client: send to %s: %w", user, ErrOffline)
-		case errors.Is(err, supernode.ErrOverload), errors.Is(err, supernode.ErrDisconnected):
+		case errors.Is(err, snapi.ErrOverload), errors.Is(err, snapi.ErrDisconnected):
 		default:
 			return 0, err
 		}

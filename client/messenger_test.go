@@ -17,6 +17,7 @@ import (
 
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/login"
+	"github.com/parley/parley/wire/loginapi"
 )
 
 // wire records every websocket message a man-in-the-middle supernode proxy
@@ -368,7 +369,7 @@ func TestPresenceFollowsContactChanges(t *testing.T) {
 	must(t, err)
 	waitUntil(t, "bob's device to report alice's request", 2*time.Second, func() bool {
 		ev, ok := bob.ev.find("contact", "")
-		return ok && ev.Peer == "alice" && ev.PresenceEvent.Status == login.ContactPending
+		return ok && ev.Peer == "alice" && ev.PresenceEvent.Status == loginapi.ContactPending
 	})
 
 	bobCLI := imDevice(t, n, "bob", false)
@@ -408,7 +409,7 @@ func TestFullMailboxDoesNotBlockOtherDevices(t *testing.T) {
 			t.Fatal("16 KiB mailboxes took 64 messages of 1,000 bytes")
 		}
 		_, err := as.SendMessage(ctx, "bob", fmt.Sprintf("%d %s", sent, text))
-		if errors.Is(err, login.ErrQuota) {
+		if errors.Is(err, loginapi.ErrQuota) {
 			break
 		}
 		must(t, err)

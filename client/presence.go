@@ -2,7 +2,7 @@ package client
 
 // Presence on a Session. The session tells its supernode its status and its
 // accepted contacts (a presence frame, at every attach, on every change and
-// every supernode.PresenceRefresh); the supernodes push the status to those
+// every snapi.PresenceRefresh); the supernodes push the status to those
 // contacts wherever they are attached, push "offline" when the connection
 // ends, and answer a contact's push with this user's own status, so two
 // contacts learn each other's state when either comes online. Nothing polls.
@@ -24,14 +24,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/parley/parley/login"
-	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/loginapi"
+	"github.com/parley/parley/wire/presence"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // PresenceEvent is the payload of "presence" events: contact Peer is now
 // Status (online, away, busy or offline). "status" events carry this user's
 // own status when another of their devices changed it; "contact" events the
-// new state of the contact relation with Peer (login.ContactPending: they
+// new state of the contact relation with Peer (loginapi.ContactPending: they
 // asked, ContactRequested, ContactAccepted or ContactNone).
 type PresenceEvent struct {
 	Status string `json:"status"`
@@ -50,7 +51,7 @@ type presenceState struct {
 	watch  []string
 	seen   map[string]map[string]devicePresence // user → device NUL session → state
 	shown  map[string]string                    // user → last status reported
-	// contacts is the contact list as last read (user → login.Contact*
+	// contacts is the contact list as last read (user → loginapi.Contact*
 	// state); nil before the first reading.
 	contacts map[string]string
 }
@@ -58,11 +59,11 @@ type presenceState struct {
 // rank orders statuses by availability.
 func rank(status string) int {
 	switch status {
-	case supernode.StatusOnline:
+	case presence.Online:
 		return 4
-	case supernode.StatusBusy:
+	case presence.Busy:
 		return 3
-	case supernode.StatusAway:
+	case presence.Away:
 		return 2
 	}
 	return 0
@@ -86,7 +87,7 @@ func (s *Session) loadPresence(ctx context.Context) error {
 	states := make(map[string]string, len(contacts))
 	for _, c := range contacts {
 		states[c.User] = c.State
-		if c.State == login.ContactAccepted {
+		if c.State == loginapi.ContactAccepted {
 			watch = append(watch, c.User)
 		}
 	}
@@ -122,7 +123,7 @@ func (s *Session) reportContacts(old, now map[string]string) {
 	for _, u := range changed {
 		st, ok := now[u]
 		if !ok {
-			st = login.ContactNone
+			st = loginapi.ContactNone
 		}
 		s.emit(Event{Event: "contact", Peer: u, PresenceEvent: &PresenceEvent{Status: st}})
 	}
@@ -152,7 +153,7 @@ const contactsKickEvery = 500 * time.Millisecond
 // have changed) and forgets devices gone silent.
 func (s *Session) presenceLoop() {
 	defer s.wg.Done()
-	t := time.NewTicker(supernode.PresenceRefresh)
+	t := time.NewTicker(snapi.PresenceRefresh)
 	defer t.Stop()
 	var lastKick time.Time
 	for {
@@ -187,7 +188,7 @@ func (s *Session) expirePresence(now time.Time) {
 	var users []string
 	for u, devs := range s.pres.seen {
 		for d, p := range devs {
-			if now.Sub(p.at) > 3*supernode.PresenceRefresh {
+			if now.Sub(p.at) > 3*snapi.PresenceRefresh {
 				delete(devs, d)
 				users = append(users, u)
 			}
@@ -276,7 +277,7 @@ func (s *Session) DeclineContact(ctx context.Context, user string) (string, erro
 }
 
 // onPresence handles a presence push from the supernode.
-func (s *Session) onPresence(f supernode.Frame) {
+func (s *Session) onPresence(f snapi.Frame) {
 	s.mu.Lock()
 	if !slices.Contains(s.pres.watch, f.From) {
 		s.mu.Unlock()
@@ -292,7 +293,7 @@ func (s *Session) onPresence(f supernode.Frame) {
 	// old, half-open session until that one's end comes, late. The device
 	// is offline when every session of it is.
 	key := f.Device + "\x00" + f.FromSession
-	if f.Status != supernode.StatusOffline {
+	if f.Status != presence.Offline {
 		devs[key] = devicePresence{status: f.Status, at: time.Now(), session: f.FromSession}
 	} else {
 		for k, p := range devs {
@@ -308,7 +309,7 @@ func (s *Session) onPresence(f supernode.Frame) {
 // reportPresence emits a "presence" event when user's presence changed.
 func (s *Session) reportPresence(user string) {
 	s.mu.Lock()
-	best := supernode.StatusOffline
+	best := presence.Offline
 	for _, p := range s.pres.seen[user] {
 		if rank(p.status) > rank(best) {
 			best = p.status
@@ -330,7 +331,7 @@ func (s *Session) Presence(user string) string {
 	if st, ok := s.pres.shown[user]; ok {
 		return st
 	}
-	return supernode.StatusOffline
+	return presence.Offline
 }
 
 // Status returns this user's status as this session knows it.
@@ -345,7 +346,7 @@ func (s *Session) Status() string {
 // contacts) and on the user's other running devices.
 func (s *Session) SetStatus(ctx context.Context, status string) error {
 	switch status {
-	case supernode.StatusOnline, supernode.StatusAway, supernode.StatusBusy, supernode.StatusInvisible:
+	case presence.Online, presence.Away, presence.Busy, presence.Invisible:
 	default:
 		return fmt.Errorf("client: status %q: %w", status, ErrBadStatus)
 	}
@@ -368,7 +369,7 @@ func (s *Session) SetStatus(ctx context.Context, status string) error {
 // onStatus applies a status set on another of the user's devices.
 func (s *Session) onStatus(sig *Signal) {
 	switch sig.Reason {
-	case supernode.StatusOnline, supernode.StatusAway, supernode.StatusBusy, supernode.StatusInvisible:
+	case presence.Online, presence.Away, presence.Busy, presence.Invisible:
 	default:
 		return
 	}

@@ -3,7 +3,8 @@ package client
 import (
 	"testing"
 
-	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/presence"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // TestPresenceIgnoresTheEndOfALeftSession: a contact's device moved to
@@ -16,19 +17,19 @@ func TestPresenceIgnoresTheEndOfALeftSession(t *testing.T) {
 	s := &Session{}
 	s.pres = presenceState{watch: []string{"bob"}, seen: map[string]map[string]devicePresence{}, shown: map[string]string{}}
 	push := func(status, session string) {
-		s.onPresence(supernode.Frame{Type: supernode.TypePresence, From: "bob", Device: "d1", Status: status, FromSession: session})
+		s.onPresence(snapi.Frame{Type: snapi.TypePresence, From: "bob", Device: "d1", Status: status, FromSession: session})
 	}
 	tests := []struct {
 		status, session, want string
 	}{
-		{supernode.StatusOnline, "old", supernode.StatusOnline},
-		{supernode.StatusAway, "new", supernode.StatusOnline},       // back on another supernode; the old one still answers
-		{supernode.StatusOffline, "old", supernode.StatusAway},      // the old one's late end
-		{supernode.StatusOnline, "old", supernode.StatusOnline},     // a stale answer of the old one again
-		{supernode.StatusOffline, "new", supernode.StatusOnline},    // gone from the new one, the old one not ended yet
-		{supernode.StatusOffline, "old", supernode.StatusOffline},   // and now ended
-		{supernode.StatusBusy, "", supernode.StatusBusy},            // an older supernode: no session
-		{supernode.StatusOffline, "other", supernode.StatusOffline}, // ends a session-less entry too
+		{presence.Online, "old", presence.Online},
+		{presence.Away, "new", presence.Online},       // back on another supernode; the old one still answers
+		{presence.Offline, "old", presence.Away},      // the old one's late end
+		{presence.Online, "old", presence.Online},     // a stale answer of the old one again
+		{presence.Offline, "new", presence.Online},    // gone from the new one, the old one not ended yet
+		{presence.Offline, "old", presence.Offline},   // and now ended
+		{presence.Busy, "", presence.Busy},            // an older supernode: no session
+		{presence.Offline, "other", presence.Offline}, // ends a session-less entry too
 	}
 	for i, tt := range tests {
 		push(tt.status, tt.session)

@@ -9,9 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/wire/snapi"
 	"github.com/pion/stun/v4"
-
-	"github.com/parley/parley/supernode"
 )
 
 // Relay choice, RON-style: when more than one relay is on offer, a call goes
@@ -33,7 +32,7 @@ func relayKey(u *stun.URI) string { return net.JoinHostPort(u.Host, strconv.Itoa
 type relayRTTs map[string]float64
 
 // relaysOf groups ICE servers by relay.
-func relaysOf(servers []supernode.ICEServer) map[string][]*stun.URI {
+func relaysOf(servers []snapi.ICEServer) map[string][]*stun.URI {
 	out := map[string][]*stun.URI{}
 	for _, s := range servers {
 		for _, raw := range s.URLs {
@@ -53,7 +52,7 @@ const probeTimeout = 800 * time.Millisecond
 // measureRelays measures the round trip to every relay in servers, in parallel,
 // within probeTimeout (twice that when UDP gets no answer and TCP is tried).
 // Unreachable relays are left out.
-func measureRelays(ctx context.Context, servers []supernode.ICEServer) relayRTTs {
+func measureRelays(ctx context.Context, servers []snapi.ICEServer) relayRTTs {
 	relays := relaysOf(servers)
 	out := relayRTTs{}
 	var mu sync.Mutex
@@ -173,11 +172,11 @@ func chooseRelay(mine, theirs relayRTTs) string {
 
 // onlyRelay keeps every STUN server but only the TURN URLs of relay (all of
 // them when relay is "" or not on offer).
-func onlyRelay(servers []supernode.ICEServer, relay string) []supernode.ICEServer {
+func onlyRelay(servers []snapi.ICEServer, relay string) []snapi.ICEServer {
 	if relay == "" || relaysOf(servers)[relay] == nil {
 		return servers
 	}
-	var out []supernode.ICEServer
+	var out []snapi.ICEServer
 	for _, s := range servers {
 		var urls []string
 		for _, raw := range s.URLs {

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley/parley/wire/snapi"
 	"github.com/pion/stun/v4"
-
-	"github.com/parley/parley/supernode"
 )
 
 func TestChooseRelay(t *testing.T) {
@@ -33,7 +32,7 @@ func TestChooseRelay(t *testing.T) {
 }
 
 func TestOnlyRelay(t *testing.T) {
-	servers := []supernode.ICEServer{
+	servers := []snapi.ICEServer{
 		{URLs: []string{"stun:198.51.100.1:3478"}},
 		{URLs: []string{"turn:198.51.100.1:3478?transport=udp", "turn:198.51.100.1:3478?transport=tcp"}, Username: "u", Credential: "p"},
 		{URLs: []string{"stun:203.0.113.9:3478"}},
@@ -85,7 +84,7 @@ func TestMeasureRelays(t *testing.T) {
 	live := pc.LocalAddr().String()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	got := measureRelays(ctx, []supernode.ICEServer{
+	got := measureRelays(ctx, []snapi.ICEServer{
 		{URLs: []string{"stun:" + live}},
 		{URLs: []string{"stun:" + deadAddr}},
 	})

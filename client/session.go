@@ -18,7 +18,8 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/parley/parley/internal/identity"
-	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/presence"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // SessionConfig configures [Client.Online]. Zero values mean the documented
@@ -77,7 +78,7 @@ type Session struct {
 	// connMu guards the current supernode connection (nil while
 	// reconnecting) and the choice's state.
 	connMu   sync.Mutex
-	conn     *supernode.Conn
+	conn     *snapi.Conn
 	connURL  string
 	onlineCh chan struct{}        // closed while attached; replaced when the connection drops
 	others   []string             // the supernodes the current one listed
@@ -139,7 +140,7 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 		done: make(chan struct{}), contactsKick: make(chan struct{}, 1),
 		calls: map[string]*Call{}, incoming: map[string]*Incoming{}, probes: map[string]chan relayRTTs{}, probePeer: map[string]string{}, seen: map[string]time.Time{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.pres = presenceState{status: supernode.StatusOnline, seen: map[string]map[string]devicePresence{}, shown: map[string]string{}}
+	s.pres = presenceState{status: presence.Online, seen: map[string]map[string]devicePresence{}, shown: map[string]string{}}
 	if s.im, err = newMessenger(s); err != nil {
 		s.cancel()
 		return nil, err
@@ -160,7 +161,7 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 	if err != nil {
 		s.im.hist.Close()
 		s.cancel()
-		if errors.Is(err, ErrNoSupernode) || errors.Is(err, supernode.ErrAuth) {
+		if errors.Is(err, ErrNoSupernode) || errors.Is(err, snapi.ErrAuth) {
 			return nil, fmt.Errorf("client: online: %w", err)
 		}
 		return nil, err
@@ -185,7 +186,7 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 
 // iceConfig is a call's peer connection configuration with servers (only the
 // chosen relay's TURN URLs when one was chosen, relays.go).
-func (s *Session) iceConfig(servers []supernode.ICEServer, relay string) webrtc.Configuration {
+func (s *Session) iceConfig(servers []snapi.ICEServer, relay string) webrtc.Configuration {
 	var ice []webrtc.ICEServer
 	for _, is := range onlyRelay(servers, relay) {
 		ice = append(ice, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
@@ -348,7 +349,7 @@ func (s *Session) sendSignal(ctx context.Context, sig *Signal) error {
 	rctx, cancel := context.WithTimeout(ctx, signalRetryFor)
 	defer cancel()
 	for {
-		var conn *supernode.Conn
+		var conn *snapi.Conn
 		conn, err = s.waitConn(rctx)
 		if err == nil {
 			_, err = conn.Send(rctx, sig.To, b)
@@ -356,7 +357,7 @@ func (s *Session) sendSignal(ctx context.Context, sig *Signal) error {
 		if err == nil {
 			return nil
 		}
-		retry := errors.Is(err, supernode.ErrDisconnected) || retryOffline && errors.Is(err, supernode.ErrOffline)
+		retry := errors.Is(err, snapi.ErrDisconnected) || retryOffline && errors.Is(err, snapi.ErrOffline)
 		if !retry || rctx.Err() != nil {
 			break
 		}
@@ -371,7 +372,7 @@ func (s *Session) sendSignal(ctx context.Context, sig *Signal) error {
 			break
 		}
 	}
-	if errors.Is(err, supernode.ErrOffline) {
+	if errors.Is(err, snapi.ErrOffline) {
 		return fmt.Errorf("client: send to %s: %w", sig.To, ErrOffline)
 	}
 	return err
@@ -401,9 +402,9 @@ func (s *Session) sendAsync(sig *Signal) {
 }
 
 // deliver handles a frame from the supernode (on its reader goroutine).
-func (s *Session) deliver(f supernode.Frame) {
+func (s *Session) deliver(f snapi.Frame) {
 	<-s.ready
-	if f.Type == supernode.TypePresence {
+	if f.Type == snapi.TypePresence {
 		s.onPresence(f)
 		return
 	}

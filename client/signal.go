@@ -35,7 +35,7 @@ import (
 //	                  fingerprint, signed; reason: the restart's number
 //	B → A  re-answer  SDP, same DTLS fingerprint, signed; reason echoed
 //
-// Signal is the payload, JSON of at most supernode.MaxPayloadSize bytes:
+// Signal is the payload, JSON of at most snapi.MaxPayloadSize bytes:
 //
 //   - V: [SignalVersion].
 //   - Kind: probe and probe-reply (relay round trips, JSON in Reason) before an

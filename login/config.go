@@ -95,7 +95,7 @@ type Config struct {
 	// DialBackAllow admits IP ranges the dial-back would otherwise refuse.
 	// Nil (or empty) refuses loopback, private, link-local, CGNAT,
 	// documentation, benchmarking, multicast and the other special-purpose
-	// ranges listed at relay.PeerAllowed, so that a heartbeat cannot make the
+	// ranges listed at addrpolicy.PeerAllowed, so that a heartbeat cannot make the
 	// login server probe its own host or network. Labs and `parley up` pass
 	// for example 127.0.0.0/8 or 198.18.0.0/15. Every prefix must be valid.
 	DialBackAllow []netip.Prefix

@@ -11,8 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley/parley/internal/addrpolicy"
 	"github.com/parley/parley/internal/nodeid"
-	"github.com/parley/parley/relay"
+	"github.com/parley/parley/wire/loginapi"
 )
 
 // dialFailure is why a dial-back did not prove the key, as the HTTP answer.
@@ -26,7 +27,7 @@ type dialFailure struct {
 // dialBack checks that addr (a canonical ws:// or wss:// URL) answers
 // GET /v1/identify with key, for a heartbeat from client address src. It
 // returns nil on success. The target must be an IP literal, or a name whose
-// every address, that the dial-back tries, passes relay.PeerAllowed with
+// every address, that the dial-back tries, passes addrpolicy.PeerAllowed with
 // Config.DialBackAllow; the connection goes to those checked IPs only.
 func (s *Server) dialBack(ctx context.Context, src, addr string, key ed25519.PublicKey) *dialFailure {
 	if wait := s.dialLim.beginAddr(src, s.now()); wait > 0 {
@@ -34,15 +35,15 @@ func (s *Server) dialBack(ctx context.Context, src, addr string, key ed25519.Pub
 		s.log.Warn("dial-back rate limited", "addr", addr, "from", src, "retry_after_s", secs)
 		return &dialFailure{
 			status:     http.StatusTooManyRequests,
-			err:        ErrDialBackLimited,
-			msg:        fmt.Sprintf("%v from this address, try again in %d s", ErrDialBackLimited, secs),
+			err:        loginapi.ErrDialBackLimited,
+			msg:        fmt.Sprintf("%v from this address, try again in %d s", loginapi.ErrDialBackLimited, secs),
 			retryAfter: wait,
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialBackTimeout)
 	defer cancel()
 	fail := func(reason string) *dialFailure {
-		return &dialFailure{status: http.StatusUnprocessableEntity, err: ErrDialBack,
+		return &dialFailure{status: http.StatusUnprocessableEntity, err: loginapi.ErrDialBack,
 			msg: fmt.Sprintf("dial-back to %s: %s", addr, reason)}
 	}
 	hostport, _, err := nodeid.HostPort(addr)
@@ -58,14 +59,14 @@ func (s *Server) dialBack(ctx context.Context, src, addr string, key ed25519.Pub
 		return fail(err.Error())
 	}
 	for _, ip := range ips {
-		if !relay.PeerAllowed(ip, s.cfg.DialBackAllow) {
+		if !addrpolicy.PeerAllowed(ip, s.cfg.DialBackAllow) {
 			what := addr
 			if ip.String() != host {
 				what = fmt.Sprintf("%s (%s resolves to %s)", addr, host, ip)
 			}
-			return &dialFailure{status: http.StatusForbidden, err: ErrDialBackDenied,
+			return &dialFailure{status: http.StatusForbidden, err: loginapi.ErrDialBackDenied,
 				msg: fmt.Sprintf("%v: %s is a loopback, private or special-purpose address; "+
-					"the login server's DialBackAllow can admit lab ranges", ErrDialBackDenied, what)}
+					"the login server's DialBackAllow can admit lab ranges", loginapi.ErrDialBackDenied, what)}
 		}
 	}
 	select {
@@ -119,12 +120,12 @@ func (s *Server) resolve(ctx context.Context, host string) ([]netip.Addr, error)
 	if err != nil {
 		var dnsErr *net.DNSError
 		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-			return nil, fmt.Errorf("host %s not found", sanitize(host))
+			return nil, fmt.Errorf("host %s not found", loginapi.Sanitize(host))
 		}
-		return nil, fmt.Errorf("looking up %s: %v", sanitize(host), err)
+		return nil, fmt.Errorf("looking up %s: %v", loginapi.Sanitize(host), err)
 	}
 	if len(ips) == 0 {
-		return nil, fmt.Errorf("host %s has no addresses", sanitize(host))
+		return nil, fmt.Errorf("host %s has no addresses", loginapi.Sanitize(host))
 	}
 	if len(ips) > maxDialBackIPs {
 		ips = ips[:maxDialBackIPs]

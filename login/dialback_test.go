@@ -18,6 +18,7 @@ import (
 
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/internal/nodeid"
+	"github.com/parley/parley/wire/loginapi"
 )
 
 func listed(t *testing.T, e *env) map[string]ed25519.PublicKey {
@@ -53,10 +54,10 @@ func testDialBackListing(t *testing.T, db string) {
 		wantHits int
 	}{
 		{"answers with the key", "ws://10.0.0.1:7000/v1/ws", nil, "", 1},
-		{"answers with another key", "ws://10.0.0.2:7000/v1/ws", ErrDialBack, "dial-back to ws://10.0.0.2:7000/v1/ws: the address answered with another node key", 1},
-		{"does not answer", "ws://10.0.0.3:7000/v1/ws", ErrDialBack, "dial-back to ws://10.0.0.3:7000/v1/ws: dial-back failed", 0},
-		{"answers for another name", "ws://10.0.0.4:7000/v1/ws", ErrDialBack, `answered as "10.0.0.99:7000"`, 1},
-		{"unknown host", "ws://nowhere.example:7000/v1/ws", ErrDialBack, "host nowhere.example not found", 0},
+		{"answers with another key", "ws://10.0.0.2:7000/v1/ws", loginapi.ErrDialBack, "dial-back to ws://10.0.0.2:7000/v1/ws: the address answered with another node key", 1},
+		{"does not answer", "ws://10.0.0.3:7000/v1/ws", loginapi.ErrDialBack, "dial-back to ws://10.0.0.3:7000/v1/ws: dial-back failed", 0},
+		{"answers for another name", "ws://10.0.0.4:7000/v1/ws", loginapi.ErrDialBack, `answered as "10.0.0.99:7000"`, 1},
+		{"unknown host", "ws://nowhere.example:7000/v1/ws", loginapi.ErrDialBack, "host nowhere.example not found", 0},
 		{"a name", "ws://host.example:7000/v1/ws", nil, "", 1},
 		{"over TLS", "wss://example.com:443/v1/ws", nil, "", 1},
 	}
@@ -67,7 +68,7 @@ func testDialBackListing(t *testing.T, db string) {
 			if !errors.Is(err, tt.wantErr) || (err != nil && !strings.Contains(err.Error(), tt.wantMsg)) {
 				t.Errorf("heartbeat: got %v, want %v containing %q", err, tt.wantErr, tt.wantMsg)
 			}
-			var ae *APIError
+			var ae *loginapi.APIError
 			if tt.wantErr != nil && (!errors.As(err, &ae) || ae.Status != 422) {
 				t.Errorf("status: got %v, want 422", err)
 			}
@@ -109,21 +110,21 @@ func testDialBackInterval(t *testing.T, db string) {
 		wantHits int
 		wantList bool
 	}{
-		{0, false, nil, 1, true},                        // first: dial-back
-		{20 * time.Second, false, nil, 1, true},         // refreshes only
-		{20 * time.Second, false, nil, 1, true},         // 40 s
-		{20 * time.Second, false, nil, 1, true},         // 60 s
-		{20 * time.Second, false, nil, 1, true},         // 80 s
-		{20 * time.Second, false, nil, 1, true},         // 100 s
-		{20 * time.Second, false, nil, 2, true},         // 120 s: interval over, re-verified
-		{20 * time.Second, false, nil, 2, true},         // 140 s: counted from the re-check
-		{20 * time.Second, false, nil, 2, true},         // 160 s
-		{20 * time.Second, false, nil, 2, true},         // 180 s
-		{20 * time.Second, false, nil, 2, true},         // 200 s
-		{20 * time.Second, false, nil, 2, true},         // 220 s
-		{20 * time.Second, true, ErrDialBack, 2, true},  // 240 s: the re-check fails; listed until its TTL
-		{10 * time.Second, true, ErrDialBack, 2, false}, // 250 s: the refresh at 220 s is 30 s old
-		{10 * time.Second, false, nil, 3, true},         // back: re-verified
+		{0, false, nil, 1, true},                                 // first: dial-back
+		{20 * time.Second, false, nil, 1, true},                  // refreshes only
+		{20 * time.Second, false, nil, 1, true},                  // 40 s
+		{20 * time.Second, false, nil, 1, true},                  // 60 s
+		{20 * time.Second, false, nil, 1, true},                  // 80 s
+		{20 * time.Second, false, nil, 1, true},                  // 100 s
+		{20 * time.Second, false, nil, 2, true},                  // 120 s: interval over, re-verified
+		{20 * time.Second, false, nil, 2, true},                  // 140 s: counted from the re-check
+		{20 * time.Second, false, nil, 2, true},                  // 160 s
+		{20 * time.Second, false, nil, 2, true},                  // 180 s
+		{20 * time.Second, false, nil, 2, true},                  // 200 s
+		{20 * time.Second, false, nil, 2, true},                  // 220 s
+		{20 * time.Second, true, loginapi.ErrDialBack, 2, true},  // 240 s: the re-check fails; listed until its TTL
+		{10 * time.Second, true, loginapi.ErrDialBack, 2, false}, // 250 s: the refresh at 220 s is 30 s old
+		{10 * time.Second, false, nil, 3, true},                  // back: re-verified
 	}
 	for i, st := range steps {
 		e.clock.Advance(st.advance)
@@ -158,11 +159,11 @@ func testKeyChange(t *testing.T, db string) {
 		wantKey  ed25519.PrivateKey // listed
 	}{
 		{"listed with a", a, a, nil, 1, a},
-		{"b claims the address", a, b, ErrDialBack, 2, a},
+		{"b claims the address", a, b, loginapi.ErrDialBack, 2, a},
 		{"a still refreshes", a, a, nil, 2, a},
 		{"node moves to b", b, b, nil, 3, b},
 		{"b refreshes", b, b, nil, 3, b},
-		{"old key a refused", b, a, ErrDialBack, 4, b},
+		{"old key a refused", b, a, loginapi.ErrDialBack, 4, b},
 	}
 	for _, st := range steps {
 		e.clock.Advance(time.Second)
@@ -191,15 +192,15 @@ func testSignedRequestsRefused(t *testing.T, db string) {
 	skew := int64(identity.Skew / time.Second)
 	k := e.net.def
 	// Listed at now+5, so that heartbeats signed earlier are replays.
-	if code, m, _ := call(t, e.h, "POST", "/api/v1/supernodes", "", signedBody(addr, k, now+5, HeartbeatContext)); code != 200 {
+	if code, m, _ := call(t, e.h, "POST", "/api/v1/supernodes", "", signedBody(addr, k, now+5, loginapi.HeartbeatContext)); code != 200 {
 		t.Fatalf("listing: %d %v", code, m)
 	}
 	const other = "ws://10.0.0.2:7000/v1/ws"
-	forged := signedBody(other, k, now, HeartbeatContext)
-	forged["sig"] = signedBody(other, newPriv(t), now, HeartbeatContext)["sig"]
-	otherAddr := signedBody(other, k, now, HeartbeatContext)
+	forged := signedBody(other, k, now, loginapi.HeartbeatContext)
+	forged["sig"] = signedBody(other, newPriv(t), now, loginapi.HeartbeatContext)["sig"]
+	otherAddr := signedBody(other, k, now, loginapi.HeartbeatContext)
 	otherAddr["addr"] = "ws://10.0.0.3:7000/v1/ws"
-	otherTS := signedBody(other, k, now, HeartbeatContext)
+	otherTS := signedBody(other, k, now, loginapi.HeartbeatContext)
 	otherTS["ts"] = now + 1
 	tests := []struct {
 		name    string
@@ -209,22 +210,22 @@ func testSignedRequestsRefused(t *testing.T, db string) {
 		wantErr error // detail sentinel the message starts with
 		msg     string
 	}{
-		{"signed by another key", "POST", forged, 400, ErrBadSignature, ""},
-		{"signed for another addr", "POST", otherAddr, 400, ErrBadSignature, ""},
-		{"signed for another ts", "POST", otherTS, 400, ErrBadSignature, ""},
-		{"leave signature on a heartbeat", "POST", signedBody(other, k, now, LeaveContext), 400, ErrBadSignature, ""},
-		{"heartbeat signature on a leave", "DELETE", signedBody(addr, k, now+5, HeartbeatContext), 400, ErrBadSignature, ""},
-		{"expired", "POST", signedBody(other, k, now-skew-1, HeartbeatContext), 400, ErrClockSkew, ""},
-		{"from the future", "POST", signedBody(other, k, now+skew+1, HeartbeatContext), 400, ErrClockSkew, ""},
-		{"expired leave", "DELETE", signedBody(addr, k, now-skew-1, LeaveContext), 400, ErrClockSkew, ""},
-		{"replayed", "POST", signedBody(addr, k, now+4, HeartbeatContext), 400, ErrReplayed, ""},
-		{"replayed leave", "DELETE", signedBody(addr, k, now, LeaveContext), 400, ErrReplayed, ""},
+		{"signed by another key", "POST", forged, 400, loginapi.ErrBadSignature, ""},
+		{"signed for another addr", "POST", otherAddr, 400, loginapi.ErrBadSignature, ""},
+		{"signed for another ts", "POST", otherTS, 400, loginapi.ErrBadSignature, ""},
+		{"leave signature on a heartbeat", "POST", signedBody(other, k, now, loginapi.LeaveContext), 400, loginapi.ErrBadSignature, ""},
+		{"heartbeat signature on a leave", "DELETE", signedBody(addr, k, now+5, loginapi.HeartbeatContext), 400, loginapi.ErrBadSignature, ""},
+		{"expired", "POST", signedBody(other, k, now-skew-1, loginapi.HeartbeatContext), 400, loginapi.ErrClockSkew, ""},
+		{"from the future", "POST", signedBody(other, k, now+skew+1, loginapi.HeartbeatContext), 400, loginapi.ErrClockSkew, ""},
+		{"expired leave", "DELETE", signedBody(addr, k, now-skew-1, loginapi.LeaveContext), 400, loginapi.ErrClockSkew, ""},
+		{"replayed", "POST", signedBody(addr, k, now+4, loginapi.HeartbeatContext), 400, loginapi.ErrReplayed, ""},
+		{"replayed leave", "DELETE", signedBody(addr, k, now, loginapi.LeaveContext), 400, loginapi.ErrReplayed, ""},
 		{"key not base64", "POST", map[string]any{"addr": other, "key": "!!", "ts": now, "sig": forged["sig"]}, 400, nil, "key must be a 32-byte Ed25519 key"},
 		{"short sig", "POST", map[string]any{"addr": other, "key": forged["key"], "ts": now, "sig": b64([]byte("x"))}, 400, nil, "sig must be a 64-byte"},
 		{"ts a string", "POST", `{"addr":"ws://10.0.0.2:7000/","ts":"1"}`, 400, nil, `field "ts" must be an integer, not string`},
 		{"no key", "POST", map[string]any{"addr": other}, 400, nil, "key must be"},
-		{"same ts again is fine", "POST", signedBody(addr, k, now+5, HeartbeatContext), 200, nil, ""},
-		{"within skew", "POST", signedBody(addr, k, now+skew, HeartbeatContext), 200, nil, ""},
+		{"same ts again is fine", "POST", signedBody(addr, k, now+5, loginapi.HeartbeatContext), 200, nil, ""},
+		{"within skew", "POST", signedBody(addr, k, now+skew, loginapi.HeartbeatContext), 200, nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -242,15 +243,15 @@ func testSignedRequestsRefused(t *testing.T, db string) {
 		t.Errorf("listed: got %v, want only %s", got, addr)
 	}
 	// The client names the detail sentinels.
-	e.cl.now = func() time.Time { return e.clock.Now().Add(2 * identity.Skew) }
-	if err := e.hb(addr); !errors.Is(err, ErrBadRequest) || !errors.Is(err, ErrClockSkew) {
+	e.cl = e.cl.WithClock(func() time.Time { return e.clock.Now().Add(2 * identity.Skew) })
+	if err := e.hb(addr); !errors.Is(err, loginapi.ErrBadRequest) || !errors.Is(err, loginapi.ErrClockSkew) {
 		t.Errorf("client with a fast clock: got %v, want ErrBadRequest and ErrClockSkew", err)
 	}
-	e.cl.now = func() time.Time { return e.clock.Now().Add(-time.Second) }
-	if err := e.hb(addr); !errors.Is(err, ErrReplayed) {
+	e.cl = e.cl.WithClock(func() time.Time { return e.clock.Now().Add(-time.Second) })
+	if err := e.hb(addr); !errors.Is(err, loginapi.ErrReplayed) {
 		t.Errorf("client behind the last ts: got %v, want ErrReplayed", err)
 	}
-	if _, err := e.cl.Heartbeat(t.Context(), addr, ed25519.PrivateKey("short")); !errors.Is(err, ErrBadRequest) {
+	if _, err := e.cl.Heartbeat(t.Context(), addr, ed25519.PrivateKey("short")); !errors.Is(err, loginapi.ErrBadRequest) {
 		t.Errorf("short key: got %v, want ErrBadRequest", err)
 	}
 }
@@ -271,7 +272,7 @@ func testLeave(t *testing.T, db string) {
 		wantErr    error
 		wantListed bool
 	}{
-		{"another key", newPriv(t), ErrKeyMismatch, true},
+		{"another key", newPriv(t), loginapi.ErrKeyMismatch, true},
 		{"the listed key", e.net.def, nil, false},
 		{"not listed any more", e.net.def, nil, false},
 		{"never listed, another key", newPriv(t), nil, false},
@@ -286,13 +287,13 @@ func testLeave(t *testing.T, db string) {
 			t.Errorf("%s: listed: got %v, want %v", st.name, got, st.wantListed)
 		}
 	}
-	var ae *APIError
+	var ae *loginapi.APIError
 	e.hb(addr)
 	if err := e.cl.Leave(ctx, addr, newPriv(t)); !errors.As(err, &ae) || ae.Status != 403 ||
 		ae.Message != "supernode is listed with another key: "+addr {
 		t.Errorf("mismatch answer: %v", err)
 	}
-	code, m, _ := call(t, e.h, "DELETE", "/api/v1/supernodes", "", signedBody(addr, e.net.def, e.clock.Now().Unix(), LeaveContext))
+	code, m, _ := call(t, e.h, "DELETE", "/api/v1/supernodes", "", signedBody(addr, e.net.def, e.clock.Now().Unix(), loginapi.LeaveContext))
 	if code != 200 || m["removed"] != true {
 		t.Errorf("leave answer: %d %v, want 200 removed", code, m)
 	}
@@ -322,9 +323,9 @@ func TestDialBackDenyList(t *testing.T) {
 		allow   []netip.Prefix
 		wantErr error
 	}{
-		{"default refuses loopback", nil, ErrDialBackDenied},
+		{"default refuses loopback", nil, loginapi.ErrDialBackDenied},
 		{"lab range allowed", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, nil},
-		{"other lab range", []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")}, ErrDialBackDenied},
+		{"other lab range", []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")}, loginapi.ErrDialBackDenied},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnvNet(t, Config{DialBackAllow: tt.allow})
@@ -332,7 +333,7 @@ func TestDialBackDenyList(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("got %v, want %v", err, tt.wantErr)
 			}
-			var ae *APIError
+			var ae *loginapi.APIError
 			if err != nil && (!errors.As(err, &ae) || ae.Status != 403 || !strings.Contains(err.Error(), "DialBackAllow")) {
 				t.Errorf("answer: %v, want 403 naming DialBackAllow", err)
 			}
@@ -355,7 +356,7 @@ func TestDialBackDenyList(t *testing.T) {
 		"ws://192.168.1.1:7000/", "ws://172.16.0.1:7000/", "ws://0.0.0.0:7000/", "ws://[fe80::1]:7000/",
 		"ws://[fc00::1]:7000/", "ws://224.0.0.1:7000/", "ws://loop.example:7000/", "ws://mixed.example:7000/",
 	} {
-		if err := e.hb(a); !errors.Is(err, ErrDialBackDenied) {
+		if err := e.hb(a); !errors.Is(err, loginapi.ErrDialBackDenied) {
 			t.Errorf("%s: got %v, want ErrDialBackDenied", a, err)
 		}
 	}
@@ -396,7 +397,7 @@ func TestDialBackRateLimit(t *testing.T) {
 		{"other source", "192.0.2.2:1000", "ws://10.0.0.2:7000/", 200},
 	}
 	for _, st := range steps {
-		code, m, h := call(t, e.h, "POST", "/api/v1/supernodes", st.from, signedBody(st.addr, e.net.def, now(), HeartbeatContext))
+		code, m, h := call(t, e.h, "POST", "/api/v1/supernodes", st.from, signedBody(st.addr, e.net.def, now(), loginapi.HeartbeatContext))
 		if code != st.want {
 			t.Fatalf("%s: got %d %v, want %d", st.name, code, m, st.want)
 		}
@@ -414,7 +415,7 @@ func TestDialBackRateLimit(t *testing.T) {
 	}
 	// The window slides.
 	e.clock.Advance(time.Minute)
-	code, m, _ := call(t, e.h, "POST", "/api/v1/supernodes", "192.0.2.1:1000", signedBody("ws://10.0.0.3:7000/", e.net.def, now(), HeartbeatContext))
+	code, m, _ := call(t, e.h, "POST", "/api/v1/supernodes", "192.0.2.1:1000", signedBody("ws://10.0.0.3:7000/", e.net.def, now(), loginapi.HeartbeatContext))
 	if code != 200 {
 		t.Errorf("after the window: %d %v", code, m)
 	}
@@ -423,11 +424,11 @@ func TestDialBackRateLimit(t *testing.T) {
 	for i := range 4 {
 		err = e.hb(fmt.Sprintf("ws://10.0.1.%d:7000/", i))
 	}
-	var ae *APIError
-	if !errors.Is(err, ErrDialBackLimited) || !errors.As(err, &ae) || ae.RetryAfter != time.Minute {
+	var ae *loginapi.APIError
+	if !errors.Is(err, loginapi.ErrDialBackLimited) || !errors.As(err, &ae) || ae.RetryAfter != time.Minute {
 		t.Errorf("client: got %v, want ErrDialBackLimited with RetryAfter 1m", err)
 	}
-	if errors.Is(err, ErrRateLimited) {
+	if errors.Is(err, loginapi.ErrRateLimited) {
 		t.Errorf("client: %v is not a failed-login limit", err)
 	}
 }
@@ -443,15 +444,15 @@ func TestSupernodeMessage(t *testing.T) {
 		{"ws://x:1/", -1},
 	}
 	for _, tt := range tests {
-		got := SupernodeMessage(tt.addr, key, tt.ts)
+		got := loginapi.SupernodeMessage(tt.addr, key, tt.ts)
 		want := append(append(append([]byte(tt.addr), 0), key...), binary.BigEndian.AppendUint64(nil, uint64(tt.ts))...)
 		if !bytes.Equal(got, want) {
 			t.Errorf("%q %d: got %x, want %x", tt.addr, tt.ts, got, want)
 		}
 	}
 	// Distinct (addr, ts) pairs give distinct messages.
-	a := SupernodeMessage("ws://a:1/", key, 1)
-	b := SupernodeMessage("ws://a:1/\x00", key, 1)
+	a := loginapi.SupernodeMessage("ws://a:1/", key, 1)
+	b := loginapi.SupernodeMessage("ws://a:1/\x00", key, 1)
 	if bytes.Equal(a, b) {
 		t.Error("ambiguous message")
 	}

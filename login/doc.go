@@ -104,7 +104,7 @@
 // "dial-back to ws://…: <reason>" and nothing changes. Within the interval a
 // heartbeat signed by the listed key only refreshes last_seen. The dial-back
 // host must be an IP literal or a name whose addresses (at most 4 are
-// used) all pass relay.PeerAllowed with DialBackAllow; loopback, private,
+// used) all pass addrpolicy.PeerAllowed with DialBackAllow; loopback, private,
 // link-local and other special-purpose addresses are refused with 403
 // "address not allowed for dial-back: ...", and the connection goes only to
 // the checked IPs, never through a proxy. Each dial-back counts against the

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/wire/loginapi"
 )
 
 // fuzzRoutes are the endpoints that decode untrusted request bodies (and the
@@ -64,7 +65,7 @@ func FuzzHandler(f *testing.F) {
 		for _, r := range []struct {
 			route uint8
 			ctx   string
-		}{{4, HeartbeatContext}, {5, LeaveContext}} {
+		}{{4, loginapi.HeartbeatContext}, {5, loginapi.LeaveContext}} {
 			b, err := json.Marshal(signedBody(a, node, clock.Now().Unix(), r.ctx))
 			if err != nil {
 				f.Fatal(err)
@@ -92,8 +93,8 @@ func FuzzHandler(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	x := make([]byte, X25519KeySize)
-	devBody, _ := json.Marshal(deviceRequest{X25519: b64(x), Sig: b64(SignDevice(dev, "alice", x))})
+	x := make([]byte, loginapi.X25519KeySize)
+	devBody, _ := json.Marshal(loginapi.DeviceRequest{X25519: b64(x), Sig: b64(loginapi.SignDevice(dev, "alice", x))})
 	req := httptest.NewRequest("PUT", "/api/v1/devices/self", bytes.NewReader(devBody))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Parley "+cred)

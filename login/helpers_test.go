@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/parley/parley/wire/loginapi"
 )
 
 // cheapArgon keeps tests fast; TestArgon2Defaults covers the real defaults.
@@ -44,7 +46,7 @@ type env struct {
 	clock *fakeClock
 	srv   *Server
 	ts    *httptest.Server
-	cl    *Client
+	cl    *loginapi.Client
 	h     http.Handler
 	net   *nodeNet // the fake supernode network dial-backs reach (newEnv)
 }
@@ -91,8 +93,8 @@ func (e *env) start() {
 	e.srv = srv
 	e.h = srv.Handler()
 	e.ts = httptest.NewServer(e.h)
-	e.cl = NewClient(e.ts.URL, e.ts.Client())
-	e.cl.now = e.cfg.Now
+	e.cl = loginapi.NewClient(e.ts.URL, e.ts.Client())
+	e.cl = e.cl.WithClock(e.cfg.Now)
 }
 
 func (e *env) stop() {

@@ -12,12 +12,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/wire/loginapi"
 )
 
 // Handler returns the HTTP handler: the JSON API under /api/v1/, /healthz,
@@ -74,7 +74,7 @@ func (s *Server) apiMethods(hs map[string]http.HandlerFunc) http.Handler {
 		h, ok := hs[r.Method]
 		if !ok {
 			w.Header().Set("Allow", allowed)
-			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed, use %s", sanitize(r.Method), allowed))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed, use %s", loginapi.Sanitize(r.Method), allowed))
 			return
 		}
 		if s.closed.Load() {
@@ -102,7 +102,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, errorResponse{Error: msg})
+	writeJSON(w, status, loginapi.ErrorResponse{Error: msg})
 }
 
 // writeInternal logs err and answers 500 (503 when the client went away or
@@ -121,11 +121,11 @@ func (s *Server) writeInternal(w http.ResponseWriter, r *http.Request, op string
 }
 
 func (s *Server) writeAuthFailure(w http.ResponseWriter, f *authFailure) {
-	if f.err == ErrRateLimited {
+	if f.err == loginapi.ErrRateLimited {
 		secs := retrySeconds(f.retryAfter)
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-		writeJSON(w, http.StatusTooManyRequests, errorResponse{
-			Error:      fmt.Sprintf("%v, try again in %d s", ErrRateLimited, secs),
+		writeJSON(w, http.StatusTooManyRequests, loginapi.ErrorResponse{
+			Error:      fmt.Sprintf("%v, try again in %d s", loginapi.ErrRateLimited, secs),
 			RetryAfter: secs,
 		})
 		return
@@ -161,51 +161,10 @@ func decodeN(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
 		return false
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		writeError(w, http.StatusBadRequest, jsonErrorMessage(err))
+		writeError(w, http.StatusBadRequest, loginapi.JSONErrorMessage(err))
 		return false
 	}
 	return true
-}
-
-// jsonErrorMessage turns a decoding error into one line that does not quote
-// the body (which may hold a password).
-func jsonErrorMessage(err error) string {
-	var typ *json.UnmarshalTypeError
-	var syn *json.SyntaxError
-	switch {
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return "request body must be a JSON object"
-		}
-		want := "a string"
-		if typ.Type != nil && typ.Type.Kind() != reflect.String {
-			want = "a " + typ.Type.Kind().String()
-			switch typ.Type.Kind() {
-			case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-				reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-				want = "an integer"
-			}
-		}
-		return fmt.Sprintf("field %q must be %s, not %s", typ.Field, want, typ.Value)
-	case errors.As(err, &syn):
-		return fmt.Sprintf("request body is not valid JSON (error at byte %d)", syn.Offset)
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "request body is not valid JSON (unexpected end)"
-	}
-	return "request body is not a valid JSON object"
-}
-
-// sanitize keeps a client-supplied token printable and short for messages.
-func sanitize(s string) string {
-	if len(s) > 32 {
-		s = s[:32]
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == '\uFFFD' {
-			return '?'
-		}
-		return r
-	}, s)
 }
 
 // checkUserName returns identity.CheckUser's message, without echoing names
@@ -272,7 +231,7 @@ func checkSupernodeAddr(s string) (string, string) {
 }
 
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
-	var req registerRequest
+	var req loginapi.RegisterRequest
 	if !decode(w, r, &req) {
 		return
 	}
@@ -289,7 +248,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		s.writeInternal(w, r, "register", err)
 		return
 	} else if ok {
-		writeError(w, http.StatusConflict, ErrUserExists.Error())
+		writeError(w, http.StatusConflict, loginapi.ErrUserExists.Error())
 		return
 	}
 	h, err := s.hash(ctx, req.Password)
@@ -297,15 +256,15 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		s.writeInternal(w, r, "register", err)
 		return
 	}
-	if err := s.st.createUser(ctx, req.User, h, s.now()); errors.Is(err, ErrUserExists) {
-		writeError(w, http.StatusConflict, ErrUserExists.Error())
+	if err := s.st.createUser(ctx, req.User, h, s.now()); errors.Is(err, loginapi.ErrUserExists) {
+		writeError(w, http.StatusConflict, loginapi.ErrUserExists.Error())
 		return
 	} else if err != nil {
 		s.writeInternal(w, r, "register", fmt.Errorf("login: register %q: %w", req.User, err))
 		return
 	}
 	s.log.Info("registered", "user", req.User, "addr", s.clientAddr(r))
-	writeJSON(w, http.StatusCreated, userResponse{User: req.User})
+	writeJSON(w, http.StatusCreated, loginapi.UserResponse{User: req.User})
 }
 
 // checkLoginFields answers 400 for a bad user name or an over-long password
@@ -323,7 +282,7 @@ func checkLoginFields(w http.ResponseWriter, user, password string) bool {
 }
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
-	var req loginRequest
+	var req loginapi.LoginRequest
 	if !decode(w, r, &req) {
 		return
 	}
@@ -364,7 +323,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
-	var req refreshRequest
+	var req loginapi.RefreshRequest
 	if !decode(w, r, &req) {
 		return
 	}
@@ -379,15 +338,15 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	}
 	th, ok := refreshHash(req.RefreshToken)
 	if !ok {
-		writeError(w, http.StatusUnauthorized, ErrInvalidRefresh.Error())
+		writeError(w, http.StatusUnauthorized, loginapi.ErrInvalidRefresh.Error())
 		return
 	}
 	ctx := r.Context()
 	now := s.now()
 	refreshExp := now.Add(s.cfg.RefreshTTL)
-	if err := s.st.useRefresh(ctx, th, req.User, now, refreshExp); errors.Is(err, ErrInvalidRefresh) {
+	if err := s.st.useRefresh(ctx, th, req.User, now, refreshExp); errors.Is(err, loginapi.ErrInvalidRefresh) {
 		s.log.Info("refresh refused", "user", req.User, "addr", s.clientAddr(r))
-		writeError(w, http.StatusUnauthorized, ErrInvalidRefresh.Error())
+		writeError(w, http.StatusUnauthorized, loginapi.ErrInvalidRefresh.Error())
 		return
 	} else if err != nil {
 		s.writeInternal(w, r, "refresh", fmt.Errorf("login: refresh %q: %w", req.User, err))
@@ -403,7 +362,7 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
-	var req passwordRequest
+	var req loginapi.PasswordRequest
 	if !decode(w, r, &req) {
 		return
 	}
@@ -428,20 +387,20 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		s.writeInternal(w, r, "password change", err)
 		return
 	}
-	if err := s.st.replacePasswordHash(ctx, req.User, stored, h, true); errors.Is(err, ErrWrongPassword) {
+	if err := s.st.replacePasswordHash(ctx, req.User, stored, h, true); errors.Is(err, loginapi.ErrWrongPassword) {
 		// Changed concurrently: the password just checked is no longer current.
-		writeError(w, http.StatusUnauthorized, ErrWrongPassword.Error())
+		writeError(w, http.StatusUnauthorized, loginapi.ErrWrongPassword.Error())
 		return
 	} else if err != nil {
 		s.writeInternal(w, r, "password change", fmt.Errorf("login: password %q: %w", req.User, err))
 		return
 	}
 	s.log.Info("password changed; refresh tokens revoked", "user", req.User, "addr", s.clientAddr(r))
-	writeJSON(w, http.StatusOK, userResponse{User: req.User})
+	writeJSON(w, http.StatusOK, loginapi.UserResponse{User: req.User})
 }
 
 func (s *Server) handleKey(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, keyResponse{Alg: identity.Alg, PublicKey: s.pub})
+	writeJSON(w, http.StatusOK, loginapi.KeyResponse{Alg: identity.Alg, PublicKey: s.pub})
 }
 
 func (s *Server) handleUser(w http.ResponseWriter, r *http.Request) {
@@ -456,10 +415,10 @@ func (s *Server) handleUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
-		writeError(w, http.StatusNotFound, ErrUnknownUser.Error())
+		writeError(w, http.StatusNotFound, loginapi.ErrUnknownUser.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, userResponse{User: name})
+	writeJSON(w, http.StatusOK, loginapi.UserResponse{User: name})
 }
 
 // signed is a checked heartbeat or leave.
@@ -472,7 +431,7 @@ type signed struct {
 // checkSigned validates a heartbeat's or leave's fields, its ts against the
 // server's clock and its signature with context sigCtx. On failure it writes
 // the 400 answer and returns false.
-func (s *Server) checkSigned(w http.ResponseWriter, req *signedRequest, sigCtx string) (signed, bool) {
+func (s *Server) checkSigned(w http.ResponseWriter, req *loginapi.SignedRequest, sigCtx string) (signed, bool) {
 	addr, msg := checkSupernodeAddr(req.Addr)
 	if msg != "" {
 		writeError(w, http.StatusBadRequest, msg)
@@ -491,11 +450,11 @@ func (s *Server) checkSigned(w http.ResponseWriter, req *signedRequest, sigCtx s
 	now := s.now()
 	if t := time.Unix(req.TS, 0); t.Before(now.Add(-identity.Skew)) || t.After(now.Add(identity.Skew)) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v: ts %d, the server's clock says %d (±%d s allowed)",
-			ErrClockSkew, req.TS, now.Unix(), int64(identity.Skew/time.Second)))
+			loginapi.ErrClockSkew, req.TS, now.Unix(), int64(identity.Skew/time.Second)))
 		return signed{}, false
 	}
-	if !identity.VerifyContext(key, sigCtx, SupernodeMessage(req.Addr, key, req.TS), sig) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v (context %s over addr, key and ts)", ErrBadSignature, sigCtx))
+	if !identity.VerifyContext(key, sigCtx, loginapi.SupernodeMessage(req.Addr, key, req.TS), sig) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v (context %s over addr, key and ts)", loginapi.ErrBadSignature, sigCtx))
 		return signed{}, false
 	}
 	return signed{addr: addr, key: key, ts: req.TS}, true
@@ -507,11 +466,11 @@ func keyID(k ed25519.PublicKey) string {
 }
 
 func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
-	var req signedRequest
+	var req loginapi.SignedRequest
 	if !decode(w, r, &req) {
 		return
 	}
-	sn, ok := s.checkSigned(w, &req, HeartbeatContext)
+	sn, ok := s.checkSigned(w, &req, loginapi.HeartbeatContext)
 	if !ok {
 		return
 	}
@@ -527,13 +486,13 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	err := s.st.heartbeat(ctx, hb, MaxSupernodes)
 	if errors.Is(err, errNeedDialBack) {
 		if f := s.dialBack(ctx, src, sn.addr, sn.key); f != nil {
-			if f.err != ErrDialBackLimited {
+			if f.err != loginapi.ErrDialBackLimited {
 				s.log.Info("supernode refused", "addr", sn.addr, "key", keyID(sn.key), "from", src, "reason", f.msg)
 			}
 			if f.retryAfter > 0 {
 				secs := retrySeconds(f.retryAfter)
 				w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-				writeJSON(w, f.status, errorResponse{Error: f.msg, RetryAfter: secs})
+				writeJSON(w, f.status, loginapi.ErrorResponse{Error: f.msg, RetryAfter: secs})
 				return
 			}
 			writeError(w, f.status, f.msg)
@@ -547,11 +506,11 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch {
-	case errors.Is(err, ErrSupernodeListFull):
+	case errors.Is(err, loginapi.ErrSupernodeListFull):
 		s.log.Warn("supernode list full", "addr", sn.addr, "from", src)
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%v (%d live entries)", ErrSupernodeListFull, MaxSupernodes))
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%v (%d live entries)", loginapi.ErrSupernodeListFull, MaxSupernodes))
 		return
-	case errors.Is(err, ErrReplayed):
+	case errors.Is(err, loginapi.ErrReplayed):
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	case err != nil:
@@ -559,24 +518,24 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Debug("supernode heartbeat", "addr", sn.addr, "from", src)
-	writeJSON(w, http.StatusOK, heartbeatResponse{TTL: max(int64(s.cfg.SupernodeTTL.Seconds()), 1)})
+	writeJSON(w, http.StatusOK, loginapi.HeartbeatResponse{TTL: max(int64(s.cfg.SupernodeTTL.Seconds()), 1)})
 }
 
 func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) {
-	var req signedRequest
+	var req loginapi.SignedRequest
 	if !decode(w, r, &req) {
 		return
 	}
-	sn, ok := s.checkSigned(w, &req, LeaveContext)
+	sn, ok := s.checkSigned(w, &req, loginapi.LeaveContext)
 	if !ok {
 		return
 	}
 	removed, err := s.st.leave(r.Context(), sn.addr, sn.key, sn.ts)
 	switch {
-	case errors.Is(err, ErrKeyMismatch):
-		writeError(w, http.StatusForbidden, fmt.Sprintf("%v: %s", ErrKeyMismatch, sn.addr))
+	case errors.Is(err, loginapi.ErrKeyMismatch):
+		writeError(w, http.StatusForbidden, fmt.Sprintf("%v: %s", loginapi.ErrKeyMismatch, sn.addr))
 		return
-	case errors.Is(err, ErrReplayed):
+	case errors.Is(err, loginapi.ErrReplayed):
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	case err != nil:
@@ -586,7 +545,7 @@ func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) {
 	if removed {
 		s.log.Info("supernode left", "addr", sn.addr, "key", keyID(sn.key), "from", s.clientAddr(r))
 	}
-	writeJSON(w, http.StatusOK, leaveResponse{Removed: removed})
+	writeJSON(w, http.StatusOK, loginapi.LeaveResponse{Removed: removed})
 }
 
 func (s *Server) handleListSupernodes(w http.ResponseWriter, r *http.Request) {
@@ -596,5 +555,5 @@ func (s *Server) handleListSupernodes(w http.ResponseWriter, r *http.Request) {
 		s.writeInternal(w, r, "list supernodes", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, supernodesResponse{Supernodes: list})
+	writeJSON(w, http.StatusOK, loginapi.SupernodesResponse{Supernodes: list})
 }

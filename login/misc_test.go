@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/parley/parley/wire/loginapi"
 )
 
 func decodeJSON(resp *http.Response, v any) error {
@@ -237,7 +239,7 @@ func TestInternalErrors(t *testing.T) {
 	pub := newKey(t)
 	for range 2 {
 		_, err := e.cl.Login(ctx, "alice", "password1", pub)
-		if !errors.Is(err, ErrServer) || !strings.Contains(err.Error(), "internal error (HTTP 500)") {
+		if !errors.Is(err, loginapi.ErrServer) || !strings.Contains(err.Error(), "internal error (HTTP 500)") {
 			t.Fatalf("corrupt hash: got %v, want ErrServer with internal error", err)
 		}
 	}
@@ -256,8 +258,8 @@ func TestInternalErrors(t *testing.T) {
 		{"POST", "/api/v1/login", map[string]string{"user": "alice", "password": "password1", "public_key": b64(pub)}},
 		{"POST", "/api/v1/refresh", map[string]string{"user": "alice", "refresh_token": strings.Repeat("A", 43), "public_key": b64(pub)}},
 		{"POST", "/api/v1/password", map[string]string{"user": "alice", "password": "password1", "new_password": "password2"}},
-		{"POST", "/api/v1/supernodes", signedBody("ws://10.0.0.1:1/", e.net.def, e.clock.Now().Unix(), HeartbeatContext)},
-		{"DELETE", "/api/v1/supernodes", signedBody("ws://10.0.0.1:1/", e.net.def, e.clock.Now().Unix(), LeaveContext)},
+		{"POST", "/api/v1/supernodes", signedBody("ws://10.0.0.1:1/", e.net.def, e.clock.Now().Unix(), loginapi.HeartbeatContext)},
+		{"DELETE", "/api/v1/supernodes", signedBody("ws://10.0.0.1:1/", e.net.def, e.clock.Now().Unix(), loginapi.LeaveContext)},
 		{"GET", "/api/v1/supernodes", nil},
 		{"GET", "/api/v1/users/alice", nil},
 	} {

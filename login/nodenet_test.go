@@ -17,6 +17,7 @@ import (
 
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/internal/nodeid"
+	"github.com/parley/parley/wire/loginapi"
 )
 
 // labAllow is what test servers on the fake network admit for dial-backs.
@@ -175,7 +176,7 @@ func signedBody(addr string, k ed25519.PrivateKey, ts int64, sigCtx string) map[
 		"addr": addr,
 		"key":  base64.StdEncoding.EncodeToString(pub),
 		"ts":   ts,
-		"sig":  base64.StdEncoding.EncodeToString(identity.SignContext(k, sigCtx, SupernodeMessage(addr, pub, ts))),
+		"sig":  base64.StdEncoding.EncodeToString(identity.SignContext(k, sigCtx, loginapi.SupernodeMessage(addr, pub, ts))),
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/parley/parley/wire/loginapi"
 )
 
 // A real PostgreSQL server for the tests in this file: one cluster per test
@@ -165,7 +167,7 @@ func TestPostgresConcurrentServers(t *testing.T) {
 		switch {
 		case err == nil:
 			ok++
-		case !errors.Is(err, ErrSupernodeListFull):
+		case !errors.Is(err, loginapi.ErrSupernodeListFull):
 			t.Errorf("heartbeat: %v", err)
 		}
 	}
@@ -219,7 +221,7 @@ func TestPostgresSharedByTwoServers(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	dir := t.TempDir() // both share the signing key, as servers behind one name must
 	nodes := newNodeNet(t)
-	start := func() (*Server, *Client) {
+	start := func() (*Server, *loginapi.Client) {
 		cfg := Config{DB: dsn, DataDir: dir, Logger: logger, Argon2: Argon2Params{Time: 1, Memory: 1024, Threads: 1}}
 		nodes.configure(&cfg)
 		s, err := New(cfg)
@@ -228,7 +230,7 @@ func TestPostgresSharedByTwoServers(t *testing.T) {
 		}
 		hs := httptest.NewServer(s.Handler())
 		t.Cleanup(func() { hs.Close(); s.Close() })
-		return s, NewClient(hs.URL, nil)
+		return s, loginapi.NewClient(hs.URL, nil)
 	}
 	sa, a := start()
 	_, b := start()
@@ -238,7 +240,7 @@ func TestPostgresSharedByTwoServers(t *testing.T) {
 	if err := a.Register(ctx, "alice", "alice-password"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Register(ctx, "alice", "other-password"); !errors.Is(err, ErrUserExists) {
+	if err := b.Register(ctx, "alice", "other-password"); !errors.Is(err, loginapi.ErrUserExists) {
 		t.Fatalf("register twice across servers: %v, want ErrUserExists", err)
 	}
 	onA, err := a.Login(ctx, "alice", "alice-password", pub)
@@ -254,10 +256,10 @@ func TestPostgresSharedByTwoServers(t *testing.T) {
 	if err := b.ChangePassword(ctx, "alice", "alice-password", "new-password"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Refresh(ctx, "alice", onA.RefreshToken, pub); !errors.Is(err, ErrInvalidRefresh) {
+	if _, err := a.Refresh(ctx, "alice", onA.RefreshToken, pub); !errors.Is(err, loginapi.ErrInvalidRefresh) {
 		t.Fatalf("refresh after a password change elsewhere: %v, want ErrInvalidRefresh", err)
 	}
-	if _, err := a.Login(ctx, "alice", "alice-password", pub); !errors.Is(err, ErrWrongPassword) {
+	if _, err := a.Login(ctx, "alice", "alice-password", pub); !errors.Is(err, loginapi.ErrWrongPassword) {
 		t.Fatalf("old password: %v, want ErrWrongPassword", err)
 	}
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/wire/loginapi"
 )
 
 // Limits of the HTTP API.
@@ -279,13 +280,13 @@ func (s *Server) checkPassword(ctx context.Context, op, user, password, addr str
 	start := s.now()
 	if wait := s.lim.begin(user, addr, start); wait > 0 {
 		s.log.Warn(op+" rate limited", "user", user, "addr", addr, "retry_after_s", retrySeconds(wait))
-		return "", &authFailure{status: 429, err: ErrRateLimited, retryAfter: wait}, nil
+		return "", &authFailure{status: 429, err: loginapi.ErrRateLimited, retryAfter: wait}, nil
 	}
 	stored, err := s.st.passwordHash(ctx, user)
-	if errors.Is(err, ErrUnknownUser) {
+	if errors.Is(err, loginapi.ErrUnknownUser) {
 		s.lim.unknownUser(user, start)
 		s.log.Info(op+" refused", "user", user, "addr", addr, "reason", "unknown user")
-		return "", &authFailure{status: 404, err: ErrUnknownUser}, nil
+		return "", &authFailure{status: 404, err: loginapi.ErrUnknownUser}, nil
 	}
 	if err != nil {
 		s.lim.abandon(user, addr, start)
@@ -298,14 +299,14 @@ func (s *Server) checkPassword(ctx context.Context, op, user, password, addr str
 	}
 	if !ok {
 		s.log.Info(op+" refused", "user", user, "addr", addr, "reason", "wrong password")
-		return "", &authFailure{status: 401, err: ErrWrongPassword}, nil
+		return "", &authFailure{status: 401, err: loginapi.ErrWrongPassword}, nil
 	}
 	s.lim.succeeded(user, addr, start)
 	if rehash && op == "login" {
 		// Upgrade the stored hash to the configured parameters. A failure
 		// here is not the user's problem; the old hash keeps working.
 		if h, err := s.hash(ctx, password); err == nil {
-			if err := s.st.replacePasswordHash(ctx, user, stored, h, false); err != nil && !errors.Is(err, ErrWrongPassword) {
+			if err := s.st.replacePasswordHash(ctx, user, stored, h, false); err != nil && !errors.Is(err, loginapi.ErrWrongPassword) {
 				s.log.Warn("rehash failed", "user", user, "err", err)
 			} else if err == nil {
 				s.log.Info("password rehashed with current parameters", "user", user)
@@ -317,7 +318,7 @@ func (s *Server) checkPassword(ctx context.Context, op, user, password, addr str
 }
 
 // issue signs a credential for user and pub and builds the login response.
-func (s *Server) issue(ctx context.Context, user string, pub ed25519.PublicKey, refresh string, refreshExp time.Time) (*LoginResponse, error) {
+func (s *Server) issue(ctx context.Context, user string, pub ed25519.PublicKey, refresh string, refreshExp time.Time) (*loginapi.LoginResponse, error) {
 	now := s.now()
 	exp := now.Add(s.cfg.CredentialTTL)
 	tok, err := identity.Issue(s.priv, identity.Credential{
@@ -333,7 +334,7 @@ func (s *Server) issue(ctx context.Context, user string, pub ed25519.PublicKey, 
 	if err != nil {
 		return nil, err
 	}
-	return &LoginResponse{
+	return &loginapi.LoginResponse{
 		User:           user,
 		Credential:     tok,
 		Expires:        exp.Unix(),

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley/parley/wire/loginapi"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
@@ -212,7 +213,7 @@ func (s *sqlStore) createUser(ctx context.Context, name, passHash string, create
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return ErrUserExists
+		return loginapi.ErrUserExists
 	}
 	return nil
 }
@@ -221,7 +222,7 @@ func (s *sqlStore) passwordHash(ctx context.Context, name string) (string, error
 	var h string
 	err := s.db.QueryRowContext(ctx, s.q(`SELECT pass_hash FROM users WHERE name = ?`), name).Scan(&h)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", ErrUnknownUser
+		return "", loginapi.ErrUnknownUser
 	}
 	return h, err
 }
@@ -248,7 +249,7 @@ func (s *sqlStore) replacePasswordHash(ctx context.Context, name, oldHash, newHa
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return ErrWrongPassword
+		return loginapi.ErrWrongPassword
 	}
 	if revoke {
 		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM refresh_tokens WHERE user_name = ?`), name); err != nil {
@@ -293,7 +294,7 @@ func (s *sqlStore) useRefresh(ctx context.Context, tokenHash []byte, user string
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return ErrInvalidRefresh
+		return loginapi.ErrInvalidRefresh
 	}
 	return nil
 }
@@ -350,12 +351,12 @@ func (s *sqlStore) heartbeat(ctx context.Context, hb heartbeat, limit int) error
 			return err
 		}
 		if live >= limit {
-			return ErrSupernodeListFull
+			return loginapi.ErrSupernodeListFull
 		}
 	}
 	sameKey := row.found && bytes.Equal(row.key, hb.key)
 	if sameKey && hb.ts < row.hbTS {
-		return fmt.Errorf("%w (%d < %d)", ErrReplayed, hb.ts, row.hbTS)
+		return fmt.Errorf("%w (%d < %d)", loginapi.ErrReplayed, hb.ts, row.hbTS)
 	}
 	if !hb.verified {
 		if !sameKey || row.verifiedAt <= hb.verifiedCutoff.UnixNano() {
@@ -392,9 +393,9 @@ func (s *sqlStore) leave(ctx context.Context, addr string, key []byte, ts int64)
 	case !row.found:
 		return false, nil
 	case !bytes.Equal(row.key, key):
-		return false, ErrKeyMismatch
+		return false, loginapi.ErrKeyMismatch
 	case ts < row.hbTS:
-		return false, fmt.Errorf("%w (%d < %d)", ErrReplayed, ts, row.hbTS)
+		return false, fmt.Errorf("%w (%d < %d)", loginapi.ErrReplayed, ts, row.hbTS)
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM supernodes WHERE addr = ?`), addr); err != nil {
 		return false, err
@@ -402,7 +403,7 @@ func (s *sqlStore) leave(ctx context.Context, addr string, key []byte, ts int64)
 	return true, tx.Commit()
 }
 
-func (s *sqlStore) supernodes(ctx context.Context, cutoff time.Time, limit int) ([]SupernodeInfo, error) {
+func (s *sqlStore) supernodes(ctx context.Context, cutoff time.Time, limit int) ([]loginapi.SupernodeInfo, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT addr, node_key, last_seen FROM supernodes
 			WHERE last_seen > ? AND verified_at > 0 ORDER BY last_seen DESC, addr LIMIT ?`),
 		cutoff.UnixNano(), limit)
@@ -410,9 +411,9 @@ func (s *sqlStore) supernodes(ctx context.Context, cutoff time.Time, limit int) 
 		return nil, err
 	}
 	defer rows.Close()
-	list := []SupernodeInfo{}
+	list := []loginapi.SupernodeInfo{}
 	for rows.Next() {
-		var sn SupernodeInfo
+		var sn loginapi.SupernodeInfo
 		var key []byte
 		var seen int64
 		if err := rows.Scan(&sn.Addr, &key, &seen); err != nil {

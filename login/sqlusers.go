@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/parley/parley/wire/loginapi"
+	"github.com/parley/parley/wire/presence"
 )
 
 // The store of the user endpoints: devices, mailbox, contacts, status and
@@ -66,7 +69,7 @@ func (s *sqlStore) putDevice(ctx context.Context, d deviceRow, now time.Time, ma
 	if found, err := s.lockUsers(ctx, tx, d.user); err != nil {
 		return 0, err
 	} else if !found[d.user] {
-		return 0, ErrUnknownUser
+		return 0, loginapi.ErrUnknownUser
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO devices (user_name, ed_key, x25519, sig, last_seen) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (user_name, ed_key) DO UPDATE SET x25519 = excluded.x25519, sig = excluded.sig, last_seen = excluded.last_seen`),
@@ -130,16 +133,16 @@ func (s *sqlStore) deleteDevice(ctx context.Context, user string, key []byte) (b
 	return true, tx.Commit()
 }
 
-func (s *sqlStore) devices(ctx context.Context, user string) ([]Device, error) {
+func (s *sqlStore) devices(ctx context.Context, user string) ([]loginapi.Device, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT ed_key, x25519, sig, last_seen FROM devices WHERE user_name = ?
 			ORDER BY last_seen DESC, ed_key`), user)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	list := []Device{}
+	list := []loginapi.Device{}
 	for rows.Next() {
-		var d Device
+		var d loginapi.Device
 		var key []byte
 		if err := rows.Scan(&key, &d.X25519, &d.Sig, &d.LastSeen); err != nil {
 			return nil, err
@@ -187,7 +190,7 @@ func (s *sqlStore) postMailbox(ctx context.Context, from string, fromDevice []by
 			devOK[dk] = err == nil
 		}
 		if !devOK[dk] {
-			return 0, 0, &mailError{index: i, err: ErrUnknownDevice}
+			return 0, 0, &mailError{index: i, err: loginapi.ErrUnknownDevice}
 		}
 	}
 	// Lock the recipient devices in a fixed order: concurrent posts to one
@@ -210,7 +213,7 @@ func (s *sqlStore) postMailbox(ctx context.Context, from string, fromDevice []by
 				// Dropped since the check above.
 				for i, it := range items {
 					if it.toUser == dk.user && string(it.toDevice) == dk.key {
-						return 0, 0, &mailError{index: i, err: ErrUnknownDevice}
+						return 0, 0, &mailError{index: i, err: loginapi.ErrUnknownDevice}
 					}
 				}
 			}
@@ -251,7 +254,7 @@ func (s *sqlStore) postMailbox(ctx context.Context, from string, fromDevice []by
 			return 0, 0, err
 		}
 		if total > int64(quota) {
-			return 0, 0, &mailError{index: i, err: ErrQuota}
+			return 0, 0, &mailError{index: i, err: loginapi.ErrQuota}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -267,7 +270,7 @@ func (s *sqlStore) recipientCheck(ctx context.Context, tx *sql.Tx, from, user st
 	var one int
 	err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM users WHERE name = ?`), user).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
-		return ErrUnknownUser, nil
+		return loginapi.ErrUnknownUser, nil
 	} else if err != nil {
 		return nil, err
 	}
@@ -276,13 +279,13 @@ func (s *sqlStore) recipientCheck(ctx context.Context, tx *sql.Tx, from, user st
 	}
 	var state string
 	err = tx.QueryRowContext(ctx, s.q(`SELECT state FROM contacts WHERE user_name = ? AND peer = ?`), from, user).Scan(&state)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && state != ContactAccepted) {
-		return ErrNotContact, nil
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && state != loginapi.ContactAccepted) {
+		return loginapi.ErrNotContact, nil
 	}
 	return nil, err
 }
 
-func (s *sqlStore) mailbox(ctx context.Context, user string, device []byte, limit, maxBytes int, now time.Time) ([]MailboxEntry, bool, error) {
+func (s *sqlStore) mailbox(ctx context.Context, user string, device []byte, limit, maxBytes int, now time.Time) ([]loginapi.MailboxEntry, bool, error) {
 	if _, err := s.db.ExecContext(ctx, s.q(`UPDATE devices SET last_seen = ? WHERE user_name = ? AND ed_key = ?`),
 		now.Unix(), user, device); err != nil {
 		return nil, false, err
@@ -293,11 +296,11 @@ func (s *sqlStore) mailbox(ctx context.Context, user string, device []byte, limi
 		return nil, false, err
 	}
 	defer rows.Close()
-	list := []MailboxEntry{}
+	list := []loginapi.MailboxEntry{}
 	size := 0
 	more := false
 	for rows.Next() {
-		var e MailboxEntry
+		var e loginapi.MailboxEntry
 		var fromDev, blob []byte
 		if err := rows.Scan(&e.Seq, &e.FromUser, &fromDev, &e.ID, &blob, &e.Created); err != nil {
 			return nil, false, err
@@ -331,22 +334,22 @@ func (s *sqlStore) ackMailbox(ctx context.Context, user string, device []byte, s
 	return int(n), err
 }
 
-func (s *sqlStore) contacts(ctx context.Context, user string) ([]Contact, error) {
+func (s *sqlStore) contacts(ctx context.Context, user string) ([]loginapi.Contact, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT c.peer, c.state, u.status FROM contacts c JOIN users u ON u.name = c.peer
 			WHERE c.user_name = ? ORDER BY c.peer`+s.collateC()), user)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	list := []Contact{}
+	list := []loginapi.Contact{}
 	for rows.Next() {
-		var c Contact
+		var c loginapi.Contact
 		var status string
 		if err := rows.Scan(&c.User, &c.State, &status); err != nil {
 			return nil, err
 		}
-		if c.State == ContactAccepted {
-			c.Status = publicStatus(status)
+		if c.State == loginapi.ContactAccepted {
+			c.Status = presence.Shown(status)
 		}
 		list = append(list, c)
 	}
@@ -361,14 +364,6 @@ func (s *sqlStore) collateC() string {
 	return ""
 }
 
-// publicStatus is what others see of a stored status.
-func publicStatus(s string) string {
-	if s == StatusInvisible {
-		return StatusOffline
-	}
-	return s
-}
-
 func (s *sqlStore) contactState(ctx context.Context, user, peer string) (string, error) {
 	return s.stateTx(ctx, s.db, user, peer)
 }
@@ -381,7 +376,7 @@ func (s *sqlStore) stateTx(ctx context.Context, q queryRower, user, peer string)
 	var state string
 	err := q.QueryRowContext(ctx, s.q(`SELECT state FROM contacts WHERE user_name = ? AND peer = ?`), user, peer).Scan(&state)
 	if errors.Is(err, sql.ErrNoRows) {
-		return ContactNone, nil
+		return loginapi.ContactNone, nil
 	}
 	return state, err
 }
@@ -400,7 +395,7 @@ func (s *sqlStore) contactTx(ctx context.Context, user, peer string, f func(tx *
 		return "", err
 	}
 	if !found[peer] || !found[user] {
-		return "", ErrUnknownUser
+		return "", loginapi.ErrUnknownUser
 	}
 	state, err := s.stateTx(ctx, tx, user, peer)
 	if err != nil {
@@ -428,10 +423,10 @@ func (s *sqlStore) setPair(ctx context.Context, tx *sql.Tx, user, peer, userStat
 func (s *sqlStore) requestContact(ctx context.Context, user, peer string, now time.Time, maxContacts int, allow func() error) (string, error) {
 	return s.contactTx(ctx, user, peer, func(tx *sql.Tx, state string) (string, error) {
 		switch state {
-		case ContactAccepted, ContactRequested:
+		case loginapi.ContactAccepted, loginapi.ContactRequested:
 			return state, nil
-		case ContactPending:
-			return ContactAccepted, s.setPair(ctx, tx, user, peer, ContactAccepted, ContactAccepted, now)
+		case loginapi.ContactPending:
+			return loginapi.ContactAccepted, s.setPair(ctx, tx, user, peer, loginapi.ContactAccepted, loginapi.ContactAccepted, now)
 		}
 		for _, who := range []string{user, peer} {
 			var n int
@@ -443,31 +438,31 @@ func (s *sqlStore) requestContact(ctx context.Context, user, peer string, now ti
 				if who == peer {
 					whose = peer + "'s"
 				}
-				return "", fmt.Errorf("%w: %s contact list is full (%d entries)", ErrQuota, whose, maxContacts)
+				return "", fmt.Errorf("%w: %s contact list is full (%d entries)", loginapi.ErrQuota, whose, maxContacts)
 			}
 		}
 		if err := allow(); err != nil {
 			return "", err
 		}
-		return ContactRequested, s.setPair(ctx, tx, user, peer, ContactRequested, ContactPending, now)
+		return loginapi.ContactRequested, s.setPair(ctx, tx, user, peer, loginapi.ContactRequested, loginapi.ContactPending, now)
 	})
 }
 
 func (s *sqlStore) acceptContact(ctx context.Context, user, peer string, now time.Time) (string, error) {
 	return s.contactTx(ctx, user, peer, func(tx *sql.Tx, state string) (string, error) {
 		switch state {
-		case ContactAccepted:
+		case loginapi.ContactAccepted:
 			return state, nil
-		case ContactPending:
-			return ContactAccepted, s.setPair(ctx, tx, user, peer, ContactAccepted, ContactAccepted, now)
+		case loginapi.ContactPending:
+			return loginapi.ContactAccepted, s.setPair(ctx, tx, user, peer, loginapi.ContactAccepted, loginapi.ContactAccepted, now)
 		}
-		return "", ErrNoRequest
+		return "", loginapi.ErrNoRequest
 	})
 }
 
 func (s *sqlStore) declineContact(ctx context.Context, user, peer string) (string, error) {
 	return s.contactTx(ctx, user, peer, func(tx *sql.Tx, state string) (string, error) {
-		if state == ContactNone {
+		if state == loginapi.ContactNone {
 			return state, nil
 		}
 		_, err := tx.ExecContext(ctx, s.q(`DELETE FROM contacts WHERE (user_name = ? AND peer = ?) OR (user_name = ? AND peer = ?)`),
@@ -484,7 +479,7 @@ func (s *sqlStore) setStatus(ctx context.Context, user, status string) error {
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return ErrUnknownUser
+		return loginapi.ErrUnknownUser
 	}
 	return nil
 }
@@ -493,7 +488,7 @@ func (s *sqlStore) status(ctx context.Context, user string) (string, error) {
 	var st string
 	err := s.db.QueryRowContext(ctx, s.q(`SELECT status FROM users WHERE name = ?`), user).Scan(&st)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", ErrUnknownUser
+		return "", loginapi.ErrUnknownUser
 	}
 	return st, err
 }

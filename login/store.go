@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/parley/parley/wire/loginapi"
 )
 
 // errNeedDialBack: the heartbeat's (addr, key) has no dial-back within
@@ -58,7 +60,7 @@ type store interface {
 	// ErrReplayed if a later ts; (false, nil) if there is no entry.
 	leave(ctx context.Context, addr string, key []byte, ts int64) (bool, error)
 	// supernodes lists entries heard from after cutoff, freshest first.
-	supernodes(ctx context.Context, cutoff time.Time, limit int) ([]SupernodeInfo, error)
+	supernodes(ctx context.Context, cutoff time.Time, limit int) ([]loginapi.SupernodeInfo, error)
 	// prune deletes refresh tokens expired at now and supernodes last heard
 	// at or before cutoff.
 	prune(ctx context.Context, now, cutoff time.Time) error
@@ -75,7 +77,7 @@ type store interface {
 	// registered.
 	deleteDevice(ctx context.Context, user string, key []byte) (bool, error)
 	// devices lists user's devices, most recently seen first.
-	devices(ctx context.Context, user string) ([]Device, error)
+	devices(ctx context.Context, user string) ([]loginapi.Device, error)
 	// postMailbox stores items from (user, device) in one transaction or
 	// none: a *mailError names the first refused item. It returns the
 	// numbers of items stored and already present.
@@ -83,14 +85,14 @@ type store interface {
 	// mailbox returns up to limit of the device's items, oldest first, with
 	// at most maxBytes of blobs (but at least one), whether more wait, and
 	// marks the device seen at now.
-	mailbox(ctx context.Context, user string, device []byte, limit, maxBytes int, now time.Time) ([]MailboxEntry, bool, error)
+	mailbox(ctx context.Context, user string, device []byte, limit, maxBytes int, now time.Time) ([]loginapi.MailboxEntry, bool, error)
 	// ackMailbox deletes the device's items with these seqs and returns how
 	// many there were.
 	ackMailbox(ctx context.Context, user string, device []byte, seqs []int64) (int, error)
 
 	// contacts lists user's contacts by name, with the stored status of
 	// accepted ones (invisible reported as offline).
-	contacts(ctx context.Context, user string) ([]Contact, error)
+	contacts(ctx context.Context, user string) ([]loginapi.Contact, error)
 	// contactState returns user's state towards peer, ContactNone if none.
 	contactState(ctx context.Context, user, peer string) (string, error)
 	// requestContact asks peer (accepting if peer asked user) and returns

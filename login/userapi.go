@@ -15,12 +15,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/wire/loginapi"
+	"github.com/parley/parley/wire/presence"
 )
-
-// AuthScheme is the scheme of the Authorization header of the user
-// endpoints: "Authorization: Parley <credential token>". The credential is a
-// bearer token for its lifetime (CredentialTTL): serve the API over TLS.
-const AuthScheme = "Parley"
 
 // userRoutes adds the authenticated user endpoints: devices, mailbox,
 // contacts, status and search.
@@ -67,8 +64,8 @@ func (s *Server) authed(h authedHandler) http.HandlerFunc {
 // echoed.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (identity.Credential, bool) {
 	fail := func(why string) (identity.Credential, bool) {
-		w.Header().Set("WWW-Authenticate", AuthScheme+` realm="parley"`)
-		writeError(w, http.StatusUnauthorized, fmt.Sprintf("%v: %s", ErrUnauthorized, why))
+		w.Header().Set("WWW-Authenticate", loginapi.AuthScheme+` realm="parley"`)
+		writeError(w, http.StatusUnauthorized, fmt.Sprintf("%v: %s", loginapi.ErrUnauthorized, why))
 		return identity.Credential{}, false
 	}
 	h := r.Header.Get("Authorization")
@@ -77,7 +74,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (identity.
 	}
 	scheme, tok, ok := strings.Cut(h, " ")
 	tok = strings.TrimSpace(tok)
-	if !ok || !strings.EqualFold(scheme, AuthScheme) || tok == "" {
+	if !ok || !strings.EqualFold(scheme, loginapi.AuthScheme) || tok == "" {
 		return fail("the Authorization header must be \"Parley <credential>\"")
 	}
 	cred, err := identity.Verify(s.pub, tok, s.now())
@@ -99,7 +96,7 @@ func writeJSONExact(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		writeJSON(w, http.StatusInternalServerError, errorResponse{Error: "internal error"})
+		writeJSON(w, http.StatusInternalServerError, loginapi.ErrorResponse{Error: "internal error"})
 		return
 	}
 	h := w.Header()
@@ -121,7 +118,7 @@ func (e *rateLimited) Error() string { return "too many " + e.what }
 func writeRateLimited(w http.ResponseWriter, e *rateLimited) {
 	secs := retrySeconds(e.wait)
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-	writeJSON(w, http.StatusTooManyRequests, errorResponse{
+	writeJSON(w, http.StatusTooManyRequests, loginapi.ErrorResponse{
 		Error:      fmt.Sprintf("too many %s, try again in %d s", e.what, secs),
 		RetryAfter: secs,
 	})
@@ -168,11 +165,11 @@ func queryLimit(w http.ResponseWriter, r *http.Request, def, most int) (int, boo
 }
 
 func (s *Server) handlePutDevice(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
-	var req deviceRequest
+	var req loginapi.DeviceRequest
 	if !decode(w, r, &req) {
 		return
 	}
-	x, ok := decodeB64(req.X25519, X25519KeySize)
+	x, ok := decodeB64(req.X25519, loginapi.X25519KeySize)
 	if !ok {
 		writeError(w, http.StatusBadRequest, "x25519 must be a 32-byte X25519 public key in standard base64")
 		return
@@ -183,21 +180,21 @@ func (s *Server) handlePutDevice(w http.ResponseWriter, r *http.Request, cred id
 		return
 	}
 	key := cred.Key()
-	if !identity.VerifyContext(key, DeviceContext, DeviceMessage(cred.User, key, x), sig) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v (context %s over user, the credential's key and x25519)", ErrBadSignature, DeviceContext))
+	if !identity.VerifyContext(key, loginapi.DeviceContext, loginapi.DeviceMessage(cred.User, key, x), sig) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v (context %s over user, the credential's key and x25519)", loginapi.ErrBadSignature, loginapi.DeviceContext))
 		return
 	}
 	now := s.now()
 	dropped, err := s.st.putDevice(r.Context(), deviceRow{user: cred.User, key: key, x25519: x, sig: sig}, now, s.cfg.MaxDevicesPerUser)
-	if errors.Is(err, ErrUnknownUser) {
-		writeError(w, http.StatusUnauthorized, fmt.Sprintf("%v: the credential names no account", ErrUnauthorized))
+	if errors.Is(err, loginapi.ErrUnknownUser) {
+		writeError(w, http.StatusUnauthorized, fmt.Sprintf("%v: the credential names no account", loginapi.ErrUnauthorized))
 		return
 	} else if err != nil {
 		s.writeInternal(w, r, "device registration", fmt.Errorf("login: put device %q: %w", cred.User, err))
 		return
 	}
 	s.log.Info("device registered", "user", cred.User, "device", shortKey(key), "dropped", dropped)
-	writeJSON(w, http.StatusOK, Device{Key: key, X25519: x, Sig: sig, LastSeen: now.Unix()})
+	writeJSON(w, http.StatusOK, loginapi.Device{Key: key, X25519: x, Sig: sig, LastSeen: now.Unix()})
 }
 
 func (s *Server) handleDeleteDevice(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
@@ -212,7 +209,7 @@ func (s *Server) handleDeleteDevice(w http.ResponseWriter, r *http.Request, cred
 		n = 1
 		s.log.Info("device removed", "user", cred.User, "device", shortKey(key))
 	}
-	writeJSON(w, http.StatusOK, removedResponse{Removed: n})
+	writeJSON(w, http.StatusOK, loginapi.RemovedResponse{Removed: n})
 }
 
 // checkPeer answers 404 for an unknown user and 403 for one who is neither
@@ -228,7 +225,7 @@ func (s *Server) checkPeer(w http.ResponseWriter, r *http.Request, cred identity
 		return false
 	}
 	if !exists {
-		writeError(w, http.StatusNotFound, ErrUnknownUser.Error())
+		writeError(w, http.StatusNotFound, loginapi.ErrUnknownUser.Error())
 		return false
 	}
 	state, err := s.st.contactState(ctx, cred.User, name)
@@ -236,8 +233,8 @@ func (s *Server) checkPeer(w http.ResponseWriter, r *http.Request, cred identity
 		s.writeInternal(w, r, "contact lookup", fmt.Errorf("login: contact %q of %q: %w", name, cred.User, err))
 		return false
 	}
-	if state != ContactAccepted {
-		writeError(w, http.StatusForbidden, fmt.Sprintf("%v: %s is not your accepted contact", ErrNotContact, name))
+	if state != loginapi.ContactAccepted {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("%v: %s is not your accepted contact", loginapi.ErrNotContact, name))
 		return false
 	}
 	return true
@@ -253,13 +250,13 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request, cred iden
 		s.writeInternal(w, r, "device list", fmt.Errorf("login: devices of %q: %w", name, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, devicesResponse{User: name, Devices: list})
+	writeJSON(w, http.StatusOK, loginapi.DevicesResponse{User: name, Devices: list})
 }
 
 // checkMessageID returns what is wrong with a mailbox item id, or "".
 func checkMessageID(id string) string {
-	if id == "" || len(id) > MaxMessageIDBytes {
-		return fmt.Sprintf("must be 1 to %d bytes", MaxMessageIDBytes)
+	if id == "" || len(id) > loginapi.MaxMessageIDBytes {
+		return fmt.Sprintf("must be 1 to %d bytes", loginapi.MaxMessageIDBytes)
 	}
 	if !utf8.ValidString(id) {
 		return "must be valid UTF-8"
@@ -273,13 +270,13 @@ func checkMessageID(id string) string {
 }
 
 // checkItems validates a mailbox post's items; on failure it answers 400.
-func checkItems(w http.ResponseWriter, in []mailboxItemWire) ([]mailItem, bool) {
+func checkItems(w http.ResponseWriter, in []loginapi.MailboxItemWire) ([]mailItem, bool) {
 	if len(in) == 0 {
 		writeError(w, http.StatusBadRequest, "items is missing or empty")
 		return nil, false
 	}
-	if len(in) > MaxMailboxItems {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d items, at most %d per request", len(in), MaxMailboxItems))
+	if len(in) > loginapi.MaxMailboxItems {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d items, at most %d per request", len(in), loginapi.MaxMailboxItems))
 		return nil, false
 	}
 	items := make([]mailItem, len(in))
@@ -308,8 +305,8 @@ func checkItems(w http.ResponseWriter, in []mailboxItemWire) ([]mailItem, bool) 
 		if blob.String() == "null" {
 			return bad("blob must not be null")
 		}
-		if blob.Len() > MaxBlobBytes {
-			return bad(fmt.Sprintf("blob is %d bytes, at most %d", blob.Len(), MaxBlobBytes))
+		if blob.Len() > loginapi.MaxBlobBytes {
+			return bad(fmt.Sprintf("blob is %d bytes, at most %d", blob.Len(), loginapi.MaxBlobBytes))
 		}
 		items[i] = mailItem{toUser: it.ToUser, toDevice: dev, id: it.ID, blob: blob.Bytes()}
 	}
@@ -317,8 +314,8 @@ func checkItems(w http.ResponseWriter, in []mailboxItemWire) ([]mailItem, bool) 
 }
 
 func (s *Server) handlePostMailbox(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
-	var req mailboxPostRequest
-	if !decodeN(w, r, &req, MaxMailboxBodyBytes) {
+	var req loginapi.MailboxPostRequest
+	if !decodeN(w, r, &req, loginapi.MaxMailboxBodyBytes) {
 		return
 	}
 	items, ok := checkItems(w, req.Items)
@@ -330,18 +327,18 @@ func (s *Server) handlePostMailbox(w http.ResponseWriter, r *http.Request, cred 
 	if errors.As(err, &me) {
 		it := items[me.index]
 		fail := func(status int, msg string) {
-			writeJSON(w, status, errorResponse{Error: msg, Item: &me.index})
+			writeJSON(w, status, loginapi.ErrorResponse{Error: msg, Item: &me.index})
 		}
 		switch {
-		case errors.Is(me.err, ErrUnknownUser):
-			fail(http.StatusNotFound, fmt.Sprintf("%v: items[%d].to_user %s", ErrUnknownUser, me.index, it.toUser))
-		case errors.Is(me.err, ErrNotContact):
-			fail(http.StatusForbidden, fmt.Sprintf("%v: items[%d].to_user %s is not your accepted contact", ErrNotContact, me.index, it.toUser))
-		case errors.Is(me.err, ErrUnknownDevice):
-			fail(http.StatusBadRequest, fmt.Sprintf("%v: items[%d].to_device %s of %s", ErrUnknownDevice, me.index, shortKey(it.toDevice), it.toUser))
+		case errors.Is(me.err, loginapi.ErrUnknownUser):
+			fail(http.StatusNotFound, fmt.Sprintf("%v: items[%d].to_user %s", loginapi.ErrUnknownUser, me.index, it.toUser))
+		case errors.Is(me.err, loginapi.ErrNotContact):
+			fail(http.StatusForbidden, fmt.Sprintf("%v: items[%d].to_user %s is not your accepted contact", loginapi.ErrNotContact, me.index, it.toUser))
+		case errors.Is(me.err, loginapi.ErrUnknownDevice):
+			fail(http.StatusBadRequest, fmt.Sprintf("%v: items[%d].to_device %s of %s", loginapi.ErrUnknownDevice, me.index, shortKey(it.toDevice), it.toUser))
 		default:
 			fail(http.StatusInsufficientStorage, fmt.Sprintf("%v: items[%d]: the mailbox of %s's device %s would hold more than %d bytes",
-				ErrQuota, me.index, it.toUser, shortKey(it.toDevice), s.cfg.MailboxQuotaBytes))
+				loginapi.ErrQuota, me.index, it.toUser, shortKey(it.toDevice), s.cfg.MailboxQuotaBytes))
 		}
 		return
 	}
@@ -350,29 +347,29 @@ func (s *Server) handlePostMailbox(w http.ResponseWriter, r *http.Request, cred 
 		return
 	}
 	s.log.Debug("mailbox post", "from", cred.User, "stored", stored, "duplicates", dups)
-	writeJSON(w, http.StatusOK, MailboxResult{Stored: stored, Duplicates: dups})
+	writeJSON(w, http.StatusOK, loginapi.MailboxResult{Stored: stored, Duplicates: dups})
 }
 
 func (s *Server) handleGetMailbox(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
-	limit, ok := queryLimit(w, r, DefaultMailboxFetch, MaxMailboxFetch)
+	limit, ok := queryLimit(w, r, loginapi.DefaultMailboxFetch, loginapi.MaxMailboxFetch)
 	if !ok {
 		return
 	}
-	list, more, err := s.st.mailbox(r.Context(), cred.User, cred.Key(), limit, MaxMailboxFetchBytes, s.now())
+	list, more, err := s.st.mailbox(r.Context(), cred.User, cred.Key(), limit, loginapi.MaxMailboxFetchBytes, s.now())
 	if err != nil {
 		s.writeInternal(w, r, "mailbox fetch", fmt.Errorf("login: mailbox of %q: %w", cred.User, err))
 		return
 	}
-	writeJSONExact(w, http.StatusOK, mailboxResponse{Items: list, More: more})
+	writeJSONExact(w, http.StatusOK, loginapi.MailboxResponse{Items: list, More: more})
 }
 
 func (s *Server) handleAck(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
-	var req ackRequest
+	var req loginapi.AckRequest
 	if !decode(w, r, &req) {
 		return
 	}
-	if len(req.Seqs) > MaxAckSeqs {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d seqs, at most %d per request", len(req.Seqs), MaxAckSeqs))
+	if len(req.Seqs) > loginapi.MaxAckSeqs {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d seqs, at most %d per request", len(req.Seqs), loginapi.MaxAckSeqs))
 		return
 	}
 	n, err := s.st.ackMailbox(r.Context(), cred.User, cred.Key(), req.Seqs)
@@ -380,7 +377,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request, cred identity
 		s.writeInternal(w, r, "mailbox ack", fmt.Errorf("login: mailbox ack of %q: %w", cred.User, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, removedResponse{Removed: n})
+	writeJSON(w, http.StatusOK, loginapi.RemovedResponse{Removed: n})
 }
 
 func (s *Server) handleContacts(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
@@ -389,7 +386,7 @@ func (s *Server) handleContacts(w http.ResponseWriter, r *http.Request, cred ide
 		s.writeInternal(w, r, "contact list", fmt.Errorf("login: contacts of %q: %w", cred.User, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, contactsResponse{Contacts: list})
+	writeJSON(w, http.StatusOK, loginapi.ContactsResponse{Contacts: list})
 }
 
 // contactOp runs one of request, accept and decline and writes the answer.
@@ -409,17 +406,17 @@ func (s *Server) contactOp(w http.ResponseWriter, r *http.Request, cred identity
 	case errors.As(err, &rl):
 		s.log.Warn("contact requests rate limited", "user", cred.User)
 		writeRateLimited(w, rl)
-	case errors.Is(err, ErrUnknownUser):
-		writeError(w, http.StatusNotFound, ErrUnknownUser.Error())
-	case errors.Is(err, ErrNoRequest):
-		writeError(w, http.StatusConflict, fmt.Sprintf("%v: %s", ErrNoRequest, peer))
-	case errors.Is(err, ErrQuota):
+	case errors.Is(err, loginapi.ErrUnknownUser):
+		writeError(w, http.StatusNotFound, loginapi.ErrUnknownUser.Error())
+	case errors.Is(err, loginapi.ErrNoRequest):
+		writeError(w, http.StatusConflict, fmt.Sprintf("%v: %s", loginapi.ErrNoRequest, peer))
+	case errors.Is(err, loginapi.ErrQuota):
 		writeError(w, http.StatusInsufficientStorage, err.Error())
 	case err != nil:
 		s.writeInternal(w, r, "contact "+op, fmt.Errorf("login: contact %s %q by %q: %w", op, peer, cred.User, err))
 	default:
 		s.log.Info("contact "+op, "user", cred.User, "peer", peer, "state", state)
-		writeJSON(w, http.StatusOK, Contact{User: peer, State: state})
+		writeJSON(w, http.StatusOK, loginapi.Contact{User: peer, State: state})
 	}
 }
 
@@ -446,45 +443,40 @@ func (s *Server) handleDeclineContact(w http.ResponseWriter, r *http.Request, cr
 		if _, err := s.st.declineContact(r.Context(), cred.User, peer); err != nil {
 			return "", err
 		}
-		return ContactNone, nil
+		return loginapi.ContactNone, nil
 	})
 }
 
-// settableStatuses returns the values PUT /api/v1/status takes.
-func settableStatuses() []string {
-	return []string{StatusOnline, StatusAway, StatusBusy, StatusInvisible}
-}
-
 func (s *Server) handlePutStatus(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
-	var req statusBody
+	var req loginapi.StatusBody
 	if !decode(w, r, &req) {
 		return
 	}
-	if !slices.Contains(settableStatuses(), req.Status) {
+	if !slices.Contains(presence.Settable(), req.Status) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("status must be one of %s, not %q",
-			strings.Join(settableStatuses(), ", "), sanitize(req.Status)))
+			strings.Join(presence.Settable(), ", "), loginapi.Sanitize(req.Status)))
 		return
 	}
-	if err := s.st.setStatus(r.Context(), cred.User, req.Status); errors.Is(err, ErrUnknownUser) {
-		writeError(w, http.StatusUnauthorized, fmt.Sprintf("%v: the credential names no account", ErrUnauthorized))
+	if err := s.st.setStatus(r.Context(), cred.User, req.Status); errors.Is(err, loginapi.ErrUnknownUser) {
+		writeError(w, http.StatusUnauthorized, fmt.Sprintf("%v: the credential names no account", loginapi.ErrUnauthorized))
 		return
 	} else if err != nil {
 		s.writeInternal(w, r, "status", fmt.Errorf("login: status of %q: %w", cred.User, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, statusBody{Status: req.Status})
+	writeJSON(w, http.StatusOK, loginapi.StatusBody{Status: req.Status})
 }
 
 func (s *Server) handleGetStatus(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
 	st, err := s.st.status(r.Context(), cred.User)
-	if errors.Is(err, ErrUnknownUser) {
-		writeError(w, http.StatusUnauthorized, fmt.Sprintf("%v: the credential names no account", ErrUnauthorized))
+	if errors.Is(err, loginapi.ErrUnknownUser) {
+		writeError(w, http.StatusUnauthorized, fmt.Sprintf("%v: the credential names no account", loginapi.ErrUnauthorized))
 		return
 	} else if err != nil {
 		s.writeInternal(w, r, "status", fmt.Errorf("login: status of %q: %w", cred.User, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, statusBody{Status: st})
+	writeJSON(w, http.StatusOK, loginapi.StatusBody{Status: st})
 }
 
 func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
@@ -495,7 +487,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, cred ident
 			identity.MaxUserLen))
 		return
 	}
-	limit, ok := queryLimit(w, r, MaxSearchResults, MaxSearchResults)
+	limit, ok := queryLimit(w, r, loginapi.MaxSearchResults, loginapi.MaxSearchResults)
 	if !ok {
 		return
 	}
@@ -510,5 +502,5 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, cred ident
 		s.writeInternal(w, r, "search", fmt.Errorf("login: search by %q: %w", cred.User, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, searchResponse{Users: list})
+	writeJSON(w, http.StatusOK, loginapi.SearchResponse{Users: list})
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/wire/loginapi"
+	"github.com/parley/parley/wire/presence"
 )
 
 // dev is one logged-in device of a user.
@@ -33,7 +35,7 @@ type dev struct {
 func (e *env) login(user string) *dev {
 	e.t.Helper()
 	ctx := e.t.Context()
-	if err := e.cl.Register(ctx, user, "password1"); err != nil && !errors.Is(err, ErrUserExists) {
+	if err := e.cl.Register(ctx, user, "password1"); err != nil && !errors.Is(err, loginapi.ErrUserExists) {
 		e.t.Fatalf("Register %s: %v", user, err)
 	}
 	priv := newPriv(e.t)
@@ -58,7 +60,7 @@ func (e *env) device(user string) *dev {
 
 func (d *dev) register() {
 	d.e.t.Helper()
-	if _, err := d.e.cl.PutDevice(d.e.t.Context(), d.cred, d.x, SignDevice(d.priv, d.user, d.x)); err != nil {
+	if _, err := d.e.cl.PutDevice(d.e.t.Context(), d.cred, d.x, loginapi.SignDevice(d.priv, d.user, d.x)); err != nil {
 		d.e.t.Fatalf("PutDevice %s: %v", d.user, err)
 	}
 }
@@ -82,7 +84,7 @@ func befriend(t *testing.T, a, b *dev) {
 	if _, err := a.e.cl.RequestContact(ctx, a.cred, b.user); err != nil {
 		t.Fatalf("RequestContact: %v", err)
 	}
-	if st, err := b.e.cl.AcceptContact(ctx, b.cred, a.user); err != nil || st != ContactAccepted {
+	if st, err := b.e.cl.AcceptContact(ctx, b.cred, a.user); err != nil || st != loginapi.ContactAccepted {
 		t.Fatalf("AcceptContact: %q %v", st, err)
 	}
 }
@@ -183,7 +185,7 @@ func testUserAuth(t *testing.T, db string) {
 					continue
 				}
 				msg, _ := m["error"].(string)
-				if code != http.StatusUnauthorized || !strings.HasPrefix(msg, ErrUnauthorized.Error()) || !strings.Contains(msg, tt.want) {
+				if code != http.StatusUnauthorized || !strings.HasPrefix(msg, loginapi.ErrUnauthorized.Error()) || !strings.Contains(msg, tt.want) {
 					t.Errorf("%s %s: got %d %q, want 401 with %q", ep.method, ep.path, code, msg, tt.want)
 				}
 				if got := h.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Parley") {
@@ -196,10 +198,10 @@ func testUserAuth(t *testing.T, db string) {
 		})
 	}
 	// The Go client maps 401 to ErrUnauthorized.
-	if _, err := e.cl.Contacts(t.Context(), issue(otherPriv, now, now.Add(time.Hour))); !errors.Is(err, ErrUnauthorized) {
+	if _, err := e.cl.Contacts(t.Context(), issue(otherPriv, now, now.Add(time.Hour))); !errors.Is(err, loginapi.ErrUnauthorized) {
 		t.Errorf("Contacts with a forged credential: got %v, want ErrUnauthorized", err)
 	}
-	if _, err := e.cl.Contacts(t.Context(), ""); !errors.Is(err, ErrUnauthorized) {
+	if _, err := e.cl.Contacts(t.Context(), ""); !errors.Is(err, loginapi.ErrUnauthorized) {
 		t.Errorf("Contacts without a credential: got %v, want ErrUnauthorized", err)
 	}
 }
@@ -217,16 +219,16 @@ func testDevices(t *testing.T, db string) {
 		sig  []byte
 		want error
 	}{
-		{"signed by another key", a1.x, SignDevice(other, "alice", a1.x), ErrBadSignature},
-		{"signed for another user", a1.x, SignDevice(a1.priv, "bob", a1.x), ErrBadSignature},
-		{"signed over another x25519 key", a1.x, SignDevice(a1.priv, "alice", make([]byte, 32)), ErrBadSignature},
-		{"wrong context", a1.x, identity.SignContext(a1.priv, "parley-attach-v1", DeviceMessage("alice", a1.key(), a1.x)), ErrBadSignature},
-		{"good", a1.x, SignDevice(a1.priv, "alice", a1.x), nil},
-		{"again with a new x25519 key", bytes.Repeat([]byte{7}, 32), SignDevice(a1.priv, "alice", bytes.Repeat([]byte{7}, 32)), nil},
+		{"signed by another key", a1.x, loginapi.SignDevice(other, "alice", a1.x), loginapi.ErrBadSignature},
+		{"signed for another user", a1.x, loginapi.SignDevice(a1.priv, "bob", a1.x), loginapi.ErrBadSignature},
+		{"signed over another x25519 key", a1.x, loginapi.SignDevice(a1.priv, "alice", make([]byte, 32)), loginapi.ErrBadSignature},
+		{"wrong context", a1.x, identity.SignContext(a1.priv, "parley-attach-v1", loginapi.DeviceMessage("alice", a1.key(), a1.x)), loginapi.ErrBadSignature},
+		{"good", a1.x, loginapi.SignDevice(a1.priv, "alice", a1.x), nil},
+		{"again with a new x25519 key", bytes.Repeat([]byte{7}, 32), loginapi.SignDevice(a1.priv, "alice", bytes.Repeat([]byte{7}, 32)), nil},
 	}
 	for _, tt := range tests {
 		d, err := e.cl.PutDevice(ctx, a1.cred, tt.x, tt.sig)
-		if !errors.Is(err, tt.want) || (tt.want != nil && !errors.Is(err, ErrBadRequest)) {
+		if !errors.Is(err, tt.want) || (tt.want != nil && !errors.Is(err, loginapi.ErrBadRequest)) {
 			t.Errorf("%s: got %v, want %v", tt.name, err, tt.want)
 			continue
 		}
@@ -250,7 +252,7 @@ func testDevices(t *testing.T, db string) {
 	for _, tt := range []struct {
 		user string
 		want error
-	}{{"alice", ErrNotContact}, {"nobody", ErrUnknownUser}, {"Bad", ErrBadRequest}} {
+	}{{"alice", loginapi.ErrNotContact}, {"nobody", loginapi.ErrUnknownUser}, {"Bad", loginapi.ErrBadRequest}} {
 		if _, err := e.cl.Devices(ctx, b.cred, tt.user); !errors.Is(err, tt.want) {
 			t.Errorf("Devices(%s) by bob: got %v, want %v", tt.user, err, tt.want)
 		}
@@ -261,7 +263,7 @@ func testDevices(t *testing.T, db string) {
 	}
 
 	// The cap drops the least recently seen device, with its mailbox.
-	if _, err := e.cl.PostMailbox(ctx, b.cred, []MailboxItem{{ToUser: "alice", ToDevice: a1.key(), ID: "m1", Blob: json.RawMessage(`"x"`)}}); err != nil {
+	if _, err := e.cl.PostMailbox(ctx, b.cred, []loginapi.MailboxItem{{ToUser: "alice", ToDevice: a1.key(), ID: "m1", Blob: json.RawMessage(`"x"`)}}); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(time.Second)
@@ -294,10 +296,10 @@ func testDevices(t *testing.T, db string) {
 // TestDevicesForgedEntry: the client refuses a device list with an entry
 // whose signature does not verify (the server cannot forge one).
 func TestDevicesForgedEntry(t *testing.T) {
-	d := Device{Key: newKey(t), X25519: make([]byte, 32), Sig: make([]byte, 64)}
-	body, _ := json.Marshal(devicesResponse{User: "bob", Devices: []Device{d}})
-	cl := NewClient(newStaticServer(t, 200, string(body)), nil)
-	if _, err := cl.Devices(t.Context(), "x.y", "bob"); !errors.Is(err, ErrServer) || !strings.Contains(err.Error(), "does not verify") {
+	d := loginapi.Device{Key: newKey(t), X25519: make([]byte, 32), Sig: make([]byte, 64)}
+	body, _ := json.Marshal(loginapi.DevicesResponse{User: "bob", Devices: []loginapi.Device{d}})
+	cl := loginapi.NewClient(newStaticServer(t, 200, string(body)), nil)
+	if _, err := cl.Devices(t.Context(), "x.y", "bob"); !errors.Is(err, loginapi.ErrServer) || !strings.Contains(err.Error(), "does not verify") {
 		t.Errorf("got %v, want ErrServer naming the signature", err)
 	}
 }
@@ -312,12 +314,12 @@ func testMailbox(t *testing.T, db string) {
 	carol := e.device("carol")
 	befriend(t, a1, b1)
 	blob := json.RawMessage(`{"v":1,"ct":"3q2+7w==","sig":"AA=="}`)
-	item := func(to *dev, id string) MailboxItem {
-		return MailboxItem{ToUser: to.user, ToDevice: to.key(), ID: id, Blob: blob}
+	item := func(to *dev, id string) loginapi.MailboxItem {
+		return loginapi.MailboxItem{ToUser: to.user, ToDevice: to.key(), ID: id, Blob: blob}
 	}
 	count := func(d *dev) int {
 		t.Helper()
-		items, _, err := e.cl.Mailbox(ctx, d.cred, MaxMailboxFetch)
+		items, _, err := e.cl.Mailbox(ctx, d.cred, loginapi.MaxMailboxFetch)
 		if err != nil {
 			t.Fatalf("Mailbox: %v", err)
 		}
@@ -328,24 +330,24 @@ func testMailbox(t *testing.T, db string) {
 	unregistered := e.login("bob")
 	for _, tt := range []struct {
 		name string
-		bad  MailboxItem
+		bad  loginapi.MailboxItem
 		want error
 		msg  string
 	}{
-		{"unknown user", MailboxItem{ToUser: "nobody", ToDevice: b1.key(), ID: "x", Blob: blob}, ErrUnknownUser, "items[1].to_user nobody"},
-		{"not a contact", item(carol, "x"), ErrNotContact, "items[1].to_user carol"},
-		{"unregistered device", item(unregistered, "x"), ErrUnknownDevice, "items[1].to_device"},
-		{"device of another user", MailboxItem{ToUser: "bob", ToDevice: a2.key(), ID: "x", Blob: blob}, ErrUnknownDevice, "items[1].to_device"},
-		{"empty id", item(b2, ""), ErrBadRequest, "items[1].id must be 1 to 64 bytes"},
-		{"long id", item(b2, strings.Repeat("i", 65)), ErrBadRequest, "items[1].id must be 1 to 64 bytes"},
-		{"control character in id", item(b2, "a\nb"), ErrBadRequest, "control characters"},
-		{"null blob", MailboxItem{ToUser: "bob", ToDevice: b2.key(), ID: "x", Blob: json.RawMessage(`null`)}, ErrBadRequest, "must not be null"},
-		{"missing blob", MailboxItem{ToUser: "bob", ToDevice: b2.key(), ID: "x"}, ErrBadRequest, "null"},
-		{"bad to_user", MailboxItem{ToUser: "Bob", ToDevice: b2.key(), ID: "x", Blob: blob}, ErrBadRequest, "items[1].to_user"},
-		{"short to_device", MailboxItem{ToUser: "bob", ToDevice: b2.key()[:31], ID: "x", Blob: blob}, ErrBadRequest, "items[1].to_device must be"},
-		{"big blob", MailboxItem{ToUser: "bob", ToDevice: b2.key(), ID: "x", Blob: json.RawMessage(`"` + strings.Repeat("a", MaxBlobBytes) + `"`)}, ErrBadRequest, "at most 102400"},
+		{"unknown user", loginapi.MailboxItem{ToUser: "nobody", ToDevice: b1.key(), ID: "x", Blob: blob}, loginapi.ErrUnknownUser, "items[1].to_user nobody"},
+		{"not a contact", item(carol, "x"), loginapi.ErrNotContact, "items[1].to_user carol"},
+		{"unregistered device", item(unregistered, "x"), loginapi.ErrUnknownDevice, "items[1].to_device"},
+		{"device of another user", loginapi.MailboxItem{ToUser: "bob", ToDevice: a2.key(), ID: "x", Blob: blob}, loginapi.ErrUnknownDevice, "items[1].to_device"},
+		{"empty id", item(b2, ""), loginapi.ErrBadRequest, "items[1].id must be 1 to 64 bytes"},
+		{"long id", item(b2, strings.Repeat("i", 65)), loginapi.ErrBadRequest, "items[1].id must be 1 to 64 bytes"},
+		{"control character in id", item(b2, "a\nb"), loginapi.ErrBadRequest, "control characters"},
+		{"null blob", loginapi.MailboxItem{ToUser: "bob", ToDevice: b2.key(), ID: "x", Blob: json.RawMessage(`null`)}, loginapi.ErrBadRequest, "must not be null"},
+		{"missing blob", loginapi.MailboxItem{ToUser: "bob", ToDevice: b2.key(), ID: "x"}, loginapi.ErrBadRequest, "null"},
+		{"bad to_user", loginapi.MailboxItem{ToUser: "Bob", ToDevice: b2.key(), ID: "x", Blob: blob}, loginapi.ErrBadRequest, "items[1].to_user"},
+		{"short to_device", loginapi.MailboxItem{ToUser: "bob", ToDevice: b2.key()[:31], ID: "x", Blob: blob}, loginapi.ErrBadRequest, "items[1].to_device must be"},
+		{"big blob", loginapi.MailboxItem{ToUser: "bob", ToDevice: b2.key(), ID: "x", Blob: json.RawMessage(`"` + strings.Repeat("a", loginapi.MaxBlobBytes) + `"`)}, loginapi.ErrBadRequest, "at most 102400"},
 	} {
-		_, err := e.cl.PostMailbox(ctx, a1.cred, []MailboxItem{item(b1, "ok"), tt.bad})
+		_, err := e.cl.PostMailbox(ctx, a1.cred, []loginapi.MailboxItem{item(b1, "ok"), tt.bad})
 		if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) {
 			t.Errorf("%s: got %v, want %v with %q", tt.name, err, tt.want, tt.msg)
 		}
@@ -353,11 +355,11 @@ func testMailbox(t *testing.T, db string) {
 	if n := count(b1); n != 0 {
 		t.Fatalf("after refused posts bob's device holds %d items, want 0", n)
 	}
-	if _, err := e.cl.PostMailbox(ctx, a1.cred, make([]MailboxItem, MaxMailboxItems+1)); !errors.Is(err, ErrBadRequest) {
+	if _, err := e.cl.PostMailbox(ctx, a1.cred, make([]loginapi.MailboxItem, loginapi.MaxMailboxItems+1)); !errors.Is(err, loginapi.ErrBadRequest) {
 		t.Errorf("too many items: got %v", err)
 	}
-	var many mailboxClientRequest
-	for i := range MaxMailboxItems + 1 {
+	var many loginapi.MailboxClientRequest
+	for i := range loginapi.MaxMailboxItems + 1 {
 		many.Items = append(many.Items, item(b1, fmt.Sprint(i)))
 	}
 	if code, m, _ := authCall(t, e.h, "POST", "/api/v1/mailbox", "", "Parley "+a1.cred, many); code != 400 || !strings.Contains(m["error"].(string), "at most 64") {
@@ -365,8 +367,8 @@ func testMailbox(t *testing.T, db string) {
 	}
 
 	// Every device of each recipient, and the sender's own other device.
-	send := []MailboxItem{item(b1, "m1"), item(b2, "m1"), item(a2, "m1")}
-	for _, want := range []MailboxResult{{Stored: 3}, {Duplicates: 3}} {
+	send := []loginapi.MailboxItem{item(b1, "m1"), item(b2, "m1"), item(a2, "m1")}
+	for _, want := range []loginapi.MailboxResult{{Stored: 3}, {Duplicates: 3}} {
 		got, err := e.cl.PostMailbox(ctx, a1.cred, send)
 		if err != nil || *got != want {
 			t.Errorf("PostMailbox: got %+v %v, want %+v", got, err, want)
@@ -380,7 +382,7 @@ func testMailbox(t *testing.T, db string) {
 			t.Fatalf("%s's device: %d items (more %v), %v; want 1", d.user, len(items), more, err)
 		}
 		got := items[0]
-		want := MailboxEntry{Seq: got.Seq, FromUser: "alice", FromDevice: a1.key(), ID: "m1", Blob: blob, Created: e.clock.Now().Unix() - 1}
+		want := loginapi.MailboxEntry{Seq: got.Seq, FromUser: "alice", FromDevice: a1.key(), ID: "m1", Blob: blob, Created: e.clock.Now().Unix() - 1}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("entry: got %+v, want %+v", got, want)
 		}
@@ -404,25 +406,25 @@ func testMailbox(t *testing.T, db string) {
 	big := json.RawMessage(`"` + strings.Repeat("z", 1500) + `"`)
 	b2items, _, _ := e.cl.Mailbox(ctx, b2.cred, 0)
 	e.cl.AckMailbox(ctx, b2.cred, []int64{b2items[0].Seq})
-	if _, err := e.cl.PostMailbox(ctx, a1.cred, []MailboxItem{{ToUser: "bob", ToDevice: b2.key(), ID: "q1", Blob: big}, {ToUser: "bob", ToDevice: b2.key(), ID: "q2", Blob: big}}); err != nil {
+	if _, err := e.cl.PostMailbox(ctx, a1.cred, []loginapi.MailboxItem{{ToUser: "bob", ToDevice: b2.key(), ID: "q1", Blob: big}, {ToUser: "bob", ToDevice: b2.key(), ID: "q2", Blob: big}}); err != nil {
 		t.Fatalf("within quota: %v", err)
 	}
-	_, err := e.cl.PostMailbox(ctx, a1.cred, []MailboxItem{item(b1, "q3"), {ToUser: "bob", ToDevice: b2.key(), ID: "q4", Blob: big}})
-	var ae *APIError
-	if !errors.Is(err, ErrQuota) || !errors.As(err, &ae) || ae.Status != http.StatusInsufficientStorage || !strings.Contains(err.Error(), "items[1]") || ae.Item != 1 {
+	_, err := e.cl.PostMailbox(ctx, a1.cred, []loginapi.MailboxItem{item(b1, "q3"), {ToUser: "bob", ToDevice: b2.key(), ID: "q4", Blob: big}})
+	var ae *loginapi.APIError
+	if !errors.Is(err, loginapi.ErrQuota) || !errors.As(err, &ae) || ae.Status != http.StatusInsufficientStorage || !strings.Contains(err.Error(), "items[1]") || ae.Item != 1 {
 		t.Errorf("over quota: got %v (%+v), want 507 ErrQuota naming items[1]", err, ae)
 	}
 	if got := []int{count(b1), count(b2)}; !reflect.DeepEqual(got, []int{0, 2}) {
 		t.Errorf("after the refused post: %v, want [0 2]", got)
 	}
 	// A resend of stored items does not count twice.
-	if _, err := e.cl.PostMailbox(ctx, a1.cred, []MailboxItem{{ToUser: "bob", ToDevice: b2.key(), ID: "q1", Blob: big}}); err != nil {
+	if _, err := e.cl.PostMailbox(ctx, a1.cred, []loginapi.MailboxItem{{ToUser: "bob", ToDevice: b2.key(), ID: "q1", Blob: big}}); err != nil {
 		t.Errorf("resend at quota: %v", err)
 	}
 
 	// Paging: limit and more, oldest first.
 	for i := range 5 {
-		if _, err := e.cl.PostMailbox(ctx, a1.cred, []MailboxItem{item(b1, fmt.Sprint("p", i))}); err != nil {
+		if _, err := e.cl.PostMailbox(ctx, a1.cred, []loginapi.MailboxItem{item(b1, fmt.Sprint("p", i))}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -460,7 +462,7 @@ func testMailboxBlobExact(t *testing.T, db string) {
 	}
 	for i, tt := range tests {
 		id := fmt.Sprint("b", i)
-		if _, err := e.cl.PostMailbox(ctx, a.cred, []MailboxItem{{ToUser: "alice", ToDevice: a2.key(), ID: id, Blob: json.RawMessage(tt.in)}}); err != nil {
+		if _, err := e.cl.PostMailbox(ctx, a.cred, []loginapi.MailboxItem{{ToUser: "alice", ToDevice: a2.key(), ID: id, Blob: json.RawMessage(tt.in)}}); err != nil {
 			t.Fatalf("post %q: %v", tt.in, err)
 		}
 	}
@@ -500,7 +502,7 @@ func testContacts(t *testing.T, db string) {
 	for _, u := range []string{"alice", "bob", "carol"} {
 		d[u] = e.login(u)
 	}
-	type want map[string][]Contact
+	type want map[string][]loginapi.Contact
 	steps := []struct {
 		name       string
 		actor, op  string
@@ -511,35 +513,35 @@ func testContacts(t *testing.T, db string) {
 		setStatus  string // actor's status before the step
 		skipStatus bool
 	}{
-		{name: "request", actor: "alice", op: "request", peer: "bob", wantState: ContactRequested,
-			wantLists: want{"alice": {{User: "bob", State: ContactRequested}}, "bob": {{User: "alice", State: ContactPending}}}},
-		{name: "request again", actor: "alice", op: "request", peer: "bob", wantState: ContactRequested},
-		{name: "accept own request", actor: "alice", op: "accept", peer: "bob", wantErr: ErrNoRequest},
-		{name: "accept", actor: "bob", op: "accept", peer: "alice", wantState: ContactAccepted,
-			wantLists: want{"alice": {{User: "bob", State: ContactAccepted, Status: StatusOnline}}, "bob": {{User: "alice", State: ContactAccepted, Status: StatusOnline}}}},
-		{name: "accept again", actor: "bob", op: "accept", peer: "alice", wantState: ContactAccepted},
-		{name: "invisible shown as offline", actor: "alice", op: "request", peer: "bob", wantState: ContactAccepted, setStatus: StatusInvisible,
-			wantLists: want{"bob": {{User: "alice", State: ContactAccepted, Status: StatusOffline}}, "alice": {{User: "bob", State: ContactAccepted, Status: StatusOnline}}}},
-		{name: "busy shown", actor: "alice", op: "request", peer: "bob", wantState: ContactAccepted, setStatus: StatusBusy,
-			wantLists: want{"bob": {{User: "alice", State: ContactAccepted, Status: StatusBusy}}}},
-		{name: "remove accepted", actor: "bob", op: "decline", peer: "alice", wantState: ContactNone,
+		{name: "request", actor: "alice", op: "request", peer: "bob", wantState: loginapi.ContactRequested,
+			wantLists: want{"alice": {{User: "bob", State: loginapi.ContactRequested}}, "bob": {{User: "alice", State: loginapi.ContactPending}}}},
+		{name: "request again", actor: "alice", op: "request", peer: "bob", wantState: loginapi.ContactRequested},
+		{name: "accept own request", actor: "alice", op: "accept", peer: "bob", wantErr: loginapi.ErrNoRequest},
+		{name: "accept", actor: "bob", op: "accept", peer: "alice", wantState: loginapi.ContactAccepted,
+			wantLists: want{"alice": {{User: "bob", State: loginapi.ContactAccepted, Status: presence.Online}}, "bob": {{User: "alice", State: loginapi.ContactAccepted, Status: presence.Online}}}},
+		{name: "accept again", actor: "bob", op: "accept", peer: "alice", wantState: loginapi.ContactAccepted},
+		{name: "invisible shown as offline", actor: "alice", op: "request", peer: "bob", wantState: loginapi.ContactAccepted, setStatus: presence.Invisible,
+			wantLists: want{"bob": {{User: "alice", State: loginapi.ContactAccepted, Status: presence.Offline}}, "alice": {{User: "bob", State: loginapi.ContactAccepted, Status: presence.Online}}}},
+		{name: "busy shown", actor: "alice", op: "request", peer: "bob", wantState: loginapi.ContactAccepted, setStatus: presence.Busy,
+			wantLists: want{"bob": {{User: "alice", State: loginapi.ContactAccepted, Status: presence.Busy}}}},
+		{name: "remove accepted", actor: "bob", op: "decline", peer: "alice", wantState: loginapi.ContactNone,
 			wantLists: want{"alice": {}, "bob": {}}},
-		{name: "decline nothing", actor: "bob", op: "decline", peer: "alice", wantState: ContactNone},
-		{name: "accept without request", actor: "bob", op: "accept", peer: "alice", wantErr: ErrNoRequest},
-		{name: "request from the other side", actor: "bob", op: "request", peer: "alice", wantState: ContactRequested},
-		{name: "mutual request accepts", actor: "alice", op: "request", peer: "bob", wantState: ContactAccepted,
-			wantLists: want{"alice": {{User: "bob", State: ContactAccepted, Status: StatusOnline}}, "bob": {{User: "alice", State: ContactAccepted, Status: StatusBusy}}}},
-		{name: "carol asks alice", actor: "carol", op: "request", peer: "alice", wantState: ContactRequested,
-			wantLists: want{"alice": {{User: "bob", State: ContactAccepted, Status: StatusOnline}, {User: "carol", State: ContactPending}}}},
-		{name: "alice declines carol", actor: "alice", op: "decline", peer: "carol", wantState: ContactNone,
-			wantLists: want{"alice": {{User: "bob", State: ContactAccepted, Status: StatusOnline}}, "carol": {}}},
-		{name: "carol asks and withdraws", actor: "carol", op: "request", peer: "bob", wantState: ContactRequested},
-		{name: "withdraw", actor: "carol", op: "decline", peer: "bob", wantState: ContactNone,
-			wantLists: want{"carol": {}, "bob": {{User: "alice", State: ContactAccepted, Status: StatusBusy}}}},
-		{name: "self", actor: "alice", op: "request", peer: "alice", wantErr: ErrBadRequest},
-		{name: "unknown user", actor: "alice", op: "request", peer: "nobody", wantErr: ErrUnknownUser},
-		{name: "unknown user decline", actor: "alice", op: "decline", peer: "nobody", wantErr: ErrUnknownUser},
-		{name: "impossible name", actor: "alice", op: "accept", peer: "No", wantErr: ErrBadRequest},
+		{name: "decline nothing", actor: "bob", op: "decline", peer: "alice", wantState: loginapi.ContactNone},
+		{name: "accept without request", actor: "bob", op: "accept", peer: "alice", wantErr: loginapi.ErrNoRequest},
+		{name: "request from the other side", actor: "bob", op: "request", peer: "alice", wantState: loginapi.ContactRequested},
+		{name: "mutual request accepts", actor: "alice", op: "request", peer: "bob", wantState: loginapi.ContactAccepted,
+			wantLists: want{"alice": {{User: "bob", State: loginapi.ContactAccepted, Status: presence.Online}}, "bob": {{User: "alice", State: loginapi.ContactAccepted, Status: presence.Busy}}}},
+		{name: "carol asks alice", actor: "carol", op: "request", peer: "alice", wantState: loginapi.ContactRequested,
+			wantLists: want{"alice": {{User: "bob", State: loginapi.ContactAccepted, Status: presence.Online}, {User: "carol", State: loginapi.ContactPending}}}},
+		{name: "alice declines carol", actor: "alice", op: "decline", peer: "carol", wantState: loginapi.ContactNone,
+			wantLists: want{"alice": {{User: "bob", State: loginapi.ContactAccepted, Status: presence.Online}}, "carol": {}}},
+		{name: "carol asks and withdraws", actor: "carol", op: "request", peer: "bob", wantState: loginapi.ContactRequested},
+		{name: "withdraw", actor: "carol", op: "decline", peer: "bob", wantState: loginapi.ContactNone,
+			wantLists: want{"carol": {}, "bob": {{User: "alice", State: loginapi.ContactAccepted, Status: presence.Busy}}}},
+		{name: "self", actor: "alice", op: "request", peer: "alice", wantErr: loginapi.ErrBadRequest},
+		{name: "unknown user", actor: "alice", op: "request", peer: "nobody", wantErr: loginapi.ErrUnknownUser},
+		{name: "unknown user decline", actor: "alice", op: "decline", peer: "nobody", wantErr: loginapi.ErrUnknownUser},
+		{name: "impossible name", actor: "alice", op: "accept", peer: "No", wantErr: loginapi.ErrBadRequest},
 	}
 	for _, st := range steps {
 		a := d[st.actor]
@@ -576,18 +578,18 @@ func testContacts(t *testing.T, db string) {
 	}
 
 	// Own status: as set, invisible included; bad values listed.
-	if got, err := e.cl.Status(ctx, d["carol"].cred); err != nil || got != StatusOnline {
+	if got, err := e.cl.Status(ctx, d["carol"].cred); err != nil || got != presence.Online {
 		t.Errorf("default status: %q %v", got, err)
 	}
-	if err := e.cl.SetStatus(ctx, d["carol"].cred, StatusInvisible); err != nil {
+	if err := e.cl.SetStatus(ctx, d["carol"].cred, presence.Invisible); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := e.cl.Status(ctx, d["carol"].cred); err != nil || got != StatusInvisible {
+	if got, err := e.cl.Status(ctx, d["carol"].cred); err != nil || got != presence.Invisible {
 		t.Errorf("own status: %q %v, want invisible", got, err)
 	}
 	for _, bad := range []string{"", "offline", "Online", "dnd"} {
 		err := e.cl.SetStatus(ctx, d["carol"].cred, bad)
-		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "online, away, busy, invisible") {
+		if !errors.Is(err, loginapi.ErrBadRequest) || !strings.Contains(err.Error(), "online, away, busy, invisible") {
 			t.Errorf("SetStatus(%q): got %v, want 400 listing the values", bad, err)
 		}
 	}
@@ -604,13 +606,13 @@ func testContactLimits(t *testing.T, db string) {
 		others = append(others, e.login(fmt.Sprint("u", i)))
 	}
 	// The contact cap, on the asking side and on the asked side.
-	for i, want := range []error{nil, nil, ErrQuota} {
+	for i, want := range []error{nil, nil, loginapi.ErrQuota} {
 		_, err := e.cl.RequestContact(ctx, a.cred, others[i].user)
 		if !errors.Is(err, want) {
 			t.Errorf("request %d: got %v, want %v", i, err, want)
 		}
 	}
-	if _, err := e.cl.RequestContact(ctx, others[3].cred, "alice"); !errors.Is(err, ErrQuota) || !strings.Contains(err.Error(), "alice's contact list is full") {
+	if _, err := e.cl.RequestContact(ctx, others[3].cred, "alice"); !errors.Is(err, loginapi.ErrQuota) || !strings.Contains(err.Error(), "alice's contact list is full") {
 		t.Errorf("request to a full list: got %v", err)
 	}
 	// Declining frees a place.
@@ -625,18 +627,18 @@ func testContactLimits(t *testing.T, db string) {
 	}
 	e.cl.DeclineContact(ctx, a.cred, "u3")
 	_, err := e.cl.RequestContact(ctx, a.cred, "u4")
-	var ae *APIError
-	if !errors.Is(err, ErrRateLimited) || !errors.As(err, &ae) || ae.RetryAfter <= 0 || !strings.Contains(err.Error(), "too many contact requests") {
+	var ae *loginapi.APIError
+	if !errors.Is(err, loginapi.ErrRateLimited) || !errors.As(err, &ae) || ae.RetryAfter <= 0 || !strings.Contains(err.Error(), "too many contact requests") {
 		t.Errorf("fourth request in a day: got %v, want ErrRateLimited with RetryAfter", err)
 	}
 	// Accepting, and asking someone who asked first, are not new requests.
 	if _, err := e.cl.RequestContact(ctx, others[2].cred, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := e.cl.AcceptContact(ctx, a.cred, "u2"); err != nil || st != ContactAccepted {
+	if st, err := e.cl.AcceptContact(ctx, a.cred, "u2"); err != nil || st != loginapi.ContactAccepted {
 		t.Errorf("accept while rate limited: %q %v", st, err)
 	}
-	if st, err := e.cl.RequestContact(ctx, a.cred, "u2"); err != nil || st != ContactAccepted {
+	if st, err := e.cl.RequestContact(ctx, a.cred, "u2"); err != nil || st != loginapi.ContactAccepted {
 		t.Errorf("request to an accepted contact while rate limited: %q %v", st, err)
 	}
 	e.clock.Advance(contactRequestWindow)
@@ -669,11 +671,11 @@ func testSearch(t *testing.T, db string) {
 		{"alice2", 0, []string{"alice2"}, nil},
 		{"al", 2, []string{"al.c", "al_b"}, nil},
 		{"z", 0, []string{}, nil},
-		{"", 0, nil, ErrBadRequest},
-		{"A", 0, nil, ErrBadRequest},
-		{"1a", 0, nil, ErrBadRequest},
-		{"a%", 0, nil, ErrBadRequest},
-		{strings.Repeat("a", 33), 0, nil, ErrBadRequest},
+		{"", 0, nil, loginapi.ErrBadRequest},
+		{"A", 0, nil, loginapi.ErrBadRequest},
+		{"1a", 0, nil, loginapi.ErrBadRequest},
+		{"a%", 0, nil, loginapi.ErrBadRequest},
+		{strings.Repeat("a", 33), 0, nil, loginapi.ErrBadRequest},
 	}
 	for _, tt := range tests {
 		got, err := e.cl.Search(ctx, a.cred, tt.prefix, tt.limit)
@@ -689,8 +691,8 @@ func testSearch(t *testing.T, db string) {
 		}
 	}
 	_, err := e.cl.Search(ctx, a.cred, "a", 0)
-	var ae *APIError
-	if !errors.Is(err, ErrRateLimited) || !errors.As(err, &ae) || ae.RetryAfter <= 0 || !strings.Contains(err.Error(), "too many searches") {
+	var ae *loginapi.APIError
+	if !errors.Is(err, loginapi.ErrRateLimited) || !errors.As(err, &ae) || ae.RetryAfter <= 0 || !strings.Contains(err.Error(), "too many searches") {
 		t.Errorf("13th search: got %v, want ErrRateLimited with RetryAfter", err)
 	}
 	code, m, h := authCall(t, e.h, "GET", "/api/v1/users?prefix=a", "", "Parley "+a.cred, nil)

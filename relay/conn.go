@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/parley/parley/internal/addrpolicy"
 )
 
 // packetListener is the TURN/STUN UDP socket as pion sees it. pion's read loop
@@ -220,7 +222,7 @@ func (c *relayConn) WriteTo(b []byte, to net.Addr) (int, error) {
 	}
 	ap := ua.AddrPort()
 	ip := ap.Addr().Unmap()
-	if !PeerAllowed(ip, c.s.allow) {
+	if !addrpolicy.PeerAllowed(ip, c.s.allow) {
 		c.s.refusedPeers.Add(1)
 		return len(b), nil
 	}

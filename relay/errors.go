@@ -8,14 +8,6 @@ var (
 	// ErrInvalidConfig means a Config field is missing or out of range; the
 	// wrapping message names the field.
 	ErrInvalidConfig = errors.New("invalid relay config")
-	// ErrBadUsername means a TURN username is not "EXPIRY:user" with a decimal
-	// Unix expiry and a valid Parley user name.
-	ErrBadUsername = errors.New("malformed TURN-REST username")
-	// ErrExpired means a TURN-REST credential's expiry has passed.
-	ErrExpired = errors.New("TURN credential expired")
-	// ErrTooFarAhead means a TURN-REST credential expires more than
-	// MaxCredentialTTL (plus clock skew) from now.
-	ErrTooFarAhead = errors.New("TURN credential expiry too far ahead")
 	// ErrWrongRealm means a request named a realm other than the relay's.
 	ErrWrongRealm = errors.New("wrong TURN realm")
 	// ErrQuota means the user already holds MaxAllocationsPerUser allocations.

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/internal/addrpolicy"
+	"github.com/parley/parley/wire/turncred"
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 	"golang.org/x/time/rate"
@@ -215,8 +217,8 @@ func newServer(cfg Config) (*Server, error) {
 	if len(s.realm) > 127 {
 		return nil, fmt.Errorf("%w: Realm longer than 127 bytes", ErrInvalidConfig)
 	}
-	if cfg.RefreshGrace < 0 || cfg.RefreshGrace > MaxCredentialTTL {
-		return nil, fmt.Errorf("%w: RefreshGrace must be between 0 and %v", ErrInvalidConfig, MaxCredentialTTL)
+	if cfg.RefreshGrace < 0 || cfg.RefreshGrace > turncred.MaxCredentialTTL {
+		return nil, fmt.Errorf("%w: RefreshGrace must be between 0 and %v", ErrInvalidConfig, turncred.MaxCredentialTTL)
 	}
 	s.grace = cfg.RefreshGrace
 	if len(cfg.Secret) < MinSecretLen {
@@ -542,7 +544,7 @@ func (s *Server) authenticate(ra *turn.RequestAttributes) (userID string, key []
 	if ra.Method == stun.MethodAllocate {
 		grace = 0
 	}
-	user, err := checkUsername(ra.Username, s.now(), grace)
+	user, err := turncred.CheckUsername(ra.Username, s.now(), grace)
 	if err == nil && ra.Realm != s.realm {
 		err = fmt.Errorf("relay: check realm %q: %w", ra.Realm, ErrWrongRealm)
 	}
@@ -551,7 +553,7 @@ func (s *Server) authenticate(ra *turn.RequestAttributes) (userID string, key []
 		s.log.Debug("relay: credential refused", "client", ra.SrcAddr, "username", ra.Username, "err", err)
 		return "", nil, false
 	}
-	return user, turn.GenerateAuthKey(ra.Username, ra.Realm, restPassword(s.secret, ra.Username)), true
+	return user, turn.GenerateAuthKey(ra.Username, ra.Realm, turncred.Password(s.secret, ra.Username)), true
 }
 
 // onAuth counts requests whose credential parsed but whose MESSAGE-INTEGRITY
@@ -584,7 +586,7 @@ func (s *Server) quota(user, _ string, src net.Addr) bool {
 // peers failing PeerAllowed get 403 Forbidden (ChannelBind: pion answers 401).
 func (s *Server) permit(client net.Addr, peer net.IP) bool {
 	ip, ok := netip.AddrFromSlice(peer)
-	if ok && PeerAllowed(ip, s.allow) {
+	if ok && addrpolicy.PeerAllowed(ip, s.allow) {
 		return true
 	}
 	s.refusedPeers.Add(1)

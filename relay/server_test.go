@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley/parley/wire/turncred"
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 )
@@ -134,7 +135,7 @@ func allocate(t *testing.T, c *turn.Client) net.PacketConn {
 }
 
 func creds(user string) (string, string) {
-	return Credentials(testSecret, user, 10*time.Minute, time.Now())
+	return turncred.Credentials(testSecret, user, 10*time.Minute, time.Now())
 }
 
 // turnCode returns the TURN error code carried by err, or 0.
@@ -321,11 +322,11 @@ func TestAuthentication(t *testing.T) {
 		{"good", func() (string, string) { return valid("alice") }, 0},
 		{"empty", func() (string, string) { return "", "" }, 400},
 		{"expired", func() (string, string) {
-			return Credentials(testSecret, "alice", time.Minute, time.Now().Add(-2*time.Minute))
+			return turncred.Credentials(testSecret, "alice", time.Minute, time.Now().Add(-2*time.Minute))
 		}, 400},
 		{"too far ahead", func() (string, string) {
 			u := "9999999999:alice"
-			return u, restPassword(testSecret, u)
+			return u, turncred.Password(testSecret, u)
 		}, 400},
 		{"bad user name", func() (string, string) { return valid("Bad User") }, 400},
 		{"user name with colon", func() (string, string) { return valid("alice:admin") }, 400},
@@ -334,9 +335,9 @@ func TestAuthentication(t *testing.T) {
 			return u, "bm90IHRoZSBwYXNzd29yZA=="
 		}, 400},
 		{"other secret", func() (string, string) {
-			return Credentials([]byte("another-secret-of-16+"), "alice", time.Minute, time.Now())
+			return turncred.Credentials([]byte("another-secret-of-16+"), "alice", time.Minute, time.Now())
 		}, 400},
-		{"username without expiry", func() (string, string) { return "alice", restPassword(testSecret, "alice") }, 400},
+		{"username without expiry", func() (string, string) { return "alice", turncred.Password(testSecret, "alice") }, 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -364,7 +365,7 @@ func TestAuthentication(t *testing.T) {
 		t.Error("Stats.RefusedAuth = 0 after refusals")
 	}
 	out := logs.String()
-	for _, secret := range []string{string(testSecret), restPassword(testSecret, "alice")} {
+	for _, secret := range []string{string(testSecret), turncred.Password(testSecret, "alice")} {
 		if strings.Contains(out, secret) {
 			t.Errorf("log contains a secret or password %q", secret)
 		}
@@ -381,12 +382,12 @@ func TestAuthenticationUsesInjectedClock(t *testing.T) {
 	future := time.Now().Add(3 * time.Hour)
 	s, _ := newTestServer(t, Config{Now: func() time.Time { return future }})
 
-	u, p := Credentials(testSecret, "alice", time.Hour, time.Now())
+	u, p := turncred.Credentials(testSecret, "alice", time.Hour, time.Now())
 	_, err := dialUDP(t, s, u, p).Allocate()
 	if turnCode(err) != 400 {
 		t.Errorf("wall-clock credentials: Allocate err %v, want 400", err)
 	}
-	u, p = Credentials(testSecret, "alice", time.Hour, future)
+	u, p = turncred.Credentials(testSecret, "alice", time.Hour, future)
 	allocate(t, dialUDP(t, s, u, p))
 }
 
@@ -526,7 +527,7 @@ func TestAllocationQuota(t *testing.T) {
 	du, dp := creds("dave")
 	allocate(t, dialUDP(t, s, du, dp))
 	// A fresh credential for carol counts against the same quota.
-	cu2, cp2 := Credentials(testSecret, "carol", 20*time.Minute, time.Now())
+	cu2, cp2 := turncred.Credentials(testSecret, "carol", 20*time.Minute, time.Now())
 	if _, err := dialUDP(t, s, cu2, cp2).Allocate(); turnCode(err) != 486 {
 		t.Fatalf("carol with a second credential: err %v, want 486", err)
 	}
@@ -916,7 +917,7 @@ func TestRefreshGrace(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := &testClock{t: time.Now()}
 			s, _ := newTestServer(t, Config{Now: clock.Now, RefreshGrace: tt.grace, AllowPeers: loopback})
-			u, p := Credentials(testSecret, "alice", time.Minute, clock.Now())
+			u, p := turncred.Credentials(testSecret, "alice", time.Minute, clock.Now())
 			rc := allocate(t, dialUDP(t, s, u, p))
 			clock.Add(10 * time.Minute)
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/nodeid"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // dialbackTimeout bounds each half (TCP, UDP) of a dial-back.
@@ -16,9 +17,9 @@ const dialbackTimeout = 3 * time.Second
 // holder of f.NodeKey answers an identify request at f.URL and that a STUN
 // server answers at f.UDP. Both must be at the address the client connects
 // from, so a supernode can't be used to probe third parties.
-func (s *Server) dialback(ctx context.Context, c *conn, f Frame) Frame {
-	res := Frame{Type: TypeDialbackResult, ID: f.ID}
-	fail := func(format string, a ...any) Frame {
+func (s *Server) dialback(ctx context.Context, c *conn, f snapi.Frame) snapi.Frame {
+	res := snapi.Frame{Type: snapi.TypeDialbackResult, ID: f.ID}
+	fail := func(format string, a ...any) snapi.Frame {
 		res.Error = truncate(fmt.Sprintf(format, a...), 200)
 		return res
 	}

@@ -5,7 +5,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/parley/parley/relay"
+	"github.com/parley/parley/wire/snapi"
+	"github.com/parley/parley/wire/turncred"
 )
 
 // RelayOffer describes the relays a supernode offers its users.
@@ -28,19 +29,19 @@ type RelayOffer struct {
 
 // ICEServers returns a Config.ICEServers function offering the relays of o,
 // each with fresh TURN-REST credentials for the user.
-func (o RelayOffer) ICEServers() func(user string) []ICEServer {
+func (o RelayOffer) ICEServers() func(user string) []snapi.ICEServer {
 	now := o.Now
 	if now == nil {
 		now = time.Now
 	}
-	return func(user string) []ICEServer {
-		username, password := relay.Credentials(o.Secret, user, o.TTL, now())
-		var out []ICEServer
+	return func(user string) []snapi.ICEServer {
+		username, password := turncred.Credentials(o.Secret, user, o.TTL, now())
+		var out []snapi.ICEServer
 		add := func(h string, udp, tcp, tlsPort int) {
 			var turn []string
 			if udp != 0 {
 				hp := net.JoinHostPort(h, strconv.Itoa(udp))
-				out = append(out, ICEServer{URLs: []string{"stun:" + hp}})
+				out = append(out, snapi.ICEServer{URLs: []string{"stun:" + hp}})
 				turn = append(turn, "turn:"+hp+"?transport=udp")
 			}
 			if tcp != 0 {
@@ -50,7 +51,7 @@ func (o RelayOffer) ICEServers() func(user string) []ICEServer {
 				turn = append(turn, "turns:"+net.JoinHostPort(h, strconv.Itoa(tlsPort))+"?transport=tcp")
 			}
 			if len(turn) > 0 {
-				out = append(out, ICEServer{URLs: turn, Username: username, Credential: password})
+				out = append(out, snapi.ICEServer{URLs: turn, Username: username, Credential: password})
 			}
 		}
 		if o.UDP != nil || o.TCP != nil || o.TLS != nil {

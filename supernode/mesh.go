@@ -20,6 +20,7 @@ import (
 
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/internal/nodeid"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // memberState is what this supernode knows of another one.
@@ -361,7 +362,7 @@ func (m *mesh) call(ctx context.Context, mb Member, msg MeshMsg, want ed25519.Pu
 	if err != nil {
 		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: %w", msg.Type, mb.Name, err)
 	}
-	msg.V, msg.From, msg.To, msg.TS = ProtocolVersion, m.self, mb.Name, m.s.now().UnixMilli()
+	msg.V, msg.From, msg.To, msg.TS = snapi.ProtocolVersion, m.self, mb.Name, m.s.now().UnixMilli()
 	body, err := json.Marshal(msg)
 	if err != nil {
 		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: %w", msg.Type, mb.Name, err)
@@ -380,12 +381,12 @@ func (m *mesh) call(ctx context.Context, mb Member, msg MeshMsg, want ed25519.Pu
 	}
 	resp, err := m.hc.Do(req)
 	if err != nil {
-		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: %w: %v", msg.Type, mb.Name, ErrDisconnected, err)
+		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: %w: %v", msg.Type, mb.Name, snapi.ErrDisconnected, err)
 	}
 	defer resp.Body.Close()
 	rb, err := io.ReadAll(io.LimitReader(resp.Body, MaxMeshSize+1))
 	if err != nil {
-		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: %w: %v", msg.Type, mb.Name, ErrDisconnected, err)
+		return MeshMsg{}, fmt.Errorf("supernode: mesh %s to %s: %w: %v", msg.Type, mb.Name, snapi.ErrDisconnected, err)
 	}
 	m.bytesIn.Add(int64(len(rb)))
 	reply, err := DecodeMeshMsg(rb)
@@ -523,7 +524,7 @@ func (s *Server) serveMesh(w http.ResponseWriter, r *http.Request) {
 			reply = MeshMsg{Type: MeshError, Error: "unknown type " + truncate(msg.Type, 32)}
 		}
 	}
-	reply.V, reply.From, reply.To, reply.TS = ProtocolVersion, m.self, msg.From.Name, now.UnixMilli()
+	reply.V, reply.From, reply.To, reply.TS = snapi.ProtocolVersion, m.self, msg.From.Name, now.UnixMilli()
 	rb, err := json.Marshal(reply)
 	if err != nil {
 		writeMeshErr(w, http.StatusInternalServerError, err.Error())
@@ -803,7 +804,7 @@ func (m *mesh) lookup(ctx context.Context, user string) location {
 	found := false // a live record was found (perhaps of this supernode's own)
 	add := func(recs []Record) {
 		for _, r := range recs {
-			if len(r.Sessions) == 0 || len(loc.nodes) >= MaxNodesFound {
+			if len(r.Sessions) == 0 || len(loc.nodes) >= snapi.MaxNodesFound {
 				continue
 			}
 			if _, ok := m.member(r.Node); !ok && r.Node != m.self.Name {

@@ -19,6 +19,7 @@ import (
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/internal/nodeid"
 	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // killSwitch is a mesh client transport that can be cut, so a test can kill a
@@ -123,9 +124,9 @@ func (f *meshFixture) waitMembers(t testing.TB, n int, nodes ...*meshNode) {
 
 type meshUser struct {
 	name string
-	conn *supernode.Conn
+	conn *snapi.Conn
 	node *meshNode
-	got  chan supernode.Frame
+	got  chan snapi.Frame
 	tok  string
 	key  ed25519.PrivateKey
 }
@@ -138,7 +139,7 @@ func (f *meshFixture) attach(t testing.TB, name string, nd *meshNode) *meshUser 
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &meshUser{name: name, got: make(chan supernode.Frame, 64), tok: tok, key: priv}
+	u := &meshUser{name: name, got: make(chan snapi.Frame, 64), tok: tok, key: priv}
 	u.dial(t, nd)
 	return u
 }
@@ -147,8 +148,8 @@ func (u *meshUser) dial(t testing.TB, nd *meshNode) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := supernode.Dial(ctx, supernode.DialConfig{URL: nd.url, Credential: u.tok, Key: u.key,
-		Deliver: func(fr supernode.Frame) {
+	c, err := snapi.Dial(ctx, snapi.DialConfig{URL: nd.url, Credential: u.tok, Key: u.key,
+		Deliver: func(fr snapi.Frame) {
 			select {
 			case u.got <- fr:
 			default:
@@ -330,7 +331,7 @@ func TestMeshRefusesWhatIsNotProven(t *testing.T) {
 	stranger := supernode.Member{Name: "127.0.0.1:1", URL: "ws://127.0.0.1:1/v1/ws", Key: pub}
 	member1Name := f.nodes[1].http.Listener.Addr().String()
 	now := time.Now().UnixMilli()
-	base := supernode.MeshMsg{V: supernode.ProtocolVersion, From: stranger, To: target.http.Listener.Addr().String(), TS: now}
+	base := supernode.MeshMsg{V: snapi.ProtocolVersion, From: stranger, To: target.http.Listener.Addr().String(), TS: now}
 	with := func(mod func(*supernode.MeshMsg)) supernode.MeshMsg {
 		m := base
 		mod(&m)

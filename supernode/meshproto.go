@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/wire/presence"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // The mesh protocol: supernodes talk to each other with signed JSON requests,
@@ -142,24 +144,24 @@ const maxNameLen = 256
 func DecodeMeshMsg(b []byte) (MeshMsg, error) {
 	var m MeshMsg
 	if len(b) > MaxMeshSize {
-		return m, fmt.Errorf("supernode: mesh decode: %d bytes: %w", len(b), ErrFrameTooBig)
+		return m, fmt.Errorf("supernode: mesh decode: %d bytes: %w", len(b), snapi.ErrFrameTooBig)
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("supernode: mesh decode: %w: %v", ErrBadFrame, err)
+		return m, fmt.Errorf("supernode: mesh decode: %w: %v", snapi.ErrBadFrame, err)
 	}
-	if m.V != ProtocolVersion {
-		return m, fmt.Errorf("supernode: mesh decode: version %d: %w", m.V, ErrVersion)
+	if m.V != snapi.ProtocolVersion {
+		return m, fmt.Errorf("supernode: mesh decode: version %d: %w", m.V, snapi.ErrVersion)
 	}
 	if err := checkMember(m.From); err != nil {
 		return m, fmt.Errorf("supernode: mesh decode: from: %w", err)
 	}
 	switch {
 	case m.Type == "":
-		return m, fmt.Errorf("supernode: mesh decode: no type: %w", ErrBadFrame)
+		return m, fmt.Errorf("supernode: mesh decode: no type: %w", snapi.ErrBadFrame)
 	case len(m.Members) > MaxMeshMembers, len(m.Records) > MaxMeshRecords:
-		return m, fmt.Errorf("supernode: mesh decode: too many entries: %w", ErrFrameTooBig)
+		return m, fmt.Errorf("supernode: mesh decode: too many entries: %w", snapi.ErrFrameTooBig)
 	case len(m.To) > maxNameLen, len(m.User) > identity.MaxUserLen, len(m.Error) > 512:
-		return m, fmt.Errorf("supernode: mesh decode: field too long: %w", ErrBadFrame)
+		return m, fmt.Errorf("supernode: mesh decode: field too long: %w", snapi.ErrBadFrame)
 	}
 	for _, mb := range m.Members {
 		if err := checkMember(mb); err != nil {
@@ -168,32 +170,32 @@ func DecodeMeshMsg(b []byte) (MeshMsg, error) {
 	}
 	for _, r := range m.Records {
 		if identity.CheckUser(r.User) != nil || r.Node == "" || len(r.Node) > maxNameLen || len(r.Sessions) > MaxRecordSessions {
-			return m, fmt.Errorf("supernode: mesh decode: record: %w", ErrBadFrame)
+			return m, fmt.Errorf("supernode: mesh decode: record: %w", snapi.ErrBadFrame)
 		}
 		for _, s := range r.Sessions {
 			if len(s) > 64 {
-				return m, fmt.Errorf("supernode: mesh decode: session id: %w", ErrBadFrame)
+				return m, fmt.Errorf("supernode: mesh decode: session id: %w", snapi.ErrBadFrame)
 			}
 		}
 		if len(r.Hidden) > len(r.Sessions) {
-			return m, fmt.Errorf("supernode: mesh decode: record hides too many sessions: %w", ErrBadFrame)
+			return m, fmt.Errorf("supernode: mesh decode: record hides too many sessions: %w", snapi.ErrBadFrame)
 		}
 		for _, s := range r.Hidden {
 			if !slices.Contains(r.Sessions, s) {
-				return m, fmt.Errorf("supernode: mesh decode: hidden session not in the record: %w", ErrBadFrame)
+				return m, fmt.Errorf("supernode: mesh decode: hidden session not in the record: %w", snapi.ErrBadFrame)
 			}
 		}
 	}
 	if d := m.Deliver; d != nil {
 		if identity.CheckUser(d.To) != nil || identity.CheckUser(d.From) != nil || len(d.FromSession) > 64 {
-			return m, fmt.Errorf("supernode: mesh decode: deliver: %w", ErrBadFrame)
+			return m, fmt.Errorf("supernode: mesh decode: deliver: %w", snapi.ErrBadFrame)
 		}
 		if p := d.Presence; p != nil {
-			if len(d.Payload) != 0 || len(p.Device) > MaxIDLen || shownStatus(p.Status) != p.Status || !validSetStatus(p.Status) && p.Status != StatusOffline {
-				return m, fmt.Errorf("supernode: mesh decode: presence: %w", ErrBadFrame)
+			if len(d.Payload) != 0 || len(p.Device) > snapi.MaxIDLen || presence.Shown(p.Status) != p.Status || !presence.CanSet(p.Status) && p.Status != presence.Offline {
+				return m, fmt.Errorf("supernode: mesh decode: presence: %w", snapi.ErrBadFrame)
 			}
-		} else if len(d.Payload) > MaxPayloadSize || !json.Valid(d.Payload) {
-			return m, fmt.Errorf("supernode: mesh decode: deliver: %w", ErrBadFrame)
+		} else if len(d.Payload) > snapi.MaxPayloadSize || !json.Valid(d.Payload) {
+			return m, fmt.Errorf("supernode: mesh decode: deliver: %w", snapi.ErrBadFrame)
 		}
 	}
 	return m, nil
@@ -201,7 +203,7 @@ func DecodeMeshMsg(b []byte) (MeshMsg, error) {
 
 func checkMember(m Member) error {
 	if m.Name == "" || len(m.Name) > maxNameLen || len(m.URL) > maxNameLen || len(m.Key) != ed25519.PublicKeySize {
-		return fmt.Errorf("member %.64q: %w", m.Name, ErrBadFrame)
+		return fmt.Errorf("member %.64q: %w", m.Name, snapi.ErrBadFrame)
 	}
 	return nil
 }

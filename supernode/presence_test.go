@@ -7,17 +7,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/presence"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // nextPresence waits for the next presence push u gets from user from.
-func nextPresence(t *testing.T, u *meshUser, from string, within time.Duration) supernode.Frame {
+func nextPresence(t *testing.T, u *meshUser, from string, within time.Duration) snapi.Frame {
 	t.Helper()
 	deadline := time.After(within)
 	for {
 		select {
 		case f := <-u.got:
-			if f.Type == supernode.TypePresence && f.From == from {
+			if f.Type == snapi.TypePresence && f.From == from {
 				return f
 			}
 		case <-deadline:
@@ -32,29 +33,29 @@ func nextPresence(t *testing.T, u *meshUser, from string, within time.Duration) 
 func TestPresenceIsPushedAcrossTheMesh(t *testing.T) {
 	f := newMeshFixture(t, 3)
 	alice := f.attach(t, "alice", f.nodes[0])
-	if err := alice.conn.SetPresence(supernode.StatusOnline, "dev-a", []string{"bob", "carol"}); err != nil {
+	if err := alice.conn.SetPresence(presence.Online, "dev-a", []string{"bob", "carol"}); err != nil {
 		t.Fatal(err)
 	}
 	bob := f.attach(t, "bob", f.nodes[2])
-	if err := bob.conn.SetPresence(supernode.StatusBusy, "dev-b", []string{"alice"}); err != nil {
+	if err := bob.conn.SetPresence(presence.Busy, "dev-b", []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
 	// bob's push reaches alice; alice's supernode answers with hers.
-	if got := nextPresence(t, alice, "bob", 2*time.Second); got.Status != supernode.StatusBusy || got.Device != "dev-b" || got.FromSession != bob.conn.Session() {
+	if got := nextPresence(t, alice, "bob", 2*time.Second); got.Status != presence.Busy || got.Device != "dev-b" || got.FromSession != bob.conn.Session() {
 		t.Fatalf("alice got %+v, want bob busy on dev-b from session %s", got, bob.conn.Session())
 	}
-	if got := nextPresence(t, bob, "alice", 2*time.Second); got.Status != supernode.StatusOnline || got.Device != "dev-a" {
+	if got := nextPresence(t, bob, "alice", 2*time.Second); got.Status != presence.Online || got.Device != "dev-a" {
 		t.Fatalf("bob got %+v, want alice online on dev-a", got)
 	}
 
 	steps := []struct {
 		status, want string
 	}{
-		{supernode.StatusAway, supernode.StatusAway},
-		{supernode.StatusInvisible, supernode.StatusOffline},
-		{supernode.StatusOnline, supernode.StatusOnline},
+		{presence.Away, presence.Away},
+		{presence.Invisible, presence.Offline},
+		{presence.Online, presence.Online},
 	}
-	prev := supernode.StatusBusy
+	prev := presence.Busy
 	for _, st := range steps {
 		if err := bob.conn.SetPresence(st.status, "dev-b", []string{"alice"}); err != nil {
 			t.Fatal(err)
@@ -72,19 +73,19 @@ func TestPresenceIsPushedAcrossTheMesh(t *testing.T) {
 	}
 
 	// Dropping alice from the watch list tells her bob is gone for her.
-	if err := bob.conn.SetPresence(supernode.StatusOnline, "dev-b", nil); err != nil {
+	if err := bob.conn.SetPresence(presence.Online, "dev-b", nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := nextPresence(t, alice, "bob", 2*time.Second); got.Status != supernode.StatusOffline {
+	if got := nextPresence(t, alice, "bob", 2*time.Second); got.Status != presence.Offline {
 		t.Fatalf("after unwatching: alice saw %q, want offline", got.Status)
 	}
-	if err := bob.conn.SetPresence(supernode.StatusOnline, "dev-b", []string{"alice"}); err != nil {
+	if err := bob.conn.SetPresence(presence.Online, "dev-b", []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
 	nextPresence(t, alice, "bob", 2*time.Second)
 
 	bob.conn.Close()
-	if got := nextPresence(t, alice, "bob", 2*time.Second); got.Status != supernode.StatusOffline || got.Device != "dev-b" {
+	if got := nextPresence(t, alice, "bob", 2*time.Second); got.Status != presence.Offline || got.Device != "dev-b" {
 		t.Fatalf("after bob left: alice saw %+v, want dev-b offline", got)
 	}
 }
@@ -135,13 +136,13 @@ func TestInvisibleIsHiddenFromLookups(t *testing.T) {
 		self   int // what bob sees of himself
 	}{
 		{"no status yet", func() {}, 2, 2},
-		{"both invisible", func() { setBoth(supernode.StatusInvisible) }, 0, 2},
+		{"both invisible", func() { setBoth(presence.Invisible) }, 0, 2},
 		{"phone online", func() {
-			if err := bobPhone.conn.SetPresence(supernode.StatusOnline, "dev", nil); err != nil {
+			if err := bobPhone.conn.SetPresence(presence.Online, "dev", nil); err != nil {
 				t.Fatal(err)
 			}
 		}, 1, 2},
-		{"both away", func() { setBoth(supernode.StatusAway) }, 2, 2},
+		{"both away", func() { setBoth(presence.Away) }, 2, 2},
 	}
 	for _, tt := range tests {
 		tt.set()
@@ -162,7 +163,7 @@ func TestInvisibleIsHiddenFromLookups(t *testing.T) {
 	}
 
 	// Invisible, yet still receiving on both devices.
-	setBoth(supernode.StatusInvisible)
+	setBoth(presence.Invisible)
 	n, err := alice.conn.Send(ctx, "bob", json.RawMessage(`{"hello":1}`))
 	if err != nil || n != 2 {
 		t.Fatalf("send to invisible bob: %d devices, %v; want 2", n, err)
@@ -177,21 +178,21 @@ func TestReattachReplacesTheLostSession(t *testing.T) {
 	f := newMeshFixture(t, 1)
 	nd := f.nodes[0]
 	alice := f.attach(t, "alice", nd)
-	if err := alice.conn.SetPresence(supernode.StatusOnline, "dev-a", []string{"bob"}); err != nil {
+	if err := alice.conn.SetPresence(presence.Online, "dev-a", []string{"bob"}); err != nil {
 		t.Fatal(err)
 	}
 	bob := f.attach(t, "bob", nd)
-	if err := bob.conn.SetPresence(supernode.StatusOnline, "dev-b", []string{"alice"}); err != nil {
+	if err := bob.conn.SetPresence(presence.Online, "dev-b", []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
 	nextPresence(t, alice, "bob", 2*time.Second)
 	old := bob.conn
 
-	dial := func(key ed25519.PrivateKey, tok, replaces string) *supernode.Conn {
+	dial := func(key ed25519.PrivateKey, tok, replaces string) *snapi.Conn {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		c, err := supernode.Dial(ctx, supernode.DialConfig{URL: nd.url, Credential: tok, Key: key, Replaces: replaces})
+		c, err := snapi.Dial(ctx, snapi.DialConfig{URL: nd.url, Credential: tok, Key: key, Replaces: replaces})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,14 +215,14 @@ func TestReattachReplacesTheLostSession(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("the lost session is still open")
 	}
-	if err := fresh.SetPresence(supernode.StatusOnline, "dev-b", []string{"alice"}); err != nil {
+	if err := fresh.SetPresence(presence.Online, "dev-b", []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.After(time.Second)
 	for {
 		select {
 		case fr := <-alice.got:
-			if fr.Type == supernode.TypePresence && fr.From == "bob" && fr.Device == "dev-b" && fr.Status == supernode.StatusOffline {
+			if fr.Type == snapi.TypePresence && fr.From == "bob" && fr.Device == "dev-b" && fr.Status == presence.Offline {
 				t.Fatal("alice was told bob's device went offline when it was replaced")
 			}
 		case <-deadline:

@@ -21,7 +21,9 @@ import (
 
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/internal/nodeid"
-	"github.com/parley/parley/login"
+	"github.com/parley/parley/wire/loginapi"
+	"github.com/parley/parley/wire/presence"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // Config configures a [Server]. LoginKey and Name are required; every other zero
@@ -52,11 +54,11 @@ type Config struct {
 	// its credential is still valid). Default 15 s.
 	PingInterval time.Duration
 	// ICEServers, when set, returns the STUN/TURN servers to offer user.
-	ICEServers func(user string) []ICEServer
+	ICEServers func(user string) []snapi.ICEServer
 	// Login and Advertise, when both set, make the supernode heartbeat its
 	// advertised websocket URL to the login server every HeartbeatInterval
 	// (default 10 s) so that it is listed for clients.
-	Login             *login.Client
+	Login             *loginapi.Client
 	Advertise         string
 	HeartbeatInterval time.Duration
 
@@ -119,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("supernode: new: %w", ErrNoLoginKey)
 	}
 	if cfg.Name == "" {
-		return nil, fmt.Errorf("supernode: new: %w: Name is required", ErrBadFrame)
+		return nil, fmt.Errorf("supernode: new: %w: Name is required", snapi.ErrBadFrame)
 	}
 	if cfg.SendQueue <= 0 {
 		cfg.SendQueue = 256
@@ -349,8 +351,8 @@ type conn struct {
 	key     ed25519.PublicKey
 	expires atomic.Int64 // Unix seconds of the credential's end; 0 until attached
 	sends   *rate.Limiter
-	reqs    chan *Frame // sends, lookups, dial-backs and presence, served in order
-	remote  string      // host:port the client connects from
+	reqs    chan *snapi.Frame // sends, lookups, dial-backs and presence, served in order
+	remote  string            // host:port the client connects from
 
 	replaced atomic.Bool // closed by a reattach of its client (see replace)
 
@@ -395,12 +397,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	ws.SetReadLimit(MaxFrameSize)
+	ws.SetReadLimit(snapi.MaxFrameSize)
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	c := &conn{ws: ws, out: make(chan []byte, s.cfg.SendQueue), cancel: cancel,
 		sends:  rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst),
-		reqs:   make(chan *Frame, requestQueue),
+		reqs:   make(chan *snapi.Frame, requestQueue),
 		remote: r.RemoteAddr}
 
 	var wwg sync.WaitGroup
@@ -459,7 +461,7 @@ func (s *Server) writeLoop(ctx context.Context, c *conn) {
 			}
 		case <-ping.C:
 			if exp := c.expires.Load(); exp != 0 && s.now().Unix() > exp+int64(identity.Skew/time.Second) {
-				s.sendError(c, "", CodeAuth, "credential expired; renew it")
+				s.sendError(c, "", snapi.CodeAuth, "credential expired; renew it")
 				c.cancel()
 				continue
 			}
@@ -477,7 +479,7 @@ func (s *Server) writeLoop(ctx context.Context, c *conn) {
 func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
-	s.send(c, Frame{Type: TypeChallenge, Nonce: nonce, Server: s.cfg.Name})
+	s.send(c, snapi.Frame{Type: snapi.TypeChallenge, Nonce: nonce, Server: s.cfg.Name})
 
 	actx, cancel := context.WithTimeout(ctx, s.cfg.AttachTimeout)
 	f, err := s.readFrame(actx, c)
@@ -485,18 +487,18 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 	if err != nil {
 		return err
 	}
-	if f.Type != TypeAttach {
-		s.sendError(c, "", CodeBadRequest, "expected attach")
-		return fmt.Errorf("supernode: attach: got %q: %w", f.Type, ErrBadFrame)
+	if f.Type != snapi.TypeAttach {
+		s.sendError(c, "", snapi.CodeBadRequest, "expected attach")
+		return fmt.Errorf("supernode: attach: got %q: %w", f.Type, snapi.ErrBadFrame)
 	}
 	cred, err := s.checkCredential(f.Credential)
 	if err != nil {
-		s.sendError(c, "", CodeAuth, err.Error())
+		s.sendError(c, "", snapi.CodeAuth, err.Error())
 		return err
 	}
-	if !identity.VerifyContext(cred.Key(), AttachContext, AttachMessage(nonce, s.cfg.Name), f.Sig) {
-		s.sendError(c, "", CodeAuth, "attach signature does not match the credential's key")
-		return fmt.Errorf("supernode: attach %q: signature: %w", cred.User, ErrAuth)
+	if !identity.VerifyContext(cred.Key(), snapi.AttachContext, snapi.AttachMessage(nonce, s.cfg.Name), f.Sig) {
+		s.sendError(c, "", snapi.CodeAuth, "attach signature does not match the credential's key")
+		return fmt.Errorf("supernode: attach %q: signature: %w", cred.User, snapi.ErrAuth)
 	}
 	c.user, c.key = cred.User, cred.Key()
 	c.expires.Store(cred.Expires)
@@ -507,8 +509,8 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 	s.attach(c)
 	s.mesh.publishNow(ctx, c.user)
 	s.log.Info("attached", "user", c.user, "session", c.session, "remote", remote)
-	s.send(c, Frame{Type: TypeAttached, User: c.user, Session: c.session, ICEServers: s.iceServers(c.user),
-		Supernodes: s.mesh.liveURLs(MaxSupernodesListed), Observed: remote})
+	s.send(c, snapi.Frame{Type: snapi.TypeAttached, User: c.user, Session: c.session, ICEServers: s.iceServers(c.user),
+		Supernodes: s.mesh.liveURLs(snapi.MaxSupernodesListed), Observed: remote})
 
 	for {
 		f, err := s.readFrame(ctx, c)
@@ -516,52 +518,52 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 			return err
 		}
 		switch f.Type {
-		case TypeRenew:
+		case snapi.TypeRenew:
 			cred, err := s.checkCredential(f.Credential)
 			if err == nil && (cred.User != c.user || !cred.Key().Equal(c.key)) {
-				err = fmt.Errorf("supernode: renew: credential for another user or key: %w", ErrAuth)
+				err = fmt.Errorf("supernode: renew: credential for another user or key: %w", snapi.ErrAuth)
 			}
 			if err != nil {
-				s.sendError(c, "", CodeAuth, err.Error())
+				s.sendError(c, "", snapi.CodeAuth, err.Error())
 				return err
 			}
 			c.expires.Store(cred.Expires)
-			s.send(c, Frame{Type: TypeAttached, User: c.user, Session: c.session, ICEServers: s.iceServers(c.user)})
-		case TypeSend, TypeLookup, TypeDialback, TypePresence:
+			s.send(c, snapi.Frame{Type: snapi.TypeAttached, User: c.user, Session: c.session, ICEServers: s.iceServers(c.user)})
+		case snapi.TypeSend, snapi.TypeLookup, snapi.TypeDialback, snapi.TypePresence:
 			if !c.sends.Allow() {
 				// A sender over its rate is told so; it cannot fill a
 				// recipient's queue and get them disconnected.
-				s.sendError(c, f.ID, CodeOverload, "sending too fast; slow down")
+				s.sendError(c, f.ID, snapi.CodeOverload, "sending too fast; slow down")
 				continue
 			}
 			select {
 			case c.reqs <- &f:
 			default:
-				s.sendError(c, f.ID, CodeOverload, "too many requests in flight; slow down")
+				s.sendError(c, f.ID, snapi.CodeOverload, "too many requests in flight; slow down")
 			}
 		default:
-			s.sendError(c, f.ID, CodeBadRequest, "unknown frame type "+truncate(f.Type, 32))
-			return fmt.Errorf("supernode: read: type %q: %w", truncate(f.Type, 32), ErrBadFrame)
+			s.sendError(c, f.ID, snapi.CodeBadRequest, "unknown frame type "+truncate(f.Type, 32))
+			return fmt.Errorf("supernode: read: type %q: %w", truncate(f.Type, 32), snapi.ErrBadFrame)
 		}
 	}
 }
 
-func (s *Server) readFrame(ctx context.Context, c *conn) (Frame, error) {
+func (s *Server) readFrame(ctx context.Context, c *conn) (snapi.Frame, error) {
 	typ, b, err := c.ws.Read(ctx)
 	if err != nil {
 		if websocket.CloseStatus(err) != -1 {
-			return Frame{}, io.EOF
+			return snapi.Frame{}, io.EOF
 		}
-		return Frame{}, fmt.Errorf("supernode: read: %w", err)
+		return snapi.Frame{}, fmt.Errorf("supernode: read: %w", err)
 	}
 	if typ != websocket.MessageText {
-		s.sendError(c, "", CodeBadRequest, "binary frames are not part of the protocol")
-		return Frame{}, fmt.Errorf("supernode: read: binary: %w", ErrBadFrame)
+		s.sendError(c, "", snapi.CodeBadRequest, "binary frames are not part of the protocol")
+		return snapi.Frame{}, fmt.Errorf("supernode: read: binary: %w", snapi.ErrBadFrame)
 	}
-	f, err := DecodeFrame(b)
+	f, err := snapi.DecodeFrame(b)
 	if err != nil {
-		s.sendError(c, "", CodeBadRequest, err.Error())
-		return Frame{}, err
+		s.sendError(c, "", snapi.CodeBadRequest, err.Error())
+		return snapi.Frame{}, err
 	}
 	return f, nil
 }
@@ -569,12 +571,12 @@ func (s *Server) readFrame(ctx context.Context, c *conn) (Frame, error) {
 func (s *Server) checkCredential(token string) (identity.Credential, error) {
 	cred, err := identity.Verify(s.cfg.LoginKey, token, s.now())
 	if err != nil {
-		return cred, fmt.Errorf("supernode: attach: %w: %w", ErrAuth, err)
+		return cred, fmt.Errorf("supernode: attach: %w: %w", snapi.ErrAuth, err)
 	}
 	return cred, nil
 }
 
-func (s *Server) iceServers(user string) []ICEServer {
+func (s *Server) iceServers(user string) []snapi.ICEServer {
 	if s.cfg.ICEServers == nil {
 		return nil
 	}
@@ -623,7 +625,7 @@ func (s *Server) detach(c *conn) {
 	s.log.Info("detached", "user", c.user, "session", c.session)
 	if status, device, watch := c.presence(); status != "" && len(watch) > 0 && !c.replaced.Load() {
 		s.goOwned(func(ctx context.Context) {
-			s.pushPresence(ctx, c.user, c.session, PresenceNote{Device: device, Status: StatusOffline}, watch)
+			s.pushPresence(ctx, c.user, c.session, PresenceNote{Device: device, Status: presence.Offline}, watch)
 		})
 	}
 }
@@ -656,7 +658,7 @@ func (s *Server) sessionsAndHidden(user string) (sessions, hidden []string) {
 			break
 		}
 		sessions = append(sessions, id)
-		if status, _, _ := c.presence(); status == StatusInvisible {
+		if status, _, _ := c.presence(); status == presence.Invisible {
 			hidden = append(hidden, id)
 		}
 	}
@@ -676,22 +678,22 @@ func (s *Server) serveRequests(ctx context.Context, c *conn) {
 			return
 		case f := <-c.reqs:
 			switch f.Type {
-			case TypeSend:
+			case snapi.TypeSend:
 				s.route(ctx, c, *f)
-			case TypeLookup:
+			case snapi.TypeLookup:
 				s.lookup(ctx, c, *f)
-			case TypeDialback:
+			case snapi.TypeDialback:
 				s.send(c, s.dialback(ctx, c, *f))
-			case TypePresence:
+			case snapi.TypePresence:
 				s.setPresence(ctx, c, *f)
 			}
 		}
 	}
 }
 
-func (s *Server) lookup(ctx context.Context, c *conn, f Frame) {
+func (s *Server) lookup(ctx context.Context, c *conn, f snapi.Frame) {
 	if err := identity.CheckUser(f.To); err != nil {
-		s.sendError(c, f.ID, CodeBadRequest, err.Error())
+		s.sendError(c, f.ID, snapi.CodeBadRequest, err.Error())
 		return
 	}
 	loc := s.mesh.lookup(ctx, f.To)
@@ -708,22 +710,22 @@ func (s *Server) lookup(ctx context.Context, c *conn, f Frame) {
 	}
 	nodes := make([]string, 0, len(count))
 	for n, k := range count {
-		if k > 0 && len(nodes) < MaxNodesFound {
+		if k > 0 && len(nodes) < snapi.MaxNodesFound {
 			nodes = append(nodes, n)
 		}
 	}
-	s.send(c, Frame{Type: TypeFound, ID: f.ID, User: f.To, Delivered: devices, Nodes: nodes, Hops: loc.hops})
+	s.send(c, snapi.Frame{Type: snapi.TypeFound, ID: f.ID, User: f.To, Delivered: devices, Nodes: nodes, Hops: loc.hops})
 }
 
 // route delivers a send to every attached device of its recipient, here and
 // on the supernodes the directory places them at, and acks it.
-func (s *Server) route(ctx context.Context, from *conn, f Frame) {
+func (s *Server) route(ctx context.Context, from *conn, f snapi.Frame) {
 	if err := identity.CheckUser(f.To); err != nil {
-		s.sendError(from, f.ID, CodeBadRequest, err.Error())
+		s.sendError(from, f.ID, snapi.CodeBadRequest, err.Error())
 		return
 	}
 	if len(f.Payload) == 0 || !json.Valid(f.Payload) {
-		s.sendError(from, f.ID, CodeBadRequest, "payload must be JSON")
+		s.sendError(from, f.ID, snapi.CodeBadRequest, "payload must be JSON")
 		return
 	}
 	d := MeshDelivery{To: f.To, From: from.user, FromSession: from.session, Payload: f.Payload}
@@ -734,13 +736,13 @@ func (s *Server) route(ctx context.Context, from *conn, f Frame) {
 	n += s.forward(ctx, d)
 	switch {
 	case n > 0:
-		s.send(from, Frame{Type: TypeAck, ID: f.ID, Delivered: n})
+		s.send(from, snapi.Frame{Type: snapi.TypeAck, ID: f.ID, Delivered: n})
 	case full:
-		s.sendError(from, f.ID, CodeOverload, f.To+" is not keeping up; try again")
+		s.sendError(from, f.ID, snapi.CodeOverload, f.To+" is not keeping up; try again")
 	default:
 		// Not attached anywhere reachable: perhaps moving between
 		// supernodes right now; the sender may retry.
-		s.sendError(from, f.ID, CodeOffline, f.To+" is offline")
+		s.sendError(from, f.ID, snapi.CodeOffline, f.To+" is offline")
 	}
 }
 
@@ -773,11 +775,11 @@ func (s *Server) forward(ctx context.Context, d MeshDelivery) int {
 // that is not a reply is answered with the presence of every receiving
 // device that watches its sender.
 func (s *Server) deliverLocal(d MeshDelivery, except *conn) int {
-	f := Frame{Type: TypeDeliver, From: d.From, FromSession: d.FromSession, Payload: d.Payload}
+	f := snapi.Frame{Type: snapi.TypeDeliver, From: d.From, FromSession: d.FromSession, Payload: d.Payload}
 	if p := d.Presence; p != nil {
-		f = Frame{Type: TypePresence, From: d.From, FromSession: d.FromSession, Device: p.Device, Status: p.Status}
+		f = snapi.Frame{Type: snapi.TypePresence, From: d.From, FromSession: d.FromSession, Device: p.Device, Status: p.Status}
 	}
-	b, err := EncodeFrame(f)
+	b, err := snapi.EncodeFrame(f)
 	if err != nil {
 		return 0
 	}
@@ -802,16 +804,16 @@ func (s *Server) deliverLocal(d MeshDelivery, except *conn) int {
 }
 
 // setPresence applies a client's TypePresence frame and pushes it.
-func (s *Server) setPresence(ctx context.Context, c *conn, f Frame) {
-	if !validSetStatus(f.Status) {
-		s.sendError(c, f.ID, CodeBadRequest, "status must be online, away, busy or invisible")
+func (s *Server) setPresence(ctx context.Context, c *conn, f snapi.Frame) {
+	if !presence.CanSet(f.Status) {
+		s.sendError(c, f.ID, snapi.CodeBadRequest, "status must be online, away, busy or invisible")
 		return
 	}
 	watch := make([]string, 0, len(f.Watch))
 	seen := make(map[string]bool, len(f.Watch))
 	for _, u := range f.Watch {
 		if identity.CheckUser(u) != nil {
-			s.sendError(c, f.ID, CodeBadRequest, "watch: bad user name "+truncate(u, 64))
+			s.sendError(c, f.ID, snapi.CodeBadRequest, "watch: bad user name "+truncate(u, 64))
 			return
 		}
 		if !seen[u] && u != c.user {
@@ -826,7 +828,7 @@ func (s *Server) setPresence(ctx context.Context, c *conn, f Frame) {
 			dropped = append(dropped, u)
 		}
 	}
-	hiding := (c.status == StatusInvisible) != (f.Status == StatusInvisible)
+	hiding := (c.status == presence.Invisible) != (f.Status == presence.Invisible)
 	c.status, c.device, c.watch = f.Status, f.Device, watch
 	c.pmu.Unlock()
 	if hiding {
@@ -835,15 +837,15 @@ func (s *Server) setPresence(ctx context.Context, c *conn, f Frame) {
 		s.mesh.publishNow(ctx, c.user)
 	}
 	if len(dropped) > 0 {
-		s.pushPresence(ctx, c.user, c.session, PresenceNote{Device: f.Device, Status: StatusOffline}, dropped)
+		s.pushPresence(ctx, c.user, c.session, PresenceNote{Device: f.Device, Status: presence.Offline}, dropped)
 	}
-	s.pushPresence(ctx, c.user, c.session, PresenceNote{Device: f.Device, Status: shownStatus(f.Status)}, watch)
+	s.pushPresence(ctx, c.user, c.session, PresenceNote{Device: f.Device, Status: presence.Shown(f.Status)}, watch)
 }
 
 // answerPresence pushes c's presence back to user from, when c watches them.
 func (s *Server) answerPresence(c *conn, from string) {
 	status, device, watch := c.presence()
-	if status == "" || status == StatusInvisible {
+	if status == "" || status == presence.Invisible {
 		return
 	}
 	for _, u := range watch {
@@ -906,8 +908,8 @@ func (s *Server) goOwned(f func(ctx context.Context)) {
 	}()
 }
 
-func (s *Server) send(c *conn, f Frame) {
-	b, err := EncodeFrame(f)
+func (s *Server) send(c *conn, f snapi.Frame) {
+	b, err := snapi.EncodeFrame(f)
 	if err != nil {
 		s.log.Error("encode frame", "err", err)
 		return
@@ -916,7 +918,7 @@ func (s *Server) send(c *conn, f Frame) {
 }
 
 func (s *Server) sendError(c *conn, id, code, msg string) {
-	s.send(c, Frame{Type: TypeError, ID: id, Code: code, Error: truncate(msg, 200)})
+	s.send(c, snapi.Frame{Type: snapi.TypeError, ID: id, Code: code, Error: truncate(msg, 200)})
 }
 
 func newSessionID() string {

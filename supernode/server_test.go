@@ -13,6 +13,7 @@ import (
 
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/snapi"
 )
 
 type fixture struct {
@@ -52,10 +53,10 @@ func (f *fixture) user(t *testing.T, name string, nbf, exp time.Time) (string, e
 	return tok, priv
 }
 
-func (f *fixture) dial(t *testing.T, tok string, key ed25519.PrivateKey, deliver func(supernode.Frame)) (*supernode.Conn, error) {
+func (f *fixture) dial(t *testing.T, tok string, key ed25519.PrivateKey, deliver func(snapi.Frame)) (*snapi.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := supernode.Dial(ctx, supernode.DialConfig{URL: f.url, Credential: tok, Key: key, Deliver: deliver})
+	c, err := snapi.Dial(ctx, snapi.DialConfig{URL: f.url, Credential: tok, Key: key, Deliver: deliver})
 	if err == nil {
 		t.Cleanup(func() { c.Close() })
 	}
@@ -97,7 +98,7 @@ func TestAttachChecksCredentials(t *testing.T) {
 			if err == nil {
 				return
 			}
-			if !errors.Is(err, supernode.ErrAuth) {
+			if !errors.Is(err, snapi.ErrAuth) {
 				t.Errorf("err = %v, want ErrAuth", err)
 			}
 			if !strings.Contains(err.Error(), tt.want) {
@@ -115,8 +116,8 @@ func TestDialRefusesChallengeForAnotherServer(t *testing.T) {
 	url := strings.Replace(f.url, "127.0.0.1", "localhost", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := supernode.Dial(ctx, supernode.DialConfig{URL: url, Credential: tok, Key: key})
-	if !errors.Is(err, supernode.ErrWrongServer) {
+	_, err := snapi.Dial(ctx, snapi.DialConfig{URL: url, Credential: tok, Key: key})
+	if !errors.Is(err, snapi.ErrWrongServer) {
 		t.Fatalf("err = %v, want ErrWrongServer", err)
 	}
 }
@@ -128,7 +129,7 @@ func TestRouteDeliversToEveryDeviceAndReportsOffline(t *testing.T) {
 	b1Tok, b1Key := f.user(t, "bob", now, now.Add(time.Hour))
 	b2Tok, b2Key := f.user(t, "bob", now, now.Add(time.Hour))
 
-	got := make(chan supernode.Frame, 4)
+	got := make(chan snapi.Frame, 4)
 	alice, err := f.dial(t, aTok, aKey, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +138,7 @@ func TestRouteDeliversToEveryDeviceAndReportsOffline(t *testing.T) {
 		tok string
 		key ed25519.PrivateKey
 	}{{b1Tok, b1Key}, {b2Tok, b2Key}} {
-		if _, err := f.dial(t, d.tok, d.key, func(fr supernode.Frame) { got <- fr }); err != nil {
+		if _, err := f.dial(t, d.tok, d.key, func(fr snapi.Frame) { got <- fr }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -156,7 +157,7 @@ func TestRouteDeliversToEveryDeviceAndReportsOffline(t *testing.T) {
 			t.Fatal("no delivery")
 		}
 	}
-	if _, err := alice.Send(ctx, "carol", json.RawMessage(`{}`)); !errors.Is(err, supernode.ErrOffline) {
+	if _, err := alice.Send(ctx, "carol", json.RawMessage(`{}`)); !errors.Is(err, snapi.ErrOffline) {
 		t.Errorf("send to offline: %v, want ErrOffline", err)
 	}
 	if _, err := alice.Send(ctx, "Not A Name", json.RawMessage(`{}`)); err == nil {
@@ -179,7 +180,7 @@ func TestRenewRequiresSameUserAndKey(t *testing.T) {
 		t.Fatalf("renew: %v", err)
 	}
 	other, _ := f.user(t, "alice", now, now.Add(2*time.Hour)) // another key
-	if err := c.Renew(ctx, other); !errors.Is(err, supernode.ErrAuth) {
+	if err := c.Renew(ctx, other); !errors.Is(err, snapi.ErrAuth) {
 		t.Fatalf("renew with another key: %v, want ErrAuth", err)
 	}
 }
@@ -200,7 +201,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		for _, u := range []string{"alice", "bob", "carol"} {
 			tok, key := f.user(t, u, time.Now(), time.Now().Add(time.Hour))
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			c, err := supernode.Dial(ctx, supernode.DialConfig{URL: f.url, Credential: tok, Key: key})
+			c, err := snapi.Dial(ctx, snapi.DialConfig{URL: f.url, Credential: tok, Key: key})
 			cancel()
 			if err != nil {
 				t.Fatal(err)
@@ -229,14 +230,14 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add([]byte(`{"v":1}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, err := supernode.DecodeFrame(b)
+		fr, err := snapi.DecodeFrame(b)
 		if err != nil {
 			return
 		}
-		if fr.V != supernode.ProtocolVersion || fr.Type == "" || len(fr.ID) > supernode.MaxIDLen {
+		if fr.V != snapi.ProtocolVersion || fr.Type == "" || len(fr.ID) > snapi.MaxIDLen {
 			t.Fatalf("accepted invalid frame %+v", fr)
 		}
-		if _, err := supernode.EncodeFrame(fr); err != nil && !errors.Is(err, supernode.ErrFrameTooBig) {
+		if _, err := snapi.EncodeFrame(fr); err != nil && !errors.Is(err, snapi.ErrFrameTooBig) {
 			t.Fatalf("re-encode: %v", err)
 		}
 	})
@@ -253,14 +254,14 @@ func TestFloodingSenderIsThrottledNotItsVictim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bob, err := f.dial(t, bTok, bKey, func(supernode.Frame) {}) // a recipient that reads everything
+	bob, err := f.dial(t, bTok, bKey, func(snapi.Frame) {}) // a recipient that reads everything
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	overloaded := 0
 	for i := 0; i < 500; i++ {
-		if _, err := mallory.Send(ctx, "bob", json.RawMessage(`{"spam":1}`)); errors.Is(err, supernode.ErrOverload) {
+		if _, err := mallory.Send(ctx, "bob", json.RawMessage(`{"spam":1}`)); errors.Is(err, snapi.ErrOverload) {
 			overloaded++
 		}
 	}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/codec"
-	"github.com/parley/parley/login"
+	"github.com/parley/parley/wire/loginapi"
 )
 
 // audioIO holds what --play and --record name.
@@ -365,8 +365,8 @@ func runEcho(ctx context.Context, cfg echoConfig) error {
 			rand.Read(b)
 			pw = hex.EncodeToString(b)
 		}
-		if errors.Is(err, login.ErrUnknownUser) || errors.Is(err, client.ErrNeedPassword) {
-			if rerr := c.Register(ctx, cfg.user, pw); rerr != nil && !errors.Is(rerr, login.ErrUserExists) {
+		if errors.Is(err, loginapi.ErrUnknownUser) || errors.Is(err, client.ErrNeedPassword) {
+			if rerr := c.Register(ctx, cfg.user, pw); rerr != nil && !errors.Is(rerr, loginapi.ErrUserExists) {
 				return rerr
 			} else if rerr != nil {
 				return fmt.Errorf("echo user %q exists and this home cannot log in as it: set PARLEY_PASSWORD: %w", cfg.user, err)

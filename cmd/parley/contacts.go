@@ -11,7 +11,8 @@ import (
 
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/internal/identity"
-	"github.com/parley/parley/login"
+	"github.com/parley/parley/wire/loginapi"
+	"github.com/parley/parley/wire/presence"
 )
 
 const contactsUsage = `usage: parley contacts SUBCOMMAND [flags]
@@ -24,7 +25,7 @@ const contactsUsage = `usage: parley contacts SUBCOMMAND [flags]
 `
 
 // statuses are the values `parley status` sets.
-var statuses = []string{login.StatusOnline, login.StatusAway, login.StatusBusy, login.StatusInvisible}
+var statuses = []string{presence.Online, presence.Away, presence.Busy, presence.Invisible}
 
 // cmdContacts is `parley contacts add|accept|decline|list`.
 func cmdContacts(ctx context.Context, e *env, args []string) error {
@@ -81,7 +82,7 @@ func contactOp(ctx context.Context, e *env, sub string, args []string) error {
 		state, err = ops.decline(ctx, user)
 	}
 	if err != nil {
-		if errors.Is(err, login.ErrUnknownUser) {
+		if errors.Is(err, loginapi.ErrUnknownUser) {
 			// Name the command and the user, not just "unknown user".
 			return fmt.Errorf("%s contact %s: %w", sub, user, client.ErrUnknownUser)
 		}
@@ -90,7 +91,7 @@ func contactOp(ctx context.Context, e *env, sub string, args []string) error {
 	switch {
 	case sub == "decline":
 		fmt.Fprintf(e.stdout, "%s is not a contact any more\n", user)
-	case state == login.ContactAccepted:
+	case state == loginapi.ContactAccepted:
 		fmt.Fprintf(e.stdout, "%s is now a contact\n", user)
 	default:
 		fmt.Fprintf(e.stdout, "contact request sent to %s\n", user)
@@ -119,8 +120,8 @@ func contactsList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var s *client.Session
-	if slices.ContainsFunc(list, func(ct login.Contact) bool {
-		return ct.State == login.ContactAccepted && ct.Status != login.StatusOffline
+	if slices.ContainsFunc(list, func(ct loginapi.Contact) bool {
+		return ct.State == loginapi.ContactAccepted && ct.Status != presence.Offline
 	}) {
 		// Live presence comes from the mesh: attach to a supernode to ask.
 		s, err = c.Online(ctx, e.sessionConfig(client.SessionConfig{}))
@@ -203,14 +204,14 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 // cmdSearch is `parley search TEXT [--limit N] [--json]`.
 func cmdSearch(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("search", flag.ContinueOnError)
-	limit := fs.Int("limit", login.MaxSearchResults, fmt.Sprintf("at most N names (1-%d)", login.MaxSearchResults))
+	limit := fs.Int("limit", loginapi.MaxSearchResults, fmt.Sprintf("at most N names (1-%d)", loginapi.MaxSearchResults))
 	jsonOut := fs.Bool("json", false, `print one JSON object per user: {"user"}`)
 	pos, err := parseFlags(fs, e, args, 1, 1, "TEXT")
 	if err != nil {
 		return err
 	}
-	if *limit < 1 || *limit > login.MaxSearchResults {
-		return usageError{fmt.Sprintf("search: --limit must be 1 to %d", login.MaxSearchResults)}
+	if *limit < 1 || *limit > loginapi.MaxSearchResults {
+		return usageError{fmt.Sprintf("search: --limit must be 1 to %d", loginapi.MaxSearchResults)}
 	}
 	prefix := pos[0]
 	if prefix == "" {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/internal/identity"
-	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // cmdLookup asks the mesh where users are online and how many overlay hops
@@ -36,7 +36,7 @@ func cmdLookup(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer s.Close()
-	found := make([]supernode.Found, len(users))
+	found := make([]snapi.Found, len(users))
 	errs := make([]error, len(users))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)

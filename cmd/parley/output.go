@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/client"
-	"github.com/parley/parley/login"
+	"github.com/parley/parley/wire/loginapi"
 )
 
 const levelWarn = slog.LevelWarn
@@ -76,11 +76,11 @@ func (p *printer) event(ev client.Event) {
 		fmt.Fprintf(p.w, "%s your status is now %s (set on another device)\n", ts, ev.PresenceEvent.Status)
 	case "contact":
 		switch ev.PresenceEvent.Status {
-		case login.ContactPending:
+		case loginapi.ContactPending:
 			fmt.Fprintf(p.w, "%s %s wants to be your contact (parley contacts accept %s)\n", ts, ev.Peer, ev.Peer)
-		case login.ContactRequested:
+		case loginapi.ContactRequested:
 			fmt.Fprintf(p.w, "%s contact request sent to %s\n", ts, ev.Peer)
-		case login.ContactAccepted:
+		case loginapi.ContactAccepted:
 			fmt.Fprintf(p.w, "%s %s is now a contact\n", ts, ev.Peer)
 		default:
 			fmt.Fprintf(p.w, "%s %s is not a contact any more\n", ts, ev.Peer)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/client"
+	"github.com/parley/parley/client/promote"
 )
 
 // promoteFlags are the self-promotion flags of the long-running clients
@@ -30,7 +31,7 @@ func (p *promoteFlags) start(s *client.Session) error {
 	if p.no {
 		return nil
 	}
-	return s.Promote(client.PromoteConfig{
+	return promote.Start(s, promote.Config{
 		After: p.after, CheckInterval: p.check, Listen: p.listen, TURN: p.turn, AllowPeers: p.allow,
 	})
 }

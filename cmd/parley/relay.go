@@ -16,6 +16,7 @@ import (
 	"github.com/parley/parley/internal/nodeid"
 	"github.com/parley/parley/relay"
 	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // turnCredentialTTL is how long the TURN credentials a supernode hands out are
@@ -131,7 +132,7 @@ func startRelay(f relayFlags, listenHost string, publicIP net.IP, secret []byte,
 
 // iceServers returns the STUN/TURN servers a supernode offers a user: its own
 // relay (if any) and the standalone ones, each with fresh TURN-REST credentials.
-func iceServers(host string, r *relay.Server, external []string, secret []byte) func(string) []supernode.ICEServer {
+func iceServers(host string, r *relay.Server, external []string, secret []byte) func(string) []snapi.ICEServer {
 	o := supernode.RelayOffer{Host: host, External: external, Secret: secret, TTL: turnCredentialTTL}
 	if r != nil {
 		o.UDP, o.TCP, o.TLS = r.Addrs()

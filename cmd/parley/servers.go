@@ -22,6 +22,7 @@ import (
 	"github.com/parley/parley/login"
 	"github.com/parley/parley/supernode"
 	"github.com/parley/parley/web"
+	"github.com/parley/parley/wire/loginapi"
 )
 
 // serve runs an HTTP server on addr until ctx ends, then shuts it down.
@@ -158,7 +159,7 @@ func cmdSupernode(ctx context.Context, e *env, args []string) error {
 	}
 	f.loginURL = e.loginURL
 	log := e.logger(slog.LevelInfo)
-	lc := login.NewClient(e.loginURL, nil)
+	lc := loginapi.NewClient(e.loginURL, nil)
 	var key ed25519.PublicKey
 	if f.loginKey != "" {
 		b, err := base64.StdEncoding.DecodeString(f.loginKey)
@@ -181,7 +182,7 @@ func cmdSupernode(ctx context.Context, e *env, args []string) error {
 
 // fetchLoginKey asks the login server for its key, retrying for a while so that
 // a supernode started alongside its login server waits for it.
-func fetchLoginKey(ctx context.Context, lc *login.Client, log *slog.Logger) (ed25519.PublicKey, error) {
+func fetchLoginKey(ctx context.Context, lc *loginapi.Client, log *slog.Logger) (ed25519.PublicKey, error) {
 	var err error
 	for i := 0; i < 30; i++ {
 		var key ed25519.PublicKey
@@ -189,7 +190,7 @@ func fetchLoginKey(ctx context.Context, lc *login.Client, log *slog.Logger) (ed2
 		if err == nil {
 			return key, nil
 		}
-		if !errors.Is(err, login.ErrUnreachable) {
+		if !errors.Is(err, loginapi.ErrUnreachable) {
 			return nil, err
 		}
 		log.Warn("login server not reachable yet", "err", err)
@@ -202,7 +203,7 @@ func fetchLoginKey(ctx context.Context, lc *login.Client, log *slog.Logger) (ed2
 	return nil, err
 }
 
-func runSupernode(ctx context.Context, ln net.Listener, f supernodeFlags, key ed25519.PublicKey, lc *login.Client, log *slog.Logger) error {
+func runSupernode(ctx context.Context, ln net.Listener, f supernodeFlags, key ed25519.PublicKey, lc *loginapi.Client, log *slog.Logger) error {
 	name := f.name(ln)
 	scheme := "ws"
 	if f.cert != "" {
@@ -321,7 +322,7 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	defer cancel()
 	errc := make(chan error, 3)
 	go func() { errc <- serve(ctx, lln, ls.Handler(), "", "", log) }()
-	lc := login.NewClient(loginURL, nil)
+	lc := loginapi.NewClient(loginURL, nil)
 	go func() {
 		// Everything is on 127.0.0.1 here: the relay must be allowed to relay
 		// to loopback, which a public relay never does.

@@ -13,8 +13,8 @@ import (
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/codec"
 	"github.com/parley/parley/internal/identity"
-	"github.com/parley/parley/login"
-	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/loginapi"
+	"github.com/parley/parley/wire/snapi"
 )
 
 // password reads the password from PARLEY_PASSWORD, else prompts on the terminal.
@@ -133,11 +133,11 @@ func userMessage(err error) string {
 		err error
 		msg string
 	}{
-		{login.ErrWrongPassword, "wrong password"},
-		{login.ErrUnknownUser, "unknown user"},
-		{login.ErrUserExists, "that user name is taken"},
-		{login.ErrRateLimited, ""},
-		{login.ErrUnreachable, ""},
+		{loginapi.ErrWrongPassword, "wrong password"},
+		{loginapi.ErrUnknownUser, "unknown user"},
+		{loginapi.ErrUserExists, "that user name is taken"},
+		{loginapi.ErrRateLimited, ""},
+		{loginapi.ErrUnreachable, ""},
 		{client.ErrUnknownUser, ""},
 		{client.ErrNotContact, ""},
 		{client.ErrEmptyMessage, ""},
@@ -156,7 +156,7 @@ func userMessage(err error) string {
 		{codec.ErrNotWAV, ""},
 		{codec.ErrUnsupported, ""},
 		{codec.ErrCorrupt, ""},
-		{supernode.ErrDisconnected, "lost the connection to the supernode"},
+		{snapi.ErrDisconnected, "lost the connection to the supernode"},
 	}
 	for _, k := range known {
 		if errors.Is(err, k.err) {

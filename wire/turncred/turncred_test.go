@@ -1,4 +1,4 @@
-package relay
+package turncred
 
 import (
 	"errors"
@@ -31,7 +31,7 @@ func TestCredentials(t *testing.T) {
 			if username != tt.wantUser {
 				t.Errorf("username = %q, want %q", username, tt.wantUser)
 			}
-			if want := restPassword(secret, username); password != want {
+			if want := Password(secret, username); password != want {
 				t.Errorf("password = %q, want %q", password, want)
 			}
 		})
@@ -90,7 +90,7 @@ func TestParseUsername(t *testing.T) {
 		{"١٧٠٠٠٠٠٠٠٠:alice", 0, "", true}, // non-ASCII digits
 	}
 	for _, tt := range tests {
-		exp, user, err := parseUsername(tt.in)
+		exp, user, err := ParseUsername(tt.in)
 		if (err != nil) != tt.wantErr {
 			t.Errorf("parseUsername(%q) err = %v, want error %v", tt.in, err, tt.wantErr)
 			continue
@@ -132,7 +132,7 @@ func TestCheckUsername(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			user, err := checkUsername(tt.username, now, tt.grace)
+			user, err := CheckUsername(tt.username, now, tt.grace)
 			if tt.want == nil {
 				if err != nil || user != "alice" {
 					t.Errorf("checkUsername(%q) = %q, %v; want alice, nil", tt.username, user, err)
@@ -158,7 +158,7 @@ func FuzzParseUsername(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		exp, user, err := parseUsername(s)
+		exp, user, err := ParseUsername(s)
 		if err != nil {
 			if !errors.Is(err, ErrBadUsername) {
 				t.Fatalf("parseUsername(%q) err = %v, not ErrBadUsername", s, err)

@@ -1,4 +1,4 @@
-package supernode
+package snapi
 
 import (
 	"encoding/json"
@@ -84,39 +84,12 @@ const (
 	TypePresence = "presence"
 )
 
-// Presence states. StatusInvisible is only ever set by a client; watchers
-// see it as StatusOffline.
-const (
-	StatusOnline    = "online"
-	StatusAway      = "away"
-	StatusBusy      = "busy"
-	StatusInvisible = "invisible"
-	StatusOffline   = "offline"
-)
-
 // MaxWatch caps the users one TypePresence frame watches.
 const MaxWatch = 1000
 
 // PresenceRefresh is how often a client repeats its TypePresence frame;
 // watchers forget a device not heard of for 3×PresenceRefresh.
 const PresenceRefresh = 60 * time.Second
-
-// validSetStatus reports whether a client may set status.
-func validSetStatus(status string) bool {
-	switch status {
-	case StatusOnline, StatusAway, StatusBusy, StatusInvisible:
-		return true
-	}
-	return false
-}
-
-// shownStatus is status as watchers see it.
-func shownStatus(status string) string {
-	if status == StatusInvisible {
-		return StatusOffline
-	}
-	return status
-}
 
 // Error codes carried by TypeError frames.
 const (

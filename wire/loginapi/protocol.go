@@ -1,4 +1,4 @@
-package login
+package loginapi
 
 import (
 	"crypto/ed25519"
@@ -65,24 +65,24 @@ type SupernodeInfo struct {
 	Key ed25519.PublicKey `json:"key"`
 }
 
-type registerRequest struct {
+type RegisterRequest struct {
 	User     string `json:"user"`
 	Password string `json:"password"`
 }
 
-type loginRequest struct {
+type LoginRequest struct {
 	User      string `json:"user"`
 	Password  string `json:"password"`
 	PublicKey string `json:"public_key"`
 }
 
-type refreshRequest struct {
+type RefreshRequest struct {
 	User         string `json:"user"`
 	RefreshToken string `json:"refresh_token"`
 	PublicKey    string `json:"public_key"`
 }
 
-type passwordRequest struct {
+type PasswordRequest struct {
 	User        string `json:"user"`
 	Password    string `json:"password"`
 	NewPassword string `json:"new_password"`
@@ -90,35 +90,35 @@ type passwordRequest struct {
 
 // signedRequest is a heartbeat (POST) or leave (DELETE) on
 // /api/v1/supernodes. Key and Sig are standard base64.
-type signedRequest struct {
+type SignedRequest struct {
 	Addr string `json:"addr"`
 	Key  string `json:"key"`
 	TS   int64  `json:"ts"`
 	Sig  string `json:"sig"`
 }
 
-type userResponse struct {
+type UserResponse struct {
 	User string `json:"user"`
 }
 
-type keyResponse struct {
+type KeyResponse struct {
 	Alg       string `json:"alg"`
 	PublicKey []byte `json:"public_key"`
 }
 
-type heartbeatResponse struct {
+type HeartbeatResponse struct {
 	TTL int64 `json:"ttl"`
 }
 
-type leaveResponse struct {
+type LeaveResponse struct {
 	Removed bool `json:"removed"`
 }
 
-type supernodesResponse struct {
+type SupernodesResponse struct {
 	Supernodes []SupernodeInfo `json:"supernodes"`
 }
 
-type errorResponse struct {
+type ErrorResponse struct {
 	Error      string `json:"error"`
 	RetryAfter int64  `json:"retry_after,omitempty"`
 	// Item is the index of the refused item of a mailbox post.
@@ -154,16 +154,6 @@ const (
 	// MaxSearchResults caps, and is the default of, the limit of GET
 	// /api/v1/users?prefix=.
 	MaxSearchResults = 20
-)
-
-// Presence statuses a user sets (PUT /api/v1/status) and StatusOffline, which
-// contacts see instead of StatusInvisible.
-const (
-	StatusOnline    = "online"
-	StatusAway      = "away"
-	StatusBusy      = "busy"
-	StatusInvisible = "invisible"
-	StatusOffline   = "offline"
 )
 
 // Contact states, from the point of view of the user asking.
@@ -275,55 +265,55 @@ type Contact struct {
 	Status string `json:"status,omitempty"`
 }
 
-type deviceRequest struct {
+type DeviceRequest struct {
 	X25519 string `json:"x25519"`
 	Sig    string `json:"sig"`
 }
 
-type devicesResponse struct {
+type DevicesResponse struct {
 	User    string   `json:"user"`
 	Devices []Device `json:"devices"`
 }
 
-type removedResponse struct {
+type RemovedResponse struct {
 	Removed int `json:"removed"`
 }
 
 // mailboxItemWire is a MailboxItem as the server decodes it (to_device
 // checked by hand for a clear message).
-type mailboxItemWire struct {
+type MailboxItemWire struct {
 	ToUser   string          `json:"to_user"`
 	ToDevice string          `json:"to_device"`
 	ID       string          `json:"id"`
 	Blob     json.RawMessage `json:"blob"`
 }
 
-type mailboxPostRequest struct {
-	Items []mailboxItemWire `json:"items"`
+type MailboxPostRequest struct {
+	Items []MailboxItemWire `json:"items"`
 }
 
-type mailboxClientRequest struct {
+type MailboxClientRequest struct {
 	Items []MailboxItem `json:"items"`
 }
 
-type mailboxResponse struct {
+type MailboxResponse struct {
 	Items []MailboxEntry `json:"items"`
 	// More: further items wait (the answer hit its limit or byte cap).
 	More bool `json:"more"`
 }
 
-type ackRequest struct {
+type AckRequest struct {
 	Seqs []int64 `json:"seqs"`
 }
 
-type contactsResponse struct {
+type ContactsResponse struct {
 	Contacts []Contact `json:"contacts"`
 }
 
-type statusBody struct {
+type StatusBody struct {
 	Status string `json:"status"`
 }
 
-type searchResponse struct {
+type SearchResponse struct {
 	Users []string `json:"users"`
 }

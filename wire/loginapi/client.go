@@ -1,4 +1,4 @@
-package login
+package loginapi
 
 import (
 	"bytes"
@@ -38,11 +38,19 @@ func NewClient(baseURL string, hc *http.Client) *Client {
 	return &Client{base: strings.TrimRight(baseURL, "/"), hc: hc}
 }
 
+// WithClock returns a copy of c that dates the requests it signs (heartbeat,
+// leave) by now instead of time.Now.
+func (c *Client) WithClock(now func() time.Time) *Client {
+	cp := *c
+	cp.now = now
+	return &cp
+}
+
 // Register creates an account. Errors: ErrUserExists, ErrBadRequest (invalid
 // name or password length), ErrUnreachable, ErrServer.
 func (c *Client) Register(ctx context.Context, user, password string) error {
-	var out userResponse
-	return c.do(ctx, http.MethodPost, "/api/v1/register", registerRequest{User: user, Password: password}, &out, nil)
+	var out UserResponse
+	return c.do(ctx, http.MethodPost, "/api/v1/register", RegisterRequest{User: user, Password: password}, &out, nil)
 }
 
 // Login checks the password and returns a credential binding user to pub,
@@ -53,7 +61,7 @@ func (c *Client) Login(ctx context.Context, user, password string, pub ed25519.P
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("login: public key is %d bytes, want %d: %w", len(pub), ed25519.PublicKeySize, ErrBadRequest)
 	}
-	req := loginRequest{User: user, Password: password, PublicKey: base64.StdEncoding.EncodeToString(pub)}
+	req := LoginRequest{User: user, Password: password, PublicKey: base64.StdEncoding.EncodeToString(pub)}
 	return c.loginLike(ctx, "/api/v1/login", req, user, pub, map[int]error{
 		http.StatusNotFound:     ErrUnknownUser,
 		http.StatusUnauthorized: ErrWrongPassword,
@@ -68,7 +76,7 @@ func (c *Client) Refresh(ctx context.Context, user, refreshToken string, pub ed2
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("login: public key is %d bytes, want %d: %w", len(pub), ed25519.PublicKeySize, ErrBadRequest)
 	}
-	req := refreshRequest{User: user, RefreshToken: refreshToken, PublicKey: base64.StdEncoding.EncodeToString(pub)}
+	req := RefreshRequest{User: user, RefreshToken: refreshToken, PublicKey: base64.StdEncoding.EncodeToString(pub)}
 	return c.loginLike(ctx, "/api/v1/refresh", req, user, pub, map[int]error{
 		http.StatusUnauthorized: ErrInvalidRefresh,
 	})
@@ -95,9 +103,9 @@ func (c *Client) loginLike(ctx context.Context, path string, req any, user strin
 // ChangePassword replaces the password and revokes every refresh token of
 // the user. Errors as for [Client.Login].
 func (c *Client) ChangePassword(ctx context.Context, user, oldPassword, newPassword string) error {
-	var out userResponse
+	var out UserResponse
 	return c.do(ctx, http.MethodPost, "/api/v1/password",
-		passwordRequest{User: user, Password: oldPassword, NewPassword: newPassword}, &out,
+		PasswordRequest{User: user, Password: oldPassword, NewPassword: newPassword}, &out,
 		map[int]error{
 			http.StatusNotFound:     ErrUnknownUser,
 			http.StatusUnauthorized: ErrWrongPassword,
@@ -107,12 +115,12 @@ func (c *Client) ChangePassword(ctx context.Context, user, oldPassword, newPassw
 // Key fetches the login server's public key. Pin it out of band where the
 // transport is not trusted.
 func (c *Client) Key(ctx context.Context) (ed25519.PublicKey, error) {
-	var out keyResponse
+	var out KeyResponse
 	if err := c.do(ctx, http.MethodGet, "/api/v1/key", nil, &out, nil); err != nil {
 		return nil, err
 	}
 	if out.Alg != identity.Alg || len(out.PublicKey) != ed25519.PublicKeySize {
-		return nil, c.badResponse(fmt.Sprintf("key answer has alg %q and %d key bytes", sanitize(out.Alg), len(out.PublicKey)))
+		return nil, c.badResponse(fmt.Sprintf("key answer has alg %q and %d key bytes", Sanitize(out.Alg), len(out.PublicKey)))
 	}
 	return ed25519.PublicKey(out.PublicKey), nil
 }
@@ -120,7 +128,7 @@ func (c *Client) Key(ctx context.Context) (ed25519.PublicKey, error) {
 // UserExists reports whether an account named user exists (false means
 // "unknown user", as opposed to merely offline).
 func (c *Client) UserExists(ctx context.Context, user string) (bool, error) {
-	var out userResponse
+	var out UserResponse
 	err := c.do(ctx, http.MethodGet, "/api/v1/users/"+url.PathEscape(user), nil, &out,
 		map[int]error{http.StatusNotFound: ErrUnknownUser})
 	var ae *APIError
@@ -148,7 +156,7 @@ func (c *Client) Heartbeat(ctx context.Context, addr string, key ed25519.Private
 	if err != nil {
 		return 0, err
 	}
-	var out heartbeatResponse
+	var out HeartbeatResponse
 	if err := c.do(ctx, http.MethodPost, "/api/v1/supernodes", req, &out,
 		map[int]error{
 			http.StatusForbidden:           ErrDialBackDenied,
@@ -174,16 +182,16 @@ func (c *Client) Leave(ctx context.Context, addr string, key ed25519.PrivateKey)
 	if err != nil {
 		return err
 	}
-	var out leaveResponse
+	var out LeaveResponse
 	return c.do(ctx, http.MethodDelete, "/api/v1/supernodes", req, &out,
 		map[int]error{http.StatusForbidden: ErrKeyMismatch})
 }
 
 // signSupernode builds a heartbeat or leave for addr signed by key at the
 // client's clock.
-func (c *Client) signSupernode(addr string, key ed25519.PrivateKey, sigCtx string) (signedRequest, error) {
+func (c *Client) signSupernode(addr string, key ed25519.PrivateKey, sigCtx string) (SignedRequest, error) {
 	if len(key) != ed25519.PrivateKeySize {
-		return signedRequest{}, fmt.Errorf("login: node key is %d bytes, want %d: %w", len(key), ed25519.PrivateKeySize, ErrBadRequest)
+		return SignedRequest{}, fmt.Errorf("login: node key is %d bytes, want %d: %w", len(key), ed25519.PrivateKeySize, ErrBadRequest)
 	}
 	now := time.Now
 	if c.now != nil {
@@ -192,7 +200,7 @@ func (c *Client) signSupernode(addr string, key ed25519.PrivateKey, sigCtx strin
 	pub := key.Public().(ed25519.PublicKey)
 	ts := now().Unix()
 	sig := identity.SignContext(key, sigCtx, SupernodeMessage(addr, pub, ts))
-	return signedRequest{
+	return SignedRequest{
 		Addr: addr,
 		Key:  base64.StdEncoding.EncodeToString(pub),
 		TS:   ts,
@@ -202,7 +210,7 @@ func (c *Client) signSupernode(addr string, key ed25519.PrivateKey, sigCtx strin
 
 // Supernodes returns the live supernodes, freshest first.
 func (c *Client) Supernodes(ctx context.Context) ([]SupernodeInfo, error) {
-	var out supernodesResponse
+	var out SupernodesResponse
 	if err := c.do(ctx, http.MethodGet, "/api/v1/supernodes", nil, &out, nil); err != nil {
 		return nil, err
 	}
@@ -268,7 +276,7 @@ func (c *Client) doAuth(ctx context.Context, cred, method, path string, in, out 
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return c.badResponse(fmt.Sprintf("%s %s: %s", method, path, jsonErrorMessage(err)))
+			return c.badResponse(fmt.Sprintf("%s %s: %s", method, path, JSONErrorMessage(err)))
 		}
 		return nil
 	}
@@ -276,7 +284,7 @@ func (c *Client) doAuth(ctx context.Context, cred, method, path string, in, out 
 }
 
 func (c *Client) apiError(resp *http.Response, raw []byte, kinds map[int]error) error {
-	var e errorResponse
+	var e ErrorResponse
 	msg := ""
 	if json.Unmarshal(raw, &e) == nil {
 		msg = sanitizeLine(e.Error)
@@ -381,7 +389,7 @@ func (c *Client) PutDevice(ctx context.Context, cred string, x25519Pub, sig []by
 		return nil, fmt.Errorf("login: put device: x25519 key is %d bytes, signature %d: %w", len(x25519Pub), len(sig), ErrBadRequest)
 	}
 	var out Device
-	req := deviceRequest{X25519: base64.StdEncoding.EncodeToString(x25519Pub), Sig: base64.StdEncoding.EncodeToString(sig)}
+	req := DeviceRequest{X25519: base64.StdEncoding.EncodeToString(x25519Pub), Sig: base64.StdEncoding.EncodeToString(sig)}
 	if err := c.doAuth(ctx, cred, http.MethodPut, "/api/v1/devices/self", req, &out, userKinds()); err != nil {
 		return nil, err
 	}
@@ -401,7 +409,7 @@ func (c *Client) DeleteDevice(ctx context.Context, cred string) (bool, error) {
 	if err := checkCred("delete device", cred); err != nil {
 		return false, err
 	}
-	var out removedResponse
+	var out RemovedResponse
 	if err := c.doAuth(ctx, cred, http.MethodDelete, "/api/v1/devices/self", nil, &out, userKinds()); err != nil {
 		return false, err
 	}
@@ -418,13 +426,13 @@ func (c *Client) Devices(ctx context.Context, cred, user string) ([]Device, erro
 	if err := checkCred("devices", cred); err != nil {
 		return nil, err
 	}
-	var out devicesResponse
+	var out DevicesResponse
 	if err := c.doAuth(ctx, cred, http.MethodGet, "/api/v1/users/"+url.PathEscape(user)+"/devices", nil, &out, userKinds()); err != nil {
 		return nil, err
 	}
 	for i, d := range out.Devices {
 		if !d.Verify(user) {
-			return nil, c.badResponse(fmt.Sprintf("device %d of %s has a signature that does not verify", i, sanitize(user)))
+			return nil, c.badResponse(fmt.Sprintf("device %d of %s has a signature that does not verify", i, Sanitize(user)))
 		}
 	}
 	if out.Devices == nil {
@@ -450,7 +458,7 @@ func (c *Client) PostMailbox(ctx context.Context, cred string, items []MailboxIt
 		return nil, fmt.Errorf("login: mailbox post: %d items, want 1 to %d: %w", len(items), MaxMailboxItems, ErrBadRequest)
 	}
 	var out MailboxResult
-	if err := c.doAuth(ctx, cred, http.MethodPost, "/api/v1/mailbox", mailboxClientRequest{Items: items}, &out, userKinds()); err != nil {
+	if err := c.doAuth(ctx, cred, http.MethodPost, "/api/v1/mailbox", MailboxClientRequest{Items: items}, &out, userKinds()); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -469,7 +477,7 @@ func (c *Client) Mailbox(ctx context.Context, cred string, limit int) ([]Mailbox
 	if limit > 0 {
 		path += "?limit=" + strconv.Itoa(limit)
 	}
-	var out mailboxResponse
+	var out MailboxResponse
 	if err := c.doAuth(ctx, cred, http.MethodGet, path, nil, &out, userKinds()); err != nil {
 		return nil, false, err
 	}
@@ -489,8 +497,8 @@ func (c *Client) AckMailbox(ctx context.Context, cred string, seqs []int64) (int
 	if seqs == nil {
 		seqs = []int64{}
 	}
-	var out removedResponse
-	if err := c.doAuth(ctx, cred, http.MethodPost, "/api/v1/mailbox/ack", ackRequest{Seqs: seqs}, &out, userKinds()); err != nil {
+	var out RemovedResponse
+	if err := c.doAuth(ctx, cred, http.MethodPost, "/api/v1/mailbox/ack", AckRequest{Seqs: seqs}, &out, userKinds()); err != nil {
 		return 0, err
 	}
 	return out.Removed, nil
@@ -503,7 +511,7 @@ func (c *Client) Contacts(ctx context.Context, cred string) ([]Contact, error) {
 	if err := checkCred("contacts", cred); err != nil {
 		return nil, err
 	}
-	var out contactsResponse
+	var out ContactsResponse
 	if err := c.doAuth(ctx, cred, http.MethodGet, "/api/v1/contacts", nil, &out, userKinds()); err != nil {
 		return nil, err
 	}
@@ -555,8 +563,8 @@ func (c *Client) SetStatus(ctx context.Context, cred, status string) error {
 	if err := checkCred("set status", cred); err != nil {
 		return err
 	}
-	var out statusBody
-	return c.doAuth(ctx, cred, http.MethodPut, "/api/v1/status", statusBody{Status: status}, &out, userKinds())
+	var out StatusBody
+	return c.doAuth(ctx, cred, http.MethodPut, "/api/v1/status", StatusBody{Status: status}, &out, userKinds())
 }
 
 // Status returns the caller's stored status (StatusOnline until set).
@@ -564,7 +572,7 @@ func (c *Client) Status(ctx context.Context, cred string) (string, error) {
 	if err := checkCred("status", cred); err != nil {
 		return "", err
 	}
-	var out statusBody
+	var out StatusBody
 	if err := c.doAuth(ctx, cred, http.MethodGet, "/api/v1/status", nil, &out, userKinds()); err != nil {
 		return "", err
 	}
@@ -584,7 +592,7 @@ func (c *Client) Search(ctx context.Context, cred, prefix string, limit int) ([]
 		limit = MaxSearchResults
 	}
 	q := url.Values{"prefix": {prefix}, "limit": {strconv.Itoa(limit)}}
-	var out searchResponse
+	var out SearchResponse
 	if err := c.doAuth(ctx, cred, http.MethodGet, "/api/v1/users?"+q.Encode(), nil, &out, userKinds()); err != nil {
 		return nil, err
 	}

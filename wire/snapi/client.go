@@ -1,4 +1,4 @@
-package supernode
+package snapi
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/wire/presence"
 )
 
 // DialConfig configures [Dial]. URL, Credential and Key are required.
@@ -263,7 +264,7 @@ func (c *Conn) Renew(ctx context.Context, credential string) error {
 // online, away, busy or invisible; device the client's name for itself;
 // watch the users to tell. The supernode answers only a bad frame (logged).
 func (c *Conn) SetPresence(status, device string, watch []string) error {
-	if !validSetStatus(status) {
+	if !presence.CanSet(status) {
 		return fmt.Errorf("supernode: presence %q: %w", status, ErrBadFrame)
 	}
 	if len(watch) > MaxWatch {

@@ -1,4 +1,8 @@
-package client
+// Package promote is self-promotion: a long-running client on a public
+// address becomes a supernode, with its relay, in the same process. It is the
+// only part of the client allowed to start servers (package relay and
+// supernode); the session (package client) links none of them.
+package promote
 
 import (
 	"context"
@@ -14,15 +18,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/client"
 	"github.com/parley/parley/internal/nodeid"
 	"github.com/parley/parley/relay"
 	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/snapi"
 )
 
-// PromoteConfig configures self-promotion ([Session.Promote]): a long-running
+// Config configures self-promotion ([Start]): a long-running
 // client on a public address becomes a supernode (with its relay) in the same
 // process. Zero values mean the documented defaults.
-type PromoteConfig struct {
+type Config struct {
 	// After is how long the session must have been online before it asks
 	// for a dial-back and, if that passes, promotes itself. Default 10 min.
 	After time.Duration
@@ -42,15 +48,8 @@ type PromoteConfig struct {
 	AllowPeers []netip.Prefix
 }
 
-// Promotion events ([Event.Event]): "promoted" (Info.Supernode is the URL it
-// serves at) and "stepped-down" (Info.Message says why).
-const (
-	EventPromoted    = "promoted"
-	EventSteppedDown = "stepped-down"
-)
-
 // promoteDefaults fills in cfg's zero values.
-func (cfg PromoteConfig) withDefaults(home string) PromoteConfig {
+func (cfg Config) withDefaults(home string) Config {
 	if cfg.After <= 0 {
 		cfg.After = 10 * time.Minute
 	}
@@ -69,7 +68,7 @@ func (cfg PromoteConfig) withDefaults(home string) PromoteConfig {
 	return cfg
 }
 
-// Promote starts self-promotion: once the session has been up for cfg.After,
+// Start starts self-promotion on s: once the session has been up for cfg.After,
 // it binds the supernode and relay ports, asks its supernode to dial it back
 // on them (TCP and UDP, at the address the supernode sees it at), and when
 // that works starts a supernode and a relay in this process on those ports,
@@ -77,21 +76,20 @@ func (cfg PromoteConfig) withDefaults(home string) PromoteConfig {
 // when dial-backs stop passing and when the session closes. A client behind a
 // NAT fails the dial-back and never promotes. Promote returns at once; the
 // work runs until the session closes.
-func (s *Session) Promote(cfg PromoteConfig) error {
-	cfg = cfg.withDefaults(s.c.home.dir)
+func Start(s *client.Session, cfg Config) error {
+	cfg = cfg.withDefaults(s.HomeDir())
 	key, err := nodeid.LoadOrCreate(cfg.NodeKeyFile)
 	if err != nil {
-		return fmt.Errorf("client: promote: %w", err)
+		return fmt.Errorf("promote: %w", err)
 	}
-	p := &promoter{s: s, cfg: cfg, key: key, log: s.c.log.With("part", "promote"), started: time.Now()}
-	s.wg.Add(1)
-	go p.run()
+	p := &promoter{s: s, cfg: cfg, key: key, log: s.Logger().With("part", "promote"), started: time.Now()}
+	s.Go(p.run)
 	return nil
 }
 
 type promoter struct {
-	s       *Session
-	cfg     PromoteConfig
+	s       *client.Session
+	cfg     Config
 	key     ed25519.PrivateKey
 	log     *slog.Logger
 	started time.Time
@@ -99,16 +97,15 @@ type promoter struct {
 
 // run binds, checks and promotes until the session ends; after stepping down
 // it starts over.
-func (p *promoter) run() {
-	defer p.s.wg.Done()
-	for p.s.ctx.Err() == nil {
-		err := p.round()
-		if p.s.ctx.Err() != nil {
+func (p *promoter) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := p.round(ctx)
+		if ctx.Err() != nil {
 			return
 		}
 		p.log.Info("not a supernode", "reason", err)
 		select {
-		case <-p.s.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-time.After(p.cfg.CheckInterval):
 		}
@@ -193,10 +190,10 @@ func port(a net.Addr) int {
 // asks for a dial-back and, when it passes, serves as a supernode until it
 // stops qualifying. Ports are held only while checking or serving. It
 // returns why it is not (or no longer) a supernode.
-func (p *promoter) round() error {
+func (p *promoter) round(ctx context.Context) error {
 	select {
-	case <-p.s.ctx.Done():
-		return p.s.ctx.Err()
+	case <-ctx.Done():
+		return ctx.Err()
 	case <-time.After(time.Until(p.started.Add(p.cfg.After))):
 	}
 	c, err := p.bind()
@@ -206,7 +203,7 @@ func (p *promoter) round() error {
 	relayOwnsPorts := false
 	defer func() { c.close(relayOwnsPorts) }()
 
-	conn, err := p.s.waitConn(p.s.ctx)
+	conn, err := p.s.WaitConn(ctx)
 	if err != nil {
 		return err
 	}
@@ -219,7 +216,7 @@ func (p *promoter) round() error {
 	udp := net.JoinHostPort(host, strconv.Itoa(port(c.pc.LocalAddr())))
 	h := identifyOnly(name, p.key)
 	c.handler.Store(&h)
-	if err := p.dialback(conn, url, udp); err != nil {
+	if err := p.dialback(ctx, conn, url, udp); err != nil {
 		return err
 	}
 
@@ -239,13 +236,13 @@ func (p *promoter) round() error {
 	}
 	relayOwnsPorts = true
 	defer r.Close()
-	lc, err := p.s.c.loginClient()
+	lc, err := p.s.LoginClient()
 	if err != nil {
 		return err
 	}
 	rudp, rtcp, _ := r.Addrs()
 	sn, err := supernode.New(supernode.Config{
-		LoginKey: p.s.c.loginKey(), Name: name, NodeKey: p.key, Logger: p.log,
+		LoginKey: p.s.LoginKey(), Name: name, NodeKey: p.key, Logger: p.log,
 		Login: lc, Advertise: url, Seeds: []string{p.s.Supernode()},
 		ICEServers: supernode.RelayOffer{Host: host, UDP: rudp, TCP: rtcp, Secret: secret, TTL: 10 * time.Minute}.ICEServers(),
 	})
@@ -256,24 +253,24 @@ func (p *promoter) round() error {
 	c.handler.Store(&served)
 	// Never attach to ourselves: our dial-back checks must be made by
 	// another supernode.
-	p.s.exclude(url, time.Now().Add(100*365*24*time.Hour))
-	defer p.s.exclude(url, time.Now())
+	p.s.Exclude(url, time.Now().Add(100*365*24*time.Hour))
+	defer p.s.Exclude(url, time.Now())
 	p.log.Info("promoted to supernode", "url", url)
-	p.s.emit(Event{Event: EventPromoted, Info: &Info{User: p.s.user, Supernode: url, Message: "serving as a supernode and relay"}})
+	p.s.Emit(client.Event{Event: client.EventPromoted, Info: &client.Info{User: p.s.User(), Supernode: url, Message: "serving as a supernode and relay"}})
 
 	// Keep qualifying.
 	why := "the session closed"
 	fails := 0
 	for fails < 2 {
 		select {
-		case <-p.s.ctx.Done():
+		case <-ctx.Done():
 		case <-time.After(p.cfg.CheckInterval):
 			// Offline for long counts as a failed check.
-			wctx, cancel := context.WithTimeout(p.s.ctx, 10*time.Second)
-			conn, err := p.s.waitConn(wctx)
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			conn, err := p.s.WaitConn(wctx)
 			cancel()
 			if err == nil {
-				err = p.dialback(conn, url, udp)
+				err = p.dialback(ctx, conn, url, udp)
 			}
 			if err != nil {
 				fails++
@@ -287,12 +284,12 @@ func (p *promoter) round() error {
 	}
 	sn.Close() // says goodbye to the mesh and the login server
 	p.log.Info("stepped down as supernode", "reason", why)
-	p.s.emit(Event{Event: EventSteppedDown, Info: &Info{User: p.s.user, Supernode: url, Message: why}})
+	p.s.Emit(client.Event{Event: client.EventSteppedDown, Info: &client.Info{User: p.s.User(), Supernode: url, Message: why}})
 	return errors.New(why)
 }
 
-func (p *promoter) dialback(conn *supernode.Conn, url, udp string) error {
-	ctx, cancel := context.WithTimeout(p.s.ctx, 10*time.Second)
+func (p *promoter) dialback(ctx context.Context, conn *snapi.Conn, url, udp string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	tcpOK, udpOK, err := conn.Dialback(ctx, url, udp, p.key.Public().(ed25519.PublicKey))
 	if err != nil {

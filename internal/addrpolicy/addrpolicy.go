@@ -1,4 +1,4 @@
-package relay
+package addrpolicy
 
 import "net/netip"
 

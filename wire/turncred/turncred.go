@@ -1,4 +1,4 @@
-package relay
+package turncred
 
 import (
 	"crypto/hmac"
@@ -43,59 +43,59 @@ const maxUsernameLen = maxExpiryDigits + 1 + identity.MaxUserLen
 func Credentials(secret []byte, user string, ttl time.Duration, now time.Time) (username, password string) {
 	ttl = min(ttl, MaxCredentialTTL)
 	username = strconv.FormatInt(now.Add(ttl).Unix(), 10) + ":" + user
-	return username, restPassword(secret, username)
+	return username, Password(secret, username)
 }
 
-// restPassword is the TURN-REST password of username.
-func restPassword(secret []byte, username string) string {
+// Password is the TURN-REST password of username.
+func Password(secret []byte, username string) string {
 	mac := hmac.New(sha1.New, secret)
 	mac.Write([]byte(username))
 	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// parseUsername splits a TURN-REST username "EXPIRY:user" into its expiry (Unix
+// ParseUsername splits a TURN-REST username "EXPIRY:user" into its expiry (Unix
 // seconds) and user name. EXPIRY is canonical decimal: digits only, no sign, no
 // leading zero. user must pass identity.CheckUser. The input is untrusted bytes
 // from the network.
-func parseUsername(username string) (expiry int64, user string, err error) {
+func ParseUsername(username string) (expiry int64, user string, err error) {
 	if len(username) > maxUsernameLen {
-		return 0, "", fmt.Errorf("relay: parse username: too long: %w", ErrBadUsername)
+		return 0, "", fmt.Errorf("turncred: parse username: too long: %w", ErrBadUsername)
 	}
 	exp, user, ok := strings.Cut(username, ":")
 	if !ok {
-		return 0, "", fmt.Errorf("relay: parse username: no colon: %w", ErrBadUsername)
+		return 0, "", fmt.Errorf("turncred: parse username: no colon: %w", ErrBadUsername)
 	}
 	if exp == "" || len(exp) > maxExpiryDigits || exp[0] == '0' {
-		return 0, "", fmt.Errorf("relay: parse username: expiry: %w", ErrBadUsername)
+		return 0, "", fmt.Errorf("turncred: parse username: expiry: %w", ErrBadUsername)
 	}
 	for i := 0; i < len(exp); i++ {
 		if exp[i] < '0' || exp[i] > '9' {
-			return 0, "", fmt.Errorf("relay: parse username: expiry: %w", ErrBadUsername)
+			return 0, "", fmt.Errorf("turncred: parse username: expiry: %w", ErrBadUsername)
 		}
 	}
 	expiry, perr := strconv.ParseInt(exp, 10, 64)
 	if perr != nil {
-		return 0, "", fmt.Errorf("relay: parse username: expiry: %w", ErrBadUsername)
+		return 0, "", fmt.Errorf("turncred: parse username: expiry: %w", ErrBadUsername)
 	}
 	if cerr := identity.CheckUser(user); cerr != nil {
-		return 0, "", fmt.Errorf("relay: parse username: %w: %w", ErrBadUsername, cerr)
+		return 0, "", fmt.Errorf("turncred: parse username: %w: %w", ErrBadUsername, cerr)
 	}
 	return expiry, user, nil
 }
 
-// checkUsername parses username and checks its expiry against now: it must lie
+// CheckUsername parses username and checks its expiry against now: it must lie
 // after now-grace, and at most MaxCredentialTTL (plus identity.Skew) after now.
-func checkUsername(username string, now time.Time, grace time.Duration) (user string, err error) {
-	expiry, user, err := parseUsername(username)
+func CheckUsername(username string, now time.Time, grace time.Duration) (user string, err error) {
+	expiry, user, err := ParseUsername(username)
 	if err != nil {
 		return "", err
 	}
 	n := now.Unix()
 	if expiry <= now.Add(-grace).Unix() {
-		return "", fmt.Errorf("relay: check username: %w", ErrExpired)
+		return "", fmt.Errorf("turncred: check username: %w", ErrExpired)
 	}
 	if expiry-n > int64((MaxCredentialTTL+identity.Skew)/time.Second) {
-		return "", fmt.Errorf("relay: check username: %w", ErrTooFarAhead)
+		return "", fmt.Errorf("turncred: check username: %w", ErrTooFarAhead)
 	}
 	return user, nil
 }

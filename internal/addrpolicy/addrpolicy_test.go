@@ -1,4 +1,4 @@
-package relay
+package addrpolicy
 
 import (
 	"math/rand/v2"

@@ -1,0 +1,123 @@
+package loginapi
+
+import (
+	"errors"
+	"time"
+)
+
+// Sentinel errors of the login API. The server wraps them with the operation;
+// the [Client] returns them (inside an [*APIError] for server answers) so that
+// callers can test with errors.Is and print one clear line.
+var (
+	// ErrUserExists: registration of a name that is taken (HTTP 409).
+	ErrUserExists = errors.New("user already exists")
+	// ErrUnknownUser: no account has this name (HTTP 404).
+	ErrUnknownUser = errors.New("unknown user")
+	// ErrWrongPassword: the password does not match (HTTP 401 on login and
+	// password change).
+	ErrWrongPassword = errors.New("wrong password")
+	// ErrRateLimited: too many failed logins for the user or the client
+	// address in the failure window (HTTP 429); the client also returns it
+	// for the other 429s of the user endpoints (too many searches or
+	// contact requests), whose message says which.
+	ErrRateLimited = errors.New("too many failed logins")
+	// ErrUnauthorized: a user endpoint got no credential, or one that does
+	// not verify with the login server's key or has expired (HTTP 401).
+	ErrUnauthorized = errors.New("missing or invalid credential")
+	// ErrNotContact: the user is neither the caller nor an accepted contact
+	// of the caller (HTTP 403 on mailbox post and device lists).
+	ErrNotContact = errors.New("not a contact")
+	// ErrNoRequest: accept without a pending contact request from that user
+	// (HTTP 409).
+	ErrNoRequest = errors.New("no contact request from this user")
+	// ErrUnknownDevice: a mailbox item's to_device is not a registered
+	// device of to_user (HTTP 400; the client returns it inside
+	// ErrBadRequest).
+	ErrUnknownDevice = errors.New("not a registered device")
+	// ErrQuota: a per-user or per-device quota is full: a device's mailbox
+	// bytes, or the caller's or the other user's contact list (HTTP 507).
+	ErrQuota = errors.New("quota exceeded")
+	// ErrInvalidRefresh: the refresh token is unknown, expired, revoked or
+	// belongs to another user (HTTP 401 on refresh).
+	ErrInvalidRefresh = errors.New("invalid refresh token")
+	// ErrBadRequest: the server refused the request as malformed (HTTP 400,
+	// 413, 415); the server's message says why.
+	ErrBadRequest = errors.New("bad request")
+	// ErrSupernodeListFull: the supernode list already holds the maximum
+	// number of live entries (HTTP 503 on heartbeat).
+	ErrSupernodeListFull = errors.New("supernode list is full")
+	// ErrDialBack: the login server dialled the heartbeat's address back
+	// (GET /v1/identify, package internal/nodeid) and it did not prove the
+	// heartbeat's node key: no answer, another key, another name or a bad
+	// signature (HTTP 422 on heartbeat). The address is not listed.
+	ErrDialBack = errors.New("dial-back failed")
+	// ErrDialBackDenied: the heartbeat's address is, or resolves to, an IP
+	// the login server will not dial (loopback, private, link-local and other
+	// special-purpose ranges unless Config.DialBackAllow admits them) (HTTP
+	// 403 on heartbeat).
+	ErrDialBackDenied = errors.New("address not allowed for dial-back")
+	// ErrDialBackLimited: too many dial-backs were asked for from the client
+	// address in Config.DialBackWindow (HTTP 429 on heartbeat; see
+	// [APIError.RetryAfter]).
+	ErrDialBackLimited = errors.New("too many dial-backs")
+	// ErrKeyMismatch: a leave for an address that is listed with another
+	// node key (HTTP 403 on leave).
+	ErrKeyMismatch = errors.New("supernode is listed with another key")
+	// ErrBadSignature: a heartbeat's, leave's or device registration's
+	// signature does not verify
+	// (HTTP 400; the client returns it inside ErrBadRequest).
+	ErrBadSignature = errors.New("signature does not verify")
+	// ErrClockSkew: a heartbeat's or leave's ts is further than identity.Skew
+	// from the server's clock (HTTP 400; inside ErrBadRequest).
+	ErrClockSkew = errors.New("ts is outside the allowed clock skew")
+	// ErrReplayed: a heartbeat's or leave's ts is older than the last one
+	// accepted for the address and key (HTTP 400; inside ErrBadRequest).
+	ErrReplayed = errors.New("ts is older than the last accepted one")
+	// ErrUnreachable: the client could not reach the login server at all.
+	ErrUnreachable = errors.New("login server unreachable")
+	// ErrServer: the login server answered with a server error or a response
+	// the client does not understand.
+	ErrServer = errors.New("login server error")
+)
+
+// APIError is an error answer from the login server as the [Client] returns it.
+// Error() is "login: " followed by the server's one-line message, for example
+// "login: wrong password". Unwrap returns the matching sentinel (Kind), so
+// errors.Is(err, ErrWrongPassword) works.
+type APIError struct {
+	// Status is the HTTP status code.
+	Status int
+	// Message is the server's "error" field (or a description of the
+	// response when it had none).
+	Message string
+	// RetryAfter is set on ErrRateLimited and ErrDialBackLimited: how long
+	// to wait before trying again.
+	RetryAfter time.Duration
+	// Item is the index of the item a refused mailbox post names (the
+	// first one that could not be stored); -1 when the answer names none.
+	Item int
+	// Kind is the sentinel this answer maps to.
+	Kind error
+	// detail is a second sentinel the message names, if any (for example
+	// identity.ErrBadUser or ErrBadSignature inside ErrBadRequest).
+	detail error
+}
+
+// Error implements error.
+func (e *APIError) Error() string {
+	if e.Message == "" {
+		return "login: " + e.Kind.Error()
+	}
+	return "login: " + e.Message
+}
+
+// Unwrap returns the sentinel Kind, and a detail sentinel inside
+// ErrBadRequest when the message names one: identity.ErrBadUser (a refused
+// user name), ErrBadSignature, ErrClockSkew, ErrReplayed or
+// ErrUnknownDevice.
+func (e *APIError) Unwrap() []error {
+	if e.detail != nil {
+		return []error{e.Kind, e.detail}
+	}
+	return []error{e.Kind}
+}
