@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +14,9 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/parley/parley/client/im"
 	"github.com/parley/parley/codec"
+	"github.com/parley/parley/wire/signal"
 )
 
 // Call is one call between this device and a peer. Its goroutines (sender,
@@ -32,7 +33,7 @@ type Call struct {
 	track   *webrtc.TrackLocalStaticRTP
 	sender  *webrtc.RTPSender
 	media   Media
-	signals chan *Signal
+	signals chan *signal.Signal
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -46,7 +47,7 @@ type Call struct {
 	negMu      sync.Mutex // serializes ICE restarts (restart.go)
 	restartReq chan restartRequest
 	reoffers   atomic.Int64 // re-offers received (a callee asking for one waits for this to move)
-	reanswers  chan *Signal
+	reanswers  chan *signal.Signal
 	restarts   atomic.Uint64
 	peerAsks   chan string // the callee asked for a restart, and why (the caller's side)
 
@@ -59,8 +60,8 @@ type Call struct {
 	mu         sync.Mutex
 	peerDevice string   // the peer's device: signals from its other devices are ignored
 	peerFP     []string // the peer's DTLS fingerprints, from its offer or answer
-	localView  pathView
-	peerView   pathView
+	localView  signal.Path
+	peerView   signal.Path
 	shownPath  string // the path and relay last reported in an event
 	shownRelay string
 	ending     bool
@@ -97,8 +98,8 @@ func (s *Session) newCall(ctx context.Context, id, peer string, outgoing bool, r
 	}
 	c := &Call{
 		ID: id, Peer: peer, Outgoing: outgoing, s: s, pc: pc, media: media, relayChoice: relay,
-		signals: make(chan *Signal, 8), connected: make(chan struct{}), done: make(chan struct{}),
-		restartReq: make(chan restartRequest, 1), reanswers: make(chan *Signal, 1), peerAsks: make(chan string, 1),
+		signals: make(chan *signal.Signal, 8), connected: make(chan struct{}), done: make(chan struct{}),
+		restartReq: make(chan restartRequest, 1), reanswers: make(chan *signal.Signal, 1), peerAsks: make(chan string, 1),
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.path.Store("")
@@ -142,7 +143,7 @@ func (s *Session) newCall(ctx context.Context, id, peer string, outgoing bool, r
 		return nil, fmt.Errorf("client: call %s: data channel: %w", peer, err)
 	}
 	dc.OnMessage(func(msg webrtc.DataChannelMessage) {
-		if len(msg.Data) <= MaxEnvelopeBytes && isEnvelope(msg.Data) {
+		if len(msg.Data) <= im.MaxEnvelopeBytes && isEnvelope(msg.Data) {
 			s.im.enqueue(msg.Data, ViaDataChannel)
 		}
 	})
@@ -166,11 +167,11 @@ func (s *Session) newCall(ctx context.Context, id, peer string, outgoing bool, r
 // fromPeer reports whether sig comes from the peer device this call is with. An
 // outgoing call is bound to the device whose answer it takes; signals of the
 // user's other devices (a second answer, their hangups) are ignored.
-func (c *Call) fromPeer(sig *Signal) bool {
+func (c *Call) fromPeer(sig *signal.Signal) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.peerDevice == "" {
-		if sig.Kind == KindAnswer {
+		if sig.Kind == signal.KindAnswer {
 			c.peerDevice = sig.Device
 		}
 		return true
@@ -335,7 +336,7 @@ func (c *Call) end(reason string, notify bool) {
 		defer c.s.wg.Done()
 		if notify {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			c.s.sendSignal(ctx, &Signal{Kind: KindHangup, CallID: c.ID, To: c.Peer, Reason: reason})
+			c.s.sendSignal(ctx, &signal.Signal{Kind: signal.KindHangup, CallID: c.ID, To: c.Peer, Reason: reason})
 			cancel()
 		}
 		c.pc.Close()
@@ -544,7 +545,7 @@ func (c *Call) updatePath() {
 			}
 		}
 	}
-	v := pathView{Local: local.CandidateType.String(), RelayProtocol: local.RelayProtocol}
+	v := signal.Path{Local: local.CandidateType.String(), RelayProtocol: local.RelayProtocol}
 	if local.CandidateType == webrtc.ICECandidateTypeRelay {
 		v.Relay = local.URL
 		if v.Relay == "" {
@@ -553,28 +554,18 @@ func (c *Call) updatePath() {
 	}
 	v.RemoteRelay = remote.CandidateType == webrtc.ICECandidateTypeRelay
 	if c.setPathViews(&v, nil) {
-		b, _ := json.Marshal(v)
 		c.goOwned(func() {
 			ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 			defer cancel()
-			c.s.sendSignal(ctx, &Signal{Kind: KindPath, CallID: c.ID, To: c.Peer, Reason: string(b)})
+			c.s.sendSignal(ctx, &signal.Signal{Kind: signal.KindPath, CallID: c.ID, To: c.Peer, Path: &v})
 		})
 	}
-}
-
-// pathView is one end's view of the selected candidate pair, exchanged in a
-// "path" signal (JSON in its reason field).
-type pathView struct {
-	Local         string `json:"local"`                    // host, srflx, prflx or relay
-	RelayProtocol string `json:"relay_protocol,omitempty"` // udp, tcp or tls, for a relay candidate
-	Relay         string `json:"relay,omitempty"`          // the relay's address, for a relay candidate
-	RemoteRelay   bool   `json:"remote_relay,omitempty"`   // the peer's candidate is a relay
 }
 
 // combinePaths derives the call's path from both ends' views, the same on both
 // ends: tcp-relay when either end reaches its relay over TCP or TLS, udp-relay
 // when a relay is on the path, else direct.
-func combinePaths(mine, theirs pathView) (path, relay string) {
+func combinePaths(mine, theirs signal.Path) (path, relay string) {
 	relayed := mine.Local == "relay" || theirs.Local == "relay" || mine.RemoteRelay || theirs.RemoteRelay
 	tcp := mine.RelayProtocol == "tcp" || mine.RelayProtocol == "tls" || theirs.RelayProtocol == "tcp" || theirs.RelayProtocol == "tls"
 	relay = mine.Relay
@@ -591,12 +582,12 @@ func combinePaths(mine, theirs pathView) (path, relay string) {
 }
 
 // onInCall handles the signals of a call in progress.
-func (c *Call) onInCall(sig *Signal) {
+func (c *Call) onInCall(sig *signal.Signal) {
 	switch sig.Kind {
-	case KindPath:
+	case signal.KindPath:
 		c.onPathSignal(sig)
-	case KindHold, KindResume:
-		on := sig.Kind == KindHold
+	case signal.KindHold, signal.KindResume:
+		on := sig.Kind == signal.KindHold
 		if c.peerHeld.Swap(on) != on {
 			c.emitHold(on, "peer")
 		}
@@ -611,15 +602,15 @@ func (c *Call) Hold(on bool) {
 	if c.held.Swap(on) == on {
 		return
 	}
-	kind := KindResume
+	kind := signal.KindResume
 	if on {
-		kind = KindHold
+		kind = signal.KindHold
 	}
 	c.emitHold(on, "local")
 	c.goOwned(func() {
 		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 		defer cancel()
-		if err := c.s.sendSignal(ctx, &Signal{Kind: kind, CallID: c.ID, To: c.Peer}); err != nil {
+		if err := c.s.sendSignal(ctx, &signal.Signal{Kind: kind, CallID: c.ID, To: c.Peer}); err != nil {
 			c.s.c.log.Warn("telling the peer about hold", "err", err)
 		}
 	})
@@ -637,17 +628,16 @@ func (c *Call) emitHold(on bool, by string) {
 		CallState: &CallState{State: state, Reason: "by " + by, Direction: direction(c.Outgoing)}})
 }
 
-func (c *Call) onPathSignal(sig *Signal) {
-	var v pathView
-	if json.Unmarshal([]byte(sig.Reason), &v) != nil {
+func (c *Call) onPathSignal(sig *signal.Signal) {
+	if sig.Path == nil {
 		return
 	}
-	c.setPathViews(nil, &v)
+	c.setPathViews(nil, sig.Path)
 }
 
 // setPathViews updates this end's and/or the peer's view of the path, recomputes
 // the call's path, and reports whether this end's view changed.
-func (c *Call) setPathViews(mine, theirs *pathView) (mineChanged bool) {
+func (c *Call) setPathViews(mine, theirs *signal.Path) (mineChanged bool) {
 	c.mu.Lock()
 	if mine != nil {
 		mineChanged = *mine != c.localView

@@ -17,7 +17,6 @@ var (
 	ErrNoAnswer       = errors.New("no answer")
 	ErrRefused        = errors.New("call refused")
 	ErrConnectFailed  = errors.New("call could not connect")
-	ErrBadSignal      = errors.New("signal failed verification")
 	ErrLoginKeyChange = errors.New("the login server's key changed since this home first saw it")
 	ErrClosed         = errors.New("session closed")
 	ErrHomeCorrupt    = errors.New("home directory state is unreadable")

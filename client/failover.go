@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/parley/parley/wire/signal"
 	"github.com/parley/parley/wire/snapi"
 )
 
@@ -377,7 +378,7 @@ func (s *Session) afterReattach(oldICE []snapi.ICEServer) {
 			c.goOwned(func() {
 				ctx, cancel := context.WithTimeout(c.ctx, signalRetryFor)
 				defer cancel()
-				if err := s.sendSignal(ctx, &Signal{Kind: KindRestart, CallID: c.ID, To: c.Peer, Reason: restartReattached}); err != nil && c.ctx.Err() == nil {
+				if err := s.sendSignal(ctx, &signal.Signal{Kind: signal.KindRestart, CallID: c.ID, To: c.Peer, Reason: restartReattached}); err != nil && c.ctx.Err() == nil {
 					s.c.log.Warn("asking for an ICE restart after reattaching", "call", c.ID, "err", err)
 				}
 			})

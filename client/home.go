@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -148,4 +149,49 @@ func writeTemp(p string, b []byte, place func(tmp, p string) error) error {
 		return err
 	}
 	return place(f.Name(), p)
+}
+
+// A device's encryption key. Next to the Ed25519 "key" of home.go a home holds
+//
+//	x25519       the device's X25519 private key (32 bytes), mode 0600, made
+//	             on first use
+//
+// Messages are encrypted to it (package im). The device publishes its public half
+// at the login server in a [DeviceRecord] signed with its Ed25519 key, so that
+// a sender can check every record it is handed: the login server, which stores
+// and serves the records, cannot substitute a key of its own.
+const x25519File = "x25519"
+
+// deviceX25519 loads the X25519 key of the home in dir, making one on first
+// use. Two commands starting at once in a new home end up with one key: the
+// first to link its file wins, the other reads it.
+func deviceX25519(dir string) (*ecdh.PrivateKey, error) {
+	p := filepath.Join(dir, x25519File)
+	for range 2 {
+		b, err := os.ReadFile(p)
+		switch {
+		case err == nil:
+			k, err := ecdh.X25519().NewPrivateKey(b)
+			if err != nil {
+				return nil, fmt.Errorf("client: x25519 key %s: %w", p, ErrHomeCorrupt)
+			}
+			return k, nil
+		case errors.Is(err, fs.ErrNotExist):
+			k, err := ecdh.X25519().GenerateKey(rand.Reader)
+			if err != nil {
+				return nil, fmt.Errorf("client: x25519 key %s: %w", p, err)
+			}
+			err = writeFileExclusive(p, k.Bytes())
+			if errors.Is(err, fs.ErrExist) {
+				continue // another command made it first: read theirs
+			}
+			if err != nil {
+				return nil, fmt.Errorf("client: x25519 key %s: %w", p, err)
+			}
+			return k, nil
+		default:
+			return nil, fmt.Errorf("client: x25519 key %s: %w", p, err)
+		}
+	}
+	return nil, fmt.Errorf("client: x25519 key %s: %w", p, ErrHomeCorrupt)
 }

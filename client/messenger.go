@@ -45,6 +45,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/client/im"
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/wire/loginapi"
 	"github.com/parley/parley/wire/snapi"
@@ -110,7 +111,7 @@ type inbound struct {
 }
 
 type deviceEntry struct {
-	recs []DeviceRecord
+	recs []im.DeviceRecord
 	at   time.Time
 }
 
@@ -126,7 +127,7 @@ type tracker struct {
 // messenger is the IM half of a Session.
 type messenger struct {
 	s    *Session
-	hist *History
+	hist *im.History
 	x    *ecdh.PrivateKey
 	key  ed25519.PrivateKey
 	me   ed25519.PublicKey
@@ -147,7 +148,7 @@ func newMessenger(s *Session) (*messenger, error) {
 	if err != nil {
 		return nil, err
 	}
-	hist, err := OpenHistory(s.c.home.dir)
+	hist, err := im.OpenHistory(s.c.home.dir)
 	if err != nil {
 		return nil, err
 	}
@@ -215,11 +216,11 @@ func isEnvelope(b []byte) bool {
 	if json.Unmarshal(b, &k) != nil {
 		return false
 	}
-	return (k.Kind == KindMessage || k.Kind == KindReceipt) && k.CT != nil
+	return (k.Kind == im.KindMessage || k.Kind == im.KindReceipt) && k.CT != nil
 }
 
 // devicesOf returns user's verified device records.
-func (m *messenger) devicesOf(ctx context.Context, user string, fresh bool) ([]DeviceRecord, error) {
+func (m *messenger) devicesOf(ctx context.Context, user string, fresh bool) ([]im.DeviceRecord, error) {
 	m.mu.Lock()
 	e, ok := m.devices[user]
 	m.mu.Unlock()
@@ -240,9 +241,9 @@ func (m *messenger) devicesOf(ctx context.Context, user string, fresh bool) ([]D
 		}
 		return nil, fmt.Errorf("client: devices of %s: %w", user, err)
 	}
-	recs := make([]DeviceRecord, 0, len(ds))
+	recs := make([]im.DeviceRecord, 0, len(ds))
 	for _, d := range ds {
-		r := DeviceRecord{User: user, Key: d.Key, X25519: d.X25519, Sig: d.Sig}
+		r := im.DeviceRecord{User: user, Key: d.Key, X25519: d.X25519, Sig: d.Sig}
 		if r.Verify() == nil {
 			recs = append(recs, r)
 		}
@@ -253,12 +254,12 @@ func (m *messenger) devicesOf(ctx context.Context, user string, fresh bool) ([]D
 	return recs, nil
 }
 
-func (m *messenger) sender(ctx context.Context) (Sender, error) {
+func (m *messenger) sender(ctx context.Context) (im.Sender, error) {
 	cred, err := m.s.c.Credential(ctx)
 	if err != nil {
-		return Sender{}, err
+		return im.Sender{}, err
 	}
-	return Sender{User: m.s.user, Device: m.key, Credential: cred}, nil
+	return im.Sender{User: m.s.user, Device: m.key, Credential: cred}, nil
 }
 
 // SendMessage sends text to user to and returns once a device of theirs has
@@ -272,7 +273,7 @@ func (s *Session) SendMessage(ctx context.Context, to, text string) (SendResult,
 	if err := identity.CheckUser(to); err != nil {
 		return SendResult{}, fmt.Errorf("client: message: %w", err)
 	}
-	if err := CheckText(text); err != nil {
+	if err := im.CheckText(text); err != nil {
 		return SendResult{}, fmt.Errorf("client: message to %s: %w", to, err)
 	}
 	m.sendMu.Lock()
@@ -302,16 +303,16 @@ func (s *Session) SendMessage(ctx context.Context, to, text string) (SendResult,
 	if err != nil {
 		return SendResult{}, err
 	}
-	env, err := SealMessage(snd, to, append(peerDevs, myDevs...), Draft{Seq: seq, Time: time.Now(), Text: text})
+	env, err := im.SealMessage(snd, to, append(peerDevs, myDevs...), im.Draft{Seq: seq, Time: time.Now(), Text: text})
 	if err != nil {
-		for _, e := range []error{ErrNoDevices, ErrMessageTooLong, ErrTooManyDevices} {
+		for _, e := range []error{im.ErrNoDevices, im.ErrMessageTooLong, im.ErrTooManyDevices} {
 			if errors.Is(err, e) {
 				err = e
 			}
 		}
 		return SendResult{}, fmt.Errorf("client: message to %s: %w", to, err)
 	}
-	if err := m.hist.AddOutgoing(Message{ID: env.ID, Peer: to, FromDevice: m.me, Seq: seq, TS: env.TS, Text: text}); err != nil {
+	if err := m.hist.AddOutgoing(im.Message{ID: env.ID, Peer: to, FromDevice: m.me, Seq: seq, TS: env.TS, Text: text}); err != nil {
 		return SendResult{}, err
 	}
 	return m.deliver(ctx, env, peerDevs, myDevs)
@@ -326,7 +327,7 @@ func (m *messenger) resendPending(ctx context.Context) {
 		return
 	}
 	for _, p := range pending {
-		if !sameDevice(p.FromDevice, m.me) {
+		if !im.SameDevice(p.FromDevice, m.me) {
 			continue
 		}
 		if err := m.resend(ctx, p); err != nil {
@@ -341,7 +342,7 @@ func (m *messenger) resendPending(ctx context.Context) {
 	}
 }
 
-func (m *messenger) resend(ctx context.Context, p Message) error {
+func (m *messenger) resend(ctx context.Context, p im.Message) error {
 	m.sendMu.Lock()
 	defer m.sendMu.Unlock()
 	peerDevs, err := m.devicesOf(ctx, p.Peer, false)
@@ -356,7 +357,7 @@ func (m *messenger) resend(ctx context.Context, p Message) error {
 	if err != nil {
 		return err
 	}
-	env, err := SealMessage(snd, p.Peer, append(peerDevs, myDevs...), Draft{ID: p.ID, Seq: p.Seq, Time: p.Time(), Text: p.Text})
+	env, err := im.SealMessage(snd, p.Peer, append(peerDevs, myDevs...), im.Draft{ID: p.ID, Seq: p.Seq, Time: p.Time(), Text: p.Text})
 	if err != nil {
 		return err
 	}
@@ -366,15 +367,15 @@ func (m *messenger) resend(ctx context.Context, p Message) error {
 
 // deliver carries env to every device it is sealed for: data channel,
 // supernodes, mailbox, in that order, each for the devices still silent.
-func (m *messenger) deliver(ctx context.Context, env *Envelope, peerDevs, myDevs []DeviceRecord) (SendResult, error) {
+func (m *messenger) deliver(ctx context.Context, env *im.Envelope, peerDevs, myDevs []im.DeviceRecord) (SendResult, error) {
 	b, err := env.Encode()
 	if err != nil {
 		return SendResult{}, err
 	}
 	to := env.To
 	tr := &tracker{want: map[string]string{}, peer: to, got: make(chan struct{}, 1)}
-	for _, d := range append(append([]DeviceRecord{}, peerDevs...), myDevs...) {
-		if !sameDevice(d.Key, m.me) {
+	for _, d := range append(append([]im.DeviceRecord{}, peerDevs...), myDevs...) {
+		if !im.SameDevice(d.Key, m.me) {
 			tr.want[hex.EncodeToString(d.Key)] = d.User
 		}
 	}
@@ -512,10 +513,10 @@ func (m *messenger) wait(ctx context.Context, tr *tracker, done func() bool, d t
 // open verifies, stores, shows and acknowledges one envelope.
 func (m *messenger) open(ctx context.Context, in inbound) {
 	s := m.s
-	e, err := DecodeEnvelope(in.b)
+	e, err := im.DecodeEnvelope(in.b)
 	if err == nil {
-		var o *Opened
-		o, err = Open(e, s.user, m.key, m.x, s.c.loginKey(), time.Now())
+		var o *im.Opened
+		o, err = im.Open(e, s.user, m.key, m.x, s.c.loginKey(), time.Now())
 		if err == nil {
 			m.opened(o, in.via)
 			return
@@ -529,10 +530,10 @@ func (m *messenger) open(ctx context.Context, in inbound) {
 	s.emit(Event{Event: "message-refused", Peer: from, MessageEvent: &MessageEvent{From: from, Via: in.via, Why: err.Error()}})
 }
 
-func (m *messenger) opened(o *Opened, via string) {
+func (m *messenger) opened(o *im.Opened, via string) {
 	s := m.s
 	switch o.Kind {
-	case KindMessage:
+	case im.KindMessage:
 		msg := o.Message(s.user)
 		isNew, err := m.hist.AddIncoming(msg)
 		if err != nil {
@@ -550,7 +551,7 @@ func (m *messenger) opened(o *Opened, via string) {
 		if n >= receiptBatch {
 			m.flushAcks(s.ctx)
 		}
-	case KindReceipt:
+	case im.KindReceipt:
 		dev := hex.EncodeToString(o.FromDevice)
 		m.mu.Lock()
 		for _, id := range o.Acked {
@@ -611,7 +612,7 @@ func (m *messenger) sendReceipt(ctx context.Context, user string, ids []string) 
 	if err != nil {
 		return err
 	}
-	env, err := SealReceipt(snd, user, devs, ids, time.Now())
+	env, err := im.SealReceipt(snd, user, devs, ids, time.Now())
 	if err != nil {
 		return err
 	}
@@ -631,7 +632,7 @@ func (m *messenger) sendReceipt(ctx context.Context, user string, ids []string) 
 	}
 	var items []loginapi.MailboxItem
 	for _, d := range devs {
-		if !sameDevice(d.Key, m.me) {
+		if !im.SameDevice(d.Key, m.me) {
 			items = append(items, loginapi.MailboxItem{ToUser: user, ToDevice: d.Key, ID: env.ID, Blob: b})
 		}
 	}
@@ -704,10 +705,10 @@ func (s *Session) sendPayload(ctx context.Context, user string, b []byte) (int, 
 
 // History returns the last limit messages of the conversation with peer
 // (all if limit ≤ 0), oldest first.
-func (s *Session) History(peer string, limit int) ([]Message, error) {
+func (s *Session) History(peer string, limit int) ([]im.Message, error) {
 	return s.im.hist.Conversation(peer, limit)
 }
 
 // OpenHistory opens the message history of the client's home (for reading
 // it without going online, as `parley history` does).
-func (c *Client) OpenHistory() (*History, error) { return OpenHistory(c.home.dir) }
+func (c *Client) OpenHistory() (*im.History, error) { return im.OpenHistory(c.home.dir) }

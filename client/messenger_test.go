@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/client"
+	"github.com/parley/parley/client/im"
 	"github.com/parley/parley/login"
 	"github.com/parley/parley/wire/loginapi"
 )
@@ -203,7 +204,7 @@ func TestMessagesAreEndToEndAndNeverLost(t *testing.T) {
 	waitUntil(t, "the mailed message at bob's next login", 5*time.Second, func() bool { return len(bob.ev.messages()) == 1 })
 	waitUntil(t, "alice to get bob's receipt", 5*time.Second, func() bool {
 		hist, _ := as.History("bob", 0)
-		return len(hist) == 2 && hist[1].State == client.StateDelivered
+		return len(hist) == 2 && hist[1].State == im.StateDelivered
 	})
 	if got := bob.ev.messages(); got[0] != "secret-offline-parsnip" {
 		t.Fatalf("bob's next login showed %q", got)

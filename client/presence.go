@@ -26,6 +26,7 @@ import (
 
 	"github.com/parley/parley/wire/loginapi"
 	"github.com/parley/parley/wire/presence"
+	"github.com/parley/parley/wire/signal"
 	"github.com/parley/parley/wire/snapi"
 )
 
@@ -238,7 +239,7 @@ func (s *Session) forgetNonContacts() {
 func (s *Session) contactsChanged(ctx context.Context, peer string) {
 	kick(s.contactsKick) // the presence loop rereads: one reader at a time
 	for _, to := range []string{peer, s.user} {
-		err := s.sendSignal(ctx, &Signal{Kind: KindContacts, CallID: newCallID(), To: to})
+		err := s.sendSignal(ctx, &signal.Signal{Kind: signal.KindContacts, CallID: newCallID(), To: to})
 		if err != nil && !errors.Is(err, ErrOffline) {
 			s.c.log.Debug("telling of a contact change", "to", to, "err", err)
 		}
@@ -359,7 +360,7 @@ func (s *Session) SetStatus(ctx context.Context, status string) error {
 	s.announce()
 	// My other running devices: a device that misses it reads the status
 	// from the login server at its next start.
-	err := s.sendSignal(ctx, &Signal{Kind: KindStatus, CallID: newCallID(), To: s.user, Reason: status})
+	err := s.sendSignal(ctx, &signal.Signal{Kind: signal.KindStatus, CallID: newCallID(), To: s.user, Status: status})
 	if err != nil && !errors.Is(err, ErrOffline) {
 		s.c.log.Warn("telling my other devices the new status", "err", err)
 	}
@@ -367,19 +368,19 @@ func (s *Session) SetStatus(ctx context.Context, status string) error {
 }
 
 // onStatus applies a status set on another of the user's devices.
-func (s *Session) onStatus(sig *Signal) {
-	switch sig.Reason {
+func (s *Session) onStatus(sig *signal.Signal) {
+	switch sig.Status {
 	case presence.Online, presence.Away, presence.Busy, presence.Invisible:
 	default:
 		return
 	}
 	s.mu.Lock()
-	changed := s.pres.status != sig.Reason
-	s.pres.status = sig.Reason
+	changed := s.pres.status != sig.Status
+	s.pres.status = sig.Status
 	s.mu.Unlock()
 	if changed {
 		s.announce()
-		s.emit(Event{Event: "status", Peer: s.user, PresenceEvent: &PresenceEvent{Status: sig.Reason}})
+		s.emit(Event{Event: "status", Peer: s.user, PresenceEvent: &PresenceEvent{Status: sig.Status}})
 	}
 }
 

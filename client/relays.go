@@ -31,6 +31,24 @@ func relayKey(u *stun.URI) string { return net.JoinHostPort(u.Host, strconv.Itoa
 // relayRTTs is a relay's measured round trip in milliseconds, by relay key.
 type relayRTTs map[string]float64
 
+// wire is r as probe signals carry it: whole microseconds.
+func (r relayRTTs) wire() map[string]int64 {
+	out := make(map[string]int64, len(r))
+	for k, ms := range r {
+		out[k] = int64(math.Round(ms * 1000))
+	}
+	return out
+}
+
+// rttsFromWire reads a probe signal's round trips.
+func rttsFromWire(w map[string]int64) relayRTTs {
+	out := make(relayRTTs, len(w))
+	for k, us := range w {
+		out[k] = float64(us) / 1000
+	}
+	return out
+}
+
 // relaysOf groups ICE servers by relay.
 func relaysOf(servers []snapi.ICEServer) map[string][]*stun.URI {
 	out := map[string][]*stun.URI{}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/parley/parley/wire/signal"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -108,7 +109,7 @@ func (c *Call) askRestart(why string) {
 	for try := 1; try <= restartTries; try++ {
 		c.s.c.log.Info("asking the caller to restart ICE", "call", c.ID, "why", why, "try", try)
 		ctx, cancel := context.WithTimeout(c.ctx, signalRetryFor+time.Second)
-		err := c.s.sendSignal(ctx, &Signal{Kind: KindRestart, CallID: c.ID, To: c.Peer, Reason: why})
+		err := c.s.sendSignal(ctx, &signal.Signal{Kind: signal.KindRestart, CallID: c.ID, To: c.Peer, Reason: why})
 		cancel()
 		if err != nil && c.ctx.Err() == nil {
 			c.s.c.log.Warn("asking for an ICE restart", "call", c.ID, "err", err)
@@ -186,7 +187,7 @@ func (c *Call) restartICE(why string) error {
 		case <-c.peerAsks: // asked before this re-offer went out
 		default:
 		}
-		if err := c.s.sendSignal(ctx, &Signal{Kind: KindReoffer, CallID: c.ID, To: c.Peer, SDP: sdp, Reason: tag}); err != nil {
+		if err := c.s.sendSignal(ctx, &signal.Signal{Kind: signal.KindReoffer, CallID: c.ID, To: c.Peer, SDP: sdp, Attempt: tag}); err != nil {
 			return fmt.Errorf("client: ICE restart: %w", err)
 		}
 		return nil
@@ -195,11 +196,11 @@ func (c *Call) restartICE(why string) error {
 		return err
 	}
 	sentAt := time.Now()
-	var answer *Signal
+	var answer *signal.Signal
 	for answer == nil {
 		select {
 		case sig := <-c.reanswers:
-			if sig.Reason == tag {
+			if sig.Attempt == tag {
 				answer = sig
 			}
 		case why := <-c.peerAsks:
@@ -248,7 +249,7 @@ func (c *Call) waitICE(ctx context.Context) error {
 }
 
 // onReoffer is the callee's side of a restart (in a goroutine of the call).
-func (c *Call) onReoffer(sig *Signal) {
+func (c *Call) onReoffer(sig *signal.Signal) {
 	c.negMu.Lock()
 	defer c.negMu.Unlock()
 	c.stopTrickle()
@@ -259,9 +260,9 @@ func (c *Call) onReoffer(sig *Signal) {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, restartTimeout)
 	defer cancel()
-	if sig.Reason == c.answeredTag && c.answeredSDP != "" {
+	if sig.Attempt == c.answeredTag && c.answeredSDP != "" {
 		// A re-offer already answered, sent again: the re-answer was lost.
-		if err := c.s.sendSignal(ctx, &Signal{Kind: KindReanswer, CallID: c.ID, To: c.Peer, SDP: c.answeredSDP, Reason: sig.Reason}); err != nil {
+		if err := c.s.sendSignal(ctx, &signal.Signal{Kind: signal.KindReanswer, CallID: c.ID, To: c.Peer, SDP: c.answeredSDP, Attempt: sig.Attempt}); err != nil {
 			c.s.c.log.Warn("ICE restart: sending the re-answer again", "call", c.ID, "err", err)
 		}
 		return
@@ -284,8 +285,8 @@ func (c *Call) onReoffer(sig *Signal) {
 	if err != nil {
 		return
 	}
-	c.answeredTag, c.answeredSDP = sig.Reason, sdp
-	if err := c.s.sendSignal(ctx, &Signal{Kind: KindReanswer, CallID: c.ID, To: c.Peer, SDP: sdp, Reason: sig.Reason}); err != nil {
+	c.answeredTag, c.answeredSDP = sig.Attempt, sdp
+	if err := c.s.sendSignal(ctx, &signal.Signal{Kind: signal.KindReanswer, CallID: c.ID, To: c.Peer, SDP: sdp, Attempt: sig.Attempt}); err != nil {
 		c.s.c.log.Warn("ICE restart: sending the re-answer", "call", c.ID, "err", err)
 		return
 	}
@@ -293,7 +294,7 @@ func (c *Call) onReoffer(sig *Signal) {
 }
 
 // onReanswer hands a re-answer to the restart waiting for it.
-func (c *Call) onReanswer(sig *Signal) {
+func (c *Call) onReanswer(sig *signal.Signal) {
 	if !c.samePeerFingerprints(sig.SDP) {
 		c.s.c.log.Warn("refusing a re-answer with other DTLS fingerprints", "call", c.ID, "peer", c.Peer)
 		return
@@ -309,7 +310,7 @@ func (c *Call) onReanswer(sig *Signal) {
 func (c *Call) samePeerFingerprints(sdp string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.peerFP) > 0 && slices.Equal(Fingerprints(sdp), c.peerFP)
+	return len(c.peerFP) > 0 && slices.Equal(signal.Fingerprints(sdp), c.peerFP)
 }
 
 // localRelayHost is the host of the relay this end's selected candidate goes

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	mathrand "math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/wire/presence"
+	"github.com/parley/parley/wire/signal"
 	"github.com/parley/parley/wire/snapi"
 )
 
@@ -334,18 +336,18 @@ func (s *Session) emit(e Event) {
 // (the peer may be failing over too), for up to signalRetryFor: a hangup or a
 // re-offer is not lost to a failover. A resent signal is the same signed
 // signal, so a copy that did arrive is dropped by the replay guard.
-func (s *Session) sendSignal(ctx context.Context, sig *Signal) error {
+func (s *Session) sendSignal(ctx context.Context, sig *signal.Signal) error {
 	token, err := s.c.Credential(ctx)
 	if err != nil {
 		return err
 	}
 	sig.From, sig.Device = s.user, s.device
-	sig.sign(s.c.key, token, time.Now(), s.seq.Add(1))
+	sig.Sign(s.c.key, token, time.Now(), s.seq.Add(1))
 	b, err := json.Marshal(sig)
 	if err != nil {
 		return fmt.Errorf("client: signal: %w", err)
 	}
-	retryOffline := inCallKind(sig.Kind)
+	retryOffline := slices.Contains(signal.InCallKinds(), sig.Kind)
 	rctx, cancel := context.WithTimeout(ctx, signalRetryFor)
 	defer cancel()
 	for {
@@ -378,18 +380,9 @@ func (s *Session) sendSignal(ctx context.Context, sig *Signal) error {
 	return err
 }
 
-// inCallKind reports whether kind is a signal about a call in progress.
-func inCallKind(kind string) bool {
-	switch kind {
-	case KindHangup, KindPath, KindHold, KindResume, KindReoffer, KindReanswer, KindRestart:
-		return true
-	}
-	return false
-}
-
 // sendAsync sends a signal from a goroutine owned by the session (for replies
 // made on the supernode reader goroutine, which must not block).
-func (s *Session) sendAsync(sig *Signal) {
+func (s *Session) sendAsync(sig *signal.Signal) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -412,13 +405,13 @@ func (s *Session) deliver(f snapi.Frame) {
 		s.im.enqueue(f.Payload, ViaSupernode)
 		return
 	}
-	sig, err := decodeSignal(f.Payload)
+	sig, err := signal.Decode(f.Payload)
 	if err != nil {
 		s.c.log.Debug("dropping undecodable payload", "from", f.From, "err", err)
 		return
 	}
 	now := time.Now()
-	if err := sig.verify(s.c.loginKey(), f.From, s.user, now); err != nil {
+	if err := sig.Verify(s.c.loginKey(), f.From, s.user, now); err != nil {
 		s.c.log.Warn("refusing signal", "from", f.From, "kind", sig.Kind, "err", err)
 		s.refused(sig, f.From, err)
 		return
@@ -427,27 +420,26 @@ func (s *Session) deliver(f snapi.Frame) {
 		s.c.log.Warn("refusing a replayed signal", "from", f.From, "kind", sig.Kind, "call", sig.CallID)
 		return
 	}
-	if sig.Kind == KindOffer {
+	if sig.Kind == signal.KindOffer {
 		s.onOffer(sig)
 		return
 	}
-	if sig.Kind == KindStatus {
+	if sig.Kind == signal.KindStatus {
 		if sig.From == s.user {
 			s.onStatus(sig)
 		}
 		return
 	}
-	if sig.Kind == KindContacts {
+	if sig.Kind == signal.KindContacts {
 		kick(s.contactsKick)
 		return
 	}
 	switch sig.Kind {
-	case KindProbe:
+	case signal.KindProbe:
 		s.onProbe(sig)
 		return
-	case KindProbeReply:
-		var rtts relayRTTs
-		json.Unmarshal([]byte(sig.Reason), &rtts)
+	case signal.KindProbeReply:
+		rtts := rttsFromWire(sig.RTTs)
 		s.mu.Lock()
 		ch := s.probes[sig.CallID]
 		want := s.probePeer[sig.CallID]
@@ -459,8 +451,8 @@ func (s *Session) deliver(f snapi.Frame) {
 			}
 		}
 		return
-	case KindCandidate:
-		cand, ok := decodeCandidate(sig)
+	case signal.KindCandidate:
+		cand, ok := candidateFromWire(sig)
 		if !ok {
 			return
 		}
@@ -476,18 +468,18 @@ func (s *Session) deliver(f snapi.Frame) {
 			c.addRemoteCandidate(cand)
 		}
 		return
-	case KindHangup:
+	case signal.KindHangup:
 		s.mu.Lock()
 		in := s.incoming[sig.CallID]
 		s.mu.Unlock()
 		if in != nil && in.Peer == sig.From && in.offer.Device == sig.Device {
 			in.stop("caller hung up")
 		}
-	case KindAnswered:
+	case signal.KindAnswered:
 		s.mu.Lock()
 		in := s.incoming[sig.CallID]
 		s.mu.Unlock()
-		if sig.Reason == s.device {
+		if sig.Answerer == s.device {
 			return // this device took the call
 		}
 		if in != nil && in.Peer == sig.From && in.offer.Device == sig.Device {
@@ -503,23 +495,23 @@ func (s *Session) deliver(f snapi.Frame) {
 		return
 	}
 	switch sig.Kind {
-	case KindHangup:
+	case signal.KindHangup:
 		reason := "remote hangup"
 		if sig.Reason != "" && sig.Reason != "hangup" {
 			reason = sig.From + ": " + sig.Reason
 		}
 		c.end(reason, false)
-	case KindPath, KindHold, KindResume:
+	case signal.KindPath, signal.KindHold, signal.KindResume:
 		c.onInCall(sig)
-	case KindReoffer:
+	case signal.KindReoffer:
 		if !c.Outgoing && c.isStarted() {
 			c.goOwned(func() { c.onReoffer(sig) })
 		}
-	case KindReanswer:
+	case signal.KindReanswer:
 		if c.Outgoing {
 			c.onReanswer(sig)
 		}
-	case KindRestart:
+	case signal.KindRestart:
 		if c.Outgoing && c.isStarted() {
 			select {
 			case c.peerAsks <- sig.Reason:
@@ -538,13 +530,13 @@ func (s *Session) deliver(f snapi.Frame) {
 // refused handles a signal that failed verification: an offer is declined; an
 // answer ends the outgoing call it answers, if that call is still waiting for
 // one. Nothing else is acted on: an unverified signal must not end anything.
-func (s *Session) refused(sig *Signal, from string, err error) {
+func (s *Session) refused(sig *signal.Signal, from string, err error) {
 	reason := "refused: " + err.Error()
 	switch sig.Kind {
-	case KindOffer:
+	case signal.KindOffer:
 		s.emit(Event{Event: "call", CallID: sig.CallID, Peer: from, CallState: &CallState{State: StateEnded, Reason: reason, Direction: "incoming"}})
-		s.sendAsync(&Signal{Kind: KindDecline, CallID: sig.CallID, To: from, Reason: "refused: signature check failed"})
-	case KindAnswer:
+		s.sendAsync(&signal.Signal{Kind: signal.KindDecline, CallID: sig.CallID, To: from, Reason: "refused: signature check failed"})
+	case signal.KindAnswer:
 		if c := s.call(sig.CallID); c != nil && c.Outgoing && c.Peer == from && !c.isStarted() {
 			c.failAsync(fmt.Errorf("client: call %s: %w: %w", from, ErrRefused, err))
 		}
@@ -554,7 +546,7 @@ func (s *Session) refused(sig *Signal, from string, err error) {
 // firstSight records a verified signal and reports whether it is new: a
 // supernode may replay a signed signal, but not within the window unseen, and
 // outside it the timestamp check refuses it.
-func (s *Session) firstSight(sig *Signal, now time.Time) bool {
+func (s *Session) firstSight(sig *signal.Signal, now time.Time) bool {
 	key := sig.From + "|" + strconv.FormatInt(sig.TS, 10) + "|" + strconv.FormatUint(sig.Seq, 10)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -563,7 +555,7 @@ func (s *Session) firstSight(sig *Signal, now time.Time) bool {
 	}
 	if len(s.seen) > 1024 {
 		for k, t := range s.seen {
-			if now.Sub(t) > 2*SignalWindow {
+			if now.Sub(t) > 2*signal.Window {
 				delete(s.seen, k)
 			}
 		}
@@ -578,7 +570,7 @@ func (s *Session) call(id string) *Call {
 	return s.calls[id]
 }
 
-func (s *Session) onOffer(sig *Signal) {
+func (s *Session) onOffer(sig *signal.Signal) {
 	if s.cfg.OnIncoming == nil {
 		// This device does not take calls (say, a CLI placing one); another
 		// device of the user may. Stay silent rather than decline for them.
@@ -595,7 +587,7 @@ func (s *Session) onOffer(sig *Signal) {
 	s.mu.Unlock()
 
 	s.emit(Event{Event: "call", CallID: in.CallID, Peer: in.Peer, CallState: &CallState{State: StateRinging, Direction: "incoming"}})
-	s.sendAsync(&Signal{Kind: KindRinging, CallID: in.CallID, To: in.Peer})
+	s.sendAsync(&signal.Signal{Kind: signal.KindRinging, CallID: in.CallID, To: in.Peer})
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -623,7 +615,7 @@ func (s *Session) onOffer(sig *Signal) {
 
 // onProbe measures this end's round trips to the relays it was offered and
 // answers the caller's probe with them.
-func (s *Session) onProbe(sig *Signal) {
+func (s *Session) onProbe(sig *signal.Signal) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -633,8 +625,8 @@ func (s *Session) onProbe(sig *Signal) {
 		if conn == nil {
 			return
 		}
-		b, _ := json.Marshal(measureRelays(ctx, conn.ICEServers()))
-		s.sendAsync(&Signal{Kind: KindProbeReply, CallID: sig.CallID, To: sig.From, Reason: string(b)})
+		rtts := measureRelays(ctx, conn.ICEServers())
+		s.sendAsync(&signal.Signal{Kind: signal.KindProbeReply, CallID: sig.CallID, To: sig.From, RTTs: rtts.wire()})
 	}()
 }
 
@@ -662,9 +654,8 @@ func (s *Session) chooseRelay(ctx context.Context, callID, peer string) string {
 	mctx, cancel := context.WithTimeout(ctx, 2*probeTimeout)
 	defer cancel()
 	mine := measureRelays(mctx, servers)
-	b, _ := json.Marshal(mine)
 	var theirs relayRTTs
-	if err := s.sendSignal(ctx, &Signal{Kind: KindProbe, CallID: callID, To: peer, Reason: string(b)}); err == nil {
+	if err := s.sendSignal(ctx, &signal.Signal{Kind: signal.KindProbe, CallID: callID, To: peer, RTTs: mine.wire()}); err == nil {
 		t := time.NewTimer(3 * probeTimeout)
 		select {
 		case theirs = <-reply:
@@ -688,7 +679,7 @@ type Incoming struct {
 	Peer   string
 
 	s      *Session
-	offer  *Signal
+	offer  *signal.Signal
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -744,7 +735,7 @@ func (in *Incoming) Decline(reason string) {
 	s := in.s
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
-	if err := s.sendSignal(ctx, &Signal{Kind: KindDecline, CallID: in.CallID, To: in.Peer, Reason: reason}); err != nil {
+	if err := s.sendSignal(ctx, &signal.Signal{Kind: signal.KindDecline, CallID: in.CallID, To: in.Peer, Reason: reason}); err != nil {
 		s.c.log.Debug("decline not delivered", "err", err)
 	}
 	s.emit(Event{Event: "call", CallID: in.CallID, Peer: in.Peer, CallState: &CallState{State: StateEnded, Reason: reason, Direction: "incoming"}})
@@ -762,17 +753,17 @@ func (in *Incoming) Answer(ctx context.Context, media Media) (*Call, error) {
 	}
 	c, err := s.newCall(ctx, in.CallID, in.Peer, false, in.offer.Relay, media)
 	if err != nil {
-		s.sendAsync(&Signal{Kind: KindDecline, CallID: in.CallID, To: in.Peer, Reason: "could not answer"})
+		s.sendAsync(&signal.Signal{Kind: signal.KindDecline, CallID: in.CallID, To: in.Peer, Reason: "could not answer"})
 		return nil, err
 	}
 	c.mu.Lock()
 	c.peerDevice = in.offer.Device
-	c.peerFP = Fingerprints(in.offer.SDP)
+	c.peerFP = signal.Fingerprints(in.offer.SDP)
 	c.mu.Unlock()
 	// Until the answer is sent, a failure must still tell the caller, who would
 	// otherwise ring on until "no answer".
 	failed := func(err error) error {
-		s.sendAsync(&Signal{Kind: KindDecline, CallID: in.CallID, To: in.Peer, Reason: "could not answer"})
+		s.sendAsync(&signal.Signal{Kind: signal.KindDecline, CallID: in.CallID, To: in.Peer, Reason: "could not answer"})
 		return c.fail(err)
 	}
 	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: in.offer.SDP}); err != nil {
@@ -795,7 +786,7 @@ func (in *Incoming) Answer(ctx context.Context, media Media) (*Call, error) {
 	if err != nil {
 		return nil, failed(fmt.Errorf("client: answer: local description: %w", err))
 	}
-	if err := s.sendSignal(ctx, &Signal{Kind: KindAnswer, CallID: c.ID, To: c.Peer, SDP: sdp}); err != nil {
+	if err := s.sendSignal(ctx, &signal.Signal{Kind: signal.KindAnswer, CallID: c.ID, To: c.Peer, SDP: sdp}); err != nil {
 		return nil, failed(fmt.Errorf("client: answer %s: %w", c.Peer, err))
 	}
 	c.trickleReady()
@@ -829,7 +820,7 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 	if err != nil {
 		return nil, c.fail(fmt.Errorf("client: call: local description: %w", err))
 	}
-	if err := s.sendSignal(ctx, &Signal{Kind: KindOffer, CallID: c.ID, To: peer, SDP: sdp, Relay: relay}); err != nil {
+	if err := s.sendSignal(ctx, &signal.Signal{Kind: signal.KindOffer, CallID: c.ID, To: peer, SDP: sdp, Relay: relay}); err != nil {
 		if errors.Is(err, ErrOffline) {
 			err = fmt.Errorf("client: call %s: %w", peer, ErrOffline)
 			if ok, xerr := s.c.UserExists(ctx, peer); xerr == nil && !ok {
@@ -845,10 +836,10 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 		select {
 		case sig := <-c.signals:
 			switch sig.Kind {
-			case KindRinging:
+			case signal.KindRinging:
 				s.emit(Event{Event: "call", CallID: c.ID, Peer: peer, CallState: &CallState{State: StateRinging, Direction: "outgoing"}})
 				continue
-			case KindDecline:
+			case signal.KindDecline:
 				reason := sig.Reason
 				if reason == "" {
 					reason = "declined"
@@ -861,16 +852,16 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 					err = fmt.Errorf("client: call %s: %w (%s)", peer, ErrDeclined, reason)
 				}
 				return nil, c.failReason(reason, err)
-			case KindAnswer:
+			case signal.KindAnswer:
 				if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sig.SDP}); err != nil {
 					return nil, c.fail(fmt.Errorf("client: call %s: remote answer: %w", peer, err))
 				}
 				c.remoteApplied(nil)
 				c.mu.Lock()
-				c.peerFP = Fingerprints(sig.SDP)
+				c.peerFP = signal.Fingerprints(sig.SDP)
 				c.mu.Unlock()
 				// Tell the callee's devices which one took the call.
-				s.sendAsync(&Signal{Kind: KindAnswered, CallID: c.ID, To: peer, Reason: sig.Device})
+				s.sendAsync(&signal.Signal{Kind: signal.KindAnswered, CallID: c.ID, To: peer, Answerer: sig.Device})
 				if err := c.waitConnected(ctx); err != nil {
 					return nil, err
 				}

@@ -2,9 +2,9 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
+	"github.com/parley/parley/wire/signal"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -97,12 +97,8 @@ func (c *Call) sendCandidates(out <-chan webrtc.ICECandidateInit) {
 		case <-c.ctx.Done():
 			return
 		case cand := <-out:
-			b, err := json.Marshal(cand)
-			if err != nil {
-				continue
-			}
 			ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
-			err = c.s.sendSignal(ctx, &Signal{Kind: KindCandidate, CallID: c.ID, To: c.Peer, Reason: string(b)})
+			err := c.s.sendSignal(ctx, &signal.Signal{Kind: signal.KindCandidate, CallID: c.ID, To: c.Peer, Candidate: candidateToWire(cand)})
 			cancel()
 			if err != nil && c.ctx.Err() == nil {
 				c.s.c.log.Debug("sending a candidate", "call", c.ID, "err", err)
@@ -154,13 +150,18 @@ func (c *Call) applyCandidates(cands []webrtc.ICECandidateInit) {
 	}
 }
 
-// decodeCandidate reads a "candidate" signal's candidate.
-func decodeCandidate(sig *Signal) (webrtc.ICECandidateInit, bool) {
-	var cand webrtc.ICECandidateInit
-	if err := json.Unmarshal([]byte(sig.Reason), &cand); err != nil || cand.Candidate == "" {
-		return cand, false
+// candidateFromWire reads a "candidate" signal's candidate.
+func candidateFromWire(sig *signal.Signal) (webrtc.ICECandidateInit, bool) {
+	c := sig.Candidate
+	if c == nil || c.Candidate == "" {
+		return webrtc.ICECandidateInit{}, false
 	}
-	return cand, true
+	return webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}, true
+}
+
+// candidateToWire is a candidate as a "candidate" signal carries it.
+func candidateToWire(c webrtc.ICECandidateInit) *signal.Candidate {
+	return &signal.Candidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
 }
 
 // setLocalTrickle applies a local description and returns it at once, with

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/client"
+	"github.com/parley/parley/client/im"
 	"github.com/parley/parley/internal/identity"
 )
 
@@ -37,7 +38,7 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 	out := &printer{w: e.stdout, json: *jsonOut}
 	if len(pos) > 1 {
 		text := strings.Join(pos[1:], " ")
-		if err := client.CheckText(text); err != nil {
+		if err := im.CheckText(text); err != nil {
 			return fmt.Errorf("chat %s: %w", peer, err)
 		}
 		// One message: do not show this short visit to the contacts.
@@ -76,7 +77,7 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 	lines := make(chan string)
 	readErr := make(chan error, 1)
 	go func() {
-		// Lines may be long (up to client.MaxMessageBytes and beyond, to be
+		// Lines may be long (up to im.MaxMessageBytes and beyond, to be
 		// refused whole), so no bufio.Scanner.
 		r := bufio.NewReader(e.stdin)
 		for {
@@ -190,7 +191,7 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 			continue
 		}
 		from, to := peer, me
-		if m.Dir == client.DirOut {
+		if m.Dir == im.DirOut {
 			from, to = me, peer
 		}
 		b, _ := json.Marshal(struct {
@@ -208,9 +209,9 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 }
 
 // historyLine is one message as `parley history` and `parley chat` print it.
-func historyLine(me string, m client.Message) string {
+func historyLine(me string, m im.Message) string {
 	ts := m.Time().Local().Format("2006-01-02 15:04:05")
-	if m.Dir == client.DirOut {
+	if m.Dir == im.DirOut {
 		return fmt.Sprintf("%s <%s> %s  [%s]", ts, me, m.Text, m.State)
 	}
 	return fmt.Sprintf("%s <%s> %s", ts, m.Peer, m.Text)

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/parley/parley/client"
+	"github.com/parley/parley/client/im"
 	"github.com/parley/parley/codec"
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/wire/loginapi"
@@ -140,9 +141,9 @@ func userMessage(err error) string {
 		{loginapi.ErrUnreachable, ""},
 		{client.ErrUnknownUser, ""},
 		{client.ErrNotContact, ""},
-		{client.ErrEmptyMessage, ""},
-		{client.ErrMessageTooLong, ""},
-		{client.ErrMessageNotText, ""},
+		{im.ErrEmptyMessage, ""},
+		{im.ErrMessageTooLong, ""},
+		{im.ErrMessageNotText, ""},
 		{client.ErrOffline, ""},
 		{client.ErrDeclined, ""},
 		{client.ErrRefused, ""},

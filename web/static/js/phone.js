@@ -151,15 +151,18 @@ export function chooseRelay(mine, theirs) {
   return best;
 }
 
-// rttTable reads a probe's table: relay key → finite non-negative ms.
-function rttTable(reason) {
+// rttTable reads a probe's round trips (relay key → whole microseconds, as
+// signals carry them; signal.decode checked them) as relay key → ms.
+function rttTable(rtts) {
   const out = {};
-  let t;
-  try { t = JSON.parse(reason || "{}"); } catch { return out; }
-  if (!t || typeof t !== "object" || Array.isArray(t)) return out;
-  for (const [k, v] of Object.entries(t).slice(0, 64)) {
-    if (typeof v === "number" && Number.isFinite(v) && v >= 0 && k.length <= 300) out[k] = v;
-  }
+  for (const [k, us] of Object.entries(rtts || {})) out[k] = us / 1000;
+  return out;
+}
+
+// rttWire is a table of ms as probe signals carry it: whole microseconds.
+function rttWire(table) {
+  const out = {};
+  for (const [k, ms] of Object.entries(table)) out[k] = Math.round(ms * 1000);
   return out;
 }
 
@@ -206,7 +209,7 @@ export class Phone {
     let theirs = {};
     const reply = new Promise((resolve) => this.probes.set(id, { peer, resolve }));
     try {
-      await this.sendSignal({ kind: "probe", call_id: id, to: peer, reason: JSON.stringify(mine) });
+      await this.sendSignal({ kind: "probe", call_id: id, to: peer, rtts: rttWire(mine) });
       theirs = await Promise.race([reply, new Promise((r) => setTimeout(() => r({}), 3 * PROBE_TIMEOUT))]);
     } catch (e) {
       console.debug("relay probe", e.message);
@@ -297,9 +300,8 @@ export class Phone {
       case "offer": this.onOffer(sig); return;
       case "contacts": this.ui.onContactsChanged?.(); return;
       case "candidate": { // a Go peer trickles its candidates (docs/protocol.md)
-        let cand;
-        try { cand = JSON.parse(sig.reason || "{}"); } catch { return; }
-        if (!cand.candidate) return;
+        const cand = sig.candidate;
+        if (!cand || !cand.candidate) return;
         const inc = this.incoming.get(sig.call_id) || this.answering.get(sig.call_id);
         if (inc && inc.peer === sig.from && inc.offer.device === sig.device) {
           if (inc.cands.length < MAX_TRICKLED) inc.cands.push(cand);
@@ -311,11 +313,11 @@ export class Phone {
       }
       case "probe":
         measureRelays(this.link.iceServers).then((t) =>
-          this.sendAsync({ kind: "probe-reply", call_id: sig.call_id, to: sig.from, reason: JSON.stringify(t) }));
+          this.sendAsync({ kind: "probe-reply", call_id: sig.call_id, to: sig.from, rtts: rttWire(t) }));
         return;
       case "probe-reply": {
         const p = this.probes.get(sig.call_id);
-        if (p && p.peer === sig.from) p.resolve(rttTable(sig.reason));
+        if (p && p.peer === sig.from) p.resolve(rttTable(sig.rtts));
         return;
       }
       case "hangup": {
@@ -667,7 +669,8 @@ export class Call {
         return;
       }
       case "path": {
-        try { this.peerView = JSON.parse(sig.reason || "{}"); } catch { return; }
+        if (!sig.path) return;
+        this.peerView = sig.path;
         this.recomputePath();
         return;
       }
@@ -685,7 +688,7 @@ export class Call {
         return;
       case "re-answer":
         if (this.outgoing && signal.sameFingerprints(signal.fingerprints(sig.sdp), this.peerFP)) {
-          this.reanswerWaiters.get(sig.reason)?.(sig);
+          this.reanswerWaiters.get(sig.attempt)?.(sig);
         }
         return;
       case "restart":
@@ -804,7 +807,7 @@ export class Call {
             const t = setTimeout(() => { this.reanswerWaiters.delete(tag); reject(new Error("no re-answer")); }, RESTART_TIMEOUT);
             this.reanswerWaiters.set(tag, (s) => { clearTimeout(t); this.reanswerWaiters.delete(tag); resolve(s); });
           });
-          await this.phone.sendSignal({ kind: "re-offer", call_id: this.id, to: this.peer, sdp, reason: tag });
+          await this.phone.sendSignal({ kind: "re-offer", call_id: this.id, to: this.peer, sdp, attempt: tag });
           const ans = await answered;
           await this.pc.setRemoteDescription({ type: "answer", sdp: ans.sdp });
           console.info("ICE restarted", why);
@@ -828,7 +831,7 @@ export class Call {
       this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers: this.iceServers() });
       await this.pc.setRemoteDescription({ type: "offer", sdp: sig.sdp });
       const sdp = await this.setLocal(await this.pc.createAnswer());
-      await this.phone.sendSignal({ kind: "re-answer", call_id: this.id, to: this.peer, sdp, reason: sig.reason });
+      await this.phone.sendSignal({ kind: "re-answer", call_id: this.id, to: this.peer, sdp, attempt: sig.attempt });
     } catch (e) {
       console.warn("ICE restart: answering", e.message);
     }
@@ -867,7 +870,7 @@ export class Call {
       if (remote.candidateType === "relay") view.remote_relay = true;
       if (view.local && !sameView(view, this.localView)) {
         this.localView = view;
-        this.phone.sendAsync({ kind: "path", call_id: this.id, to: this.peer, reason: JSON.stringify(view) });
+        this.phone.sendAsync({ kind: "path", call_id: this.id, to: this.peer, path: view });
       }
       this.recomputePath();
     }

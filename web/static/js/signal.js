@@ -1,15 +1,18 @@
-// Call signalling, version 2 (client/signal.go): every signal carries the
+// Call signalling, version 3 (package wire/signal): every signal carries the
 // sender's credential and an Ed25519 signature (context "parley-signal-v1")
-// over its fields joined by "\n" and the sorted DTLS fingerprints of its SDP,
+// over its fields, one a line, and the sorted DTLS fingerprints of its SDP,
 // so a supernode can route signals but not forge them or swap certificates.
+// Each kind has typed fields (path, rtts, candidate, attempt, ...).
 
 import { b64, unb64, utf8 } from "./util.js";
 import { signContext, verifyContext, verifyCredential } from "./keys.js";
 
-export const SIGNAL_VERSION = 2;
+export const SIGNAL_VERSION = 3;
 export const SIGNAL_CONTEXT = "parley-signal-v1";
 export const SIGNAL_WINDOW = 120_000; // ms
 const MAX_REASON = 512;
+const MAX_RTTS = 16;
+const MAX_CANDIDATE = 1024;
 
 export const KINDS = new Set(["offer", "ringing", "answer", "decline", "hangup", "path", "hold", "resume",
   "probe", "probe-reply", "restart", "re-offer", "re-answer", "contacts", "candidate"]);
@@ -36,12 +39,29 @@ export function sameFingerprints(a, b) {
   return a.length > 0 && a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+// signedMessage is signal.Signal.SignedMessage: the same lines, the same bytes.
 function signedMessage(s) {
   let m = "";
-  for (const f of [s.kind, s.call_id, s.from, s.to, s.device, s.reason || "", s.relay || "", String(s.ts), String(s.seq)]) {
-    m += f + "\n";
+  const line = (f) => { m += f + "\n"; };
+  for (const f of [s.kind, s.call_id, s.from, s.to, s.device, s.reason || "", s.relay || "", String(s.ts), String(s.seq),
+    s.status || "", s.answerer || "", s.attempt || ""]) {
+    line(f);
   }
-  for (const fp of fingerprints(s.sdp || "")) m += fp + "\n";
+  const p = s.path;
+  line(p ? `${p.local || ""} ${p.relay_protocol || ""} ${p.relay || ""} ${p.remote_relay ? 1 : 0}` : "");
+  const keys = Object.keys(s.rtts || {}).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  line(keys.map((k) => `${k}=${s.rtts[k]}`).join(","));
+  const opt = (v) => (v === undefined || v === null ? "" : "=" + v);
+  const c = s.candidate;
+  if (c) {
+    line("=" + c.candidate);
+    line(opt(c.sdpMid));
+    line(opt(c.sdpMLineIndex));
+    line(opt(c.usernameFragment));
+  } else {
+    line(""); line(""); line(""); line("");
+  }
+  for (const fp of fingerprints(s.sdp || "")) line(fp);
   return utf8(m);
 }
 
@@ -75,7 +95,24 @@ export function decode(payload) {
   if (typeof s.call_id !== "string" || s.call_id.length !== 16) throw new Error("signal call id");
   if (typeof s.device !== "string" || !s.device || s.device.length > 64) throw new Error("signal device");
   for (const k of ["from", "to", "credential"]) if (typeof s[k] !== "string") throw new Error(`signal ${k}`);
-  for (const k of ["sdp", "relay", "reason"]) if (s[k] !== undefined && typeof s[k] !== "string") throw new Error(`signal ${k}`);
+  for (const k of ["sdp", "relay", "reason", "status", "answerer", "attempt"]) {
+    if (s[k] !== undefined && typeof s[k] !== "string") throw new Error(`signal ${k}`);
+  }
+  if (s.path !== undefined && (!s.path || typeof s.path !== "object" ||
+    !["local", "relay_protocol", "relay"].every((k) => s.path[k] === undefined || (typeof s.path[k] === "string" && !/\s/.test(s.path[k]))))) {
+    throw new Error("signal path");
+  }
+  if (s.rtts !== undefined) {
+    if (!s.rtts || typeof s.rtts !== "object" || Array.isArray(s.rtts) || Object.keys(s.rtts).length > MAX_RTTS) throw new Error("signal rtts");
+    for (const [k, v] of Object.entries(s.rtts)) {
+      if (!Number.isSafeInteger(v) || v < 0 || !k || /[=,\r\n]/.test(k)) throw new Error("signal rtts");
+    }
+  }
+  if (s.candidate !== undefined) {
+    const c = s.candidate;
+    if (!c || typeof c !== "object" || typeof c.candidate !== "string" || !c.candidate || c.candidate.length > MAX_CANDIDATE ||
+      /[\r\n]/.test(c.candidate)) throw new Error("signal candidate");
+  }
   if (typeof s.ts !== "number" || typeof s.seq !== "number" || typeof s.sig !== "string") throw new Error("signal ts/seq/sig");
   return s;
 }

@@ -1,69 +1,19 @@
-package client
+package im
 
 import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/ed25519"
-	"crypto/rand"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 
 	"github.com/parley/parley/internal/identity"
 )
-
-// A device's encryption key. Next to the Ed25519 "key" of home.go a home holds
-//
-//	x25519       the device's X25519 private key (32 bytes), mode 0600, made
-//	             on first use
-//
-// Messages are encrypted to it (im.go). The device publishes its public half
-// at the login server in a [DeviceRecord] signed with its Ed25519 key, so that
-// a sender can check every record it is handed: the login server, which stores
-// and serves the records, cannot substitute a key of its own.
-const x25519File = "x25519"
 
 // DeviceContext is the signature context of device records.
 const DeviceContext = "parley-device-v1"
 
 // X25519KeySize is the length of an X25519 public or private key.
 const X25519KeySize = 32
-
-// deviceX25519 loads the X25519 key of the home in dir, making one on first
-// use. Two commands starting at once in a new home end up with one key: the
-// first to link its file wins, the other reads it.
-func deviceX25519(dir string) (*ecdh.PrivateKey, error) {
-	p := filepath.Join(dir, x25519File)
-	for range 2 {
-		b, err := os.ReadFile(p)
-		switch {
-		case err == nil:
-			k, err := ecdh.X25519().NewPrivateKey(b)
-			if err != nil {
-				return nil, fmt.Errorf("client: x25519 key %s: %w", p, ErrHomeCorrupt)
-			}
-			return k, nil
-		case errors.Is(err, fs.ErrNotExist):
-			k, err := ecdh.X25519().GenerateKey(rand.Reader)
-			if err != nil {
-				return nil, fmt.Errorf("client: x25519 key %s: %w", p, err)
-			}
-			err = writeFileExclusive(p, k.Bytes())
-			if errors.Is(err, fs.ErrExist) {
-				continue // another command made it first: read theirs
-			}
-			if err != nil {
-				return nil, fmt.Errorf("client: x25519 key %s: %w", p, err)
-			}
-			return k, nil
-		default:
-			return nil, fmt.Errorf("client: x25519 key %s: %w", p, err)
-		}
-	}
-	return nil, fmt.Errorf("client: x25519 key %s: %w", p, ErrHomeCorrupt)
-}
 
 // DeviceRecord binds a device's X25519 encryption key to its user and its
 // Ed25519 device key (the key of the device's credentials). On the wire (the
@@ -124,5 +74,5 @@ func (d DeviceRecord) Verify() error {
 	return nil
 }
 
-// sameDevice reports whether a and b are the same device key.
-func sameDevice(a, b ed25519.PublicKey) bool { return bytes.Equal(a, b) }
+// SameDevice reports whether a and b are the same device key.
+func SameDevice(a, b ed25519.PublicKey) bool { return bytes.Equal(a, b) }
