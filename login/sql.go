@@ -132,16 +132,16 @@ func openSQLite(ctx context.Context, path string) (*sqlStore, error) {
 	// hashes. SQLite gives the -wal and -shm files the same mode.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("login: store create database file: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("login: store create database file: %w", err)
 	}
 	dsn := path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("login: store open sqlite %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(8)
@@ -156,27 +156,27 @@ func openSQLite(ctx context.Context, path string) (*sqlStore, error) {
 func (s *sqlStore) migrate(ctx context.Context) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("login: store migrate: begin: %w", err)
 	}
 	defer tx.Rollback()
 	if s.pg {
 		// Login servers sharing the database may start together: one
 		// migrates, the others wait for it and then find nothing to do.
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7244581)`); err != nil {
-			return err
+			return fmt.Errorf("login: store migrate: lock: %w", err)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`)); err != nil {
-		return err
+		return fmt.Errorf("login: store migrate: create schema_version: %w", err)
 	}
 	var v int
 	err = tx.QueryRowContext(ctx, s.q(`SELECT version FROM schema_version`)).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_version (version) VALUES (0)`)); err != nil {
-			return err
+			return fmt.Errorf("login: store migrate: init schema_version: %w", err)
 		}
 	} else if err != nil {
-		return err
+		return fmt.Errorf("login: store migrate: read schema_version: %w", err)
 	}
 	steps := migrations()
 	schemaVersion := len(steps) - 1
@@ -199,19 +199,22 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 		}
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`UPDATE schema_version SET version = ?`), schemaVersion); err != nil {
-		return err
+		return fmt.Errorf("login: store migrate to version %d: set schema_version: %w", schemaVersion, err)
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("login: store migrate to version %d: commit: %w", schemaVersion, err)
+	}
+	return nil
 }
 
 func (s *sqlStore) createUser(ctx context.Context, name, passHash string, created time.Time) error {
 	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO users (name, pass_hash, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`),
 		name, passHash, created.Unix())
 	if err != nil {
-		return err
+		return fmt.Errorf("login: store create user %s: %w", name, err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return err
+		return fmt.Errorf("login: store create user %s: rows affected: %w", name, err)
 	} else if n == 0 {
 		return loginapi.ErrUserExists
 	}
@@ -224,7 +227,10 @@ func (s *sqlStore) passwordHash(ctx context.Context, name string) (string, error
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", loginapi.ErrUnknownUser
 	}
-	return h, err
+	if err != nil {
+		return h, fmt.Errorf("login: store password hash of %s: %w", name, err)
+	}
+	return h, nil
 }
 
 func (s *sqlStore) userExists(ctx context.Context, name string) (bool, error) {
@@ -233,36 +239,42 @@ func (s *sqlStore) userExists(ctx context.Context, name string) (bool, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return false, fmt.Errorf("login: store user exists %s: %w", name, err)
+	}
+	return true, nil
 }
 
 func (s *sqlStore) replacePasswordHash(ctx context.Context, name, oldHash, newHash string, revoke bool) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("login: store replace password hash of %s: begin: %w", name, err)
 	}
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, s.q(`UPDATE users SET pass_hash = ? WHERE name = ? AND pass_hash = ?`), newHash, name, oldHash)
 	if err != nil {
-		return err
+		return fmt.Errorf("login: store replace password hash of %s: %w", name, err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return err
+		return fmt.Errorf("login: store replace password hash of %s: rows affected: %w", name, err)
 	} else if n == 0 {
 		return loginapi.ErrWrongPassword
 	}
 	if revoke {
 		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM refresh_tokens WHERE user_name = ?`), name); err != nil {
-			return err
+			return fmt.Errorf("login: store replace password hash of %s: revoke refresh tokens: %w", name, err)
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("login: store replace password hash of %s: commit: %w", name, err)
+	}
+	return nil
 }
 
 func (s *sqlStore) addRefresh(ctx context.Context, tokenHash []byte, user string, expires time.Time, keep int) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("login: store add refresh token for %s: begin: %w", user, err)
 	}
 	defer tx.Rollback()
 	if s.pg {
@@ -270,29 +282,32 @@ func (s *sqlStore) addRefresh(ctx context.Context, tokenHash []byte, user string
 		// read committed does not. Lock the user's row so that logins of one
 		// user on several servers trim to the newest keep tokens one at a time.
 		if _, err := tx.ExecContext(ctx, s.q(`SELECT 1 FROM users WHERE name = ? FOR UPDATE`), user); err != nil {
-			return err
+			return fmt.Errorf("login: store add refresh token for %s: lock user: %w", user, err)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO refresh_tokens (token_hash, user_name, expires_at) VALUES (?, ?, ?)`),
 		tokenHash, user, expires.Unix()); err != nil {
-		return err
+		return fmt.Errorf("login: store add refresh token for %s: %w", user, err)
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM refresh_tokens WHERE user_name = ? AND token_hash NOT IN (
 			SELECT token_hash FROM refresh_tokens WHERE user_name = ? ORDER BY expires_at DESC LIMIT ?)`),
 		user, user, keep); err != nil {
-		return err
+		return fmt.Errorf("login: store add refresh token for %s: trim to %d: %w", user, keep, err)
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("login: store add refresh token for %s: commit: %w", user, err)
+	}
+	return nil
 }
 
 func (s *sqlStore) useRefresh(ctx context.Context, tokenHash []byte, user string, now, newExpires time.Time) error {
 	res, err := s.db.ExecContext(ctx, s.q(`UPDATE refresh_tokens SET expires_at = ? WHERE token_hash = ? AND user_name = ? AND expires_at > ?`),
 		newExpires.Unix(), tokenHash, user, now.Unix())
 	if err != nil {
-		return err
+		return fmt.Errorf("login: store use refresh token of %s: %w", user, err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return err
+		return fmt.Errorf("login: store use refresh token of %s: rows affected: %w", user, err)
 	} else if n == 0 {
 		return loginapi.ErrInvalidRefresh
 	}
@@ -308,8 +323,10 @@ func (s *sqlStore) lockSupernodes(ctx context.Context, tx *sql.Tx) error {
 	// Count-then-insert must not interleave across servers, or two new
 	// supernodes could both take the last free place; nor may a key check
 	// and the write it allows. Only writers wait; listing does not.
-	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7244582)`)
-	return err
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7244582)`); err != nil {
+		return fmt.Errorf("login: store lock supernodes: %w", err)
+	}
+	return nil
 }
 
 // supernodeRow is a stored entry; found is false when there is none.
@@ -328,14 +345,17 @@ func (s *sqlStore) supernodeRow(ctx context.Context, tx *sql.Tx, addr string) (s
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, nil
 	}
-	r.found = err == nil
-	return r, err
+	if err != nil {
+		return r, fmt.Errorf("login: store read supernode %s: %w", addr, err)
+	}
+	r.found = true
+	return r, nil
 }
 
 func (s *sqlStore) heartbeat(ctx context.Context, hb heartbeat, limit int) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("login: store heartbeat of %s: begin: %w", hb.addr, err)
 	}
 	defer tx.Rollback()
 	if err := s.lockSupernodes(ctx, tx); err != nil {
@@ -348,7 +368,7 @@ func (s *sqlStore) heartbeat(ctx context.Context, hb heartbeat, limit int) error
 	if !row.found || row.lastSeen <= hb.cutoff.UnixNano() {
 		var live int
 		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM supernodes WHERE last_seen > ?`), hb.cutoff.UnixNano()).Scan(&live); err != nil {
-			return err
+			return fmt.Errorf("login: store heartbeat of %s: count live supernodes: %w", hb.addr, err)
 		}
 		if live >= limit {
 			return loginapi.ErrSupernodeListFull
@@ -364,23 +384,29 @@ func (s *sqlStore) heartbeat(ctx context.Context, hb heartbeat, limit int) error
 		}
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE supernodes SET last_seen = ?, hb_ts = ? WHERE addr = ?`),
 			hb.now.UnixNano(), hb.ts, hb.addr); err != nil {
-			return err
+			return fmt.Errorf("login: store heartbeat of %s: refresh: %w", hb.addr, err)
 		}
-		return tx.Commit()
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("login: store heartbeat of %s: commit: %w", hb.addr, err)
+		}
+		return nil
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO supernodes (addr, node_key, last_seen, hb_ts, verified_at) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (addr) DO UPDATE SET node_key = excluded.node_key, last_seen = excluded.last_seen,
 			hb_ts = excluded.hb_ts, verified_at = excluded.verified_at`),
 		hb.addr, []byte(hb.key), hb.now.UnixNano(), hb.ts, hb.now.UnixNano()); err != nil {
-		return err
+		return fmt.Errorf("login: store heartbeat of %s: store verified entry: %w", hb.addr, err)
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("login: store heartbeat of %s: commit: %w", hb.addr, err)
+	}
+	return nil
 }
 
 func (s *sqlStore) leave(ctx context.Context, addr string, key []byte, ts int64) (bool, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("login: store leave of %s: begin: %w", addr, err)
 	}
 	defer tx.Rollback()
 	if err := s.lockSupernodes(ctx, tx); err != nil {
@@ -398,9 +424,12 @@ func (s *sqlStore) leave(ctx context.Context, addr string, key []byte, ts int64)
 		return false, fmt.Errorf("%w (%d < %d)", loginapi.ErrReplayed, ts, row.hbTS)
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM supernodes WHERE addr = ?`), addr); err != nil {
-		return false, err
+		return false, fmt.Errorf("login: store leave of %s: delete: %w", addr, err)
 	}
-	return true, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return true, fmt.Errorf("login: store leave of %s: commit: %w", addr, err)
+	}
+	return true, nil
 }
 
 func (s *sqlStore) supernodes(ctx context.Context, cutoff time.Time, limit int) ([]loginapi.SupernodeInfo, error) {
@@ -408,7 +437,7 @@ func (s *sqlStore) supernodes(ctx context.Context, cutoff time.Time, limit int) 
 			WHERE last_seen > ? AND verified_at > 0 ORDER BY last_seen DESC, addr LIMIT ?`),
 		cutoff.UnixNano(), limit)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("login: store list supernodes: %w", err)
 	}
 	defer rows.Close()
 	list := []loginapi.SupernodeInfo{}
@@ -417,21 +446,26 @@ func (s *sqlStore) supernodes(ctx context.Context, cutoff time.Time, limit int) 
 		var key []byte
 		var seen int64
 		if err := rows.Scan(&sn.Addr, &key, &seen); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("login: store list supernodes: scan: %w", err)
 		}
 		sn.LastSeen = time.Unix(0, seen).Unix()
 		sn.Key = ed25519.PublicKey(key)
 		list = append(list, sn)
 	}
-	return list, rows.Err()
+	if err := rows.Err(); err != nil {
+		return list, fmt.Errorf("login: store list supernodes: %w", err)
+	}
+	return list, nil
 }
 
 func (s *sqlStore) prune(ctx context.Context, now, cutoff time.Time) error {
 	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM refresh_tokens WHERE expires_at <= ?`), now.Unix()); err != nil {
-		return err
+		return fmt.Errorf("login: store prune expired refresh tokens: %w", err)
 	}
-	_, err := s.db.ExecContext(ctx, s.q(`DELETE FROM supernodes WHERE last_seen <= ?`), cutoff.UnixNano())
-	return err
+	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM supernodes WHERE last_seen <= ?`), cutoff.UnixNano()); err != nil {
+		return fmt.Errorf("login: store prune stale supernodes: %w", err)
+	}
+	return nil
 }
 
 func (s *sqlStore) close() error { return s.db.Close() }

@@ -38,32 +38,39 @@ func (s *sqlStore) lockUsers(ctx context.Context, tx *sql.Tx, names ...string) (
 	q := `SELECT name FROM users WHERE name IN (` + strings.TrimSuffix(strings.Repeat("?,", len(names)), ",") + `) ORDER BY name` + s.forUpdate()
 	rows, err := tx.QueryContext(ctx, s.q(q), args...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("login: store lock users %s: %w", strings.Join(names, ", "), err)
 	}
 	defer rows.Close()
 	found := map[string]bool{}
 	for rows.Next() {
 		var n string
 		if err := rows.Scan(&n); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("login: store lock users %s: scan: %w", strings.Join(names, ", "), err)
 		}
 		found[n] = true
 	}
-	return found, rows.Err()
+	if err := rows.Err(); err != nil {
+		return found, fmt.Errorf("login: store lock users %s: %w", strings.Join(names, ", "), err)
+	}
+	return found, nil
 }
 
 func (s *sqlStore) pruneMailbox(ctx context.Context, cutoff time.Time) (int64, error) {
 	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM mailbox WHERE created <= ?`), cutoff.Unix())
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("login: store prune mailbox: %w", err)
 	}
-	return res.RowsAffected()
+	n, err := res.RowsAffected()
+	if err != nil {
+		return n, fmt.Errorf("login: store prune mailbox: rows affected: %w", err)
+	}
+	return n, nil
 }
 
 func (s *sqlStore) putDevice(ctx context.Context, d deviceRow, now time.Time, maxDevices int) (int, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("login: store put device %s of %s: begin: %w", shortKey(d.key), d.user, err)
 	}
 	defer tx.Rollback()
 	if found, err := s.lockUsers(ctx, tx, d.user); err != nil {
@@ -74,26 +81,26 @@ func (s *sqlStore) putDevice(ctx context.Context, d deviceRow, now time.Time, ma
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO devices (user_name, ed_key, x25519, sig, last_seen) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (user_name, ed_key) DO UPDATE SET x25519 = excluded.x25519, sig = excluded.sig, last_seen = excluded.last_seen`),
 		d.user, d.key, d.x25519, d.sig, now.Unix()); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("login: store put device %s of %s: %w", shortKey(d.key), d.user, err)
 	}
 	// Drop the least recently seen devices beyond the cap (never this one).
 	rows, err := tx.QueryContext(ctx, s.q(`SELECT ed_key FROM devices WHERE user_name = ? AND ed_key <> ?
 			ORDER BY last_seen DESC, ed_key`), d.user, d.key)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("login: store put device %s of %s: list other devices: %w", shortKey(d.key), d.user, err)
 	}
 	var others [][]byte
 	for rows.Next() {
 		var k []byte
 		if err := rows.Scan(&k); err != nil {
 			rows.Close()
-			return 0, err
+			return 0, fmt.Errorf("login: store put device %s of %s: list other devices: scan: %w", shortKey(d.key), d.user, err)
 		}
 		others = append(others, k)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("login: store put device %s of %s: list other devices: %w", shortKey(d.key), d.user, err)
 	}
 	dropped := 0
 	for i := max(maxDevices-1, 0); i < len(others); i++ {
@@ -102,22 +109,27 @@ func (s *sqlStore) putDevice(ctx context.Context, d deviceRow, now time.Time, ma
 		}
 		dropped++
 	}
-	return dropped, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return dropped, fmt.Errorf("login: store put device %s of %s: commit: %w", shortKey(d.key), d.user, err)
+	}
+	return dropped, nil
 }
 
 // dropDevice deletes a device and its mailbox within tx.
 func (s *sqlStore) dropDevice(ctx context.Context, tx *sql.Tx, user string, key []byte) error {
 	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM devices WHERE user_name = ? AND ed_key = ?`), user, key); err != nil {
-		return err
+		return fmt.Errorf("login: store drop device %s of %s: %w", shortKey(key), user, err)
 	}
-	_, err := tx.ExecContext(ctx, s.q(`DELETE FROM mailbox WHERE to_user = ? AND to_device = ?`), user, key)
-	return err
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM mailbox WHERE to_user = ? AND to_device = ?`), user, key); err != nil {
+		return fmt.Errorf("login: store drop device %s of %s: delete mailbox: %w", shortKey(key), user, err)
+	}
+	return nil
 }
 
 func (s *sqlStore) deleteDevice(ctx context.Context, user string, key []byte) (bool, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("login: store delete device %s of %s: begin: %w", shortKey(key), user, err)
 	}
 	defer tx.Rollback()
 	var one int
@@ -125,19 +137,22 @@ func (s *sqlStore) deleteDevice(ctx context.Context, user string, key []byte) (b
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	} else if err != nil {
-		return false, err
+		return false, fmt.Errorf("login: store delete device %s of %s: %w", shortKey(key), user, err)
 	}
 	if err := s.dropDevice(ctx, tx, user, key); err != nil {
 		return false, err
 	}
-	return true, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return true, fmt.Errorf("login: store delete device %s of %s: commit: %w", shortKey(key), user, err)
+	}
+	return true, nil
 }
 
 func (s *sqlStore) devices(ctx context.Context, user string) ([]loginapi.Device, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT ed_key, x25519, sig, last_seen FROM devices WHERE user_name = ?
 			ORDER BY last_seen DESC, ed_key`), user)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("login: store devices of %s: %w", user, err)
 	}
 	defer rows.Close()
 	list := []loginapi.Device{}
@@ -145,12 +160,15 @@ func (s *sqlStore) devices(ctx context.Context, user string) ([]loginapi.Device,
 		var d loginapi.Device
 		var key []byte
 		if err := rows.Scan(&key, &d.X25519, &d.Sig, &d.LastSeen); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("login: store devices of %s: scan: %w", user, err)
 		}
 		d.Key = key
 		list = append(list, d)
 	}
-	return list, rows.Err()
+	if err := rows.Err(); err != nil {
+		return list, fmt.Errorf("login: store devices of %s: %w", user, err)
+	}
+	return list, nil
 }
 
 // deviceKey names a recipient device.
@@ -162,7 +180,7 @@ type deviceKey struct {
 func (s *sqlStore) postMailbox(ctx context.Context, from string, fromDevice []byte, items []mailItem, now time.Time, quota int) (int, int, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, fmt.Errorf("login: store mailbox post from %s: begin: %w", from, err)
 	}
 	defer tx.Rollback()
 	// Check every item in order, so that the error names the first bad one.
@@ -185,7 +203,7 @@ func (s *sqlStore) postMailbox(ctx context.Context, from string, fromDevice []by
 			var one int
 			err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM devices WHERE user_name = ? AND ed_key = ?`), it.toUser, it.toDevice).Scan(&one)
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return 0, 0, err
+				return 0, 0, fmt.Errorf("login: store mailbox post from %s: check device %s of %s: %w", from, shortKey(it.toDevice), it.toUser, err)
 			}
 			devOK[dk] = err == nil
 		}
@@ -218,7 +236,7 @@ func (s *sqlStore) postMailbox(ctx context.Context, from string, fromDevice []by
 				}
 			}
 			if err != nil {
-				return 0, 0, err
+				return 0, 0, fmt.Errorf("login: store mailbox post from %s: lock device %s of %s: %w", from, shortKey([]byte(dk.key)), dk.user, err)
 			}
 		}
 	}
@@ -229,11 +247,11 @@ func (s *sqlStore) postMailbox(ctx context.Context, from string, fromDevice []by
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (to_user, to_device, from_user, msg_id) DO NOTHING`),
 			it.toUser, it.toDevice, from, fromDevice, it.id, it.blob, len(it.blob), now.Unix())
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, fmt.Errorf("login: store mailbox post from %s: item %d to device %s of %s: %w", from, i, shortKey(it.toDevice), it.toUser, err)
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, fmt.Errorf("login: store mailbox post from %s: item %d to device %s of %s: rows affected: %w", from, i, shortKey(it.toDevice), it.toUser, err)
 		}
 		if n > 0 {
 			stored++
@@ -251,14 +269,14 @@ func (s *sqlStore) postMailbox(ctx context.Context, from string, fromDevice []by
 		var total int64
 		if err := tx.QueryRowContext(ctx, s.q(`SELECT COALESCE(SUM(size), 0) FROM mailbox WHERE to_user = ? AND to_device = ?`),
 			dk.user, []byte(dk.key)).Scan(&total); err != nil {
-			return 0, 0, err
+			return 0, 0, fmt.Errorf("login: store mailbox post from %s: mailbox size of device %s of %s: %w", from, shortKey([]byte(dk.key)), dk.user, err)
 		}
 		if total > int64(quota) {
 			return 0, 0, &mailError{index: i, err: loginapi.ErrQuota}
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, 0, err
+		return 0, 0, fmt.Errorf("login: store mailbox post from %s: commit: %w", from, err)
 	}
 	return stored, len(items) - stored, nil
 }
@@ -272,7 +290,7 @@ func (s *sqlStore) recipientCheck(ctx context.Context, tx *sql.Tx, from, user st
 	if errors.Is(err, sql.ErrNoRows) {
 		return loginapi.ErrUnknownUser, nil
 	} else if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("login: store recipient check %s from %s: user: %w", user, from, err)
 	}
 	if user == from {
 		return nil, nil
@@ -282,18 +300,21 @@ func (s *sqlStore) recipientCheck(ctx context.Context, tx *sql.Tx, from, user st
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && state != loginapi.ContactAccepted) {
 		return loginapi.ErrNotContact, nil
 	}
-	return nil, err
+	if err != nil {
+		return nil, fmt.Errorf("login: store recipient check %s from %s: contact: %w", user, from, err)
+	}
+	return nil, nil
 }
 
 func (s *sqlStore) mailbox(ctx context.Context, user string, device []byte, limit, maxBytes int, now time.Time) ([]loginapi.MailboxEntry, bool, error) {
 	if _, err := s.db.ExecContext(ctx, s.q(`UPDATE devices SET last_seen = ? WHERE user_name = ? AND ed_key = ?`),
 		now.Unix(), user, device); err != nil {
-		return nil, false, err
+		return nil, false, fmt.Errorf("login: store mailbox of device %s of %s: mark seen: %w", shortKey(device), user, err)
 	}
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT seq, from_user, from_device, msg_id, blob, created FROM mailbox
 			WHERE to_user = ? AND to_device = ? ORDER BY seq LIMIT ?`), user, device, limit+1)
 	if err != nil {
-		return nil, false, err
+		return nil, false, fmt.Errorf("login: store mailbox of device %s of %s: %w", shortKey(device), user, err)
 	}
 	defer rows.Close()
 	list := []loginapi.MailboxEntry{}
@@ -303,7 +324,7 @@ func (s *sqlStore) mailbox(ctx context.Context, user string, device []byte, limi
 		var e loginapi.MailboxEntry
 		var fromDev, blob []byte
 		if err := rows.Scan(&e.Seq, &e.FromUser, &fromDev, &e.ID, &blob, &e.Created); err != nil {
-			return nil, false, err
+			return nil, false, fmt.Errorf("login: store mailbox of device %s of %s: scan: %w", shortKey(device), user, err)
 		}
 		if len(list) == limit || (len(list) > 0 && size+len(blob) > maxBytes) {
 			more = true
@@ -314,7 +335,10 @@ func (s *sqlStore) mailbox(ctx context.Context, user string, device []byte, limi
 		e.Blob = blob
 		list = append(list, e)
 	}
-	return list, more, rows.Err()
+	if err := rows.Err(); err != nil {
+		return list, more, fmt.Errorf("login: store mailbox of device %s of %s: %w", shortKey(device), user, err)
+	}
+	return list, more, nil
 }
 
 func (s *sqlStore) ackMailbox(ctx context.Context, user string, device []byte, seqs []int64) (int, error) {
@@ -328,17 +352,20 @@ func (s *sqlStore) ackMailbox(ctx context.Context, user string, device []byte, s
 	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM mailbox WHERE to_user = ? AND to_device = ? AND seq IN (`+
 		strings.TrimSuffix(strings.Repeat("?,", len(seqs)), ",")+`)`), args...)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("login: store mailbox ack of device %s of %s: %w", shortKey(device), user, err)
 	}
 	n, err := res.RowsAffected()
-	return int(n), err
+	if err != nil {
+		return int(n), fmt.Errorf("login: store mailbox ack of device %s of %s: rows affected: %w", shortKey(device), user, err)
+	}
+	return int(n), nil
 }
 
 func (s *sqlStore) contacts(ctx context.Context, user string) ([]loginapi.Contact, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT c.peer, c.state, u.status FROM contacts c JOIN users u ON u.name = c.peer
 			WHERE c.user_name = ? ORDER BY c.peer`+s.collateC()), user)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("login: store contacts of %s: %w", user, err)
 	}
 	defer rows.Close()
 	list := []loginapi.Contact{}
@@ -346,14 +373,17 @@ func (s *sqlStore) contacts(ctx context.Context, user string) ([]loginapi.Contac
 		var c loginapi.Contact
 		var status string
 		if err := rows.Scan(&c.User, &c.State, &status); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("login: store contacts of %s: scan: %w", user, err)
 		}
 		if c.State == loginapi.ContactAccepted {
 			c.Status = presence.Shown(status)
 		}
 		list = append(list, c)
 	}
-	return list, rows.Err()
+	if err := rows.Err(); err != nil {
+		return list, fmt.Errorf("login: store contacts of %s: %w", user, err)
+	}
+	return list, nil
 }
 
 // collateC makes ORDER BY on PostgreSQL sort by bytes, as SQLite does.
@@ -378,7 +408,10 @@ func (s *sqlStore) stateTx(ctx context.Context, q queryRower, user, peer string)
 	if errors.Is(err, sql.ErrNoRows) {
 		return loginapi.ContactNone, nil
 	}
-	return state, err
+	if err != nil {
+		return state, fmt.Errorf("login: store contact state of %s towards %s: %w", user, peer, err)
+	}
+	return state, nil
 }
 
 // contactTx runs f in a transaction holding the locks of both users' rows,
@@ -387,7 +420,7 @@ func (s *sqlStore) stateTx(ctx context.Context, q queryRower, user, peer string)
 func (s *sqlStore) contactTx(ctx context.Context, user, peer string, f func(tx *sql.Tx, state string) (string, error)) (string, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("login: store contact %s and %s: begin: %w", user, peer, err)
 	}
 	defer tx.Rollback()
 	found, err := s.lockUsers(ctx, tx, user, peer)
@@ -403,9 +436,14 @@ func (s *sqlStore) contactTx(ctx context.Context, user, peer string, f func(tx *
 	}
 	next, err := f(tx, state)
 	if err != nil {
+		// f wraps its own store errors; the others are sentinels and
+		// refusals whose text the HTTP layer sends as it is.
 		return "", err
 	}
-	return next, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return next, fmt.Errorf("login: store contact %s and %s: commit: %w", user, peer, err)
+	}
+	return next, nil
 }
 
 // setPair writes both rows of a relation.
@@ -414,7 +452,7 @@ func (s *sqlStore) setPair(ctx context.Context, tx *sql.Tx, user, peer, userStat
 		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO contacts (user_name, peer, state, since) VALUES (?, ?, ?, ?)
 				ON CONFLICT (user_name, peer) DO UPDATE SET state = excluded.state, since = excluded.since`),
 			r[0], r[1], r[2], now.Unix()); err != nil {
-			return err
+			return fmt.Errorf("login: store set contact %s of %s to %s: %w", r[1], r[0], r[2], err)
 		}
 	}
 	return nil
@@ -431,7 +469,7 @@ func (s *sqlStore) requestContact(ctx context.Context, user, peer string, now ti
 		for _, who := range []string{user, peer} {
 			var n int
 			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM contacts WHERE user_name = ?`), who).Scan(&n); err != nil {
-				return "", err
+				return "", fmt.Errorf("login: store contact request %s by %s: count contacts of %s: %w", peer, user, who, err)
 			}
 			if n >= maxContacts {
 				whose := "your"
@@ -467,17 +505,20 @@ func (s *sqlStore) declineContact(ctx context.Context, user, peer string) (strin
 		}
 		_, err := tx.ExecContext(ctx, s.q(`DELETE FROM contacts WHERE (user_name = ? AND peer = ?) OR (user_name = ? AND peer = ?)`),
 			user, peer, peer, user)
-		return state, err
+		if err != nil {
+			return state, fmt.Errorf("login: store contact decline %s by %s: %w", peer, user, err)
+		}
+		return state, nil
 	})
 }
 
 func (s *sqlStore) setStatus(ctx context.Context, user, status string) error {
 	res, err := s.db.ExecContext(ctx, s.q(`UPDATE users SET status = ? WHERE name = ?`), status, user)
 	if err != nil {
-		return err
+		return fmt.Errorf("login: store set status of %s to %s: %w", user, status, err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return err
+		return fmt.Errorf("login: store set status of %s to %s: rows affected: %w", user, status, err)
 	} else if n == 0 {
 		return loginapi.ErrUnknownUser
 	}
@@ -490,7 +531,10 @@ func (s *sqlStore) status(ctx context.Context, user string) (string, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", loginapi.ErrUnknownUser
 	}
-	return st, err
+	if err != nil {
+		return st, fmt.Errorf("login: store status of %s: %w", user, err)
+	}
+	return st, nil
 }
 
 func (s *sqlStore) searchUsers(ctx context.Context, prefix string, limit int) ([]string, error) {
@@ -500,16 +544,19 @@ func (s *sqlStore) searchUsers(ctx context.Context, prefix string, limit int) ([
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT name FROM users WHERE substr(name, 1, ?) = ? ORDER BY name`+s.collateC()+` LIMIT ?`),
 		len(prefix), prefix, limit)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("login: store search users %s: %w", prefix, err)
 	}
 	defer rows.Close()
 	list := []string{}
 	for rows.Next() {
 		var n string
 		if err := rows.Scan(&n); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("login: store search users %s: scan: %w", prefix, err)
 		}
 		list = append(list, n)
 	}
-	return list, rows.Err()
+	if err := rows.Err(); err != nil {
+		return list, fmt.Errorf("login: store search users %s: %w", prefix, err)
+	}
+	return list, nil
 }
