@@ -49,7 +49,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// HTTPClient talks to the login server; nil means a client with a 10 s timeout.
+	// HTTPClient talks to the login server; nil means a client with a 10 s
+	// timeout. Its transport (TLS roots, dialer, proxy) also times the
+	// supernodes' /healthz, on fresh connections.
 	HTTPClient *http.Client
 	// RenewBefore is how long before its expiry a credential is renewed.
 	// Default: a third of its lifetime.
@@ -64,6 +66,9 @@ type Client struct {
 	home  *home
 	key   ed25519.PrivateKey
 	hosts *hostCache // supernodes.json (hostcache.go)
+	// health times supernodes (hostcache.go): Config.HTTPClient's transport
+	// without keep-alives, so that each round trip includes the connect.
+	health *http.Client
 
 	// renewMu serializes logins and renewals, which talk to the login server;
 	// mu guards st and is never held across the network, so that incoming
@@ -87,7 +92,8 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, now: cfg.Now, home: h, key: key, st: st, hosts: openHostCache(h.dir)}
+	c := &Client{cfg: cfg, log: cfg.Logger, now: cfg.Now, home: h, key: key, st: st, hosts: openHostCache(h.dir),
+		health: healthClient(cfg.HTTPClient)}
 	if c.log == nil {
 		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

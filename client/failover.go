@@ -332,7 +332,7 @@ func (s *Session) candidates(ctx context.Context) []string {
 	rtts, failed := map[string]time.Duration{}, map[string]bool{}
 	if len(toMeasure) > 1 {
 		picked := pickToMeasure(toMeasure, cache, now, s.rand())
-		rtts, failed = measureAll(ctx, picked)
+		rtts, failed = measureAll(ctx, s.c.health, picked)
 		for u, rtt := range rtts {
 			s.c.hosts.measured(u, rtt)
 		}

@@ -276,13 +276,23 @@ func healthURL(wsURL string) (string, error) {
 	return u.String(), nil
 }
 
-var healthClient = &http.Client{
-	Timeout:   measureTimeout,
-	Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
+// healthClient returns the client that times supernodes: hc's transport
+// (the default one when hc or its transport is nil) without keep-alives.
+func healthClient(hc *http.Client) *http.Client {
+	var rt http.RoundTripper = &http.Transport{DisableKeepAlives: true}
+	if hc != nil && hc.Transport != nil {
+		rt = hc.Transport
+		if t, ok := hc.Transport.(*http.Transport); ok {
+			t = t.Clone()
+			t.DisableKeepAlives = true
+			rt = t
+		}
+	}
+	return &http.Client{Timeout: measureTimeout, Transport: rt}
 }
 
 // measureHealth times a GET of the supernode's /healthz (connect included).
-func measureHealth(ctx context.Context, wsURL string) (time.Duration, error) {
+func measureHealth(ctx context.Context, hc *http.Client, wsURL string) (time.Duration, error) {
 	hu, err := healthURL(wsURL)
 	if err != nil {
 		return 0, err
@@ -294,7 +304,7 @@ func measureHealth(ctx context.Context, wsURL string) (time.Duration, error) {
 		return 0, err
 	}
 	start := time.Now()
-	resp, err := healthClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -306,7 +316,7 @@ func measureHealth(ctx context.Context, wsURL string) (time.Duration, error) {
 }
 
 // measureAll measures urls concurrently; those that did not answer are in failed.
-func measureAll(ctx context.Context, urls []string) (rtts map[string]time.Duration, failed map[string]bool) {
+func measureAll(ctx context.Context, hc *http.Client, urls []string) (rtts map[string]time.Duration, failed map[string]bool) {
 	rtts, failed = map[string]time.Duration{}, map[string]bool{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -314,7 +324,7 @@ func measureAll(ctx context.Context, urls []string) (rtts map[string]time.Durati
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rtt, err := measureHealth(ctx, u)
+			rtt, err := measureHealth(ctx, hc, u)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -162,3 +162,34 @@ func TestBackoffJitter(t *testing.T) {
 		t.Errorf("first wait %v, want ≤ %v", limit, firstRetryMax)
 	}
 }
+
+// Supernodes are timed through the transport of Config.HTTPClient (here: one
+// that trusts a test certificate), not a client of the package's own.
+func TestHealthUsesConfiguredTransport(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	ws := "wss://" + strings.TrimPrefix(srv.URL, "https://") + "/v1/ws"
+	for _, tc := range []struct {
+		name string
+		hc   *http.Client
+		want bool
+	}{
+		{"configured transport", srv.Client(), true},
+		{"default transport", nil, false}, // the test certificate is not trusted
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := New(Config{Home: t.TempDir(), HTTPClient: tc.hc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rtts, failed := measureAll(t.Context(), c.health, []string{ws})
+			if got := rtts[ws] > 0 && !failed[ws]; got != tc.want {
+				t.Errorf("measured = %v (rtts %v, failed %v), want %v", got, rtts, failed, tc.want)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"time"
 
 	"github.com/pion/rtp"
@@ -100,14 +101,16 @@ func (i immediate) next(time.Duration) ([]int16, bool, error) {
 }
 
 // newFrameNexter reads src directly when it never blocks, else through a prefetch.
-func newFrameNexter(src FrameSource) frameNexter {
+// A prefetch's goroutine ends with ctx (the call's): it never blocks on a
+// full queue after the call has ended.
+func newFrameNexter(ctx context.Context, src FrameSource) frameNexter {
 	if _, ok := src.(ImmediateSource); ok {
 		return immediate{src}
 	}
-	return newPrefetch(src)
+	return newPrefetch(ctx, src)
 }
 
-func newPrefetch(src FrameSource) *prefetch {
+func newPrefetch(ctx context.Context, src FrameSource) *prefetch {
 	p := &prefetch{frames: make(chan []int16, 10)}
 	go func() {
 		defer close(p.frames)
@@ -117,7 +120,11 @@ func newPrefetch(src FrameSource) *prefetch {
 				p.err = err
 				return
 			}
-			p.frames <- f
+			select {
+			case p.frames <- f:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	return p

@@ -38,7 +38,6 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -196,27 +195,6 @@ func (m *messenger) enqueue(b []byte, via string) {
 	default:
 		m.s.c.log.Warn("message queue full; dropping an envelope (its sender will mail it)", "via", via)
 	}
-}
-
-// checkMailbox asks the messenger to read the mailbox.
-func (m *messenger) checkMailbox() {
-	select {
-	case m.kick <- struct{}{}:
-	default:
-	}
-}
-
-// isEnvelope reports whether a deliver payload is an IM envelope (the other
-// payloads are call signals).
-func isEnvelope(b []byte) bool {
-	var k struct {
-		Kind string `json:"kind"`
-		CT   []byte `json:"ct"`
-	}
-	if json.Unmarshal(b, &k) != nil {
-		return false
-	}
-	return (k.Kind == im.KindMessage || k.Kind == im.KindReceipt) && k.CT != nil
 }
 
 // devicesOf returns user's verified device records.
@@ -506,168 +484,6 @@ func (m *messenger) wait(ctx context.Context, tr *tracker, done func() bool, d t
 		case <-t.C:
 			return
 		case <-tr.got:
-		}
-	}
-}
-
-// open verifies, stores, shows and acknowledges one envelope.
-func (m *messenger) open(ctx context.Context, in inbound) {
-	s := m.s
-	e, err := im.DecodeEnvelope(in.b)
-	if err == nil {
-		var o *im.Opened
-		o, err = im.Open(e, s.user, m.key, m.x, s.c.loginKey(), time.Now())
-		if err == nil {
-			m.opened(o, in.via)
-			return
-		}
-	}
-	from := ""
-	if e != nil {
-		from = e.From
-	}
-	s.c.log.Warn("refusing a message", "from", from, "via", in.via, "err", err)
-	s.emit(Event{Event: "message-refused", Peer: from, MessageEvent: &MessageEvent{From: from, Via: in.via, Why: err.Error()}})
-}
-
-func (m *messenger) opened(o *im.Opened, via string) {
-	s := m.s
-	switch o.Kind {
-	case im.KindMessage:
-		msg := o.Message(s.user)
-		isNew, err := m.hist.AddIncoming(msg)
-		if err != nil {
-			s.c.log.Error("storing a message", "from", o.From, "err", err)
-			return // not acknowledged: the sender mails it, and it comes again
-		}
-		if isNew {
-			s.emit(Event{Event: "message", Peer: msg.Peer, MessageEvent: &MessageEvent{ID: o.ID, From: o.From, To: o.To,
-				Text: o.Text, Sent: time.UnixMilli(o.TS), Via: via}})
-		}
-		m.mu.Lock()
-		m.acks[o.From] = append(m.acks[o.From], o.ID)
-		n := len(m.acks[o.From])
-		m.mu.Unlock()
-		if n >= receiptBatch {
-			m.flushAcks(s.ctx)
-		}
-	case im.KindReceipt:
-		dev := hex.EncodeToString(o.FromDevice)
-		m.mu.Lock()
-		for _, id := range o.Acked {
-			tr := m.waits[id]
-			if tr == nil {
-				continue
-			}
-			if _, ok := tr.want[dev]; ok {
-				delete(tr.want, dev)
-				tr.total++
-				if o.From == tr.peer {
-					tr.peerN++
-				}
-				select {
-				case tr.got <- struct{}{}:
-				default:
-				}
-			}
-		}
-		m.mu.Unlock()
-		if o.From == s.user {
-			return // one of my devices has a copy of what I sent
-		}
-		done, err := m.hist.MarkDelivered(o.From, o.Acked)
-		if err != nil {
-			s.c.log.Error("marking messages delivered", "to", o.From, "err", err)
-			return
-		}
-		if len(done) > 0 {
-			s.emit(Event{Event: "delivered", Peer: o.From, MessageEvent: &MessageEvent{To: o.From, IDs: done, Via: via}})
-		}
-	}
-}
-
-// flushAcks sends the receipts waiting to go.
-func (m *messenger) flushAcks(ctx context.Context) {
-	m.mu.Lock()
-	acks := m.acks
-	m.acks = map[string][]string{}
-	m.mu.Unlock()
-	for user, ids := range acks {
-		for len(ids) > 0 {
-			n := min(len(ids), receiptBatch)
-			if err := m.sendReceipt(ctx, user, ids[:n]); err != nil && ctx.Err() == nil {
-				m.s.c.log.Warn("sending a receipt", "to", user, "err", err)
-			}
-			ids = ids[n:]
-		}
-	}
-}
-
-func (m *messenger) sendReceipt(ctx context.Context, user string, ids []string) error {
-	devs, err := m.devicesOf(ctx, user, false)
-	if err != nil {
-		return err
-	}
-	snd, err := m.sender(ctx)
-	if err != nil {
-		return err
-	}
-	env, err := im.SealReceipt(snd, user, devs, ids, time.Now())
-	if err != nil {
-		return err
-	}
-	b, err := env.Encode()
-	if err != nil {
-		return err
-	}
-	if m.s.sendDataChannel(user, b) {
-		return nil
-	}
-	n, err := m.s.sendPayload(ctx, user, b)
-	if err == nil && n > 0 {
-		return nil
-	}
-	if err != nil && !errors.Is(err, ErrOffline) {
-		return err
-	}
-	var items []loginapi.MailboxItem
-	for _, d := range devs {
-		if !im.SameDevice(d.Key, m.me) {
-			items = append(items, loginapi.MailboxItem{ToUser: user, ToDevice: d.Key, ID: env.ID, Blob: b})
-		}
-	}
-	if len(items) == 0 {
-		return nil
-	}
-	_, err = m.postMailbox(ctx, items)
-	return err
-}
-
-// fetchMailbox reads this device's mailbox, stores what it holds, sends the
-// receipts and only then empties it.
-func (m *messenger) fetchMailbox(ctx context.Context) error {
-	lc, cred, err := m.s.c.withCred(ctx)
-	if err != nil {
-		return err
-	}
-	for {
-		items, more, err := lc.Mailbox(ctx, cred, mailboxFetch)
-		if err != nil {
-			return fmt.Errorf("client: mailbox: %w", err)
-		}
-		seqs := make([]int64, 0, len(items))
-		for _, it := range items {
-			m.open(ctx, inbound{b: it.Blob, via: ViaMailbox})
-			seqs = append(seqs, it.Seq)
-		}
-		m.flushAcks(ctx)
-		if len(seqs) > 0 {
-			if _, err := lc.AckMailbox(ctx, cred, seqs); err != nil {
-				return fmt.Errorf("client: mailbox ack: %w", err)
-			}
-		}
-		if !more || len(items) == 0 {
-			return nil
 		}
 	}
 }

@@ -369,6 +369,9 @@ func (s *Session) SetStatus(ctx context.Context, status string) error {
 
 // onStatus applies a status set on another of the user's devices.
 func (s *Session) onStatus(sig *signal.Signal) {
+	if sig.From != s.user {
+		return // only my own devices tell me my status
+	}
 	switch sig.Status {
 	case presence.Online, presence.Away, presence.Busy, presence.Invisible:
 	default:

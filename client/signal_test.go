@@ -24,3 +24,16 @@ func TestReplayedSignalIsRefused(t *testing.T) {
 		t.Fatal("another sender's signal refused")
 	}
 }
+
+// Every signal kind has its one handler in the session's dispatch table.
+func TestDispatchTableCoversEveryKind(t *testing.T) {
+	table := (&Session{}).dispatchTable()
+	for _, k := range signal.Kinds() {
+		if table[k] == nil {
+			t.Errorf("no handler for %q", k)
+		}
+	}
+	if got, want := len(table), len(signal.Kinds()); got != want {
+		t.Errorf("table has %d kinds, want %d", got, want)
+	}
+}

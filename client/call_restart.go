@@ -327,3 +327,28 @@ func (c *Call) localRelayHost() string {
 	}
 	return h
 }
+
+// onRestartSignal: the callee asks the caller to restart ICE.
+func (c *Call) onRestartSignal(sig *signal.Signal) {
+	if c.Outgoing && c.isStarted() {
+		select {
+		case c.peerAsks <- sig.Reason:
+		default:
+		}
+		c.requestRestart("the peer asked: " + sig.Reason)
+	}
+}
+
+// onReofferSignal: the caller restarts ICE; the callee answers.
+func (c *Call) onReofferSignal(sig *signal.Signal) {
+	if !c.Outgoing && c.isStarted() {
+		c.goOwned(func() { c.onReoffer(sig) })
+	}
+}
+
+// onReanswerSignal: the callee answered the caller's restart.
+func (c *Call) onReanswerSignal(sig *signal.Signal) {
+	if c.Outgoing {
+		c.onReanswer(sig)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/wire/signal"
 	"github.com/parley/parley/wire/snapi"
 	"github.com/pion/stun/v4"
 )
@@ -212,4 +213,60 @@ func onlyRelay(servers []snapi.ICEServer, relay string) []snapi.ICEServer {
 		}
 	}
 	return out
+}
+
+// onProbe measures this end's round trips to the relays it was offered and
+// answers the caller's probe with them.
+func (s *Session) onProbe(sig *signal.Signal) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, 2*probeTimeout)
+		defer cancel()
+		conn := s.connNow()
+		if conn == nil {
+			return
+		}
+		rtts := measureRelays(ctx, conn.ICEServers())
+		s.sendAsync(&signal.Signal{Kind: signal.KindProbeReply, CallID: sig.CallID, To: sig.From, RTTs: rtts.wire()})
+	}()
+}
+
+// chooseRelay picks the relay for a call to peer: with more than one relay on
+// offer, the one with the lowest round trip summed over both ends.
+func (s *Session) chooseRelay(ctx context.Context, callID, peer string) string {
+	conn, err := s.waitConn(ctx)
+	if err != nil {
+		return ""
+	}
+	servers := conn.ICEServers()
+	if len(relaysOf(servers)) < 2 {
+		return ""
+	}
+	reply := make(chan relayRTTs, 1)
+	s.mu.Lock()
+	s.probes[callID], s.probePeer[callID] = reply, peer
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.probes, callID)
+		delete(s.probePeer, callID)
+		s.mu.Unlock()
+	}()
+	mctx, cancel := context.WithTimeout(ctx, 2*probeTimeout)
+	defer cancel()
+	mine := measureRelays(mctx, servers)
+	var theirs relayRTTs
+	if err := s.sendSignal(ctx, &signal.Signal{Kind: signal.KindProbe, CallID: callID, To: peer, RTTs: mine.wire()}); err == nil {
+		t := time.NewTimer(3 * probeTimeout)
+		select {
+		case theirs = <-reply:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	choice := chooseRelay(mine, theirs)
+	s.c.log.Info("relay chosen", "peer", peer, "relay", choice, "mine_ms", mine, "theirs_ms", theirs)
+	return choice
 }
