@@ -5,12 +5,12 @@
 //
 // It wraps pion/turn's server with what a public relay needs:
 //
-//   - Authentication by TURN-REST credentials only ([Credentials]): a username
+//   - Authentication by TURN-REST credentials only ([turncred.Credentials], package wire/turncred): a username
 //     "EXPIRY:user" and the password base64(HMAC-SHA1(secret, username)). A
 //     supernode shares the secret with its relays and hands each attached,
 //     authenticated client short-lived credentials; the relay checks them
 //     statelessly against its injected clock.
-//   - A peer deny list ([PeerAllowed]): no relaying to loopback, private,
+//   - A peer deny list ([addrpolicy.PeerAllowed], package internal/addrpolicy): no relaying to loopback, private,
 //     link-local (cloud metadata), CGNAT, multicast, documentation and other
 //     special ranges, in any of their IPv6 disguises, unless an operator
 //     allows a range for a lab (Config.AllowPeers).

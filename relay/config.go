@@ -1,0 +1,95 @@
+package relay
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Defaults for the zero values of Config.
+const (
+	// DefaultRealm is the TURN realm when Config.Realm is "".
+	DefaultRealm = "parley"
+	// DefaultMaxAllocationsPerUser is the allocation quota when
+	// Config.MaxAllocationsPerUser is 0.
+	DefaultMaxAllocationsPerUser = 8
+	// DefaultUserBandwidth is the per-user relay budget in bytes per second
+	// when Config.UserBandwidth is 0: a few calls' worth of Opus and video.
+	DefaultUserBandwidth = 256 << 10
+	// MinSecretLen is the shortest TURN-REST secret New accepts.
+	MinSecretLen = 16
+)
+
+// Config configures New. The zero value of each field is its documented
+// default; RelayIP, Secret and at least one listener are required.
+type Config struct {
+	// UDPAddr is the TURN-over-UDP listen address, e.g. "0.0.0.0:3478". This
+	// listener also answers plain STUN Binding requests. "" = no UDP listener.
+	UDPAddr string
+	// TCPAddr is the TURN-over-TCP listen address, e.g. "0.0.0.0:3478".
+	// "" = none.
+	TCPAddr string
+	// TLSAddr is the TURN-over-TLS listen address, e.g. "0.0.0.0:443" (443
+	// gets through strict firewalls). "" = none. Needs TLSConfig.
+	TLSAddr string
+	// TLSConfig holds the certificate for TLSAddr or TLSListener (Certificates,
+	// GetCertificate or GetConfigForClient must be set). It is cloned; a
+	// MinVersion below TLS 1.2 is raised to TLS 1.2.
+	TLSConfig *tls.Config
+
+	// PacketConn, TCPListener and TLSListener are ready listeners to use
+	// instead of UDPAddr, TCPAddr and TLSAddr (tests, socket activation);
+	// setting both a listener and its address is an error. TLSListener is a
+	// plain TCP listener: the server adds TLS with TLSConfig. Once New
+	// succeeds the Server owns them and Close closes them.
+	PacketConn  net.PacketConn
+	TCPListener net.Listener
+	TLSListener net.Listener
+
+	// RelayIP is the address relayed allocations are advertised as and, unless
+	// RelayBindIP is set, bound to (required; not unspecified or multicast).
+	// Its family (IPv4 or IPv6) is the family of every allocation.
+	RelayIP net.IP
+	// RelayBindIP is the local address allocation sockets bind to when it
+	// differs from RelayIP, e.g. behind a 1:1 NAT (RelayIP the public address,
+	// RelayBindIP the private interface address or 0.0.0.0). nil = RelayIP.
+	RelayBindIP net.IP
+
+	// Secret is the TURN-REST shared secret (required, at least MinSecretLen
+	// bytes); supernodes make credentials with the same secret. It is copied
+	// and never logged.
+	Secret []byte
+	// Realm is the TURN realm. "" = DefaultRealm.
+	Realm string
+	// RefreshGrace is how long after its expiry a credential still
+	// authenticates the requests that keep an existing allocation going
+	// (Refresh, CreatePermission, ChannelBind); Allocate always needs an
+	// unexpired credential. TURN clients keep using the credential they
+	// allocated with, so without a grace a relayed call ends within about ten
+	// minutes of its credential's expiry. 0 = none (every request needs an
+	// unexpired credential); at most MaxCredentialTTL.
+	RefreshGrace time.Duration
+
+	// AllowPeers are exceptions to the peer deny list (see PeerAllowed), for
+	// labs (--relay-allow-peer CIDR). nil = none: a public relay needs none.
+	AllowPeers []netip.Prefix
+
+	// MaxAllocationsPerUser caps a user's live allocations, counted across all
+	// their credentials and clients. 0 = DefaultMaxAllocationsPerUser;
+	// negative = no cap.
+	MaxAllocationsPerUser int
+	// UserBandwidth is the bytes per second relayed for one user, client to
+	// peer and peer to client summed, across all their allocations (UDP
+	// payload bytes, not counting TURN framing), with a burst of one second's
+	// worth. Packets over budget are dropped. 0 = DefaultUserBandwidth;
+	// negative = unlimited.
+	UserBandwidth int
+
+	// Logger receives the relay's logs (see docs/relay.md). nil = discard.
+	Logger *slog.Logger
+	// Now is the clock for credential expiry and bandwidth accounting.
+	// nil = time.Now.
+	Now func() time.Time
+}

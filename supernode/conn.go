@@ -1,0 +1,175 @@
+package supernode
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/wire/snapi"
+)
+
+// conn is one attached client: the handler goroutine reads, one writer goroutine
+// drains the bounded queue.
+type conn struct {
+	ws      *websocket.Conn
+	out     chan []byte
+	cancel  context.CancelFunc
+	user    string
+	session string
+	key     ed25519.PublicKey
+	expires atomic.Int64 // Unix seconds of the credential's end; 0 until attached
+	sends   *rate.Limiter
+	reqs    chan *snapi.Frame // sends, lookups, dial-backs and presence, served in order
+	remote  string            // host:port the client connects from
+
+	replaced atomic.Bool // closed by a reattach of its client (see replace)
+
+	pmu    sync.Mutex // guards the presence fields
+	status string     // as set by the client; "" until its first TypePresence
+	device string
+	watch  []string
+}
+
+// presence returns the connection's presence as set by its client.
+func (c *conn) presence() (status, device string, watch []string) {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	return c.status, c.device, c.watch
+}
+
+// enqueue queues b without blocking; a full queue disconnects the slow client.
+func (c *conn) enqueue(b []byte) bool {
+	select {
+	case c.out <- b:
+		return true
+	default:
+		c.cancel()
+		return false
+	}
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		http.Error(w, `{"error":"supernode closing"}`, http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	// Authentication is by signed credential, never by cookie, so cross-origin
+	// pages (the web client served by the login server) may connect.
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return
+	}
+	ws.SetReadLimit(snapi.MaxFrameSize)
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	c := &conn{ws: ws, out: make(chan []byte, s.cfg.SendQueue), cancel: cancel,
+		sends:  rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst),
+		reqs:   make(chan *snapi.Frame, requestQueue),
+		remote: r.RemoteAddr}
+
+	var wwg sync.WaitGroup
+	wwg.Add(2)
+	go func() {
+		defer wwg.Done()
+		s.writeLoop(ctx, c)
+	}()
+	go func() {
+		defer wwg.Done()
+		s.serveRequests(ctx, c)
+	}()
+	err = s.readLoop(ctx, c, r.RemoteAddr)
+	cancel()
+	if s.ctx.Err() != nil {
+		ws.CloseNow() // shutting down: do not wait for a slow client's writes
+	}
+	wwg.Wait()
+	if c.user != "" {
+		s.detach(c)
+	}
+	code, reason := websocket.StatusNormalClosure, ""
+	if err != nil && !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
+		code, reason = websocket.StatusPolicyViolation, truncate(err.Error(), 120)
+		s.log.Debug("connection ended", "user", c.user, "remote", r.RemoteAddr, "err", err)
+	}
+	ws.Close(code, reason)
+}
+
+func (s *Server) writeLoop(ctx context.Context, c *conn) {
+	ping := time.NewTicker(s.cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// Flush what is queued (an error frame explaining a close) briefly.
+			for {
+				select {
+				case b := <-c.out:
+					wctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					c.ws.Write(wctx, websocket.MessageText, b)
+					cancel()
+				default:
+					return
+				}
+			}
+		case b := <-c.out:
+			// Not derived from ctx: cancelling a write closes the websocket, and
+			// an error frame queued just before the close must still go out.
+			wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := c.ws.Write(wctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				c.cancel()
+				return
+			}
+		case <-ping.C:
+			if exp := c.expires.Load(); exp != 0 && s.now().Unix() > exp+int64(identity.Skew/time.Second) {
+				s.sendError(c, "", snapi.CodeAuth, "credential expired; renew it")
+				c.cancel()
+				continue
+			}
+			pctx, cancel := context.WithTimeout(ctx, s.cfg.PingInterval)
+			err := c.ws.Ping(pctx)
+			cancel()
+			if err != nil {
+				c.cancel()
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) send(c *conn, f snapi.Frame) {
+	b, err := snapi.EncodeFrame(f)
+	if err != nil {
+		s.log.Error("encode frame", "err", err)
+		return
+	}
+	c.enqueue(b)
+}
+
+func (s *Server) sendError(c *conn, id, code, msg string) {
+	s.send(c, snapi.Frame{Type: snapi.TypeError, ID: id, Code: code, Error: truncate(msg, 200)})
+}
+
+func newSessionID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,107 @@
+package supernode
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/wire/presence"
+	"github.com/parley/parley/wire/snapi"
+)
+
+func (s *Server) checkCredential(token string) (identity.Credential, error) {
+	cred, err := identity.Verify(s.cfg.LoginKey, token, s.now())
+	if err != nil {
+		return cred, fmt.Errorf("supernode: attach: %w: %w", snapi.ErrAuth, err)
+	}
+	return cred, nil
+}
+
+func (s *Server) iceServers(user string) []snapi.ICEServer {
+	if s.cfg.ICEServers == nil {
+		return nil
+	}
+	return s.cfg.ICEServers(user)
+}
+
+func (s *Server) attach(c *conn) {
+	s.mu.Lock()
+	m := s.users[c.user]
+	if m == nil {
+		m = map[string]*conn{}
+		s.users[c.user] = m
+	}
+	m[c.session] = c
+	s.mu.Unlock()
+	// The caller publishes the record at once (publishNow); a failure there
+	// leaves it dirty for the publish loop.
+}
+
+// replace closes session id of c's user, when it is attached here with c's
+// key: its client has lost it (a network change leaves a connection
+// half-open until its pings time out) and is back on c. Its watchers are not
+// told it went offline: c carries on for the same device.
+func (s *Server) replace(c *conn, id string) {
+	s.mu.Lock()
+	old := s.users[c.user][id]
+	s.mu.Unlock()
+	if old == nil || !old.key.Equal(c.key) {
+		return
+	}
+	old.replaced.Store(true)
+	old.cancel()
+	s.log.Info("replaced a lost session", "user", c.user, "session", id)
+}
+
+func (s *Server) detach(c *conn) {
+	s.mu.Lock()
+	if m := s.users[c.user]; m != nil {
+		delete(m, c.session)
+		if len(m) == 0 {
+			delete(s.users, c.user)
+		}
+	}
+	s.mu.Unlock()
+	s.mesh.markDirty(c.user)
+	s.log.Info("detached", "user", c.user, "session", c.session)
+	if status, device, watch := c.presence(); status != "" && len(watch) > 0 && !c.replaced.Load() {
+		s.goOwned(func(ctx context.Context) {
+			s.pushPresence(ctx, c.user, c.session, PresenceNote{Device: device, Status: presence.Offline}, watch)
+		})
+	}
+}
+
+// localUsers returns the users attached here.
+func (s *Server) localUsers() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.users))
+	for u := range s.users {
+		out = append(out, u)
+	}
+	return out
+}
+
+// sessionsOf returns the sessions user has attached here (at most
+// MaxRecordSessions).
+func (s *Server) sessionsOf(user string) []string {
+	sessions, _ := s.sessionsAndHidden(user)
+	return sessions
+}
+
+// sessionsAndHidden returns the sessions user has attached here (at most
+// MaxRecordSessions) and those of them whose status is invisible.
+func (s *Server) sessionsAndHidden(user string) (sessions, hidden []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, c := range s.users[user] {
+		if len(sessions) == MaxRecordSessions {
+			break
+		}
+		sessions = append(sessions, id)
+		if status, _, _ := c.presence(); status == presence.Invisible {
+			hidden = append(hidden, id)
+		}
+	}
+	return sessions, hidden
+}
