@@ -224,25 +224,6 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	}
 }
 
-func FuzzDecodeFrame(f *testing.F) {
-	f.Add([]byte(`{"v":1,"type":"send","id":"1","to":"bob","payload":{"a":1}}`))
-	f.Add([]byte(`{"v":2,"type":"attach"}`))
-	f.Add([]byte(`{"v":1}`))
-	f.Add([]byte(`[]`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, err := snapi.DecodeFrame(b)
-		if err != nil {
-			return
-		}
-		if fr.V != snapi.ProtocolVersion || fr.Type == "" || len(fr.ID) > snapi.MaxIDLen {
-			t.Fatalf("accepted invalid frame %+v", fr)
-		}
-		if _, err := snapi.EncodeFrame(fr); err != nil && !errors.Is(err, snapi.ErrFrameTooBig) {
-			t.Fatalf("re-encode: %v", err)
-		}
-	})
-}
-
 // TestFloodingSenderIsThrottledNotItsVictim: a sender far over its rate gets
 // overload errors; the recipient stays connected and keeps receiving.
 func TestFloodingSenderIsThrottledNotItsVictim(t *testing.T) {

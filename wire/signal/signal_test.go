@@ -98,11 +98,23 @@ func FuzzDecodeSignal(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte(`{"kind":"hangup","call_id":"x"}`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(`{"v":3,"kind":"probe","call_id":"0123456789abcdef","device":"d","rtts":{"198.18.0.1:3478":1200}}`))
+	f.Add([]byte(`{"v":3,"kind":"path","call_id":"0123456789abcdef","device":"d","path":{"local":"relay","relay_protocol":"tcp","relay":"198.18.0.1:3478","remote_relay":true}}`))
+	f.Add([]byte(`{"v":3,"kind":"candidate","call_id":"0123456789abcdef","device":"d","candidate":{"candidate":"candidate:1 1 udp 1 10.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}`))
+	f.Add([]byte(`{"v":3,"kind":"answered","call_id":"0123456789abcdef","device":"d","answerer":"e"}`))
 	loginPub, _, _ := ed25519.GenerateKey(nil)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := Decode(b)
 		if err != nil {
 			return
+		}
+		// Whatever decodes is within the limits, signs and encodes again.
+		if len(s.RTTs) > MaxRTTs || (s.Candidate != nil && len(s.Candidate.Candidate) > MaxCandidate) || len(s.Reason) > MaxReason {
+			t.Fatalf("accepted a signal over its limits: %+v", s)
+		}
+		_ = s.SignedMessage()
+		if _, err := json.Marshal(s); err != nil {
+			t.Fatalf("re-encode: %v", err)
 		}
 		// Whatever decodes must be rejected by verification, never panic it.
 		if s.Verify(loginPub, "alice", "bob", time.Now()) == nil {
