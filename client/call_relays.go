@@ -66,10 +66,8 @@ func relaysOf(servers []snapi.ICEServer) map[string][]*stun.URI {
 	return out
 }
 
-const probeTimeout = 800 * time.Millisecond
-
 // measureRelays measures the round trip to every relay in servers, in parallel,
-// within probeTimeout (twice that when UDP gets no answer and TCP is tried).
+// within signal.ProbeTimeout (twice that when UDP gets no answer and TCP is tried).
 // Unreachable relays are left out.
 func measureRelays(ctx context.Context, servers []snapi.ICEServer) relayRTTs {
 	relays := relaysOf(servers)
@@ -108,7 +106,7 @@ func measureRelay(ctx context.Context, addr string, urls []*stun.URI) (time.Dura
 		}
 	}
 	if tcp {
-		d := net.Dialer{Timeout: probeTimeout}
+		d := net.Dialer{Timeout: signal.ProbeTimeout}
 		start := time.Now()
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err == nil {
@@ -126,7 +124,7 @@ func stunRTT(ctx context.Context, addr string) (time.Duration, error) {
 		return 0, err
 	}
 	defer c.Close()
-	deadline := time.Now().Add(probeTimeout)
+	deadline := time.Now().Add(signal.ProbeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -221,7 +219,7 @@ func (s *Session) onProbe(sig *signal.Signal) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(s.ctx, 2*probeTimeout)
+		ctx, cancel := context.WithTimeout(s.ctx, 2*signal.ProbeTimeout)
 		defer cancel()
 		conn := s.connNow()
 		if conn == nil {
@@ -253,12 +251,12 @@ func (s *Session) chooseRelay(ctx context.Context, callID, peer string) string {
 		delete(s.probePeer, callID)
 		s.mu.Unlock()
 	}()
-	mctx, cancel := context.WithTimeout(ctx, 2*probeTimeout)
+	mctx, cancel := context.WithTimeout(ctx, 2*signal.ProbeTimeout)
 	defer cancel()
 	mine := measureRelays(mctx, servers)
 	var theirs relayRTTs
 	if err := s.sendSignal(ctx, &signal.Signal{Kind: signal.KindProbe, CallID: callID, To: peer, RTTs: mine.wire()}); err == nil {
-		t := time.NewTimer(3 * probeTimeout)
+		t := time.NewTimer(3 * signal.ProbeTimeout)
 		select {
 		case theirs = <-reply:
 		case <-t.C:

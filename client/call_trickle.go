@@ -21,9 +21,6 @@ import (
 // trickles; an ICE restart's re-offer and re-answer carry all their
 // candidates (restart.go).
 
-// maxTrickled bounds the candidates kept for a description not applied yet.
-const maxTrickled = 64
-
 // trickleState is a call's trickle ICE state, guarded by Call.candMu.
 type trickleState struct {
 	on        bool                         // this side's first gathering is running: send what it finds
@@ -41,7 +38,7 @@ type trickleState struct {
 func (c *Call) startTrickle() {
 	c.candMu.Lock()
 	c.trickle.on = true
-	c.trickle.out = make(chan webrtc.ICECandidateInit, maxTrickled)
+	c.trickle.out = make(chan webrtc.ICECandidateInit, signal.MaxTrickled)
 	out := c.trickle.out
 	c.candMu.Unlock()
 	c.pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
@@ -52,7 +49,7 @@ func (c *Call) startTrickle() {
 		case cand == nil: // this gathering is complete; a restart's is not trickled
 			c.trickle.on = false
 		case !c.trickle.ready:
-			if len(c.trickle.queue) < maxTrickled {
+			if len(c.trickle.queue) < signal.MaxTrickled {
 				c.trickle.queue = append(c.trickle.queue, cand.ToJSON())
 			}
 		default:
@@ -116,7 +113,7 @@ func (c *Call) addRemoteCandidate(cand webrtc.ICECandidateInit) {
 		return
 	}
 	c.candMu.Lock()
-	if c.trickle.received >= maxTrickled {
+	if c.trickle.received >= signal.MaxTrickled {
 		c.candMu.Unlock()
 		return
 	}

@@ -143,7 +143,7 @@ func (s *Session) onCandidate(sig *signal.Signal) {
 	// Incoming (before Answer registers the call) or with the call.
 	s.mu.Lock()
 	c := s.calls[sig.CallID]
-	if in := s.incoming[sig.CallID]; c == nil && in != nil && in.Peer == sig.From && in.offer.Device == sig.Device && len(in.cands) < maxTrickled {
+	if in := s.incoming[sig.CallID]; c == nil && in != nil && in.Peer == sig.From && in.offer.Device == sig.Device && len(in.cands) < signal.MaxTrickled {
 		in.cands = append(in.cands, cand)
 	}
 	s.mu.Unlock()

@@ -3,6 +3,13 @@
 // a supernode can serve it with no outside fetch. See docs/web.md.
 package web
 
+// wire.gen.js holds the wire constants the page shares with the Go packages
+// (signal, snapi, presence, client/im, identity, ...), generated from them:
+// after changing one, run `go generate ./web/`. TestWireGenUpToDate fails
+// while the committed file is stale.
+//
+//go:generate go run ./internal/gen
+
 import (
 	"embed"
 	"io/fs"

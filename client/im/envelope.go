@@ -50,8 +50,8 @@ const EnvelopeVersion = 1
 // EnvelopeContext is the signature context of envelopes.
 const EnvelopeContext = "parley-im-v1"
 
-// wrapInfo prefixes the HKDF info of a key wrap.
-const wrapInfo = "parley-im-wrap-v1"
+// WrapInfo prefixes the HKDF info of a key wrap.
+const WrapInfo = "parley-im-wrap-v1"
 
 // Envelope kinds.
 const (
@@ -78,21 +78,25 @@ const (
 	MaxReceiptIDs = 1000
 )
 
+// Sizes of the sealed parts (the page checks and builds the same).
 const (
 	idBytes       = 16 // an envelope id: 16 random bytes, 32 hex characters
 	contentKeyLen = 32 // AES-256
-	aeadOverhead  = 16 // the GCM tag
-	wrappedKeyLen = contentKeyLen + aeadOverhead
-	// compressOver: bodies longer than this are deflated before sealing
+	// AEADOverhead is the AES-GCM tag a sealed content or wrapped key
+	// carries.
+	AEADOverhead = 16
+	// WrappedKeyLen is the length of a wrapped content key.
+	WrappedKeyLen = contentKeyLen + AEADOverhead
+	// CompressOver: bodies longer than this are deflated before sealing
 	// (only when that makes them shorter). Shorter bodies are not, so the
 	// length of ordinary messages says nothing about their content beyond
 	// their padded length.
-	compressOver = 16 << 10
-	// padTo: the sealed content is padded to a multiple of padTo bytes.
-	padTo = 64
-	// maxContent caps the plaintext of an envelope (MaxMessageBytes of
+	CompressOver = 16 << 10
+	// PadTo: the sealed content is padded to a multiple of PadTo bytes.
+	PadTo = 64
+	// MaxContent caps the plaintext of an envelope (MaxMessageBytes of
 	// text, its framing and padding).
-	maxContent = MaxMessageBytes + 5 + padTo
+	MaxContent = MaxMessageBytes + 5 + PadTo
 )
 
 // Encodings of the sealed content's body.
@@ -322,13 +326,13 @@ func (e *Envelope) check() error {
 		return bad("ephemeral key")
 	case len(e.Keys) == 0 || len(e.Keys) > MaxEnvelopeDevices:
 		return bad("number of wrapped keys")
-	case len(e.Ciphertext) < aeadOverhead+padTo || len(e.Ciphertext) > maxContent+aeadOverhead:
+	case len(e.Ciphertext) < AEADOverhead+PadTo || len(e.Ciphertext) > MaxContent+AEADOverhead:
 		return bad("ciphertext size")
 	case len(e.Sig) != ed25519.SignatureSize:
 		return bad("signature")
 	}
 	for i, k := range e.Keys {
-		if len(k.Device) != ed25519.PublicKeySize || len(k.Key) != wrappedKeyLen {
+		if len(k.Device) != ed25519.PublicKeySize || len(k.Key) != WrappedKeyLen {
 			return bad("wrapped key")
 		}
 		for _, o := range e.Keys[:i] {

@@ -481,7 +481,7 @@ func TestIMEnvelopeSize(t *testing.T) {
 		{"CJK", cjk},
 		{"random printable ASCII", randomText(t, MaxMessageBytes, string(printable))},
 		{"random base64 text", randomText(t, MaxMessageBytes, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")},
-		{"16 KiB, not compressed", randomText(t, compressOver, string(printable))},
+		{"16 KiB, not compressed", randomText(t, CompressOver, string(printable))},
 		{"random ASCII with control characters", randomRunes(MaxMessageBytes, 1, 0, 0)},
 		{"random 2-byte characters", randomRunes(MaxMessageBytes, 0, 1, 0)},
 		{"random 3-byte characters", randomRunes(MaxMessageBytes, 0, 0, 1)},
@@ -622,13 +622,13 @@ func TestIMContentFraming(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrBadEnvelope", tt.name, err)
 		}
 	}
-	for _, n := range []int{1, 58, 59, 60, compressOver, compressOver + 1} {
+	for _, n := range []int{1, 58, 59, 60, CompressOver, CompressOver + 1} {
 		body := []byte(strings.Repeat("x", n))
 		c, err := frameContent(body)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(c)%padTo != 0 {
+		if len(c)%PadTo != 0 {
 			t.Errorf("%d: framed length %d", n, len(c))
 		}
 		got, err := unframeContent(c, MaxMessageBytes)

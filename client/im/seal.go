@@ -167,7 +167,7 @@ func seal(s Sender, kind, id, to string, seq int64, t time.Time, body []byte, de
 //	body as encoded || zero bytes up to a multiple of 64
 func frameContent(body []byte) ([]byte, error) {
 	enc, data := byte(bodyRaw), body
-	if len(body) > compressOver {
+	if len(body) > CompressOver {
 		var buf bytes.Buffer
 		w, err := flate.NewWriter(&buf, flate.BestCompression)
 		if err != nil {
@@ -182,7 +182,7 @@ func frameContent(body []byte) ([]byte, error) {
 		}
 	}
 	n := 5 + len(data)
-	n += (padTo - n%padTo) % padTo
+	n += (PadTo - n%PadTo) % PadTo
 	c := make([]byte, 5, n)
 	c[0] = enc
 	binary.BigEndian.PutUint32(c[1:5], uint32(len(data)))
@@ -193,7 +193,7 @@ func frameContent(body []byte) ([]byte, error) {
 // unframeContent is the inverse of frameContent, refusing bodies over max
 // bytes once decoded.
 func unframeContent(c []byte, max int) ([]byte, error) {
-	if len(c) < 5 || len(c)%padTo != 0 {
+	if len(c) < 5 || len(c)%PadTo != 0 {
 		return nil, fmt.Errorf("content framing: %w", ErrBadEnvelope)
 	}
 	n := binary.BigEndian.Uint32(c[1:5])
@@ -201,7 +201,7 @@ func unframeContent(c []byte, max int) ([]byte, error) {
 		return nil, fmt.Errorf("content length: %w", ErrBadEnvelope)
 	}
 	data, pad := c[5:5+n], c[5+n:]
-	if len(pad) >= padTo {
+	if len(pad) >= PadTo {
 		return nil, fmt.Errorf("content padding: %w", ErrBadEnvelope)
 	}
 	for _, z := range pad {
@@ -233,8 +233,8 @@ func unframeContent(c []byte, max int) ([]byte, error) {
 
 // wrapKeyMaterial derives the wrapping key for one device.
 func wrapKeyMaterial(shared []byte, id string, epk []byte, device ed25519.PublicKey, x []byte) ([]byte, error) {
-	info := make([]byte, 0, len(wrapInfo)+len(id)+len(epk)+len(x)+len(device))
-	info = append(info, wrapInfo...)
+	info := make([]byte, 0, len(WrapInfo)+len(id)+len(epk)+len(x)+len(device))
+	info = append(info, WrapInfo...)
 	info = append(info, id...)
 	info = append(info, epk...)
 	info = append(info, x...)

@@ -143,10 +143,22 @@ const (
 	MaxRTTs = 16
 	// MaxCandidate caps a trickled candidate's line.
 	MaxCandidate = 1024
+	// MaxTrickled caps the trickled candidates ([KindCandidate]) an end
+	// keeps for a call whose description is not applied yet (a callee while
+	// it rings, a caller until the answer is applied), and the candidates of
+	// the peer it takes in all; more are dropped.
+	MaxTrickled = 64
 	// maxField caps the other short fields (names, devices, attempts,
 	// relays, path words).
 	maxField = 256
 )
+
+// ProbeTimeout paces relay choice ([KindProbe], [KindProbeReply]): an end
+// measures its round trips to the relays on offer within 2×ProbeTimeout
+// (ProbeTimeout per try: UDP, then TCP when UDP gets no answer), and a caller
+// waits at most 3×ProbeTimeout for the callee's probe-reply before it
+// chooses alone.
+const ProbeTimeout = 800 * time.Millisecond
 
 // Signal kinds.
 const (

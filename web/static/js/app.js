@@ -9,6 +9,7 @@ import { Phone, CallError } from "./phone.js";
 import { drawGraph, LevelMeter } from "./meter.js";
 import { ChatPane, Messenger } from "./chat.js";
 import { isEnvelope, IMError } from "./im.js";
+import { PRESENCE_ONLINE, PRESENCE_OFFLINE } from "./wire.gen.js";
 
 const $ = (id) => document.getElementById(id);
 const ORIGIN = location.origin;
@@ -29,7 +30,7 @@ const app = {
   contacts: [],
   presence: new Map(), // user → Map(device → status), from presence pushes
   looked: new Map(), // user → online devices from the last lookup
-  myStatus: "online",
+  myStatus: PRESENCE_ONLINE,
   call: null,
   incoming: null,
   meter: null,
@@ -286,13 +287,13 @@ export function onPresence(user, status, device = "", session = "") {
   // another supernode may still be reported by its old, half-open session
   // until that one's late end. The device is offline when all of them are.
   const dev = (device || "_") + "\u0000";
-  if (status !== "offline") {
+  if (status !== PRESENCE_OFFLINE) {
     m.set(dev + session, status);
   } else {
     for (const k of [...m.keys()]) {
       if (k === dev + session || (k.startsWith(dev) && (!session || k === dev))) m.delete(k);
     }
-    if (!m.size) m.set(dev, "offline"); // known offline, not unknown
+    if (!m.size) m.set(dev, PRESENCE_OFFLINE); // known offline, not unknown
   }
   renderContacts();
 }
@@ -301,13 +302,13 @@ function presenceOf(c) {
   if (c.state !== "accepted") return "";
   const m = app.presence.get(c.user);
   if (m && m.size) {
-    const live = [...m.values()].filter((s) => s && s !== "offline");
-    if (live.length) return live.includes("online") ? "online" : live[0];
-    return "offline";
+    const live = [...m.values()].filter((s) => s && s !== PRESENCE_OFFLINE);
+    if (live.length) return live.includes(PRESENCE_ONLINE) ? PRESENCE_ONLINE : live[0];
+    return PRESENCE_OFFLINE;
   }
   const n = app.looked.get(c.user);
   if (n === undefined) return c.status || "unknown";
-  return n > 0 ? (c.status && c.status !== "offline" ? c.status : "online") : "offline";
+  return n > 0 ? (c.status && c.status !== PRESENCE_OFFLINE ? c.status : PRESENCE_ONLINE) : PRESENCE_OFFLINE;
 }
 
 async function loadContacts() {

@@ -5,6 +5,7 @@
 import { b64, hex, sleep } from "./util.js";
 import * as im from "./im.js";
 import { LoginError } from "./login.js";
+import { LOGINAPI_MAX_MAILBOX_FETCH as MAILBOX_FETCH } from "./wire.gen.js";
 
 // ---- IndexedDB: the X25519 device key, the history, the seq counters ----
 
@@ -124,7 +125,6 @@ export class History {
 const DATA_CHANNEL_WAIT = 1000;
 const LIVE_WAIT = 3000;
 const DEVICE_CACHE_TTL = 10_000;
-const MAILBOX_FETCH = 100;
 const RETRY_EVERY = 15_000;
 
 // retryLater reports whether a send failed only for want of a connection

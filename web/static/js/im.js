@@ -5,25 +5,20 @@
 
 import { b64, unb64, utf8, fromUTF8, hex, concat, randomHex, validUser } from "./util.js";
 import { signContext, verifyContext, verifyCredential, parseCredential } from "./keys.js";
+import {
+  IM_ENVELOPE_VERSION as ENVELOPE_VERSION, IM_ENVELOPE_CONTEXT as ENVELOPE_CONTEXT, IM_DEVICE_CONTEXT as DEVICE_CONTEXT,
+  IM_WRAP_INFO as WRAP_INFO, IM_KIND_MESSAGE as KIND_MESSAGE, IM_KIND_RECEIPT as KIND_RECEIPT,
+  IM_RECEIPT_DELIVERED as RECEIPT_DELIVERED, IM_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES,
+  IM_MAX_ENVELOPE_BYTES as MAX_ENVELOPE_BYTES, IM_MAX_ENVELOPE_DEVICES as MAX_ENVELOPE_DEVICES,
+  IM_MAX_RECEIPT_IDS as MAX_RECEIPT_IDS, IM_COMPRESS_OVER as COMPRESS_OVER, IM_PAD_TO as PAD_TO,
+  IM_MAX_CONTENT as MAX_CONTENT, IM_AEAD_OVERHEAD as AEAD_OVERHEAD, IM_WRAPPED_KEY_LEN as WRAPPED_KEY_LEN,
+  IM_MESSAGE_CLOCK_SKEW_MS as CLOCK_SKEW, IM_X25519_KEY_SIZE as X25519_KEY_SIZE, IDENTITY_MAX_TOKEN_LEN,
+} from "./wire.gen.js";
 
-export const ENVELOPE_VERSION = 1;
-export const ENVELOPE_CONTEXT = "parley-im-v1";
-export const DEVICE_CONTEXT = "parley-device-v1";
-const WRAP_INFO = "parley-im-wrap-v1";
-export const KIND_MESSAGE = "msg";
-export const KIND_RECEIPT = "receipt";
-export const RECEIPT_DELIVERED = "delivered";
-
-export const MAX_MESSAGE_BYTES = 64 << 10;
-export const MAX_ENVELOPE_BYTES = 256 << 10; // supernode.MaxPayloadSize
-export const MAX_ENVELOPE_DEVICES = 32;
-export const MAX_RECEIPT_IDS = 1000;
-const COMPRESS_OVER = 16 << 10;
-const PAD_TO = 64;
-const MAX_CONTENT = MAX_MESSAGE_BYTES + 5 + PAD_TO;
-const AEAD_OVERHEAD = 16;
-const WRAPPED_KEY_LEN = 48;
-const CLOCK_SKEW = 2 * 60_000; // MessageClockSkew
+export {
+  ENVELOPE_VERSION, ENVELOPE_CONTEXT, DEVICE_CONTEXT, KIND_MESSAGE, KIND_RECEIPT, RECEIPT_DELIVERED,
+  MAX_MESSAGE_BYTES, MAX_ENVELOPE_BYTES, MAX_ENVELOPE_DEVICES, MAX_RECEIPT_IDS,
+};
 
 export class IMError extends Error {
   constructor(code, message) {
@@ -68,7 +63,7 @@ export function signDevice(edPrivate, user, edPub, xPub) {
 export async function verifyDevice(user, d) {
   try {
     const key = unb64(d.key), x = unb64(d.x25519), sig = unb64(d.sig);
-    if (key.length !== 32 || x.length !== 32 || sig.length !== 64) return null;
+    if (key.length !== 32 || x.length !== X25519_KEY_SIZE || sig.length !== 64) return null;
     if (!(await verifyContext(key, DEVICE_CONTEXT, deviceMessage(user, key, x), sig))) return null;
     return { user, key, x25519: x };
   } catch {
@@ -255,7 +250,7 @@ export function decode(p) {
   if (!validID(p.id)) throw bad("id");
   if (!validUser(p.from)) throw bad("from");
   if (!validUser(p.to)) throw bad("to");
-  if (typeof p.credential !== "string" || !p.credential || p.credential.length > 1024) throw bad("credential");
+  if (typeof p.credential !== "string" || !p.credential || p.credential.length > IDENTITY_MAX_TOKEN_LEN) throw bad("credential");
   if (!Number.isSafeInteger(p.seq) || !Number.isSafeInteger(p.ts) || p.seq < 0 || p.ts < 0) throw bad("seq or ts");
   let e;
   try {
@@ -268,7 +263,7 @@ export function decode(p) {
     throw bad("base64");
   }
   if (e.fromDevice.length !== 32) throw bad("from device");
-  if (e.epk.length !== 32) throw bad("ephemeral key");
+  if (e.epk.length !== X25519_KEY_SIZE) throw bad("ephemeral key");
   if (!e.keys.length || e.keys.length > MAX_ENVELOPE_DEVICES) throw bad("number of wrapped keys");
   if (e.ct.length < AEAD_OVERHEAD + PAD_TO || e.ct.length > MAX_CONTENT + AEAD_OVERHEAD) throw bad("ciphertext size");
   if (e.sig.length !== 64) throw bad("signature");

@@ -4,6 +4,7 @@
 // with a context follow identity.SignContext: Ed25519(ctx || 0x00 || msg).
 
 import { concat, utf8, unb64, fromUTF8 } from "./util.js";
+import { IDENTITY_ALG, IDENTITY_MAX_TOKEN_LEN, IDENTITY_SKEW_SECONDS as SKEW, IDENTITY_VERSION } from "./wire.gen.js";
 
 const DB = "parley";
 const STORE = "keys";
@@ -70,24 +71,22 @@ export async function verifyContext(pubRaw, ctx, msg, sig) {
   return crypto.subtle.verify({ name: "Ed25519" }, key, sig, m);
 }
 
-const SKEW = 60; // seconds, identity.Skew
-
 // parseCredential reads a token without checking it (for one's own).
 export function parseCredential(token) {
   const [p, s] = token.split(".");
   if (!p || !s) throw new Error("malformed credential");
   const payload = unb64(p);
   const c = JSON.parse(fromUTF8(payload));
-  if (c.v !== 1 || c.alg !== "Ed25519") throw new Error(`credential version ${c.v} alg ${c.alg}`);
+  if (c.v !== IDENTITY_VERSION || c.alg !== IDENTITY_ALG) throw new Error(`credential version ${c.v} alg ${c.alg}`);
   const pub = unb64(c.pub);
   if (pub.length !== 32) throw new Error("credential key is not 32 bytes");
   return { cred: { ...c, pub }, payload, sig: unb64(s) };
 }
 
 // verifyCredential is identity.Verify: the login server's signature, the
-// format and the validity window (60 s of skew).
+// format and the validity window (SKEW seconds of skew, identity.Skew).
 export async function verifyCredential(loginKey, token, nowSec = Date.now() / 1000) {
-  if (token.length > 1024) throw new Error("credential too long");
+  if (token.length > IDENTITY_MAX_TOKEN_LEN) throw new Error("credential too long");
   const { cred, payload, sig } = parseCredential(token);
   if (sig.length !== 64) throw new Error("malformed credential signature");
   const key = await importPublic(loginKey);

@@ -7,10 +7,11 @@
 
 import * as signal from "./signal.js";
 import { randomHex, validUser } from "./util.js";
+// MAX_TRICKLED: candidates kept for a description not applied yet; PROBE_TIMEOUT in ms.
+import { SIGNAL_MAX_TRICKLED as MAX_TRICKLED, SIGNAL_PROBE_TIMEOUT_MS as PROBE_TIMEOUT } from "./wire.gen.js";
 
 const GATHER_TIMEOUT = 4000;
 const RING_TIMEOUT = 30_000;
-const MAX_TRICKLED = 64; // candidates kept for a description not applied yet
 const CONNECT_TIMEOUT = 10_000;
 const SIGNAL_RETRY_FOR = 5000;
 const ICE_DISCONNECTED_GRACE = 1000;
@@ -87,8 +88,8 @@ function sameView(a, b) {
 // pacing of its gathering phases (Chromium: some 25 ms per round trip on
 // loopback), the same for every relay: it shifts the page's table without
 // changing its order, so the choice stands. A relay that does not allocate for
-// this page (blocked, or refusing its credentials) is left out.
-const PROBE_TIMEOUT = 800; // ms, as client.probeTimeout
+// this page (blocked, or refusing its credentials) is left out. PROBE_TIMEOUT
+// (ms) is signal.ProbeTimeout, as the Go client's.
 
 // measureRelays is {relay key: round trip in ms} for the relays on offer.
 export async function measureRelays(servers, timeout = 2 * PROBE_TIMEOUT) {

@@ -6,18 +6,16 @@
 
 import { b64, unb64, utf8 } from "./util.js";
 import { signContext, verifyContext, verifyCredential } from "./keys.js";
+import {
+  SIGNAL_VERSION, SIGNAL_CONTEXT, SIGNAL_WINDOW_MS as SIGNAL_WINDOW, SIGNAL_MAX_REASON as MAX_REASON,
+  SIGNAL_MAX_RTTS as MAX_RTTS, SIGNAL_MAX_CANDIDATE as MAX_CANDIDATE, SIGNAL_KINDS, SIGNAL_SDP_KINDS, SIGNAL_IN_CALL_KINDS,
+} from "./wire.gen.js";
 
-export const SIGNAL_VERSION = 3;
-export const SIGNAL_CONTEXT = "parley-signal-v1";
-export const SIGNAL_WINDOW = 120_000; // ms
-const MAX_REASON = 512;
-const MAX_RTTS = 16;
-const MAX_CANDIDATE = 1024;
+export { SIGNAL_VERSION, SIGNAL_CONTEXT, SIGNAL_WINDOW }; // SIGNAL_WINDOW in ms
 
-export const KINDS = new Set(["offer", "ringing", "answer", "decline", "hangup", "path", "hold", "resume",
-  "probe", "probe-reply", "restart", "re-offer", "re-answer", "contacts", "candidate"]);
-const SDP_KINDS = new Set(["offer", "answer", "re-offer", "re-answer"]);
-export const IN_CALL_KINDS = new Set(["hangup", "path", "hold", "resume", "re-offer", "re-answer", "restart"]);
+export const KINDS = new Set(SIGNAL_KINDS);
+const SDP_KINDS = new Set(SIGNAL_SDP_KINDS);
+export const IN_CALL_KINDS = new Set(SIGNAL_IN_CALL_KINDS);
 
 export function hasSDP(kind) { return SDP_KINDS.has(kind); }
 
@@ -65,7 +63,7 @@ function signedMessage(s) {
   return utf8(m);
 }
 
-// cutReason trims a reason to 512 bytes of UTF-8 on a character boundary.
+// cutReason trims a reason to MAX_REASON bytes of UTF-8 on a character boundary.
 function cutReason(r) {
   const b = utf8(r);
   if (b.length <= MAX_REASON) return r;

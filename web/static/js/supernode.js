@@ -6,13 +6,15 @@
 
 import { b64, unb64, utf8, concat, randomHex, sleep } from "./util.js";
 import { signContext } from "./keys.js";
+import {
+  SNAPI_ATTACH_CONTEXT as ATTACH_CONTEXT, SNAPI_PRESENCE_REFRESH_MS as PRESENCE_REFRESH,
+  SNAPI_PROTOCOL_VERSION as PROTOCOL_VERSION, PRESENCE_ONLINE,
+} from "./wire.gen.js";
 
-const ATTACH_CONTEXT = "parley-attach-v1";
 // PRESENCE_FRAMES: send the C→S presence frame after attaching (and every
-// PRESENCE_REFRESH). A supernode that does not know the frame closes the
+// PRESENCE_REFRESH ms). A supernode that does not know the frame closes the
 // connection, so this can be turned off.
 export const PRESENCE_FRAMES = true;
-const PRESENCE_REFRESH = 60_000;
 const REQUEST_TIMEOUT = 10_000;
 
 export class SupernodeError extends Error {
@@ -44,7 +46,7 @@ export class SupernodeLink {
     this.waiters = [];
     this.closed = false;
     this.failures = new Map(); // url → time it failed
-    this.presence = { status: "online", watch: [] };
+    this.presence = { status: PRESENCE_ONLINE, watch: [] };
   }
 
   get online() { return !!this.attached; }
@@ -129,7 +131,7 @@ export class SupernodeLink {
       ws.onmessage = async (ev) => {
         let f;
         try { f = JSON.parse(ev.data); } catch { return; }
-        if (f.v !== 1) return;
+        if (f.v !== PROTOCOL_VERSION) return;
         try {
           if (state === "challenge" && f.type === "challenge") {
             const name = serverName(url);
@@ -138,7 +140,7 @@ export class SupernodeLink {
             const msg = concat(unb64(f.nonce), utf8(f.server));
             const sig = await signContext(this.cfg.key.privateKey, ATTACH_CONTEXT, msg);
             state = "attach";
-            ws.send(JSON.stringify({ v: 1, type: "attach", credential: token, sig: b64(sig) }));
+            ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: "attach", credential: token, sig: b64(sig) }));
             return;
           }
           this.onFrame(f, url, () => {
@@ -252,7 +254,7 @@ export class SupernodeLink {
         reject(new SupernodeError("timeout", `supernode did not answer ${frame.type}`));
       }, REQUEST_TIMEOUT);
       this.pending.set(id, { resolve, reject, timer });
-      ws.send(JSON.stringify({ v: 1, id, ...frame }));
+      ws.send(JSON.stringify({ v: PROTOCOL_VERSION, id, ...frame }));
     });
   }
 
@@ -266,7 +268,7 @@ export class SupernodeLink {
   lookup(to) { return this.request({ type: "lookup", to }); }
 
   renew(token) {
-    if (this.ws && this.attached) this.ws.send(JSON.stringify({ v: 1, type: "renew", credential: token }));
+    if (this.ws && this.attached) this.ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: "renew", credential: token }));
   }
 
   setPresence(status, watch) {
@@ -277,7 +279,7 @@ export class SupernodeLink {
   sendPresence() {
     if (!this.ws || !this.attached) return;
     this.ws.send(JSON.stringify({
-      v: 1, type: "presence", id: randomHex(8), status: this.presence.status,
+      v: PROTOCOL_VERSION, type: "presence", id: randomHex(8), status: this.presence.status,
       device: this.cfg.device, watch: this.presence.watch,
     }));
   }
