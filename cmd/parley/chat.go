@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"strings"
-	"time"
 
 	"github.com/parley/parley/client"
+	"github.com/parley/parley/client/console"
 	"github.com/parley/parley/client/im"
 	"github.com/parley/parley/internal/identity"
 )
@@ -35,7 +31,7 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	out := &printer{w: e.stdout, json: *jsonOut}
+	out := &console.Printer{W: e.stdout, JSON: *jsonOut}
 	if len(pos) > 1 {
 		text := strings.Join(pos[1:], " ")
 		if err := im.CheckText(text); err != nil {
@@ -51,14 +47,14 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		printResult(out, peer, res)
+		out.Sent(peer, res)
 		return nil
 	}
 
 	s, err := c.Online(ctx, e.sessionConfig(client.SessionConfig{OnEvent: func(ev client.Event) {
 		switch ev.Event {
 		case "message", "delivered", "presence", "message-refused", "status":
-			out.event(ev)
+			out.Event(ev)
 		}
 	}}))
 	if err != nil {
@@ -70,34 +66,13 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		for _, m := range hist {
-			fmt.Fprintln(e.stdout, historyLine(s.User(), m))
-		}
+		out.History(s.User(), peer, hist)
 	}
-	lines := make(chan string)
-	readErr := make(chan error, 1)
-	go func() {
-		// Lines may be long (up to im.MaxMessageBytes and beyond, to be
-		// refused whole), so no bufio.Scanner.
-		r := bufio.NewReader(e.stdin)
-		for {
-			line, err := r.ReadString('\n')
-			if line = strings.TrimRight(line, "\r\n"); line != "" {
-				select {
-				case lines <- line:
-				case <-ctx.Done():
-					return
-				}
-			}
-			if err != nil {
-				if errors.Is(err, io.EOF) {
-					err = nil
-				}
-				readErr <- err
-				return
-			}
-		}
-	}()
+	// Lines may be long (up to im.MaxMessageBytes and beyond, to be refused
+	// whole); the reader stops handing them over when the command returns.
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	lines, readErr := console.ReadLines(readCtx, e.stdin)
 	failed := 0
 	for {
 		select {
@@ -120,35 +95,11 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 					return nil
 				}
 				failed++
-				fmt.Fprintln(e.stderr, "parley: "+userMessage(err))
+				fmt.Fprintln(e.stderr, "parley: "+console.UserMessage(err))
 				continue
 			}
-			printResult(out, peer, res)
+			out.Sent(peer, res)
 		}
-	}
-}
-
-func printResult(out *printer, peer string, res client.SendResult) {
-	out.mu.Lock()
-	defer out.mu.Unlock()
-	if out.json {
-		b, _ := json.Marshal(struct {
-			Event     string `json:"event"`
-			Peer      string `json:"peer"`
-			ID        string `json:"id"`
-			Delivered bool   `json:"delivered"`
-			Stored    bool   `json:"stored"`
-		}{"sent", peer, res.ID, res.Delivered, res.Stored})
-		fmt.Fprintln(out.w, string(b))
-		return
-	}
-	switch {
-	case res.Delivered:
-		fmt.Fprintf(out.w, "delivered to %s\n", peer)
-	case res.Stored:
-		fmt.Fprintf(out.w, "%s is offline: stored in their mailbox, delivered at their next login\n", peer)
-	default:
-		fmt.Fprintf(out.w, "sent to %s\n", peer)
 	}
 }
 
@@ -185,34 +136,6 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	for _, m := range ms {
-		if !*jsonOut {
-			fmt.Fprintln(e.stdout, historyLine(me, m))
-			continue
-		}
-		from, to := peer, me
-		if m.Dir == im.DirOut {
-			from, to = me, peer
-		}
-		b, _ := json.Marshal(struct {
-			ID    string    `json:"id"`
-			From  string    `json:"from"`
-			To    string    `json:"to"`
-			Text  string    `json:"text"`
-			Sent  time.Time `json:"sent"`
-			State string    `json:"state"`
-			Seq   int64     `json:"seq"`
-		}{m.ID, from, to, m.Text, m.Time(), m.State, m.Seq})
-		fmt.Fprintln(e.stdout, string(b))
-	}
+	(&console.Printer{W: e.stdout, JSON: *jsonOut}).History(me, peer, ms)
 	return nil
-}
-
-// historyLine is one message as `parley history` and `parley chat` print it.
-func historyLine(me string, m im.Message) string {
-	ts := m.Time().Local().Format("2006-01-02 15:04:05")
-	if m.Dir == im.DirOut {
-		return fmt.Sprintf("%s <%s> %s  [%s]", ts, me, m.Text, m.State)
-	}
-	return fmt.Sprintf("%s <%s> %s", ts, m.Peer, m.Text)
 }

@@ -2,14 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/parley/parley/client"
+	"github.com/parley/parley/client/console"
+	"github.com/parley/parley/client/oneshot"
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/wire/loginapi"
 	"github.com/parley/parley/wire/presence"
@@ -61,31 +61,8 @@ func contactOp(ctx context.Context, e *env, sub string, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Through a short session (invisible to the contacts) when a supernode
-	// answers, which tells the running devices of both users to reread
-	// their contacts, so presence starts or stops at once; else they see
-	// it at their next refresh.
-	ops := contactOps{add: c.AddContact, accept: c.AcceptContact, decline: c.DeclineContact}
-	if s, err := c.Online(ctx, e.sessionConfig(client.SessionConfig{NoPresence: true})); err == nil {
-		defer s.Close()
-		ops = contactOps{add: s.AddContact, accept: s.AcceptContact, decline: s.DeclineContact}
-	} else if ctx.Err() != nil {
-		return err
-	}
-	var state string
-	switch sub {
-	case "add":
-		state, err = ops.add(ctx, user)
-	case "accept":
-		state, err = ops.accept(ctx, user)
-	case "decline":
-		state, err = ops.decline(ctx, user)
-	}
+	state, err := oneshot.Contact(ctx, c, e.sessionConfig(client.SessionConfig{}), oneshot.Op(sub), user)
 	if err != nil {
-		if errors.Is(err, loginapi.ErrUnknownUser) {
-			// Name the command and the user, not just "unknown user".
-			return fmt.Errorf("%s contact %s: %w", sub, user, client.ErrUnknownUser)
-		}
 		return err
 	}
 	switch {
@@ -99,11 +76,6 @@ func contactOp(ctx context.Context, e *env, sub string, args []string) error {
 	return nil
 }
 
-// contactOps are the contact operations of a client or of a session.
-type contactOps struct {
-	add, accept, decline func(context.Context, string) (string, error)
-}
-
 func contactsList(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("contacts list", flag.ContinueOnError)
 	jsonOut := fs.Bool("json", false, `print one JSON object per contact: {"user","state","presence"}`)
@@ -114,47 +86,13 @@ func contactsList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Fail early (no user, wrong login server) before going online.
-	list, err := c.Contacts(ctx)
+	contacts, unknown, err := oneshot.Contacts(ctx, c, e.sessionConfig(client.SessionConfig{}))
 	if err != nil {
 		return err
+	} else if unknown != nil {
+		fmt.Fprintf(e.stderr, "parley: presence unknown: %s\n", console.UserMessage(unknown))
 	}
-	var s *client.Session
-	if slices.ContainsFunc(list, func(ct loginapi.Contact) bool {
-		return ct.State == loginapi.ContactAccepted && ct.Status != presence.Offline
-	}) {
-		// Live presence comes from the mesh: attach to a supernode to ask.
-		s, err = c.Online(ctx, e.sessionConfig(client.SessionConfig{}))
-		if err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
-			fmt.Fprintf(e.stderr, "parley: presence unknown: %s\n", userMessage(err))
-			s = nil
-		} else {
-			defer s.Close()
-		}
-	}
-	contacts, err := c.ContactsWithPresence(ctx, s)
-	if err != nil {
-		return err
-	}
-	for _, ct := range contacts {
-		if *jsonOut {
-			b, _ := json.Marshal(struct {
-				User     string `json:"user"`
-				State    string `json:"state"`
-				Presence string `json:"presence"`
-			}{ct.User, ct.State, ct.Presence})
-			fmt.Fprintln(e.stdout, string(b))
-			continue
-		}
-		if ct.Presence != "" {
-			fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", ct.User, ct.State, ct.Presence)
-		} else {
-			fmt.Fprintf(e.stdout, "%s\t%s\n", ct.User, ct.State)
-		}
-	}
+	(&console.Printer{W: e.stdout, JSON: *jsonOut}).Contacts(contacts)
 	return nil
 }
 
@@ -180,22 +118,12 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, st)
 		return nil
 	}
-	// Set it through a short session (invisible to the contacts), which
-	// also tells the user's running devices; they tell their contacts.
-	s, err := c.Online(ctx, e.sessionConfig(client.SessionConfig{NoPresence: true}))
+	offline, err := oneshot.SetStatus(ctx, c, e.sessionConfig(client.SessionConfig{}), pos[0])
 	if err != nil {
-		if ctx.Err() != nil {
-			return err
-		}
-		if err := c.SetStatus(ctx, pos[0]); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "status set to %s (running devices pick it up at their next start: %s)\n", pos[0], userMessage(err))
-		return nil
-	}
-	defer s.Close()
-	if err := s.SetStatus(ctx, pos[0]); err != nil {
 		return err
+	} else if offline != nil {
+		fmt.Fprintf(e.stdout, "status set to %s (running devices pick it up at their next start: %s)\n", pos[0], console.UserMessage(offline))
+		return nil
 	}
 	fmt.Fprintf(e.stdout, "status set to %s\n", pos[0])
 	return nil
@@ -228,15 +156,6 @@ func cmdSearch(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	for _, u := range users {
-		if *jsonOut {
-			b, _ := json.Marshal(struct {
-				User string `json:"user"`
-			}{u})
-			fmt.Fprintln(e.stdout, string(b))
-			continue
-		}
-		fmt.Fprintln(e.stdout, u)
-	}
+	(&console.Printer{W: e.stdout, JSON: *jsonOut}).Users(users)
 	return nil
 }

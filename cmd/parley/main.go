@@ -1,7 +1,10 @@
-// Command parley is Parley's one binary: servers (up, login-server, supernode) and
-// the headless client (register, login, passwd, listen, call, echo). It only parses
-// flags and environment, wires the library packages together and handles signals;
-// the logic lives in login/, supernode/, client/ and codec/.
+// Command parley is Parley's one binary: servers (up, login-server, supernode,
+// relay) and the headless client (register, login, passwd, listen, call, echo,
+// chat, contacts...). It only parses flags and environment, wires the library
+// packages together and handles signals; the logic lives in the libraries:
+// internal/cluster runs the servers, client and its packages (echo,
+// callscript, console, oneshot) the client side, audio --play and --record.
+
 package main
 
 import (
@@ -18,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/parley/parley/client"
+	"github.com/parley/parley/client/console"
 )
 
 const usage = `usage: parley [global flags] COMMAND [flags] [args]
@@ -61,7 +65,7 @@ func main() {
 	stop()
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "parley: "+userMessage(err))
+			fmt.Fprintln(os.Stderr, "parley: "+console.UserMessage(err))
 		}
 		os.Exit(exitCode(err))
 	}

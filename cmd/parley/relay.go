@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"flag"
 	"fmt"
@@ -11,29 +10,10 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"time"
 
+	"github.com/parley/parley/internal/cluster"
 	"github.com/parley/parley/internal/nodeid"
-	"github.com/parley/parley/relay"
-	"github.com/parley/parley/supernode"
-	"github.com/parley/parley/wire/snapi"
 )
-
-// turnCredentialTTL is how long the TURN credentials a supernode hands out are
-// good for new allocations: minutes, not days.
-const turnCredentialTTL = 10 * time.Minute
-
-// relayRefreshGrace is how long after its credential expired an allocation
-// may still be refreshed: how long a relayed call may last.
-const relayRefreshGrace = 12 * time.Hour
-
-// relayFlags are the relay's flags, shared by `parley relay` and `parley supernode`.
-type relayFlags struct {
-	udp, tcp, tls string
-	secret        string
-	allow         cidrList
-	external      hostList // supernode only: standalone relays sharing the secret
-}
 
 type cidrList []netip.Prefix
 
@@ -70,26 +50,23 @@ func (h *hostList) Set(s string) error {
 	return nil
 }
 
-func (f *relayFlags) register(fs *flag.FlagSet, withExternal bool) {
-	fs.StringVar(&f.udp, "turn-udp", "", "TURN/STUN over UDP `ADDR` (default: port 3478 of the listen host; \"off\" disables)")
-	fs.StringVar(&f.tcp, "turn-tcp", "", "TURN over TCP `ADDR` (default: port 3478 of the listen host; \"off\" disables)")
-	fs.StringVar(&f.tls, "turn-tls", "", "TURN over TLS `ADDR`, e.g. :443 (needs --tls-cert and --tls-key; default off)")
-	fs.StringVar(&f.secret, "turn-secret", "", "TURN-REST shared `SECRET` (env PARLEY_TURN_SECRET; default: random, for a relay used only in-process)")
-	fs.Var(&f.allow, "relay-allow-peer", "allow relaying to `CIDR` despite the deny list (labs only; repeatable)")
-	if withExternal {
-		fs.Var(&f.external, "relay", "also offer the standalone relay at `HOST[:PORT]` (sharing --turn-secret; repeatable)")
-	}
+// relayFlags registers the relay's flags (`parley relay` and `parley
+// supernode`) into cfg; the secret stays as given (see secretBytes).
+func relayFlags(fs *flag.FlagSet, cfg *cluster.RelayConfig, secret *string) {
+	fs.StringVar(&cfg.UDP, "turn-udp", "", "TURN/STUN over UDP `ADDR` (default: port 3478 of the listen host; \"off\" disables)")
+	fs.StringVar(&cfg.TCP, "turn-tcp", "", "TURN over TCP `ADDR` (default: port 3478 of the listen host; \"off\" disables)")
+	fs.StringVar(&cfg.TLS, "turn-tls", "", "TURN over TLS `ADDR`, e.g. :443 (needs --tls-cert and --tls-key; default off)")
+	fs.StringVar(secret, "turn-secret", "", "TURN-REST shared `SECRET` (env PARLEY_TURN_SECRET; default: random, for a relay used only in-process)")
+	fs.Var((*cidrList)(&cfg.AllowPeers), "relay-allow-peer", "allow relaying to `CIDR` despite the deny list (labs only; repeatable)")
 }
 
-func (f *relayFlags) secretBytes() ([]byte, error) {
-	s := f.secret
+// secretBytes is --turn-secret, else PARLEY_TURN_SECRET; nil when neither is set.
+func secretBytes(s string) ([]byte, error) {
 	if s == "" {
 		s = os.Getenv("PARLEY_TURN_SECRET")
 	}
 	if s == "" {
-		b := make([]byte, 32)
-		rand.Read(b)
-		return b, nil
+		return nil, nil
 	}
 	if len(s) < 16 {
 		return nil, usageError{"--turn-secret must be at least 16 characters"}
@@ -97,47 +74,20 @@ func (f *relayFlags) secretBytes() ([]byte, error) {
 	return []byte(s), nil
 }
 
-// defaultAddr fills "" with port 3478 of host; "off" means none.
-func defaultAddr(addr, host string) string {
-	switch addr {
-	case "off":
-		return ""
-	case "":
-		return net.JoinHostPort(host, "3478")
+// relayTLS loads the certificate --turn-tls needs.
+func relayTLS(cfg *cluster.RelayConfig, cert, key string) error {
+	if cfg.TLS == "" {
+		return nil
 	}
-	return addr
-}
-
-// startRelay starts a relay on the flags' listeners, relaying from publicIP.
-func startRelay(f relayFlags, listenHost string, publicIP net.IP, secret []byte, cert, key string, log *slog.Logger) (*relay.Server, error) {
-	cfg := relay.Config{
-		UDPAddr: defaultAddr(f.udp, listenHost), TCPAddr: defaultAddr(f.tcp, listenHost), TLSAddr: f.tls,
-		RelayIP: publicIP, Secret: secret, AllowPeers: f.allow, Logger: log,
-		// New allocations need a credential younger than turnCredentialTTL;
-		// an allocation made with one keeps refreshing for a long call.
-		RefreshGrace: relayRefreshGrace,
+	if cert == "" {
+		return usageError{"--turn-tls needs --tls-cert and --tls-key"}
 	}
-	if f.tls != "" {
-		if cert == "" {
-			return nil, usageError{"--turn-tls needs --tls-cert and --tls-key"}
-		}
-		c, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
-		}
-		cfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}
+	c, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 	}
-	return relay.New(cfg)
-}
-
-// iceServers returns the STUN/TURN servers a supernode offers a user: its own
-// relay (if any) and the standalone ones, each with fresh TURN-REST credentials.
-func iceServers(host string, r *relay.Server, external []string, secret []byte) func(string) []snapi.ICEServer {
-	o := supernode.RelayOffer{Host: host, External: external, Secret: secret, TTL: turnCredentialTTL}
-	if r != nil {
-		o.UDP, o.TCP, o.TLS = r.Addrs()
-	}
-	return o.ICEServers()
+	cfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}
+	return nil
 }
 
 // resolveIP turns --public-addr (an IP or a name) into the address to relay from.
@@ -154,8 +104,9 @@ func resolveIP(host string) (net.IP, error) {
 
 func cmdRelay(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
-	var f relayFlags
-	f.register(fs, false)
+	var cfg cluster.RelayConfig
+	var secret string
+	relayFlags(fs, &cfg, &secret)
 	public := fs.String("public-addr", "", "the relay's public `HOST` (required)")
 	cert := fs.String("tls-cert", "", "TLS certificate `FILE` for --turn-tls")
 	key := fs.String("tls-key", "", "TLS key `FILE` for --turn-tls")
@@ -168,25 +119,18 @@ func cmdRelay(ctx context.Context, e *env, args []string) error {
 	if *public == "" {
 		return usageError{"relay: --public-addr HOST is required"}
 	}
-	if f.secret == "" && os.Getenv("PARLEY_TURN_SECRET") == "" {
+	var err error
+	if cfg.Secret, err = secretBytes(secret); err != nil {
+		return err
+	} else if cfg.Secret == nil {
 		return usageError{"relay: --turn-secret (or PARLEY_TURN_SECRET) is required: supernodes hand out credentials with it"}
 	}
-	ip, err := resolveIP(*public)
-	if err != nil {
+	if cfg.IP, err = resolveIP(*public); err != nil {
 		return err
 	}
-	secret, err := f.secretBytes()
-	if err != nil {
+	if err := relayTLS(&cfg, *cert, *key); err != nil {
 		return err
 	}
-	log := e.logger(slog.LevelInfo)
-	r, err := startRelay(f, "", ip, secret, *cert, *key, log)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	udp, tcp, tlsA := r.Addrs()
-	log.Info("relay listening", "udp", udp, "tcp", tcp, "tls", tlsA, "relay_ip", ip)
-	<-ctx.Done()
-	return nil
+	cfg.Logger = e.logger(slog.LevelInfo)
+	return cluster.RunRelay(ctx, cfg)
 }

@@ -2,20 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
-	"strings"
-
-	"golang.org/x/term"
 
 	"github.com/parley/parley/client"
-	"github.com/parley/parley/client/im"
-	"github.com/parley/parley/codec"
+	"github.com/parley/parley/client/console"
 	"github.com/parley/parley/internal/identity"
-	"github.com/parley/parley/wire/loginapi"
-	"github.com/parley/parley/wire/snapi"
 )
 
 // password reads the password from PARLEY_PASSWORD, else prompts on the terminal.
@@ -24,21 +18,7 @@ func password(prompt, envVar string) func() (string, error) {
 		if pw := os.Getenv(envVar); pw != "" {
 			return pw, nil
 		}
-		tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
-		if err != nil || !term.IsTerminal(int(tty.Fd())) {
-			if tty != nil {
-				tty.Close()
-			}
-			return "", client.ErrNeedPassword
-		}
-		defer tty.Close()
-		fmt.Fprint(tty, prompt)
-		b, err := term.ReadPassword(int(tty.Fd()))
-		fmt.Fprintln(tty)
-		if err != nil {
-			return "", fmt.Errorf("reading password: %w", err)
-		}
-		return string(b), nil
+		return console.ReadPassword(prompt)
 	}
 }
 
@@ -49,7 +29,7 @@ func (e *env) newClient(user string) (*client.Client, error) {
 	return client.New(client.Config{
 		Home: e.home, LoginURL: e.loginURL, User: user,
 		Password: password("Password: ", "PARLEY_PASSWORD"),
-		Logger:   e.logger(levelWarn),
+		Logger:   e.logger(slog.LevelWarn),
 	})
 }
 
@@ -126,51 +106,4 @@ func cmdPasswd(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "password changed for %s\n", c.User())
 	return nil
-}
-
-// userMessage turns an error into the one line a user reads.
-func userMessage(err error) string {
-	known := []struct {
-		err error
-		msg string
-	}{
-		{loginapi.ErrWrongPassword, "wrong password"},
-		{loginapi.ErrUnknownUser, "unknown user"},
-		{loginapi.ErrUserExists, "that user name is taken"},
-		{loginapi.ErrRateLimited, ""},
-		{loginapi.ErrUnreachable, ""},
-		{client.ErrUnknownUser, ""},
-		{client.ErrNotContact, ""},
-		{im.ErrEmptyMessage, ""},
-		{im.ErrMessageTooLong, ""},
-		{im.ErrMessageNotText, ""},
-		{client.ErrOffline, ""},
-		{client.ErrDeclined, ""},
-		{client.ErrRefused, ""},
-		{client.ErrNoAnswer, ""},
-		{client.ErrConnectFailed, ""},
-		{client.ErrNeedPassword, client.ErrNeedPassword.Error()},
-		{client.ErrNoLoginURL, client.ErrNoLoginURL.Error()},
-		{client.ErrNoUser, client.ErrNoUser.Error()},
-		{client.ErrNoSupernode, "no supernode reachable: is the network up? (parley up starts one)"},
-		{identity.ErrBadUser, ""},
-		{codec.ErrNotWAV, ""},
-		{codec.ErrUnsupported, ""},
-		{codec.ErrCorrupt, ""},
-		{snapi.ErrDisconnected, "lost the connection to the supernode"},
-	}
-	for _, k := range known {
-		if errors.Is(err, k.err) {
-			if k.msg != "" {
-				return k.msg
-			}
-			break
-		}
-	}
-	// Drop the package prefixes ("client: ", "login: ") that library errors carry.
-	msg := err.Error()
-	for _, p := range []string{"client: ", "login: ", "supernode: ", "codec: ", "identity: "} {
-		msg = strings.ReplaceAll(msg, p, "")
-	}
-	return msg
 }

@@ -1,0 +1,132 @@
+package console
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/parley/parley/client"
+	"github.com/parley/parley/client/im"
+	"github.com/parley/parley/wire/snapi"
+)
+
+// Sent writes the result of sending peer a message: "delivered to PEER",
+// "PEER is offline: stored in their mailbox, …" or "sent to PEER"; with
+// JSON {"event":"sent","peer","id","delivered","stored"}.
+func (p *Printer) Sent(peer string, res client.SendResult) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.JSON {
+		p.writeJSON(struct {
+			Event     string `json:"event"`
+			Peer      string `json:"peer"`
+			ID        string `json:"id"`
+			Delivered bool   `json:"delivered"`
+			Stored    bool   `json:"stored"`
+		}{"sent", peer, res.ID, res.Delivered, res.Stored})
+		return
+	}
+	switch {
+	case res.Delivered:
+		fmt.Fprintf(p.W, "delivered to %s\n", peer)
+	case res.Stored:
+		fmt.Fprintf(p.W, "%s is offline: stored in their mailbox, delivered at their next login\n", peer)
+	default:
+		fmt.Fprintf(p.W, "sent to %s\n", peer)
+	}
+}
+
+// History writes the messages of me's conversation with peer, one per line
+// ([HistoryLine]); with JSON {"id","from","to","text","sent","state","seq"}.
+func (p *Printer) History(me, peer string, ms []im.Message) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range ms {
+		if !p.JSON {
+			fmt.Fprintln(p.W, HistoryLine(me, m))
+			continue
+		}
+		from, to := peer, me
+		if m.Dir == im.DirOut {
+			from, to = me, peer
+		}
+		p.writeJSON(struct {
+			ID    string    `json:"id"`
+			From  string    `json:"from"`
+			To    string    `json:"to"`
+			Text  string    `json:"text"`
+			Sent  time.Time `json:"sent"`
+			State string    `json:"state"`
+			Seq   int64     `json:"seq"`
+		}{m.ID, from, to, m.Text, m.Time(), m.State, m.Seq})
+	}
+}
+
+// HistoryLine is one message of me's history as text: `DATE TIME <from>
+// text`, and for me's own messages two spaces and [state].
+func HistoryLine(me string, m im.Message) string {
+	ts := m.Time().Local().Format("2006-01-02 15:04:05")
+	if m.Dir == im.DirOut {
+		return fmt.Sprintf("%s <%s> %s  [%s]", ts, me, m.Text, m.State)
+	}
+	return fmt.Sprintf("%s <%s> %s", ts, m.Peer, m.Text)
+}
+
+// Contacts writes one line per contact: USER<TAB>STATE[<TAB>PRESENCE];
+// with JSON {"user","state","presence"} (presence "" for requests).
+func (p *Printer) Contacts(cs []client.ContactPresence) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, ct := range cs {
+		switch {
+		case p.JSON:
+			p.writeJSON(struct {
+				User     string `json:"user"`
+				State    string `json:"state"`
+				Presence string `json:"presence"`
+			}{ct.User, ct.State, ct.Presence})
+		case ct.Presence != "":
+			fmt.Fprintf(p.W, "%s\t%s\t%s\n", ct.User, ct.State, ct.Presence)
+		default:
+			fmt.Fprintf(p.W, "%s\t%s\n", ct.User, ct.State)
+		}
+	}
+}
+
+// Lookups writes where each user is online: "USER: offline (N hops)" or
+// "USER: online, N device(s) at NODES (N hops)"; with JSON the
+// snapi.Found objects.
+func (p *Printer) Lookups(found []snapi.Found) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range found {
+		if p.JSON {
+			p.writeJSON(f)
+			continue
+		}
+		hops := fmt.Sprintf("%d hop", f.Hops)
+		if f.Hops != 1 {
+			hops += "s"
+		}
+		if f.Devices == 0 {
+			fmt.Fprintf(p.W, "%s: offline (%s)\n", f.User, hops)
+			continue
+		}
+		fmt.Fprintf(p.W, "%s: online, %d device(s) at %s (%s)\n", f.User, f.Devices, strings.Join(f.Nodes, ", "), hops)
+	}
+}
+
+// Users writes user names, one per line; with JSON {"user"}.
+func (p *Printer) Users(users []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, u := range users {
+		if p.JSON {
+			p.writeJSON(struct {
+				User string `json:"user"`
+			}{u})
+			continue
+		}
+		fmt.Fprintln(p.W, u)
+	}
+}

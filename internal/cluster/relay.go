@@ -1,0 +1,115 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/parley/parley/relay"
+	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/wire/snapi"
+)
+
+// TURNCredentialTTL is how long the TURN credentials a supernode hands out
+// are good for new allocations: minutes, not days.
+const TURNCredentialTTL = 10 * time.Minute
+
+// RelayRefreshGrace is how long after its credential expired an allocation
+// may still be refreshed: how long a relayed call may last.
+const RelayRefreshGrace = 12 * time.Hour
+
+// DefaultTURNPort is the relay's port when its address is not given.
+const DefaultTURNPort = "3478"
+
+// Off, as a RelayConfig address, means no listener of that kind.
+const Off = "off"
+
+// RelayConfig configures a TURN relay ([StartRelay], [RunRelay]): a
+// supernode's own or a standalone one.
+type RelayConfig struct {
+	// UDP and TCP are the TURN listen addresses (UDP also answers STUN).
+	// "" = port 3478 of the listen host (a supernode's; none for a
+	// standalone relay: all interfaces); [Off] = none.
+	UDP, TCP string
+	// TLS is the TURN-over-TLS listen address, e.g. ":443"; "" = none. It
+	// needs TLSConfig.
+	TLS string
+	// TLSConfig holds the certificate for TLS.
+	TLSConfig *tls.Config
+	// IP is the address relayed allocations are advertised as and bound to
+	// (required; a supernode fills in its own).
+	IP net.IP
+	// Secret is the TURN-REST secret the relay shares with the supernodes
+	// that hand out its credentials (at least relay.MinSecretLen bytes).
+	// nil = a random one: fine for a supernode's own relay, useless for a
+	// standalone one.
+	Secret []byte
+	// AllowPeers are exceptions to the relay's deny list of loopback,
+	// private and special ranges (labs only).
+	AllowPeers []netip.Prefix
+	// Logger receives the relay's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// addr fills "" with port 3478 of host; Off means none.
+func defaultAddr(addr, host string) string {
+	switch addr {
+	case Off:
+		return ""
+	case "":
+		return net.JoinHostPort(host, DefaultTURNPort)
+	}
+	return addr
+}
+
+// StartRelay starts a relay; listenHost is the host of the listeners whose
+// address cfg leaves "". cfg.Secret is required here (see relay.Config).
+func StartRelay(cfg RelayConfig, listenHost string) (*relay.Server, error) {
+	if cfg.TLS != "" && cfg.TLSConfig == nil {
+		return nil, fmt.Errorf("cluster: relay on %s: TLS without a certificate: %w", cfg.TLS, ErrConfig)
+	}
+	rc := relay.Config{
+		UDPAddr: defaultAddr(cfg.UDP, listenHost), TCPAddr: defaultAddr(cfg.TCP, listenHost), TLSAddr: cfg.TLS,
+		TLSConfig: cfg.TLSConfig, RelayIP: cfg.IP, Secret: cfg.Secret, AllowPeers: cfg.AllowPeers, Logger: cfg.Logger,
+		// New allocations need a credential younger than TURNCredentialTTL;
+		// an allocation made with one keeps refreshing for a long call.
+		RefreshGrace: RelayRefreshGrace,
+	}
+	return relay.New(rc)
+}
+
+// RunRelay runs a standalone relay until ctx ends, then closes it and
+// returns nil.
+func RunRelay(ctx context.Context, cfg RelayConfig) error {
+	if cfg.Secret == nil {
+		return fmt.Errorf("cluster: standalone relay: no secret: %w", ErrConfig)
+	}
+	r, err := StartRelay(cfg, "")
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	logRelay(orDiscard(cfg.Logger), r, cfg.IP)
+	<-ctx.Done()
+	return nil
+}
+
+func logRelay(log *slog.Logger, r *relay.Server, ip net.IP) {
+	udp, tcp, tlsAddr := r.Addrs()
+	log.Info("relay listening", "udp", udp, "tcp", tcp, "tls", tlsAddr, "relay_ip", ip)
+}
+
+// ICEServers returns the STUN/TURN servers a supernode offers a user: its
+// own relay r (if any, reached at host) and the standalone ones (external,
+// host:port), each with fresh TURN-REST credentials made with secret.
+func ICEServers(host string, r *relay.Server, external []string, secret []byte) func(string) []snapi.ICEServer {
+	o := supernode.RelayOffer{Host: host, External: external, Secret: secret, TTL: TURNCredentialTTL}
+	if r != nil {
+		o.UDP, o.TCP, o.TLS = r.Addrs()
+	}
+	return o.ICEServers()
+}

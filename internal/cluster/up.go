@@ -1,0 +1,136 @@
+package cluster
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/parley/parley/client"
+	"github.com/parley/parley/client/echo"
+	"github.com/parley/parley/login"
+	"github.com/parley/parley/web"
+	"github.com/parley/parley/wire/loginapi"
+)
+
+// loopback is where everything `parley up` runs: its login server may dial
+// the supernode back there and its relay may relay there, which public ones
+// never do.
+var loopback = netip.MustParsePrefix("127.0.0.0/8")
+
+// UpConfig configures [Up]. The zero value is `parley up` without flags.
+type UpConfig struct {
+	// DataDir holds the login server's database and key, the supernode's
+	// node key and the echo user's home. Default "./parley-data"; it is
+	// created (mode 0700) when missing.
+	DataDir string
+	// Listen is the login server's and web page's address. Default
+	// "127.0.0.1:8080".
+	Listen string
+	// SupernodeListen is the supernode's address. Default "127.0.0.1:8081".
+	SupernodeListen string
+	// TURN is the supernode's relay address (UDP and TCP). Default
+	// "127.0.0.1:3478".
+	TURN string
+	// OnUp, when set, is called once every server listens (the echo user may
+	// still be logging in), with where they are.
+	OnUp func(Network)
+	// OnEchoEvent receives the echo user's events; nil drops them.
+	OnEchoEvent func(client.Event)
+	// Logger receives every server's logs (the echo's with
+	// component=echo); nil discards them.
+	Logger *slog.Logger
+}
+
+// Network is where a running [Up] network is.
+type Network struct {
+	// LoginURL is the login server and web page, http://host:port.
+	LoginURL string
+	// SupernodeAddr is the supernode's host:port (ws://SupernodeAddr/v1/ws).
+	SupernodeAddr string
+}
+
+func (cfg UpConfig) withDefaults() UpConfig {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&cfg.DataDir, "./parley-data")
+	def(&cfg.Listen, "127.0.0.1:8080")
+	def(&cfg.SupernodeListen, "127.0.0.1:8081")
+	def(&cfg.TURN, "127.0.0.1:3478")
+	cfg.Logger = orDiscard(cfg.Logger)
+	return cfg
+}
+
+// Up runs a complete network on 127.0.0.1 until ctx ends or one of its
+// parts fails: a login server on SQLite serving the web page, a supernode
+// with its STUN service and relay, and the echo user ([echo.Run]). It
+// returns nil when ctx ends, else the first part's error; either way it
+// stops the other parts and waits for them.
+func Up(ctx context.Context, cfg UpConfig) error {
+	cfg = cfg.withDefaults()
+	log := cfg.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	ls, err := login.New(login.Config{DB: filepath.Join(cfg.DataDir, "login.db"), DataDir: cfg.DataDir, Logger: log,
+		Web: web.Handler(), DialBackAllow: []netip.Prefix{loopback}})
+	if err != nil {
+		return err
+	}
+	defer ls.Close()
+	lln, err := Listen(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	sln, err := Listen(cfg.SupernodeListen)
+	if err != nil {
+		lln.Close()
+		return err
+	}
+	nw := Network{LoginURL: "http://" + lln.Addr().String(), SupernodeAddr: sln.Addr().String()}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	// part runs one part; the first to end stops the others.
+	part := func(run func(context.Context) error) {
+		wg.Go(func() {
+			err := run(runCtx)
+			errOnce.Do(func() {
+				if ctx.Err() == nil {
+					firstErr = err
+				}
+				cancel()
+			})
+		})
+	}
+	part(func(ctx context.Context) error { return Serve(ctx, lln, ls.Handler(), "", "", log) })
+	part(func(ctx context.Context) error {
+		return RunSupernode(ctx, SupernodeConfig{
+			LoginURL: nw.LoginURL, LoginKey: ls.PublicKey(), Login: loginapi.NewClient(nw.LoginURL, nil),
+			Listen: cfg.SupernodeListen, Listener: sln, NodeKeyFile: filepath.Join(cfg.DataDir, "node-key"),
+			Relay:  RelayConfig{UDP: cfg.TURN, TCP: cfg.TURN, AllowPeers: []netip.Prefix{loopback}},
+			Logger: log,
+		})
+	})
+	part(func(ctx context.Context) error {
+		return echo.Run(ctx, echo.Config{
+			Home: filepath.Join(cfg.DataDir, "echo-home"), LoginURL: nw.LoginURL, User: "echo",
+			OnEvent: cfg.OnEchoEvent, Logger: log.With("component", "echo"),
+		})
+	})
+	if cfg.OnUp != nil {
+		cfg.OnUp(nw)
+	}
+	wg.Wait()
+	return firstErr
+}
