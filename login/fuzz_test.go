@@ -2,9 +2,13 @@ package login
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,6 +156,58 @@ func FuzzHandler(f *testing.F) {
 		}
 		if rec.Code == http.StatusTooManyRequests {
 			clock.Advance(DefaultFailureWindow) // keep exploring past the limiter
+		}
+	})
+}
+
+// FuzzParseHash feeds arbitrary stored hashes to the PHC decoder: it must
+// never panic, and what it accepts must be within bounds, name each
+// parameter once and survive a canonical re-encoding.
+func FuzzParseHash(f *testing.F) {
+	good, err := hashPassword("password1", cheapArgon.withDefaults())
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{
+		good,
+		"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+		"$argon2id$v=19$m=19456,t=2,p=1,m=4194304$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+		"$argon2id$v=19$t=2,p=1,m=19456$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+		"$argon2id$v=19$m=4294967295,t=4294967295,p=255$c2FsdA$aGFzaA",
+		"$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaA",
+		"$argon2id$v=16$m=19456,t=2,p=1$$",
+		"$argon2id$v=19$m=,t=,p=$$",
+		"$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA==",
+		"", "$", "$$$$$", "garbage", "$argon2id$v=19$m=19456,t=2,p=1$\xff$\x00",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, salt, key, err := parseHash(s)
+		if err != nil {
+			if !errors.Is(err, ErrBadHash) {
+				t.Fatalf("parseHash(%q): error %v is not ErrBadHash", s, err)
+			}
+			return
+		}
+		if cerr := p.check(); cerr != nil {
+			t.Fatalf("parseHash(%q) accepted out-of-range %+v: %v", s, p, cerr)
+		}
+		if int(p.SaltLen) != len(salt) || int(p.KeyLen) != len(key) {
+			t.Fatalf("parseHash(%q): lengths %+v, salt %d, key %d", s, p, len(salt), len(key))
+		}
+		if parts := strings.Split(s, "$"); len(parts) != 6 || strings.Count(parts[3], ",") != 2 {
+			t.Fatalf("parseHash(%q) accepted a parameter list that is not m, t and p once each", s)
+		}
+		canon := fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$%s$%s", p.Memory, p.Time, p.Threads,
+			base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
+		p2, salt2, key2, err := parseHash(canon)
+		if err != nil || p2 != p || !bytes.Equal(salt2, salt) || !bytes.Equal(key2, key) {
+			t.Fatalf("re-encoding %q as %q: %+v %v", s, canon, p2, err)
+		}
+		// Cheap parameters: the verification itself must not panic either.
+		if p.Memory <= 64 && p.Time <= 2 && p.Threads <= 2 {
+			verifyPassword("password1", s, cheapArgon.withDefaults())
 		}
 	})
 }

@@ -78,6 +78,14 @@ func newEnvNet(t *testing.T, cfg Config) *env {
 	if cfg.Argon2 == (Argon2Params{}) {
 		cfg.Argon2 = cheapArgon
 	}
+	// Tests register many users from one address; the registration limits
+	// have tests of their own, which set them.
+	if cfg.MaxRegistrationsPerAddr == 0 {
+		cfg.MaxRegistrationsPerAddr = 1 << 20
+	}
+	if cfg.MaxRegistrationsPerMinute == 0 {
+		cfg.MaxRegistrationsPerMinute = 1 << 20
+	}
 	e.cfg = cfg
 	e.start()
 	t.Cleanup(e.stop)

@@ -179,22 +179,31 @@ func TestClientAddrBehindTrustedProxy(t *testing.T) {
 
 func TestLimiter(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	l := newLimiter(time.Minute, 2, 3)
+	// 4 per address, 2 per (address, user), ceiling 3 per user.
+	l := newFailureLimiter(time.Minute, 4, 2, 3)
 	steps := []struct {
 		at       time.Duration
 		user     string
 		addr     string
-		outcome  string // fail, ok, unknown
+		outcome  string // fail (default), ok, abandon
 		wantWait time.Duration
 	}{
-		{0, "a", "x", "fail", 0},
-		{10 * time.Second, "a", "x", "fail", 0},
-		{20 * time.Second, "a", "y", "", 40 * time.Second}, // user a limited until t0+60
-		{20 * time.Second, "b", "x", "unknown", 0},         // x now has 3
-		{21 * time.Second, "c", "x", "", 39 * time.Second}, // x limited until t0+60
-		{60 * time.Second, "c", "x", "ok", 0},              // first of x expired
-		{61 * time.Second, "a", "z", "ok", 0},              // a: one left in window
-		{62 * time.Second, "a", "z", "fail", 0},            // success cleared a
+		{0, "a", "x", "", 0},
+		{10 * time.Second, "a", "x", "", 0},
+		{20 * time.Second, "a", "x", "", 40 * time.Second}, // (x, a) limited until t0+60
+		{20 * time.Second, "a", "y", "", 0},                // another address: clean for a
+		{21 * time.Second, "a", "y", "", 39 * time.Second}, // a's ceiling binds y, which failed for a
+		{21 * time.Second, "a", "z", "ok", 0},              // ...but not z, which did not
+		{22 * time.Second, "b", "x", "", 0},
+		{23 * time.Second, "c", "x", "", 0},                // x now has 4
+		{24 * time.Second, "d", "x", "", 36 * time.Second}, // x limited until t0+60, whatever the user
+		{60 * time.Second, "d", "x", "abandon", 0},         // first of x expired; taken back
+		{61 * time.Second, "a", "x", "ok", 0},              // (x, a) has one left; success clears it
+		{61 * time.Second, "e", "v", "", 0},
+		{62 * time.Second, "e", "v", "ok", 0}, // clears (v, e): its failure at 61 s is gone
+		{63 * time.Second, "e", "v", "", 0},
+		{64 * time.Second, "e", "v", "", 0},
+		{65 * time.Second, "e", "v", "", 58 * time.Second},
 	}
 	for i, s := range steps {
 		at := t0.Add(s.at)
@@ -205,13 +214,13 @@ func TestLimiter(t *testing.T) {
 		switch s.outcome {
 		case "ok":
 			l.succeeded(s.user, s.addr, at)
-		case "unknown":
-			l.unknownUser(s.user, at)
+		case "abandon":
+			l.abandon(s.user, s.addr, at)
 		}
 	}
 	l.prune(t0.Add(10 * time.Minute))
-	if u, a := l.size(); u != 0 || a != 0 {
-		t.Errorf("after prune: %d users %d addrs, want 0 0", u, a)
+	if a, p, u := l.size(); a != 0 || p != 0 || u != 0 {
+		t.Errorf("after prune: %d addrs %d pairs %d users, want 0 0 0", a, p, u)
 	}
 	for _, tt := range []struct {
 		d    time.Duration
@@ -225,7 +234,7 @@ func TestLimiter(t *testing.T) {
 
 func TestInternalErrors(t *testing.T) {
 	logger, logs := captureLogs()
-	e := newEnv(t, Config{Logger: logger, MaxFailuresPerUser: 1})
+	e := newEnv(t, Config{Logger: logger, MaxFailuresPerAddrUser: 1})
 	ctx := t.Context()
 	if err := e.cl.Register(ctx, "alice", "password1"); err != nil {
 		t.Fatal(err)

@@ -142,7 +142,7 @@ func TestPostgresConcurrentServers(t *testing.T) {
 	clock := newClock()
 	var envs []*env
 	for range 3 {
-		envs = append(envs, newEnv(t, Config{DB: dsn, DataDir: dir, Now: clock.Now, MaxFailuresPerUser: 1000, MaxFailuresPerAddr: 1000,
+		envs = append(envs, newEnv(t, Config{DB: dsn, DataDir: dir, Now: clock.Now, MaxFailuresPerUser: 1000, MaxFailuresPerAddr: 1000, MaxFailuresPerAddrUser: 1000,
 			MaxDialBacksPerAddr: 2 * MaxSupernodes}))
 	}
 	ctx := t.Context()

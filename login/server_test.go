@@ -71,8 +71,9 @@ func testRoundTrip(t *testing.T, db string) {
 	if err := e.cl.ChangePassword(ctx, "alice", "wrong password", "whatever123"); !errors.Is(err, loginapi.ErrWrongPassword) {
 		t.Errorf("ChangePassword with wrong password: got %v, want ErrWrongPassword", err)
 	}
-	if err := e.cl.ChangePassword(ctx, "nobody", "whatever123", "whatever456"); !errors.Is(err, loginapi.ErrUnknownUser) {
-		t.Errorf("ChangePassword of unknown user: got %v, want ErrUnknownUser", err)
+	// An unknown user is answered like a wrong password.
+	if err := e.cl.ChangePassword(ctx, "nobody", "whatever123", "whatever456"); !errors.Is(err, loginapi.ErrWrongPassword) {
+		t.Errorf("ChangePassword of unknown user: got %v, want ErrWrongPassword", err)
 	}
 	if err := e.cl.ChangePassword(ctx, "alice", "battery staple", "short"); !errors.Is(err, loginapi.ErrBadRequest) {
 		t.Errorf("ChangePassword to a short password: got %v, want ErrBadRequest", err)
@@ -167,9 +168,10 @@ func testLoginErrors(t *testing.T, db string) {
 		want           error
 		line           string
 	}{
-		{"unknown user", "nobody", "password1", loginapi.ErrUnknownUser, "login: unknown user"},
-		{"wrong password", "bob", "password2", loginapi.ErrWrongPassword, "login: wrong password"},
-		{"short wrong password", "bob", "x", loginapi.ErrWrongPassword, "login: wrong password"},
+		// An unknown user is answered exactly like a wrong password.
+		{"unknown user", "nobody", "password1", loginapi.ErrWrongPassword, "login: wrong user name or password"},
+		{"wrong password", "bob", "password2", loginapi.ErrWrongPassword, "login: wrong user name or password"},
+		{"short wrong password", "bob", "x", loginapi.ErrWrongPassword, "login: wrong user name or password"},
 		{"bad name", "BOB", "password1", loginapi.ErrBadRequest, `login: invalid user name: "BOB"`},
 		{"too long password", "bob", strings.Repeat("p", 1025), loginapi.ErrBadRequest, "login: password must be at most 1024 bytes"},
 	}
@@ -189,7 +191,7 @@ func testLoginErrors(t *testing.T, db string) {
 		body map[string]string
 		want int
 	}{
-		{"unknown", map[string]string{"user": "zed", "password": "password1", "public_key": b64(pub)}, 404},
+		{"unknown", map[string]string{"user": "zed", "password": "password1", "public_key": b64(pub)}, 401},
 		{"wrong", map[string]string{"user": "bob", "password": "password2", "public_key": b64(pub)}, 401},
 		{"no key", map[string]string{"user": "bob", "password": "password1"}, 400},
 		{"short key", map[string]string{"user": "bob", "password": "password1", "public_key": b64(pub[:31])}, 400},
@@ -341,8 +343,10 @@ func TestSchemaTooNew(t *testing.T) {
 	}
 }
 
-func TestRateLimitPerUser(t *testing.T) {
-	e := newEnv(t, Config{MaxFailuresPerUser: 3, MaxFailuresPerAddr: 100, FailureWindow: time.Minute})
+// TestRateLimitPerAddrUser: failures for one user from one address limit
+// that address for that user, not the user from elsewhere.
+func TestRateLimitPerAddrUser(t *testing.T) {
+	e := newEnv(t, Config{MaxFailuresPerAddrUser: 3, MaxFailuresPerAddr: 100, FailureWindow: time.Minute})
 	ctx := t.Context()
 	if err := e.cl.Register(ctx, "alice", "password1"); err != nil {
 		t.Fatal(err)
@@ -351,6 +355,8 @@ func TestRateLimitPerUser(t *testing.T) {
 	login := func(pw, remote string) (int, map[string]any, http.Header) {
 		return call(t, e.h, "POST", "/api/v1/login", remote, map[string]string{"user": "alice", "password": pw, "public_key": b64(pub)})
 	}
+	// The client's own address (e.cl connects from loopback).
+	const home = "127.0.0.1:1"
 	// Success clears the count: 2 failures, success, 2 failures stay under 3.
 	for i, step := range []struct {
 		pw   string
@@ -358,17 +364,16 @@ func TestRateLimitPerUser(t *testing.T) {
 	}{
 		{"bad-one-1", 401}, {"bad-one-2", 401}, {"password1", 200}, {"bad-one-3", 401}, {"bad-one-4", 401},
 	} {
-		if code, m, _ := login(step.pw, "192.0.2.1:1"); code != step.want {
+		if code, m, _ := login(step.pw, home); code != step.want {
 			t.Fatalf("step %d: got %d %v, want %d", i, code, m, step.want)
 		}
 	}
 	e.clock.Advance(10 * time.Second)
-	// Third failure reaches the limit, from another address too.
-	if code, _, _ := login("bad-one-5", "198.51.100.7:1"); code != 401 {
+	if code, _, _ := login("bad-one-5", home); code != 401 {
 		t.Fatalf("third failure: got %d, want 401", code)
 	}
-	// Now limited, even with the right password and from a third address.
-	code, m, hdr := login("password1", "203.0.113.5:1")
+	// Now limited from this address, even with the right password.
+	code, m, hdr := login("password1", home)
 	if code != 429 {
 		t.Fatalf("limited: got %d %v, want 429", code, m)
 	}
@@ -395,10 +400,66 @@ func TestRateLimitPerUser(t *testing.T) {
 	if err := e.cl.ChangePassword(ctx, "alice", "password1", "password2"); !errors.Is(err, loginapi.ErrRateLimited) {
 		t.Errorf("ChangePassword while limited: got %v, want ErrRateLimited", err)
 	}
+	// Another address is not limited: neither the right password nor a
+	// guess (of which it has its own 3).
+	if code, m, _ := login("password1", "198.51.100.7:1"); code != 200 {
+		t.Errorf("right password from another address: got %d %v, want 200", code, m)
+	}
+	if code, m, _ := login("bad-one-6", "203.0.113.5:1"); code != 401 {
+		t.Errorf("guess from another address: got %d %v, want 401", code, m)
+	}
+	// Another user from the limited address is not limited either.
+	if err := e.cl.Register(ctx, "bob", "password1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cl.Login(ctx, "bob", "password1", pub); err != nil {
+		t.Errorf("another user from the limited address: %v", err)
+	}
 	// Refused attempts did not extend the window.
 	e.clock.Advance(50 * time.Second)
-	if code, m, _ := login("password1", "192.0.2.1:1"); code != 200 {
+	if code, m, _ := login("password1", home); code != 200 {
 		t.Fatalf("after the window: got %d %v, want 200", code, m)
+	}
+}
+
+// TestRateLimitUserCeiling: the per-user ceiling binds addresses that have
+// failed for the user, never a clean one.
+func TestRateLimitUserCeiling(t *testing.T) {
+	e := newEnv(t, Config{MaxFailuresPerUser: 4, MaxFailuresPerAddrUser: 3, MaxFailuresPerAddr: 100, FailureWindow: time.Minute})
+	if err := e.cl.Register(t.Context(), "alice", "password1"); err != nil {
+		t.Fatal(err)
+	}
+	pub := newKey(t)
+	login := func(pw, remote string) int {
+		code, _, _ := call(t, e.h, "POST", "/api/v1/login", remote, map[string]string{"user": "alice", "password": pw, "public_key": b64(pub)})
+		return code
+	}
+	// A distributed attack: four bots, one guess each, reach the ceiling.
+	for i := range 4 {
+		if got := login("guess!!!", fmt.Sprintf("192.0.2.%d:1", i+1)); got != 401 {
+			t.Fatalf("bot %d: got %d, want 401", i, got)
+		}
+	}
+	steps := []struct {
+		pw, remote string
+		want       int
+	}{
+		{"guess!!!", "192.0.2.1:1", 429},     // a bot that failed: held by the ceiling
+		{"password1", "192.0.2.1:1", 429},    // even with the right password
+		{"guess!!!", "192.0.2.99:1", 401},    // a fresh address still gets its guess...
+		{"guess!!!", "192.0.2.99:1", 429},    // ...one
+		{"password1", "198.51.100.7:1", 200}, // the user from a clean address gets in
+		{"password1", "198.51.100.8:1", 200},
+		{"guess!!!", "192.0.2.2:1", 429}, // a success does not reset the ceiling
+	}
+	for i, s := range steps {
+		if got := login(s.pw, s.remote); got != s.want {
+			t.Fatalf("step %d (%s from %s): got %d, want %d", i, s.pw, s.remote, got, s.want)
+		}
+	}
+	e.clock.Advance(time.Minute)
+	if got := login("password1", "192.0.2.1:1"); got != 200 {
+		t.Errorf("after the window: got %d, want 200", got)
 	}
 }
 
@@ -420,8 +481,8 @@ func TestRateLimitPerAddr(t *testing.T) {
 		user, pw, remote string
 		want             int
 	}{
-		{"nobody", "password1", attacker, 404}, // unknown users count per address
-		{"ghost", "password1", attacker, 404},
+		{"nobody", "password1", attacker, 401}, // unknown users count per address, like wrong passwords
+		{"ghost", "password1", attacker, 401},
 		{"alice", "guess-1!", attacker, 401},
 		{"bob", "guess-2!", attacker, 401},
 		{"alice", "password1", attacker, 429},          // limited address, right password
@@ -451,7 +512,7 @@ func TestRateLimitPerAddr(t *testing.T) {
 }
 
 func TestRateLimitConcurrent(t *testing.T) {
-	e := newEnv(t, Config{MaxFailuresPerUser: 3})
+	e := newEnv(t, Config{MaxFailuresPerAddrUser: 3})
 	if err := e.cl.Register(t.Context(), "alice", "password1"); err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +522,7 @@ func TestRateLimitConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 12 {
 		wg.Go(func() {
-			code, _, _ := call(t, e.h, "POST", "/api/v1/login", fmt.Sprintf("192.0.2.%d:1", i), map[string]string{"user": "alice", "password": "wrong-pw!", "public_key": b64(pub)})
+			code, _, _ := call(t, e.h, "POST", "/api/v1/login", fmt.Sprintf("192.0.2.1:%d", i+1), map[string]string{"user": "alice", "password": "wrong-pw!", "public_key": b64(pub)})
 			mu.Lock()
 			counts[code]++
 			mu.Unlock()
@@ -720,7 +781,7 @@ func TestBadRequests(t *testing.T) {
 		{"wrong type", "POST", "/api/v1/register", "application/json", `{"user":42,"password":"password1"}`, 400, `field "user" must be a string, not number`},
 		{"wrong type object", "POST", "/api/v1/login", "application/json", `{"user":"a","password":{}}`, 400, `field "password" must be a string`},
 		{"trailing data", "POST", "/api/v1/register", "application/json", `{"user":"a"} {}`, 400, "not valid JSON"},
-		{"too large", "POST", "/api/v1/register", "application/json", big, 400, "larger than 65536 bytes"},
+		{"too large", "POST", "/api/v1/register", "application/json", big, 413, "larger than 65536 bytes"},
 		{"null", "POST", "/api/v1/register", "application/json", `null`, 400, "invalid user name"},
 		{"no content type", "POST", "/api/v1/register", "", `{"user":"alice","password":"password1"}`, 415, "application/json"},
 		{"form content type", "POST", "/api/v1/login", "application/x-www-form-urlencoded", `{}`, 415, "application/json"},
@@ -836,7 +897,7 @@ func testUserExistsAndKey(t *testing.T, db string) {
 
 func TestNoSecretsInLogs(t *testing.T) {
 	logger, buf := captureLogs()
-	e := newEnv(t, Config{Logger: logger, MaxFailuresPerUser: 2})
+	e := newEnv(t, Config{Logger: logger, MaxFailuresPerAddrUser: 2})
 	ctx := t.Context()
 	secrets := []string{"s3cret-passw0rd", "n3w-s3cret-passw0rd", "wr0ng-guess-pw"}
 	if err := e.cl.Register(ctx, "alice", secrets[0]); err != nil {
