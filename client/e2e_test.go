@@ -52,6 +52,7 @@ func startNetworkWith(t testing.TB, proxy func(snURL string) http.Handler, lc lo
 	lc.DB, lc.DataDir = filepath.Join(dir, "login.db"), dir
 	lc.Argon2 = login.Argon2Params{Time: 1, Memory: 1024, Threads: 1}
 	lc.DialBackAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	lc.MaxRegistrationsPerAddr = 1000 // every test user comes from 127.0.0.1
 	ls, err := login.New(lc)
 	if err != nil {
 		t.Fatal(err)

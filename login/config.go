@@ -16,7 +16,7 @@ const (
 	DefaultCredentialTTL       = time.Hour
 	DefaultRefreshTTL          = 30 * 24 * time.Hour
 	DefaultSupernodeTTL        = 30 * time.Second
-	DefaultMaxFailuresPerUser  = 5
+	DefaultMaxFailuresPerUser  = 100
 	DefaultMaxFailuresPerAddr  = 20
 	DefaultFailureWindow       = 5 * time.Minute
 	DefaultDialBackInterval    = 10 * time.Minute
@@ -32,6 +32,21 @@ const (
 	DefaultMaxSearchesPerUser       = 30
 	DefaultMaxSearchesPerAddr       = 30
 	DefaultSearchWindow             = time.Minute
+
+	DefaultMaxFailuresPerAddrUser    = 5
+	DefaultMaxRegistrationsPerAddr   = 5
+	DefaultRegistrationWindow        = time.Hour
+	DefaultMaxRegistrationsPerMinute = 60
+	DefaultMaxLookupsPerAddr         = 30
+	DefaultLookupWindow              = time.Minute
+
+	// HTTP server settings, used by [Server.HTTPServer] and
+	// [Server.LimitListener].
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultIdleTimeout       = 30 * time.Second
+	DefaultMaxConnsPerAddr   = 64
 )
 
 // Config configures a [Server]. The zero value is usable: every zero field
@@ -63,13 +78,26 @@ type Config struct {
 	// verified with the parameters stored in them and re-hashed with these at
 	// the next successful login.
 	Argon2 Argon2Params
-	// MaxFailuresPerUser is the number of failed logins per user within
-	// FailureWindow after which further attempts get 429. Default 5.
-	MaxFailuresPerUser int
-	// MaxFailuresPerAddr is the same limit per client address (the host of
-	// the request's RemoteAddr, or the forwarded one from a TrustedProxies
-	// front end; IPv6 grouped by /64). Default 20.
+	// Failed logins and password changes (a wrong password or an unknown
+	// user name, counted alike) within FailureWindow are limited per client
+	// address, never per user alone, so that guessing limits the guesser's
+	// address and cannot lock the real user out:
+	//
+	// MaxFailuresPerAddr is the limit per client address (the host of the
+	// request's RemoteAddr, or the forwarded one from a TrustedProxies front
+	// end; IPv6 grouped by /64), whatever the user names. Default 20.
 	MaxFailuresPerAddr int
+	// MaxFailuresPerAddrUser is the limit per client address and user name.
+	// Default 5.
+	MaxFailuresPerAddrUser int
+	// MaxFailuresPerUser is a per-user ceiling over all addresses that
+	// applies only to addresses that have already failed for that user in
+	// the window: once reached, such an address gets 429 for that user,
+	// while an address that has not failed for the user is still let in (so
+	// a distributed attack gets one guess per fresh address, and the real
+	// user with the right password from a clean address is never refused).
+	// Default 100.
+	MaxFailuresPerUser int
 	// TrustedProxies are the front ends (a `parley supernode --web` passing
 	// the page's /api/ requests on) whose X-Forwarded-For is believed: for a
 	// request from one of them, the client address used for rate limits and
@@ -145,6 +173,48 @@ type Config struct {
 	// SearchWindow is the sliding window of the search limits. Default
 	// 1 min.
 	SearchWindow time.Duration
+
+	// MaxRegistrationsPerAddr caps the registration attempts (valid name and
+	// password length, taken names included) per client address within
+	// RegistrationWindow; beyond it 429, before any password hashing.
+	// Default 5.
+	MaxRegistrationsPerAddr int
+	// RegistrationWindow is the sliding window of MaxRegistrationsPerAddr.
+	// Default 1 h.
+	RegistrationWindow time.Duration
+	// MaxRegistrationsPerMinute caps registration attempts from all
+	// addresses together within a sliding minute (each costs an argon2id
+	// hash); beyond it 429. Default 60.
+	MaxRegistrationsPerMinute int
+	// MaxLookupsPerAddr caps name lookups (GET /api/v1/users/{name}) per
+	// client address within LookupWindow; beyond it 429. Default 30.
+	MaxLookupsPerAddr int
+	// LookupWindow is the sliding window of MaxLookupsPerAddr. Default
+	// 1 min.
+	LookupWindow time.Duration
+
+	// HTTP server settings. The login server does not listen itself: the
+	// program serving [Server.Handler] should build its http.Server with
+	// [Server.HTTPServer] (which applies these) and wrap its listener with
+	// [Server.LimitListener].
+	//
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10 s.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included (a
+	// mailbox post is up to 8 MiB). Default 30 s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a request from the end of its headers to the end
+	// of the answer (the API has no long polls; a login may wait for a
+	// hashing slot, a heartbeat for a dial-back). Default 60 s.
+	WriteTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection idle this long. Default
+	// 30 s.
+	IdleTimeout time.Duration
+	// MaxConnsPerAddr caps concurrent connections per remote IP (IPv6 per
+	// /64) at the listener; a connection beyond it is closed at once.
+	// TrustedProxies are exempt (a front end carries many clients).
+	// Default 64.
+	MaxConnsPerAddr int
 }
 
 // Argon2Params are argon2id parameters. Each zero field means its default,
@@ -222,6 +292,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"DialBackWindow", &cfg.DialBackWindow, DefaultDialBackWindow},
 		{"MailboxTTL", &cfg.MailboxTTL, DefaultMailboxTTL},
 		{"SearchWindow", &cfg.SearchWindow, DefaultSearchWindow},
+		{"RegistrationWindow", &cfg.RegistrationWindow, DefaultRegistrationWindow},
+		{"LookupWindow", &cfg.LookupWindow, DefaultLookupWindow},
+		{"ReadHeaderTimeout", &cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout},
+		{"ReadTimeout", &cfg.ReadTimeout, DefaultReadTimeout},
+		{"WriteTimeout", &cfg.WriteTimeout, DefaultWriteTimeout},
+		{"IdleTimeout", &cfg.IdleTimeout, DefaultIdleTimeout},
 	} {
 		if *d.v < 0 {
 			return cfg, fmt.Errorf("%w: %s is negative", ErrBadConfig, d.name)
@@ -237,6 +313,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	}{
 		{"MaxFailuresPerUser", &cfg.MaxFailuresPerUser, DefaultMaxFailuresPerUser},
 		{"MaxFailuresPerAddr", &cfg.MaxFailuresPerAddr, DefaultMaxFailuresPerAddr},
+		{"MaxFailuresPerAddrUser", &cfg.MaxFailuresPerAddrUser, DefaultMaxFailuresPerAddrUser},
 		{"MaxDialBacksPerAddr", &cfg.MaxDialBacksPerAddr, DefaultMaxDialBacksPerAddr},
 		{"MaxDevicesPerUser", &cfg.MaxDevicesPerUser, DefaultMaxDevicesPerUser},
 		{"MailboxQuotaBytes", &cfg.MailboxQuotaBytes, DefaultMailboxQuotaBytes},
@@ -244,6 +321,10 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"MaxContactRequestsPerDay", &cfg.MaxContactRequestsPerDay, DefaultMaxContactRequestsPerDay},
 		{"MaxSearchesPerUser", &cfg.MaxSearchesPerUser, DefaultMaxSearchesPerUser},
 		{"MaxSearchesPerAddr", &cfg.MaxSearchesPerAddr, DefaultMaxSearchesPerAddr},
+		{"MaxRegistrationsPerAddr", &cfg.MaxRegistrationsPerAddr, DefaultMaxRegistrationsPerAddr},
+		{"MaxRegistrationsPerMinute", &cfg.MaxRegistrationsPerMinute, DefaultMaxRegistrationsPerMinute},
+		{"MaxLookupsPerAddr", &cfg.MaxLookupsPerAddr, DefaultMaxLookupsPerAddr},
+		{"MaxConnsPerAddr", &cfg.MaxConnsPerAddr, DefaultMaxConnsPerAddr},
 	} {
 		if *d.v < 0 {
 			return cfg, fmt.Errorf("%w: %s is negative", ErrBadConfig, d.name)

@@ -14,7 +14,9 @@
 //
 // HTTP with JSON bodies under /api/v1/. Requests with a body must have
 // Content-Type application/json (415 otherwise) and a body of at most 64 KiB
-// holding one JSON object; unknown fields are ignored. Every error answer is
+// (413 otherwise) holding one JSON object; unknown fields are ignored, a key
+// that occurs twice in one object (at any depth, also in keys differing only
+// in case) is 400 "duplicate key ...". Every error answer is
 // a 4xx or 5xx status with the body {"error":"one clear line"}; an
 // unsupported method is 405 with an Allow header. Binary values are base64:
 // public keys in the standard alphabet with padding, refresh tokens in the
@@ -34,7 +36,12 @@
 // POST /api/v1/register {"user","password"} → 201 {"user"}.
 // user: 1 to 32 characters of a-z, 0-9, '.', '_', '-', starting with a
 // letter ([identity.CheckUser]). password: 8 to 1024 bytes. Errors: 400
-// invalid name or password length, 409 "user already exists".
+// invalid name or password length, 409 "user already exists" (inherent: a
+// taken name must be refused), 429 "too many registrations, try again in N
+// s": at most MaxRegistrationsPerAddr (5) attempts per client address per
+// RegistrationWindow (1 h), taken names included, and
+// MaxRegistrationsPerMinute (60) from all addresses, refused before any
+// lookup or password hashing.
 //
 // POST /api/v1/login {"user","password","public_key"} → 200 LoginResponse:
 //
@@ -48,19 +55,26 @@
 //	                 "key": "<node Ed25519 public key, base64>"}]}
 //
 // public_key is the user's 32-byte Ed25519 public key. Errors: 400 malformed
-// fields (also a password over 1024 bytes), 404 "unknown user", 401 "wrong
-// password", 429 "too many failed logins, try again in N s" with
-// "retry_after": N and a Retry-After header.
+// fields (also a password over 1024 bytes), 401 "wrong user name or
+// password" for a wrong password and an unknown user alike (same answer,
+// same counts, and the unknown user's check runs argon2id against a dummy
+// hash so that it takes as long: login does not tell which names exist),
+// 429 "too many failed logins, try again in N s" with "retry_after": N and
+// a Retry-After header.
 //
-// Rate limiting: wrong passwords count against the user and the client
-// address (the host of the connection's remote address; IPv6 by /64), and
-// unknown-user attempts against the address, within a sliding FailureWindow
-// (5 min). When the user has MaxFailuresPerUser (5) or the address
-// MaxFailuresPerAddr (20) failures in the window, attempts are refused with
-// 429 before the password is looked at, so a correct password is refused
-// too; refused attempts do not extend the window. A successful login clears
-// the user's count. Counts live in the server's memory. Behind a reverse
-// proxy every client shares the proxy's address.
+// Rate limiting limits the guesser's address, never the user: failures (a
+// wrong password or an unknown user) count within a sliding FailureWindow
+// (5 min) per client address (the host of the connection's remote address,
+// or the forwarded one from a TrustedProxies front end; IPv6 by /64), per
+// (address, user) and per user. An attempt is refused with 429 before the
+// password is looked at when its address has MaxFailuresPerAddr (20)
+// failures, or MaxFailuresPerAddrUser (5) for this user, or when its
+// address has failed for this user and the user has MaxFailuresPerUser
+// (100) failures from all addresses. So the right password from an address
+// that did not fail for the user is always let in, however many guesses
+// others make. Refused attempts do not extend the window; a successful login
+// clears its address's count for the user. Refresh is never limited by
+// password failures. Counts live in the server's memory.
 //
 // POST /api/v1/refresh {"user","refresh_token","public_key"} → 200
 // LoginResponse with a new credential for public_key (which may differ from
@@ -79,6 +93,8 @@
 //
 // GET /api/v1/users/{name} → 200 {"user":name} or 404 "unknown user"; 400
 // for a name that cannot exist. It tells "no such user" from "offline".
+// Limited to MaxLookupsPerAddr (30) per client address per LookupWindow
+// (1 min): 429 "too many name lookups, try again in N s".
 //
 // POST /api/v1/supernodes {"addr","key","ts","sig"} → 200 {"ttl":seconds}:
 // a heartbeat. addr: a ws:// or wss:// URL with host and a port, no user
@@ -157,6 +173,13 @@
 //
 // GET /healthz → {"ok":true}. Other paths under /api/ are 404 JSON; every
 // other path goes to Config.Web (404 JSON when nil).
+//
+// # Serving
+//
+// Serve [Server.Handler] with the http.Server from [Server.HTTPServer]
+// (read, write, idle and header timeouts from Config) on a listener wrapped
+// by [Server.LimitListener] (at most MaxConnsPerAddr connections per client
+// address; package internal/connlimit).
 //
 // # Storage and keys
 //

@@ -38,7 +38,12 @@ func parseHash(encoded string) (Argon2Params, []byte, []byte, error) {
 		return p, nil, nil, ErrBadHash
 	}
 	seen := 0
-	for _, kv := range strings.Split(parts[3], ",") {
+	kvs := strings.Split(parts[3], ",")
+	if len(kvs) != 3 {
+		// m, t and p, each once (a repeated one must not override another).
+		return p, nil, nil, ErrBadHash
+	}
+	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			return p, nil, nil, ErrBadHash

@@ -150,7 +150,7 @@ func decodeN(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("request body larger than %d bytes", limit))
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
 		} else {
 			writeError(w, http.StatusBadRequest, "could not read request body")
 		}
@@ -158,6 +158,10 @@ func decodeN(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
 		writeError(w, http.StatusBadRequest, "request body is empty, want a JSON object")
+		return false
+	}
+	if msg := duplicateKey(body); msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
 		return false
 	}
 	if err := json.Unmarshal(body, v); err != nil {
@@ -243,6 +247,13 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, msg)
 		return
 	}
+	// Limited before any lookup or hashing: every attempt with a valid
+	// name and password length counts, a taken name too (so registration
+	// cannot enumerate names faster than this either).
+	addr := s.clientAddr(r)
+	if !s.allowRegistration(w, addr) {
+		return
+	}
 	ctx := r.Context()
 	if ok, err := s.st.userExists(ctx, req.User); err != nil {
 		s.writeInternal(w, r, "register", err)
@@ -263,8 +274,29 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		s.writeInternal(w, r, "register", fmt.Errorf("login: register %q: %w", req.User, err))
 		return
 	}
-	s.log.Info("registered", "user", req.User, "addr", s.clientAddr(r))
+	s.log.Info("registered", "user", req.User, "addr", addr)
 	writeJSON(w, http.StatusCreated, loginapi.UserResponse{User: req.User})
+}
+
+// allowRegistration applies the registration limits for a registration from
+// addr, per address and over all addresses; when either is reached it
+// answers 429 and returns false.
+func (s *Server) allowRegistration(w http.ResponseWriter, addr string) bool {
+	now := s.now()
+	wait := s.regLim.beginAddr(addr, now)
+	if wait == 0 {
+		if wait = s.regAllLim.beginAddr("", now); wait > 0 {
+			s.regLim.cancelAddr(addr, now)
+			s.log.Warn("registrations rate limited (all addresses)", "addr", addr, "retry_after_s", retrySeconds(wait))
+		}
+	} else {
+		s.log.Warn("registrations rate limited", "addr", addr, "retry_after_s", retrySeconds(wait))
+	}
+	if wait > 0 {
+		writeRateLimited(w, &rateLimited{what: "registrations", wait: wait})
+		return false
+	}
+	return true
 }
 
 // checkLoginFields answers 400 for a bad user name or an over-long password
@@ -389,7 +421,7 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.st.replacePasswordHash(ctx, req.User, stored, h, true); errors.Is(err, loginapi.ErrWrongPassword) {
 		// Changed concurrently: the password just checked is no longer current.
-		writeError(w, http.StatusUnauthorized, loginapi.ErrWrongPassword.Error())
+		writeError(w, http.StatusUnauthorized, errBadLogin.Error())
 		return
 	} else if err != nil {
 		s.writeInternal(w, r, "password change", fmt.Errorf("login: password %q: %w", req.User, err))
@@ -407,6 +439,13 @@ func (s *Server) handleUser(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if msg := checkUserName(name); msg != "" {
 		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	// Name lookups are limited per address: they tell which names exist.
+	addr := s.clientAddr(r)
+	if wait := s.lookupLim.beginAddr(addr, s.now()); wait > 0 {
+		s.log.Warn("name lookups rate limited", "addr", addr)
+		writeRateLimited(w, &rateLimited{what: "name lookups", wait: wait})
 		return
 	}
 	ok, err := s.st.userExists(r.Context(), name)

@@ -9,10 +9,10 @@ import (
 	"time"
 )
 
-// limiter counts failed password checks per user and per client address in a
-// sliding window. An attempt is recorded as a failure before the password is
-// checked (so that concurrent guesses cannot overshoot the limit) and taken
-// back when it turns out not to be one.
+// limiter counts events per user and per client address in a sliding
+// window: searches (both), dial-backs, contact requests, registrations and
+// name lookups (addresses only, or a user as the key). Failed password checks
+// have their own [failureLimiter].
 type limiter struct {
 	window  time.Duration
 	maxUser int
@@ -65,31 +65,11 @@ func (l *limiter) beginAddr(addr string, now time.Time) time.Duration {
 	return 0
 }
 
-// succeeded records that the attempt begun at "at" was a correct password:
-// the user's failures are cleared and the address's provisional one is
-// taken back.
-func (l *limiter) succeeded(user, addr string, at time.Time) {
+// cancelAddr takes back the event recorded for addr at "at" by beginAddr.
+func (l *limiter) cancelAddr(addr string, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.users, user)
-	l.takeBack(l.addrs, addr, at)
-}
-
-// unknownUser records that the attempt begun at "at" named no account: it
-// counts against the address only.
-func (l *limiter) unknownUser(user string, at time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.takeBack(l.users, user, at)
-}
-
-// abandon takes back both provisional failures of an attempt that ended
-// without a verdict (server error, client gone).
-func (l *limiter) abandon(user, addr string, at time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.takeBack(l.users, user, at)
-	l.takeBack(l.addrs, addr, at)
+	takeBack(l.addrs, addr, at)
 }
 
 // prune drops failures older than the window and empty entries.
@@ -110,11 +90,23 @@ func (l *limiter) size() (int, int) {
 	return len(l.users), len(l.addrs)
 }
 
-// recent prunes m[key] to failures within the window ending at now, deleting
+// recent prunes m[key] to events within the window ending at now, deleting
 // the key when none remain, and returns them.
 func (l *limiter) recent(m map[string][]time.Time, key string, now time.Time) []time.Time {
+	return recent(m, key, now, l.window)
+}
+
+// wait returns how long until fewer than limit events of f lie in the
+// window, or 0 if that is already so.
+func (l *limiter) wait(f []time.Time, limit int, now time.Time) time.Duration {
+	return wait(f, limit, now, l.window)
+}
+
+// recent prunes m[key] to events within the window ending at now, deleting
+// the key when none remain, and returns them.
+func recent[K comparable](m map[K][]time.Time, key K, now time.Time, window time.Duration) []time.Time {
 	f := m[key]
-	cut := now.Add(-l.window)
+	cut := now.Add(-window)
 	i := 0
 	for i < len(f) && !f[i].After(cut) {
 		i++
@@ -128,17 +120,19 @@ func (l *limiter) recent(m map[string][]time.Time, key string, now time.Time) []
 	return f
 }
 
-// wait returns how long until fewer than limit failures of f lie in the
+// wait returns how long until fewer than limit events of f lie in the
 // window, or 0 if that is already so.
-func (l *limiter) wait(f []time.Time, limit int, now time.Time) time.Duration {
+func wait(f []time.Time, limit int, now time.Time, window time.Duration) time.Duration {
 	if len(f) < limit {
 		return 0
 	}
-	d := f[len(f)-limit].Add(l.window).Sub(now)
+	d := f[len(f)-limit].Add(window).Sub(now)
 	return max(d, time.Nanosecond)
 }
 
-func (l *limiter) takeBack(m map[string][]time.Time, key string, at time.Time) {
+// takeBack removes the event at "at" from m[key], deleting the key when none
+// remain.
+func takeBack[K comparable](m map[K][]time.Time, key K, at time.Time) {
 	f := m[key]
 	for i := len(f) - 1; i >= 0; i-- {
 		if f[i].Equal(at) {

@@ -28,7 +28,14 @@ const (
 	MaxPasswordBytes = 1024
 	MaxSupernodeAddr = 256  // bytes of a supernode URL
 	MaxSupernodes    = 1000 // live supernode entries
+	// MaxHeaderBytes caps request headers ([Server.HTTPServer]).
+	MaxHeaderBytes = 32 << 10
 )
+
+// dummyPassword is hashed once at start: login runs a verification against
+// that hash for an unknown user, so that an unknown name costs the same
+// time as a wrong password.
+const dummyPassword = "parley-dummy-password-never-matches"
 
 const (
 	// maxDialBackIPs caps the addresses one dial-back tries (a host name
@@ -61,7 +68,15 @@ type Server struct {
 	st   store
 	priv ed25519.PrivateKey
 	pub  ed25519.PublicKey
-	lim  *limiter
+	// lim counts failed password checks; dummyHash is verified against for
+	// unknown users.
+	lim       *failureLimiter
+	dummyHash string
+	// regLim counts registrations per client address, regAllLim all of them
+	// (one key) per minute; lookupLim counts name lookups per address.
+	regLim    *limiter
+	regAllLim *limiter
+	lookupLim *limiter
 	// dialLim counts dial-backs per client address; dialSem bounds those in
 	// flight.
 	dialLim *limiter
@@ -74,6 +89,8 @@ type Server struct {
 	// hashSem bounds concurrent argon2 computations (each takes
 	// Config.Argon2.Memory KiB) to the number of CPUs.
 	hashSem chan struct{}
+	// hashes counts argon2 computations (tests).
+	hashes atomic.Int64
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -121,12 +138,19 @@ func New(cfg Config) (*Server, error) {
 		st:         st,
 		priv:       priv,
 		pub:        priv.Public().(ed25519.PublicKey),
-		lim:        newLimiter(cfg.FailureWindow, cfg.MaxFailuresPerUser, cfg.MaxFailuresPerAddr),
+		lim:        newFailureLimiter(cfg.FailureWindow, cfg.MaxFailuresPerAddr, cfg.MaxFailuresPerAddrUser, cfg.MaxFailuresPerUser),
+		regLim:     newLimiter(cfg.RegistrationWindow, 0, cfg.MaxRegistrationsPerAddr),
+		regAllLim:  newLimiter(time.Minute, 0, cfg.MaxRegistrationsPerMinute),
+		lookupLim:  newLimiter(cfg.LookupWindow, 0, cfg.MaxLookupsPerAddr),
 		dialLim:    newLimiter(cfg.DialBackWindow, 0, cfg.MaxDialBacksPerAddr),
 		dialSem:    make(chan struct{}, maxConcurrentDialBacks),
 		searchLim:  newLimiter(cfg.SearchWindow, cfg.MaxSearchesPerUser, cfg.MaxSearchesPerAddr),
 		requestLim: newLimiter(contactRequestWindow, 0, cfg.MaxContactRequestsPerDay),
 		hashSem:    make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
+	}
+	if s.dummyHash, err = hashPassword(dummyPassword, cfg.Argon2); err != nil {
+		st.close()
+		return nil, fmt.Errorf("login: new: %w", err)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
@@ -172,6 +196,9 @@ func (s *Server) janitor() {
 func (s *Server) prune(ctx context.Context) {
 	now := s.now()
 	s.lim.prune(now)
+	s.regLim.prune(now)
+	s.regAllLim.prune(now)
+	s.lookupLim.prune(now)
 	s.dialLim.prune(now)
 	s.searchLim.prune(now)
 	s.requestLim.prune(now)
@@ -246,6 +273,7 @@ func (s *Server) withHashSlot(ctx context.Context, f func()) error {
 		return ctx.Err()
 	}
 	defer func() { <-s.hashSem }()
+	s.hashes.Add(1)
 	f()
 	return nil
 }
@@ -273,9 +301,19 @@ type authFailure struct {
 	retryAfter time.Duration // for ErrRateLimited
 }
 
+// badLogin is the answer to a wrong password and to an unknown user alike,
+// so that login does not reveal which names exist.
+var badLogin = &authFailure{status: 401, err: errBadLogin}
+
+// errBadLogin is the message of [badLogin]; the client maps the 401 to
+// loginapi.ErrWrongPassword.
+var errBadLogin = errors.New("wrong user name or password")
+
 // checkPassword applies the failure limits and checks user's password. On
 // success it returns the stored hash. On refusal it returns a non-nil
-// *authFailure; on a server-side failure a non-nil error.
+// *authFailure; on a server-side failure a non-nil error. An unknown user is
+// refused exactly like a wrong password (same answer, same counts, and a
+// verification against a dummy hash so that it takes as long).
 func (s *Server) checkPassword(ctx context.Context, op, user, password, addr string) (string, *authFailure, error) {
 	start := s.now()
 	if wait := s.lim.begin(user, addr, start); wait > 0 {
@@ -283,12 +321,10 @@ func (s *Server) checkPassword(ctx context.Context, op, user, password, addr str
 		return "", &authFailure{status: 429, err: loginapi.ErrRateLimited, retryAfter: wait}, nil
 	}
 	stored, err := s.st.passwordHash(ctx, user)
-	if errors.Is(err, loginapi.ErrUnknownUser) {
-		s.lim.unknownUser(user, start)
-		s.log.Info(op+" refused", "user", user, "addr", addr, "reason", "unknown user")
-		return "", &authFailure{status: 404, err: loginapi.ErrUnknownUser}, nil
-	}
-	if err != nil {
+	unknown := errors.Is(err, loginapi.ErrUnknownUser)
+	if unknown {
+		stored = s.dummyHash
+	} else if err != nil {
 		s.lim.abandon(user, addr, start)
 		return "", nil, err
 	}
@@ -297,9 +333,13 @@ func (s *Server) checkPassword(ctx context.Context, op, user, password, addr str
 		s.lim.abandon(user, addr, start)
 		return "", nil, err
 	}
-	if !ok {
-		s.log.Info(op+" refused", "user", user, "addr", addr, "reason", "wrong password")
-		return "", &authFailure{status: 401, err: loginapi.ErrWrongPassword}, nil
+	if unknown || !ok {
+		reason := "wrong password"
+		if unknown {
+			reason = "unknown user"
+		}
+		s.log.Info(op+" refused", "user", user, "addr", addr, "reason", reason)
+		return "", badLogin, nil
 	}
 	s.lim.succeeded(user, addr, start)
 	if rehash && op == "login" {

@@ -208,7 +208,7 @@ func TestUserMessage(t *testing.T) {
 		err  error
 		want string
 	}{
-		{fmt.Errorf("login: %w", loginapi.ErrWrongPassword), "wrong password"},
+		{fmt.Errorf("login: %w", loginapi.ErrWrongPassword), "wrong user name or password"},
 		{fmt.Errorf("client: register: %w", loginapi.ErrUserExists), "that user name is taken"},
 		{fmt.Errorf("client: call bob: %w", client.ErrDeclined), "call bob: " + client.ErrDeclined.Error()},
 		{fmt.Errorf("client: %w", client.ErrNoSupernode), "no supernode reachable: is the network up? (parley up starts one)"},

@@ -46,7 +46,7 @@ func UserMessage(err error) string {
 		err error
 		msg string
 	}{
-		{loginapi.ErrWrongPassword, "wrong password"},
+		{loginapi.ErrWrongPassword, "wrong user name or password"},
 		{loginapi.ErrUnknownUser, "unknown user"},
 		{loginapi.ErrUserExists, "that user name is taken"},
 		{loginapi.ErrRateLimited, ""},

@@ -128,7 +128,9 @@ func logIn(ctx context.Context, c *client.Client, user string, pw *string) error
 	if err == nil {
 		return nil
 	}
-	if !errors.Is(err, loginapi.ErrUnknownUser) && !errors.Is(err, client.ErrNeedPassword) {
+	// The login server does not say whether a name exists: a wrong
+	// password may be a missing account. Registering tells.
+	if !errors.Is(err, loginapi.ErrUnknownUser) && !errors.Is(err, loginapi.ErrWrongPassword) && !errors.Is(err, client.ErrNeedPassword) {
 		return err
 	}
 	if *pw == "" {

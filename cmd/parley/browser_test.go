@@ -607,7 +607,7 @@ func (b *browser) screenshot() []byte {
 // page's API requests on to its login server (one origin for the page).
 func TestWebServed(t *testing.T) {
 	lAddr, sAddr, turn := freePort(t), freePort(t), freePort(t)
-	start(t, nil, "login-server", "--web", "--listen", lAddr, "--data", t.TempDir(), "--supernode-allow", "127.0.0.0/8")
+	start(t, nil, "login-server", "--max-registrations-per-addr", "1000", "--web", "--listen", lAddr, "--data", t.TempDir(), "--supernode-allow", "127.0.0.0/8")
 	loginURL := "http://" + lAddr
 	waitHTTP(t, loginURL+"/healthz")
 	start(t, []string{"PARLEY_LOGIN=" + loginURL}, "supernode", "--web", "--listen", sAddr,
@@ -650,7 +650,7 @@ func TestWebServed(t *testing.T) {
 // supernode.
 func TestWebFrontKeepsBrowsersApart(t *testing.T) {
 	lAddr, sAddr, turn := freePort(t), freePort(t), freePort(t)
-	start(t, nil, "login-server", "--listen", lAddr, "--data", t.TempDir(),
+	start(t, nil, "login-server", "--max-registrations-per-addr", "1000", "--listen", lAddr, "--data", t.TempDir(),
 		"--supernode-allow", "127.0.0.0/8", "--trusted-proxy", "127.0.0.1/32")
 	loginURL := "http://" + lAddr
 	waitHTTP(t, loginURL+"/healthz")
@@ -727,7 +727,7 @@ func TestBrowserErrors(t *testing.T) {
 	b.signUp(loginURL, "erin", "erin-password")
 	b.click("Sign out")
 	b.signIn("erin", "not-her-password")
-	b.shows("Wrong password.", 10*time.Second)
+	b.shows("Wrong user name or password.", 10*time.Second)
 	b.signIn("erin", "erin-password")
 	b.waitOnline("erin online")
 
@@ -1036,7 +1036,7 @@ func TestBrowserOverTLS(t *testing.T) {
 	cert, key := writeCert(t, net.ParseIP("127.0.0.1"), "parley.test")
 	trust := "SSL_CERT_FILE=" + cert
 	lAddr, sAddr, turn, plain := freePort(t), freePort(t), freePort(t), freePort(t)
-	start(t, []string{trust}, "login-server", "--web", "--listen", lAddr, "--data", t.TempDir(),
+	start(t, []string{trust}, "login-server", "--max-registrations-per-addr", "1000", "--web", "--listen", lAddr, "--data", t.TempDir(),
 		"--supernode-allow", "127.0.0.0/8", "--tls-cert", cert, "--tls-key", key)
 	loginURL := "https://" + lAddr
 	pool := x509.NewCertPool()
@@ -1084,7 +1084,7 @@ func TestBrowserOverTLS(t *testing.T) {
 	}
 
 	// The same page over plain http at that name.
-	start(t, nil, "login-server", "--web", "--listen", plain, "--data", t.TempDir())
+	start(t, nil, "login-server", "--max-registrations-per-addr", "1000", "--web", "--listen", plain, "--data", t.TempDir())
 	waitHTTP(t, "http://"+plain+"/healthz")
 	_, pPort, _ := net.SplitHostPort(plain)
 	b.do("open the page over http", 20*time.Second, chromedp.Navigate("http://parley.test:"+pPort+"/"))
@@ -1123,15 +1123,15 @@ func waitErr(t *testing.T, p *proc, want string) {
 func TestBrowserChoosesRelay(t *testing.T) {
 	chromiumPath(t)
 	lAddr := freePort(t)
-	start(t, nil, "login-server", "--web", "--listen", lAddr, "--data", t.TempDir(), "--supernode-allow", "127.0.0.0/8")
+	start(t, nil, "login-server", "--max-registrations-per-addr", "1000", "--web", "--listen", lAddr, "--data", t.TempDir(), "--supernode-allow", "127.0.0.0/8")
 	loginURL := "http://" + lAddr
 	waitHTTP(t, loginURL+"/healthz")
 	good, bad := freePortOn(t, "127.0.0.3"), freePortOn(t, "127.0.0.2")
 	rl := start(t, nil, "relay", "--public-addr", "127.0.0.2", "--turn-udp", bad, "--turn-tcp", bad,
-		"--turn-secret", "not-the-secret-of-this-network", "--relay-allow-peer", "127.0.0.0/8")
+		"--turn-secret-file", secretFile(t, "not-the-secret-of-this-network"), "--relay-allow-peer", "127.0.0.0/8")
 	waitErr(t, rl, "relay listening")
 	sn := start(t, []string{"PARLEY_LOGIN=" + loginURL}, "supernode", "--listen", freePortOn(t, "127.0.0.3"),
-		"--turn-udp", good, "--turn-tcp", good, "--turn-secret", "the-secret-of-this-parley-network",
+		"--turn-udp", good, "--turn-tcp", good, "--turn-secret-file", secretFile(t, "the-secret-of-this-parley-network"),
 		"--relay", bad, "--relay-allow-peer", "127.0.0.0/8")
 	waitErr(t, sn, "listed by the login server")
 

@@ -406,8 +406,9 @@ func TestCLIErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"wrong password", wrongPw, []string{"login", "alice"}, "wrong password"},
-		{"unknown user login", userEnv(t, loginURL, "whatever1"), []string{"login", "zed"}, "unknown user"},
+		{"wrong password", wrongPw, []string{"login", "alice"}, "wrong user name or password"},
+		// The login server does not tell a missing name from a wrong password.
+		{"unknown user login", userEnv(t, loginURL, "whatever1"), []string{"login", "zed"}, "wrong user name or password"},
 		{"call unknown user", alice, []string{"call", "nobody-here"}, "unknown user"},
 		{"call offline user", alice, []string{"call", "carol"}, "offline"},
 		{"call declined", alice, []string{"call", "dave"}, "declined"},
@@ -418,6 +419,11 @@ func TestCLIErrors(t *testing.T) {
 		{"bad user name", alice, []string{"call", "Not A User"}, "invalid user name"},
 		{"unknown command", alice, []string{"frobnicate"}, "unknown command"},
 		{"no password", []string{"PARLEY_LOGIN=" + loginURL, "PARLEY_HOME=" + t.TempDir(), "PARLEY_PASSWORD="}, []string{"login", "alice"}, "PARLEY_PASSWORD"},
+		// Secrets never on the command line, where every user can read them.
+		{"turn secret in argv", alice, []string{"relay", "--public-addr", "127.0.0.1", "--turn-secret", "sixteen-chars-or-more"}, "--turn-secret-file"},
+		{"turn secret too short", append(alice, "PARLEY_TURN_SECRET=short"), []string{"relay", "--public-addr", "127.0.0.1"}, "at least 16"},
+		{"missing turn secret file", alice, []string{"relay", "--public-addr", "127.0.0.1", "--turn-secret-file", "/nonexistent"}, "no such file"},
+		{"database password in argv", alice, []string{"login-server", "--db", "postgres://parley:hunter2@127.0.0.1/parley"}, "PARLEY_DB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -435,6 +441,17 @@ func TestCLIErrors(t *testing.T) {
 			t.Logf("%s → %s", strings.Join(tt.args, " "), last)
 		})
 	}
+}
+
+// secretFile writes a TURN secret to a file of the test's, for
+// --turn-secret-file.
+func secretFile(t testing.TB, secret string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "turn-secret")
+	if err := os.WriteFile(p, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func lastLine(s string) string {
@@ -459,7 +476,7 @@ func TestCLIPasswd(t *testing.T) {
 	other := func(pw string) []string {
 		return []string{"PARLEY_LOGIN=" + loginURL, "PARLEY_HOME=" + t.TempDir(), "PARLEY_PASSWORD=" + pw}
 	}
-	if _, errOut, code := runParley(t, other("first-password"), "login", "pat"); code == 0 || !strings.Contains(errOut, "wrong password") {
+	if _, errOut, code := runParley(t, other("first-password"), "login", "pat"); code == 0 || !strings.Contains(errOut, "wrong user name or password") {
 		t.Errorf("old password: exit %d, %q; want wrong password", code, lastLine(errOut))
 	}
 	if _, errOut, code := runParley(t, other("second-password"), "login", "pat"); code != 0 {

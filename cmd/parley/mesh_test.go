@@ -43,7 +43,7 @@ func startMeshLab(t *testing.T, n int) *meshLab {
 	lh, err := lab.AddPublicHost("login")
 	must(t, err)
 	ml := &meshLab{lab: lab, loginURL: "http://" + lh.IP.String() + ":8080"}
-	startIn(t, lh.NS, nil, "login-server", "--listen", lh.IP.String()+":8080", "--data", t.TempDir(), "--supernode-allow", labAllow)
+	startIn(t, lh.NS, nil, "login-server", "--max-registrations-per-addr", "1000", "--listen", lh.IP.String()+":8080", "--data", t.TempDir(), "--supernode-allow", labAllow)
 	for i := 1; i <= n; i++ {
 		h, err := lab.AddPublicHost(fmt.Sprintf("sn%d", i))
 		must(t, err)

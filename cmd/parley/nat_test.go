@@ -45,7 +45,7 @@ func startNATLabOn(t testing.TB, lab *netlab.Lab, srvDelay time.Duration, supern
 	}
 	ip := srv.IP.String()
 	n := &natLab{lab: lab, srv: srv, loginURL: "http://" + ip + ":8080"}
-	startIn(t, srv.NS, nil, "login-server", "--listen", ip+":8080", "--data", t.TempDir(), "--supernode-allow", labAllow)
+	startIn(t, srv.NS, nil, "login-server", "--max-registrations-per-addr", "1000", "--listen", ip+":8080", "--data", t.TempDir(), "--supernode-allow", labAllow)
 	// The lab's internet is the benchmark range, which a public relay refuses
 	// to relay to; this lab allows it, as an operator's lab would.
 	sn := startIn(t, srv.NS, []string{"PARLEY_LOGIN=" + n.loginURL}, append([]string{"supernode",
@@ -462,8 +462,8 @@ func TestRelayChoiceServesBothEnds(t *testing.T) {
 	const secret = "a-secret-shared-by-relays-and-supernodes"
 	ip2 := r2.IP.String()
 	rl := startIn(t, r2.NS, nil, "relay", "--public-addr", ip2, "--turn-udp", ip2+":3478", "--turn-tcp", ip2+":3478",
-		"--turn-secret", secret, "--relay-allow-peer", "198.18.0.0/15")
-	n := startNATLabOn(t, lab, 0, "--relay", ip2+":3478", "--turn-secret", secret)
+		"--turn-secret-file", secretFile(t, secret), "--relay-allow-peer", "198.18.0.0/15")
+	n := startNATLabOn(t, lab, 0, "--relay", ip2+":3478", "--turn-secret-file", secretFile(t, secret))
 	for i := 0; i < 100; i++ {
 		if _, errOut := rl.output(); strings.Contains(errOut, "relay listening") {
 			break
@@ -505,8 +505,8 @@ func TestRelayChoicePrefersTheNearerRelay(t *testing.T) {
 	const secret = "a-secret-shared-by-relays-and-supernodes"
 	ip2 := r2.IP.String()
 	rl := startIn(t, r2.NS, nil, "relay", "--public-addr", ip2, "--turn-udp", ip2+":3478", "--turn-tcp", ip2+":3478",
-		"--turn-secret", secret, "--relay-allow-peer", "198.18.0.0/15")
-	n := startNATLabOn(t, lab, 80*time.Millisecond, "--relay", ip2+":3478", "--turn-secret", secret)
+		"--turn-secret-file", secretFile(t, secret), "--relay-allow-peer", "198.18.0.0/15")
+	n := startNATLabOn(t, lab, 80*time.Millisecond, "--relay", ip2+":3478", "--turn-secret-file", secretFile(t, secret))
 	for i := 0; i < 100; i++ {
 		if _, errOut := rl.output(); strings.Contains(errOut, "relay listening") {
 			break

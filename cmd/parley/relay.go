@@ -50,26 +50,41 @@ func (h *hostList) Set(s string) error {
 	return nil
 }
 
+// secretFlags are where a TURN-REST secret may come from: a file or the
+// environment, never the command line, which every user of the machine can
+// read (/proc/PID/cmdline); argv is the refused --turn-secret.
+type secretFlags struct{ argv, file string }
+
 // relayFlags registers the relay's flags (`parley relay` and `parley
-// supernode`) into cfg; the secret stays as given (see secretBytes).
-func relayFlags(fs *flag.FlagSet, cfg *cluster.RelayConfig, secret *string) {
+// supernode`) into cfg; the secret is read by secretBytes.
+func relayFlags(fs *flag.FlagSet, cfg *cluster.RelayConfig, secret *secretFlags) {
 	fs.StringVar(&cfg.UDP, "turn-udp", "", "TURN/STUN over UDP `ADDR` (default: port 3478 of the listen host; \"off\" disables)")
 	fs.StringVar(&cfg.TCP, "turn-tcp", "", "TURN over TCP `ADDR` (default: port 3478 of the listen host; \"off\" disables)")
 	fs.StringVar(&cfg.TLS, "turn-tls", "", "TURN over TLS `ADDR`, e.g. :443 (needs --tls-cert and --tls-key; default off)")
-	fs.StringVar(secret, "turn-secret", "", "TURN-REST shared `SECRET` (env PARLEY_TURN_SECRET; default: random, for a relay used only in-process)")
+	fs.StringVar(&secret.file, "turn-secret-file", "", "`FILE` holding the TURN-REST shared secret (or env PARLEY_TURN_SECRET; default: random, for a relay used only in-process)")
+	fs.StringVar(&secret.argv, "turn-secret", "", "refused: a secret on the command line is readable by every user of the machine; use --turn-secret-file or PARLEY_TURN_SECRET")
 	fs.Var((*cidrList)(&cfg.AllowPeers), "relay-allow-peer", "allow relaying to `CIDR` despite the deny list (labs only; repeatable)")
 }
 
-// secretBytes is --turn-secret, else PARLEY_TURN_SECRET; nil when neither is set.
-func secretBytes(s string) ([]byte, error) {
-	if s == "" {
-		s = os.Getenv("PARLEY_TURN_SECRET")
+// secretBytes is the secret of --turn-secret-file (a trailing newline
+// dropped), else PARLEY_TURN_SECRET; nil when neither is set.
+func secretBytes(f secretFlags) ([]byte, error) {
+	if f.argv != "" {
+		return nil, usageError{"--turn-secret is refused: a secret on the command line is readable by every user of this machine (/proc/PID/cmdline); put it in a file (--turn-secret-file FILE, mode 0600) or in PARLEY_TURN_SECRET"}
+	}
+	s := os.Getenv("PARLEY_TURN_SECRET")
+	if f.file != "" {
+		b, err := os.ReadFile(f.file)
+		if err != nil {
+			return nil, usageError{fmt.Sprintf("--turn-secret-file: %v", err)}
+		}
+		s = strings.TrimRight(string(b), "\r\n")
 	}
 	if s == "" {
 		return nil, nil
 	}
 	if len(s) < 16 {
-		return nil, usageError{"--turn-secret must be at least 16 characters"}
+		return nil, usageError{"the TURN secret must be at least 16 characters"}
 	}
 	return []byte(s), nil
 }
@@ -105,7 +120,7 @@ func resolveIP(host string) (net.IP, error) {
 func cmdRelay(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
 	var cfg cluster.RelayConfig
-	var secret string
+	var secret secretFlags
 	relayFlags(fs, &cfg, &secret)
 	public := fs.String("public-addr", "", "the relay's public `HOST` (required)")
 	cert := fs.String("tls-cert", "", "TLS certificate `FILE` for --turn-tls")
@@ -123,7 +138,7 @@ func cmdRelay(ctx context.Context, e *env, args []string) error {
 	if cfg.Secret, err = secretBytes(secret); err != nil {
 		return err
 	} else if cfg.Secret == nil {
-		return usageError{"relay: --turn-secret (or PARLEY_TURN_SECRET) is required: supernodes hand out credentials with it"}
+		return usageError{"relay: --turn-secret-file (or PARLEY_TURN_SECRET) is required: supernodes hand out credentials with it"}
 	}
 	if cfg.IP, err = resolveIP(*public); err != nil {
 		return err

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/parley/parley/client/console"
 	"github.com/parley/parley/internal/cluster"
+	"github.com/parley/parley/login"
 )
 
 func checkTLS(cert, key string) error {
@@ -29,17 +31,26 @@ func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "listen `ADDR`")
 	fs.StringVar(&cfg.Login.DataDir, "data", "./parley-data", "`DIR` for the signing key (and the SQLite database by default)")
-	fs.StringVar(&cfg.Login.DB, "db", "", "SQLite `PATH_OR_DSN` (default DIR/login.db), or a postgres:// URL shared by several login servers")
+	fs.StringVar(&cfg.Login.DB, "db", os.Getenv("PARLEY_DB"), "SQLite `PATH_OR_DSN` (default DIR/login.db), or a postgres:// URL shared by several login servers, without its password (env PARLEY_DB; the password from PGPASSWORD or ~/.pgpass)")
 	fs.StringVar(&cfg.CertFile, "tls-cert", "", "TLS certificate `FILE`")
 	fs.StringVar(&cfg.KeyFile, "tls-key", "", "TLS key `FILE`")
 	fs.BoolVar(&cfg.Web, "web", false, "serve the web client at /")
 	fs.Var((*cidrList)(&cfg.Login.DialBackAllow), "supernode-allow", "`CIDR` the login server may dial supernodes back in although it is loopback, private or special (labs; repeatable)")
+	fs.IntVar(&cfg.Login.MaxRegistrationsPerAddr, "max-registrations-per-addr", login.DefaultMaxRegistrationsPerAddr, "accounts one address may create an hour")
+	fs.IntVar(&cfg.Login.MaxRegistrationsPerMinute, "max-registrations-per-minute", login.DefaultMaxRegistrationsPerMinute, "accounts all addresses together may create a minute")
+	fs.IntVar(&cfg.Login.MaxLookupsPerAddr, "max-lookups-per-addr", login.DefaultMaxLookupsPerAddr, "user name lookups one address may make a minute")
+	fs.IntVar(&cfg.Login.MaxFailuresPerAddr, "max-failures-per-addr", login.DefaultMaxFailuresPerAddr, "failed logins one address may make in 5 minutes")
+	fs.IntVar(&cfg.Login.MaxFailuresPerAddrUser, "max-failures-per-addr-user", login.DefaultMaxFailuresPerAddrUser, "failed logins one address may make for one user in 5 minutes")
+	fs.IntVar(&cfg.Login.MaxConnsPerAddr, "max-conns-per-addr", login.DefaultMaxConnsPerAddr, "connections one address may hold at once")
 	fs.Var((*cidrList)(&cfg.Login.TrustedProxies), "trusted-proxy", "`CIDR` of front ends (supernodes with --web) whose X-Forwarded-For names the browser, for rate limits (repeatable)")
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
 	if err := checkTLS(cfg.CertFile, cfg.KeyFile); err != nil {
 		return err
+	}
+	if dbHasPassword(cfg.Login.DB) && os.Getenv("PARLEY_DB") != cfg.Login.DB {
+		return usageError{"--db: a password on the command line is readable by every user of this machine (/proc/PID/cmdline); give the URL in PARLEY_DB, or the password in PGPASSWORD or ~/.pgpass"}
 	}
 	cfg.Logger = e.logger(slog.LevelInfo)
 	return cluster.RunLogin(ctx, cfg)
@@ -48,9 +59,10 @@ func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 func cmdSupernode(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("supernode", flag.ContinueOnError)
 	var cfg cluster.SupernodeConfig
-	var secret, loginKey string
+	var loginKey string
+	var secret secretFlags
 	relayFlags(fs, &cfg.Relay, &secret)
-	fs.Var((*hostList)(&cfg.ExternalRelays), "relay", "also offer the standalone relay at `HOST[:PORT]` (sharing --turn-secret; repeatable)")
+	fs.Var((*hostList)(&cfg.ExternalRelays), "relay", "also offer the standalone relay at `HOST[:PORT]` (sharing the TURN secret; repeatable)")
 	fs.StringVar(&cfg.Listen, "listen", ":8081", "listen `ADDR`")
 	fs.StringVar(&cfg.PublicAddr, "public-addr", "", "`HOST` clients reach this supernode at (default: the listen host, else 127.0.0.1)")
 	fs.StringVar(&cfg.CertFile, "tls-cert", "", "TLS certificate `FILE`")
@@ -80,7 +92,7 @@ func cmdSupernode(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(cfg.ExternalRelays) > 0 && cfg.Relay.Secret == nil {
-		return usageError{"--relay needs --turn-secret (or PARLEY_TURN_SECRET): the secret the relays share"}
+		return usageError{"--relay needs --turn-secret-file (or PARLEY_TURN_SECRET): the secret the relays share"}
 	}
 	if cfg.Web && cluster.CheckWebLoginURL(cfg.LoginURL) != nil {
 		return usageError{fmt.Sprintf("--web: the login URL %q is not an http(s) URL", cfg.LoginURL)}
@@ -131,4 +143,19 @@ Call echo from another terminal:
 
 Ctrl-C stops the network; accounts stay in %[4]s.
 `, n.LoginURL, n.SupernodeAddr, self, data)
+}
+
+// dbHasPassword reports whether a PostgreSQL URL or key=value DSN carries a
+// password.
+func dbHasPassword(dsn string) bool {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		_, set := u.User.Password()
+		return set || u.Query().Has("password")
+	}
+	for _, f := range strings.Fields(dsn) {
+		if strings.HasPrefix(f, "password=") {
+			return true
+		}
+	}
+	return false
 }

@@ -56,7 +56,7 @@ func TestTLSRelayThroughStrictFirewall(t *testing.T) {
 	loginURL := "http://" + ip + ":8080"
 	// The login server dials the supernode back over TLS: it trusts the lab's
 	// certificate the same way.
-	startIn(t, srv.NS, []string{"SSL_CERT_FILE=" + cert}, "login-server", "--listen", ip+":8080", "--data", t.TempDir(), "--supernode-allow", labAllow)
+	startIn(t, srv.NS, []string{"SSL_CERT_FILE=" + cert}, "login-server", "--max-registrations-per-addr", "1000", "--listen", ip+":8080", "--data", t.TempDir(), "--supernode-allow", labAllow)
 	sn := startIn(t, srv.NS, []string{"PARLEY_LOGIN=" + loginURL}, "supernode",
 		"--listen", ip+":8443", "--public-addr", ip, "--tls-cert", cert, "--tls-key", key,
 		"--turn-udp", ip+":3478", "--turn-tcp", ip+":3478", "--turn-tls", ip+":443",

@@ -55,5 +55,5 @@ func RunLogin(ctx context.Context, cfg LoginConfig) error {
 		return err
 	}
 	log.Info("login server listening", "addr", ln.Addr().String(), "tls", cfg.CertFile != "")
-	return Serve(ctx, ln, ls.Handler(), cfg.CertFile, cfg.KeyFile, log)
+	return Serve(ctx, ls.LimitListener(ln), ls.HTTPServer(), cfg.CertFile, cfg.KeyFile, log)
 }

@@ -25,13 +25,16 @@ import (
 // context ends.
 const shutdownTimeout = 5 * time.Second
 
-// Serve serves h on ln (with TLS when certFile and keyFile are set) until ctx
-// ends, then shuts the server down and returns nil; it returns early with the
-// error that stops the server otherwise. It closes ln. A nil log discards the
-// server's logs.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, certFile, keyFile string, log *slog.Logger) error {
+// Serve serves srv on ln (with TLS when certFile and keyFile are set) until
+// ctx ends, then shuts the server down and returns nil; it returns early with
+// the error that stops the server otherwise. It closes ln. The server's
+// timeouts and limits are its maker's (login.Server.HTTPServer,
+// supernode.Server.HTTPServer); a nil srv.ErrorLog logs to log at debug level.
+func Serve(ctx context.Context, ln net.Listener, srv *http.Server, certFile, keyFile string, log *slog.Logger) error {
 	log = orDiscard(log)
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	if srv.ErrorLog == nil {
+		srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if certFile != "" {

@@ -165,7 +165,7 @@ func RunSupernode(ctx context.Context, cfg SupernodeConfig) error {
 		}
 		log.Info("serving the web client", "url", strings.Replace(advertise, "/v1/ws", "/", 1), "login", cfg.LoginURL)
 	}
-	return Serve(ctx, ln, h, cfg.CertFile, cfg.KeyFile, log)
+	return Serve(ctx, ln, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, cfg.CertFile, cfg.KeyFile, log)
 }
 
 // resolveIP returns the address host (an IP or a name) stands for.

@@ -66,6 +66,10 @@ func (cfg UpConfig) withDefaults() UpConfig {
 	return cfg
 }
 
+// loopbackLimit is what `parley up` allows per address (all of its users
+// share 127.0.0.1) where a public server allows a few.
+const loopbackLimit = 10000
+
 // Up runs a complete network on 127.0.0.1 until ctx ends or one of its
 // parts fails: a login server on SQLite serving the web page, a supernode
 // with its STUN service and relay, and the echo user ([echo.Run]). It
@@ -77,8 +81,12 @@ func Up(ctx context.Context, cfg UpConfig) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
+	// Every user of this network comes from 127.0.0.1: the limits per
+	// address are the whole network's here, so they are raised.
 	ls, err := login.New(login.Config{DB: filepath.Join(cfg.DataDir, "login.db"), DataDir: cfg.DataDir, Logger: log,
-		Web: web.Handler(), DialBackAllow: []netip.Prefix{loopback}})
+		Web: web.Handler(), DialBackAllow: []netip.Prefix{loopback},
+		MaxRegistrationsPerAddr: loopbackLimit, MaxRegistrationsPerMinute: loopbackLimit, MaxLookupsPerAddr: loopbackLimit,
+		MaxConnsPerAddr: loopbackLimit})
 	if err != nil {
 		return err
 	}
@@ -113,7 +121,9 @@ func Up(ctx context.Context, cfg UpConfig) error {
 			})
 		})
 	}
-	part(func(ctx context.Context) error { return Serve(ctx, lln, ls.Handler(), "", "", log) })
+	part(func(ctx context.Context) error {
+		return Serve(ctx, ls.LimitListener(lln), ls.HTTPServer(), "", "", log)
+	})
 	part(func(ctx context.Context) error {
 		return RunSupernode(ctx, SupernodeConfig{
 			LoginURL: nw.LoginURL, LoginKey: ls.PublicKey(), Login: loginapi.NewClient(nw.LoginURL, nil),

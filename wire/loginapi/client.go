@@ -21,6 +21,10 @@ import (
 // maxResponseBytes caps how much of a response the client reads.
 const maxResponseBytes = 2 << 20
 
+// MaxRetryAfter caps [APIError.RetryAfter]: a longer wait announced by a
+// server (or anything claiming to be one) is cut to it.
+const MaxRetryAfter = 7 * 24 * time.Hour
+
 // Client talks to a login server's HTTP API. It is safe for concurrent use.
 type Client struct {
 	base string
@@ -47,16 +51,18 @@ func (c *Client) WithClock(now func() time.Time) *Client {
 }
 
 // Register creates an account. Errors: ErrUserExists, ErrBadRequest (invalid
-// name or password length), ErrUnreachable, ErrServer.
+// name or password length), ErrRateLimited (too many registrations from this
+// address or in all; see [APIError.RetryAfter]), ErrUnreachable, ErrServer.
 func (c *Client) Register(ctx context.Context, user, password string) error {
 	var out UserResponse
 	return c.do(ctx, http.MethodPost, "/api/v1/register", RegisterRequest{User: user, Password: password}, &out, nil)
 }
 
 // Login checks the password and returns a credential binding user to pub,
-// a refresh token and the supernode list. Errors: ErrUnknownUser,
-// ErrWrongPassword, ErrRateLimited (see [APIError.RetryAfter]), ErrBadRequest,
-// ErrUnreachable, ErrServer.
+// a refresh token and the supernode list. Errors: ErrWrongPassword (a wrong
+// password or an unknown user: the server does not say which),
+// ErrRateLimited (see [APIError.RetryAfter]), ErrBadRequest, ErrUnreachable,
+// ErrServer. (ErrUnknownUser only from a server older than that rule.)
 func (c *Client) Login(ctx context.Context, user, password string, pub ed25519.PublicKey) (*LoginResponse, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("login: public key is %d bytes, want %d: %w", len(pub), ed25519.PublicKeySize, ErrBadRequest)
@@ -126,7 +132,8 @@ func (c *Client) Key(ctx context.Context) (ed25519.PublicKey, error) {
 }
 
 // UserExists reports whether an account named user exists (false means
-// "unknown user", as opposed to merely offline).
+// "unknown user", as opposed to merely offline). The server limits these
+// lookups per client address: ErrRateLimited (see [APIError.RetryAfter]).
 func (c *Client) UserExists(ctx context.Context, user string) (bool, error) {
 	var out UserResponse
 	err := c.do(ctx, http.MethodGet, "/api/v1/users/"+url.PathEscape(user), nil, &out,
@@ -329,7 +336,8 @@ func (c *Client) apiError(resp *http.Response, raw []byte, kinds map[int]error) 
 			secs, _ = strconv.ParseInt(resp.Header.Get("Retry-After"), 10, 64)
 		}
 		if secs > 0 {
-			ae.RetryAfter = time.Duration(secs) * time.Second
+			// Clamped: a huge value must not overflow into a negative wait.
+			ae.RetryAfter = time.Duration(min(secs, int64(MaxRetryAfter/time.Second))) * time.Second
 		}
 	}
 	if ae.Kind == ErrServer {

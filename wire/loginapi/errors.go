@@ -11,15 +11,21 @@ import (
 var (
 	// ErrUserExists: registration of a name that is taken (HTTP 409).
 	ErrUserExists = errors.New("user already exists")
-	// ErrUnknownUser: no account has this name (HTTP 404).
+	// ErrUnknownUser: no account has this name (HTTP 404 on the user
+	// endpoints and GET /api/v1/users/{name}). Login and password change do
+	// not return it: they answer an unknown user exactly like a wrong
+	// password (ErrWrongPassword), so that they do not reveal which names
+	// exist.
 	ErrUnknownUser = errors.New("unknown user")
-	// ErrWrongPassword: the password does not match (HTTP 401 on login and
-	// password change).
+	// ErrWrongPassword: the user name or the password is wrong (HTTP 401 on
+	// login and password change; the server does not say which, and its
+	// message is "wrong user name or password").
 	ErrWrongPassword = errors.New("wrong password")
-	// ErrRateLimited: too many failed logins for the user or the client
-	// address in the failure window (HTTP 429); the client also returns it
-	// for the other 429s of the user endpoints (too many searches or
-	// contact requests), whose message says which.
+	// ErrRateLimited: too many failed logins from the client address, or
+	// for the user from that address, in the failure window (HTTP 429); the
+	// client also returns it for the other 429s (too many registrations,
+	// name lookups, searches or contact requests), whose message says
+	// which.
 	ErrRateLimited = errors.New("too many failed logins")
 	// ErrUnauthorized: a user endpoint got no credential, or one that does
 	// not verify with the login server's key or has expired (HTTP 401).
@@ -91,7 +97,7 @@ type APIError struct {
 	// response when it had none).
 	Message string
 	// RetryAfter is set on ErrRateLimited and ErrDialBackLimited: how long
-	// to wait before trying again.
+	// to wait before trying again (at most MaxRetryAfter).
 	RetryAfter time.Duration
 	// Item is the index of the item a refused mailbox post names (the
 	// first one that could not be stored); -1 when the answer names none.

@@ -55,7 +55,7 @@ function connState(text, cls) {
 
 function loginMessage(e, user) {
   if (!(e instanceof LoginError)) return e.message;
-  if (e.status === 401 && /wrong password/.test(e.message)) return "Wrong password.";
+  if (e.status === 401 && /wrong (user name or )?password/.test(e.message)) return "Wrong user name or password.";
   if (e.status === 404 && /unknown user/.test(e.message)) return `There is no user called ${user}. Sign up to create it.`;
   if (e.status === 409) return `The user name ${user} is taken. Choose another, or sign in.`;
   if (e.status === 429) return `Too many attempts; try again in ${e.retryAfter || "a few"} seconds.`;
