@@ -24,12 +24,19 @@ type fixture struct {
 	url       string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
+
+// newFixtureWith is newFixture with a Config edited by edit (nil: none).
+func newFixtureWith(t *testing.T, edit func(*supernode.Config)) *fixture {
 	t.Helper()
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	hs := httptest.NewUnstartedServer(nil)
 	name := hs.Listener.Addr().String()
-	srv, err := supernode.New(supernode.Config{LoginKey: pub, Name: name, PingInterval: time.Second})
+	cfg := supernode.Config{LoginKey: pub, Name: name, PingInterval: time.Second}
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv, err := supernode.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
