@@ -1,12 +1,13 @@
 # Parley's two commands are `make up` and `make test`; both install what is
-# missing first (scripts/deps.sh). `make bench` runs the benchmarks in docs/.
+# missing first (scripts/deps.sh). `make bench` runs the benchmarks in docs/;
+# `make fuzz` runs every fuzz target for FUZZTIME (default 30s) each.
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 export GOFLAGS := -buildvcs=false
 GO ?= go
 BIN := bin/parley
 
-.PHONY: up test bench deps build clean
+.PHONY: up test bench fuzz deps build clean
 
 up: build
 	./$(BIN) up
@@ -20,6 +21,9 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'RefreshTraffic|SupernodeMemoryPerClient' -benchtime 1x ./supernode/
 	$(GO) test -run '^$$' -bench 'CallSetup|MessageDelivered' -benchtime 20x ./client/
 	$(GO) test -run '^$$' -bench LabCallSetup -benchtime 5x ./cmd/parley/
+
+fuzz: deps
+	scripts/fuzz.sh
 
 build: deps
 	$(GO) build -o $(BIN) ./cmd/parley

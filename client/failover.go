@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/parley/parley/internal/backoff"
 	"github.com/parley/parley/wire/signal"
 	"github.com/parley/parley/wire/snapi"
 )
@@ -40,13 +41,10 @@ const (
 )
 
 // backoffDelay is the wait before reconnect attempt n (0-based): full jitter,
-// uniform in [0, min(retryCap, firstRetryMax·2^n)].
+// uniform in [0, min(retryCap, firstRetryMax·2^n)], for any n (the shared
+// internal/backoff never overflows).
 func backoffDelay(n int, r *rand.Rand) time.Duration {
-	limit := retryCap
-	if n < 16 {
-		limit = min(retryCap, firstRetryMax<<n)
-	}
-	return time.Duration(r.Int64N(int64(limit) + 1))
+	return backoff.Policy{Base: firstRetryMax, Cap: retryCap, Rand: r.Int64N}.Delay(n)
 }
 
 // connNow returns the current supernode connection, nil while reconnecting.

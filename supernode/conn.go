@@ -6,8 +6,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +35,9 @@ type conn struct {
 	reqs    chan *snapi.Frame // sends, lookups, dial-backs and presence, served in order
 	remote  string            // host:port the client connects from
 
-	replaced atomic.Bool // closed by a reattach of its client (see replace)
+	replaced atomic.Bool  // closed by a reattach of its client (see replace)
+	lastRead atomic.Int64 // when the client last sent a frame (Unix ns, s.now)
+	attached bool         // counted in s.users (read loop's goroutine only)
 
 	pmu    sync.Mutex // guards the presence fields
 	status string     // as set by the client; "" until its first TypePresence
@@ -77,12 +81,20 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(snapi.MaxFrameSize)
+	addr := addrKey(r.RemoteAddr)
+	if !s.admitAddr(addr) {
+		s.log.Warn("refused a connection: too many from one address", "addr", addr, "max", s.cfg.MaxSessionsPerAddr)
+		refuse(ws, fmt.Sprintf("too many connections from your address (%d); try another supernode", s.cfg.MaxSessionsPerAddr))
+		return
+	}
+	defer s.releaseAddr(addr)
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	c := &conn{ws: ws, out: make(chan []byte, s.cfg.SendQueue), cancel: cancel,
 		sends:  rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst),
 		reqs:   make(chan *snapi.Frame, requestQueue),
 		remote: r.RemoteAddr}
+	c.lastRead.Store(s.now().UnixNano())
 
 	var wwg sync.WaitGroup
 	wwg.Add(2)
@@ -100,7 +112,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		ws.CloseNow() // shutting down: do not wait for a slow client's writes
 	}
 	wwg.Wait()
-	if c.user != "" {
+	if c.attached {
 		s.detach(c)
 	}
 	code, reason := websocket.StatusNormalClosure, ""
@@ -144,6 +156,14 @@ func (s *Server) writeLoop(ctx context.Context, c *conn) {
 				c.cancel()
 				continue
 			}
+			if idle := s.cfg.IdleTimeout; idle > 0 && s.now().Sub(time.Unix(0, c.lastRead.Load())) > idle {
+				// Answering pings costs a client nothing: a session that
+				// never speaks (live clients refresh their presence every
+				// minute) is let go.
+				s.sendError(c, "", snapi.CodeLimit, fmt.Sprintf("no frame for %v; closing an idle connection", idle))
+				c.cancel()
+				continue
+			}
 			pctx, cancel := context.WithTimeout(ctx, s.cfg.PingInterval)
 			err := c.ws.Ping(pctx)
 			cancel()
@@ -166,6 +186,55 @@ func (s *Server) send(c *conn, f snapi.Frame) {
 
 func (s *Server) sendError(c *conn, id, code, msg string) {
 	s.send(c, snapi.Frame{Type: snapi.TypeError, ID: id, Code: code, Error: truncate(msg, 200)})
+}
+
+// addrKey is the address connections are counted by: the IP of remote
+// (host:port), or its /64 for IPv6, where one subscriber holds a whole /64.
+func addrKey(remote string) string {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return remote
+	}
+	a := ap.Addr().Unmap().WithZone("")
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
+// admitAddr takes one of addr's MaxSessionsPerAddr connection slots; false
+// when there is none left.
+func (s *Server) admitAddr(addr string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if limit := s.cfg.MaxSessionsPerAddr; limit > 0 && s.byAddr[addr] >= limit {
+		return false
+	}
+	s.byAddr[addr]++
+	return true
+}
+
+func (s *Server) releaseAddr(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byAddr[addr]--; s.byAddr[addr] <= 0 {
+		delete(s.byAddr, addr)
+	}
+}
+
+// refuse tells a client just accepted why it is turned away (a CodeLimit
+// error frame, instead of the challenge) and drops its connection at once:
+// a refused connection must cost next to nothing, so no closing handshake is
+// waited for.
+func refuse(ws *websocket.Conn, msg string) {
+	b, err := snapi.EncodeFrame(snapi.Frame{Type: snapi.TypeError, Code: snapi.CodeLimit, Error: truncate(msg, 200)})
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ws.Write(ctx, websocket.MessageText, b)
+		cancel()
+	}
+	ws.CloseNow()
 }
 
 func newSessionID() string {

@@ -42,7 +42,12 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 	if f.Session != "" {
 		s.replace(c, f.Session)
 	}
-	s.attach(c)
+	if err := s.attach(c); err != nil {
+		s.log.Warn("refused a session: too many for this user", "user", c.user, "remote", remote, "max", s.cfg.MaxSessionsPerUser)
+		s.sendError(c, "", snapi.CodeLimit, fmt.Sprintf("too many sessions for this user (%d); close one or try another supernode", s.cfg.MaxSessionsPerUser))
+		return err
+	}
+	c.attached = true
 	s.mesh.publishNow(ctx, c.user)
 	s.log.Info("attached", "user", c.user, "session", c.session, "remote", remote)
 	s.send(c, snapi.Frame{Type: snapi.TypeAttached, User: c.user, Session: c.session, ICEServers: s.iceServers(c.user),
@@ -86,6 +91,9 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 
 func (s *Server) readFrame(ctx context.Context, c *conn) (snapi.Frame, error) {
 	typ, b, err := c.ws.Read(ctx)
+	if err == nil {
+		c.lastRead.Store(s.now().UnixNano())
+	}
 	if err != nil {
 		if websocket.CloseStatus(err) != -1 {
 			return snapi.Frame{}, io.EOF

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/internal/backoff"
 	"github.com/parley/parley/internal/nodeid"
 )
 
@@ -20,7 +21,22 @@ type memberState struct {
 	lastOK   time.Time // last answered ping
 	since    time.Time // when it was learned or last went down
 	left     bool      // said goodbye; not re-admitted until it pings again
+	// An unverified one (a candidate, or a member that went down) is
+	// pinged with a backoff: fails pings in a row failed, the next is due
+	// at retryAt. Its own ping to us makes it due at once.
+	fails   int
+	retryAt time.Time
 }
+
+// probeRetry is the backoff of pings to a supernode that does not answer
+// (and is not on the ring): from every ProbeInterval to every
+// candidateRetryCap ProbeIntervals (30 s by default), with jitter.
+func probeRetry(interval time.Duration) backoff.Policy {
+	return backoff.Policy{Floor: interval, Base: interval, Cap: candidateRetryCap * interval}
+}
+
+// candidateRetryCap is probeRetry's cap, in ProbeIntervals.
+const candidateRetryCap = 30
 
 // learn notes a supernode heard of from a seed, the login server or gossip. A
 // stranger becomes a candidate; only this supernode's own ping verifies it.
@@ -50,6 +66,11 @@ func (m *mesh) learn(mb Member, fromItself bool) {
 	if fromItself && st.left {
 		st.left = false
 		kick(m.kickProbe)
+	}
+	if fromItself && !st.verified {
+		// It is up (at least it speaks from its address): ping it in the
+		// next round, not at the end of its backoff.
+		st.fails, st.retryAt = 0, time.Time{}
 	}
 	if !st.verified && len(mb.Key) == ed25519.PublicKeySize {
 		st.Member = mb // a hint until our ping proves it
@@ -94,7 +115,7 @@ func (m *mesh) probeRound() {
 	}
 	targets := make([]Member, 0, len(m.members))
 	for _, st := range m.members {
-		if !st.left {
+		if !st.left && (st.verified || !now0.Before(st.retryAt)) {
 			targets = append(targets, st.Member)
 		}
 	}
@@ -146,6 +167,7 @@ func (m *mesh) probeRound() {
 			}
 			st.Member = r.reply.From
 			st.verified, st.lastOK = true, now
+			st.fails, st.retryAt = 0, time.Time{}
 			learned = append(learned, r.reply.Members...)
 			continue
 		}
@@ -153,9 +175,15 @@ func (m *mesh) probeRound() {
 		case st.verified && now.Sub(st.lastOK) >= m.s.cfg.DeadAfter:
 			m.s.log.Warn("supernode dead", "node", r.name, "err", r.err)
 			st.verified, st.since = false, now
+			st.fails = 0
 			changed = true
 		case !st.verified && now.Sub(st.since) > forgetAfter:
 			delete(m.members, r.name)
+			continue
+		}
+		if !st.verified {
+			st.retryAt = now.Add(probeRetry(m.s.cfg.ProbeInterval).Delay(st.fails))
+			st.fails = min(st.fails+1, maxProbeFails)
 		}
 	}
 	if changed {
@@ -166,6 +194,10 @@ func (m *mesh) probeRound() {
 		m.learn(mb, false)
 	}
 }
+
+// maxProbeFails bounds memberState.fails (the backoff is at its cap long
+// before).
+const maxProbeFails = 64
 
 // gossipEvery is how many probe rounds pass between member-list exchanges.
 const gossipEvery = 5

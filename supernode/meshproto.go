@@ -56,7 +56,8 @@ const (
 	MaxMeshRecords = 1000
 	// MaxMeshMembers caps the members gossiped in one message.
 	MaxMeshMembers = 1000
-	// MaxRecordSessions caps the sessions of one user on one supernode.
+	// MaxRecordSessions caps the sessions of one user on one supernode that
+	// its record lists (Config.MaxSessionsPerUser caps those attached).
 	MaxRecordSessions = 16
 )
 

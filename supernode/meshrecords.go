@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/parley/parley/internal/backoff"
 )
 
 type storedRecord struct {
@@ -113,6 +115,9 @@ func (m *mesh) publishLoop() {
 	defer t.Stop()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	// Records a holder did not take are sent again soon, then less and less
+	// often (the refresh every RefreshInterval sends them anyway).
+	again := backoff.New(backoff.Policy{Floor: publishRetryFloor, Base: publishRetryBase, Cap: m.s.cfg.RefreshInterval})
 	for {
 		select {
 		case <-m.ctx.Done():
@@ -131,10 +136,19 @@ func (m *mesh) publishLoop() {
 		case <-retry.C:
 		}
 		if failed := m.publish(); failed {
-			retry.Reset(500 * time.Millisecond)
+			retry.Reset(again.Next())
+		} else {
+			again.Reset()
 		}
 	}
 }
+
+// The backoff of publishLoop's retries: the first within 250–500 ms, then
+// doubling up to RefreshInterval.
+const (
+	publishRetryFloor = 250 * time.Millisecond
+	publishRetryBase  = 500 * time.Millisecond
+)
 
 // publish sends out the dirty records; it reports whether some holder could
 // not be reached (those records stay dirty and are retried).

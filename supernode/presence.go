@@ -37,6 +37,9 @@ func (s *Server) setPresence(ctx context.Context, c *conn, f snapi.Frame) {
 	hiding := (c.status == presence.Invisible) != (f.Status == presence.Invisible)
 	c.status, c.device, c.watch = f.Status, f.Device, watch
 	c.pmu.Unlock()
+	if f.Device != "" {
+		s.replaceDevice(c, f.Device)
+	}
 	if hiding {
 		// Lookups by others must stop (or start) counting this device
 		// before the contacts are told.

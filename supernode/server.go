@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/parley/parley/internal/connlimit"
+	"github.com/parley/parley/internal/logthrottle"
 	"github.com/parley/parley/internal/nodeid"
 	"github.com/parley/parley/wire/loginapi"
 	"github.com/parley/parley/wire/snapi"
@@ -80,17 +84,67 @@ type Config struct {
 	// MaxRecords caps the presence records (and tombstones) this supernode
 	// holds for the directory. Default 1,048,576 (about 200 MiB).
 	MaxRecords int
+
+	// MaxSessionsPerUser caps the sessions one user may have attached here
+	// at once; a further attach is refused with a snapi.CodeLimit error
+	// frame and closed. A device attaching again replaces its old session
+	// (see replace) instead of counting twice. Default 32, twice the 16
+	// devices a user may register at the login server (its
+	// MaxDevicesPerUser); negative = no cap. The directory lists at most
+	// MaxRecordSessions of them; sends reach them all.
+	MaxSessionsPerUser int
+	// MaxSessionsPerAddr caps the websocket connections (attached or still
+	// attaching) from one address: one IPv4 address, or one IPv6 /64. A
+	// further one gets a snapi.CodeLimit error frame instead of the
+	// challenge and is closed. Default 64; labs that put many clients behind
+	// one address raise it; negative = no cap.
+	MaxSessionsPerAddr int
+	// MaxConnsPerAddr caps the TCP connections one address (IPv4 address,
+	// IPv6 /64) holds at once, websockets, mesh requests and /healthz
+	// together, for a listener wrapped by [Server.LimitListener]; one
+	// beyond it is closed as soon as it is accepted. Default twice
+	// MaxSessionsPerAddr (128); negative = no cap.
+	MaxConnsPerAddr int
+	// IdleTimeout closes an attached connection that has sent no frame for
+	// that long (answering pings does not count), with a snapi.CodeLimit
+	// error frame. Clients repeat their presence every
+	// snapi.PresenceRefresh (60 s). Checked every PingInterval. Default
+	// 150 s; negative = never.
+	IdleTimeout time.Duration
+
+	// The timeouts of the http.Server [Server.HTTPServer] builds.
+	// HTTPReadHeaderTimeout bounds reading a request's headers (slow or
+	// idle connections that never finish a request). Default 10 s.
+	// HTTPReadTimeout bounds reading a whole request, body included (mesh
+	// requests, dial-backs, /healthz), and HTTPWriteTimeout the time from
+	// the end of the headers to the end of the answer. Defaults 30 s and
+	// 60 s. Neither applies to a websocket once it is accepted (net/http
+	// clears the deadlines when the handler takes the connection over);
+	// websockets are bounded by AttachTimeout, PingInterval and IdleTimeout.
+	// HTTPIdleTimeout bounds a kept-alive connection between requests.
+	// Default 120 s. A negative one means no timeout.
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration
+	HTTPWriteTimeout      time.Duration
+	HTTPIdleTimeout       time.Duration
+
+	// LogPerMinute is how many records with the same level and message
+	// (info and above) reach Logger per minute; the rest are counted, and
+	// reported in one record with "suppressed"=count when the minute ends
+	// (see internal/logthrottle). Default 10; negative = no throttling.
+	LogPerMinute int
 }
 
 // Server is a supernode's presence and signalling service. It serves the
 // websocket endpoint /v1/ws and /healthz through [Server.Handler].
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	now    func() time.Time
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cfg      Config
+	log      *slog.Logger
+	throttle *logthrottle.Handler // nil: no Logger, or not throttled
+	now      func() time.Time
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 
 	mesh *mesh
 
@@ -101,6 +155,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	users  map[string]map[string]*conn // user → session → conn
+	byAddr map[string]int              // websocket connections by addrKey
 	closed bool
 }
 
@@ -157,6 +212,36 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxRecords <= 0 {
 		cfg.MaxRecords = 1 << 20
 	}
+	if cfg.MaxSessionsPerUser == 0 {
+		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
+	if cfg.MaxSessionsPerAddr == 0 {
+		cfg.MaxSessionsPerAddr = DefaultMaxSessionsPerAddr
+	}
+	if cfg.MaxConnsPerAddr == 0 {
+		cfg.MaxConnsPerAddr = -1 // no cap on sessions, none on connections
+		if cfg.MaxSessionsPerAddr > 0 {
+			cfg.MaxConnsPerAddr = 2 * cfg.MaxSessionsPerAddr
+		}
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.HTTPReadHeaderTimeout == 0 {
+		cfg.HTTPReadHeaderTimeout = DefaultHTTPReadHeaderTimeout
+	}
+	if cfg.HTTPReadTimeout == 0 {
+		cfg.HTTPReadTimeout = DefaultHTTPReadTimeout
+	}
+	if cfg.HTTPWriteTimeout == 0 {
+		cfg.HTTPWriteTimeout = DefaultHTTPWriteTimeout
+	}
+	if cfg.HTTPIdleTimeout == 0 {
+		cfg.HTTPIdleTimeout = DefaultHTTPIdleTimeout
+	}
+	if cfg.LogPerMinute == 0 {
+		cfg.LogPerMinute = logthrottle.DefaultPerWindow
+	}
 	if cfg.MeshClient == nil {
 		cfg.MeshClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 			MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: 5 * time.Second,
@@ -167,9 +252,16 @@ func New(cfg Config) (*Server, error) {
 	mc := *cfg.MeshClient
 	mc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	cfg.MeshClient = &mc
-	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, users: map[string]map[string]*conn{}}
-	if s.log == nil {
+	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, users: map[string]map[string]*conn{}, byAddr: map[string]int{}}
+	switch {
+	case s.log == nil:
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	case cfg.LogPerMinute > 0:
+		// A failure that repeats (a login server down, a flood of refused
+		// sessions) must not fill the disk: identical records beyond
+		// LogPerMinute a minute are only counted.
+		s.throttle = logthrottle.New(cfg.Logger.Handler(), logthrottle.Options{PerWindow: cfg.LogPerMinute})
+		s.log = slog.New(s.throttle)
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -217,6 +309,54 @@ func (s *Server) Stats() Stats {
 		Online: s.Online(), Members: s.mesh.size(), Records: s.mesh.records(),
 		MeshMsgs: s.mesh.msgsOut.Load(), MeshOut: s.mesh.bytesOut.Load(), MeshIn: s.mesh.bytesIn.Load(),
 	}
+}
+
+// Defaults of the Config's limits and HTTP timeouts (also for an HTTP
+// server started before the supernode, as self-promotion does).
+const (
+	DefaultMaxSessionsPerUser    = 32
+	DefaultMaxSessionsPerAddr    = 64
+	DefaultIdleTimeout           = 150 * time.Second
+	DefaultHTTPReadHeaderTimeout = 10 * time.Second
+	DefaultHTTPReadTimeout       = 30 * time.Second
+	DefaultHTTPWriteTimeout      = 60 * time.Second
+	DefaultHTTPIdleTimeout       = 120 * time.Second
+	// MaxHeaderBytes caps a request's headers in HTTPServer (a websocket
+	// upgrade, a mesh request, the web front's API calls are all a few
+	// hundred bytes).
+	MaxHeaderBytes = 64 << 10
+)
+
+// HTTPServer returns an http.Server that serves h (Handler, or a handler in
+// front of it such as the web front) with the Config's HTTP timeouts:
+// HTTPReadHeaderTimeout, HTTPReadTimeout, HTTPWriteTimeout and
+// HTTPIdleTimeout (a negative one means none), headers capped at 64 KiB and
+// its errors logged at debug level. Serve (or ServeTLS) it on the
+// supernode's listener and Shutdown it before Close. Websockets are not cut
+// by these timeouts: they end by AttachTimeout, PingInterval and
+// IdleTimeout.
+func (s *Server) HTTPServer(h http.Handler) *http.Server {
+	pos := func(d time.Duration) time.Duration { return max(d, 0) }
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: pos(s.cfg.HTTPReadHeaderTimeout),
+		ReadTimeout:       pos(s.cfg.HTTPReadTimeout),
+		WriteTimeout:      pos(s.cfg.HTTPWriteTimeout),
+		IdleTimeout:       pos(s.cfg.HTTPIdleTimeout),
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// LimitListener wraps ln (a TCP listener, before any TLS) so that one
+// address holds at most Config.MaxConnsPerAddr connections at once.
+func (s *Server) LimitListener(ln net.Listener) net.Listener {
+	if s.cfg.MaxConnsPerAddr < 0 {
+		return ln
+	}
+	return connlimit.Wrap(ln, connlimit.Config{PerAddr: s.cfg.MaxConnsPerAddr, OnRefuse: func(ip netip.Addr) {
+		s.log.Debug("connection refused: too many from this address", "addr", ip.String(), "max", s.cfg.MaxConnsPerAddr)
+	}})
 }
 
 // Handler serves /v1/ws (the client websocket) and /healthz.
@@ -271,6 +411,9 @@ func (s *Server) Close() error {
 	cancel()
 	s.cancel()
 	s.wg.Wait()
+	if s.throttle != nil {
+		s.throttle.Close() // the counts of records still held back
+	}
 	return nil
 }
 

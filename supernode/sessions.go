@@ -24,17 +24,32 @@ func (s *Server) iceServers(user string) []snapi.ICEServer {
 	return s.cfg.ICEServers(user)
 }
 
-func (s *Server) attach(c *conn) {
+// attach adds c to its user's sessions, unless the user has
+// MaxSessionsPerUser of them already (sessions being replaced do not
+// count): an error wrapping snapi.ErrLimit.
+func (s *Server) attach(c *conn) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	m := s.users[c.user]
+	if limit := s.cfg.MaxSessionsPerUser; limit > 0 {
+		n := 0
+		for _, o := range m {
+			if !o.replaced.Load() {
+				n++
+			}
+		}
+		if n >= limit {
+			return fmt.Errorf("supernode: attach %q: %d sessions: %w", c.user, n, snapi.ErrLimit)
+		}
+	}
 	if m == nil {
 		m = map[string]*conn{}
 		s.users[c.user] = m
 	}
 	m[c.session] = c
-	s.mu.Unlock()
 	// The caller publishes the record at once (publishNow); a failure there
 	// leaves it dirty for the publish loop.
+	return nil
 }
 
 // replace closes session id of c's user, when it is attached here with c's
@@ -51,6 +66,31 @@ func (s *Server) replace(c *conn, id string) {
 	old.replaced.Store(true)
 	old.cancel()
 	s.log.Info("replaced a lost session", "user", c.user, "session", id)
+}
+
+// replaceDevice closes the other sessions of c's user that are attached
+// here with c's key under c's device name (set by their presence frames):
+// the same running device, back on c after a failover that did not name its
+// lost session (it moved on and back, or lost its session id). A session of
+// the same key under another device name (a one-shot command from the same
+// home) or without presence is left alone.
+func (s *Server) replaceDevice(c *conn, device string) {
+	s.mu.Lock()
+	var old []*conn
+	for _, o := range s.users[c.user] {
+		if o == c || !o.key.Equal(c.key) || o.replaced.Load() {
+			continue
+		}
+		if _, d, _ := o.presence(); d == device {
+			old = append(old, o)
+		}
+	}
+	s.mu.Unlock()
+	for _, o := range old {
+		o.replaced.Store(true)
+		o.cancel()
+		s.log.Info("replaced a lost session", "user", c.user, "session", o.session, "device", device)
+	}
 }
 
 func (s *Server) detach(c *conn) {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/client"
+	"github.com/parley/parley/internal/connlimit"
 	"github.com/parley/parley/internal/nodeid"
 	"github.com/parley/parley/relay"
 	"github.com/parley/parley/supernode"
@@ -141,17 +142,22 @@ func (p *promoter) bind() (*candidate, error) {
 		c.pc.Close()
 		return nil, fmt.Errorf("listen tcp %s: %w", p.cfg.TURN, err)
 	}
-	c.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// The server answers dial-backs before the supernode exists, then
+	// serves it: its timeouts are the supernode's defaults.
+	c.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h := c.handler.Load(); h != nil {
 			(*h).ServeHTTP(w, r)
 			return
 		}
 		http.NotFound(w, r)
-	})}
+	}),
+		ReadHeaderTimeout: supernode.DefaultHTTPReadHeaderTimeout, ReadTimeout: supernode.DefaultHTTPReadTimeout,
+		WriteTimeout: supernode.DefaultHTTPWriteTimeout, IdleTimeout: supernode.DefaultHTTPIdleTimeout,
+		MaxHeaderBytes: supernode.MaxHeaderBytes}
 	c.srvDone, c.stunDone = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(c.srvDone)
-		c.srv.Serve(c.ln)
+		c.srv.Serve(connlimit.Wrap(c.ln, connlimit.Config{PerAddr: 2 * supernode.DefaultMaxSessionsPerAddr}))
 	}()
 	go func() {
 		defer close(c.stunDone)

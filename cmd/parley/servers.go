@@ -16,6 +16,7 @@ import (
 	"github.com/parley/parley/client/console"
 	"github.com/parley/parley/internal/cluster"
 	"github.com/parley/parley/login"
+	"github.com/parley/parley/supernode"
 )
 
 func checkTLS(cert, key string) error {
@@ -71,6 +72,9 @@ func cmdSupernode(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&cfg.NodeKeyFile, "node-key", "", "`FILE` keeping this supernode's node key across restarts (made on first use; default: a fresh key each run)")
 	fs.Var((*urlList)(&cfg.Seeds), "seed", "client `URL` of another supernode to join the mesh through (repeatable; the login server's list is always used)")
 	fs.BoolVar(&cfg.Web, "web", false, "serve the web client at / (and pass its /api/ requests on to the login server)")
+	fs.IntVar(&cfg.Limits.MaxSessionsPerUser, "max-sessions-per-user", supernode.DefaultMaxSessionsPerUser, "sessions one user may have attached at once (-1: no cap)")
+	fs.IntVar(&cfg.Limits.MaxSessionsPerAddr, "max-sessions-per-addr", supernode.DefaultMaxSessionsPerAddr, "websocket sessions one address may hold at once (-1: no cap)")
+	fs.DurationVar(&cfg.Limits.IdleTimeout, "idle-timeout", supernode.DefaultIdleTimeout, "close a session that sends nothing for this long")
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}

@@ -67,6 +67,12 @@ type SupernodeConfig struct {
 	// ExternalRelays are standalone relays (host:port) sharing Relay.Secret,
 	// offered to users besides the own relay.
 	ExternalRelays []string
+	// Limits are the supernode's limits (supernode.Config's
+	// MaxSessionsPerUser, MaxSessionsPerAddr, MaxConnsPerAddr, IdleTimeout,
+	// the HTTP timeouts and LogPerMinute; zero values are their defaults).
+	// The fields that name the supernode, its keys, login server, relays and
+	// logger are set by RunSupernode and ignored here.
+	Limits supernode.Config
 	// Logger receives the supernode's and its relay's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -149,10 +155,10 @@ func RunSupernode(ctx context.Context, cfg SupernodeConfig) error {
 		scheme = "wss"
 	}
 	advertise := scheme + "://" + name + "/v1/ws"
-	sn, err := supernode.New(supernode.Config{
-		LoginKey: cfg.LoginKey, Name: name, Logger: log, Login: cfg.Login, Advertise: advertise, NodeKey: nodeKey,
-		Seeds: cfg.Seeds, ICEServers: ICEServers(cfg.Host(), r, cfg.ExternalRelays, rc.Secret),
-	})
+	sc := cfg.Limits
+	sc.LoginKey, sc.Name, sc.Logger, sc.Login, sc.Advertise, sc.NodeKey = cfg.LoginKey, name, log, cfg.Login, advertise, nodeKey
+	sc.Seeds, sc.ICEServers = cfg.Seeds, ICEServers(cfg.Host(), r, cfg.ExternalRelays, rc.Secret)
+	sn, err := supernode.New(sc)
 	if err != nil {
 		return err
 	}
@@ -165,7 +171,7 @@ func RunSupernode(ctx context.Context, cfg SupernodeConfig) error {
 		}
 		log.Info("serving the web client", "url", strings.Replace(advertise, "/v1/ws", "/", 1), "login", cfg.LoginURL)
 	}
-	return Serve(ctx, ln, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, cfg.CertFile, cfg.KeyFile, log)
+	return Serve(ctx, sn.LimitListener(ln), sn.HTTPServer(h), cfg.CertFile, cfg.KeyFile, log)
 }
 
 // resolveIP returns the address host (an IP or a name) stands for.

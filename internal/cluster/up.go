@@ -11,6 +11,7 @@ import (
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/client/echo"
 	"github.com/parley/parley/login"
+	"github.com/parley/parley/supernode"
 	"github.com/parley/parley/web"
 	"github.com/parley/parley/wire/loginapi"
 )
@@ -129,6 +130,7 @@ func Up(ctx context.Context, cfg UpConfig) error {
 			LoginURL: nw.LoginURL, LoginKey: ls.PublicKey(), Login: loginapi.NewClient(nw.LoginURL, nil),
 			Listen: cfg.SupernodeListen, Listener: sln, NodeKeyFile: filepath.Join(cfg.DataDir, "node-key"),
 			Relay:  RelayConfig{UDP: cfg.TURN, TCP: cfg.TURN, AllowPeers: []netip.Prefix{loopback}},
+			Limits: supernode.Config{MaxSessionsPerAddr: loopbackLimit, MaxConnsPerAddr: loopbackLimit},
 			Logger: log,
 		})
 	})

@@ -337,6 +337,9 @@ func readFrame(ctx context.Context, ws *websocket.Conn) (Frame, error) {
 		return f, err
 	}
 	if f.Type == TypeError && f.ID == "" && f.Code != CodeAuth && f.Code != "" {
+		if f.Code == CodeLimit {
+			return f, fmt.Errorf("%w: %s", ErrLimit, f.Error)
+		}
 		return f, errors.New(f.Error)
 	}
 	return f, nil

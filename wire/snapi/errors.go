@@ -14,4 +14,5 @@ var (
 	ErrOverload     = errors.New("recipient overloaded")
 	ErrDisconnected = errors.New("disconnected from supernode")
 	ErrDialback     = errors.New("dial-back failed")
+	ErrLimit        = errors.New("supernode limit reached") // a CodeLimit error frame
 )

@@ -97,6 +97,11 @@ const (
 	CodeAuth       = "auth"        // the credential or signature was refused; the connection closes
 	CodeOffline    = "offline"     // the recipient of a send is not attached anywhere
 	CodeOverload   = "overload"    // the recipient's queue is full; retry later
+	// CodeLimit: a limit of the supernode was reached — too many sessions for
+	// this user or from this address (sent instead of the challenge or the
+	// attached frame), or the connection sent nothing for too long. The
+	// connection closes; the client may try another supernode.
+	CodeLimit = "limit"
 )
 
 // AttachContext is the signature context of the attach proof.
