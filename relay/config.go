@@ -18,6 +18,9 @@ const (
 	// DefaultUserBandwidth is the per-user relay budget in bytes per second
 	// when Config.UserBandwidth is 0: a few calls' worth of Opus and video.
 	DefaultUserBandwidth = 256 << 10
+	// DefaultMaxConnsPerAddr is the cap of Config.MaxConnsPerAddr when it
+	// is 0.
+	DefaultMaxConnsPerAddr = 64
 	// MinSecretLen is the shortest TURN-REST secret New accepts.
 	MinSecretLen = 16
 )
@@ -80,6 +83,10 @@ type Config struct {
 	// their credentials and clients. 0 = DefaultMaxAllocationsPerUser;
 	// negative = no cap.
 	MaxAllocationsPerUser int
+	// MaxConnsPerAddr caps the TCP and TLS connections one address (IPv4
+	// address, IPv6 /64) holds at once; one beyond it is closed as soon as
+	// it is accepted. 0 = DefaultMaxConnsPerAddr; negative = no cap.
+	MaxConnsPerAddr int
 	// UserBandwidth is the bytes per second relayed for one user, client to
 	// peer and peer to client summed, across all their allocations (UDP
 	// payload bytes, not counting TURN framing), with a burst of one second's

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/internal/connlimit"
 	"github.com/parley/parley/wire/turncred"
 	"github.com/pion/turn/v5"
 	"golang.org/x/time/rate"
@@ -225,6 +226,19 @@ func newServer(cfg Config) (*Server, error) {
 			return fail(fmt.Errorf("listen tls %s: %w", cfg.TLSAddr, err))
 		}
 		opened = append(opened, tlsL)
+	}
+
+	// One address cannot hold TCP or TLS connections until the file limit.
+	if cfg.MaxConnsPerAddr >= 0 {
+		lim := connlimit.Config{PerAddr: cfg.MaxConnsPerAddr, OnRefuse: func(ip netip.Addr) {
+			s.log.Debug("relay: connection refused: too many from this address", "addr", ip.String())
+		}}
+		if tcpL != nil {
+			tcpL = connlimit.Wrap(tcpL, lim)
+		}
+		if tlsL != nil {
+			tlsL = connlimit.Wrap(tlsL, lim)
+		}
 	}
 
 	var local []net.Addr
