@@ -1,8 +1,10 @@
 package login
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -276,5 +278,24 @@ func TestInternalErrors(t *testing.T) {
 		if code != 500 || m["error"] != "internal error" {
 			t.Errorf("%s %s: got %d %v, want 500 internal error", r.method, r.path, code, m)
 		}
+	}
+}
+
+// Identical log records beyond 10 a minute are counted, not written, and
+// the count is reported when the server closes.
+func TestRepeatedLogRecordsAreThrottled(t *testing.T) {
+	var buf bytes.Buffer
+	dir := t.TempDir()
+	s, err := New(Config{DataDir: dir, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 1000 {
+		s.log.Warn("store unreachable")
+	}
+	s.Close()
+	got := strings.Count(buf.String(), "store unreachable")
+	if got != 11 || !strings.Contains(buf.String(), "suppressed=990") {
+		t.Errorf("%d records of 1,000 written, want 10 and one count of 990:\n%s", got, buf.String())
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/identity"
+	"github.com/parley/parley/internal/logthrottle"
 	"github.com/parley/parley/wire/loginapi"
 )
 
@@ -62,12 +63,15 @@ func refreshEncoding() *base64.Encoding { return base64.RawURLEncoding.Strict() 
 // supernode bootstrap list. Serve [Server.Handler] with an http.Server; shut
 // that down before calling [Server.Close].
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	now  func() time.Time
-	st   store
-	priv ed25519.PrivateKey
-	pub  ed25519.PublicKey
+	cfg Config
+	log *slog.Logger
+	// throttle holds back identical log records beyond 10 a minute
+	// (internal/logthrottle); Close reports the counts still held.
+	throttle *logthrottle.Handler
+	now      func() time.Time
+	st       store
+	priv     ed25519.PrivateKey
+	pub      ed25519.PublicKey
 	// lim counts failed password checks; dummyHash is verified against for
 	// unknown users.
 	lim       *failureLimiter
@@ -117,7 +121,11 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "login")
+	// A failure that repeats (a database down, a flood of refused requests)
+	// must not fill the disk: identical records beyond 10 a minute are
+	// only counted.
+	throttle := logthrottle.New(log.Handler(), logthrottle.Options{})
+	log = slog.New(throttle).With("component", "login")
 	priv, created, err := loadOrCreateKey(cfg.DataDir, log)
 	if err != nil {
 		return nil, fmt.Errorf("login: new: signing key: %w", err)
@@ -133,6 +141,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:        cfg,
+		throttle:   throttle,
 		log:        log,
 		now:        cfg.Now,
 		st:         st,
@@ -173,6 +182,7 @@ func (s *Server) Close() error {
 		if err := s.st.close(); err != nil {
 			s.closeErr = fmt.Errorf("login: close: %w", err)
 		}
+		s.throttle.Close()
 	})
 	return s.closeErr
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/client"
+	"github.com/parley/parley/internal/backoff"
 
 	"github.com/parley/parley/wire/loginapi"
 )
@@ -49,7 +50,8 @@ type Config struct {
 	Promote func(*client.Session) error
 	// Logger receives the echo's and its client's logs; nil discards them.
 	Logger *slog.Logger
-	// RetryDelay is how long to wait before starting a session again after
+	// RetryDelay is about how long to wait (with jitter, growing up to a
+	// minute while it keeps failing) before starting a session again after
 	// one could not start or ended. Default 1 s.
 	RetryDelay time.Duration
 }
@@ -88,7 +90,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := logIn(ctx, c, cfg.User, &pw); err != nil {
 		return err
 	}
+	// Restarts back off with jitter from RetryDelay to a minute; a session
+	// that held for a minute starts the count again.
+	retry := backoff.Policy{Floor: cfg.RetryDelay / 2, Base: cfg.RetryDelay, Cap: time.Minute}
+	failures := 0
 	for {
+		started := time.Now()
 		s, err := c.Online(ctx, client.SessionConfig{
 			Prefer:     cfg.Prefer,
 			OnEvent:    cfg.OnEvent,
@@ -111,7 +118,11 @@ func Run(ctx context.Context, cfg Config) error {
 		} else if ctx.Err() == nil {
 			cfg.Logger.Warn("echo: not online yet; retrying", "err", err)
 		}
-		t := time.NewTimer(cfg.RetryDelay)
+		if time.Since(started) > time.Minute {
+			failures = 0
+		}
+		t := time.NewTimer(retry.Delay(failures))
+		failures++
 		select {
 		case <-ctx.Done():
 			t.Stop()
