@@ -42,3 +42,17 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 go mod download
+
+# The browser tests check the page with axe-core (accessibility), a pinned
+# version kept in .cache/npm (ignored by git); without npm those checks skip
+# (and fail under CI).
+AXE_CORE=4.10.3
+if ! grep -qs "\"version\": \"$AXE_CORE\"" .cache/npm/node_modules/axe-core/package.json; then
+  if command -v npm >/dev/null; then
+    echo "deps: installing axe-core@$AXE_CORE into .cache/npm" >&2
+    npm install --prefix .cache/npm --no-save --no-audit --no-fund --silent "axe-core@$AXE_CORE" >&2 ||
+      echo "deps: could not install axe-core: the browser tests' accessibility checks will skip" >&2
+  else
+    echo "deps: npm is not installed: the browser tests' accessibility checks (axe-core) will skip" >&2
+  fi
+fi

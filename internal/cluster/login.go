@@ -55,5 +55,11 @@ func RunLogin(ctx context.Context, cfg LoginConfig) error {
 		return err
 	}
 	log.Info("login server listening", "addr", ln.Addr().String(), "tls", cfg.CertFile != "")
-	return Serve(ctx, ls.LimitListener(ln), ls.HTTPServer(), cfg.CertFile, cfg.KeyFile, log)
+	hs := ls.HTTPServer()
+	if cfg.Web {
+		// The page's security headers (CSP, no framing, ...) on every
+		// answer of this origin, API included.
+		hs.Handler = web.Secure(hs.Handler)
+	}
+	return Serve(ctx, ls.LimitListener(ln), hs, cfg.CertFile, cfg.KeyFile, log)
 }

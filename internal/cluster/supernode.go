@@ -233,6 +233,11 @@ func WebFront(sn http.Handler, loginURL string, log *slog.Logger) (http.Handler,
 			r.Out.Host = target.Host
 			r.SetXForwarded()
 		},
+		// The front sets the page's security headers itself (once).
+		ModifyResponse: func(resp *http.Response) error {
+			web.DelSecurityHeaders(resp.Header)
+			return nil
+		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			log.Warn("web: login server unreachable", "err", err)
@@ -246,7 +251,9 @@ func WebFront(sn http.Handler, loginURL string, log *slog.Logger) (http.Handler,
 	mux.Handle("/api/", proxy)
 	mux.Handle("/v1/", sn)
 	mux.Handle("/healthz", sn)
-	return mux, nil
+	// The page's security headers (CSP, no framing, ...) on every answer of
+	// this origin: the page, the API passed on, the websocket's upgrade.
+	return web.Secure(mux), nil
 }
 
 // CheckWebLoginURL checks that loginURL is one a [WebFront] can pass the

@@ -123,7 +123,9 @@ func Up(ctx context.Context, cfg UpConfig) error {
 		})
 	}
 	part(func(ctx context.Context) error {
-		return Serve(ctx, ls.LimitListener(lln), ls.HTTPServer(), "", "", log)
+		hs := ls.HTTPServer()
+		hs.Handler = web.Secure(hs.Handler) // the page's security headers, API included
+		return Serve(ctx, ls.LimitListener(lln), hs, "", "", log)
 	})
 	part(func(ctx context.Context) error {
 		return RunSupernode(ctx, SupernodeConfig{

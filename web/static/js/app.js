@@ -1,5 +1,6 @@
-// The page: sign up / sign in, the supernode link, contacts with presence,
-// calls with their stats, and the conversation pane.
+// The page: sign up / sign in, the supernode link, the conversation list
+// (contacts and presence, last messages, unread counts) with its search, the
+// open conversation with its call bar, and the notices.
 
 import { b64, unb64, randomHex, validUser } from "./util.js";
 import * as keys from "./keys.js";
@@ -7,12 +8,17 @@ import { LoginAPI, LoginError } from "./login.js";
 import { SupernodeLink } from "./supernode.js";
 import { Phone, CallError } from "./phone.js";
 import { drawGraph, LevelMeter } from "./meter.js";
-import { ChatPane, Messenger } from "./chat.js";
+import { ChatPane, Messenger, listTime } from "./chat.js";
 import { isEnvelope, IMError } from "./im.js";
 import { PRESENCE_ONLINE, PRESENCE_OFFLINE } from "./wire.gen.js";
 
 const $ = (id) => document.getElementById(id);
 const ORIGIN = location.origin;
+const TITLE = "Parley";
+const NOTICE_MS = 6000; // how long a notice that is not an error stays
+const SEARCH_LIMIT = 20; // loginapi.MaxSearchResults
+const SEARCH_DELAY = 250;
+const SEARCH_CACHE_MS = 30_000;
 
 const app = {
   api: new LoginAPI(""),
@@ -35,22 +41,95 @@ const app = {
   incoming: null,
   meter: null,
   im: null, // the Messenger while signed in
+  convs: new Map(), // peer → {last, unread}: the conversations in this browser's history
+  search: { text: "", results: [], note: "", cache: new Map(), timer: null, seq: 0 },
 };
+
+// ---- small DOM helpers ----
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function icon(name, cls = "") {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", ("icon " + cls).trim());
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  const use = document.createElementNS(SVG, "use");
+  use.setAttribute("href", "#i-" + name);
+  svg.append(use);
+  return svg;
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+// button makes a button showing text (and an icon); label, when set, is its
+// accessible name (it starts with the visible text).
+function button(text, label, onClick, cls, iconName) {
+  const b = document.createElement("button");
+  b.type = "button";
+  if (iconName) b.append(icon(iconName));
+  if (text) b.append(text);
+  if (label) b.setAttribute("aria-label", label);
+  if (cls) b.className = cls;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function initials(name) {
+  const parts = name.split(/[._-]+/).filter(Boolean);
+  return (parts.length > 1 ? parts[0][0] + parts[1][0] : name.slice(0, 1)).toUpperCase();
+}
+
+function hue(name) {
+  let h = 0;
+  for (const ch of name) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+  return h % 8;
+}
+
+// avatar fills e with name's initials in name's colour, and a presence dot.
+function avatar(e, name, presence) {
+  e.className = `avatar av-${hue(name)}`;
+  e.textContent = initials(name);
+  if (presence) e.append(el("span", "dot " + presence));
+  return e;
+}
+
+const narrow = () => matchMedia("(max-width: 720px)").matches;
 
 // ---- notices ----
 
-function notice(msg, kind = "error") {
-  const el = $("notice");
-  if (!msg) { el.hidden = true; el.textContent = ""; return; }
-  el.textContent = msg;
-  el.className = "notice " + kind;
-  el.hidden = false;
+// notice shows msg: an error stays until dismissed (or until the action it
+// is about is tried again); any other kind leaves by itself after a few
+// seconds. A key names a notice that a newer one with the same key replaces
+// (the connection's). notice("") clears the notices without a key.
+function notice(msg, kind = "error", key = "") {
+  const box = $("notices");
+  if (!msg) {
+    for (const n of [...box.children]) if (!n.dataset.key) n.remove();
+    return;
+  }
+  for (const n of [...box.children]) if ((key && n.dataset.key === key) || n.dataset.msg === msg) n.remove();
+  const n = el("div", "notice " + kind);
+  if (kind === "error") n.setAttribute("role", "alert");
+  n.dataset.msg = msg;
+  if (key) n.dataset.key = key;
+  n.append(el("p", "", msg), button("", "Dismiss", () => n.remove(), "icon-only dismiss", "x"));
+  box.append(n);
+  while (box.children.length > 3) box.firstElementChild.remove();
+  if (kind !== "error") setTimeout(() => n.remove(), NOTICE_MS);
 }
 
-function connState(text, cls) {
-  const el = $("conn");
-  el.textContent = text;
-  el.className = "conn " + (cls || "");
+// connState shows the link's state (title: the longer story).
+function connState(text, cls, title = "") {
+  const e = $("conn");
+  e.textContent = text;
+  e.title = title;
+  e.className = "conn " + (cls || "");
 }
 
 function loginMessage(e, user) {
@@ -108,6 +187,11 @@ function busyAuth(b) {
   $("signup").disabled = b;
 }
 
+function showAuth() {
+  $("auth").hidden = false;
+  $("app").hidden = true;
+}
+
 async function signIn({ user, password }) {
   if (!keys.supported()) throw new Error("This page needs a secure origin (HTTPS or localhost) for its keys and microphone.");
   const kp = await keys.deviceKey(user);
@@ -129,11 +213,13 @@ async function started(user, kp, pub, resp) {
   $("password").value = "";
   $("auth").hidden = true;
   $("app").hidden = false;
-  $("me").hidden = false;
   $("me-name").textContent = user;
+  avatar($("me-avatar"), user);
   notice("");
   connState("Connecting…");
+  closeConversation();
   await startIM();
+  await loadConversations();
   startLink((resp.supernodes || []).map((s) => s.addr));
   loadContacts();
   app.contactTimer = setInterval(loadContacts, 5000);
@@ -188,12 +274,13 @@ async function renew() {
 async function resume() {
   // A reload signs in again with the refresh token this browser keeps.
   if (!keys.supported()) {
+    showAuth();
     notice("This page needs a secure origin (HTTPS or localhost): browsers give keys and microphones only to those.");
     return;
   }
   let sess;
-  try { sess = await keys.loadSession(ORIGIN); } catch { return; }
-  if (!sess?.user || !sess.refresh_token) return;
+  try { sess = await keys.loadSession(ORIGIN); } catch { showAuth(); return; }
+  if (!sess?.user || !sess.refresh_token) { showAuth(); return; }
   try {
     const kp = await keys.deviceKey(sess.user);
     const pub = b64(await keys.publicKeyBytes(kp));
@@ -205,13 +292,15 @@ async function resume() {
     app.loginKey = null;
     if (e instanceof LoginError && e.status === 401) await keys.dropSession(ORIGIN).catch(() => {});
     $("username").value = sess.user;
+    showAuth();
   }
 }
 
 function signOut() {
   app.im?.stop();
   app.im = null;
-  chat.open("");
+  closeConversation();
+  chat.drafts.clear(); // what was typed stays with its user
   app.call?.hangup();
   app.incoming?.decline();
   app.link?.close();
@@ -221,10 +310,15 @@ function signOut() {
   clearInterval(app.contactTimer);
   keys.dropSession(ORIGIN).catch(() => {});
   app.loginKey = null;
-  $("auth").hidden = false;
-  $("app").hidden = true;
-  $("me").hidden = true;
+  app.contacts = [];
+  app.convs = new Map();
+  app.presence = new Map();
+  app.looked = new Map();
+  lastWatch = "";
+  clearSearch();
+  showAuth();
   connState("Not signed in");
+  updateTitle();
 }
 
 // ---- the supernode link ----
@@ -241,19 +335,23 @@ function startLink(urls) {
     onAttached: () => {
       const m = app.im;
       m?.fetchMailbox().catch((e) => console.warn("mailbox", e.message)).then(() => m.resendPending());
+      // What we knew of our contacts' presence may be stale after a loss:
+      // ask again now (pushes answer the rest).
+      if (app.lostAt) { app.presence.clear(); app.looked.clear(); }
+      lookupContacts();
     },
     onPresence: (f) => onPresence(f.from, f.status, f.device, f.from_session),
     onState: (s) => {
       if (app.link !== link) return; // signed out since
       if (s.online) {
-        connState(`Online (${new URL(s.url).host})`, "online");
-        if (app.lostAt) notice(`Connected again.`, "info");
+        connState("Online", "online", `Online, attached to the supernode ${new URL(s.url).host}`);
+        if (app.lostAt) notice("Connected again.", "info", "conn");
         app.lostAt = 0;
-        sendPresence();
+        sendPresence(true);
       } else if (s.lost) {
         app.lostAt = Date.now();
         connState("Connection lost; reconnecting…", "offline");
-        notice("Lost the connection to the Parley network; reconnecting by itself…");
+        notice("Lost the connection to the Parley network; reconnecting by itself…", "error", "conn");
       } else {
         connState("Connecting…", "offline");
       }
@@ -276,6 +374,13 @@ function startLink(urls) {
   }
 }
 
+// A page that goes away (closed, reloaded, navigated from) ends its link
+// cleanly, so that the supernode tells our contacts at once that this device
+// is offline. A page the browser kept (back-forward cache) and shows again
+// starts afresh.
+window.addEventListener("pagehide", () => { app.link?.close("page closed"); });
+window.addEventListener("pageshow", (ev) => { if (ev.persisted) location.reload(); });
+
 // ---- contacts and presence ----
 
 // onPresence is the hook for the supernode's presence push
@@ -295,11 +400,15 @@ export function onPresence(user, status, device = "", session = "") {
     }
     if (!m.size) m.set(dev, PRESENCE_OFFLINE); // known offline, not unknown
   }
-  renderContacts();
+  render();
 }
 
+// presenceOf is an accepted contact's presence: from the supernode's pushes,
+// else from a lookup (with the status they chose), else "" (not known yet:
+// the status the login server stores is what they chose, not whether they
+// are there).
 function presenceOf(c) {
-  if (c.state !== "accepted") return "";
+  if (!c || c.state !== "accepted") return "";
   const m = app.presence.get(c.user);
   if (m && m.size) {
     const live = [...m.values()].filter((s) => s && s !== PRESENCE_OFFLINE);
@@ -307,7 +416,7 @@ function presenceOf(c) {
     return PRESENCE_OFFLINE;
   }
   const n = app.looked.get(c.user);
-  if (n === undefined) return c.status || "unknown";
+  if (n === undefined) return "";
   return n > 0 ? (c.status && c.status !== PRESENCE_OFFLINE ? c.status : PRESENCE_ONLINE) : PRESENCE_OFFLINE;
 }
 
@@ -320,70 +429,32 @@ async function loadContacts() {
   } catch (e) {
     return;
   }
-  renderContacts();
+  render();
   sendPresence();
-  // Contacts the supernodes have not pushed presence for: look them up.
-  if (app.link?.online) {
-    for (const c of app.contacts) {
-      if (c.state !== "accepted" || app.presence.get(c.user)?.size) continue;
-      app.link.lookup(c.user).then((f) => { app.looked.set(c.user, f.delivered || 0); renderContacts(); }).catch(() => {});
-    }
+  lookupContacts();
+}
+
+// lookupContacts asks the supernode about the accepted contacts it has not
+// pushed presence for.
+function lookupContacts() {
+  if (!app.link?.online) return;
+  for (const c of app.contacts) {
+    if (c.state !== "accepted" || app.presence.get(c.user)?.size) continue;
+    app.link.lookup(c.user).then((f) => { app.looked.set(c.user, f.delivered || 0); render(); }).catch(() => {});
   }
 }
 
 let lastWatch = "";
-function sendPresence() {
+function sendPresence(force = false) {
   if (!app.link) return;
   const watch = app.contacts.filter((c) => c.state === "accepted").map((c) => c.user);
   const key = app.myStatus + "|" + watch.join(",");
-  if (key === lastWatch) return; // the link repeats it by itself, and after every attach
+  if (key === lastWatch && !force) return; // the link repeats it by itself, and after every attach
   lastWatch = key;
   app.link.setPresence(app.myStatus, watch);
 }
 
-function button(text, label, onClick, cls) {
-  const b = document.createElement("button");
-  b.type = "button";
-  b.textContent = text;
-  if (label) b.setAttribute("aria-label", label);
-  if (cls) b.className = cls;
-  b.addEventListener("click", onClick);
-  return b;
-}
-
-function renderContacts() {
-  const ul = $("contact-list");
-  ul.replaceChildren();
-  $("no-contacts").hidden = app.contacts.length > 0;
-  for (const c of app.contacts) {
-    const li = document.createElement("li");
-    const name = document.createElement("span");
-    name.className = "name";
-    name.textContent = c.user;
-    li.append(name);
-    const badge = document.createElement("span");
-    if (c.state === "accepted") {
-      const p = presenceOf(c);
-      badge.className = "badge " + p;
-      badge.textContent = p;
-      li.append(badge,
-        button("Call", `Call ${c.user}`, () => startCall(c.user)),
-        button("Chat", `Chat with ${c.user}`, () => chat.open(c.user)),
-        button("Remove", `Remove ${c.user}`, () => contactAction("decline", c.user)));
-    } else if (c.state === "pending") {
-      badge.className = "badge";
-      badge.textContent = "wants to be your contact";
-      li.append(badge,
-        button("Accept", `Accept ${c.user}`, () => contactAction("accept", c.user)),
-        button("Decline", `Decline ${c.user}`, () => contactAction("decline", c.user)));
-    } else {
-      badge.className = "badge";
-      badge.textContent = "request sent";
-      li.append(badge, button("Cancel", `Cancel request to ${c.user}`, () => contactAction("decline", c.user)));
-    }
-    ul.append(li);
-  }
-}
+function contactOf(user) { return app.contacts.find((c) => c.user === user); }
 
 async function contactAction(what, user) {
   notice("");
@@ -408,6 +479,308 @@ async function contactAction(what, user) {
   loadContacts();
 }
 
+// ---- the conversation list ----
+
+// loadConversations reads the last message and unread count of every
+// conversation in this browser's history.
+async function loadConversations() {
+  if (!app.im) return;
+  try { app.convs = await app.im.hist.summaries(); } catch (e) { console.warn("conversations", e); }
+  render();
+}
+
+// noteMessage keeps the list's figures for a message just stored or shown.
+function noteMessage(m) {
+  let e = app.convs.get(m.peer);
+  if (!e) { e = { last: m, unread: 0 }; app.convs.set(m.peer, e); }
+  if ((m.ts - e.last.ts || m.seq - e.last.seq) >= 0) e.last = m;
+  if (m.unread) e.unread++;
+}
+
+function isReading(peer) { return chat.peer === peer && document.visibilityState === "visible"; }
+
+async function markRead(peer) {
+  const e = app.convs.get(peer);
+  if (!e?.unread) return;
+  e.unread = 0;
+  render();
+  try { await app.im?.hist.markRead(peer); } catch (err) { console.warn("marking read", err); }
+}
+
+function totalUnread() {
+  let n = 0;
+  for (const e of app.convs.values()) n += e.unread;
+  return n;
+}
+
+function updateTitle() {
+  const n = app.user && !$("app").hidden ? totalUnread() : 0;
+  const t = n ? `(${n}) ${TITLE}` : TITLE;
+  if (document.title !== t) document.title = t;
+  const others = chat.peer ? n - (app.convs.get(chat.peer)?.unread || 0) : n;
+  $("back-unread").hidden = others === 0;
+  $("back-unread").textContent = others ? String(others) : "";
+}
+
+const RANK = { pending: 0 };
+
+// entries are the list's rows: every contact and request, and every peer
+// this browser has messages with (or has open), newest conversation first,
+// requests to answer on top.
+function entries() {
+  const m = new Map();
+  for (const c of app.contacts) m.set(c.user, { user: c.user, contact: c, sum: null });
+  for (const [peer, sum] of app.convs) {
+    if (peer === app.user) continue;
+    const e = m.get(peer) || { user: peer, contact: null };
+    e.sum = sum;
+    m.set(peer, e);
+  }
+  if (chat.peer && !m.has(chat.peer)) m.set(chat.peer, { user: chat.peer, contact: null, sum: null });
+  return [...m.values()].sort((a, b) =>
+    (RANK[a.contact?.state] ?? 1) - (RANK[b.contact?.state] ?? 1) ||
+    (b.sum?.last.ts || 0) - (a.sum?.last.ts || 0) ||
+    (a.user < b.user ? -1 : 1));
+}
+
+function relation(c) {
+  if (!c) return "not a contact";
+  if (c.state === "pending") return "wants to be your contact";
+  if (c.state === "accepted") return "";
+  return "request sent";
+}
+
+function previewOf(sum) {
+  if (!sum) return "";
+  const t = sum.last.text.replace(/\s+/g, " ").trim();
+  return (sum.last.dir === "out" ? "You: " : "") + (t.length > 90 ? t.slice(0, 90) + "…" : t);
+}
+
+function render() {
+  renderList();
+  renderHeader();
+  renderSearch();
+  updateTitle();
+}
+
+let lastList = "";
+function renderList() {
+  const ul = $("contact-list");
+  const q = app.search.text;
+  const all = entries();
+  const rows = q ? all.filter((e) => e.user.includes(q)) : all;
+  // Rebuild only when something shown changed (a rebuild under a keyboard
+  // user's focus would move it).
+  const sig = JSON.stringify([chat.peer, q, rows.map((e) => [e.user, e.contact?.state, presenceOf(e.contact), e.sum?.last.id, e.sum?.last.ts, e.sum?.unread, e.sum?.last.dir])]);
+  $("no-contacts").hidden = all.length > 0 || !!q;
+  $("convs-h").hidden = !!q && rows.length === 0;
+  if (sig === lastList) return;
+  lastList = sig;
+  const focused = ul.contains(document.activeElement) ? document.activeElement.dataset.key : "";
+  ul.replaceChildren(...rows.map(row));
+  if (focused) ul.querySelector(`[data-key="${focused}"]`)?.focus();
+}
+
+// row is one conversation of the list: a button that opens it, named "Chat
+// with USER" and described by its presence, unread count and last message.
+function row(e) {
+  const u = e.user;
+  const c = e.contact;
+  const p = presenceOf(c);
+  const unread = e.sum?.unread || 0;
+  const li = el("li", "conv-item");
+  li.classList.toggle("is-open", chat.peer === u);
+  li.classList.toggle("has-unread", unread > 0);
+  const open = button("", `Chat with ${u}`, () => openConversation(u, true), "open");
+  open.dataset.key = "open-" + u;
+  open.setAttribute("aria-describedby", `ci-${u}`);
+  if (chat.peer === u) open.setAttribute("aria-current", "true");
+  const main = el("span", "ci-main");
+  const top = el("span", "ci-top");
+  const bottom = el("span", "ci-bottom");
+  top.append(el("span", "name", u));
+  const rel = relation(c);
+  if (c?.state === "accepted") {
+    top.append(el("span", "badge " + (p || "unknown"), p));
+  }
+  if (e.sum) {
+    const t = el("time", "when", listTime(e.sum.last.ts));
+    t.dateTime = new Date(e.sum.last.ts).toISOString();
+    top.append(t);
+  }
+  const preview = previewOf(e.sum);
+  if (rel && (!preview || c?.state === "pending")) bottom.append(el("span", "badge req", rel));
+  else bottom.append(el("span", "preview", preview));
+  if (unread) bottom.append(el("span", "unread", String(unread)));
+  main.append(top, bottom);
+  open.append(avatar(el("span"), u, c?.state === "accepted" ? p || "unknown" : ""), main);
+  const desc = [p || rel, unread ? `${unread} unread message${unread > 1 ? "s" : ""}` : "", preview ? `last message ${listTime(e.sum.last.ts)}: ${preview}` : ""];
+  const sr = el("span", "sr-only", desc.filter(Boolean).join(". "));
+  sr.id = `ci-${u}`;
+  li.append(open, sr);
+  if (c?.state === "pending") {
+    const acts = el("div", "req-actions");
+    acts.append(
+      button("Accept", `Accept ${u}`, () => contactAction("accept", u), "small go"),
+      button("Decline", `Decline ${u}`, () => contactAction("decline", u), "small"));
+    li.append(acts);
+  }
+  return li;
+}
+
+// ---- the open conversation ----
+
+// openConversation brings peer's conversation to the front (the only
+// column at 390 px) and marks it read.
+function openConversation(peer, byHand = false) {
+  if (!peer) return;
+  const again = chat.peer === peer;
+  if (!again) chat.open(peer);
+  $("welcome").hidden = true;
+  $("conv").hidden = false;
+  $("app").classList.add("conv-open");
+  render();
+  markRead(peer);
+  if (byHand && !narrow()) $("chat-text").focus();
+}
+
+function closeConversation() {
+  chat.open("");
+  $("conv").hidden = true;
+  $("welcome").hidden = false;
+  $("app").classList.remove("conv-open");
+  render();
+}
+
+function renderHeader() {
+  const u = chat.peer;
+  renderCallReturn();
+  if (!u) return;
+  const c = contactOf(u);
+  const p = presenceOf(c);
+  avatar($("conv-avatar"), u, c?.state === "accepted" ? p || "unknown" : "");
+  $("chat-h").textContent = u;
+  $("conv-sub").textContent = c?.state === "accepted" ? p || " " : relation(c);
+  const inCall = !!app.call || !!app.incoming;
+  const sig = JSON.stringify([u, c?.state, inCall]);
+  const box = $("conv-actions");
+  if (box.dataset.sig === sig) return;
+  box.dataset.sig = sig;
+  const acts = [];
+  if (u !== app.user) {
+    const call = button("Call", `Call ${u}`, () => startCall(u), "primary", "phone");
+    call.disabled = inCall;
+    acts.push(call);
+  }
+  if (!c) acts.push(button("Add contact", "", () => contactAction("add", u), "", "user-plus"));
+  else if (c.state === "pending") {
+    acts.push(button("Accept", `Accept ${u}`, () => contactAction("accept", u), "go"),
+      button("Decline", `Decline ${u}`, () => contactAction("decline", u)));
+  } else if (c.state === "accepted") acts.push(button("Remove", `Remove ${u}`, () => contactAction("decline", u), "ghost"));
+  else acts.push(button("Cancel request", `Cancel request to ${u}`, () => contactAction("decline", u), "ghost"));
+  box.replaceChildren(...acts);
+}
+
+// ---- search ----
+
+function clearSearch() {
+  $("search").value = "";
+  onSearchInput();
+}
+
+function onSearchInput() {
+  const s = app.search;
+  s.text = $("search").value.trim().toLowerCase();
+  s.results = [];
+  s.note = "";
+  clearTimeout(s.timer);
+  if (s.text && validUser(s.text)) {
+    const local = searchLocally(s.text);
+    if (local) s.results = local;
+    else {
+      s.note = "Searching…";
+      s.timer = setTimeout(() => runSearch(s.text), SEARCH_DELAY);
+    }
+  } else if (s.text) {
+    s.note = "User names are a–z, 0–9, “.”, “_” and “-”, starting with a letter.";
+  }
+  render();
+}
+
+// searchLocally answers from an earlier search of a shorter prefix that
+// listed every match (fewer than the limit), or of the same prefix.
+function searchLocally(q) {
+  const now = Date.now();
+  for (const [prefix, r] of app.search.cache) {
+    if (now - r.at > SEARCH_CACHE_MS) { app.search.cache.delete(prefix); continue; }
+    if (prefix === q || (q.startsWith(prefix) && r.users.length < SEARCH_LIMIT)) return r.users.filter((u) => u.startsWith(q));
+  }
+  return null;
+}
+
+async function runSearch(q) {
+  const s = app.search;
+  const seq = ++s.seq;
+  try {
+    app.api.credential = await credential();
+    const r = await app.api.search(q, SEARCH_LIMIT);
+    s.cache.set(q, { users: r.users || [], at: Date.now() });
+    if (seq !== s.seq || s.text !== q) return;
+    s.results = r.users || [];
+    s.note = "";
+  } catch (e) {
+    if (seq !== s.seq || s.text !== q) return;
+    s.note = e instanceof LoginError && e.status === 429
+      ? `Too many searches; try again in ${e.retryAfter || "a few"} seconds.`
+      : `The search failed: ${loginMessage(e, q)}`;
+  }
+  render();
+}
+
+function renderSearch() {
+  const s = app.search;
+  const q = s.text;
+  $("results").hidden = !q;
+  if (!q) return;
+  const known = new Set(entries().map((e) => e.user));
+  // The row for the name as typed: offered until the search shows it is
+  // only the start of other users' names.
+  const found = searchLocally(q);
+  const exists = known.has(q) || !!found?.includes(q);
+  const canStart = validUser(q) && q !== app.user && !(found && !exists && found.some((u) => u !== app.user));
+  $("start").hidden = !canStart;
+  if (canStart) {
+    avatar($("start-avatar"), q);
+    $("start-name").textContent = q;
+    const c = contactOf(q);
+    $("start-sub").textContent = c ? relation(c) || "contact" : exists ? "Parley user" : found ? "no user by this name" : "";
+    $("add").hidden = !!contactOf(q);
+  }
+  const others = s.results.filter((u) => u !== app.user && u !== q && !known.has(u));
+  const sig = JSON.stringify(others);
+  const ul = $("search-results");
+  if (ul.dataset.sig !== sig) {
+    ul.dataset.sig = sig;
+    ul.replaceChildren(...others.map((u) => {
+      const li = el("li", "conv-item");
+      const b = button("", `Chat with ${u}`, () => { clearSearch(); openConversation(u, true); }, "open");
+      const main = el("span", "ci-main");
+      const top = el("span", "ci-top");
+      top.append(el("span", "name", u));
+      const bottom = el("span", "ci-bottom");
+      bottom.append(el("span", "preview", "Parley user"));
+      main.append(top, bottom);
+      b.append(avatar(el("span"), u), main);
+      li.append(b);
+      return li;
+    }));
+  }
+  $("results-h").hidden = others.length === 0;
+  // Nobody by that name, here or at the login server.
+  const none = validUser(q) && searchLocally(q)?.length === 0 && ![...known].some((u) => u.includes(q));
+  $("search-note").textContent = s.note || (none ? `No user name starts with “${q}”.` : "");
+}
+
 // ---- calls ----
 
 const phoneUI = {
@@ -422,31 +795,39 @@ const phoneUI = {
     if (app.incoming) { inc.decline("busy"); return; }
     app.incoming = inc;
     $("incoming-peer").textContent = inc.peer;
+    avatar($("incoming-avatar"), inc.peer);
     $("incoming").hidden = false;
-    $("idle").hidden = true;
+    renderHeader();
     inc.onCancel = (why) => {
       if (app.incoming === inc) app.incoming = null;
       $("incoming").hidden = true;
-      showIdle();
+      renderHeader();
       notice(why === "no answer" ? `Missed call from ${inc.peer}.` : `${inc.peer} hung up before you answered.`, "info");
     };
   },
   onCallState(c) {
-    if (c !== app.call) { if (app.call && !app.call.ended) return; app.call = c; }
+    if (c !== app.call) {
+      if (app.call && !app.call.ended) return;
+      app.call = c;
+      // The call comes to the front, in its conversation.
+      openConversation(c.peer);
+    }
     renderCall(c);
   },
   onCallEnded(c) {
     if (app.meter) { app.meter.stop(); app.meter = null; }
     if (app.call === c) {
       app.call = null;
+      clearInterval(app.callTimer);
       $("incall").hidden = true;
       $("remote-audio").srcObject = null;
-      showIdle();
+      renderHeader();
     }
+    const took = c.connectedAt ? ` (${duration(Date.now() - c.connectedAt)})` : "";
     if (c.error) notice(c.error, c.reason === "remote hangup" ? "info" : "error");
-    else notice(`Call with ${c.peer} ended.`, "info");
+    else notice(`Call with ${c.peer} ended${took}.`, "info");
   },
-  onCallStats(c, st) { if (c === app.call) renderStats(st, c); },
+  onCallStats(c, st) { if (c === app.call) { renderStats(st, c); renderPath(c); } },
   onRemoteStream(c, stream) {
     const a = $("remote-audio");
     a.srcObject = stream;
@@ -461,17 +842,48 @@ const phoneUI = {
   },
 };
 
-function showIdle() {
-  $("idle").hidden = !!app.call || !!app.incoming;
-}
-
 const STATE_TEXT = {
   calling: "Calling…", ringing: "Ringing…", answering: "Answering…", connecting: "Connecting…", connected: "Connected", ended: "Ended",
 };
 
+// duration is m:ss (h:mm:ss from an hour).
+function duration(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${sec}` : `${m}:${sec}`;
+}
+
+function renderTimer() {
+  const c = app.call;
+  $("call-timer").textContent = c?.connectedAt ? duration(Date.now() - c.connectedAt) : "";
+  renderCallReturn();
+}
+
+const PATH_TEXT = { direct: "Direct", "udp-relay": "Relayed over UDP", "tcp-relay": "Relayed over TCP" };
+
+function renderPath(c) {
+  const e = $("call-path");
+  e.textContent = c.path ? PATH_TEXT[c.path] || c.path : "";
+  e.title = c.relay ? `through the relay ${c.relay}` : "";
+}
+
+function renderCallReturn() {
+  const c = app.call;
+  const b = $("call-return");
+  b.hidden = !c || chat.peer === c.peer;
+  if (c) {
+    const label = `Return to the call with ${c.peer}`;
+    if (b.getAttribute("aria-label") !== label) {
+      b.setAttribute("aria-label", label);
+      $("call-return-text").textContent = label;
+    }
+    $("call-return-timer").textContent = c.connectedAt ? duration(Date.now() - c.connectedAt) : "";
+  }
+  $("call-open").hidden = !c || chat.peer === c.peer;
+}
+
 function renderCall(c) {
   $("incall").hidden = false;
-  $("idle").hidden = true;
   $("call-peer").textContent = c.peer;
   let s = STATE_TEXT[c.state] || c.state;
   if (c.state === "connected") {
@@ -483,10 +895,21 @@ function renderCall(c) {
   const live = c.state === "connected";
   $("mute").disabled = !live;
   $("mute").setAttribute("aria-pressed", String(c.muted));
+  $("incall").classList.toggle("muted", c.muted);
+  $("incall").classList.toggle("held", c.held || c.peerHeld);
+  $("mic-label").textContent = c.muted ? "Microphone (muted)" : "Microphone";
   $("hold").hidden = c.held;
   $("resume").hidden = !c.held;
   $("hold").disabled = !live;
   $("resume").disabled = !live;
+  renderPath(c);
+  if (!app.callTimer || app.timerCall !== c) {
+    clearInterval(app.callTimer);
+    app.timerCall = c;
+    app.callTimer = setInterval(renderTimer, 250);
+  }
+  renderTimer();
+  renderHeader();
   if (live && !app.meter && c.mic) {
     try { app.meter = new LevelMeter(app.phone.audioContext(), c.mic, $("mic-level")); } catch (e) { console.warn("meter", e); }
   }
@@ -501,19 +924,28 @@ function renderStats(st, c) {
   $("st-loss").textContent = `${(st.loss * 100).toFixed(1)} %`;
   $("st-bitrate").textContent = `${st.sendKbps.toFixed(0)} kb/s out · ${st.recvKbps.toFixed(0)} kb/s in`;
   $("st-codec").textContent = st.codec || "–";
-  drawGraph($("graph"), c.history);
+  if (!$("stats").hidden) drawGraph($("graph"), c.history);
 }
 
 function clearStats() {
   for (const id of ["st-path", "st-rtt", "st-jitter", "st-loss", "st-bitrate", "st-codec"]) $(id).textContent = "–";
+  $("call-timer").textContent = "";
+  $("call-path").textContent = "";
   drawGraph($("graph"), []);
+}
+
+function toggleStats() {
+  const open = $("stats").hidden;
+  $("stats").hidden = !open;
+  $("stats-toggle").setAttribute("aria-expanded", String(open));
+  if (open) drawGraph($("graph"), app.call?.history || []);
 }
 
 async function startCall(peer) {
   notice("");
   if (!app.phone) return;
-  peer = (peer || "").trim();
-  if (!peer) { notice("Type the user name to call in Contact."); $("contact").focus(); return; }
+  peer = (peer || "").trim().toLowerCase();
+  if (!peer) { notice("Type the user name to call in the search box."); $("search").focus(); return; }
   if (app.call) { notice("Hang up the call in progress first."); return; }
   clearStats();
   app.phone.audioContext(); // made in the click, so the browser lets it play
@@ -532,11 +964,12 @@ async function answer() {
   $("incoming").hidden = true;
   clearStats();
   app.phone.audioContext();
+  openConversation(inc.peer);
   try {
     await inc.answer();
   } catch (e) {
     notice(e.message);
-    showIdle();
+    renderHeader();
   }
 }
 
@@ -546,7 +979,7 @@ function decline() {
   app.incoming = null;
   $("incoming").hidden = true;
   inc.decline("declined");
-  showIdle();
+  renderHeader();
 }
 
 // ---- instant messages ----
@@ -563,13 +996,19 @@ async function startIM() {
     api: app.api,
     get link() { return app.link; },
     channelTo: (u) => app.phone?.channelTo(u) || null,
-    onMessage: (msg, via) => {
+    isReading,
+    onMessage: (msg) => {
       if (app.im !== m) return;
-      if (!chat.peer && msg.dir === "in") { chat.open(msg.peer); return; }
+      noteMessage(msg);
       chat.show(msg);
-      if (msg.dir === "in" && msg.peer !== chat.peer) notice(`New message from ${msg.peer}.`, "info");
+      render();
     },
-    onState: (peer, ids, state) => { if (app.im === m) chat.mark(peer, ids, state); },
+    onState: (peer, ids, state) => {
+      if (app.im !== m) return;
+      chat.mark(peer, ids, state);
+      const last = app.convs.get(peer)?.last;
+      if (last && last.dir === "out" && ids.includes(last.id)) last.state = state;
+    },
     onFailed: (peer, e) => { if (app.im === m) notice(describeSendError(e, peer)); },
     onRefused: (from, why) => { if (app.im === m) notice(`Dropped a message${from ? ` claiming to be from ${from}` : ""} that failed its checks (${why}).`); },
   });
@@ -595,9 +1034,8 @@ function describeSendError(e, peer) {
 
 // ---- wiring ----
 
-const chat = new ChatPane({ log: $("chat-log"), input: $("chat-text"), send: $("send"), title: $("chat-h"), note: $("chat-note") }, {
+const chat = new ChatPane({ log: $("chat-log"), scroll: $("chat-scroll"), input: $("chat-text"), send: $("send"), note: $("chat-note"), empty: $("chat-empty") }, {
   history: (peer) => app.im ? app.im.hist.conversation(peer) : Promise.resolve([]),
-  pickPeer: () => { const u = $("contact").value.trim(); return validUser(u) ? u : ""; },
   describe: describeSendError,
   sendText: async (peer, text) => {
     if (!app.im) throw new Error("not signed in");
@@ -606,27 +1044,56 @@ const chat = new ChatPane({ log: $("chat-log"), input: $("chat-text"), send: $("
   },
 });
 
+// The name typed in the search box, for the buttons next to it.
+function typed() {
+  const u = app.search.text;
+  return validUser(u) && u !== app.user ? u : "";
+}
+
 $("auth-form").addEventListener("submit", signInClicked);
 $("signup").addEventListener("click", signUp);
 $("signout").addEventListener("click", signOut);
-$("call").addEventListener("click", () => startCall($("contact").value));
-$("contact").addEventListener("keydown", (e) => { if (e.key === "Enter") startCall($("contact").value); });
+$("search").addEventListener("input", onSearchInput);
+$("search").addEventListener("keydown", (e) => {
+  if (e.key === "Escape") { clearSearch(); return; }
+  if (e.key !== "Enter") return;
+  e.preventDefault();
+  const first = $("contact-list").querySelector("button.open") || $("search-results").querySelector("button.open");
+  const u = typed();
+  if (u) { clearSearch(); openConversation(u, true); } else first?.click();
+});
+$("start-chat").addEventListener("click", () => { const u = typed(); if (u) { clearSearch(); openConversation(u, true); } });
+$("call").addEventListener("click", () => { const u = typed(); if (!u) return; clearSearch(); startCall(u); });
 $("add").addEventListener("click", () => {
-  const u = $("contact").value.trim();
-  if (!validUser(u)) { notice("Type a user name in Contact to add."); return; }
+  const u = typed();
+  if (!u) { notice("Type a user name in the search box to add."); return; }
+  clearSearch();
   contactAction("add", u);
 });
+$("back").addEventListener("click", closeConversation);
+$("call-return").addEventListener("click", () => app.call && openConversation(app.call.peer, true));
+$("call-open").addEventListener("click", () => app.call && openConversation(app.call.peer, true));
 $("answer").addEventListener("click", answer);
 $("decline").addEventListener("click", decline);
 $("hangup").addEventListener("click", () => app.call?.hangup());
 $("mute").addEventListener("click", () => app.call && app.call.setMuted(!app.call.muted));
 $("hold").addEventListener("click", () => app.call?.setHeld(true));
 $("resume").addEventListener("click", () => app.call?.setHeld(false));
+$("stats-toggle").addEventListener("click", toggleStats);
 $("my-status").addEventListener("change", async (e) => {
   app.myStatus = e.target.value;
   try { app.api.credential = await credential(); await app.api.setStatus(app.myStatus); } catch (err) { notice(loginMessage(err, app.user)); }
   sendPresence();
 });
+// Escape closes the open conversation (outside the search box, which it
+// clears, and the menus).
+document.addEventListener("keydown", (e) => {
+  if (e.key !== "Escape" || e.defaultPrevented || !chat.peer || $("app").hidden) return;
+  if (e.target instanceof Element && e.target.closest("#search, select")) return;
+  closeConversation();
+});
+// Coming back to the page reads the open conversation.
+document.addEventListener("visibilitychange", () => { if (chat.peer && document.visibilityState === "visible") markRead(chat.peer); });
 
 // For scripts and tests that inspect the page (never needed to use it).
 window.parley = { app, chat, onPresence, get call() { return app.call; } };

@@ -110,6 +110,38 @@ export class History {
       }));
   }
 
+  // markRead clears the unread mark of peer's messages; resolves with how
+  // many had it.
+  markRead(peer) {
+    return tx("messages", "readwrite", async (s, set) => {
+      const ms = await req(s.index("conv").getAll([this.owner, peer]));
+      let n = 0;
+      for (const m of ms) {
+        if (!m.unread) continue;
+        delete m.unread;
+        s.put(m);
+        n++;
+      }
+      set(n);
+    });
+  }
+
+  // summaries is, for each peer with messages, the last message and how
+  // many are unread: Map(peer → {last, unread}).
+  summaries() {
+    return tx("messages", "readonly", (s, set) =>
+      req(s.index("conv").getAll(IDBKeyRange.bound([this.owner], [this.owner, []]))).then((ms) => {
+        const out = new Map();
+        for (const m of ms) {
+          let e = out.get(m.peer);
+          if (!e) { e = { last: m, unread: 0 }; out.set(m.peer, e); }
+          if (order(m, e.last) > 0) e.last = m;
+          if (m.unread) e.unread++;
+        }
+        set(out);
+      }));
+  }
+
   nextSeq(peer) {
     const k = `${this.owner}\n${peer}`;
     return tx("seqs", "readwrite", async (s, set) => {
@@ -142,7 +174,9 @@ export function retryLater(e) {
 //  loginKey: () => bytes, api: LoginAPI, link: SupernodeLink,
 //  channelTo(user): an open RTCDataChannel of a call with user, or null,
 //  onMessage(m), onState(peer, ids, state), onRefused(from, why),
-//  onFailed(peer, err): a message that can never go (peer no longer a contact)}
+//  onFailed(peer, err): a message that can never go (peer no longer a contact),
+//  isReading(peer): whether peer's conversation is open in front (a message
+//  that arrives otherwise is stored unread)}
 //
 // A message is stored ("sending") before anything is tried, and stays so
 // until a device of the peer acknowledges it (then "delivered") or it waits
@@ -405,6 +439,7 @@ export class Messenger {
     if (o.kind === im.KIND_MESSAGE) {
       const m = { id: o.id, peer: o.from, dir: "in", fromDevice: o.fromDevice, seq: o.seq, ts: o.ts, text: o.text, state: "received" };
       if (o.from === this.user) Object.assign(m, { peer: o.to, dir: "out", state: "sent" });
+      else if (!this.cfg.isReading?.(m.peer)) m.unread = true; // counted until its conversation is open
       const isNew = await this.hist.add(m);
       if (isNew) this.cfg.onMessage(m, via);
       if (!this.acks.has(o.from)) this.acks.set(o.from, []);
@@ -501,90 +536,227 @@ function hexBytes(h) {
 // ---- the pane ----
 
 const MARK = { sending: "sending…", sent: "sent", delivered: "delivered", received: "", failed: "not sent" };
+const GROUP_GAP = 5 * 60_000; // messages from one side this close share a group
 
+// dayKey is ts's local calendar day.
+export function dayKey(ts) {
+  const d = new Date(ts);
+  return `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+}
+
+function dayStart(d) { return new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime(); }
+
+function daysAgo(ts, now) { return Math.round((dayStart(new Date(now)) - dayStart(new Date(ts))) / 86_400_000); }
+
+// dayLabel names ts's day for a separator: Today, Yesterday, a weekday
+// this week, else the date.
+export function dayLabel(ts, now = Date.now()) {
+  const n = daysAgo(ts, now);
+  if (n === 0) return "Today";
+  if (n === 1) return "Yesterday";
+  const d = new Date(ts);
+  if (n > 1 && n < 7) return d.toLocaleDateString(undefined, { weekday: "long" });
+  const year = d.getFullYear() !== new Date(now).getFullYear() ? { year: "numeric" } : {};
+  return d.toLocaleDateString(undefined, { day: "numeric", month: "long", ...year });
+}
+
+export function clockTime(ts) {
+  return new Date(ts).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+}
+
+// listTime is the time a conversation list shows for its last message:
+// the clock time today, else Yesterday, a weekday or a short date.
+export function listTime(ts, now = Date.now()) {
+  const n = daysAgo(ts, now);
+  if (n <= 0) return clockTime(ts);
+  if (n === 1) return "Yesterday";
+  const d = new Date(ts);
+  if (n < 7) return d.toLocaleDateString(undefined, { weekday: "short" });
+  return d.toLocaleDateString(undefined, { day: "numeric", month: "short", ...(d.getFullYear() !== new Date(now).getFullYear() ? { year: "2-digit" } : {}) });
+}
+
+function order(a, b) { return a.ts - b.ts || a.seq - b.seq || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0); }
+
+// ChatPane is the open conversation: bubbles in time order, a separator
+// where the day changes, and the delivery marks of my messages.
 export class ChatPane {
-  // els: {log, input, send, title, note}; sendText(peer, text) sends;
-  // history(peer) lists the conversation; pickPeer() is the peer to write to
-  // when no conversation is open (the Contact field).
+  // els: {log (the list), scroll (what scrolls it), input, send, note,
+  // empty}; hooks: sendText(peer, text), history(peer), describe(err, peer).
   constructor(els, hooks) {
     this.log = els.log;
+    this.scroller = els.scroll;
     this.input = els.input;
-    this.title = els.title;
     this.note = els.note;
+    this.empty = els.empty;
     this.sendBtn = els.send;
     this.hooks = hooks;
     this.peer = "";
+    this.items = new Map(); // "dir-id" → {li, m}
+    this.drafts = new Map(); // peer → what was typed to them, while another conversation is open
     this.sendBtn.addEventListener("click", () => this.send());
     this.input.addEventListener("keydown", (e) => {
-      if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); this.send(); }
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.send(); }
     });
+    this.input.addEventListener("input", () => this.fit());
+  }
+
+  // fit grows the message field with what is typed, up to its CSS max-height.
+  fit() {
+    if (!this.input.value || !this.input.offsetParent) { this.input.style.height = ""; return; }
+    this.input.style.height = "auto";
+    this.input.style.height = `${this.input.scrollHeight + 2}px`;
   }
 
   async open(peer) {
+    const changed = peer !== this.peer;
+    if (changed) {
+      // What was typed stays with its conversation.
+      if (this.peer) this.drafts.set(this.peer, this.input.value);
+      this.input.value = this.drafts.get(peer) || "";
+      this.drafts.delete(peer);
+      this.fit();
+    }
     this.peer = peer;
-    this.title.textContent = peer ? `Conversation with ${peer}` : "Conversation";
-    this.log.replaceChildren();
-    this.note.textContent = "";
+    if (changed) {
+      this.log.replaceChildren();
+      this.items.clear();
+      this.note.textContent = "";
+      this.empty.hidden = true;
+    }
     if (!peer) return;
     let ms = [];
     try { ms = await this.hooks.history(peer); } catch (e) { console.warn("history", e); }
     if (this.peer !== peer) return;
-    this.log.replaceChildren();
-    for (const m of ms) this.show(m);
+    for (const m of ms) this.show(m, false);
+    this.empty.hidden = this.items.size > 0;
+    this.scrollToEnd();
   }
 
-  // show adds m to the log if it belongs to the open conversation, once.
-  show(m) {
-    if (m.peer !== this.peer) return;
-    if (this.log.querySelector(`li[data-id="${m.dir}-${m.id}"]`)) return;
+  scrollToEnd() { this.scroller.scrollTop = this.scroller.scrollHeight; }
+
+  // show adds m to the log if it belongs to the open conversation, once,
+  // in time order.
+  show(m, scroll = true) {
+    if (!this.peer || m.peer !== this.peer) return;
+    const key = `${m.dir}-${m.id}`;
+    if (this.items.has(key)) return;
+    const sc = this.scroller;
+    const nearEnd = sc.scrollHeight - sc.scrollTop - sc.clientHeight < 80;
+    const li = this.bubble(m);
+    this.items.set(key, { li, m });
+    this.place(li, m);
+    this.empty.hidden = true;
+    if (scroll && (nearEnd || m.dir === "out")) this.scrollToEnd();
+  }
+
+  bubble(m) {
     const li = document.createElement("li");
     li.className = "msg " + m.dir;
     li.dataset.id = `${m.dir}-${m.id}`;
+    li.dataset.day = dayKey(m.ts);
+    li._m = m;
+    // For screen readers (and the tests): who wrote it.
+    const sr = document.createElement("span");
+    sr.className = "sr-only";
     const who = document.createElement("span");
     who.className = "who";
     who.textContent = m.dir === "out" ? "me" : m.peer;
+    sr.append(who, ": ");
+    const bubble = document.createElement("div");
+    bubble.className = "bubble";
     const text = document.createElement("span");
     text.className = "text";
     text.textContent = m.text;
+    const meta = document.createElement("span");
+    meta.className = "meta";
     const time = document.createElement("time");
     time.dateTime = new Date(m.ts).toISOString();
-    time.textContent = new Date(m.ts).toLocaleTimeString();
-    li.append(who, ": ", text, " ", time);
+    time.textContent = clockTime(m.ts);
+    time.title = new Date(m.ts).toLocaleString();
+    meta.append(" ", time);
     if (m.dir === "out") {
       const mark = document.createElement("span");
       mark.className = "mark";
+      mark.dataset.state = m.state;
       mark.textContent = MARK[m.state] ?? m.state;
-      li.append(" ", mark);
+      meta.append(" ", mark);
     }
-    this.log.append(li);
-    li.scrollIntoView({ block: "nearest" });
+    bubble.append(sr, text, meta);
+    li.append(bubble);
+    return li;
+  }
+
+  // place inserts li in time order, with a day separator before the first
+  // message of each day, and groups it with its neighbours.
+  place(li, m) {
+    let next = null;
+    for (let el = this.log.lastElementChild; el; el = el.previousElementSibling) {
+      if (!el._m) continue;
+      if (order(el._m, m) <= 0) break;
+      next = el;
+    }
+    let ref = next;
+    const before = next?.previousElementSibling;
+    if (before && before.classList.contains("day") && before.dataset.day !== li.dataset.day) ref = before;
+    this.log.insertBefore(li, ref);
+    const prev = this.prevMsg(li);
+    const at = li.previousElementSibling;
+    if ((!prev || prev.dataset.day !== li.dataset.day) && !(at?.classList.contains("day") && at.dataset.day === li.dataset.day)) {
+      const sep = document.createElement("li");
+      sep.className = "day";
+      sep.dataset.day = li.dataset.day;
+      const label = document.createElement("span");
+      label.textContent = dayLabel(m.ts);
+      sep.append(label);
+      this.log.insertBefore(sep, li);
+    }
+    this.group(li);
+    let n = li.nextElementSibling;
+    while (n && !n._m) n = n.nextElementSibling;
+    if (n) this.group(n);
+  }
+
+  prevMsg(li) {
+    let p = li.previousElementSibling;
+    while (p && !p._m) p = p.previousElementSibling;
+    return p;
+  }
+
+  // group marks li as continuing the group of the message before it (same
+  // side, same day, within a few minutes).
+  group(li) {
+    const prev = this.prevMsg(li);
+    const cont = !!prev && prev._m.dir === li._m.dir && prev.dataset.day === li.dataset.day && li._m.ts - prev._m.ts < GROUP_GAP;
+    li.classList.toggle("cont", cont);
   }
 
   mark(peer, ids, state) {
     if (peer !== this.peer) return;
     for (const id of ids) {
-      const el = this.log.querySelector(`li[data-id="out-${id}"] .mark`);
-      if (el && el.textContent !== "delivered") el.textContent = MARK[state] ?? state;
+      const it = this.items.get(`out-${id}`);
+      const el = it?.li.querySelector(".mark");
+      if (el && el.dataset.state !== "delivered") {
+        el.dataset.state = state;
+        el.textContent = MARK[state] ?? state;
+        it.m.state = state;
+      }
     }
+    if ((state === "sent" || state === "delivered") && this.note.textContent.startsWith("No connection")) this.note.textContent = "";
   }
 
   async send() {
     const text = this.input.value;
-    if (!text.trim()) return;
-    let peer = this.peer;
-    if (!peer) {
-      peer = this.hooks.pickPeer();
-      if (!peer) { this.note.textContent = "Choose a contact to write to."; return; }
-      await this.open(peer);
-    }
+    const peer = this.peer;
+    if (!text.trim() || !peer) return;
     this.note.textContent = "";
     this.input.value = "";
+    this.fit();
     try {
       const r = await this.hooks.sendText(peer, text);
       if (r?.queued && this.peer === peer) this.note.textContent = "No connection: the message goes by itself as soon as it is back.";
     } catch (e) {
-      if (!this.input.value) this.input.value = text; // keep what was typed
-      this.note.textContent = this.hooks.describe(e, peer);
+      if (!this.input.value && this.peer === peer) { this.input.value = text; this.fit(); } // keep what was typed
+      if (this.peer === peer) this.note.textContent = this.hooks.describe(e, peer);
     }
   }
 }

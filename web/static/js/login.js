@@ -58,6 +58,10 @@ export class LoginAPI {
   requestContact(name) { return this.req("POST", `/api/v1/contacts/${encodeURIComponent(name)}`, undefined, true); }
   acceptContact(name) { return this.req("POST", `/api/v1/contacts/${encodeURIComponent(name)}/accept`, undefined, true); }
   declineContact(name) { return this.req("POST", `/api/v1/contacts/${encodeURIComponent(name)}/decline`, undefined, true); }
+  // search lists up to limit user names starting with prefix (rate limited).
+  search(prefix, limit = 20) {
+    return this.req("GET", `/api/v1/users?prefix=${encodeURIComponent(prefix)}&limit=${limit}`, undefined, true);
+  }
   status() { return this.req("GET", "/api/v1/status", undefined, true); }
   setStatus(status) { return this.req("PUT", "/api/v1/status", { status }, true); }
 }

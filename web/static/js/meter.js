@@ -36,26 +36,35 @@ export function drawGraph(canvas, history) {
   ctx.fillText(`${Math.round(maxRTT)} ms`, 4, 12);
 }
 
-// LevelMeter shows the level of a stream (the microphone) in a <meter>.
+// LevelMeter shows the level of a stream (the microphone) in a <meter>:
+// the loudest 20 ms of each tick, in dBFS from -60 (empty) to -6 (full),
+// rising at once and falling back gently, so that it follows the voice.
 export class LevelMeter {
   constructor(audioContext, stream, meterEl) {
+    this.ctx = audioContext;
     this.src = audioContext.createMediaStreamSource(stream);
     this.an = audioContext.createAnalyser();
-    this.an.fftSize = 1024;
+    this.an.fftSize = 1024; // about 21 ms at 48 kHz
+    this.an.smoothingTimeConstant = 0;
     this.src.connect(this.an);
     this.buf = new Float32Array(this.an.fftSize);
     this.el = meterEl;
-    this.timer = setInterval(() => this.tick(), 100);
+    this.shown = 0;
+    this.level = -100;
+    this.timer = setInterval(() => this.tick(), 50);
   }
 
   tick() {
+    // A context the browser left suspended reads silence: ask again.
+    if (this.ctx.state === "suspended") this.ctx.resume().catch(() => {});
     this.an.getFloatTimeDomainData(this.buf);
     let sum = 0;
     for (const v of this.buf) sum += v * v;
     const rms = Math.sqrt(sum / this.buf.length);
     const db = rms > 0 ? 20 * Math.log10(rms) : -100;
-    // -60 dBFS .. 0 dBFS onto 0..1
-    this.el.value = Math.max(0, Math.min(1, (db + 60) / 60));
+    const v = Math.max(0, Math.min(1, (db + 60) / 54));
+    this.shown = v >= this.shown ? v : Math.max(v, this.shown - 0.08);
+    this.el.value = this.shown;
     this.level = db;
   }
 

@@ -64,10 +64,13 @@ export class SupernodeLink {
     this.loop();
   }
 
-  close() {
+  // close ends the link for good (signing out, or the page going away): a
+  // clean close, so that the supernode tells our contacts at once that this
+  // device is offline.
+  close(why = "signed out") {
     this.closed = true;
-    this.ws?.close();
-    this.dropAll(new SupernodeError("closed", "signed out"));
+    try { this.ws?.close(1000, why); } catch { /* already closing */ }
+    this.dropAll(new SupernodeError("closed", why));
   }
 
   // next picks the supernode to try: those that have not failed lately
