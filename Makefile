@@ -6,6 +6,9 @@ export PATH := /usr/local/go/bin:$(PATH)
 export GOFLAGS := -buildvcs=false
 GO ?= go
 BIN := bin/parley
+# The VCS revision `parley version` prints (GOFLAGS above keeps the go
+# command from recording it): git describe in a checkout, else "unknown".
+REVISION ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 .PHONY: up test bench fuzz deps build clean
 
@@ -26,7 +29,7 @@ fuzz: deps
 	scripts/fuzz.sh
 
 build: deps
-	$(GO) build -o $(BIN) ./cmd/parley
+	$(GO) build -ldflags "-X main.revision=$(REVISION)" -o $(BIN) ./cmd/parley
 
 deps:
 	scripts/deps.sh

@@ -219,6 +219,9 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 		return nil, c.fail(err)
 	}
 	c.trickleReady()
+	if media.OnPlaced != nil {
+		media.OnPlaced(c.ID)
+	}
 	ring := time.NewTimer(s.cfg.RingTimeout)
 	defer ring.Stop()
 	for {

@@ -308,6 +308,11 @@ func (c *Client) renew(ctx context.Context, st State, now time.Time) (*loginapi.
 		}
 		c.log.Info("refresh token no longer valid; logging in with the password")
 	}
+	// Asking for a password is pointless when the login server does not
+	// answer: say that instead ("a password is needed" would mislead).
+	if _, err := lc.Key(ctx); errors.Is(err, loginapi.ErrUnreachable) {
+		return nil, err
+	}
 	if c.cfg.Password == nil {
 		return nil, ErrNeedPassword
 	}
@@ -345,16 +350,16 @@ func (c *Client) UserExists(ctx context.Context, user string) (bool, error) {
 }
 
 // supernodes returns the freshest list: from the login server, or the last one
-// the home saw when the login server does not answer.
-func (c *Client) supernodes(ctx context.Context) []loginapi.SupernodeInfo {
+// the home saw when the login server does not answer (err says why).
+func (c *Client) supernodes(ctx context.Context) (_ []loginapi.SupernodeInfo, err error) {
 	lc, err := c.loginClient()
 	cached := c.state().Supernodes
 	if err != nil {
-		return cached
+		return cached, err
 	}
 	list, err := lc.Supernodes(ctx)
 	if err != nil || len(list) == 0 {
-		return cached
+		return cached, err
 	}
 	c.mu.Lock()
 	c.st.Supernodes = list
@@ -363,5 +368,5 @@ func (c *Client) supernodes(ctx context.Context) []loginapi.SupernodeInfo {
 	if err != nil {
 		c.log.Warn("saving supernode list", "err", err)
 	}
-	return list
+	return list, nil
 }

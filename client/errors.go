@@ -21,3 +21,7 @@ var (
 	ErrClosed         = errors.New("session closed")
 	ErrHomeCorrupt    = errors.New("home directory state is unreadable")
 )
+
+// ErrNoSupernodeListed: the login server lists no supernode and the home
+// knows none. It comes with ErrNoSupernode, and names the login server.
+var ErrNoSupernodeListed = errors.New("no supernode is listed by the login server")

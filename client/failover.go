@@ -220,9 +220,12 @@ func (s *Session) attach(ctx context.Context, forceRenew bool) (*snapi.Conn, str
 	if err != nil {
 		return nil, "", err
 	}
-	order := s.candidates(ctx)
+	order, listErr := s.candidates(ctx)
 	if len(order) == 0 {
-		return nil, "", ErrNoSupernode
+		if listErr != nil {
+			return nil, "", fmt.Errorf("%w: %w", ErrNoSupernode, listErr)
+		}
+		return nil, "", noneListed{s.c.state().LoginURL}
 	}
 	var errs []error
 	allAuth := true
@@ -270,11 +273,18 @@ func (s *Session) attach(ctx context.Context, forceRenew bool) (*snapi.Conn, str
 	return nil, "", fmt.Errorf("%w: %w", ErrNoSupernode, errors.Join(errs...))
 }
 
+// noneListed is ErrNoSupernodeListed (and ErrNoSupernode) at a login server.
+type noneListed struct{ loginURL string }
+
+func (e noneListed) Error() string   { return ErrNoSupernodeListed.Error() + " at " + e.loginURL }
+func (e noneListed) Unwrap() []error { return []error{ErrNoSupernodeListed, ErrNoSupernode} }
+
 // candidates returns the supernodes to try, in order: Prefer, then the
-// choice described in hostcache.go.
-func (s *Session) candidates(ctx context.Context) []string {
+// choice described in hostcache.go; listErr says why the login server did
+// not list any.
+func (s *Session) candidates(ctx context.Context) (order []string, listErr error) {
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	list := s.c.supernodes(lctx)
+	list, listErr := s.c.supernodes(lctx)
 	cancel()
 	now := s.c.now()
 	var listed []string
@@ -336,7 +346,7 @@ func (s *Session) candidates(ctx context.Context) []string {
 		}
 		s.c.log.Debug("measured supernodes", "rtts", rtts, "failed", len(failed))
 	}
-	order := orderCandidates(rest, rtts, failed, excluded, cache)
+	order = orderCandidates(rest, rtts, failed, excluded, cache)
 	if prefer != "" {
 		if excluded[prefer] {
 			order = append(order, prefer)
@@ -344,7 +354,7 @@ func (s *Session) candidates(ctx context.Context) []string {
 			order = append([]string{prefer}, order...)
 		}
 	}
-	return order
+	return order, listErr
 }
 
 // afterReattach restarts ICE for the calls relayed through a relay the old

@@ -99,7 +99,7 @@ func TestChoiceUsesTheHostCache(t *testing.T) {
 	}
 	s := &Session{c: c, cfg: SessionConfig{Prefer: prefer}, rng: rand.New(rand.NewPCG(1, 2)),
 		excluded: map[string]time.Time{excluded: time.Now().Add(time.Minute)}}
-	got := s.candidates(context.Background())
+	got, _ := s.candidates(context.Background())
 	want := []string{prefer, fast, slow, dead, excluded}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("candidates\n got %q\nwant %q", got, want)

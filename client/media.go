@@ -32,6 +32,11 @@ type Media struct {
 	OnSourceEnd func()
 	// OnRTP observes every received RTP header with its arrival time.
 	OnRTP func(h rtp.Header, arrival time.Time)
+	// OnPlaced is called once by Session.Call with the call's id when the
+	// offer has gone out, before the peer answers (a bot reports the id
+	// then, and may hang up while it rings). It must not block. Unused by
+	// Incoming.Answer.
+	OnPlaced func(callID string)
 }
 
 // ImmediateSource is a FrameSource whose ReadFrame never blocks. The sender

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/wire/loginapi"
@@ -21,6 +22,8 @@ import (
 type Printer struct {
 	W    io.Writer
 	JSON bool
+	// Now stamps results and errors ("ts"); nil means time.Now.
+	Now func() time.Time
 
 	mu sync.Mutex
 }

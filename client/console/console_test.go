@@ -212,6 +212,8 @@ func TestUserMessage(t *testing.T) {
 		{fmt.Errorf("client: register: %w", loginapi.ErrUserExists), "that user name is taken"},
 		{fmt.Errorf("client: call bob: %w", client.ErrDeclined), "call bob: " + client.ErrDeclined.Error()},
 		{fmt.Errorf("client: %w", client.ErrNoSupernode), "no supernode reachable: is the network up? (parley up starts one)"},
+		{fmt.Errorf("client: online: %w at http://l:8080", client.ErrNoSupernodeListed),
+			"no supernode is listed by the login server at http://l:8080: start one (parley supernode) or run parley up"},
 		{fmt.Errorf("--play x.wav: codec: read wav: %w", codec.ErrCorrupt), "--play x.wav: read wav: corrupt WAV file"},
 		{errors.New("supernode: something else"), "something else"},
 	}

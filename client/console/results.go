@@ -1,6 +1,8 @@
 package console
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -129,4 +131,59 @@ func (p *Printer) Users(users []string) {
 		}
 		fmt.Fprintln(p.W, u)
 	}
+}
+
+// Result writes the outcome of a one-shot command: text as a line (nothing
+// when it is ""); with JSON one document {"ts","event":"result","cmd":cmd, …}
+// whose other members are kv's pairs, in order (name, value, name, value…),
+// those with a nil value left out.
+func (p *Printer) Result(cmd, text string, kv ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.JSON {
+		if text != "" {
+			fmt.Fprintln(p.W, text)
+		}
+		return
+	}
+	var b bytes.Buffer
+	ts, _ := json.Marshal(p.now())
+	name, _ := json.Marshal(cmd)
+	fmt.Fprintf(&b, `{"ts":%s,"event":"result","cmd":%s`, ts, name)
+	for i := 0; i+1 < len(kv); i += 2 {
+		k, _ := json.Marshal(fmt.Sprint(kv[i]))
+		v, err := json.Marshal(kv[i+1])
+		if err != nil || kv[i+1] == nil {
+			continue
+		}
+		b.WriteByte(',')
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	b.WriteString("}\n")
+	p.W.Write(b.Bytes())
+}
+
+// Error writes a failure as JSON, {"ts","event":"error","error":line,"code":code}:
+// line is the one line printed on stderr, code the exit code it leads to.
+// Without JSON it writes nothing (the line is on stderr already).
+func (p *Printer) Error(line string, code int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.JSON {
+		p.writeJSON(struct {
+			TS    time.Time `json:"ts"`
+			Event string    `json:"event"`
+			Error string    `json:"error"`
+			Code  int       `json:"code"`
+		}{p.now(), "error", line, code})
+	}
+}
+
+func (p *Printer) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
 }

@@ -71,6 +71,10 @@ func UserMessage(err error) string {
 		{codec.ErrCorrupt, ""},
 		{snapi.ErrDisconnected, "lost the connection to the supernode"},
 	}
+	if errors.Is(err, client.ErrNoSupernodeListed) {
+		msg := err.Error()
+		return msg[max(0, strings.Index(msg, client.ErrNoSupernodeListed.Error())):] + ": start one (parley supernode) or run parley up"
+	}
 	for _, k := range known {
 		if errors.Is(err, k.err) {
 			if k.msg != "" {

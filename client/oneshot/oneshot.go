@@ -1,11 +1,14 @@
 // Package oneshot runs a client's one-off operations the way the parley
-// commands do. Contact and status changes go through a short session that
-// does not show the user online (client.SessionConfig.NoPresence) when a
-// supernode answers: the supernodes tell the running devices of the users
-// concerned at once, so presence starts or stops within a second. When none
-// answers they go to the login server alone, and running devices see them at
-// their next refresh or start. Contact lists with live presence and lookups
-// ask the mesh through a session too.
+// commands do. Every session it opens is a short one that does not show the
+// user online (client.SessionConfig.NoPresence): it announces no presence,
+// so the user's contacts see no "online" when it attaches nor "offline" when
+// it detaches, whether the user is offline or online on other devices.
+// Contact and status changes go through such a session when a supernode
+// answers: the supernodes tell the running devices of the users concerned
+// at once, so presence starts or stops within a second. When none answers
+// they go to the login server alone, and running devices see them at their
+// next refresh or start. Contact lists with live presence and lookups ask
+// the mesh through such a session too.
 //
 // Every function takes the client, the session settings to go online with
 // (Prefer, OnEvent…) and a context that bounds it; a session it opens is
@@ -111,6 +114,7 @@ func Contacts(ctx context.Context, c *client.Client, sc client.SessionConfig) (c
 		return ct.State == loginapi.ContactAccepted && ct.Status != presence.Offline
 	}) {
 		// Live presence comes from the mesh: attach to a supernode to ask.
+		sc.NoPresence = true
 		if s, unknown = c.Online(ctx, sc); unknown != nil {
 			if ctx.Err() != nil {
 				return nil, nil, unknown
@@ -129,6 +133,7 @@ func Contacts(ctx context.Context, c *client.Client, sc client.SessionConfig) (c
 // answers before the first failed user's and the error, wrapped as "lookup
 // USER: …".
 func Lookup(ctx context.Context, c *client.Client, sc client.SessionConfig, users []string) ([]snapi.Found, error) {
+	sc.NoPresence = true
 	s, err := c.Online(ctx, sc)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,8 +123,9 @@ func TestOneShots(t *testing.T) {
 
 			found, err := oneshot.Lookup(ctx, alice, sc, []string{"bob", "alice"})
 			if !withSupernode {
-				if err == nil {
-					t.Errorf("Lookup without a supernode: %v, nil error", found)
+				// The login server lists none: the error says so, and where.
+				if !errors.Is(err, client.ErrNoSupernodeListed) || !errors.Is(err, client.ErrNoSupernode) || !strings.Contains(err.Error(), loginURL) {
+					t.Errorf("Lookup without a supernode: %v, %v; want ErrNoSupernodeListed at %s", found, err, loginURL)
 				}
 				return
 			}
@@ -131,5 +133,45 @@ func TestOneShots(t *testing.T) {
 				t.Errorf("Lookup: %+v, %v; want bob then alice", found, err)
 			}
 		})
+	}
+}
+
+// A user's one-off operations do not show the user online to the contacts:
+// their short sessions announce no presence, so a contact's running device
+// gets no presence event from them.
+func TestOneShotsShowNoPresence(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	loginURL := startNetwork(t, true)
+	alice, bob := register(t, ctx, loginURL, "alice"), register(t, ctx, loginURL, "bob")
+	if _, err := oneshot.Contact(ctx, alice, client.SessionConfig{}, oneshot.Add, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oneshot.Contact(ctx, bob, client.SessionConfig{}, oneshot.Accept, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 16)
+	s, err := alice.Online(ctx, client.SessionConfig{OnEvent: func(ev client.Event) {
+		if ev.Event == "presence" && ev.Peer == "bob" {
+			seen <- ev.PresenceEvent.Status
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := oneshot.Lookup(ctx, bob, client.SessionConfig{}, []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := oneshot.Contacts(ctx, bob, client.SessionConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oneshot.Contact(ctx, bob, client.SessionConfig{}, oneshot.Add, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case st := <-seen:
+		t.Errorf("alice saw bob %s while bob only ran one-off operations", st)
+	case <-time.After(time.Second):
 	}
 }

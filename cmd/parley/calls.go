@@ -12,6 +12,7 @@ import (
 
 	"github.com/parley/parley/audio"
 	"github.com/parley/parley/client"
+	"github.com/parley/parley/client/bot"
 	"github.com/parley/parley/client/callscript"
 	"github.com/parley/parley/client/console"
 	"github.com/parley/parley/client/echo"
@@ -61,7 +62,7 @@ func audioError(err error) error {
 func (e *env) eventOut(jsonOut bool, record string) *console.Printer {
 	w := e.stdout
 	if record == "-" {
-		w = e.stderr
+		w, e.jsonErr = e.stderr, e.stderr
 	}
 	return &console.Printer{W: w, JSON: jsonOut}
 }
@@ -74,10 +75,14 @@ func cmdListen(ctx context.Context, e *env, args []string) (err error) {
 	dur := fs.Duration("for", 0, "exit after this long (0: run until interrupted)")
 	calls := fs.Int("calls", 0, "exit after this many calls have ended (0: no limit)")
 	jsonOut := fs.Bool("json", false, "print events as JSON lines")
+	commands := fs.Bool("commands", false, "bot mode: JSON commands on stdin, one per line; calls ring until answered by command (implies --json; docs/cli.md)")
 	var pf promoteFlags
 	pf.register(fs)
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
+	}
+	if *commands && (*answerCalls || *calls > 0 || a.Play != "" || a.Record != "") {
+		return usageError{"listen: --commands answers calls by command: no --answer, --calls, --play or --record"}
 	}
 	aio, out, c, err := e.openAudioClient(a, *jsonOut)
 	if err != nil {
@@ -94,13 +99,20 @@ func cmdListen(ctx context.Context, e *env, args []string) (err error) {
 		Media: func() client.Media { return client.Media{Source: aio.Source(), Sink: aio.Sink()} }})
 	// The session keeps itself attached: when its supernode goes away it moves
 	// to another ("offline", then "online" events). Done means it cannot.
-	s, err := c.Online(ctx, e.sessionConfig(client.SessionConfig{OnEvent: out.Event, OnIncoming: m.Handler(ctx)}))
+	sc, b := client.SessionConfig{OnEvent: out.Event, OnIncoming: m.Handler(ctx)}, bot.New(bot.Config{Out: e.stdout})
+	if *commands { // bot mode: client/bot answers, prints and reads stdin
+		sc.OnEvent, sc.OnIncoming = b.Event, b.OnIncoming
+	}
+	s, err := c.Online(ctx, e.sessionConfig(sc))
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	if err := pf.start(s); err != nil {
 		return err
+	}
+	if *commands {
+		return b.Run(ctx, s, e.stdin)
 	}
 	select {
 	case <-ctx.Done():
@@ -130,7 +142,10 @@ func cmdCall(ctx context.Context, e *env, args []string) (err error) {
 		return err
 	}
 	defer closeAudio(aio, &err)
-	s, err := c.Online(ctx, e.sessionConfig(client.SessionConfig{OnEvent: out.Event, StatsInterval: *statsEvery}))
+	// Nothing shows before the call rings (or connects: the ringing signal
+	// may come late): an error before that says it all.
+	held := &console.Held{P: out, Start: func(ev client.Event) bool { return ev.CallState != nil && ev.CallState.State != client.StateEnded }}
+	s, err := c.Online(ctx, e.sessionConfig(client.SessionConfig{OnEvent: held.Event, StatsInterval: *statsEvery}))
 	if err != nil {
 		return err
 	}

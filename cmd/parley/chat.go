@@ -31,7 +31,7 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	out := &console.Printer{W: e.stdout, JSON: *jsonOut}
+	out := e.printer(*jsonOut)
 	if len(pos) > 1 {
 		text := strings.Join(pos[1:], " ")
 		if err := im.CheckText(text); err != nil {
@@ -51,10 +51,11 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 
+	conv := &console.Conversation{P: out} // each delivery once: the send result, or else the receipt
 	s, err := c.Online(ctx, e.sessionConfig(client.SessionConfig{OnEvent: func(ev client.Event) {
 		switch ev.Event {
 		case "message", "delivered", "presence", "message-refused", "status":
-			out.Event(ev)
+			conv.Event(ev)
 		}
 	}}))
 	if err != nil {
@@ -89,16 +90,18 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 			}
 			return nil
 		case line := <-lines:
+			conv.Sending()
 			res, err := s.SendMessage(ctx, peer, line)
+			conv.Sent(peer, res, err)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				failed++
-				fmt.Fprintln(e.stderr, "parley: "+console.UserMessage(err))
-				continue
+				msg := "parley: " + console.UserMessage(err)
+				fmt.Fprintln(e.stderr, msg)
+				out.Error(msg, 1) // with --json: this line's failure; chat exits 1 at the end
 			}
-			out.Sent(peer, res)
 		}
 	}
 }
@@ -136,6 +139,6 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	(&console.Printer{W: e.stdout, JSON: *jsonOut}).History(me, peer, ms)
+	e.printer(*jsonOut).History(me, peer, ms)
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/client/console"
 	"github.com/parley/parley/client/oneshot"
+	"github.com/parley/parley/internal/cli"
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/wire/loginapi"
 	"github.com/parley/parley/wire/presence"
@@ -30,8 +31,7 @@ var statuses = []string{presence.Online, presence.Away, presence.Busy, presence.
 // cmdContacts is `parley contacts add|accept|decline|list`.
 func cmdContacts(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(e.stderr, contactsUsage)
-		return usageError{"contacts: expected a subcommand (add, accept, decline, list)"}
+		return usageError{"contacts: expected a subcommand: add, accept, decline or list (parley help contacts)"}
 	}
 	sub, rest := args[0], args[1:]
 	switch sub {
@@ -43,12 +43,13 @@ func cmdContacts(ctx context.Context, e *env, args []string) error {
 		fmt.Fprint(e.stdout, contactsUsage)
 		return nil
 	}
-	fmt.Fprint(e.stderr, contactsUsage)
-	return usageError{fmt.Sprintf("contacts: unknown subcommand %q (add, accept, decline, list)", sub)}
+	err := cli.Unknown("subcommand", sub, []string{"accept", "add", "decline", "list"}, "add, accept, decline or list")
+	return usageError{"contacts: " + err.Error()}
 }
 
 func contactOp(ctx context.Context, e *env, sub string, args []string) error {
 	fs := flag.NewFlagSet("contacts "+sub, flag.ContinueOnError)
+	jsonOut := fs.Bool("json", false, `print {"event":"result","cmd":"contacts `+sub+`","peer","state"}`)
 	pos, err := parseFlags(fs, e, args, 1, 1, "USER")
 	if err != nil {
 		return err
@@ -65,14 +66,13 @@ func contactOp(ctx context.Context, e *env, sub string, args []string) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case sub == "decline":
-		fmt.Fprintf(e.stdout, "%s is not a contact any more\n", user)
-	case state == loginapi.ContactAccepted:
-		fmt.Fprintf(e.stdout, "%s is now a contact\n", user)
-	default:
-		fmt.Fprintf(e.stdout, "contact request sent to %s\n", user)
+	text := "contact request sent to " + user
+	if sub == "decline" {
+		text = user + " is not a contact any more"
+	} else if state == loginapi.ContactAccepted {
+		text = user + " is now a contact"
 	}
+	e.printer(*jsonOut).Result("contacts "+sub, text, "peer", user, "state", state)
 	return nil
 }
 
@@ -92,13 +92,14 @@ func contactsList(ctx context.Context, e *env, args []string) error {
 	} else if unknown != nil {
 		fmt.Fprintf(e.stderr, "parley: presence unknown: %s\n", console.UserMessage(unknown))
 	}
-	(&console.Printer{W: e.stdout, JSON: *jsonOut}).Contacts(contacts)
+	e.printer(*jsonOut).Contacts(contacts)
 	return nil
 }
 
 // cmdStatus is `parley status [online|away|busy|invisible]`.
 func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	jsonOut := fs.Bool("json", false, `print {"event":"result","cmd":"status","status"[,"note"]}`)
 	pos, err := parseFlags(fs, e, args, 0, 1, "[online|away|busy|invisible]")
 	if err != nil {
 		return err
@@ -112,20 +113,21 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	}
 	if len(pos) == 0 {
 		st, err := c.Status(ctx)
-		if err != nil {
-			return err
+		if err == nil {
+			e.printer(*jsonOut).Result("status", st, "status", st)
 		}
-		fmt.Fprintln(e.stdout, st)
-		return nil
+		return err
 	}
 	offline, err := oneshot.SetStatus(ctx, c, e.sessionConfig(client.SessionConfig{}), pos[0])
 	if err != nil {
 		return err
-	} else if offline != nil {
-		fmt.Fprintf(e.stdout, "status set to %s (running devices pick it up at their next start: %s)\n", pos[0], console.UserMessage(offline))
-		return nil
 	}
-	fmt.Fprintf(e.stdout, "status set to %s\n", pos[0])
+	text, note := "status set to "+pos[0], any(nil)
+	if offline != nil {
+		note = "running devices pick it up at their next start: " + console.UserMessage(offline)
+		text += fmt.Sprintf(" (%s)", note)
+	}
+	e.printer(*jsonOut).Result("status", text, "status", pos[0], "note", note)
 	return nil
 }
 
@@ -156,6 +158,6 @@ func cmdSearch(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	(&console.Printer{W: e.stdout, JSON: *jsonOut}).Users(users)
+	e.printer(*jsonOut).Users(users)
 	return nil
 }

@@ -27,6 +27,9 @@ import (
 
 var parleyBin string
 
+// testRevision is the revision TestMain stamps the binary with.
+var testRevision = "unknown"
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "parley-bin-")
 	if err != nil {
@@ -38,7 +41,11 @@ func TestMain(m *testing.M) {
 	if p, err := exec.LookPath("go"); err == nil {
 		goBin = p
 	}
-	out, err := exec.Command(goBin, "build", "-o", parleyBin, ".").CombinedOutput()
+	// Stamped as the Makefile does (docs/cli.md, "Version").
+	if rev, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
+		testRevision = strings.TrimSpace(string(rev))
+	}
+	out, err := exec.Command(goBin, "build", "-ldflags", "-X main.revision="+testRevision, "-o", parleyBin, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building parley: %v\n%s", err, out)
 		os.Exit(1)
@@ -94,6 +101,14 @@ func start(t testing.TB, env []string, args ...string) *proc {
 // startIn is start inside network namespace ns ("" for this one).
 func startIn(t testing.TB, ns string, env []string, args ...string) *proc {
 	t.Helper()
+	return startWith(t, ns, nil, env, args...)
+}
+
+// startWith is startIn with stdin (nil: none). Every JSON line the process
+// prints on stdout is checked against the event schema at the end
+// (checkEvents).
+func startWith(t testing.TB, ns string, stdin *os.File, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	if ns == "" {
 		p.cmd = exec.Command(parleyBin, args...)
@@ -101,6 +116,9 @@ func startIn(t testing.TB, ns string, env []string, args ...string) *proc {
 		p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns, parleyBin}, args...)...)
 	}
 	p.cmd.Env = append(os.Environ(), env...)
+	if stdin != nil {
+		p.cmd.Stdin = stdin
+	}
 	p.cmd.Stdout = lockedBuffer{&p.mu, p.stdout}
 	p.cmd.Stderr = lockedBuffer{&p.mu, p.stderr}
 	if err := p.cmd.Start(); err != nil {
@@ -118,6 +136,8 @@ func startIn(t testing.TB, ns string, env []string, args ...string) *proc {
 			p.cmd.Process.Kill()
 			<-p.done
 		}
+		out, _ := p.output()
+		checkEvents(t, args, out)
 		if t.Failed() {
 			out, errOut := p.output()
 			t.Logf("parley %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), out, errOut)

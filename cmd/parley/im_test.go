@@ -178,6 +178,7 @@ func TestCLIThousandMessagesWithRestart(t *testing.T) {
 	case <-time.After(3 * time.Minute):
 		t.Fatal("chat did not finish in 3 minutes")
 	}
+	checkEvents(t, chat.Args[1:], chatOut.String())
 	sent := time.Since(began)
 	// Everything the second run missed live waits in the mailbox, which it
 	// reads at login; what it got live it has. Together: all of them.

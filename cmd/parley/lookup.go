@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/parley/parley/client"
-	"github.com/parley/parley/client/console"
 	"github.com/parley/parley/client/oneshot"
 	"github.com/parley/parley/internal/identity"
 )
@@ -30,6 +29,6 @@ func cmdLookup(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	found, err := oneshot.Lookup(ctx, c, e.sessionConfig(client.SessionConfig{}), users)
-	(&console.Printer{W: e.stdout, JSON: *jsonOut}).Lookups(found) // those before a failure
+	e.printer(*jsonOut).Lookups(found) // those before a failure
 	return err
 }

@@ -8,20 +8,23 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
+	"slices"
 	"syscall"
 
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/client/console"
+	"github.com/parley/parley/internal/cli"
 )
 
 const usage = `usage: parley [global flags] COMMAND [flags] [args]
@@ -47,6 +50,9 @@ Client:
   chat USER [MSG]    send USER a message; without MSG, a conversation (one message per line)
   history USER       the conversation with USER, from this home's history
 
+  help [COMMAND]     this text, or a command's flags (also COMMAND --help)
+  version            this build's version and VCS revision
+
 Global flags (before or after the command):
   --home DIR         the user's key, credential and state (env PARLEY_HOME, default ~/.parley)
   --login URL        the login server (env PARLEY_LOGIN)
@@ -56,19 +62,18 @@ Global flags (before or after the command):
                      default: the nearest of up to 5 from the login server's list and the host cache)
 
 The password is read from PARLEY_PASSWORD or a prompt, never from a flag.
-Run 'parley COMMAND -h' for a command's flags.
+Client commands take --json: JSON on stdout only (docs/cli.md).
 `
+
+// revision is the VCS revision this binary was built from, stamped at link
+// time: go build -ldflags "-X main.revision=…" (the Makefile does).
+var revision string
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "parley: "+console.UserMessage(err))
-		}
-		os.Exit(exitCode(err))
-	}
+	os.Exit(cli.ExitCode(err))
 }
 
 // env is what every command gets: the streams and the global settings.
@@ -80,6 +85,7 @@ type env struct {
 	user           string
 	logLevel       string
 	supernode      string
+	jsonErr        io.Writer // where --json's error document goes (nil: stdout)
 }
 
 // sessionConfig fills in what the global flags say about going online.
@@ -96,15 +102,30 @@ func (e *env) logger(defaultLevel slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
 }
 
-// globalFlags registers the flags every command accepts.
-func (e *env) globalFlags(fs *flag.FlagSet) {
+// globalFlags registers the global flags command fs takes (all of them
+// before the command and for clients) and returns their names.
+func (e *env) globalFlags(fs *flag.FlagSet) []string {
+	switch fs.Name() {
+	case "version":
+		return nil
+	case "up", "login-server", "relay", "supernode":
+		fs.StringVar(&e.logLevel, "log-level", e.logLevel, "debug, info, warn or error (default info)")
+		if fs.Name() != "supernode" {
+			return []string{"log-level"}
+		}
+		fs.StringVar(&e.loginURL, "login", e.loginURL, "login server URL (env PARLEY_LOGIN)")
+		return []string{"log-level", "login"}
+	}
 	fs.StringVar(&e.home, "home", e.home, "home directory (env PARLEY_HOME)")
 	fs.StringVar(&e.loginURL, "login", e.loginURL, "login server URL (env PARLEY_LOGIN)")
 	fs.StringVar(&e.user, "user", e.user, "user to log in as when the home has none (env PARLEY_USER)")
-	fs.StringVar(&e.logLevel, "log-level", e.logLevel, "debug, info, warn or error")
+	fs.StringVar(&e.logLevel, "log-level", e.logLevel, "debug, info, warn or error (default warn)")
 	fs.StringVar(&e.supernode, "supernode", e.supernode, "supernode URL to attach to first (env PARLEY_SUPERNODE)")
+	return []string{"home", "login", "user", "log-level", "supernode"}
 }
 
+// run runs the command of args and reports its failure: one line on
+// stderr and, with --json, an error document on stdout.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr,
 		home: os.Getenv("PARLEY_HOME"), loginURL: os.Getenv("PARLEY_LOGIN"), user: os.Getenv("PARLEY_USER"),
@@ -114,19 +135,38 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			e.home = filepath.Join(dir, ".parley")
 		}
 	}
-	gfs := flag.NewFlagSet("parley", flag.ContinueOnError)
-	gfs.SetOutput(io.Discard)
-	e.globalFlags(gfs)
-	if err := gfs.Parse(args); err != nil {
-		fmt.Fprint(stderr, usage)
-		return usageError{err.Error()}
+	err := e.dispatch(ctx, args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		line := "parley: " + console.UserMessage(err)
+		fmt.Fprintln(stderr, line)
+		if cli.WantsJSON(args) {
+			(&console.Printer{W: cmp.Or(e.jsonErr, stdout), JSON: true}).Error(line, cli.ExitCode(err))
+		}
 	}
-	args = gfs.Args()
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+	return err
+}
+
+func (e *env) dispatch(ctx context.Context, args []string) error {
+	gfs := flag.NewFlagSet("", flag.ContinueOnError)
+	e.globalFlags(gfs)
+	jsonOut := gfs.Bool("json", false, "") // before the command: the command's --json
+	args, err := cli.ParseFirst(gfs, args)
+	if *jsonOut && len(args) > 0 && args[0] != "help" {
+		args = append(args, "--json")
+	}
+	if errors.Is(err, flag.ErrHelp) || err == nil && len(args) == 1 && args[0] == "help" {
+		fmt.Fprint(e.stdout, usage)
+		return flag.ErrHelp
+	} else if err != nil {
+		return err
+	} else if len(args) == 0 {
+		fmt.Fprint(e.stderr, usage)
 		return usageError{"no command given"}
 	}
 	cmd, rest := args[0], args[1:]
+	if cmd == "help" { // help COMMAND [SUBCOMMAND] is COMMAND [SUBCOMMAND] --help
+		cmd, rest = rest[0], append(rest[1:], "--help")
+	}
 	commands := map[string]func(context.Context, *env, []string) error{
 		"up":           cmdUp,
 		"login-server": cmdLoginServer,
@@ -144,59 +184,38 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"search":       cmdSearch,
 		"chat":         cmdChat,
 		"history":      cmdHistory,
-	}
-	switch cmd {
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
+		"version":      cmdVersion,
 	}
 	f, ok := commands[cmd]
 	if !ok {
-		fmt.Fprint(stderr, usage)
-		return usageError{fmt.Sprintf("unknown command %q", cmd)}
+		return cli.Unknown("command", cmd, append(slices.Sorted(maps.Keys(commands)), "help"), "parley help lists the commands")
 	}
 	return f(ctx, e, rest)
 }
 
-// parseFlags parses a command's flags, allowing them before and after its
-// positional arguments, and checks the number of positional arguments.
+// parseFlags parses a command's flags and the global flags it takes,
+// allowing them before and after its positional arguments, and checks the
+// number of positional arguments; --help prints its help on stdout.
 func parseFlags(fs *flag.FlagSet, e *env, args []string, minArgs, maxArgs int, argsUsage string) ([]string, error) {
-	e.globalFlags(fs)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: parley %s [flags] %s\n", fs.Name(), argsUsage)
-		fs.PrintDefaults()
-	}
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageError{err.Error()}
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-	if len(pos) < minArgs || len(pos) > maxArgs {
-		fs.Usage()
-		return nil, usageError{fmt.Sprintf("%s: expected %s", fs.Name(), strings.TrimSpace(argsUsage))}
-	}
-	return pos, nil
+	global := e.globalFlags(fs)
+	return cli.Parse(fs, args, cli.Args{Usage: argsUsage, Min: minArgs, Max: maxArgs, Global: global, Help: e.stdout})
 }
 
+// usageError is a mistake in the command line (exit code 2).
 type usageError struct{ msg string }
 
 func (u usageError) Error() string { return u.msg }
+func (u usageError) Unwrap() error { return cli.UsageError{Msg: u.msg} }
 
-func exitCode(err error) int {
-	var u usageError
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
-		return 2
+// cmdVersion is `parley version`: the module version and VCS revision.
+func cmdVersion(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	jsonOut := fs.Bool("json", false, `print {"event":"result","cmd":"version","version","revision","go","platform"}`)
+	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
+		return err
 	}
-	return 1
+	v := cli.ReadVersion(revision)
+	e.printer(*jsonOut).Result("version", v.String(),
+		"version", v.Version, "revision", v.Revision, "go", v.Go, "platform", v.Platform)
+	return nil
 }

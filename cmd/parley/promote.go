@@ -6,6 +6,7 @@ import (
 
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/client/promote"
+	"github.com/parley/parley/internal/cli"
 )
 
 // promoteFlags are the self-promotion flags of the long-running clients
@@ -14,7 +15,7 @@ type promoteFlags struct {
 	no           bool
 	after, check time.Duration
 	listen, turn string
-	allow        cidrList
+	allow        cli.CIDRs
 }
 
 func (p *promoteFlags) register(fs *flag.FlagSet) {

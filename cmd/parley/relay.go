@@ -7,25 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"strings"
 
+	"github.com/parley/parley/internal/cli"
 	"github.com/parley/parley/internal/cluster"
 	"github.com/parley/parley/internal/nodeid"
 )
-
-type cidrList []netip.Prefix
-
-func (c *cidrList) String() string { return fmt.Sprint(*c) }
-func (c *cidrList) Set(s string) error {
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return fmt.Errorf("not a CIDR: %q", s)
-	}
-	*c = append(*c, p.Masked())
-	return nil
-}
 
 // urlList is a repeatable flag of supernode URLs.
 type urlList []string
@@ -63,7 +51,7 @@ func relayFlags(fs *flag.FlagSet, cfg *cluster.RelayConfig, secret *secretFlags)
 	fs.StringVar(&cfg.TLS, "turn-tls", "", "TURN over TLS `ADDR`, e.g. :443 (needs --tls-cert and --tls-key; default off)")
 	fs.StringVar(&secret.file, "turn-secret-file", "", "`FILE` holding the TURN-REST shared secret (or env PARLEY_TURN_SECRET; default: random, for a relay used only in-process)")
 	fs.StringVar(&secret.argv, "turn-secret", "", "refused: a secret on the command line is readable by every user of the machine; use --turn-secret-file or PARLEY_TURN_SECRET")
-	fs.Var((*cidrList)(&cfg.AllowPeers), "relay-allow-peer", "allow relaying to `CIDR` despite the deny list (labs only; repeatable)")
+	fs.Var((*cli.CIDRs)(&cfg.AllowPeers), "relay-allow-peer", "allow relaying to `CIDR` despite the deny list (labs only; repeatable)")
 }
 
 // secretBytes is the secret of --turn-secret-file (a trailing newline

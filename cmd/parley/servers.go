@@ -6,14 +6,11 @@ import (
 	"encoding/base64"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/url"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/parley/parley/client/console"
+	"github.com/parley/parley/internal/cli"
 	"github.com/parley/parley/internal/cluster"
 	"github.com/parley/parley/login"
 	"github.com/parley/parley/supernode"
@@ -36,21 +33,21 @@ func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&cfg.CertFile, "tls-cert", "", "TLS certificate `FILE`")
 	fs.StringVar(&cfg.KeyFile, "tls-key", "", "TLS key `FILE`")
 	fs.BoolVar(&cfg.Web, "web", false, "serve the web client at /")
-	fs.Var((*cidrList)(&cfg.Login.DialBackAllow), "supernode-allow", "`CIDR` the login server may dial supernodes back in although it is loopback, private or special (labs; repeatable)")
+	fs.Var((*cli.CIDRs)(&cfg.Login.DialBackAllow), "supernode-allow", "`CIDR` the login server may dial supernodes back in although it is loopback, private or special (labs; repeatable)")
 	fs.IntVar(&cfg.Login.MaxRegistrationsPerAddr, "max-registrations-per-addr", login.DefaultMaxRegistrationsPerAddr, "accounts one address may create an hour")
 	fs.IntVar(&cfg.Login.MaxRegistrationsPerMinute, "max-registrations-per-minute", login.DefaultMaxRegistrationsPerMinute, "accounts all addresses together may create a minute")
 	fs.IntVar(&cfg.Login.MaxLookupsPerAddr, "max-lookups-per-addr", login.DefaultMaxLookupsPerAddr, "user name lookups one address may make a minute")
 	fs.IntVar(&cfg.Login.MaxFailuresPerAddr, "max-failures-per-addr", login.DefaultMaxFailuresPerAddr, "failed logins one address may make in 5 minutes")
 	fs.IntVar(&cfg.Login.MaxFailuresPerAddrUser, "max-failures-per-addr-user", login.DefaultMaxFailuresPerAddrUser, "failed logins one address may make for one user in 5 minutes")
 	fs.IntVar(&cfg.Login.MaxConnsPerAddr, "max-conns-per-addr", login.DefaultMaxConnsPerAddr, "connections one address may hold at once")
-	fs.Var((*cidrList)(&cfg.Login.TrustedProxies), "trusted-proxy", "`CIDR` of front ends (supernodes with --web) whose X-Forwarded-For names the browser, for rate limits (repeatable)")
+	fs.Var((*cli.CIDRs)(&cfg.Login.TrustedProxies), "trusted-proxy", "`CIDR` of front ends (supernodes with --web) whose X-Forwarded-For names the browser, for rate limits (repeatable)")
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
 	if err := checkTLS(cfg.CertFile, cfg.KeyFile); err != nil {
 		return err
 	}
-	if dbHasPassword(cfg.Login.DB) && os.Getenv("PARLEY_DB") != cfg.Login.DB {
+	if cluster.DBHasPassword(cfg.Login.DB) && os.Getenv("PARLEY_DB") != cfg.Login.DB {
 		return usageError{"--db: a password on the command line is readable by every user of this machine (/proc/PID/cmdline); give the URL in PARLEY_DB, or the password in PGPASSWORD or ~/.pgpass"}
 	}
 	cfg.Logger = e.logger(slog.LevelInfo)
@@ -122,44 +119,7 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	}
 	return cluster.Up(ctx, cluster.UpConfig{
 		DataDir: *data, Listen: *addr, SupernodeListen: *snAddr, TURN: *turnAddr,
-		OnUp:        func(n cluster.Network) { printUp(e.stdout, n, *data) },
+		OnUp:        func(n cluster.Network) { n.PrintWelcome(e.stdout, *data) },
 		OnEchoEvent: (&console.Printer{W: e.stderr}).Event, Logger: e.logger(slog.LevelInfo),
 	})
-}
-
-// printUp tells the user of `parley up` what runs where and how to try it.
-func printUp(w io.Writer, n cluster.Network, data string) {
-	self, _ := os.Executable()
-	if wd, err := os.Getwd(); err == nil {
-		if rel, err := filepath.Rel(wd, self); err == nil && !strings.HasPrefix(rel, "..") {
-			self = "./" + rel
-		}
-	}
-	fmt.Fprintf(w, `Parley is up.
-  login server and web page  %[1]s/
-  supernode                  ws://%[2]s/v1/ws
-  echo user                  echo (answers every call and plays back what it hears)
-
-Call echo from another terminal:
-  export PARLEY_LOGIN=%[1]s PARLEY_HOME=/tmp/parley-alice PARLEY_PASSWORD=choose-a-password
-  %[3]s register alice
-  %[3]s call echo --play YOUR.wav --record echoed.wav --json
-
-Ctrl-C stops the network; accounts stay in %[4]s.
-`, n.LoginURL, n.SupernodeAddr, self, data)
-}
-
-// dbHasPassword reports whether a PostgreSQL URL or key=value DSN carries a
-// password.
-func dbHasPassword(dsn string) bool {
-	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		_, set := u.User.Password()
-		return set || u.Query().Has("password")
-	}
-	for _, f := range strings.Fields(dsn) {
-		if strings.HasPrefix(f, "password=") {
-			return true
-		}
-	}
-	return false
 }

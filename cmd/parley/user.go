@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"log/slog"
 	"os"
 
@@ -20,6 +19,11 @@ func password(prompt, envVar string) func() (string, error) {
 		}
 		return console.ReadPassword(prompt)
 	}
+}
+
+// printer prints results on stdout: text, or JSON with --json.
+func (e *env) printer(jsonOut bool) *console.Printer {
+	return &console.Printer{W: e.stdout, JSON: jsonOut}
 }
 
 func (e *env) newClient(user string) (*client.Client, error) {
@@ -45,6 +49,7 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 // `parley login USER`.
 func loginCommand(ctx context.Context, e *env, args []string, name string) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	jsonOut := fs.Bool("json", false, `print {"event":"result","cmd":"`+name+`","user"}`)
 	pos, err := parseFlags(fs, e, args, 1, 1, "USER")
 	if err != nil {
 		return err
@@ -73,16 +78,17 @@ func loginCommand(ctx context.Context, e *env, args []string, name string) error
 	if err := c.Login(ctx, user, pw); err != nil {
 		return err
 	}
+	text := "logged in as " + user
 	if name == "register" {
-		fmt.Fprintf(e.stdout, "registered %s and logged in\n", user)
-	} else {
-		fmt.Fprintf(e.stdout, "logged in as %s\n", user)
+		text = "registered " + user + " and logged in"
 	}
+	e.printer(*jsonOut).Result(name, text, "user", user)
 	return nil
 }
 
 func cmdPasswd(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("passwd", flag.ContinueOnError)
+	jsonOut := fs.Bool("json", false, `print {"event":"result","cmd":"passwd","user"}`)
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
@@ -104,6 +110,6 @@ func cmdPasswd(ctx context.Context, e *env, args []string) error {
 	if err := c.ChangePassword(ctx, old, pw); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "password changed for %s\n", c.User())
+	e.printer(*jsonOut).Result("passwd", "password changed for "+c.User(), "user", c.User())
 	return nil
 }
