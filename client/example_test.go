@@ -2,12 +2,9 @@ package client_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"log"
 	"math"
-	"net/http/httptest"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,9 +13,7 @@ import (
 	"github.com/parley/parley/audio"
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/codec"
-	"github.com/parley/parley/login"
-	"github.com/parley/parley/supernode"
-	"github.com/parley/parley/wire/loginapi"
+	"github.com/parley/parley/internal/testnet"
 )
 
 // A bot built on the client library: it answers every call with a WAV file
@@ -28,8 +23,10 @@ func Example_bot() {
 	dir, err := os.MkdirTemp("", "parley-example-")
 	check(err)
 	defer os.RemoveAll(dir)
-	loginURL, stop := exampleNetwork(dir)
-	defer stop()
+	net, err := testnet.New(testnet.Config{Dir: dir}) // a login server and a supernode on loopback
+	check(err)
+	defer net.Close()
+	loginURL := net.LoginURL
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -41,7 +38,7 @@ func Example_bot() {
 	// The bot. OnEvent must not block, so it only queues the messages; the
 	// replies go on a goroutine the session owns (Go), which ends with it.
 	messages := make(chan client.Event, 16)
-	bot, err := user(ctx, dir, loginURL, "bot").Online(ctx, client.SessionConfig{
+	bot, err := newUser(ctx, dir, loginURL, "bot").Online(ctx, client.SessionConfig{
 		OnIncoming: func(in *client.Incoming) { // one goroutine per call
 			call, err := in.Answer(ctx, client.Media{Source: greeting.Source()})
 			if err == nil {
@@ -75,7 +72,7 @@ func Example_bot() {
 
 	// Alice: a contact of the bot's (messages go between contacts only).
 	replies := make(chan string, 1)
-	alice, err := user(ctx, dir, loginURL, "alice").Online(ctx, client.SessionConfig{OnEvent: func(ev client.Event) {
+	alice, err := newUser(ctx, dir, loginURL, "alice").Online(ctx, client.SessionConfig{OnEvent: func(ev client.Event) {
 		if ev.Event == "message" && ev.From == "bot" {
 			replies <- ev.Text
 		}
@@ -108,15 +105,6 @@ func Example_bot() {
 	// the bot answered
 	// alice heard the greeting: true
 	// the bot replied: you said: hello
-}
-
-// user registers name with a home of its own under dir, and logs in.
-func user(ctx context.Context, dir, loginURL, name string) *client.Client {
-	c, err := client.New(client.Config{Home: filepath.Join(dir, name), LoginURL: loginURL})
-	check(err)
-	check(c.Register(ctx, name, "password-"+name))
-	check(c.Login(ctx, name, "password-"+name))
-	return c
 }
 
 // loudness is a FrameSink that keeps the loudest 20 ms heard (RMS).
@@ -156,29 +144,11 @@ func toneWAV(dir string, d time.Duration) string {
 	return path
 }
 
-// exampleNetwork starts a login server (its data in dir) and a supernode on
-// loopback, and returns the login server's URL and what stops them.
-func exampleNetwork(dir string) (loginURL string, stop func()) {
-	ls, err := login.New(login.Config{DB: filepath.Join(dir, "login.db"), DataDir: dir,
-		Argon2:        login.Argon2Params{Time: 1, Memory: 1024, Threads: 1},
-		DialBackAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+// newUser registers name with a home of its own under dir, and logs in.
+func newUser(ctx context.Context, dir, loginURL, name string) *client.Client {
+	c, err := testnet.User(ctx, filepath.Join(dir, name), loginURL, name)
 	check(err)
-	lhs := httptest.NewServer(ls.Handler())
-	shs := httptest.NewUnstartedServer(nil)
-	name := shs.Listener.Addr().String()
-	_, nodeKey, _ := ed25519.GenerateKey(nil)
-	sn, err := supernode.New(supernode.Config{LoginKey: ls.PublicKey(), Name: name, NodeKey: nodeKey})
-	check(err)
-	shs.Config.Handler = sn.Handler()
-	shs.Start()
-	_, err = loginapi.NewClient(lhs.URL, nil).Heartbeat(context.Background(), "ws://"+name+"/v1/ws", nodeKey)
-	check(err)
-	return lhs.URL, func() {
-		sn.Close()
-		shs.Close()
-		lhs.Close()
-		ls.Close()
-	}
+	return c
 }
 
 func check(err error) {

@@ -3,14 +3,11 @@ package bot
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"net/http/httptest"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,64 +19,8 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/parley/parley/client"
-	"github.com/parley/parley/login"
-	"github.com/parley/parley/supernode"
-	"github.com/parley/parley/wire/loginapi"
+	"github.com/parley/parley/internal/testnet"
 )
-
-// startNetwork starts a login server and a supernode on loopback and returns
-// the login server's URL.
-func startNetwork(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	ls, err := login.New(login.Config{DB: filepath.Join(dir, "login.db"), DataDir: dir,
-		Argon2:        login.Argon2Params{Time: 1, Memory: 1024, Threads: 1},
-		DialBackAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lhs := httptest.NewServer(ls.Handler())
-	shs := httptest.NewUnstartedServer(nil)
-	name := shs.Listener.Addr().String()
-	_, nodeKey, _ := ed25519.GenerateKey(nil)
-	sn, err := supernode.New(supernode.Config{LoginKey: ls.PublicKey(), Name: name, NodeKey: nodeKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	shs.Config.Handler = sn.Handler()
-	shs.Start()
-	t.Cleanup(func() {
-		sn.Close()
-		shs.Close()
-		lhs.Close()
-		ls.Close()
-	})
-	if _, err := loginapi.NewClient(lhs.URL, nil).Heartbeat(context.Background(), "ws://"+name+"/v1/ws", nodeKey); err != nil {
-		t.Fatal(err)
-	}
-	return lhs.URL
-}
-
-// online registers user and returns its session.
-func online(t *testing.T, ctx context.Context, loginURL, user string, cfg client.SessionConfig) *client.Session {
-	t.Helper()
-	c, err := client.New(client.Config{Home: t.TempDir(), LoginURL: loginURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Register(ctx, user, "password-"+user); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Login(ctx, user, "password-"+user); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.Online(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
 
 // syncBuffer is an io.Writer safe for concurrent use.
 type syncBuffer struct {
@@ -115,7 +56,7 @@ func startBot(t *testing.T, loginURL, user string, cfg Config) *harness {
 	h := &harness{out: &syncBuffer{}}
 	cfg.Out = h.out
 	b := New(cfg)
-	h.s = online(t, ctx, loginURL, user, client.SessionConfig{OnEvent: b.Event, OnIncoming: b.OnIncoming})
+	h.s = testnet.Online(t, ctx, loginURL, user, client.SessionConfig{OnEvent: b.Event, OnIncoming: b.OnIncoming})
 	pr, pw := io.Pipe()
 	h.in = pw
 	done := make(chan error, 1)
@@ -167,7 +108,7 @@ func (h *harness) next(t *testing.T, what string, ok func(map[string]any) bool) 
 // cannot run, gets one error event naming the command and the reason (with
 // the command's id when it has one), and the bot goes on.
 func TestDispatchErrors(t *testing.T) {
-	loginURL := startNetwork(t)
+	loginURL := testnet.Start(t, testnet.Config{})
 	h := startBot(t, loginURL, "bob", Config{MaxLine: 1024})
 	tests := []struct {
 		name, line string
@@ -214,11 +155,11 @@ func TestDispatchErrors(t *testing.T) {
 // TestCallCommands: a bot declines a ringing call, answers the next one,
 // hangs it up, and places one of its own.
 func TestCallCommands(t *testing.T) {
-	loginURL := startNetwork(t)
+	loginURL := testnet.Start(t, testnet.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	h := startBot(t, loginURL, "bob", Config{})
-	alice := online(t, ctx, loginURL, "alice", client.SessionConfig{OnIncoming: func(in *client.Incoming) {
+	alice := testnet.Online(t, ctx, loginURL, "alice", client.SessionConfig{OnIncoming: func(in *client.Incoming) {
 		if call, err := in.Answer(ctx, client.Media{}); err == nil {
 			<-call.Done()
 		}

@@ -2,12 +2,8 @@ package echo_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"math"
-	"net/http/httptest"
-	"net/netip"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -15,60 +11,16 @@ import (
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/client/echo"
 	"github.com/parley/parley/codec"
-	"github.com/parley/parley/login"
-	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/internal/testnet"
 	"github.com/parley/parley/wire/loginapi"
 )
-
-// startNetwork starts a login server and a supernode on loopback and returns
-// the login server's URL.
-func startNetwork(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	ls, err := login.New(login.Config{DB: filepath.Join(dir, "login.db"), DataDir: dir,
-		Argon2:        login.Argon2Params{Time: 1, Memory: 1024, Threads: 1},
-		DialBackAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lhs := httptest.NewServer(ls.Handler())
-	shs := httptest.NewUnstartedServer(nil)
-	name := shs.Listener.Addr().String()
-	_, nodeKey, _ := ed25519.GenerateKey(nil)
-	sn, err := supernode.New(supernode.Config{LoginKey: ls.PublicKey(), Name: name, NodeKey: nodeKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	shs.Config.Handler = sn.Handler()
-	shs.Start()
-	if _, err := loginapi.NewClient(lhs.URL, nil).Heartbeat(context.Background(), "ws://"+name+"/v1/ws", nodeKey); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sn.Close()
-		shs.Close()
-		lhs.Close()
-		ls.Close()
-	})
-	return lhs.URL
-}
 
 // register makes user an account from a home of its own and logs it in.
 func register(t *testing.T, loginURL, user string) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.New(client.Config{Home: t.TempDir(), LoginURL: loginURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Register(ctx, user, "password-"+user); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Login(ctx, user, "password-"+user); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testnet.Register(t, ctx, loginURL, user)
 }
 
 // runEcho runs echo.Run with cfg in the background until the test ends, and
@@ -130,7 +82,7 @@ func tone(d time.Duration) []int16 {
 // The echo registers itself with a random password, goes online and plays
 // back what a caller says.
 func TestRunRegistersAndEchoes(t *testing.T) {
-	loginURL := startNetwork(t)
+	loginURL := testnet.Start(t, testnet.Config{})
 	online, result := runEcho(t, echo.Config{Home: t.TempDir(), LoginURL: loginURL})
 	select {
 	case <-online:
@@ -161,7 +113,7 @@ func TestRunRegistersAndEchoes(t *testing.T) {
 }
 
 func TestRunErrors(t *testing.T) {
-	loginURL := startNetwork(t)
+	loginURL := testnet.Start(t, testnet.Config{})
 	register(t, loginURL, "taken")
 	tests := []struct {
 		name string

@@ -2,74 +2,16 @@ package oneshot_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
-	"net/http/httptest"
-	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/client/oneshot"
-	"github.com/parley/parley/login"
-	"github.com/parley/parley/supernode"
+	"github.com/parley/parley/internal/testnet"
 	"github.com/parley/parley/wire/loginapi"
 )
-
-// startNetwork starts a login server (and, with sn, a supernode) on
-// loopback and returns the login server's URL.
-func startNetwork(t *testing.T, sn bool) string {
-	t.Helper()
-	dir := t.TempDir()
-	ls, err := login.New(login.Config{DB: filepath.Join(dir, "login.db"), DataDir: dir,
-		Argon2:        login.Argon2Params{Time: 1, Memory: 1024, Threads: 1},
-		DialBackAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lhs := httptest.NewServer(ls.Handler())
-	t.Cleanup(func() {
-		lhs.Close()
-		ls.Close()
-	})
-	if !sn {
-		return lhs.URL
-	}
-	shs := httptest.NewUnstartedServer(nil)
-	name := shs.Listener.Addr().String()
-	_, nodeKey, _ := ed25519.GenerateKey(nil)
-	s, err := supernode.New(supernode.Config{LoginKey: ls.PublicKey(), Name: name, NodeKey: nodeKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	shs.Config.Handler = s.Handler()
-	shs.Start()
-	t.Cleanup(func() {
-		s.Close()
-		shs.Close()
-	})
-	if _, err := loginapi.NewClient(lhs.URL, nil).Heartbeat(context.Background(), "ws://"+name+"/v1/ws", nodeKey); err != nil {
-		t.Fatal(err)
-	}
-	return lhs.URL
-}
-
-func register(t *testing.T, ctx context.Context, loginURL, user string) *client.Client {
-	t.Helper()
-	c, err := client.New(client.Config{Home: t.TempDir(), LoginURL: loginURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Register(ctx, user, "password-"+user); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Login(ctx, user, "password-"+user); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 // The same steps with a supernode (through short sessions) and without one
 // (the login server alone).
@@ -78,8 +20,8 @@ func TestOneShots(t *testing.T) {
 		t.Run(map[bool]string{true: "with a supernode", false: "login server only"}[withSupernode], func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			loginURL := startNetwork(t, withSupernode)
-			alice, bob := register(t, ctx, loginURL, "alice"), register(t, ctx, loginURL, "bob")
+			loginURL := testnet.Start(t, testnet.Config{NoSupernode: !withSupernode})
+			alice, bob := testnet.Register(t, ctx, loginURL, "alice"), testnet.Register(t, ctx, loginURL, "bob")
 			sc := client.SessionConfig{}
 			steps := []struct {
 				name      string
@@ -142,8 +84,8 @@ func TestOneShots(t *testing.T) {
 func TestOneShotsShowNoPresence(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	loginURL := startNetwork(t, true)
-	alice, bob := register(t, ctx, loginURL, "alice"), register(t, ctx, loginURL, "bob")
+	loginURL := testnet.Start(t, testnet.Config{})
+	alice, bob := testnet.Register(t, ctx, loginURL, "alice"), testnet.Register(t, ctx, loginURL, "bob")
 	if _, err := oneshot.Contact(ctx, alice, client.SessionConfig{}, oneshot.Add, "bob"); err != nil {
 		t.Fatal(err)
 	}
