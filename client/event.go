@@ -15,6 +15,8 @@ import "time"
 //   - "stats" (every StatsInterval during a call): call_id, peer, path, relay and
 //     the [Stats] fields.
 //   - "credential": user, message (a credential was renewed).
+//   - "message", "delivered", "read", "typing", "message-refused": see
+//     [MessageEvent].
 type Event struct {
 	TS     time.Time `json:"ts"`
 	Event  string    `json:"event"`

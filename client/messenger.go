@@ -32,6 +32,14 @@ package client
 // channel, the supernodes or, when the sender is offline, its mailbox. The
 // mailbox is read at every attach (login, and after a failover) and emptied
 // only after what it held is stored.
+//
+// Read receipts and typing (docs/protocol.md, "Read receipts and typing"):
+// SendRead marks a peer's messages read in the history and acknowledges
+// them with a receipt of state "read", which goes like any receipt; a read
+// receipt that comes marks my messages read ("read" event). SendTyping seals
+// a typing envelope for the peer's devices alone and sends it over a data
+// channel or the supernodes only, rate-limited; one that comes is shown as a
+// "typing" event unless stale or too soon after the last.
 
 import (
 	"context"
@@ -77,9 +85,10 @@ const (
 )
 
 // MessageEvent is the payload of "message" events (a message arrived, or a
-// copy of one another device of mine sent), "delivered" events (receipts for
-// messages I sent) and "message-refused" events (an envelope that did not
-// verify, dropped; Reason says why).
+// copy of one another device of mine sent), "delivered" and "read" events
+// (receipts for messages I sent), "typing" events (a peer is typing to me,
+// or stopped) and "message-refused" events (an envelope that did not
+// verify, dropped; Why says why).
 type MessageEvent struct {
 	ID   string    `json:"id,omitempty"`
 	From string    `json:"from,omitempty"`
@@ -91,6 +100,9 @@ type MessageEvent struct {
 	IDs []string `json:"ids,omitempty"`
 	// Why names the reason of a "message-refused" event.
 	Why string `json:"why,omitempty"`
+	// Active is set on "typing" events: true while From is typing, false
+	// once they stopped.
+	Active *bool `json:"active,omitempty"`
 }
 
 // SendResult says how far a message got.
@@ -136,10 +148,18 @@ type messenger struct {
 
 	sendMu sync.Mutex // one send at a time, in order
 
-	mu      sync.Mutex
-	devices map[string]deviceEntry
-	waits   map[string]*tracker // envelope id → its send
-	acks    map[string][]string // user → message ids to acknowledge
+	mu         sync.Mutex
+	devices    map[string]deviceEntry
+	waits      map[string]*tracker   // envelope id → its send
+	acks       map[string][]string   // user → message ids to acknowledge
+	typingSent map[string]typingMark // peer → the last typing envelope sent to them
+	typingSeen map[string]typingMark // peer → the last typing event shown from them
+}
+
+// typingMark is when a typing envelope went or came, and what it said.
+type typingMark struct {
+	at     time.Time
+	active bool
 }
 
 func newMessenger(s *Session) (*messenger, error) {
@@ -153,7 +173,8 @@ func newMessenger(s *Session) (*messenger, error) {
 	}
 	return &messenger{s: s, hist: hist, x: x, key: s.c.key, me: s.c.key.Public().(ed25519.PublicKey),
 		in: make(chan inbound, inboxQueue), kick: make(chan struct{}, 1),
-		devices: map[string]deviceEntry{}, waits: map[string]*tracker{}, acks: map[string][]string{}}, nil
+		devices: map[string]deviceEntry{}, waits: map[string]*tracker{}, acks: map[string][]string{},
+		typingSent: map[string]typingMark{}, typingSeen: map[string]typingMark{}}, nil
 }
 
 // register publishes this device's X25519 key so that others can encrypt to
@@ -517,6 +538,90 @@ func (s *Session) sendPayload(ctx context.Context, user string, b []byte) (int, 
 		}
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// SendRead tells peer that this user has read their messages ids (every
+// message of theirs still unread here when ids is empty): the messages are
+// marked read in the history, and a read receipt acknowledging those not
+// read before goes to peer's devices (data channel, supernodes, else their
+// mailboxes). Ids that are not messages from peer in the history are left
+// out. It returns the ids the receipt acknowledged. Sending read receipts
+// is the caller's choice (`parley chat --read`): a user may not want
+// contacts to know.
+func (s *Session) SendRead(ctx context.Context, peer string, ids []string) ([]string, error) {
+	m := s.im
+	if err := identity.CheckUser(peer); err != nil {
+		return nil, fmt.Errorf("client: read receipt: %w", err)
+	}
+	done, err := m.hist.MarkSeen(peer, ids)
+	if err != nil {
+		return nil, err
+	}
+	for rest := done; len(rest) > 0; {
+		n := min(len(rest), receiptBatch)
+		if err := m.sendReceipt(ctx, peer, rest[:n], im.ReceiptRead); err != nil {
+			return done, fmt.Errorf("client: read receipt to %s: %w", peer, err)
+		}
+		rest = rest[n:]
+	}
+	return done, nil
+}
+
+// SendTyping tells peer that this user is typing to them (active) or has
+// stopped. It is online only — over a call's data channel, else through the
+// supernodes, never to a mailbox — and rate-limited: a typing envelope goes
+// at most once every im.TypingInterval to a peer while active, and a
+// stopped one only after an active one. It reports whether an envelope
+// went to a device of peer (false: skipped by the rate limit, or peer is
+// offline).
+func (s *Session) SendTyping(ctx context.Context, peer string, active bool) (bool, error) {
+	m := s.im
+	if err := identity.CheckUser(peer); err != nil {
+		return false, fmt.Errorf("client: typing: %w", err)
+	}
+	now := time.Now()
+	m.mu.Lock()
+	last := m.typingSent[peer]
+	if (active && last.active && now.Sub(last.at) < im.TypingInterval) || (!active && !last.active) {
+		m.mu.Unlock()
+		return false, nil
+	}
+	m.typingSent[peer] = typingMark{at: now, active: active}
+	m.mu.Unlock()
+	sent, err := m.sendTyping(ctx, peer, active, now)
+	if err != nil {
+		m.mu.Lock()
+		m.typingSent[peer] = last // try again at once next time
+		m.mu.Unlock()
+	}
+	return sent, err
+}
+
+func (m *messenger) sendTyping(ctx context.Context, peer string, active bool, now time.Time) (bool, error) {
+	devs, err := m.devicesOf(ctx, peer, false)
+	if err != nil {
+		return false, err
+	}
+	snd, err := m.sender(ctx)
+	if err != nil {
+		return false, err
+	}
+	env, err := im.SealTyping(snd, peer, devs, active, now)
+	if err != nil {
+		return false, fmt.Errorf("client: typing to %s: %w", peer, err)
+	}
+	b, err := env.Encode()
+	if err != nil {
+		return false, err
+	}
+	if m.s.sendDataChannel(peer, b) {
+		return true, nil
+	}
+	n, err := m.s.sendPayload(ctx, peer, b)
+	if errors.Is(err, ErrOffline) {
+		return false, nil
+	}
+	return n > 0, err
 }
 
 // History returns the last limit messages of the conversation with peer

@@ -30,7 +30,7 @@ func isEnvelope(b []byte) bool {
 	if json.Unmarshal(b, &k) != nil {
 		return false
 	}
-	return (k.Kind == im.KindMessage || k.Kind == im.KindReceipt) && k.CT != nil
+	return im.IsKind(k.Kind) && k.CT != nil
 }
 
 // open verifies, stores, shows and acknowledges one envelope.
@@ -96,7 +96,19 @@ func (m *messenger) opened(o *im.Opened, via string) {
 		}
 		m.mu.Unlock()
 		if o.From == s.user {
-			return // one of my devices has a copy of what I sent
+			return // one of my devices has a copy of what I sent (or read what came)
+		}
+		if o.State == im.ReceiptRead {
+			// Read implies delivered: the messages go straight to read.
+			done, err := m.hist.MarkRead(o.From, o.Acked)
+			if err != nil {
+				s.c.log.Error("marking messages read", "by", o.From, "err", err)
+				return
+			}
+			if len(done) > 0 {
+				s.emit(Event{Event: "read", Peer: o.From, MessageEvent: &MessageEvent{To: o.From, IDs: done, Via: via}})
+			}
+			return
 		}
 		done, err := m.hist.MarkDelivered(o.From, o.Acked)
 		if err != nil {
@@ -106,7 +118,30 @@ func (m *messenger) opened(o *im.Opened, via string) {
 		if len(done) > 0 {
 			s.emit(Event{Event: "delivered", Peer: o.From, MessageEvent: &MessageEvent{To: o.From, IDs: done, Via: via}})
 		}
+	case im.KindTyping:
+		m.typed(o, via)
 	}
+}
+
+// typed shows a typing envelope from a peer as a "typing" event, unless it
+// is stale (held up on the way) or repeats the last one too soon.
+func (m *messenger) typed(o *im.Opened, via string) {
+	s := m.s
+	now := time.Now()
+	if o.From == s.user || o.To != s.user || now.Sub(time.UnixMilli(o.TS)) > im.TypingMaxAge {
+		return
+	}
+	active := o.State == im.TypingActive
+	m.mu.Lock()
+	last := m.typingSeen[o.From]
+	if active && last.active && now.Sub(last.at) < im.TypingInterval/2 {
+		m.mu.Unlock()
+		return
+	}
+	m.typingSeen[o.From] = typingMark{at: now, active: active}
+	m.mu.Unlock()
+	s.emit(Event{Event: "typing", Peer: o.From, MessageEvent: &MessageEvent{From: o.From, To: o.To,
+		Sent: time.UnixMilli(o.TS), Via: via, Active: &active}})
 }
 
 // flushAcks sends the receipts waiting to go.
@@ -118,7 +153,7 @@ func (m *messenger) flushAcks(ctx context.Context) {
 	for user, ids := range acks {
 		for len(ids) > 0 {
 			n := min(len(ids), receiptBatch)
-			if err := m.sendReceipt(ctx, user, ids[:n]); err != nil && ctx.Err() == nil {
+			if err := m.sendReceipt(ctx, user, ids[:n], im.ReceiptDelivered); err != nil && ctx.Err() == nil {
 				m.s.c.log.Warn("sending a receipt", "to", user, "err", err)
 			}
 			ids = ids[n:]
@@ -126,7 +161,9 @@ func (m *messenger) flushAcks(ctx context.Context) {
 	}
 }
 
-func (m *messenger) sendReceipt(ctx context.Context, user string, ids []string) error {
+// sendReceipt acknowledges ids to user with a receipt saying state: over a
+// data channel, else the supernodes, else the mailboxes of user's devices.
+func (m *messenger) sendReceipt(ctx context.Context, user string, ids []string, state string) error {
 	devs, err := m.devicesOf(ctx, user, false)
 	if err != nil {
 		return err
@@ -135,7 +172,7 @@ func (m *messenger) sendReceipt(ctx context.Context, user string, ids []string) 
 	if err != nil {
 		return err
 	}
-	env, err := im.SealReceipt(snd, user, devs, ids, time.Now())
+	env, err := im.SealReceiptState(snd, user, devs, state, ids, time.Now())
 	if err != nil {
 		return err
 	}

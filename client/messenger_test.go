@@ -434,3 +434,101 @@ func TestFullMailboxDoesNotBlockOtherDevices(t *testing.T) {
 		return slices.Contains(bob.ev.messages(), "after the laptop's mailbox is full")
 	})
 }
+
+// TestReadReceiptsAndTyping: bob reads alice's messages (SendRead): alice's
+// history marks them read and she gets a "read" event, once; bob types
+// (SendTyping): alice gets "typing" events, rate-limited, and a stop; a
+// typing envelope never goes to a mailbox.
+func TestReadReceiptsAndTyping(t *testing.T) {
+	w := &wire{}
+	n := startNetwork(t, func(snURL string) http.Handler {
+		return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			proxyWS(rw, r, snURL, w.rewrite)
+		})
+	})
+	alice, bob := newIMUser(t, n, "alice"), newIMUser(t, n, "bob")
+	befriend(t, alice, "alice", bob, "bob")
+	as, bs := alice.online(t), bob.online(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	var ids []string
+	for _, text := range []string{"one", "two"} {
+		res, err := as.SendMessage(ctx, "bob", text)
+		must(t, err)
+		ids = append(ids, res.ID)
+	}
+	waitUntil(t, "bob to get both", 5*time.Second, func() bool { return len(bob.ev.messages()) == 2 })
+	done, err := bs.SendRead(ctx, "alice", ids[:1])
+	must(t, err)
+	if fmt.Sprint(done) != fmt.Sprint(ids[:1]) {
+		t.Fatalf("SendRead(first) acknowledged %v, want %v", done, ids[:1])
+	}
+	done, err = bs.SendRead(ctx, "alice", nil) // the rest
+	must(t, err)
+	if fmt.Sprint(done) != fmt.Sprint(ids[1:]) {
+		t.Fatalf("SendRead(rest) acknowledged %v, want %v", done, ids[1:])
+	}
+	if done, err := bs.SendRead(ctx, "alice", ids); err != nil || len(done) != 0 {
+		t.Fatalf("SendRead again = %v, %v; want nothing new", done, err)
+	}
+	waitUntil(t, "alice to see both read", 5*time.Second, func() bool { return alice.ev.count("read") == 2 })
+	ms, err := as.History("bob", 0)
+	must(t, err)
+	for _, m := range ms {
+		if m.State != im.StateRead {
+			t.Errorf("alice's %q: %s, want read", m.Text, m.State)
+		}
+	}
+	ms, err = bs.History("alice", 0)
+	must(t, err)
+	for _, m := range ms {
+		if m.State != im.StateRead {
+			t.Errorf("bob's copy of %q: %s, want read", m.Text, m.State)
+		}
+	}
+
+	// Typing: the first goes, a second within the interval does not, the
+	// stop does; alice sees typing, then stopped.
+	for i, tt := range []struct {
+		active, sent bool
+	}{{true, true}, {true, false}, {false, true}, {false, false}} {
+		sent, err := bs.SendTyping(ctx, "alice", tt.active)
+		if err != nil || sent != tt.sent {
+			t.Fatalf("SendTyping #%d (active %v) = %v, %v; want %v", i+1, tt.active, sent, err, tt.sent)
+		}
+	}
+	waitUntil(t, "alice to see bob type and stop", 5*time.Second, func() bool { return alice.ev.count("typing") == 2 })
+	var states []bool
+	alice.ev.mu.Lock()
+	for _, ev := range alice.ev.all {
+		if ev.Event == "typing" {
+			if ev.Peer != "bob" || ev.MessageEvent.From != "bob" || ev.MessageEvent.Active == nil || ev.MessageEvent.Via != client.ViaSupernode {
+				t.Errorf("typing event %+v %+v", ev, ev.MessageEvent)
+				continue
+			}
+			states = append(states, *ev.MessageEvent.Active)
+		}
+	}
+	alice.ev.mu.Unlock()
+	if fmt.Sprint(states) != "[true false]" {
+		t.Errorf("alice's typing events say %v, want [true false]", states)
+	}
+	if !w.contains(`"kind":"typing"`) {
+		t.Error("no typing envelope went through the supernode")
+	}
+
+	// To an offline peer: nothing goes, and nothing waits in a mailbox.
+	as.Close()
+	waitUntil(t, "bob to see alice offline", 5*time.Second, func() bool { return bs.Presence("alice") == "offline" })
+	sent, err := bs.SendTyping(ctx, "alice", true)
+	if err != nil || sent {
+		t.Fatalf("SendTyping to an offline peer = %v, %v; want not sent, no error", sent, err)
+	}
+	before := alice.ev.count("typing")
+	alice.online(t)
+	time.Sleep(time.Second) // the mailbox is read at the attach
+	if n := alice.ev.count("typing"); n != before {
+		t.Errorf("a typing envelope came from the mailbox (%d typing events, had %d)", n, before)
+	}
+}

@@ -9,6 +9,12 @@ package web
 // while the committed file is stale.
 //
 //go:generate go run ./internal/gen
+//
+// The app icons of the manifest (static/icons/*.png) are drawn by package
+// internal/icons: `go generate ./web/` writes them too; TestIconsUpToDate
+// fails when a committed one differs.
+//
+//go:generate go run ./internal/icongen
 
 import (
 	"embed"
@@ -69,8 +75,9 @@ func Secure(next http.Handler) http.Handler {
 }
 
 // Handler serves the embedded assets at "/", with the security headers
-// ([Secure]): /favicon.ico is the SVG icon, and directories other than "/"
-// are not listed.
+// ([Secure]): /favicon.ico is the SVG icon, the web manifest is
+// application/manifest+json, the service worker is /sw.js (its scope is the
+// whole origin), and directories other than "/" are not listed.
 func Handler() http.Handler {
 	sub, err := fs.Sub(static, "static")
 	if err != nil {
@@ -90,6 +97,10 @@ func Handler() http.Handler {
 			w.Write(icon)
 		case r.URL.Path != "/" && strings.HasSuffix(r.URL.Path, "/"):
 			http.NotFound(w, r)
+		case strings.HasSuffix(r.URL.Path, ".webmanifest"):
+			// Not in Go's table of types (nor every system's).
+			w.Header().Set("Content-Type", "application/manifest+json")
+			files.ServeHTTP(w, r)
 		default:
 			files.ServeHTTP(w, r)
 		}

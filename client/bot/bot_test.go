@@ -121,8 +121,8 @@ func TestDispatchErrors(t *testing.T) {
 		{"null", `null`, nil, nil, "command: not a JSON object"},
 		{"too long", `{"cmd":"chat","peer":"alice","text":"` + strings.Repeat("x", 2000) + `"}`, nil, nil, "command: line longer than 1024 bytes, skipped"},
 		{"an id that is an object", `{"cmd":"status","status":"away","id":{"n":1}}`, nil, nil, "command: id must be a string or a number"},
-		{"no cmd", `{"id":"a1","peer":"alice"}`, "a1", nil, "command: missing cmd (a string: answer, call, chat, contacts, decline, hangup, hold, mute, resume, status)"},
-		{"unknown cmd", `{"cmd":"dial","id":7,"peer":"alice"}`, 7.0, "dial", "dial: unknown command (answer, call, chat, contacts, decline, hangup, hold, mute, resume, status)"},
+		{"no cmd", `{"id":"a1","peer":"alice"}`, "a1", nil, "command: missing cmd (a string: answer, call, chat, contacts, decline, hangup, hold, mute, read, resume, status, typing)"},
+		{"unknown cmd", `{"cmd":"dial","id":7,"peer":"alice"}`, 7.0, "dial", "dial: unknown command (answer, call, chat, contacts, decline, hangup, hold, mute, read, resume, status, typing)"},
 		{"missing field", `{"cmd":"call","id":"a2"}`, "a2", "call", "call: missing peer"},
 		{"empty field", `{"cmd":"chat","id":"a3","peer":"alice","text":""}`, "a3", "chat", "chat: missing text"},
 		{"unknown field", `{"cmd":"call","id":"a4","peer":"alice","volume":11}`, "a4", "call", `call: unknown field "volume"`},
@@ -136,6 +136,8 @@ func TestDispatchErrors(t *testing.T) {
 		{"a failing operation", `{"cmd":"chat","id":"a12","peer":"zed","text":"hi"}`, "a12", "chat", "chat: message to zed: unknown user"},
 		{"a bad status", `{"cmd":"status","id":"a13","status":"asleep"}`, "a13", "status", `status: status "asleep"`},
 		{"calling an unknown user", `{"cmd":"call","id":"a14","peer":"zed"}`, "a14", "call", "call: call zed: unknown user"},
+		{"typing to an unknown user", `{"cmd":"typing","id":"a15","peer":"zed"}`, "a15", "typing", "typing: message to zed: unknown user"},
+		{"read ids that are not a list", `{"cmd":"read","id":"a16","peer":"alice","ids":"x"}`, "a16", "read", "read: ids must be a list"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -266,6 +268,7 @@ func TestEventSchema(t *testing.T) {
 	}
 	const callID, msgID = "0123456789abcdef", "0123456789abcdef0123456789abcdef"
 	sn := "ws://127.0.0.1:8081/v1/ws"
+	yes, no := true, false
 	tests := []struct {
 		name string
 		ev   any
@@ -283,6 +286,11 @@ func TestEventSchema(t *testing.T) {
 		{"path", client.Event{Event: "path", CallID: callID, Peer: "alice", Path: "direct"}, true},
 		{"message", client.Event{Event: "message", Peer: "alice", MessageEvent: &client.MessageEvent{ID: msgID, From: "alice", To: "bob", Text: "hi", Sent: now, Via: client.ViaMailbox}}, true},
 		{"delivered", client.Event{Event: "delivered", Peer: "alice", MessageEvent: &client.MessageEvent{To: "alice", IDs: []string{msgID}, Via: client.ViaSupernode}}, true},
+		{"read", client.Event{Event: "read", Peer: "alice", MessageEvent: &client.MessageEvent{To: "alice", IDs: []string{msgID}, Via: client.ViaMailbox}}, true},
+		{"typing", client.Event{Event: "typing", Peer: "alice", MessageEvent: &client.MessageEvent{From: "alice", To: "bob", Sent: now, Via: client.ViaDataChannel, Active: &yes}}, true},
+		{"stopped typing", client.Event{Event: "typing", Peer: "alice", MessageEvent: &client.MessageEvent{From: "alice", To: "bob", Sent: now, Via: client.ViaSupernode, Active: &no}}, true},
+		{"typing from a mailbox", client.Event{Event: "typing", Peer: "alice", MessageEvent: &client.MessageEvent{From: "alice", To: "bob", Sent: now, Via: client.ViaMailbox, Active: &yes}}, false},
+		{"typing without active", client.Event{Event: "typing", Peer: "alice", MessageEvent: &client.MessageEvent{From: "alice", To: "bob", Sent: now, Via: client.ViaSupernode}}, false},
 		{"message-refused", client.Event{Event: "message-refused", Peer: "alice", MessageEvent: &client.MessageEvent{From: "alice", Via: client.ViaSupernode, Why: "bad signature"}}, true},
 		{"presence", client.Event{Event: "presence", Peer: "alice", PresenceEvent: &client.PresenceEvent{Status: "busy"}}, true},
 		{"status", client.Event{Event: "status", Peer: "bob", PresenceEvent: &client.PresenceEvent{Status: "invisible"}}, true},

@@ -27,6 +27,8 @@ var commands = map[string]command{
 	"resume":   handle((*Bot).resume, "call_id"),
 	"mute":     handle((*Bot).mute, "call_id"),
 	"chat":     handle((*Bot).chat, "peer", "text"),
+	"read":     handle((*Bot).read, "peer"),
+	"typing":   handle((*Bot).typing, "peer"),
 	"contacts": handle((*Bot).contacts, "op", "peer"),
 	"status":   handle((*Bot).status, "status"),
 }
@@ -73,6 +75,8 @@ func jsonType(t reflect.Type) string {
 		return "boolean"
 	case reflect.String:
 		return "string"
+	case reflect.Slice:
+		return "list"
 	}
 	return t.Kind().String()
 }
@@ -336,6 +340,44 @@ func (b *Bot) chat(ctx context.Context, a chatArgs) (Result, error) {
 		return nil, err
 	}
 	return Result{"peer": a.Peer, "message_id": res.ID, "delivered": res.Delivered, "stored": res.Stored}, nil
+}
+
+// readArgs are the arguments of read: the ids of messages from peer (all
+// of theirs still unread when empty).
+type readArgs struct {
+	Peer string   `json:"peer"`
+	IDs  []string `json:"ids"`
+}
+
+// read tells peer their messages were read (a read receipt); the result
+// lists the ids it acknowledged (none new: an empty list).
+func (b *Bot) read(ctx context.Context, a readArgs) (Result, error) {
+	ids, err := b.s.SendRead(ctx, a.Peer, a.IDs)
+	if err != nil {
+		return nil, err
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	return Result{"peer": a.Peer, "ids": ids}, nil
+}
+
+// typingArgs are the arguments of typing: Active (default true) says the
+// bot types; false, that it stopped.
+type typingArgs struct {
+	Peer   string `json:"peer"`
+	Active *bool  `json:"active"`
+}
+
+// typing tells peer the bot is typing (or stopped); sent is false when the
+// rate limit skipped it or peer is offline.
+func (b *Bot) typing(ctx context.Context, a typingArgs) (Result, error) {
+	active := a.Active == nil || *a.Active
+	sent, err := b.s.SendTyping(ctx, a.Peer, active)
+	if err != nil {
+		return nil, err
+	}
+	return Result{"peer": a.Peer, "active": active, "sent": sent}, nil
 }
 
 // contactOps are the operations of the contacts command.

@@ -75,6 +75,14 @@ func (p *Printer) Event(ev client.Event) {
 		}
 	case "delivered":
 		fmt.Fprintf(p.W, "%s delivered to %s (%d)\n", ts, ev.Peer, len(ev.MessageEvent.IDs))
+	case "read":
+		fmt.Fprintf(p.W, "%s read by %s (%d)\n", ts, ev.Peer, len(ev.MessageEvent.IDs))
+	case "typing":
+		if a := ev.MessageEvent.Active; a != nil && *a {
+			fmt.Fprintf(p.W, "%s %s is typing…\n", ts, ev.Peer)
+		} else {
+			fmt.Fprintf(p.W, "%s %s stopped typing\n", ts, ev.Peer)
+		}
 	case "message-refused":
 		fmt.Fprintf(p.W, "%s refused a message claiming to be from %s: %s\n", ts, ev.Peer, ev.MessageEvent.Why)
 	case "presence":

@@ -22,6 +22,7 @@ var ts = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 
 func TestEventText(t *testing.T) {
 	sent := time.Date(2026, 3, 4, 9, 8, 7, 0, time.Local)
+	yes, no := true, false
 	call := func(state, dir, reason string) client.Event {
 		return client.Event{TS: ts, Event: "call", Peer: "bob", Path: "direct",
 			CallState: &client.CallState{State: state, Direction: dir, Reason: reason}}
@@ -53,6 +54,12 @@ func TestEventText(t *testing.T) {
 			"09:08:07 [to bob, from another device] yo\n"},
 		{"delivered", client.Event{TS: ts, Event: "delivered", Peer: "bob", MessageEvent: &client.MessageEvent{IDs: []string{"a", "b"}}},
 			"05:06:07 delivered to bob (2)\n"},
+		{"read", client.Event{TS: ts, Event: "read", Peer: "bob", MessageEvent: &client.MessageEvent{IDs: []string{"a"}}},
+			"05:06:07 read by bob (1)\n"},
+		{"typing", client.Event{TS: ts, Event: "typing", Peer: "bob", MessageEvent: &client.MessageEvent{From: "bob", Active: &yes}},
+			"05:06:07 bob is typing…\n"},
+		{"stopped typing", client.Event{TS: ts, Event: "typing", Peer: "bob", MessageEvent: &client.MessageEvent{From: "bob", Active: &no}},
+			"05:06:07 bob stopped typing\n"},
 		{"refused", client.Event{TS: ts, Event: "message-refused", Peer: "bob", MessageEvent: &client.MessageEvent{Why: "bad signature"}},
 			"05:06:07 refused a message claiming to be from bob: bad signature\n"},
 		{"presence", client.Event{TS: ts, Event: "presence", Peer: "bob", PresenceEvent: &client.PresenceEvent{Status: "away"}},

@@ -26,8 +26,10 @@ package im
 // of UTF-8; at most [MaxEnvelopeDevices] devices; an envelope's JSON at most
 // [MaxEnvelopeBytes], which ordinary text of MaxMessageBytes fits (a body over
 // 16 KiB is deflated before it is sealed); text near the limit that does not
-// compress is refused with [ErrMessageTooLong]. See docs/protocol.md
-// ("Instant messages").
+// compress is refused with [ErrMessageTooLong]. Receipts say "delivered" or
+// "read" ([ReceiptRead]: the recipient had the messages on screen); typing
+// envelopes ([KindTyping]) are online only, with limits of their own
+// ([TypingInterval]). See docs/protocol.md ("Instant messages").
 
 import (
 	"crypto/ed25519"
@@ -59,11 +61,45 @@ const (
 	KindMessage = "msg"
 	// KindReceipt acknowledges messages (by id) to their sender.
 	KindReceipt = "receipt"
+	// KindTyping says the sender is typing to the recipient, or has
+	// stopped. It is online only: it goes over a data channel or a
+	// supernode, never to a mailbox, is not stored, and is not
+	// acknowledged.
+	KindTyping = "typing"
 )
 
-// ReceiptDelivered is the state of a receipt sent when messages reached a
-// device (and were stored in its history).
-const ReceiptDelivered = "delivered"
+// Receipt states: what happened to the messages a receipt acknowledges.
+const (
+	// ReceiptDelivered: the messages reached a device (and were stored in
+	// its history).
+	ReceiptDelivered = "delivered"
+	// ReceiptRead: the recipient has had the messages on screen. Sent only
+	// by users who let their contacts know (a setting of each client), so
+	// its absence means nothing.
+	ReceiptRead = "read"
+)
+
+// Typing states: the body of a [KindTyping] envelope.
+const (
+	// TypingActive: the sender is typing.
+	TypingActive = "typing"
+	// TypingStopped: the sender stopped typing (cleared the field, sent
+	// the message, or paused).
+	TypingStopped = "stopped"
+)
+
+// Typing limits. A sender sends [TypingActive] at most once every
+// TypingInterval to one peer while the user types, and [TypingStopped]
+// once when they stop; a receiver shows "typing" until TypingTimeout after
+// the last TypingActive arrived (or a TypingStopped or a message from the
+// sender does), drops a TypingActive that follows the last one it showed
+// by less than TypingInterval/2, and drops a typing envelope dated more
+// than TypingMaxAge before its arrival (held up on the way).
+const (
+	TypingInterval = 3 * time.Second
+	TypingTimeout  = 6 * time.Second
+	TypingMaxAge   = 30 * time.Second
+)
 
 // Limits.
 const (
@@ -111,7 +147,7 @@ const (
 // The header, in clear and signed:
 //
 //   - V: [EnvelopeVersion].
-//   - Kind: [KindMessage] or [KindReceipt].
+//   - Kind: [KindMessage], [KindReceipt] or [KindTyping].
 //   - ID: 16 random bytes, 32 lower-case hex characters, chosen by the sender;
 //     a resend keeps it.
 //   - From, FromDevice: the sender's user name and device Ed25519 key.
@@ -119,7 +155,7 @@ const (
 //     From and FromDevice, and it must have been valid at TS.
 //   - To: the recipient user (From itself for a note to one's other devices).
 //   - Seq: the sending device's counter for the conversation with To (from 1;
-//     0 for receipts), to keep messages in order.
+//     0 for receipts and typing), to keep messages in order.
 //   - TS: when it was sealed, Unix milliseconds, by the sender's clock.
 //
 // Then:
@@ -195,7 +231,8 @@ type Opened struct {
 	// Text is the message (KindMessage).
 	Text string
 	// Acked and State are the message ids a receipt acknowledges and what
-	// happened to them (ReceiptDelivered) (KindReceipt).
+	// happened to them, ReceiptDelivered or ReceiptRead (KindReceipt); for
+	// KindTyping, State is TypingActive or TypingStopped.
 	Acked []string
 	State string
 }
@@ -308,7 +345,7 @@ func (e *Envelope) check() error {
 	switch {
 	case e.V != EnvelopeVersion:
 		return fmt.Errorf("version %d, this client knows %d: %w", e.V, EnvelopeVersion, ErrBadEnvelope)
-	case e.Kind != KindMessage && e.Kind != KindReceipt:
+	case !IsKind(e.Kind):
 		return bad("kind")
 	case !validID(e.ID):
 		return bad("id")
@@ -342,6 +379,11 @@ func (e *Envelope) check() error {
 		}
 	}
 	return nil
+}
+
+// IsKind reports whether kind is an envelope kind this client knows.
+func IsKind(kind string) bool {
+	return kind == KindMessage || kind == KindReceipt || kind == KindTyping
 }
 
 // validID reports whether id is 32 lower-case hex characters.

@@ -32,8 +32,8 @@ import (
 const historyFile = "history.db"
 
 // historySchema is the user_version of the history database this client
-// writes.
-const historySchema = 1
+// writes. 2 added the state "read".
+const historySchema = 2
 
 // Directions of a message, from the point of view of the home's user.
 const (
@@ -44,11 +44,13 @@ const (
 // States of a message. Outgoing: sending (stored, not yet handed to a
 // transport), sent (handed to a data channel, a supernode or the mailbox, or
 // a copy of what another of my devices sent), delivered (a receipt came
-// back). Incoming: received.
+// back), read (a read receipt came back). Incoming: received, then read
+// once this device said it was read (a read receipt went to the sender).
 const (
 	StateSending   = "sending"
 	StateSent      = "sent"
 	StateDelivered = "delivered"
+	StateRead      = "read"
 	StateReceived  = "received"
 )
 
@@ -73,7 +75,8 @@ type Message struct {
 	TS int64
 	// Text is the message.
 	Text string
-	// State is StateSending, StateSent, StateDelivered or StateReceived.
+	// State is StateSending, StateSent, StateDelivered, StateRead or
+	// StateReceived.
 	State string
 }
 
@@ -144,45 +147,60 @@ func (h *History) migrate() error {
 	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
 		return corrupt(err)
 	}
+	var qs []string
 	switch {
 	case v == historySchema:
 		return nil
 	case v > historySchema:
 		return fmt.Errorf("format %d, this client knows %d: %w", v, historySchema, ErrHistoryCorrupt)
+	case v == 0:
+		qs = append(qs, messagesTable("messages"),
+			// seqs: the next conversation counter of this device per peer.
+			`CREATE TABLE seqs (
+				peer TEXT PRIMARY KEY,
+				last INTEGER NOT NULL
+			)`,
+			// early_acks: receipts for messages not (yet) in the history.
+			`CREATE TABLE early_acks (
+				peer TEXT NOT NULL,
+				id   TEXT NOT NULL,
+				at   INTEGER NOT NULL,
+				PRIMARY KEY (peer, id)
+			)`)
+	default:
+		// 1 → 2: the state "read". SQLite cannot change a CHECK
+		// constraint: the table is made anew and the rows copied.
+		qs = append(qs, messagesTable("messages_v2"),
+			`INSERT INTO messages_v2 (peer, dir, id, from_device, seq, ts, text, state)
+				SELECT peer, dir, id, from_device, seq, ts, text, state FROM messages`,
+			`DROP TABLE messages`,
+			`ALTER TABLE messages_v2 RENAME TO messages`)
 	}
-	for _, q := range []string{
-		`CREATE TABLE messages (
-			peer        TEXT NOT NULL,
-			dir         TEXT NOT NULL CHECK (dir IN ('in', 'out')),
-			id          TEXT NOT NULL,
-			from_device BLOB NOT NULL,
-			seq         INTEGER NOT NULL,
-			ts          INTEGER NOT NULL,
-			text        TEXT NOT NULL,
-			state       TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'delivered', 'received')),
-			PRIMARY KEY (peer, dir, id)
-		)`,
+	qs = append(qs,
 		`CREATE INDEX messages_order ON messages(peer, ts, seq, id)`,
 		`CREATE INDEX messages_pending ON messages(state) WHERE state IN ('sending', 'sent')`,
-		// seqs: the next conversation counter of this device per peer.
-		`CREATE TABLE seqs (
-			peer TEXT PRIMARY KEY,
-			last INTEGER NOT NULL
-		)`,
-		// early_acks: receipts for messages not (yet) in the history.
-		`CREATE TABLE early_acks (
-			peer TEXT NOT NULL,
-			id   TEXT NOT NULL,
-			at   INTEGER NOT NULL,
-			PRIMARY KEY (peer, id)
-		)`,
-		fmt.Sprintf(`PRAGMA user_version = %d`, historySchema),
-	} {
+		fmt.Sprintf(`PRAGMA user_version = %d`, historySchema))
+	for _, q := range qs {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return corrupt(err)
 		}
 	}
 	return corrupt(tx.Commit())
+}
+
+// messagesTable is the statement creating the messages table as name.
+func messagesTable(name string) string {
+	return `CREATE TABLE ` + name + ` (
+		peer        TEXT NOT NULL,
+		dir         TEXT NOT NULL CHECK (dir IN ('in', 'out')),
+		id          TEXT NOT NULL,
+		from_device BLOB NOT NULL,
+		seq         INTEGER NOT NULL,
+		ts          INTEGER NOT NULL,
+		text        TEXT NOT NULL,
+		state       TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'delivered', 'read', 'received')),
+		PRIMARY KEY (peer, dir, id)
+	)`
 }
 
 // corrupt wraps SQLite's "not a database" and "malformed" errors with
@@ -304,7 +322,59 @@ func (h *History) MarkDelivered(peer string, ids []string) ([]string, error) {
 	return done, nil
 }
 
-func (h *History) mark(peer string, ids []string, state, from string, early bool) ([]string, error) {
+// MarkRead marks outgoing messages to peer as read, as a read receipt from
+// peer says (only messages to peer, as for [History.MarkDelivered]). It
+// returns the ids newly marked.
+func (h *History) MarkRead(peer string, ids []string) ([]string, error) {
+	done, err := h.mark(peer, ids, StateRead, `state IN ('sending', 'sent', 'delivered')`, false)
+	if err != nil {
+		return nil, fmt.Errorf("client: history: mark read by %s: %w", peer, err)
+	}
+	return done, nil
+}
+
+// MarkSeen marks incoming messages from peer as read by this user, ids in
+// the given order, or, when ids is empty, every one still unread, oldest
+// first. It returns the ids newly marked: those a read receipt should
+// acknowledge.
+func (h *History) MarkSeen(peer string, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		rows, err := h.db.Query(`SELECT id FROM messages WHERE peer = ? AND dir = 'in' AND state = 'received'
+			ORDER BY ts, seq, id`, peer)
+		if err != nil {
+			return nil, fmt.Errorf("client: history: unread from %s: %w", peer, corrupt(err))
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return nil, fmt.Errorf("client: history: unread from %s: %w", peer, corrupt(err))
+			}
+			ids = append(ids, id)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("client: history: unread from %s: %w", peer, corrupt(err))
+		}
+		rows.Close()
+		if len(ids) == 0 {
+			return nil, nil
+		}
+	}
+	done, err := h.mark(peer, ids, StateRead, `state = 'received'`, false, DirIn)
+	if err != nil {
+		return nil, fmt.Errorf("client: history: mark seen from %s: %w", peer, err)
+	}
+	return done, nil
+}
+
+// mark moves messages with peer (outgoing, or in dir when given) whose
+// state matches the condition from to state, and returns the ids it moved.
+// With early, an outgoing id not in the history is kept in early_acks.
+func (h *History) mark(peer string, ids []string, state, from string, early bool, dir ...string) ([]string, error) {
+	d := DirOut
+	if len(dir) > 0 {
+		d = dir[0]
+	}
 	ctx := context.Background()
 	tx, err := h.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -322,7 +392,7 @@ func (h *History) mark(peer string, ids []string, state, from string, early bool
 		if !validID(id) {
 			continue
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE messages SET state = ? WHERE peer = ? AND dir = 'out' AND id = ? AND `+from, state, peer, id)
+		res, err := tx.ExecContext(ctx, `UPDATE messages SET state = ? WHERE peer = ? AND dir = ? AND id = ? AND `+from, state, peer, d, id)
 		if err != nil {
 			return nil, corrupt(err)
 		}

@@ -3,6 +3,7 @@ package im
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -236,6 +237,106 @@ func TestHistoryDelivered(t *testing.T) {
 	if p, _ := h.Pending("bob"); len(p) != 0 {
 		t.Errorf("Pending after delivery = %+v", p)
 	}
+}
+
+// TestHistoryRead: a read receipt moves my messages to read (never back);
+// MarkSeen marks the peer's messages read once, and lists them for the
+// read receipt.
+func TestHistoryRead(t *testing.T) {
+	h := openTestHistory(t, t.TempDir())
+	me, them := testDeviceKey(t), testDeviceKey(t)
+	var out, in []string
+	for i := range 3 {
+		m := Message{ID: NewMessageID(), Peer: "bob", FromDevice: me, Seq: int64(i + 1), TS: int64(10 * i), Text: fmt.Sprint("mine ", i)}
+		if err := h.AddOutgoing(m); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m.ID)
+		m = Message{ID: NewMessageID(), Peer: "bob", Dir: DirIn, FromDevice: them, Seq: int64(i + 1), TS: int64(10*i + 1), Text: fmt.Sprint("theirs ", i)}
+		if _, err := h.AddIncoming(m); err != nil {
+			t.Fatal(err)
+		}
+		in = append(in, m.ID)
+	}
+	if _, err := h.MarkDelivered("bob", out[:1]); err != nil {
+		t.Fatal(err)
+	}
+	// Only bob's receipt marks messages to bob, and only mine.
+	if done, err := h.MarkRead("carol", out); err != nil || len(done) != 0 {
+		t.Fatalf("MarkRead(carol) = %v, %v", done, err)
+	}
+	if done, err := h.MarkRead("bob", in); err != nil || len(done) != 0 {
+		t.Fatalf("MarkRead of bob's own messages = %v, %v", done, err)
+	}
+	if done, err := h.MarkRead("bob", out[:2]); err != nil || fmt.Sprint(done) != fmt.Sprint(out[:2]) {
+		t.Fatalf("MarkRead = %v, %v; want %v", done, err, out[:2])
+	}
+	if done, _ := h.MarkDelivered("bob", out); fmt.Sprint(done) != fmt.Sprint(out[2:]) {
+		t.Errorf("MarkDelivered after read = %v, want only %v (read stays read)", done, out[2:])
+	}
+	// MarkSeen: the given ids, then all the rest, then nothing.
+	if done, err := h.MarkSeen("bob", []string{in[1], out[0], "nope"}); err != nil || fmt.Sprint(done) != fmt.Sprint(in[1:2]) {
+		t.Fatalf("MarkSeen(ids) = %v, %v; want %v", done, err, in[1:2])
+	}
+	if done, err := h.MarkSeen("bob", nil); err != nil || fmt.Sprint(done) != fmt.Sprint([]string{in[0], in[2]}) {
+		t.Fatalf("MarkSeen(all) = %v, %v", done, err)
+	}
+	if done, err := h.MarkSeen("bob", nil); err != nil || len(done) != 0 {
+		t.Fatalf("MarkSeen again = %v, %v", done, err)
+	}
+	ms, _ := h.Conversation("bob", 0)
+	var states []string
+	for _, m := range ms {
+		states = append(states, m.State)
+	}
+	if got := strings.Join(states, " "); got != "read read read read delivered read" {
+		t.Errorf("states %s", got)
+	}
+	// A copy of a message that comes again stays read.
+	if isNew, _ := h.AddIncoming(Message{ID: in[0], Peer: "bob", Dir: DirIn, FromDevice: them, Seq: 1, TS: 1, Text: "theirs 0"}); isNew {
+		t.Error("a message read here came again as new")
+	}
+}
+
+// TestHistoryMigrates: a history of the first format (no state "read")
+// opens, keeps its messages, and takes read states.
+func TestHistoryMigrates(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", filepath.Join(dir, historyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := NewMessageID()
+	for _, q := range []string{
+		`CREATE TABLE messages (peer TEXT NOT NULL, dir TEXT NOT NULL CHECK (dir IN ('in', 'out')), id TEXT NOT NULL,
+			from_device BLOB NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL, text TEXT NOT NULL,
+			state TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'delivered', 'received')), PRIMARY KEY (peer, dir, id))`,
+		`CREATE INDEX messages_order ON messages(peer, ts, seq, id)`,
+		`CREATE INDEX messages_pending ON messages(state) WHERE state IN ('sending', 'sent')`,
+		`CREATE TABLE seqs (peer TEXT PRIMARY KEY, last INTEGER NOT NULL)`,
+		`CREATE TABLE early_acks (peer TEXT NOT NULL, id TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (peer, id))`,
+		`INSERT INTO messages VALUES ('bob', 'out', '` + id + `', zeroblob(32), 1, 5, 'from before', 'delivered')`,
+		`PRAGMA user_version = 1`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	h := openTestHistory(t, dir)
+	if done, err := h.MarkRead("bob", []string{id}); err != nil || len(done) != 1 {
+		t.Fatalf("MarkRead after the migration = %v, %v", done, err)
+	}
+	ms, err := h.Conversation("bob", 0)
+	if err != nil || len(ms) != 1 || ms[0].Text != "from before" || ms[0].State != StateRead {
+		t.Fatalf("conversation after the migration = %+v, %v", ms, err)
+	}
+	var v int
+	if err := h.db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil || v != historySchema {
+		t.Fatalf("user_version %d, %v", v, err)
+	}
+	h.Close()
+	openTestHistory(t, dir) // and again, migrated already
 }
 
 func TestHistoryPending(t *testing.T) {

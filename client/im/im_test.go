@@ -173,6 +173,56 @@ func TestIMReceipt(t *testing.T) {
 	}
 }
 
+// TestIMReadReceiptAndTyping: a read receipt and a typing envelope open
+// as such on every device they are sealed for; their bodies are checked.
+func TestIMReadReceiptAndTyping(t *testing.T) {
+	w := newIMWorld(t)
+	ids := []string{NewMessageID()}
+	r, err := SealReceiptState(w.b1.sender, "alice", []DeviceRecord{w.a1.rec, w.a2.rec}, ReceiptRead, ids, imTestNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := w.a1.open(wire(t, r), w.loginPub)
+	if err != nil || o.Kind != KindReceipt || o.State != ReceiptRead || o.Acked[0] != ids[0] || o.Seq != 0 {
+		t.Fatalf("read receipt: %+v, %v", o, err)
+	}
+	if _, err := SealReceiptState(w.b1.sender, "alice", []DeviceRecord{w.a1.rec}, "seen", ids, imTestNow); !errors.Is(err, ErrBadEnvelope) {
+		t.Errorf("a receipt state of its own: err = %v, want ErrBadEnvelope", err)
+	}
+	for _, active := range []bool{true, false} {
+		e, err := SealTyping(w.b1.sender, "alice", []DeviceRecord{w.a1.rec}, active, imTestNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[bool]string{true: TypingActive, false: TypingStopped}[active]
+		o, err := w.a1.open(wire(t, e), w.loginPub)
+		if err != nil || o.Kind != KindTyping || o.State != want || o.Text != "" || o.Acked != nil {
+			t.Fatalf("typing %v: %+v, %v", active, o, err)
+		}
+		// Only the devices it is sealed for: alice's other device has no key.
+		if _, err := w.a2.open(wire(t, e), w.loginPub); !errors.Is(err, ErrNoKeyForDevice) {
+			t.Errorf("typing opened on a device it was not sealed for: %v", err)
+		}
+	}
+	// Bodies that are not what their kind says are refused, signed or not.
+	for _, tt := range []struct {
+		name, kind string
+		body       string
+	}{
+		{"typing with a text", KindTyping, "hello"},
+		{"typing with another state", KindTyping, `{"state":"thinking"}`},
+		{"receipt with another state", KindReceipt, `{"state":"seen","acked":["` + ids[0] + `"]}`},
+	} {
+		e, err := seal(w.b1.sender, tt.kind, NewMessageID(), "alice", 0, imTestNow, []byte(tt.body), []DeviceRecord{w.a1.rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, err := w.a1.open(wire(t, e), w.loginPub); !errors.Is(err, ErrBadEnvelope) {
+			t.Errorf("%s: Open = %+v, %v; want ErrBadEnvelope", tt.name, o, err)
+		}
+	}
+}
+
 // TestIMEnvelopeTamper: a supernode (or the login server, or a relay) that
 // alters any part of an envelope gets it refused.
 func TestIMEnvelopeTamper(t *testing.T) {
@@ -642,6 +692,9 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	w := newIMWorld(f)
 	good, _ := mustSeal(f, w, "hi").Encode()
 	f.Add(good)
+	ty, _ := SealTyping(w.a1.sender, "bob", w.toBob(), true, imTestNow)
+	tb, _ := ty.Encode()
+	f.Add(tb)
 	f.Add([]byte(`{"v":1}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -669,6 +722,14 @@ func FuzzOpen(f *testing.F) {
 	r, _ := SealReceipt(w.a1.sender, "bob", w.toBob(), []string{e.ID}, imTestNow)
 	rb, _ := r.Encode()
 	f.Add(rb)
+	rr, _ := SealReceiptState(w.a1.sender, "bob", w.toBob(), ReceiptRead, []string{e.ID}, imTestNow)
+	rrb, _ := rr.Encode()
+	f.Add(rrb)
+	for _, active := range []bool{true, false} {
+		ty, _ := SealTyping(w.a1.sender, "bob", w.toBob(), active, imTestNow)
+		tb, _ := ty.Encode()
+		f.Add(tb)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := DecodeEnvelope(b)
 		if err != nil {
@@ -679,7 +740,8 @@ func FuzzOpen(f *testing.F) {
 			return
 		}
 		// Only what alice sealed opens: nobody can make up another.
-		if o.From != "alice" || (o.Kind == KindMessage && o.Text != text) {
+		if o.From != "alice" || (o.Kind == KindMessage && o.Text != text) ||
+			(o.Kind == KindTyping && o.State != TypingActive && o.State != TypingStopped) {
 			t.Fatalf("opened a message alice did not send: %+v", o)
 		}
 	})

@@ -58,7 +58,16 @@ type receiptBody struct {
 // acked (their ids) as delivered, for the devices in devices (as for
 // [SealMessage]).
 func SealReceipt(s Sender, to string, devices []DeviceRecord, acked []string, now time.Time) (*Envelope, error) {
+	return SealReceiptState(s, to, devices, ReceiptDelivered, acked, now)
+}
+
+// SealReceiptState seals a receipt saying state ([ReceiptDelivered] or
+// [ReceiptRead]) of the messages acked, as [SealReceipt] does.
+func SealReceiptState(s Sender, to string, devices []DeviceRecord, state string, acked []string, now time.Time) (*Envelope, error) {
 	id := NewMessageID()
+	if state != ReceiptDelivered && state != ReceiptRead {
+		return nil, fmt.Errorf("client: seal receipt to %s: state %q: %w", to, state, ErrBadEnvelope)
+	}
 	if len(acked) == 0 || len(acked) > MaxReceiptIDs {
 		return nil, fmt.Errorf("client: seal receipt to %s: %d ids: %w", to, len(acked), ErrBadEnvelope)
 	}
@@ -67,13 +76,37 @@ func SealReceipt(s Sender, to string, devices []DeviceRecord, acked []string, no
 			return nil, fmt.Errorf("client: seal receipt to %s: id %q: %w", to, a, ErrBadEnvelope)
 		}
 	}
-	body, err := json.Marshal(receiptBody{State: ReceiptDelivered, Acked: acked})
+	body, err := json.Marshal(receiptBody{State: state, Acked: acked})
 	if err != nil {
 		return nil, fmt.Errorf("client: seal receipt to %s: %w", to, err)
 	}
 	e, err := seal(s, KindReceipt, id, to, 0, now, body, devices)
 	if err != nil {
 		return nil, fmt.Errorf("client: seal receipt to %s: %w", to, err)
+	}
+	return e, nil
+}
+
+// typingBody is the body of a typing envelope.
+type typingBody struct {
+	State string `json:"state"`
+}
+
+// SealTyping seals a typing envelope from s to user to: [TypingActive]
+// when active, else [TypingStopped], for the devices in devices (as for
+// [SealMessage]; a sender seals it for the peer's devices alone).
+func SealTyping(s Sender, to string, devices []DeviceRecord, active bool, now time.Time) (*Envelope, error) {
+	state := TypingStopped
+	if active {
+		state = TypingActive
+	}
+	body, err := json.Marshal(typingBody{State: state})
+	if err != nil {
+		return nil, fmt.Errorf("client: seal typing to %s: %w", to, err)
+	}
+	e, err := seal(s, KindTyping, NewMessageID(), to, 0, now, body, devices)
+	if err != nil {
+		return nil, fmt.Errorf("client: seal typing to %s: %w", to, err)
 	}
 	return e, nil
 }
@@ -286,6 +319,9 @@ func unwrapKey(x *ecdh.PrivateKey, epk []byte, id string, device ed25519.PublicK
 	return aead.Open(nil, zeroNonce(), w, nil)
 }
 
+// maxTypingBody caps the body of a typing envelope.
+const maxTypingBody = 256
+
 // MessageClockSkew is how far in the future an envelope's TS may be.
 const MessageClockSkew = 2 * time.Minute
 
@@ -375,10 +411,20 @@ func open(e *Envelope, me string, device ed25519.PrivateKey, x *ecdh.PrivateKey,
 		if err := json.Unmarshal(body, &r); err != nil {
 			return nil, fmt.Errorf("receipt: %w", ErrBadEnvelope)
 		}
-		if r.State != ReceiptDelivered || len(r.Acked) == 0 || len(r.Acked) > MaxReceiptIDs || !allValidIDs(r.Acked) {
+		if (r.State != ReceiptDelivered && r.State != ReceiptRead) || len(r.Acked) == 0 || len(r.Acked) > MaxReceiptIDs || !allValidIDs(r.Acked) {
 			return nil, fmt.Errorf("receipt: %w", ErrBadEnvelope)
 		}
 		o.Acked, o.State = r.Acked, r.State
+	case KindTyping:
+		body, err := unframeContent(content, maxTypingBody)
+		if err != nil {
+			return nil, err
+		}
+		var r typingBody
+		if err := json.Unmarshal(body, &r); err != nil || (r.State != TypingActive && r.State != TypingStopped) {
+			return nil, fmt.Errorf("typing: %w", ErrBadEnvelope)
+		}
+		o.State = r.State
 	}
 	return o, nil
 }

@@ -123,6 +123,13 @@ func (b *browser) axe(src, view string) {
 // to wait for before each picture.
 func (b *browser) shots(view, ready string) {
 	b.t.Helper()
+	b.shotsWith(view, ready, true)
+}
+
+// shotsWith is shots, leaving the notices when dismiss is false (when a
+// notice is what the picture shows).
+func (b *browser) shotsWith(view, ready string, dismiss bool) {
+	b.t.Helper()
 	dirs := []string{artifactDir(b.t)}
 	if os.Getenv("PARLEY_DOCS_SCREENSHOTS") == "1" {
 		d := filepath.Join("..", "..", "docs", "web")
@@ -140,7 +147,9 @@ func (b *browser) shots(view, ready string) {
 		}
 		b.do("resize to "+strconv.Itoa(int(w)), 5*time.Second, chromedp.EmulateViewport(w, h, opts...))
 		// What the notices said is known by now: dismiss them, as a person would.
-		eval[bool](b, `document.querySelectorAll("#notices button").forEach((x) => x.click()) || true`, 5*time.Second)
+		if dismiss {
+			eval[bool](b, `document.querySelectorAll("#notices button").forEach((x) => x.click()) || true`, 5*time.Second)
+		}
 		time.Sleep(300 * time.Millisecond) // layout, the meter, the graph
 		if ready != "" {
 			b.waitFor(view+" ready for its picture", ready, 10*time.Second)
@@ -251,6 +260,9 @@ func TestBrowserMessenger(t *testing.T) {
 	a.waitFor("the sign-in form", `!document.getElementById("auth").hidden`, 10*time.Second)
 	a.axe(axeJS, "the sign-in view")
 	a.shots("signin", "")
+	a.dark(true)
+	a.axe(axeJS, "the sign-in view, dark")
+	a.dark(false)
 	a.typeInto("Username", "ann")
 	a.typeInto("Password", "ann-password")
 	a.click("Sign up")
@@ -284,6 +296,9 @@ func TestBrowserMessenger(t *testing.T) {
 	a.shows("I can call you in five minutes", 5*time.Second) // the last message, in the list
 	a.axe(axeJS, "the conversation list")
 	a.shots("list", "")
+	a.dark(true)
+	a.axe(axeJS, "the conversation list, dark")
+	a.dark(false)
 	a.click("Chat with ben")
 	a.waitFor("the unread count cleared", unread("ben", 0)+` && document.title === "Parley"`, 5*time.Second)
 	a.onceIn("ben", "Hi Ann! Are we still on for tomorrow?")
@@ -292,7 +307,9 @@ func TestBrowserMessenger(t *testing.T) {
 	}
 	a.sendChat("Sure, call me whenever you like.")
 	bb.waitFor("ann's answer at ben's", chatLine("ann", "Sure, call me whenever you like.")+` === 1`, 20*time.Second)
-	a.waitFor("ann's answer delivered", chatMark("Sure, call me whenever you like.", "delivered"), 20*time.Second)
+	// Read where it arrived (ben's conversation with ann is open): the
+	// mark goes to read.
+	a.waitFor("ann's answer read", chatMark("Sure, call me whenever you like.", "read"), 20*time.Second)
 	// Read where it arrived (ben's conversation with ann is open): no count.
 	if !eval[bool](bb, unread("ann", 0)+` && document.title === "Parley"`, 5*time.Second) {
 		t.Errorf("ben's open conversation counts ann's answer as unread")
@@ -301,6 +318,10 @@ func TestBrowserMessenger(t *testing.T) {
 	bb.noCSPViolation("ben, in a chat")
 	a.axe(axeJS, "a conversation")
 	a.shots("conversation", "")
+	a.dark(true)
+	a.axe(axeJS, "a conversation, dark")
+	a.shots("dark", "")
+	a.dark(false)
 
 	// ben calls ann from the conversation; she answers.
 	bb.click("Call ann")
@@ -348,6 +369,10 @@ func TestBrowserMessenger(t *testing.T) {
 	a.waitFor("the stats panel", `!document.getElementById("stats").hidden && document.getElementById("stats-toggle").getAttribute("aria-expanded") === "true"`, 5*time.Second)
 	a.axe(axeJS, "a call")
 	a.shots("call", `document.getElementById("mic-level").value > 0.5`)
+	a.dark(true)
+	a.axe(axeJS, "a call, dark")
+	a.shots("dark-call", `document.getElementById("mic-level").value > 0.5`)
+	a.dark(false)
 	// At 390 px the call is in front; back in the list, a bar leads back to it.
 	a.do("resize to 390", 5*time.Second, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulatePortrait))
 	a.click("Back to conversations")

@@ -947,7 +947,8 @@ func TestBrowserChatCLI(t *testing.T) {
 }
 
 // TestBrowserChatBrowser: two browsers who are contacts send a message each
-// way; each shows the other's once and marks its own delivered.
+// way; each shows the other's once and marks its own read (the other has
+// it on screen).
 func TestBrowserChatBrowser(t *testing.T) {
 	a, bb, _ := annAndBen(t, 61)
 	a.askContact("ben")
@@ -964,11 +965,12 @@ func TestBrowserChatBrowser(t *testing.T) {
 	bb.waitFor("ann's message unread at ben's", unread("ann", 1), 20*time.Second)
 	bb.click("Chat with ann")
 	bb.onceIn("ann", "ben, are you there?")
-	a.waitFor("ann's message delivered", chatMark("ben, are you there?", "delivered"), 20*time.Second)
+	// ben has it on screen: read.
+	a.waitFor("ann's message read", chatMark("ben, are you there?", "read"), 20*time.Second)
 
 	bb.sendChat("yes, ann: here")
 	a.onceIn("ben", "yes, ann: here")
-	bb.waitFor("ben's message delivered", chatMark("yes, ann: here", "delivered"), 20*time.Second)
+	bb.waitFor("ben's message read", chatMark("yes, ann: here", "read"), 20*time.Second)
 	if n := eval[float64](a, chatLine("me", "ben, are you there?"), 5*time.Second); n != 1 {
 		t.Errorf("ann's own message shows %v times, want once", n)
 	}
@@ -1020,8 +1022,10 @@ func TestBrowserChatOffline(t *testing.T) {
 // on the same addresses. The page says it lost the connection and reconnects
 // by itself; a message written meanwhile waits ("sending…") and goes when the
 // network is back; one still unsent when the page was closed goes when the
-// page is opened again. The CLI user gets each once, and the page marks each
-// delivered.
+// page is opened again — opened while the server is still down, from the
+// service worker's copy, saying it is offline, and signing in by itself
+// once the server is back. The CLI user gets each once, and the page marks
+// each delivered.
 func TestBrowserReconnects(t *testing.T) {
 	chromiumPath(t)
 	up := startUp(t)
@@ -1046,15 +1050,27 @@ func TestBrowserReconnects(t *testing.T) {
 	b.waitFor("the message delivered", chatMark(during, "delivered"), 30*time.Second)
 
 	// It goes away again; the page is closed with a message unsent, and
-	// opened again once the network is back.
+	// opened again while the network is still down: the service worker's
+	// copy of the page opens, says it is offline, and shows the
+	// conversation as this browser keeps it. When the network is back it
+	// signs in by itself.
 	up.crash()
 	b.shows("Lost the connection to the Parley network; reconnecting by itself", 10*time.Second)
 	b.sendChat(closed)
 	b.waitFor("the message waiting", chatMark(closed, "sending…"), 10*time.Second)
 	b.do("close the page", 10*time.Second, chromedp.Navigate("about:blank"))
+	b.do("open the page with the server down", 20*time.Second, chromedp.Navigate(up.loginURL+"/"))
+	b.shows("You are offline: the Parley server cannot be reached.", 15*time.Second)
+	if c := eval[string](b, `document.getElementById("conn").textContent`, 5*time.Second); c != "Offline" {
+		t.Errorf("the page opened offline says %q, want Offline", c)
+	}
+	b.click("Chat with bob")
+	b.waitFor("the unsent message, offline", chatMark(closed, "sending…")+` && `+chatLine("me", during)+` === 1`, 10*time.Second)
+	b.shotsWith("offline", "", false)
 	up.restart()
-	b.do("open the page again", 20*time.Second, chromedp.Navigate(up.loginURL+"/"))
-	b.waitOnline("alice signed in again")
+	back = time.Now()
+	b.waitOnline("alice signed in again by herself")
+	t.Logf("the page opened offline signed in %v after the network was back", time.Since(back).Round(100*time.Millisecond))
 	waitOutput(t, listener, `"text":"`+closed+`"`, 40*time.Second)
 	b.click("Chat with bob")
 	b.waitFor("the message delivered", chatMark(closed, "delivered"), 30*time.Second)

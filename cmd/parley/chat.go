@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/client/console"
@@ -19,6 +20,7 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	jsonOut := fs.Bool("json", false, "print results and events as JSON lines")
 	last := fs.Int("last", 20, "in a conversation, first print the last N messages")
+	read := fs.Bool("read", false, "in a conversation, tell USER that the messages of theirs it prints were read (read receipts)")
 	pos, err := parseFlags(fs, e, args, 1, 1<<20, "USER [MESSAGE...]")
 	if err != nil {
 		return err
@@ -26,6 +28,9 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 	peer := pos[0]
 	if err := identity.CheckUser(peer); err != nil {
 		return usageError{fmt.Sprintf("chat: %v", err)}
+	}
+	if *read && len(pos) > 1 {
+		return usageError{"chat: --read goes with a conversation (chat USER, without MESSAGE): it marks what the conversation prints"}
 	}
 	c, err := e.newClient("")
 	if err != nil {
@@ -51,11 +56,15 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 
-	conv := &console.Conversation{P: out} // each delivery once: the send result, or else the receipt
+	conv := &console.Conversation{P: out}            // each delivery once: the send result, or else the receipt
+	seen := &readQueue{kick: make(chan struct{}, 1)} // with --read: peer's messages printed, to acknowledge as read
 	s, err := c.Online(ctx, e.sessionConfig(client.SessionConfig{OnEvent: func(ev client.Event) {
 		switch ev.Event {
-		case "message", "delivered", "presence", "message-refused", "status":
+		case "message", "delivered", "read", "typing", "presence", "message-refused", "status":
 			conv.Event(ev)
+			if *read && ev.Event == "message" && ev.MessageEvent.From == peer {
+				seen.add(ev.MessageEvent.ID)
+			}
 		}
 	}}))
 	if err != nil {
@@ -68,6 +77,13 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		out.History(s.User(), peer, hist)
+		if *read {
+			for _, m := range hist {
+				if m.Dir == im.DirIn && m.State == im.StateReceived {
+					seen.add(m.ID)
+				}
+			}
+		}
 	}
 	// Lines may be long (up to im.MaxMessageBytes and beyond, to be refused
 	// whole); the reader stops handing them over when the command returns.
@@ -81,9 +97,20 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 			return nil
 		case <-s.Done():
 			return s.Err()
+		case <-seen.kick:
+			if ids := seen.take(); len(ids) > 0 {
+				if _, err := s.SendRead(ctx, peer, ids); err != nil && ctx.Err() == nil {
+					fmt.Fprintln(e.stderr, "parley: "+console.UserMessage(err))
+				}
+			}
 		case err := <-readErr:
 			if err != nil {
 				return fmt.Errorf("chat: reading stdin: %w", err)
+			}
+			if ids := seen.take(); len(ids) > 0 {
+				if _, err := s.SendRead(ctx, peer, ids); err != nil {
+					fmt.Fprintln(e.stderr, "parley: "+console.UserMessage(err))
+				}
 			}
 			if failed > 0 {
 				return fmt.Errorf("chat %s: %d messages not sent", peer, failed)
@@ -104,6 +131,33 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 			}
 		}
 	}
+}
+
+// readQueue holds the ids of messages a conversation printed, until the
+// conversation's loop acknowledges them as read (not on the event's own
+// goroutine: a receipt takes a round trip).
+type readQueue struct {
+	mu   sync.Mutex
+	ids  []string
+	kick chan struct{}
+}
+
+func (q *readQueue) add(id string) {
+	q.mu.Lock()
+	q.ids = append(q.ids, id)
+	q.mu.Unlock()
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (q *readQueue) take() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ids := q.ids
+	q.ids = nil
+	return ids
 }
 
 // cmdHistory is `parley history USER`: the conversation from local storage.

@@ -1,6 +1,9 @@
 // The page: sign up / sign in, the supernode link, the conversation list
-// (contacts and presence, last messages, unread counts) with its search, the
-// open conversation with its call bar, and the notices.
+// (contacts and presence, last messages, unread counts, typing) with its
+// search, the open conversation with its call bar, ringing (the ringtone, the
+// tab's title and icon, system notifications), settings and help, keyboard
+// shortcuts, the notices, and the offline start (the service worker keeps
+// the page).
 
 import { b64, unb64, randomHex, validUser } from "./util.js";
 import * as keys from "./keys.js";
@@ -8,9 +11,10 @@ import { LoginAPI, LoginError } from "./login.js";
 import { SupernodeLink } from "./supernode.js";
 import { Phone, CallError } from "./phone.js";
 import { drawGraph, LevelMeter } from "./meter.js";
-import { ChatPane, Messenger, listTime } from "./chat.js";
+import { ChatPane, History, Messenger, listTime, duration } from "./chat.js";
 import { isEnvelope, IMError } from "./im.js";
-import { PRESENCE_ONLINE, PRESENCE_OFFLINE } from "./wire.gen.js";
+import { Ringtone, setIcon, notify, notificationState, askNotifications } from "./notify.js";
+import { PRESENCE_ONLINE, PRESENCE_OFFLINE, IM_TYPING_INTERVAL_MS as TYPING_INTERVAL, IM_TYPING_TIMEOUT_MS as TYPING_TIMEOUT } from "./wire.gen.js";
 
 const $ = (id) => document.getElementById(id);
 const ORIGIN = location.origin;
@@ -19,6 +23,9 @@ const NOTICE_MS = 6000; // how long a notice that is not an error stays
 const SEARCH_LIMIT = 20; // loginapi.MaxSearchResults
 const SEARCH_DELAY = 250;
 const SEARCH_CACHE_MS = 30_000;
+const ICON = "favicon.svg";
+const RINGING_ICON = "icons/ringing.svg";
+const OFFLINE_RETRY = [1000, 2000, 3000, 5000, 5000, 10_000, 30_000]; // ms between sign-in tries while the server is away
 
 const app = {
   api: new LoginAPI(""),
@@ -43,6 +50,10 @@ const app = {
   im: null, // the Messenger while signed in
   convs: new Map(), // peer → {last, unread}: the conversations in this browser's history
   search: { text: "", results: [], note: "", cache: new Map(), timer: null, seq: 0 },
+  typing: new Map(), // peer → timer: peer is typing to us until it fires
+  ringtone: new Ringtone(),
+  ringNote: null, // the system notification of the call ringing, or null
+  offline: null, // {user, tries, timer} while the page waits for the server to sign in again
 };
 
 // ---- small DOM helpers ----
@@ -107,7 +118,9 @@ const narrow = () => matchMedia("(max-width: 720px)").matches;
 // is about is tried again); any other kind leaves by itself after a few
 // seconds. A key names a notice that a newer one with the same key replaces
 // (the connection's). notice("") clears the notices without a key.
-function notice(msg, kind = "error", key = "") {
+// action, when given ({text, run}), adds a button; such a notice stays
+// until used or dismissed.
+function notice(msg, kind = "error", key = "", action = null) {
   const box = $("notices");
   if (!msg) {
     for (const n of [...box.children]) if (!n.dataset.key) n.remove();
@@ -118,10 +131,17 @@ function notice(msg, kind = "error", key = "") {
   if (kind === "error") n.setAttribute("role", "alert");
   n.dataset.msg = msg;
   if (key) n.dataset.key = key;
-  n.append(el("p", "", msg), button("", "Dismiss", () => n.remove(), "icon-only dismiss", "x"));
+  n.append(el("p", "", msg));
+  if (action) n.append(button(action.text, "", () => { n.remove(); action.run(); }, "small"));
+  n.append(button("", "Dismiss", () => n.remove(), "icon-only dismiss", "x"));
   box.append(n);
   while (box.children.length > 3) box.firstElementChild.remove();
-  if (kind !== "error") setTimeout(() => n.remove(), NOTICE_MS);
+  if (kind !== "error" && !action) setTimeout(() => n.remove(), NOTICE_MS);
+}
+
+// dropNotice removes the notice with key.
+function dropNotice(key) {
+  for (const n of [...$("notices").children]) if (n.dataset.key === key) n.remove();
 }
 
 // connState shows the link's state (title: the longer story).
@@ -201,6 +221,7 @@ async function signIn({ user, password }) {
 }
 
 async function started(user, kp, pub, resp) {
+  leaveOffline();
   app.user = user;
   app.kp = kp;
   app.pub = pub;
@@ -290,13 +311,60 @@ async function resume() {
     await started(sess.user, kp, pub, resp);
   } catch (e) {
     app.loginKey = null;
+    if (unreachable(e)) { enterOffline(sess.user); return; }
+    leaveOffline();
     if (e instanceof LoginError && e.status === 401) await keys.dropSession(ORIGIN).catch(() => {});
     $("username").value = sess.user;
     showAuth();
   }
 }
 
+// unreachable reports whether e says the server is not there (no answer, or
+// a front end's 502, 503, 504), not that it refused.
+function unreachable(e) {
+  return e instanceof LoginError && (e.status === 0 || e.status === 502 || e.status === 503 || e.status === 504);
+}
+
+// enterOffline shows user's conversations from this browser's history when
+// the page opened (from the service worker's copy) but the server cannot
+// be reached, says so, and signs in by itself when it is back.
+async function enterOffline(user) {
+  const first = !app.offline;
+  if (first) app.offline = { user, tries: 0, timer: null };
+  const off = app.offline;
+  if (first) {
+    $("auth").hidden = true;
+    $("app").hidden = false;
+    $("app").classList.add("is-offline");
+    $("my-status").disabled = true;
+    $("me-name").textContent = user;
+    avatar($("me-avatar"), user);
+    connState("Offline", "offline", "The Parley server cannot be reached");
+    notice("You are offline: the Parley server cannot be reached. Your conversations in this browser are here to read; this page signs in by itself when the server is back.", "error", "conn");
+    try { app.convs = await new History(user).summaries(); } catch (e) { console.warn("conversations", e); }
+    render();
+  }
+  clearTimeout(off.timer);
+  off.timer = setTimeout(() => { if (app.offline === off) resume(); }, OFFLINE_RETRY[Math.min(off.tries++, OFFLINE_RETRY.length - 1)]);
+}
+
+function leaveOffline() {
+  if (!app.offline) return;
+  clearTimeout(app.offline.timer);
+  app.offline = null;
+  $("app").classList.remove("is-offline");
+  $("my-status").disabled = false;
+  dropNotice("conn");
+}
+
+// The browser says the network is back: try at once.
+window.addEventListener("online", () => { if (app.offline) resume(); });
+
 function signOut() {
+  leaveOffline();
+  stopRinging();
+  for (const t of app.typing.values()) clearTimeout(t);
+  app.typing.clear();
   app.im?.stop();
   app.im = null;
   closeConversation();
@@ -499,12 +567,92 @@ function noteMessage(m) {
 
 function isReading(peer) { return chat.peer === peer && document.visibilityState === "visible"; }
 
+// markRead clears peer's unread count and, when this user tells, sends a
+// read receipt for what is now on screen.
 async function markRead(peer) {
   const e = app.convs.get(peer);
-  if (!e?.unread) return;
-  e.unread = 0;
+  if (e?.unread) {
+    e.unread = 0;
+    render();
+  }
+  try { await app.im?.seen(peer); } catch (err) { console.warn("marking read", err); }
+}
+
+// ---- typing ----
+
+// setTyping shows (or stops showing) that peer is typing to us: for
+// TYPING_TIMEOUT after the last sign, until they stop, or a message of
+// theirs comes.
+function setTyping(peer, active) {
+  clearTimeout(app.typing.get(peer));
+  if (active) app.typing.set(peer, setTimeout(() => setTyping(peer, false), TYPING_TIMEOUT));
+  else if (!app.typing.delete(peer)) return;
   render();
-  try { await app.im?.hist.markRead(peer); } catch (err) { console.warn("marking read", err); }
+}
+
+const isTyping = (peer) => app.typing.has(peer);
+
+// The composer tells the open conversation's peer (an accepted contact)
+// that this user types: at most once per TYPING_INTERVAL, and "stopped"
+// when the field empties, a message goes, another conversation opens, or
+// nothing was typed for TYPING_INTERVAL.
+let typingTo = "", typingIdle = null;
+function typingInput() {
+  const peer = chat.peer;
+  if (!app.im || !peer || contactOf(peer)?.state !== "accepted") return;
+  if (typingTo && typingTo !== peer) typingStop();
+  clearTimeout(typingIdle);
+  if (!$("chat-text").value.trim()) { typingStop(); return; }
+  typingTo = peer;
+  app.im.typing(peer, true);
+  typingIdle = setTimeout(typingStop, TYPING_INTERVAL);
+}
+
+// typingDone forgets the typing without a "stopped": the message that goes
+// now ends it at the peer's.
+function typingDone() {
+  clearTimeout(typingIdle);
+  typingTo = "";
+}
+
+function typingStop() {
+  clearTimeout(typingIdle);
+  const peer = typingTo;
+  typingTo = "";
+  if (peer) app.im?.typing(peer, false);
+}
+
+// ---- settings ----
+
+const readKey = () => `parley:read-receipts:${app.user}`;
+
+// readReceipts reports whether this user sends (and sees) read receipts: a
+// setting of this browser, on unless turned off.
+function readReceipts() { return localStorage.getItem(readKey()) !== "off"; }
+
+function setReadReceipts(on) {
+  if (on) localStorage.removeItem(readKey());
+  else localStorage.setItem(readKey(), "off");
+  chat.remark();
+}
+
+const NOTIFICATION_TEXT = {
+  granted: "Notifications are on: calls and messages are shown while Parley is in the background.",
+  default: "Notifications are off. Turn them on to hear about calls and messages while Parley is in the background.",
+  denied: "Notifications are blocked for this page: allow them in the browser's site settings.",
+  unsupported: "This browser shows no notifications for this page.",
+};
+
+function renderSettings() {
+  const st = notificationState();
+  $("notif-state").textContent = NOTIFICATION_TEXT[st] || NOTIFICATION_TEXT.unsupported;
+  $("notif-on").hidden = st !== "default";
+  $("read-receipts").checked = readReceipts();
+}
+
+function openSettings() {
+  renderSettings();
+  if (!$("settings").open) $("settings").showModal();
 }
 
 function totalUnread() {
@@ -515,7 +663,8 @@ function totalUnread() {
 
 function updateTitle() {
   const n = app.user && !$("app").hidden ? totalUnread() : 0;
-  const t = n ? `(${n}) ${TITLE}` : TITLE;
+  let t = n ? `(${n}) ${TITLE}` : TITLE;
+  if (app.incoming) t = `📞 ${app.incoming.peer} is calling you – ${TITLE}`;
   if (document.title !== t) document.title = t;
   const others = chat.peer ? n - (app.convs.get(chat.peer)?.unread || 0) : n;
   $("back-unread").hidden = others === 0;
@@ -553,7 +702,7 @@ function relation(c) {
 function previewOf(sum) {
   if (!sum) return "";
   const t = sum.last.text.replace(/\s+/g, " ").trim();
-  return (sum.last.dir === "out" ? "You: " : "") + (t.length > 90 ? t.slice(0, 90) + "…" : t);
+  return (sum.last.dir === "out" && !sum.last.kind ? "You: " : "") + (t.length > 90 ? t.slice(0, 90) + "…" : t);
 }
 
 function render() {
@@ -571,7 +720,7 @@ function renderList() {
   const rows = q ? all.filter((e) => e.user.includes(q)) : all;
   // Rebuild only when something shown changed (a rebuild under a keyboard
   // user's focus would move it).
-  const sig = JSON.stringify([chat.peer, q, rows.map((e) => [e.user, e.contact?.state, presenceOf(e.contact), e.sum?.last.id, e.sum?.last.ts, e.sum?.unread, e.sum?.last.dir])]);
+  const sig = JSON.stringify([chat.peer, q, rows.map((e) => [e.user, e.contact?.state, presenceOf(e.contact), e.sum?.last.id, e.sum?.last.ts, e.sum?.unread, e.sum?.last.dir, isTyping(e.user)])]);
   $("no-contacts").hidden = all.length > 0 || !!q;
   $("convs-h").hidden = !!q && rows.length === 0;
   if (sig === lastList) return;
@@ -609,12 +758,13 @@ function row(e) {
     top.append(t);
   }
   const preview = previewOf(e.sum);
-  if (rel && (!preview || c?.state === "pending")) bottom.append(el("span", "badge req", rel));
-  else bottom.append(el("span", "preview", preview));
+  if (isTyping(u)) bottom.append(el("span", "preview typing", "typing…"));
+  else if (rel && (!preview || c?.state === "pending")) bottom.append(el("span", "badge req", rel));
+  else bottom.append(el("span", "preview" + (e.sum?.last.outcome === "missed" ? " missed" : ""), preview));
   if (unread) bottom.append(el("span", "unread", String(unread)));
   main.append(top, bottom);
   open.append(avatar(el("span"), u, c?.state === "accepted" ? p || "unknown" : ""), main);
-  const desc = [p || rel, unread ? `${unread} unread message${unread > 1 ? "s" : ""}` : "", preview ? `last message ${listTime(e.sum.last.ts)}: ${preview}` : ""];
+  const desc = [p || rel, isTyping(u) ? "typing" : "", unread ? `${unread} unread message${unread > 1 ? "s" : ""}` : "", preview ? `last message ${listTime(e.sum.last.ts)}: ${preview}` : ""];
   const sr = el("span", "sr-only", desc.filter(Boolean).join(". "));
   sr.id = `ci-${u}`;
   li.append(open, sr);
@@ -635,7 +785,7 @@ function row(e) {
 function openConversation(peer, byHand = false) {
   if (!peer) return;
   const again = chat.peer === peer;
-  if (!again) chat.open(peer);
+  if (!again) { typingStop(); chat.open(peer); }
   $("welcome").hidden = true;
   $("conv").hidden = false;
   $("app").classList.add("conv-open");
@@ -645,6 +795,7 @@ function openConversation(peer, byHand = false) {
 }
 
 function closeConversation() {
+  typingStop();
   chat.open("");
   $("conv").hidden = true;
   $("welcome").hidden = false;
@@ -660,13 +811,15 @@ function renderHeader() {
   const p = presenceOf(c);
   avatar($("conv-avatar"), u, c?.state === "accepted" ? p || "unknown" : "");
   $("chat-h").textContent = u;
-  $("conv-sub").textContent = c?.state === "accepted" ? p || " " : relation(c);
+  $("conv-sub").textContent = app.offline ? "you are offline" : isTyping(u) ? "typing…" : c?.state === "accepted" ? p || " " : relation(c);
+  $("conv-sub").classList.toggle("typing", isTyping(u));
   const inCall = !!app.call || !!app.incoming;
-  const sig = JSON.stringify([u, c?.state, inCall]);
+  const sig = JSON.stringify([u, c?.state, inCall, !!app.offline]);
   const box = $("conv-actions");
   if (box.dataset.sig === sig) return;
   box.dataset.sig = sig;
   const acts = [];
+  if (app.offline) { box.replaceChildren(); return; } // who is a contact is not known offline
   if (u !== app.user) {
     const call = button("Call", `Call ${u}`, () => startCall(u), "primary", "phone");
     call.disabled = inCall;
@@ -794,15 +947,23 @@ const phoneUI = {
   onIncoming(inc) {
     if (app.incoming) { inc.decline("busy"); return; }
     app.incoming = inc;
+    inc.at = Date.now();
     $("incoming-peer").textContent = inc.peer;
     avatar($("incoming-avatar"), inc.peer);
     $("incoming").hidden = false;
     renderHeader();
+    startRinging(inc);
     inc.onCancel = (why) => {
       if (app.incoming === inc) app.incoming = null;
       $("incoming").hidden = true;
+      stopRinging();
       renderHeader();
       notice(why === "no answer" ? `Missed call from ${inc.peer}.` : `${inc.peer} hung up before you answered.`, "info");
+      noteCall(inc.peer, { id: inc.id, dir: "in", ts: inc.at, outcome: "missed" });
+      if (document.visibilityState !== "visible") {
+        notify(`Missed call from ${inc.peer}`, "Open Parley to call back.", `call-${inc.peer}`, () => openConversation(inc.peer, true));
+      }
+      offerNotifications();
     };
   },
   onCallState(c) {
@@ -826,6 +987,10 @@ const phoneUI = {
     const took = c.connectedAt ? ` (${duration(Date.now() - c.connectedAt)})` : "";
     if (c.error) notice(c.error, c.reason === "remote hangup" ? "info" : "error");
     else notice(`Call with ${c.peer} ended${took}.`, "info");
+    if (c.connectedAt) {
+      noteCall(c.peer, { id: c.id, dir: c.outgoing ? "out" : "in", ts: c.connectedAt, outcome: "done", duration: Date.now() - c.connectedAt });
+    }
+    offerNotifications();
   },
   onCallStats(c, st) { if (c === app.call) { renderStats(st, c); renderPath(c); } },
   onRemoteStream(c, stream) {
@@ -845,13 +1010,6 @@ const phoneUI = {
 const STATE_TEXT = {
   calling: "Calling…", ringing: "Ringing…", answering: "Answering…", connecting: "Connecting…", connected: "Connected", ended: "Ended",
 };
-
-// duration is m:ss (h:mm:ss from an hour).
-function duration(ms) {
-  const s = Math.max(0, Math.floor(ms / 1000));
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = String(s % 60).padStart(2, "0");
-  return h ? `${h}:${String(m).padStart(2, "0")}:${sec}` : `${m}:${sec}`;
-}
 
 function renderTimer() {
   const c = app.call;
@@ -962,6 +1120,7 @@ async function answer() {
   if (!inc) return;
   app.incoming = null;
   $("incoming").hidden = true;
+  stopRinging();
   clearStats();
   app.phone.audioContext();
   openConversation(inc.peer);
@@ -978,8 +1137,88 @@ function decline() {
   if (!inc) return;
   app.incoming = null;
   $("incoming").hidden = true;
+  stopRinging();
   inc.decline("declined");
   renderHeader();
+  noteCall(inc.peer, { id: inc.id, dir: "in", ts: inc.at || Date.now(), outcome: "declined" });
+  offerNotifications();
+}
+
+// ---- ringing ----
+
+// startRinging makes an incoming call heard and seen: the ringtone (where
+// the browser allows sound: after a click or a key on the page, else the
+// banner says so and it starts at the next one), the tab's title and icon,
+// and, while the page is hidden, a system notification (when allowed).
+async function startRinging(inc) {
+  setIcon(RINGING_ICON);
+  updateTitle();
+  if (document.visibilityState !== "visible") ringNotification(inc);
+  const heard = await app.ringtone.start();
+  if (app.incoming !== inc) { app.ringtone.stop(); return; }
+  $("ring-note").hidden = heard;
+}
+
+function ringNotification(inc) {
+  if (app.ringNote || app.incoming !== inc) return;
+  app.ringNote = { close() {} }; // once per call
+  notify(`${inc.peer} is calling you`, "Answer or decline in Parley.", `call-${inc.peer}`, () => openConversation(inc.peer))
+    .then((n) => {
+      if (!n) return;
+      if (app.incoming === inc && app.ringNote) app.ringNote = n;
+      else n.close();
+    });
+}
+
+function stopRinging() {
+  app.ringtone.stop();
+  app.ringNote?.close();
+  app.ringNote = null;
+  $("ring-note").hidden = true;
+  setIcon(ICON);
+  updateTitle();
+}
+
+// A click or a key while a call rings unheard: the browser now allows
+// sound (not the click that answers or declines).
+function ringOnGesture(e) {
+  if (!app.incoming || app.ringtone.state === "running") return;
+  if (e.target instanceof Element && e.target.closest("#answer, #decline")) return;
+  app.ringtone.start().then((heard) => { if (app.incoming) $("ring-note").hidden = heard; });
+}
+document.addEventListener("pointerdown", ringOnGesture, true);
+document.addEventListener("keydown", ringOnGesture, true);
+
+// noteCall keeps a call in its conversation (a missed one counts as unread).
+async function noteCall(peer, c) {
+  const m = app.im;
+  if (!m) return;
+  try {
+    const rec = await m.addCall(peer, c);
+    if (!rec || app.im !== m) return;
+    noteMessage(rec);
+    chat.show(rec);
+    render();
+  } catch (e) {
+    console.warn("keeping a call in the conversation", e);
+  }
+}
+
+// offerNotifications asks once, after a call ended, was missed or declined
+// (a moment when it makes sense, not in the middle of one), whether to turn
+// notifications on; the settings have the control for later.
+function offerNotifications() {
+  if (notificationState() !== "default" || localStorage.getItem("parley:notifications-offered")) return;
+  localStorage.setItem("parley:notifications-offered", "1");
+  notice("Turn on notifications to hear about calls and messages while Parley is in the background.", "info", "notif",
+    { text: "Turn on notifications", run: turnOnNotifications });
+}
+
+async function turnOnNotifications() {
+  const st = await askNotifications();
+  renderSettings();
+  if (st === "denied") notice("Notifications are blocked for this page: allow them in the browser's site settings.", "info");
+  else if (st === "granted") notice("Notifications are on.", "info");
 }
 
 // ---- instant messages ----
@@ -997,11 +1236,17 @@ async function startIM() {
     get link() { return app.link; },
     channelTo: (u) => app.phone?.channelTo(u) || null,
     isReading,
+    readReceipts,
+    onTyping: (peer, active) => { if (app.im === m) setTyping(peer, active); },
     onMessage: (msg) => {
       if (app.im !== m) return;
+      if (msg.dir === "in") setTyping(msg.peer, false);
       noteMessage(msg);
       chat.show(msg);
       render();
+      if (msg.dir === "in" && document.visibilityState !== "visible") {
+        notify(msg.peer, msg.text.length > 200 ? msg.text.slice(0, 200) + "…" : msg.text, `msg-${msg.peer}`, () => openConversation(msg.peer, true));
+      }
     },
     onState: (peer, ids, state) => {
       if (app.im !== m) return;
@@ -1035,11 +1280,15 @@ function describeSendError(e, peer) {
 // ---- wiring ----
 
 const chat = new ChatPane({ log: $("chat-log"), scroll: $("chat-scroll"), input: $("chat-text"), send: $("send"), note: $("chat-note"), empty: $("chat-empty") }, {
-  history: (peer) => app.im ? app.im.hist.conversation(peer) : Promise.resolve([]),
+  history: (peer) => app.im ? app.im.hist.conversation(peer) : app.offline ? new History(app.offline.user).conversation(peer) : Promise.resolve([]),
   describe: describeSendError,
+  showRead: () => readReceipts(),
+  callBack: (peer) => startCall(peer),
   sendText: async (peer, text) => {
+    if (app.offline) throw new Error("You are offline; write again once Parley is connected.");
     if (!app.im) throw new Error("not signed in");
     if (peer === app.user) throw new IMError("self", "Write to a contact, not to yourself.");
+    typingDone();
     return app.im.send(peer, text);
   },
 });
@@ -1075,6 +1324,11 @@ $("call-return").addEventListener("click", () => app.call && openConversation(ap
 $("call-open").addEventListener("click", () => app.call && openConversation(app.call.peer, true));
 $("answer").addEventListener("click", answer);
 $("decline").addEventListener("click", decline);
+$("chat-text").addEventListener("input", typingInput);
+$("settings-open").addEventListener("click", openSettings);
+$("settings-close").addEventListener("click", () => $("settings").close());
+$("notif-on").addEventListener("click", turnOnNotifications);
+$("read-receipts").addEventListener("change", (e) => setReadReceipts(e.target.checked));
 $("hangup").addEventListener("click", () => app.call?.hangup());
 $("mute").addEventListener("click", () => app.call && app.call.setMuted(!app.call.muted));
 $("hold").addEventListener("click", () => app.call?.setHeld(true));
@@ -1088,14 +1342,53 @@ $("my-status").addEventListener("change", async (e) => {
 // Escape closes the open conversation (outside the search box, which it
 // clears, and the menus).
 document.addEventListener("keydown", (e) => {
-  if (e.key !== "Escape" || e.defaultPrevented || !chat.peer || $("app").hidden) return;
+  if (e.key !== "Escape" || e.defaultPrevented || !chat.peer || $("app").hidden || $("settings").open) return;
   if (e.target instanceof Element && e.target.closest("#search, select")) return;
   closeConversation();
 });
-// Coming back to the page reads the open conversation.
-document.addEventListener("visibilitychange", () => { if (chat.peer && document.visibilityState === "visible") markRead(chat.peer); });
+// Coming back to the page reads the open conversation; leaving it while a
+// call rings raises a notification.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") {
+    if (chat.peer) markRead(chat.peer);
+  } else if (app.incoming) {
+    ringNotification(app.incoming);
+  }
+});
+
+// Keyboard shortcuts (the settings list them): Alt+Shift+A answers, D
+// declines, M mutes or unmutes, H hangs up — wherever the focus is (also in
+// the message field); ? (outside a text field) opens the help.
+const SHORTCUTS = {
+  KeyA: () => app.incoming && (answer(), true),
+  KeyD: () => app.incoming && (decline(), true),
+  KeyM: () => app.call?.state === "connected" && (app.call.setMuted(!app.call.muted), true),
+  KeyH: () => app.call && (app.call.hangup(), true),
+};
+document.addEventListener("keydown", (e) => {
+  if ($("app").hidden) return;
+  if (e.altKey && e.shiftKey && !e.ctrlKey && !e.metaKey && SHORTCUTS[e.code]) {
+    if (SHORTCUTS[e.code]()) e.preventDefault();
+    return;
+  }
+  if (e.key === "?" && !e.altKey && !e.ctrlKey && !e.metaKey && !(e.target instanceof Element && e.target.closest("input, textarea, select"))) {
+    e.preventDefault();
+    openSettings();
+  }
+});
+
+// The service worker keeps the page, so that it opens when the server is
+// down (and says so). Only where browsers allow one: a secure origin.
+if ("serviceWorker" in navigator && window.isSecureContext) {
+  navigator.serviceWorker.register("sw.js").catch((e) => console.info("no service worker:", e.message));
+  navigator.serviceWorker.addEventListener("message", (ev) => {
+    const tag = ev.data?.tag || "";
+    const peer = tag.replace(/^(msg|call)-/, "");
+    if (ev.data?.type === "notification" && peer && peer !== tag) openConversation(peer);
+  });
+}
 
 // For scripts and tests that inspect the page (never needed to use it).
-window.parley = { app, chat, onPresence, get call() { return app.call; } };
+window.parley = { app, chat, onPresence, get call() { return app.call; }, get ringtone() { return app.ringtone; } };
 
 resume();

@@ -5,7 +5,9 @@
 import { b64, hex, sleep } from "./util.js";
 import * as im from "./im.js";
 import { LoginError } from "./login.js";
-import { LOGINAPI_MAX_MAILBOX_FETCH as MAILBOX_FETCH } from "./wire.gen.js";
+import {
+  LOGINAPI_MAX_MAILBOX_FETCH as MAILBOX_FETCH, IM_TYPING_INTERVAL_MS as TYPING_INTERVAL, IM_TYPING_MAX_AGE_MS as TYPING_MAX_AGE,
+} from "./wire.gen.js";
 
 // ---- IndexedDB: the X25519 device key, the history, the seq counters ----
 
@@ -76,14 +78,15 @@ export class History {
     });
   }
 
-  // setState moves outgoing messages ids with peer to state (never back from delivered).
+  // setState moves outgoing messages ids with peer to state, never back
+  // from delivered or read (nor from read to delivered).
   setState(peer, ids, state) {
     return tx("messages", "readwrite", async (s, set) => {
       const done = [];
       for (const id of ids) {
         const k = msgKey(this.owner, peer, "out", id);
         const m = await req(s.get(k));
-        if (!m || m.state === state || m.state === "delivered") continue;
+        if (!m || m.kind || !advances(m.state, state)) continue;
         m.state = state;
         s.put(m);
         done.push(id);
@@ -110,19 +113,24 @@ export class History {
       }));
   }
 
-  // markRead clears the unread mark of peer's messages; resolves with how
-  // many had it.
+  // markRead clears the unread mark of peer's messages (and calls) and marks
+  // their messages seen; resolves with {n: how many were unread, seen: the
+  // ids of peer's messages seen just now, oldest first, for a read receipt}.
   markRead(peer) {
     return tx("messages", "readwrite", async (s, set) => {
       const ms = await req(s.index("conv").getAll([this.owner, peer]));
+      ms.sort(order);
       let n = 0;
+      const seen = [];
       for (const m of ms) {
-        if (!m.unread) continue;
+        const fresh = m.dir === "in" && !m.kind && !m.seen;
+        if (!m.unread && !fresh) continue;
+        if (m.unread) n++;
+        if (fresh) { m.seen = true; seen.push(m.id); }
         delete m.unread;
         s.put(m);
-        n++;
       }
-      set(n);
+      set({ n, seen });
     });
   }
 
@@ -152,6 +160,16 @@ export class History {
   }
 }
 
+// RANK orders the states of my messages: a receipt never moves one back.
+const RANK = { sending: 0, failed: 0, sent: 1, delivered: 2, read: 3 };
+
+// advances reports whether a message of mine in state from may go to state to.
+export function advances(from, to) {
+  if (from === to) return false;
+  if ((RANK[from] ?? 0) >= RANK.delivered) return (RANK[to] ?? 0) > RANK[from];
+  return true;
+}
+
 // ---- the messenger ----
 
 const DATA_CHANNEL_WAIT = 1000;
@@ -176,7 +194,18 @@ export function retryLater(e) {
 //  onMessage(m), onState(peer, ids, state), onRefused(from, why),
 //  onFailed(peer, err): a message that can never go (peer no longer a contact),
 //  isReading(peer): whether peer's conversation is open in front (a message
-//  that arrives otherwise is stored unread)}
+//  that arrives otherwise is stored unread),
+//  readReceipts(): whether this user sends and shows read receipts,
+//  onTyping(peer, active): peer is typing to us, or stopped}
+//
+// Read receipts: a message of peer's seen on screen (its conversation open
+// in front when it arrives, or opened later: seen()) is acknowledged with a
+// receipt of state "read", batched per peer, when readReceipts() allows;
+// otherwise none is sent, and a read receipt that comes is taken as a
+// delivery (as the big messengers do, a person who does not tell does not
+// see either). Typing: typing(peer, active) sends at most one "typing" per
+// TYPING_INTERVAL to a peer and one "stopped" after it, to the devices of
+// peer that are online (data channel or supernode; never the mailbox).
 //
 // A message is stored ("sending") before anything is tried, and stays so
 // until a device of the peer acknowledges it (then "delivered") or it waits
@@ -196,7 +225,14 @@ export class Messenger {
     this.queue = Promise.resolve(); // envelopes are opened one at a time, in order
     this.sending = Promise.resolve(); // one send at a time
     this.xPub = null;
+    this.reads = new Map(); // peer → ids to acknowledge as read
+    this.typingSent = new Map(); // peer → {at, active} of the last typing envelope sent
+    this.typingSeen = new Map(); // peer → {at, active} of the last typing shown
+    // What went and came, for the page's tests (and the curious).
+    this.counts = { readSent: 0, readReceived: 0, typingSent: 0, typingReceived: 0 };
   }
+
+  readReceipts() { return this.cfg.readReceipts?.() !== false; }
 
   static async start(cfg) {
     const x = await x25519Key(cfg.user);
@@ -257,6 +293,8 @@ export class Messenger {
 
   async sendNow(peer, text) {
     im.checkText(text);
+    // The message tells peer the typing is over: the next key starts anew.
+    this.typingSent.delete(peer);
     const ts = Date.now();
     const id = im.newMessageID();
     let devs;
@@ -436,18 +474,32 @@ export class Messenger {
       this.cfg.onRefused(from, e.message);
       return;
     }
+    if (o.kind === im.KIND_TYPING) {
+      this.typed(o);
+      return;
+    }
     if (o.kind === im.KIND_MESSAGE) {
       const m = { id: o.id, peer: o.from, dir: "in", fromDevice: o.fromDevice, seq: o.seq, ts: o.ts, text: o.text, state: "received" };
       if (o.from === this.user) Object.assign(m, { peer: o.to, dir: "out", state: "sent" });
       else if (!this.cfg.isReading?.(m.peer)) m.unread = true; // counted until its conversation is open
+      else m.seen = true; // on screen as it arrives
       const isNew = await this.hist.add(m);
-      if (isNew) this.cfg.onMessage(m, via);
+      if (isNew) {
+        this.typingSeen.delete(m.peer);
+        this.cfg.onMessage(m, via);
+        if (m.seen) this.queueRead(m.peer, [m.id]);
+      }
       if (!this.acks.has(o.from)) this.acks.set(o.from, []);
       this.acks.get(o.from).push(o.id);
       if (via !== "mailbox") this.scheduleAcks();
       return;
     }
     // A receipt.
+    let state = o.state;
+    if (state === im.RECEIPT_READ) {
+      this.counts.readReceived++;
+      if (!this.readReceipts()) state = im.RECEIPT_DELIVERED; // not shown to who does not tell
+    }
     for (const id of o.acked) {
       const tr = this.waits.get(id);
       if (tr && tr.want.has(o.fromDevice)) {
@@ -458,8 +510,93 @@ export class Messenger {
       }
     }
     if (o.from === this.user) return;
-    const done = await this.hist.setState(o.from, o.acked, "delivered");
-    if (done.length) this.cfg.onState(o.from, done, "delivered");
+    const done = await this.hist.setState(o.from, o.acked, state);
+    if (done.length) this.cfg.onState(o.from, done, state);
+  }
+
+  // typed shows a typing envelope (o) from a peer, unless it is stale or
+  // repeats the last one too soon (im.Session's rule).
+  typed(o) {
+    const now = Date.now();
+    if (o.from === this.user || o.to !== this.user || now - o.ts > TYPING_MAX_AGE) return;
+    const active = o.state === im.TYPING_ACTIVE;
+    const last = this.typingSeen.get(o.from);
+    if (active && last?.active && now - last.at < TYPING_INTERVAL / 2) return;
+    this.typingSeen.set(o.from, { at: now, active });
+    this.counts.typingReceived++;
+    this.cfg.onTyping?.(o.from, active);
+  }
+
+  // typing tells peer this user is typing (active) or stopped: online only,
+  // at most once per TYPING_INTERVAL while active, a stop only after a start.
+  // Resolves whether an envelope went.
+  async typing(peer, active) {
+    const now = Date.now();
+    const last = this.typingSent.get(peer);
+    if (active ? last?.active && now - last.at < TYPING_INTERVAL : !last?.active) return false;
+    this.typingSent.set(peer, { at: now, active });
+    try {
+      const devs = await this.devicesOf(peer);
+      const { env } = await im.sealTyping(await this.sender(), peer, devs, active);
+      if (this.sendChannel(peer, JSON.stringify(env))) { this.counts.typingSent++; return true; }
+      if (!this.cfg.link?.online) return false;
+      const n = await this.cfg.link.send(peer, env);
+      if (n > 0) this.counts.typingSent++;
+      return n > 0;
+    } catch (e) {
+      if (e.code !== "offline") console.debug("typing to", peer, e.message);
+      return false;
+    }
+  }
+
+  // seen marks peer's conversation read: the unread marks go, and the
+  // messages not seen before are acknowledged as read (when this user
+  // tells). Resolves with how many were unread.
+  async seen(peer) {
+    const r = await this.hist.markRead(peer);
+    if (r.seen.length) this.queueRead(peer, r.seen);
+    return r.n;
+  }
+
+  // queueRead acknowledges ids of peer's as read, soon, in one receipt with
+  // those that come meanwhile; nothing when this user does not tell.
+  queueRead(peer, ids) {
+    if (!this.readReceipts() || peer === this.user) return;
+    if (!this.reads.has(peer)) this.reads.set(peer, []);
+    this.reads.get(peer).push(...ids);
+    if (this.readTimer) return;
+    this.readTimer = setTimeout(() => {
+      this.readTimer = null;
+      this.queue = this.queue.then(() => this.flushReads());
+    }, 0);
+  }
+
+  async flushReads() {
+    const reads = this.reads;
+    this.reads = new Map();
+    if (!this.readReceipts()) return; // turned off meanwhile
+    for (const [user, ids] of reads) {
+      for (let i = 0; i < ids.length; i += 500) {
+        try {
+          await this.sendReceipt(user, ids.slice(i, i + 500), im.RECEIPT_READ);
+          this.counts.readSent++;
+        } catch (e) {
+          console.warn("sending a read receipt to", user, e.message);
+        }
+      }
+    }
+  }
+
+  // addCall keeps a call in peer's conversation: c {id (the call's), dir,
+  // ts, outcome: missed, declined or done, duration (ms)}. A missed call
+  // is unread unless its conversation is on screen. Resolves with the
+  // record when it is new.
+  async addCall(peer, c) {
+    const text = c.outcome === "missed" ? "Missed call" : c.outcome === "declined" ? "Declined call"
+      : `${c.dir === "out" ? "Outgoing" : "Incoming"} call · ${duration(c.duration || 0)}`;
+    const m = { peer, dir: c.dir, id: `call-${c.id}`, kind: "call", outcome: c.outcome, duration: c.duration || 0, ts: c.ts, seq: 0, text, state: "call" };
+    if (c.outcome === "missed" && !this.cfg.isReading?.(peer)) m.unread = true;
+    return (await this.hist.add(m)) ? m : null;
   }
 
   scheduleAcks() {
@@ -477,9 +614,9 @@ export class Messenger {
     }
   }
 
-  async sendReceipt(user, ids) {
+  async sendReceipt(user, ids, state = im.RECEIPT_DELIVERED) {
     const devs = await this.devicesOf(user);
-    const { env } = await im.sealReceipt(await this.sender(), user, devs, ids);
+    const { env } = await im.sealReceipt(await this.sender(), user, devs, ids, state);
     if (this.sendChannel(user, JSON.stringify(env))) return;
     try {
       if (this.cfg.link.online && (await this.cfg.link.send(user, env)) > 0) return;
@@ -527,6 +664,13 @@ export class Messenger {
   }
 }
 
+// duration is m:ss (h:mm:ss from an hour).
+export function duration(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${sec}` : `${m}:${sec}`;
+}
+
 function hexBytes(h) {
   const b = new Uint8Array(h.length / 2);
   for (let i = 0; i < b.length; i++) b[i] = parseInt(h.substr(2 * i, 2), 16);
@@ -535,7 +679,7 @@ function hexBytes(h) {
 
 // ---- the pane ----
 
-const MARK = { sending: "sending…", sent: "sent", delivered: "delivered", received: "", failed: "not sent" };
+const MARK = { sending: "sending…", sent: "sent", delivered: "delivered", read: "read", received: "", failed: "not sent" };
 const GROUP_GAP = 5 * 60_000; // messages from one side this close share a group
 
 // dayKey is ts's local calendar day.
@@ -581,7 +725,9 @@ function order(a, b) { return a.ts - b.ts || a.seq - b.seq || (a.id < b.id ? -1 
 // where the day changes, and the delivery marks of my messages.
 export class ChatPane {
   // els: {log (the list), scroll (what scrolls it), input, send, note,
-  // empty}; hooks: sendText(peer, text), history(peer), describe(err, peer).
+  // empty}; hooks: sendText(peer, text), history(peer), describe(err, peer),
+  // showRead() (whether read marks show: else "read" shows as delivered),
+  // callBack(peer) (the button of a missed call).
   constructor(els, hooks) {
     this.log = els.log;
     this.scroller = els.scroll;
@@ -649,7 +795,43 @@ export class ChatPane {
     if (scroll && (nearEnd || m.dir === "out")) this.scrollToEnd();
   }
 
+  // shown is the mark a message of mine shows in state.
+  shown(state) {
+    return state === "read" && this.hooks.showRead?.() === false ? "delivered" : state;
+  }
+
+  // callLine is a call in the conversation: a line across, not a bubble.
+  callLine(m) {
+    const li = document.createElement("li");
+    li.className = `msg call ${m.dir} ${m.outcome}`;
+    li.dataset.id = `${m.dir}-${m.id}`;
+    li.dataset.day = dayKey(m.ts);
+    li._m = m;
+    const box = document.createElement("div");
+    box.className = "call-line";
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = m.text;
+    const time = document.createElement("time");
+    time.dateTime = new Date(m.ts).toISOString();
+    time.textContent = clockTime(m.ts);
+    time.title = new Date(m.ts).toLocaleString();
+    box.append(text, " · ", time);
+    if (m.outcome === "missed" && this.hooks.callBack) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "small";
+      b.textContent = "Call back";
+      b.setAttribute("aria-label", `Call back ${m.peer}`);
+      b.addEventListener("click", () => this.hooks.callBack(m.peer));
+      box.append(" ", b);
+    }
+    li.append(box);
+    return li;
+  }
+
   bubble(m) {
+    if (m.kind === "call") return this.callLine(m);
     const li = document.createElement("li");
     li.className = "msg " + m.dir;
     li.dataset.id = `${m.dir}-${m.id}`;
@@ -677,8 +859,9 @@ export class ChatPane {
     if (m.dir === "out") {
       const mark = document.createElement("span");
       mark.className = "mark";
-      mark.dataset.state = m.state;
-      mark.textContent = MARK[m.state] ?? m.state;
+      const st = this.shown(m.state);
+      mark.dataset.state = st;
+      mark.textContent = MARK[st] ?? st;
       meta.append(" ", mark);
     }
     bubble.append(sr, text, meta);
@@ -726,7 +909,7 @@ export class ChatPane {
   // side, same day, within a few minutes).
   group(li) {
     const prev = this.prevMsg(li);
-    const cont = !!prev && prev._m.dir === li._m.dir && prev.dataset.day === li.dataset.day && li._m.ts - prev._m.ts < GROUP_GAP;
+    const cont = !!prev && !prev._m.kind && !li._m.kind && prev._m.dir === li._m.dir && prev.dataset.day === li.dataset.day && li._m.ts - prev._m.ts < GROUP_GAP;
     li.classList.toggle("cont", cont);
   }
 
@@ -735,13 +918,25 @@ export class ChatPane {
     for (const id of ids) {
       const it = this.items.get(`out-${id}`);
       const el = it?.li.querySelector(".mark");
-      if (el && el.dataset.state !== "delivered") {
-        el.dataset.state = state;
-        el.textContent = MARK[state] ?? state;
+      if (el && advances(it.m.state, state)) {
         it.m.state = state;
+        const st = this.shown(state);
+        el.dataset.state = st;
+        el.textContent = MARK[st] ?? st;
       }
     }
     if ((state === "sent" || state === "delivered") && this.note.textContent.startsWith("No connection")) this.note.textContent = "";
+  }
+
+  // remark shows every mark again (read receipts turned on or off).
+  remark() {
+    for (const { li, m } of this.items.values()) {
+      const el = li.querySelector(".mark");
+      if (!el) continue;
+      const st = this.shown(m.state);
+      el.dataset.state = st;
+      el.textContent = MARK[st] ?? st;
+    }
   }
 
   async send() {

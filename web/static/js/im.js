@@ -8,7 +8,8 @@ import { signContext, verifyContext, verifyCredential, parseCredential } from ".
 import {
   IM_ENVELOPE_VERSION as ENVELOPE_VERSION, IM_ENVELOPE_CONTEXT as ENVELOPE_CONTEXT, IM_DEVICE_CONTEXT as DEVICE_CONTEXT,
   IM_WRAP_INFO as WRAP_INFO, IM_KIND_MESSAGE as KIND_MESSAGE, IM_KIND_RECEIPT as KIND_RECEIPT,
-  IM_RECEIPT_DELIVERED as RECEIPT_DELIVERED, IM_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES,
+  IM_KIND_TYPING as KIND_TYPING, IM_RECEIPT_READ as RECEIPT_READ, IM_TYPING_ACTIVE as TYPING_ACTIVE,
+  IM_TYPING_STOPPED as TYPING_STOPPED, IM_RECEIPT_DELIVERED as RECEIPT_DELIVERED, IM_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES,
   IM_MAX_ENVELOPE_BYTES as MAX_ENVELOPE_BYTES, IM_MAX_ENVELOPE_DEVICES as MAX_ENVELOPE_DEVICES,
   IM_MAX_RECEIPT_IDS as MAX_RECEIPT_IDS, IM_COMPRESS_OVER as COMPRESS_OVER, IM_PAD_TO as PAD_TO,
   IM_MAX_CONTENT as MAX_CONTENT, IM_AEAD_OVERHEAD as AEAD_OVERHEAD, IM_WRAPPED_KEY_LEN as WRAPPED_KEY_LEN,
@@ -16,9 +17,12 @@ import {
 } from "./wire.gen.js";
 
 export {
-  ENVELOPE_VERSION, ENVELOPE_CONTEXT, DEVICE_CONTEXT, KIND_MESSAGE, KIND_RECEIPT, RECEIPT_DELIVERED,
-  MAX_MESSAGE_BYTES, MAX_ENVELOPE_BYTES, MAX_ENVELOPE_DEVICES, MAX_RECEIPT_IDS,
+  ENVELOPE_VERSION, ENVELOPE_CONTEXT, DEVICE_CONTEXT, KIND_MESSAGE, KIND_RECEIPT, KIND_TYPING, RECEIPT_DELIVERED,
+  RECEIPT_READ, TYPING_ACTIVE, TYPING_STOPPED, MAX_MESSAGE_BYTES, MAX_ENVELOPE_BYTES, MAX_ENVELOPE_DEVICES, MAX_RECEIPT_IDS,
 };
+
+const KINDS = new Set([KIND_MESSAGE, KIND_RECEIPT, KIND_TYPING]);
+const MAX_TYPING_BODY = 256; // im.maxTypingBody
 
 export class IMError extends Error {
   constructor(code, message) {
@@ -227,17 +231,26 @@ export async function sealMessage(s, to, devices, { id, seq, ts, text }) {
   return seal(s, KIND_MESSAGE, id || newMessageID(), to, seq, ts || Date.now(), utf8(text), devices);
 }
 
-export async function sealReceipt(s, to, devices, acked) {
+// sealReceipt is im.SealReceiptState: state RECEIPT_DELIVERED (the default)
+// or RECEIPT_READ.
+export async function sealReceipt(s, to, devices, acked, state = RECEIPT_DELIVERED) {
   if (!acked.length || acked.length > MAX_RECEIPT_IDS || !acked.every(validID)) throw new IMError("bad", "receipt ids");
-  const body = utf8(JSON.stringify({ state: RECEIPT_DELIVERED, acked }));
+  if (state !== RECEIPT_DELIVERED && state !== RECEIPT_READ) throw new IMError("bad", "receipt state");
+  const body = utf8(JSON.stringify({ state, acked }));
   return seal(s, KIND_RECEIPT, newMessageID(), to, 0, Date.now(), body, devices);
+}
+
+// sealTyping is im.SealTyping: the sender is typing (active) or stopped.
+export async function sealTyping(s, to, devices, active) {
+  const body = utf8(JSON.stringify({ state: active ? TYPING_ACTIVE : TYPING_STOPPED }));
+  return seal(s, KIND_TYPING, newMessageID(), to, 0, Date.now(), body, devices);
 }
 
 // ---- opening ----
 
 // isEnvelope: a deliver payload that is an IM envelope (the others are call signals).
 export function isEnvelope(p) {
-  return !!p && typeof p === "object" && (p.kind === KIND_MESSAGE || p.kind === KIND_RECEIPT) && typeof p.ct === "string";
+  return !!p && typeof p === "object" && KINDS.has(p.kind) && typeof p.ct === "string";
 }
 
 // decode parses and checks an envelope's form (Envelope.check); p is the
@@ -246,7 +259,7 @@ export function decode(p) {
   const bad = (what) => new IMError("bad", `malformed envelope: ${what}`);
   if (!p || typeof p !== "object") throw bad("not an object");
   if (p.v !== ENVELOPE_VERSION) throw bad(`version ${p.v}`);
-  if (p.kind !== KIND_MESSAGE && p.kind !== KIND_RECEIPT) throw bad("kind");
+  if (!KINDS.has(p.kind)) throw bad("kind");
   if (!validID(p.id)) throw bad("id");
   if (!validUser(p.from)) throw bad("from");
   if (!validUser(p.to)) throw bad("to");
@@ -276,7 +289,7 @@ export function decode(p) {
 
 // open is client.Open: me is the user, device {pub, x: X25519 CryptoKeyPair,
 // xPub}, loginKey the login server's Ed25519 key. Returns
-// {kind, id, from, fromDevice, to, seq, ts, text | acked, state}.
+// {kind, id, from, fromDevice, to, seq, ts, text | acked, state | state}.
 export async function open(p, me, device, loginKey, now = Date.now()) {
   const e = decode(p);
   let cred;
@@ -301,8 +314,13 @@ export async function open(p, me, device, loginKey, now = Date.now()) {
     throw new IMError("decrypt", "does not decrypt");
   }
   const o = { kind: e.kind, id: e.id, from: e.from, fromDevice: hex(e.fromDevice), to: e.to, seq: e.seq, ts: e.ts };
-  const body = await unframeContent(content, MAX_MESSAGE_BYTES);
-  if (e.kind === KIND_MESSAGE) {
+  const body = await unframeContent(content, e.kind === KIND_TYPING ? MAX_TYPING_BODY : MAX_MESSAGE_BYTES);
+  if (e.kind === KIND_TYPING) {
+    let r;
+    try { r = JSON.parse(fromUTF8(body)); } catch { throw new IMError("bad", "typing"); }
+    if (r?.state !== TYPING_ACTIVE && r?.state !== TYPING_STOPPED) throw new IMError("bad", "typing");
+    o.state = r.state;
+  } else if (e.kind === KIND_MESSAGE) {
     let text;
     try { text = new TextDecoder("utf-8", { fatal: true }).decode(body); } catch { throw new IMError("bad", "not UTF-8"); }
     checkText(text);
@@ -311,7 +329,7 @@ export async function open(p, me, device, loginKey, now = Date.now()) {
   } else {
     let r;
     try { r = JSON.parse(fromUTF8(body)); } catch { throw new IMError("bad", "receipt"); }
-    if (r?.state !== RECEIPT_DELIVERED || !Array.isArray(r.acked) || !r.acked.length || r.acked.length > MAX_RECEIPT_IDS || !r.acked.every(validID)) {
+    if ((r?.state !== RECEIPT_DELIVERED && r?.state !== RECEIPT_READ) || !Array.isArray(r.acked) || !r.acked.length || r.acked.length > MAX_RECEIPT_IDS || !r.acked.every(validID)) {
       throw new IMError("bad", "receipt");
     }
     o.acked = r.acked;

@@ -1,13 +1,16 @@
 // The stats panel's live graph (round trip and loss over the last minute) and
 // the microphone level meter (a WebAudio AnalyserNode).
 
+// drawGraph draws in the colours of the page's theme (its CSS variables).
 export function drawGraph(canvas, history) {
+  const css = getComputedStyle(canvas);
+  const col = (name, dflt) => css.getPropertyValue(name).trim() || dflt;
   const ctx = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height;
   ctx.clearRect(0, 0, w, h);
-  ctx.fillStyle = "#f7f7f9";
+  ctx.fillStyle = col("--graph-bg", "#f7f7f9");
   ctx.fillRect(0, 0, w, h);
-  ctx.strokeStyle = "#ddd";
+  ctx.strokeStyle = col("--graph-line", "#ddd");
   ctx.lineWidth = 1;
   for (let i = 1; i < 4; i++) {
     ctx.beginPath();
@@ -29,9 +32,9 @@ export function drawGraph(canvas, history) {
     });
     ctx.stroke();
   };
-  line("#2563eb", (p) => p.rtt / maxRTT);
-  line("#dc2626", (p) => Math.min(1, p.loss * 5)); // full height = 20 % loss
-  ctx.fillStyle = "#555";
+  line(col("--rtt", "#2563eb"), (p) => p.rtt / maxRTT);
+  line(col("--loss", "#dc2626"), (p) => Math.min(1, p.loss * 5)); // full height = 20 % loss
+  ctx.fillStyle = col("--muted", "#555");
   ctx.font = "11px system-ui, sans-serif";
   ctx.fillText(`${Math.round(maxRTT)} ms`, 4, 12);
 }

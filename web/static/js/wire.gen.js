@@ -29,6 +29,8 @@ export const IM_ENVELOPE_VERSION = 1;
 export const IM_KIND_MESSAGE = "msg";
 // IM_KIND_RECEIPT is im.KindReceipt.
 export const IM_KIND_RECEIPT = "receipt";
+// IM_KIND_TYPING is im.KindTyping.
+export const IM_KIND_TYPING = "typing";
 // IM_MAX_CONTENT is im.MaxContent.
 export const IM_MAX_CONTENT = 65605;
 // IM_MAX_ENVELOPE_BYTES is im.MaxEnvelopeBytes (snapi.MaxPayloadSize).
@@ -45,6 +47,18 @@ export const IM_MESSAGE_CLOCK_SKEW_MS = 120000;
 export const IM_PAD_TO = 64;
 // IM_RECEIPT_DELIVERED is im.ReceiptDelivered.
 export const IM_RECEIPT_DELIVERED = "delivered";
+// IM_RECEIPT_READ is im.ReceiptRead.
+export const IM_RECEIPT_READ = "read";
+// IM_TYPING_ACTIVE is im.TypingActive.
+export const IM_TYPING_ACTIVE = "typing";
+// IM_TYPING_INTERVAL_MS is im.TypingInterval, in milliseconds.
+export const IM_TYPING_INTERVAL_MS = 3000;
+// IM_TYPING_MAX_AGE_MS is im.TypingMaxAge, in milliseconds.
+export const IM_TYPING_MAX_AGE_MS = 30000;
+// IM_TYPING_STOPPED is im.TypingStopped.
+export const IM_TYPING_STOPPED = "stopped";
+// IM_TYPING_TIMEOUT_MS is im.TypingTimeout, in milliseconds.
+export const IM_TYPING_TIMEOUT_MS = 6000;
 // IM_WRAPPED_KEY_LEN is im.WrappedKeyLen.
 export const IM_WRAPPED_KEY_LEN = 48;
 // IM_WRAP_INFO is im.WrapInfo.
