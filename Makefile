@@ -21,7 +21,8 @@ test: deps
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./codec/
 	$(GO) test -run '^$$' -bench DirectoryLookup -benchtime 20000x ./supernode/
-	$(GO) test -run '^$$' -bench 'RefreshTraffic|SupernodeMemoryPerClient' -benchtime 1x ./supernode/
+	$(GO) test -run '^$$' -bench 'RefreshTraffic|SupernodeMemoryPerClient|SupernodeCPUPerClient' -benchtime 1x ./supernode/
+	$(GO) test -run '^$$' -bench LoginServerCost -benchtime 1x ./login/
 	$(GO) test -run '^$$' -bench 'CallSetup|MessageDelivered' -benchtime 20x ./client/
 	$(GO) test -run '^$$' -bench LabCallSetup -benchtime 5x ./cmd/parley/
 

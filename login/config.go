@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/netip"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults applied by [New] to zero Config fields.
@@ -215,6 +217,11 @@ type Config struct {
 	// TrustedProxies are exempt (a front end carries many clients).
 	// Default 64.
 	MaxConnsPerAddr int
+
+	// Metrics, when set, receives the login server's Prometheus metrics
+	// (parley_login_…, see docs/operations.md); Close unregisters them.
+	// nil: they are counted but not exported.
+	Metrics prometheus.Registerer
 }
 
 // Argon2Params are argon2id parameters. Each zero field means its default,

@@ -1,14 +1,17 @@
 package login
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/parley/parley/internal/addrpolicy"
@@ -22,6 +25,7 @@ type dialFailure struct {
 	err        error // sentinel: ErrDialBack, ErrDialBackDenied, ErrDialBackLimited
 	msg        string
 	retryAfter time.Duration // for ErrDialBackLimited
+	cert       string        // what is wrong with the supernode's TLS certificate, if that is why
 }
 
 // dialBack checks that addr (a canonical ws:// or wss:// URL) answers
@@ -32,6 +36,7 @@ type dialFailure struct {
 func (s *Server) dialBack(ctx context.Context, src, addr string, key ed25519.PublicKey) *dialFailure {
 	if wait := s.dialLim.beginAddr(src, s.now()); wait > 0 {
 		secs := retrySeconds(wait)
+		s.m.rateLimited.WithLabelValues(limitDialBacks).Inc()
 		s.log.Warn("dial-back rate limited", "addr", addr, "from", src, "retry_after_s", secs)
 		return &dialFailure{
 			status:     http.StatusTooManyRequests,
@@ -105,9 +110,84 @@ func (s *Server) dialBack(ctx context.Context, src, addr string, key ed25519.Pub
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: s.cfg.DialBackTimeout}
 	if _, err := nodeid.Check(ctx, hc, addr, key); err != nil {
+		if problem := certProblem(err, host); problem != "" {
+			f := fail("its TLS certificate " + problem + " (" + certHint + ")")
+			f.cert = problem
+			return f
+		}
 		return fail(dialReason(err, hostport))
 	}
 	return nil
+}
+
+// certHint is what a supernode's certificate must be, for the messages
+// about one that is not.
+const certHint = "it must be for the host name in the URL, not an IP address, from a CA clients trust; --acme-domain gets one"
+
+// certProblem says what is wrong with the certificate a TLS dial-back to
+// host was refused for ("is self-signed", "expired on …", "is for … not
+// host"), or "" when err is not about the certificate.
+func certProblem(err error, host string) string {
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var hostErr x509.HostnameError
+	switch {
+	case errors.As(err, &unknown):
+		if c := unknown.Cert; c != nil && bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil {
+			return "is self-signed"
+		}
+		return "is signed by a CA this login server does not trust"
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		if c := invalid.Cert; c != nil && time.Now().Before(c.NotBefore) {
+			return fmt.Sprintf("is not valid before %s", c.NotBefore.UTC().Format(time.RFC3339))
+		}
+		if c := invalid.Cert; c != nil {
+			return fmt.Sprintf("expired at %s", c.NotAfter.UTC().Format(time.RFC3339))
+		}
+		return "has expired"
+	case errors.As(err, &invalid):
+		return "is not valid: " + invalid.Error()
+	case errors.As(err, &hostErr):
+		var names []string
+		if c := hostErr.Certificate; c != nil {
+			names = append(names, c.DNSNames...)
+			for _, ip := range c.IPAddresses {
+				names = append(names, ip.String())
+			}
+		}
+		if net.ParseIP(host) != nil {
+			return fmt.Sprintf("is for %s, and the URL has the IP address %s: name the supernode by a host name (--public-addr)",
+				strings.Join(names, ", "), host)
+		}
+		return fmt.Sprintf("is for %s, not %s", strings.Join(names, ", "), host)
+	}
+	return ""
+}
+
+// certWarnings remembers the supernode certificate problems already
+// logged, so that each (address, problem) is logged once as a warning and
+// then only at debug level (a supernode retries its heartbeat every few
+// seconds). At most maxCertWarnings are kept; then it starts afresh.
+type certWarnings struct {
+	mu   sync.Mutex
+	seen map[[2]string]bool
+}
+
+const maxCertWarnings = 1024
+
+// first reports whether (addr, problem) is new, and remembers it.
+func (w *certWarnings) first(addr, problem string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	k := [2]string{addr, problem}
+	if w.seen[k] {
+		return false
+	}
+	if w.seen == nil || len(w.seen) >= maxCertWarnings {
+		w.seen = map[[2]string]bool{}
+	}
+	w.seen[k] = true
+	return true
 }
 
 // resolve returns the addresses to dial for host: the IP literal itself, or

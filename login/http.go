@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -37,9 +38,7 @@ func (s *Server) Handler() http.Handler {
 	}))
 	s.userRoutes(mux)
 	mux.Handle("/api/", http.HandlerFunc(notFound))
-	mux.Handle("/healthz", s.api(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
-	}))
+	mux.Handle("/healthz", s.api(http.MethodGet, s.handleHealth))
 	if s.cfg.Web != nil {
 		mux.Handle("/", s.cfg.Web)
 	} else {
@@ -256,24 +255,30 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if ok, err := s.st.userExists(ctx, req.User); err != nil {
+		s.m.registrations.WithLabelValues(resultError).Inc()
 		s.writeInternal(w, r, "register", err)
 		return
 	} else if ok {
+		s.m.registrations.WithLabelValues(resultTaken).Inc()
 		writeError(w, http.StatusConflict, loginapi.ErrUserExists.Error())
 		return
 	}
 	h, err := s.hash(ctx, req.Password)
 	if err != nil {
+		s.m.registrations.WithLabelValues(resultError).Inc()
 		s.writeInternal(w, r, "register", err)
 		return
 	}
 	if err := s.st.createUser(ctx, req.User, h, s.now()); errors.Is(err, loginapi.ErrUserExists) {
+		s.m.registrations.WithLabelValues(resultTaken).Inc()
 		writeError(w, http.StatusConflict, loginapi.ErrUserExists.Error())
 		return
 	} else if err != nil {
+		s.m.registrations.WithLabelValues(resultError).Inc()
 		s.writeInternal(w, r, "register", fmt.Errorf("login: register %q: %w", req.User, err))
 		return
 	}
+	s.m.registrations.WithLabelValues(resultOK).Inc()
 	s.log.Info("registered", "user", req.User, "addr", addr)
 	writeJSON(w, http.StatusCreated, loginapi.UserResponse{User: req.User})
 }
@@ -293,6 +298,8 @@ func (s *Server) allowRegistration(w http.ResponseWriter, addr string) bool {
 		s.log.Warn("registrations rate limited", "addr", addr, "retry_after_s", retrySeconds(wait))
 	}
 	if wait > 0 {
+		s.m.registrations.WithLabelValues(resultRateLimited).Inc()
+		s.m.rateLimited.WithLabelValues(limitRegistrations).Inc()
 		writeRateLimited(w, &rateLimited{what: "registrations", wait: wait})
 		return false
 	}
@@ -329,27 +336,37 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	addr := s.clientAddr(r)
 	if _, fail, err := s.checkPassword(ctx, "login", req.User, req.Password, addr); err != nil {
+		s.m.logins.WithLabelValues(resultError).Inc()
 		s.writeInternal(w, r, "login", fmt.Errorf("login: login %q: %w", req.User, err))
 		return
 	} else if fail != nil {
+		if fail.err == loginapi.ErrRateLimited {
+			s.m.logins.WithLabelValues(resultRateLimited).Inc()
+		} else {
+			s.m.logins.WithLabelValues(resultWrongPassword).Inc()
+		}
 		s.writeAuthFailure(w, fail)
 		return
 	}
 	tok, th, err := newRefreshToken()
 	if err != nil {
+		s.m.logins.WithLabelValues(resultError).Inc()
 		s.writeInternal(w, r, "login", err)
 		return
 	}
 	refreshExp := s.now().Add(s.cfg.RefreshTTL)
 	if err := s.st.addRefresh(ctx, th, req.User, refreshExp, refreshKeep); err != nil {
+		s.m.logins.WithLabelValues(resultError).Inc()
 		s.writeInternal(w, r, "login", fmt.Errorf("login: login %q: store refresh token: %w", req.User, err))
 		return
 	}
 	resp, err := s.issue(ctx, req.User, pub, tok, refreshExp)
 	if err != nil {
+		s.m.logins.WithLabelValues(resultError).Inc()
 		s.writeInternal(w, r, "login", fmt.Errorf("login: login %q: %w", req.User, err))
 		return
 	}
+	s.m.logins.WithLabelValues(resultOK).Inc()
 	s.log.Info("logged in", "user", req.User, "addr", addr)
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -377,18 +394,22 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	refreshExp := now.Add(s.cfg.RefreshTTL)
 	if err := s.st.useRefresh(ctx, th, req.User, now, refreshExp); errors.Is(err, loginapi.ErrInvalidRefresh) {
+		s.m.refreshes.WithLabelValues(resultRefused).Inc()
 		s.log.Info("refresh refused", "user", req.User, "addr", s.clientAddr(r))
 		writeError(w, http.StatusUnauthorized, loginapi.ErrInvalidRefresh.Error())
 		return
 	} else if err != nil {
+		s.m.refreshes.WithLabelValues(resultError).Inc()
 		s.writeInternal(w, r, "refresh", fmt.Errorf("login: refresh %q: %w", req.User, err))
 		return
 	}
 	resp, err := s.issue(ctx, req.User, pub, req.RefreshToken, refreshExp)
 	if err != nil {
+		s.m.refreshes.WithLabelValues(resultError).Inc()
 		s.writeInternal(w, r, "refresh", fmt.Errorf("login: refresh %q: %w", req.User, err))
 		return
 	}
+	s.m.refreshes.WithLabelValues(resultOK).Inc()
 	s.log.Info("refreshed", "user", req.User)
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -444,6 +465,7 @@ func (s *Server) handleUser(w http.ResponseWriter, r *http.Request) {
 	// Name lookups are limited per address: they tell which names exist.
 	addr := s.clientAddr(r)
 	if wait := s.lookupLim.beginAddr(addr, s.now()); wait > 0 {
+		s.m.rateLimited.WithLabelValues(limitNameLookups).Inc()
 		s.log.Warn("name lookups rate limited", "addr", addr)
 		writeRateLimited(w, &rateLimited{what: "name lookups", wait: wait})
 		return
@@ -525,7 +547,26 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	err := s.st.heartbeat(ctx, hb, MaxSupernodes)
 	if errors.Is(err, errNeedDialBack) {
 		if f := s.dialBack(ctx, src, sn.addr, sn.key); f != nil {
-			if f.err != loginapi.ErrDialBackLimited {
+			switch f.err {
+			case loginapi.ErrDialBackLimited:
+				s.m.dialBacks.WithLabelValues(resultRateLimited).Inc()
+			case loginapi.ErrDialBackDenied:
+				s.m.dialBacks.WithLabelValues(resultDenied).Inc()
+			default:
+				s.m.dialBacks.WithLabelValues(resultFailed).Inc()
+			}
+			switch {
+			case f.err == loginapi.ErrDialBackLimited:
+			case f.cert != "":
+				// A certificate problem is the operator's to fix: said once
+				// (per supernode and problem), clearly, then only at debug.
+				lvl := slog.LevelDebug
+				if s.certWarned.first(sn.addr, f.cert) {
+					lvl = slog.LevelWarn
+				}
+				s.log.Log(ctx, lvl, "supernode refused: its TLS certificate is not accepted", "addr", sn.addr, "problem", f.cert,
+					"hint", certHint, "key", keyID(sn.key), "from", src)
+			default:
 				s.log.Info("supernode refused", "addr", sn.addr, "key", keyID(sn.key), "from", src, "reason", f.msg)
 			}
 			if f.retryAfter > 0 {
@@ -537,6 +578,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 			writeError(w, f.status, f.msg)
 			return
 		}
+		s.m.dialBacks.WithLabelValues(resultOK).Inc()
 		hb.verified = true
 		stamp()
 		err = s.st.heartbeat(ctx, hb, MaxSupernodes)

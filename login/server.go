@@ -19,6 +19,7 @@ import (
 
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/internal/logthrottle"
+	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/wire/loginapi"
 )
 
@@ -95,6 +96,12 @@ type Server struct {
 	hashSem chan struct{}
 	// hashes counts argon2 computations (tests).
 	hashes atomic.Int64
+	// m are the Prometheus metrics, unregister takes them out of
+	// Config.Metrics; certWarned holds the supernode certificate problems
+	// already logged (each is logged once, see dialback.go).
+	m          *loginMetrics
+	unregister func()
+	certWarned certWarnings
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -161,10 +168,15 @@ func New(cfg Config) (*Server, error) {
 		st.close()
 		return nil, fmt.Errorf("login: new: %w", err)
 	}
+	s.m = newLoginMetrics(s)
+	if s.unregister, err = metrics.Register(cfg.Metrics, s.m.all...); err != nil {
+		st.close()
+		return nil, fmt.Errorf("login: new: %w", err)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.janitor()
-	log.Info("login server started", "db", redactDSN(cfg.DB), "key_created", created,
+	log.Info("login database and signing key loaded", "db", redactDSN(cfg.DB), "key_created", created,
 		"login_key", base64.StdEncoding.EncodeToString(s.pub))
 	return s, nil
 }
@@ -179,6 +191,7 @@ func (s *Server) Close() error {
 		s.closed.Store(true)
 		s.cancel()
 		s.wg.Wait()
+		s.unregister()
 		if err := s.st.close(); err != nil {
 			s.closeErr = fmt.Errorf("login: close: %w", err)
 		}
@@ -327,6 +340,7 @@ var errBadLogin = errors.New("wrong user name or password")
 func (s *Server) checkPassword(ctx context.Context, op, user, password, addr string) (string, *authFailure, error) {
 	start := s.now()
 	if wait := s.lim.begin(user, addr, start); wait > 0 {
+		s.m.rateLimited.WithLabelValues(limitLogins).Inc()
 		s.log.Warn(op+" rate limited", "user", user, "addr", addr, "retry_after_s", retrySeconds(wait))
 		return "", &authFailure{status: 429, err: loginapi.ErrRateLimited, retryAfter: wait}, nil
 	}
@@ -380,6 +394,7 @@ func (s *Server) issue(ctx context.Context, user string, pub ed25519.PublicKey, 
 	if err != nil {
 		return nil, err
 	}
+	s.m.credentials.Inc()
 	sns, err := s.st.supernodes(ctx, now.Add(-s.cfg.SupernodeTTL), MaxSupernodes)
 	if err != nil {
 		return nil, err

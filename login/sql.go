@@ -469,3 +469,13 @@ func (s *sqlStore) prune(ctx context.Context, now, cutoff time.Time) error {
 }
 
 func (s *sqlStore) close() error { return s.db.Close() }
+
+func (s *sqlStore) ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+func (s *sqlStore) mailboxTotals(ctx context.Context) (items, bytes int64, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(size), 0) FROM mailbox`).Scan(&items, &bytes)
+	if err != nil {
+		return 0, 0, fmt.Errorf("login: store mailbox totals: %w", err)
+	}
+	return items, bytes, nil
+}

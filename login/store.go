@@ -67,6 +67,11 @@ type store interface {
 	// pruneMailbox deletes mailbox items created at or before cutoff and
 	// returns how many.
 	pruneMailbox(ctx context.Context, cutoff time.Time) (int64, error)
+	// mailboxTotals returns the items waiting in all mailboxes and their
+	// bytes (metrics).
+	mailboxTotals(ctx context.Context) (items, bytes int64, err error)
+	// ping checks that the database answers (/healthz).
+	ping(ctx context.Context) error
 
 	// putDevice stores (or replaces) d for d.user with last_seen now. When
 	// the user would have more than maxDevices, the least recently seen

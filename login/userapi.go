@@ -346,6 +346,10 @@ func (s *Server) handlePostMailbox(w http.ResponseWriter, r *http.Request, cred 
 		s.writeInternal(w, r, "mailbox post", fmt.Errorf("login: mailbox post from %q: %w", cred.User, err))
 		return
 	}
+	s.m.mailboxItems.WithLabelValues("stored").Add(float64(stored))
+	for _, it := range items {
+		s.m.mailboxPosted.Add(float64(len(it.blob)))
+	}
 	s.log.Debug("mailbox post", "from", cred.User, "stored", stored, "duplicates", dups)
 	writeJSON(w, http.StatusOK, loginapi.MailboxResult{Stored: stored, Duplicates: dups})
 }
@@ -360,6 +364,7 @@ func (s *Server) handleGetMailbox(w http.ResponseWriter, r *http.Request, cred i
 		s.writeInternal(w, r, "mailbox fetch", fmt.Errorf("login: mailbox of %q: %w", cred.User, err))
 		return
 	}
+	s.m.mailboxItems.WithLabelValues("fetched").Add(float64(len(list)))
 	writeJSONExact(w, http.StatusOK, loginapi.MailboxResponse{Items: list, More: more})
 }
 
@@ -377,6 +382,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request, cred identity
 		s.writeInternal(w, r, "mailbox ack", fmt.Errorf("login: mailbox ack of %q: %w", cred.User, err))
 		return
 	}
+	s.m.mailboxItems.WithLabelValues("acked").Add(float64(n))
 	writeJSON(w, http.StatusOK, loginapi.RemovedResponse{Removed: n})
 }
 
@@ -404,6 +410,7 @@ func (s *Server) contactOp(w http.ResponseWriter, r *http.Request, cred identity
 	var rl *rateLimited
 	switch {
 	case errors.As(err, &rl):
+		s.m.rateLimited.WithLabelValues(limitContactRequests).Inc()
 		s.log.Warn("contact requests rate limited", "user", cred.User)
 		writeRateLimited(w, rl)
 	case errors.Is(err, loginapi.ErrUnknownUser):
@@ -493,6 +500,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, cred ident
 	}
 	addr := s.clientAddr(r)
 	if wait := s.searchLim.begin(cred.User, addr, s.now()); wait > 0 {
+		s.m.rateLimited.WithLabelValues(limitSearches).Inc()
 		s.log.Warn("search rate limited", "user", cred.User, "addr", addr)
 		writeRateLimited(w, &rateLimited{what: "searches", wait: wait})
 		return

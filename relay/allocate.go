@@ -90,6 +90,7 @@ func (s *Server) allocate(c turn.AllocateListenerConfig) (net.PacketConn, net.Ad
 	s.allocs[addr.Port] = rc
 	s.pending += 2 // the relayed conn until closed, and pion's reader until it sees the close
 	s.mu.Unlock()
+	s.c.allocsCreated.Add(1)
 	return rc, s.advertised(pc), nil
 }
 

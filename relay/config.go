@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults for the zero values of Config.
@@ -96,6 +98,10 @@ type Config struct {
 
 	// Logger receives the relay's logs (see docs/relay.md). nil = discard.
 	Logger *slog.Logger
+	// Metrics, when set, receives the relay's Prometheus metrics
+	// (parley_relay_…, see docs/operations.md); Close unregisters them.
+	// nil: none are exported.
+	Metrics prometheus.Registerer
 	// Now is the clock for credential expiry and bandwidth accounting.
 	// nil = time.Now.
 	Now func() time.Time

@@ -19,6 +19,7 @@ import (
 type packetListener struct {
 	net.PacketConn
 	s    *Server
+	h    *listenerHealth
 	once sync.Once
 }
 
@@ -30,9 +31,11 @@ func (p *packetListener) ReadFrom(b []byte) (int, net.Addr, error) {
 			return n, addr, nil
 		}
 		if errors.Is(err, net.ErrClosed) || p.s.isClosing() {
+			p.h.stopped.Store(!p.s.isClosing())
 			p.once.Do(p.s.release)
 			return n, addr, err
 		}
+		p.h.failed(err)
 		p.s.log.Warn("relay: udp read failed; retrying", "listener", p.LocalAddr(), "err", err)
 		if !p.s.pause(delay) {
 			delay = min(delay*2, time.Second)
@@ -58,6 +61,7 @@ func (s *Server) pause(d time.Duration) bool {
 type streamListener struct {
 	net.Listener
 	s    *Server
+	h    *listenerHealth
 	once sync.Once
 }
 
@@ -69,9 +73,11 @@ func (l *streamListener) Accept() (net.Conn, error) {
 			return l.s.trackStream(c), nil
 		}
 		if errors.Is(err, net.ErrClosed) || l.s.isClosing() {
+			l.h.stopped.Store(!l.s.isClosing())
 			l.once.Do(l.s.release)
 			return nil, err
 		}
+		l.h.failed(err)
 		l.s.log.Warn("relay: accept failed; retrying", "listener", l.Addr(), "err", err)
 		if !l.s.pause(delay) {
 			delay = min(delay*2, time.Second)
@@ -206,11 +212,17 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			return n, from, err
 		}
 		ua, ok := from.(*net.UDPAddr)
-		if !ok || !c.permitted(ua.AddrPort().Addr().Unmap()) || !c.spend(n) {
+		if !ok || !c.permitted(ua.AddrPort().Addr().Unmap()) {
+			c.s.c.droppedNoPermission.Add(1)
+			continue
+		}
+		if !c.spend(n) {
 			continue
 		}
 		c.bytesIn.Add(uint64(n))
 		c.s.relayed.Add(uint64(n))
+		c.s.c.bytesFromPeer.Add(uint64(n))
+		c.s.c.packetsFromPeer.Add(1)
 		return n, from, nil
 	}
 }
@@ -241,6 +253,10 @@ func (c *relayConn) WriteTo(b []byte, to net.Addr) (int, error) {
 	n, err := c.PacketConn.WriteTo(b, to)
 	c.bytesOut.Add(uint64(n))
 	c.s.relayed.Add(uint64(n))
+	c.s.c.bytesToPeer.Add(uint64(n))
+	if err == nil {
+		c.s.c.packetsToPeer.Add(1)
+	}
 	return n, err
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/connlimit"
+	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/wire/turncred"
 	"github.com/pion/turn/v5"
 	"golang.org/x/time/rate"
@@ -88,6 +89,12 @@ type Server struct {
 
 	relayed, droppedRate, droppedSelf           atomic.Uint64
 	refusedAuth, refusedPeers, refusedQuotaStat atomic.Uint64
+
+	// c are the counters only the metrics show; the listeners' health is
+	// for Health; unregister takes the collector out of Config.Metrics.
+	c                               counters
+	udpHealth, tcpHealth, tlsHealth listenerHealth
+	unregister                      func()
 }
 
 // userState is one user's allocation count and shared bandwidth bucket.
@@ -260,7 +267,7 @@ func newServer(cfg Config) (*Server, error) {
 		},
 	}
 	if pc != nil {
-		s.udp = &packetListener{PacketConn: pc, s: s}
+		s.udp = &packetListener{PacketConn: pc, s: s, h: &s.udpHealth}
 		s.pending++
 		local = append(local, pc.LocalAddr())
 		scfg.PacketConnConfigs = append(scfg.PacketConnConfigs, turn.PacketConnConfig{
@@ -268,7 +275,7 @@ func newServer(cfg Config) (*Server, error) {
 		})
 	}
 	if tcpL != nil {
-		s.tcp = &streamListener{Listener: tcpL, s: s}
+		s.tcp = &streamListener{Listener: tcpL, s: s, h: &s.tcpHealth}
 		s.pending++
 		local = append(local, tcpL.Addr())
 		scfg.ListenerConfigs = append(scfg.ListenerConfigs, turn.ListenerConfig{
@@ -276,7 +283,7 @@ func newServer(cfg Config) (*Server, error) {
 		})
 	}
 	if tlsL != nil {
-		s.tls = &streamListener{Listener: tls.NewListener(tlsL, tlsConfig), s: s}
+		s.tls = &streamListener{Listener: tls.NewListener(tlsL, tlsConfig), s: s, h: &s.tlsHealth}
 		s.pending++
 		local = append(local, tlsL.Addr())
 		scfg.ListenerConfigs = append(scfg.ListenerConfigs, turn.ListenerConfig{
@@ -285,11 +292,17 @@ func newServer(cfg Config) (*Server, error) {
 	}
 	s.self = s.selfAddrs(local)
 
+	unregister, err := metrics.Register(cfg.Metrics, newCollector(s))
+	if err != nil {
+		return fail(err)
+	}
 	ts, err := turn.NewServer(scfg)
 	if err != nil {
+		unregister()
 		return fail(fmt.Errorf("start turn server: %w", err))
 	}
 	s.turn = ts
+	s.unregister = unregister
 
 	udp, tcp, tlsA := s.Addrs()
 	s.log.Info("relay: started", "udp", udp, "tcp", tcp, "tls", tlsA, "relay_ip", s.relayIP,
@@ -381,6 +394,7 @@ func (s *Server) shutdown() error {
 			return fmt.Errorf("relay: close: %w", errors.Join(errs...))
 		}
 	}
+	s.unregister()
 	s.log.Info("relay: closed")
 	if len(errs) > 0 {
 		return fmt.Errorf("relay: close: %w", errors.Join(errs...))

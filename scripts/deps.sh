@@ -28,6 +28,10 @@ if [ "$(id -u)" = 0 ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   # The browser tests drive Debian's headless Chromium (web client).
   command -v chromium >/dev/null || need+=(chromium)
+  # The ACME test gets and renews certificates from Pebble, Let's Encrypt's
+  # test CA, in the lab (curl reads its root certificate there).
+  command -v pebble >/dev/null || need+=(pebble)
+  command -v curl >/dev/null || need+=(curl)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -83,6 +83,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(snapi.MaxFrameSize)
 	addr := addrKey(r.RemoteAddr)
 	if !s.admitAddr(addr) {
+		s.m.refused(refuseAddrSessions)
 		s.log.Warn("refused a connection: too many from one address", "addr", addr, "max", s.cfg.MaxSessionsPerAddr)
 		refuse(ws, fmt.Sprintf("too many connections from your address (%d); try another supernode", s.cfg.MaxSessionsPerAddr))
 		return
@@ -152,6 +153,7 @@ func (s *Server) writeLoop(ctx context.Context, c *conn) {
 			}
 		case <-ping.C:
 			if exp := c.expires.Load(); exp != 0 && s.now().Unix() > exp+int64(identity.Skew/time.Second) {
+				s.m.refused(refuseCredential)
 				s.sendError(c, "", snapi.CodeAuth, "credential expired; renew it")
 				c.cancel()
 				continue
@@ -160,6 +162,7 @@ func (s *Server) writeLoop(ctx context.Context, c *conn) {
 				// Answering pings costs a client nothing: a session that
 				// never speaks (live clients refresh their presence every
 				// minute) is let go.
+				s.m.refused(refuseIdle)
 				s.sendError(c, "", snapi.CodeLimit, fmt.Sprintf("no frame for %v; closing an idle connection", idle))
 				c.cancel()
 				continue
@@ -181,7 +184,18 @@ func (s *Server) send(c *conn, f snapi.Frame) {
 		s.log.Error("encode frame", "err", err)
 		return
 	}
-	c.enqueue(b)
+	if s.enqueue(c, b) {
+		s.m.frameOut(f.Type)
+	}
+}
+
+// enqueue is c.enqueue, counting a frame dropped because c's queue was full.
+func (s *Server) enqueue(c *conn, b []byte) bool {
+	if c.enqueue(b) {
+		return true
+	}
+	s.m.drops.WithLabelValues(dropSlowClient).Inc()
+	return false
 }
 
 func (s *Server) sendError(c *conn, id, code, msg string) {

@@ -23,16 +23,19 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 	if err != nil {
 		return err
 	}
+	s.m.frameIn(f.Type)
 	if f.Type != snapi.TypeAttach {
 		s.sendError(c, "", snapi.CodeBadRequest, "expected attach")
 		return fmt.Errorf("supernode: attach: got %q: %w", f.Type, snapi.ErrBadFrame)
 	}
 	cred, err := s.checkCredential(f.Credential)
 	if err != nil {
+		s.m.refused(refuseCredential)
 		s.sendError(c, "", snapi.CodeAuth, err.Error())
 		return err
 	}
 	if !identity.VerifyContext(cred.Key(), snapi.AttachContext, snapi.AttachMessage(nonce, s.cfg.Name), f.Sig) {
+		s.m.refused(refuseCredential)
 		s.sendError(c, "", snapi.CodeAuth, "attach signature does not match the credential's key")
 		return fmt.Errorf("supernode: attach %q: signature: %w", cred.User, snapi.ErrAuth)
 	}
@@ -43,6 +46,7 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 		s.replace(c, f.Session)
 	}
 	if err := s.attach(c); err != nil {
+		s.m.refused(refuseUserSessions)
 		s.log.Warn("refused a session: too many for this user", "user", c.user, "remote", remote, "max", s.cfg.MaxSessionsPerUser)
 		s.sendError(c, "", snapi.CodeLimit, fmt.Sprintf("too many sessions for this user (%d); close one or try another supernode", s.cfg.MaxSessionsPerUser))
 		return err
@@ -58,6 +62,7 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 		if err != nil {
 			return err
 		}
+		s.m.frameIn(f.Type)
 		switch _, queued := requestHandlers[f.Type]; {
 		case f.Type == snapi.TypeRenew:
 			cred, err := s.checkCredential(f.Credential)
@@ -65,6 +70,7 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 				err = fmt.Errorf("supernode: renew: credential for another user or key: %w", snapi.ErrAuth)
 			}
 			if err != nil {
+				s.m.refused(refuseCredential)
 				s.sendError(c, "", snapi.CodeAuth, err.Error())
 				return err
 			}
@@ -74,12 +80,14 @@ func (s *Server) readLoop(ctx context.Context, c *conn, remote string) error {
 			if !c.sends.Allow() {
 				// A sender over its rate is told so; it cannot fill a
 				// recipient's queue and get them disconnected.
+				s.m.refused(refuseSendRate)
 				s.sendError(c, f.ID, snapi.CodeOverload, "sending too fast; slow down")
 				continue
 			}
 			select {
 			case c.reqs <- &f:
 			default:
+				s.m.refused(refuseInFlight)
 				s.sendError(c, f.ID, snapi.CodeOverload, "too many requests in flight; slow down")
 			}
 		default:

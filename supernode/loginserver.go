@@ -58,6 +58,7 @@ func (s *Server) heartbeat() {
 		wait := s.cfg.HeartbeatInterval
 		switch {
 		case err != nil && s.hbCtx.Err() == nil:
+			s.setLoginState(err)
 			s.log.Warn("heartbeat to login server failed", "err", err)
 			listed = false
 			wait = retry.Next()
@@ -66,6 +67,7 @@ func (s *Server) heartbeat() {
 				wait = max(wait, min(ae.RetryAfter, maxRetryAfter))
 			}
 		case err == nil:
+			s.setLoginState(nil)
 			retry.Reset()
 			if !listed {
 				s.log.Info("listed by the login server", "advertise", s.cfg.Advertise)

@@ -22,8 +22,15 @@ type location struct {
 
 // lookup finds where user is attached, asking the record holders: hops is 0
 // when this supernode knew, 1 when the first holder answered, 2 when it had
-// to ask the others too.
+// to ask the others too. It is counted in the lookup metrics.
 func (m *mesh) lookup(ctx context.Context, user string) location {
+	loc := m.find(ctx, user)
+	m.s.m.lookup(loc.hops, loc.devices > 0)
+	return loc
+}
+
+// find is lookup without the counting.
+func (m *mesh) find(ctx context.Context, user string) location {
 	loc := location{nodes: map[string]int{}, shown: map[string]int{}}
 	found := false // a live record was found (perhaps of this supernode's own)
 	add := func(recs []Record) {

@@ -276,3 +276,17 @@ func (m *mesh) size() int {
 	defer m.mu.Unlock()
 	return m.ring.nodes
 }
+
+// candidates returns the number of supernodes this one has heard of that are
+// not on its ring (not verified yet, or gone down) and did not say goodbye.
+func (m *mesh) candidates() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, st := range m.members {
+		if !st.verified && !st.left {
+			n++
+		}
+	}
+	return n
+}

@@ -112,8 +112,12 @@ func (s *Server) deliverLocal(d MeshDelivery, except *conn) int {
 	s.mu.Unlock()
 	n := 0
 	for _, c := range targets {
-		if c.enqueue(b) {
+		if s.enqueue(c, b) {
 			n++
+			s.m.frameOut(f.Type)
+			if f.Type == snapi.TypePresence {
+				s.m.pushes.Inc()
+			}
 		}
 		if d.Presence != nil && !d.Presence.Reply {
 			s.answerPresence(c, d.From)

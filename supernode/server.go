@@ -10,10 +10,14 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley/parley/internal/connlimit"
 	"github.com/parley/parley/internal/logthrottle"
+	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/nodeid"
 	"github.com/parley/parley/wire/loginapi"
 	"github.com/parley/parley/wire/snapi"
@@ -133,6 +137,15 @@ type Config struct {
 	// reported in one record with "suppressed"=count when the minute ends
 	// (see internal/logthrottle). Default 10; negative = no throttling.
 	LogPerMinute int
+
+	// Metrics, when set, receives the supernode's Prometheus metrics
+	// (parley_supernode_…, see docs/operations.md); Close unregisters them.
+	// nil: they are counted but not exported.
+	Metrics prometheus.Registerer
+	// RelayHealth, when set, says whether the relay this supernode offers
+	// its users is serving (nil error) or what is wrong; /healthz reports
+	// it. nil: no relay of its own.
+	RelayHealth func() error
 }
 
 // Server is a supernode's presence and signalling service. It serves the
@@ -152,6 +165,12 @@ type Server struct {
 	hbCtx    context.Context
 	hbCancel context.CancelFunc
 	hbDone   chan struct{}
+
+	// m are the Prometheus metrics; unregister takes them out of
+	// Config.Metrics at Close. login is what the last heartbeat said.
+	m          *snMetrics
+	unregister func()
+	login      atomic.Pointer[LoginState]
 
 	mu     sync.Mutex
 	users  map[string]map[string]*conn // user → session → conn
@@ -266,8 +285,16 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.login.Store(&LoginState{})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mesh = newMesh(s)
+	s.m = newSNMetrics(s)
+	unregister, err := metrics.Register(cfg.Metrics, s.m.all...)
+	if err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("supernode: new: %w", err)
+	}
+	s.unregister = unregister
 	s.mesh.start()
 	if cfg.Login != nil {
 		s.wg.Add(1)
@@ -355,6 +382,7 @@ func (s *Server) LimitListener(ln net.Listener) net.Listener {
 		return ln
 	}
 	return connlimit.Wrap(ln, connlimit.Config{PerAddr: s.cfg.MaxConnsPerAddr, OnRefuse: func(ip netip.Addr) {
+		s.m.refused(refuseAddrConns)
 		s.log.Debug("connection refused: too many from this address", "addr", ip.String(), "max", s.cfg.MaxConnsPerAddr)
 	}})
 }
@@ -365,11 +393,15 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/v1/ws", s.serveWS)
 	mux.HandleFunc(MeshPath, s.serveMesh)
 	mux.Handle(nodeid.IdentifyPath, nodeid.Handler(s.cfg.Name, s.cfg.NodeKey))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"ok":true,"name":%q,"online":%d,"members":%d}`+"\n", s.cfg.Name, s.Online(), s.mesh.size())
-	})
+	mux.HandleFunc("/healthz", s.serveHealth)
 	return mux
+}
+
+// userCount returns the number of users with a session attached here.
+func (s *Server) userCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.users)
 }
 
 // Online returns the number of attached connections.
@@ -414,6 +446,7 @@ func (s *Server) Close() error {
 	if s.throttle != nil {
 		s.throttle.Close() // the counts of records still held back
 	}
+	s.unregister()
 	return nil
 }
 

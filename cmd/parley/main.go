@@ -58,6 +58,7 @@ Global flags (before or after the command):
   --login URL        the login server (env PARLEY_LOGIN)
   --user NAME        the user to log in as when the home has none yet (env PARLEY_USER)
   --log-level LEVEL  debug, info, warn or error (default warn for clients, info for servers)
+  --log-format FMT   servers' logs: text (default) or json
   --supernode URL    the supernode to attach to first, ws://host:port/v1/ws (env PARLEY_SUPERNODE;
                      default: the nearest of up to 5 from the login server's list and the host cache)
 
@@ -84,6 +85,7 @@ type env struct {
 	loginURL       string
 	user           string
 	logLevel       string
+	logFormat      logFormat // servers' --log-format
 	supernode      string
 	jsonErr        io.Writer // where --json's error document goes (nil: stdout)
 }
@@ -99,7 +101,24 @@ func (e *env) logger(defaultLevel slog.Level) *slog.Logger {
 	if e.logLevel != "" {
 		lvl.UnmarshalText([]byte(e.logLevel))
 	}
-	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if e.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(e.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, opts))
+}
+
+// logFormat is --log-format: text (slog's key=value lines, the default) or
+// json (one JSON object a line, slog's JSON handler).
+type logFormat string
+
+func (f *logFormat) String() string { return string(*f) }
+func (f *logFormat) Set(s string) error {
+	if s != "text" && s != "json" {
+		return fmt.Errorf("%q: want text or json", s)
+	}
+	*f = logFormat(s)
+	return nil
 }
 
 // globalFlags registers the global flags command fs takes (all of them
@@ -110,11 +129,12 @@ func (e *env) globalFlags(fs *flag.FlagSet) []string {
 		return nil
 	case "up", "login-server", "relay", "supernode":
 		fs.StringVar(&e.logLevel, "log-level", e.logLevel, "debug, info, warn or error (default info)")
+		fs.Var(&e.logFormat, "log-format", "`FORMAT` of the logs on stderr: text (key=value lines) or json (one object a line) (default text)")
 		if fs.Name() != "supernode" {
-			return []string{"log-level"}
+			return []string{"log-level", "log-format"}
 		}
 		fs.StringVar(&e.loginURL, "login", e.loginURL, "login server URL (env PARLEY_LOGIN)")
-		return []string{"log-level", "login"}
+		return []string{"log-level", "log-format", "login"}
 	}
 	fs.StringVar(&e.home, "home", e.home, "home directory (env PARLEY_HOME)")
 	fs.StringVar(&e.loginURL, "login", e.loginURL, "login server URL (env PARLEY_LOGIN)")
@@ -150,6 +170,8 @@ func (e *env) dispatch(ctx context.Context, args []string) error {
 	gfs := flag.NewFlagSet("", flag.ContinueOnError)
 	e.globalFlags(gfs)
 	jsonOut := gfs.Bool("json", false, "") // before the command: the command's --json
+	// The servers' --log-format, before the command too.
+	gfs.Var(&e.logFormat, "log-format", "")
 	args, err := cli.ParseFirst(gfs, args)
 	if *jsonOut && len(args) > 0 && args[0] != "help" {
 		args = append(args, "--json")

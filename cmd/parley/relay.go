@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/parley/parley/internal/cli"
@@ -48,7 +49,7 @@ type secretFlags struct{ argv, file string }
 func relayFlags(fs *flag.FlagSet, cfg *cluster.RelayConfig, secret *secretFlags) {
 	fs.StringVar(&cfg.UDP, "turn-udp", "", "TURN/STUN over UDP `ADDR` (default: port 3478 of the listen host; \"off\" disables)")
 	fs.StringVar(&cfg.TCP, "turn-tcp", "", "TURN over TCP `ADDR` (default: port 3478 of the listen host; \"off\" disables)")
-	fs.StringVar(&cfg.TLS, "turn-tls", "", "TURN over TLS `ADDR`, e.g. :443 (needs --tls-cert and --tls-key; default off)")
+	fs.StringVar(&cfg.TLS, "turn-tls", "", "TURN over TLS `ADDR`, e.g. :443 (needs --tls-cert and --tls-key, or --acme-domain; default off)")
 	fs.StringVar(&secret.file, "turn-secret-file", "", "`FILE` holding the TURN-REST shared secret (or env PARLEY_TURN_SECRET; default: random, for a relay used only in-process)")
 	fs.StringVar(&secret.argv, "turn-secret", "", "refused: a secret on the command line is readable by every user of the machine; use --turn-secret-file or PARLEY_TURN_SECRET")
 	fs.Var((*cli.CIDRs)(&cfg.AllowPeers), "relay-allow-peer", "allow relaying to `CIDR` despite the deny list (labs only; repeatable)")
@@ -77,13 +78,14 @@ func secretBytes(f secretFlags) ([]byte, error) {
 	return []byte(s), nil
 }
 
-// relayTLS loads the certificate --turn-tls needs.
-func relayTLS(cfg *cluster.RelayConfig, cert, key string) error {
-	if cfg.TLS == "" {
+// relayTLS loads the certificate --turn-tls needs (none with ACME: the
+// cluster gives the listener the ACME certificate).
+func relayTLS(cfg *cluster.RelayConfig, cert, key string, acme bool) error {
+	if cfg.TLS == "" || acme {
 		return nil
 	}
 	if cert == "" {
-		return usageError{"--turn-tls needs --tls-cert and --tls-key"}
+		return usageError{"--turn-tls needs --tls-cert and --tls-key (or --acme-domain)"}
 	}
 	c, err := tls.LoadX509KeyPair(cert, key)
 	if err != nil {
@@ -113,16 +115,30 @@ func cmdRelay(ctx context.Context, e *env, args []string) error {
 	public := fs.String("public-addr", "", "the relay's public `HOST` (required)")
 	cert := fs.String("tls-cert", "", "TLS certificate `FILE` for --turn-tls")
 	key := fs.String("tls-key", "", "TLS key `FILE` for --turn-tls")
+	var ops opsFlags
+	ops.register(fs, "./parley-data/acme")
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
 	if err := checkTLS(*cert, *key); err != nil {
 		return err
 	}
+	var err error
+	if cfg.ACME, err = ops.acme(filepath.Join("parley-data", "acme"), *cert); err != nil {
+		return err
+	}
+	if cfg.ACME != nil {
+		if cfg.TLS == "" {
+			return usageError{"--acme-domain is for --turn-tls: give the relay a TLS listener (--turn-tls :443)"}
+		}
+		if *public == "" {
+			*public = cfg.ACME.Domain
+		}
+	}
+	cfg.Metrics.Listen = ops.metricsListen
 	if *public == "" {
 		return usageError{"relay: --public-addr HOST is required"}
 	}
-	var err error
 	if cfg.Secret, err = secretBytes(secret); err != nil {
 		return err
 	} else if cfg.Secret == nil {
@@ -131,9 +147,9 @@ func cmdRelay(ctx context.Context, e *env, args []string) error {
 	if cfg.IP, err = resolveIP(*public); err != nil {
 		return err
 	}
-	if err := relayTLS(&cfg, *cert, *key); err != nil {
+	if err := relayTLS(&cfg, *cert, *key, cfg.ACME != nil); err != nil {
 		return err
 	}
 	cfg.Logger = e.logger(slog.LevelInfo)
-	return cluster.RunRelay(ctx, cfg)
+	return listenHint(cluster.RunRelay(ctx, cfg), nil)
 }

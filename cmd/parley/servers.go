@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/parley/parley/client/console"
+	"github.com/parley/parley/internal/acme"
 	"github.com/parley/parley/internal/cli"
 	"github.com/parley/parley/internal/cluster"
 	"github.com/parley/parley/login"
@@ -22,6 +25,69 @@ func checkTLS(cert, key string) error {
 	}
 	return nil
 }
+
+// opsFlags are the operator flags of every server command: where /metrics
+// goes and the ACME certificate.
+type opsFlags struct {
+	metricsListen                                       string
+	acmeDomain, acmeDir, acmeCache, acmeEmail, acmeHTTP string
+}
+
+// register adds the flags to fs; cacheDefault describes --acme-cache's
+// default.
+func (o *opsFlags) register(fs *flag.FlagSet, cacheDefault string) {
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve /metrics on this separate `ADDR` only, e.g. 127.0.0.1:9101 (default: on the server's own listener)")
+	fs.StringVar(&o.acmeDomain, "acme-domain", "", "get and renew the TLS certificate for host `NAME` from an ACME CA (instead of --tls-cert and --tls-key); NAME is the host clients use")
+	fs.StringVar(&o.acmeDir, "acme-dir", acme.LetsEncrypt, "the ACME CA's directory `URL`")
+	fs.StringVar(&o.acmeCache, "acme-cache", "", "`DIR` keeping the ACME account key and certificate across restarts (default "+cacheDefault+")")
+	fs.StringVar(&o.acmeEmail, "acme-email", "", "contact `EMAIL` for the ACME account (expiry notices; optional)")
+	fs.StringVar(&o.acmeHTTP, "acme-http", ":80", "`ADDR` answering the CA's http-01 challenges (port 80 of the name); \"off\": tls-alpn-01 only, on a TLS listener of this server on port 443")
+}
+
+// acme returns the ACME configuration (nil without --acme-domain), its cache
+// in cache unless --acme-cache says otherwise.
+func (o *opsFlags) acme(cache string, certFile string) (*cluster.ACMEConfig, error) {
+	if o.acmeDomain == "" {
+		return nil, nil
+	}
+	if certFile != "" {
+		return nil, usageError{"--acme-domain gets the certificate: drop --tls-cert and --tls-key (or --acme-domain)"}
+	}
+	if o.acmeCache != "" {
+		cache = o.acmeCache
+	}
+	httpAddr := o.acmeHTTP
+	if httpAddr == cluster.Off {
+		httpAddr = ""
+	}
+	return &cluster.ACMEConfig{HTTPListen: httpAddr, Config: acme.Config{
+		Domain: o.acmeDomain, DirectoryURL: o.acmeDir, CacheDir: cache, Email: o.acmeEmail}}, nil
+}
+
+// listenHint adds to a listener that could not be opened the flag that
+// changes its address ("listen on :8081: address already in use (change it
+// with --listen)"); rename maps a cluster role to this command's flag where
+// they differ.
+func listenHint(err error, rename map[string]string) error {
+	var le *cluster.ListenError
+	if !errors.As(err, &le) {
+		return err
+	}
+	flagName := le.Role
+	if f, ok := rename[flagName]; ok {
+		flagName = f
+	}
+	return hintError{err, fmt.Sprintf("%v (change it with --%s)", le, flagName)}
+}
+
+// hintError is err with a message that says what to do about it.
+type hintError struct {
+	err error
+	msg string
+}
+
+func (h hintError) Error() string { return h.msg }
+func (h hintError) Unwrap() error { return h.err }
 
 func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("login-server", flag.ContinueOnError)
@@ -41,17 +107,24 @@ func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&cfg.Login.MaxFailuresPerAddrUser, "max-failures-per-addr-user", login.DefaultMaxFailuresPerAddrUser, "failed logins one address may make for one user in 5 minutes")
 	fs.IntVar(&cfg.Login.MaxConnsPerAddr, "max-conns-per-addr", login.DefaultMaxConnsPerAddr, "connections one address may hold at once")
 	fs.Var((*cli.CIDRs)(&cfg.Login.TrustedProxies), "trusted-proxy", "`CIDR` of front ends (supernodes with --web) whose X-Forwarded-For names the browser, for rate limits (repeatable)")
+	var ops opsFlags
+	ops.register(fs, "DIR/acme, DIR of --data")
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
 	if err := checkTLS(cfg.CertFile, cfg.KeyFile); err != nil {
 		return err
 	}
+	var err error
+	if cfg.ACME, err = ops.acme(filepath.Join(cfg.Login.DataDir, "acme"), cfg.CertFile); err != nil {
+		return err
+	}
+	cfg.Metrics.Listen = ops.metricsListen
 	if cluster.DBHasPassword(cfg.Login.DB) && os.Getenv("PARLEY_DB") != cfg.Login.DB {
 		return usageError{"--db: a password on the command line is readable by every user of this machine (/proc/PID/cmdline); give the URL in PARLEY_DB, or the password in PGPASSWORD or ~/.pgpass"}
 	}
 	cfg.Logger = e.logger(slog.LevelInfo)
-	return cluster.RunLogin(ctx, cfg)
+	return listenHint(cluster.RunLogin(ctx, cfg), nil)
 }
 
 func cmdSupernode(ctx context.Context, e *env, args []string) error {
@@ -72,12 +145,30 @@ func cmdSupernode(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&cfg.Limits.MaxSessionsPerUser, "max-sessions-per-user", supernode.DefaultMaxSessionsPerUser, "sessions one user may have attached at once (-1: no cap)")
 	fs.IntVar(&cfg.Limits.MaxSessionsPerAddr, "max-sessions-per-addr", supernode.DefaultMaxSessionsPerAddr, "websocket sessions one address may hold at once (-1: no cap)")
 	fs.DurationVar(&cfg.Limits.IdleTimeout, "idle-timeout", supernode.DefaultIdleTimeout, "close a session that sends nothing for this long")
+	var ops opsFlags
+	ops.register(fs, "./parley-data/acme")
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
 	if err := checkTLS(cfg.CertFile, cfg.KeyFile); err != nil {
 		return err
 	}
+	var err error
+	if cfg.ACME, err = ops.acme(filepath.Join("parley-data", "acme"), cfg.CertFile); err != nil {
+		return err
+	}
+	if cfg.ACME != nil {
+		// The certificate is for the name clients reach the supernode (and
+		// its relay) at: that is the public address.
+		switch cfg.PublicAddr {
+		case "":
+			cfg.PublicAddr = cfg.ACME.Domain
+		case cfg.ACME.Domain:
+		default:
+			return usageError{fmt.Sprintf("--acme-domain %s and --public-addr %s differ: clients reach the supernode at --public-addr, which is the name its certificate must be for", cfg.ACME.Domain, cfg.PublicAddr)}
+		}
+	}
+	cfg.Metrics.Listen = ops.metricsListen
 	if cfg.LoginURL = e.loginURL; cfg.LoginURL == "" {
 		return usageError{"supernode: --login URL (or PARLEY_LOGIN) is required"}
 	}
@@ -88,7 +179,6 @@ func cmdSupernode(ctx context.Context, e *env, args []string) error {
 		}
 		cfg.LoginKey = b
 	}
-	var err error
 	if cfg.Relay.Secret, err = secretBytes(secret); err != nil {
 		return err
 	}
@@ -98,14 +188,14 @@ func cmdSupernode(ctx context.Context, e *env, args []string) error {
 	if cfg.Web && cluster.CheckWebLoginURL(cfg.LoginURL) != nil {
 		return usageError{fmt.Sprintf("--web: the login URL %q is not an http(s) URL", cfg.LoginURL)}
 	}
-	if err := relayTLS(&cfg.Relay, cfg.CertFile, cfg.KeyFile); err != nil {
+	if err := relayTLS(&cfg.Relay, cfg.CertFile, cfg.KeyFile, cfg.ACME != nil); err != nil {
 		return err
 	}
 	if cfg.Relay.IP, err = resolveIP(cfg.Host()); err != nil {
 		return err
 	}
 	cfg.Logger = e.logger(slog.LevelInfo)
-	return cluster.RunSupernode(ctx, cfg)
+	return listenHint(cluster.RunSupernode(ctx, cfg), nil)
 }
 
 func cmdUp(ctx context.Context, e *env, args []string) error {
@@ -117,9 +207,9 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
-	return cluster.Up(ctx, cluster.UpConfig{
+	return listenHint(cluster.Up(ctx, cluster.UpConfig{
 		DataDir: *data, Listen: *addr, SupernodeListen: *snAddr, TURN: *turnAddr,
 		OnUp:        func(n cluster.Network) { n.PrintWelcome(e.stdout, *data) },
 		OnEchoEvent: (&console.Printer{W: e.stderr}).Event, Logger: e.logger(slog.LevelInfo),
-	})
+	}), map[string]string{cluster.RoleTURNUDP: "turn", cluster.RoleTURNTCP: "turn"})
 }

@@ -4,10 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley/parley/relay"
 	"github.com/parley/parley/supernode"
@@ -53,6 +57,18 @@ type RelayConfig struct {
 	AllowPeers []netip.Prefix
 	// Logger receives the relay's logs; nil discards them.
 	Logger *slog.Logger
+	// Metrics says where a standalone relay ([RunRelay]) serves /metrics:
+	// it has no HTTP listener of its own, so only Metrics.Listen serves
+	// them. A supernode's relay reports into the supernode's registry.
+	Metrics MetricsConfig
+	// ACME, for a standalone relay, gets the TLS listener's certificate
+	// from an ACME CA instead of TLSConfig (its tls-alpn-01 challenges are
+	// answered there when it is on port 443).
+	ACME *ACMEConfig
+
+	// metrics is the registry StartRelay reports into (set by
+	// RunSupernode and RunRelay).
+	metrics *prometheus.Registry
 }
 
 // addr fills "" with port 3478 of host; Off means none.
@@ -67,33 +83,96 @@ func defaultAddr(addr, host string) string {
 }
 
 // StartRelay starts a relay; listenHost is the host of the listeners whose
-// address cfg leaves "". cfg.Secret is required here (see relay.Config).
+// address cfg leaves "". cfg.Secret is required here (see relay.Config). A
+// listener that cannot be opened is a *ListenError.
 func StartRelay(cfg RelayConfig, listenHost string) (*relay.Server, error) {
 	if cfg.TLS != "" && cfg.TLSConfig == nil {
 		return nil, fmt.Errorf("cluster: relay on %s: TLS without a certificate: %w", cfg.TLS, ErrConfig)
 	}
 	rc := relay.Config{
-		UDPAddr: defaultAddr(cfg.UDP, listenHost), TCPAddr: defaultAddr(cfg.TCP, listenHost), TLSAddr: cfg.TLS,
 		TLSConfig: cfg.TLSConfig, RelayIP: cfg.IP, Secret: cfg.Secret, AllowPeers: cfg.AllowPeers, Logger: cfg.Logger,
 		// New allocations need a credential younger than TURNCredentialTTL;
 		// an allocation made with one keeps refreshing for a long call.
 		RefreshGrace: RelayRefreshGrace,
 	}
-	return relay.New(rc)
+	if cfg.metrics != nil {
+		rc.Metrics = cfg.metrics
+	}
+	// The listeners are opened here, so that an address in use names its
+	// setting; relay.New owns them once it succeeds.
+	var opened []io.Closer
+	fail := func(err error) (*relay.Server, error) {
+		for _, c := range opened {
+			c.Close()
+		}
+		return nil, err
+	}
+	if addr := defaultAddr(cfg.UDP, listenHost); addr != "" {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return fail(&ListenError{Role: RoleTURNUDP, Addr: addr, Err: err})
+		}
+		opened, rc.PacketConn = append(opened, pc), pc
+	}
+	for _, l := range []struct {
+		role, addr string
+		ln         *net.Listener
+	}{{RoleTURNTCP, defaultAddr(cfg.TCP, listenHost), &rc.TCPListener}, {RoleTURNTLS, cfg.TLS, &rc.TLSListener}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := listenAs(l.role, l.addr)
+		if err != nil {
+			return fail(err)
+		}
+		opened, *l.ln = append(opened, ln), ln
+	}
+	r, err := relay.New(rc)
+	if err != nil {
+		return fail(err)
+	}
+	return r, nil
 }
 
 // RunRelay runs a standalone relay until ctx ends, then closes it and
 // returns nil.
 func RunRelay(ctx context.Context, cfg RelayConfig) error {
-	if cfg.Secret == nil {
+	log := orDiscard(cfg.Logger)
+	switch {
+	case cfg.Secret == nil:
 		return fmt.Errorf("cluster: standalone relay: no secret: %w", ErrConfig)
+	case cfg.ACME != nil && cfg.TLS == "":
+		return fmt.Errorf("cluster: standalone relay: ACME without a TLS listener: %w", ErrConfig)
+	}
+	reg := cfg.Metrics.registry()
+	cfg.metrics = reg
+	serveMetrics, closeMetrics, err := cfg.Metrics.metricsServer(reg, log)
+	if err != nil {
+		return err
+	}
+	defer closeMetrics()
+	mgr, runACME, closeACME, err := acmeStart(cfg.ACME, log)
+	if err != nil {
+		return err
+	}
+	defer closeACME()
+	if mgr != nil {
+		cfg.TLSConfig = mgr.TLSConfig()
 	}
 	r, err := StartRelay(cfg, "")
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	logRelay(orDiscard(cfg.Logger), r, cfg.IP)
+	logRelay(log, r, cfg.IP)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if serveMetrics != nil {
+		wg.Go(func() { serveMetrics(ctx) })
+	}
+	if mgr != nil {
+		wg.Go(func() { runACME(ctx) })
+	}
 	<-ctx.Done()
 	return nil
 }

@@ -14,7 +14,6 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,7 +24,8 @@ import (
 // context ends.
 const shutdownTimeout = 5 * time.Second
 
-// Serve serves srv on ln (with TLS when certFile and keyFile are set) until
+// Serve serves srv on ln (with TLS when certFile and keyFile are set, or
+// srv.TLSConfig has a GetCertificate, as an ACME manager's does) until
 // ctx ends, then shuts the server down and returns nil; it returns early with
 // the error that stops the server otherwise. It closes ln. The server's
 // timeouts and limits are its maker's (login.Server.HTTPServer,
@@ -37,7 +37,7 @@ func Serve(ctx context.Context, ln net.Listener, srv *http.Server, certFile, key
 	}
 	errc := make(chan error, 1)
 	go func() {
-		if certFile != "" {
+		if certFile != "" || srv.TLSConfig != nil && srv.TLSConfig.GetCertificate != nil {
 			errc <- srv.ServeTLS(ln, certFile, keyFile)
 		} else {
 			errc <- srv.Serve(ln)
@@ -55,21 +55,18 @@ func Serve(ctx context.Context, ln net.Listener, srv *http.Server, certFile, key
 	}
 }
 
-// Listen listens on the TCP address addr.
+// Listen listens on the TCP address addr; its error is a *ListenError of
+// RoleListen.
 func Listen(addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	return ln, nil
+	return listenAs(RoleListen, addr)
 }
 
-// listenOr returns ln, or a new listener on addr when ln is nil.
-func listenOr(ln net.Listener, addr string) (net.Listener, error) {
+// listenOr returns ln, or a new listener on addr (for role) when ln is nil.
+func listenOr(ln net.Listener, role, addr string) (net.Listener, error) {
 	if ln != nil {
 		return ln, nil
 	}
-	return Listen(addr)
+	return listenAs(role, addr)
 }
 
 func orDiscard(log *slog.Logger) *slog.Logger {

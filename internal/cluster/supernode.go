@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/parley/parley/internal/nodeid"
@@ -60,9 +61,18 @@ type SupernodeConfig struct {
 	Seeds []string
 	// Web serves the web client at / through [WebFront].
 	Web bool
+	// ACME, when set, serves wss:// and https:// (and the relay's TLS
+	// listener) with a certificate from an ACME CA instead of CertFile and
+	// KeyFile; its Domain should be PublicAddr.
+	ACME *ACMEConfig
+	// Metrics says where /metrics is served (by default on Listen); the
+	// relay's metrics are in the same registry.
+	Metrics MetricsConfig
 	// Relay is the supernode's own relay. Its listen host is Listen's; its
 	// nil IP is [SupernodeConfig.Host] resolved; its nil Secret a random one
-	// (then ExternalRelays must be empty); its nil Logger is Logger.
+	// (then ExternalRelays must be empty); its nil Logger is Logger; its
+	// TLSConfig, with ACME, the ACME certificate's. Its Metrics are
+	// ignored.
 	Relay RelayConfig
 	// ExternalRelays are standalone relays (host:port) sharing Relay.Secret,
 	// offered to users besides the own relay.
@@ -75,6 +85,10 @@ type SupernodeConfig struct {
 	Limits supernode.Config
 	// Logger receives the supernode's and its relay's logs; nil discards them.
 	Logger *slog.Logger
+
+	// listening, when set, is called once every listener is bound (Up's
+	// OnUp waits for it).
+	listening func()
 }
 
 // Host returns the host clients reach the supernode and its relay at:
@@ -99,7 +113,8 @@ func (cfg SupernodeConfig) listenHost() string {
 }
 
 // RunSupernode runs a supernode with its relay until ctx ends, then closes
-// them and returns nil.
+// them and returns nil. Its listeners are bound before anything says it is
+// listening; a listener that cannot be opened is a *ListenError.
 func RunSupernode(ctx context.Context, cfg SupernodeConfig) error {
 	log := orDiscard(cfg.Logger)
 	if cfg.Listen == "" && cfg.Listener == nil {
@@ -110,6 +125,8 @@ func RunSupernode(ctx context.Context, cfg SupernodeConfig) error {
 		return fmt.Errorf("cluster: supernode: no login URL: %w", ErrConfig)
 	case len(cfg.ExternalRelays) > 0 && cfg.Relay.Secret == nil:
 		return fmt.Errorf("cluster: supernode: external relays without their secret: %w", ErrConfig)
+	case cfg.ACME != nil && cfg.CertFile != "":
+		return fmt.Errorf("cluster: supernode: a certificate file and ACME: %w", ErrConfig)
 	}
 	if cfg.Login == nil {
 		cfg.Login = loginapi.NewClient(cfg.LoginURL, nil)
@@ -121,12 +138,27 @@ func RunSupernode(ctx context.Context, cfg SupernodeConfig) error {
 		}
 		cfg.LoginKey = key
 	}
-	ln, err := listenOr(cfg.Listener, cfg.Listen)
+	ln, err := listenOr(cfg.Listener, RoleListen, cfg.Listen)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
+	reg := cfg.Metrics.registry()
+	serveMetrics, closeMetrics, err := cfg.Metrics.metricsServer(reg, log)
+	if err != nil {
+		return err
+	}
+	defer closeMetrics()
+	mgr, runACME, closeACME, err := acmeStart(cfg.ACME, log)
+	if err != nil {
+		return err
+	}
+	defer closeACME()
 	rc := cfg.Relay
+	rc.metrics = reg
+	if mgr != nil && rc.TLS != "" {
+		rc.TLSConfig = mgr.TLSConfig()
+	}
 	if rc.Secret == nil {
 		rc.Secret = make([]byte, 32)
 		rand.Read(rc.Secret)
@@ -151,13 +183,17 @@ func RunSupernode(ctx context.Context, cfg SupernodeConfig) error {
 	}
 	name := net.JoinHostPort(cfg.Host(), strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 	scheme := "ws"
-	if cfg.CertFile != "" {
+	if cfg.CertFile != "" || mgr != nil {
 		scheme = "wss"
+	}
+	if cfg.CertFile != "" {
+		CheckCertFile(cfg.CertFile, cfg.KeyFile, cfg.Host(), log)
 	}
 	advertise := scheme + "://" + name + "/v1/ws"
 	sc := cfg.Limits
 	sc.LoginKey, sc.Name, sc.Logger, sc.Login, sc.Advertise, sc.NodeKey = cfg.LoginKey, name, log, cfg.Login, advertise, nodeKey
 	sc.Seeds, sc.ICEServers = cfg.Seeds, ICEServers(cfg.Host(), r, cfg.ExternalRelays, rc.Secret)
+	sc.Metrics, sc.RelayHealth = reg, r.Health
 	sn, err := supernode.New(sc)
 	if err != nil {
 		return err
@@ -171,7 +207,22 @@ func RunSupernode(ctx context.Context, cfg SupernodeConfig) error {
 		}
 		log.Info("serving the web client", "url", strings.Replace(advertise, "/v1/ws", "/", 1), "login", cfg.LoginURL)
 	}
-	return Serve(ctx, sn.LimitListener(ln), sn.HTTPServer(h), cfg.CertFile, cfg.KeyFile, log)
+	hs := sn.HTTPServer(cfg.Metrics.withMetrics(h, reg))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if serveMetrics != nil {
+		wg.Go(func() { serveMetrics(ctx) })
+	}
+	if mgr != nil {
+		hs.TLSConfig = mgr.TLSConfig()
+		wg.Go(func() { runACME(ctx) })
+	}
+	if cfg.listening != nil {
+		cfg.listening()
+	}
+	return Serve(ctx, sn.LimitListener(ln), hs, cfg.CertFile, cfg.KeyFile, log)
 }
 
 // resolveIP returns the address host (an IP or a name) stands for.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/client/echo"
 	"github.com/parley/parley/login"
@@ -36,13 +38,17 @@ type UpConfig struct {
 	// "127.0.0.1:3478".
 	TURN string
 	// OnUp, when set, is called once every server listens (the echo user may
-	// still be logging in), with where they are.
+	// still be logging in), with where they are; not when a part fails
+	// first.
 	OnUp func(Network)
 	// OnEchoEvent receives the echo user's events; nil drops them.
 	OnEchoEvent func(client.Event)
 	// Logger receives every server's logs (the echo's with
 	// component=echo); nil discards them.
 	Logger *slog.Logger
+	// Metrics receives the login server's, the supernode's and the relay's
+	// metrics, served at /metrics on both listeners. nil: a new registry.
+	Metrics *prometheus.Registry
 }
 
 // Network is where a running [Up] network is.
@@ -82,25 +88,28 @@ func Up(ctx context.Context, cfg UpConfig) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
+	reg := MetricsConfig{Registry: cfg.Metrics}.registry()
+	lln, err := Listen(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	sln, err := listenAs(RoleSupernodeListen, cfg.SupernodeListen)
+	if err != nil {
+		lln.Close()
+		return err
+	}
 	// Every user of this network comes from 127.0.0.1: the limits per
 	// address are the whole network's here, so they are raised.
 	ls, err := login.New(login.Config{DB: filepath.Join(cfg.DataDir, "login.db"), DataDir: cfg.DataDir, Logger: log,
 		Web: web.Handler(), DialBackAllow: []netip.Prefix{loopback},
 		MaxRegistrationsPerAddr: loopbackLimit, MaxRegistrationsPerMinute: loopbackLimit, MaxLookupsPerAddr: loopbackLimit,
-		MaxConnsPerAddr: loopbackLimit})
+		MaxConnsPerAddr: loopbackLimit, Metrics: reg})
 	if err != nil {
+		lln.Close()
+		sln.Close()
 		return err
 	}
 	defer ls.Close()
-	lln, err := Listen(cfg.Listen)
-	if err != nil {
-		return err
-	}
-	sln, err := Listen(cfg.SupernodeListen)
-	if err != nil {
-		lln.Close()
-		return err
-	}
 	nw := Network{LoginURL: "http://" + lln.Addr().String(), SupernodeAddr: sln.Addr().String()}
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -124,26 +133,34 @@ func Up(ctx context.Context, cfg UpConfig) error {
 	}
 	part(func(ctx context.Context) error {
 		hs := ls.HTTPServer()
-		hs.Handler = web.Secure(hs.Handler) // the page's security headers, API included
+		hs.Handler = web.Secure(MetricsConfig{}.withMetrics(hs.Handler, reg)) // the page's security headers, API included
 		return Serve(ctx, ls.LimitListener(lln), hs, "", "", log)
 	})
+	listening := make(chan struct{})
 	part(func(ctx context.Context) error {
 		return RunSupernode(ctx, SupernodeConfig{
 			LoginURL: nw.LoginURL, LoginKey: ls.PublicKey(), Login: loginapi.NewClient(nw.LoginURL, nil),
 			Listen: cfg.SupernodeListen, Listener: sln, NodeKeyFile: filepath.Join(cfg.DataDir, "node-key"),
-			Relay:  RelayConfig{UDP: cfg.TURN, TCP: cfg.TURN, AllowPeers: []netip.Prefix{loopback}},
-			Limits: supernode.Config{MaxSessionsPerAddr: loopbackLimit, MaxConnsPerAddr: loopbackLimit},
-			Logger: log,
+			Relay:   RelayConfig{UDP: cfg.TURN, TCP: cfg.TURN, AllowPeers: []netip.Prefix{loopback}},
+			Limits:  supernode.Config{MaxSessionsPerAddr: loopbackLimit, MaxConnsPerAddr: loopbackLimit},
+			Metrics: MetricsConfig{Registry: reg}, Logger: log,
+			listening: func() { close(listening) },
 		})
 	})
-	part(func(ctx context.Context) error {
-		return echo.Run(ctx, echo.Config{
-			Home: filepath.Join(cfg.DataDir, "echo-home"), LoginURL: nw.LoginURL, User: "echo",
-			OnEvent: cfg.OnEchoEvent, Logger: log.With("component", "echo"),
+	// Nothing says the network is up before the supernode and its relay
+	// listen (a TURN port in use ends Up first).
+	select {
+	case <-listening:
+		if cfg.OnUp != nil {
+			cfg.OnUp(nw)
+		}
+		part(func(ctx context.Context) error {
+			return echo.Run(ctx, echo.Config{
+				Home: filepath.Join(cfg.DataDir, "echo-home"), LoginURL: nw.LoginURL, User: "echo",
+				OnEvent: cfg.OnEchoEvent, Logger: log.With("component", "echo"),
+			})
 		})
-	})
-	if cfg.OnUp != nil {
-		cfg.OnUp(nw)
+	case <-runCtx.Done():
 	}
 	wg.Wait()
 	return firstErr

@@ -141,7 +141,8 @@ func Check(ctx context.Context, hc *http.Client, rawURL string, want ed25519.Pub
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("nodeid: check %s: %w: %v", name, ErrUnreachable, err)
+		// Both wrapped: a caller may look for the TLS certificate's error.
+		return nil, fmt.Errorf("nodeid: check %s: %w: %w", name, ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxIdentifySize+1))
