@@ -76,7 +76,12 @@ func TestPresenceIsPushedAcrossTheMesh(t *testing.T) {
 	if err := bob.conn.SetPresence(presence.Online, "dev-b", nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := nextPresence(t, alice, "bob", 2*time.Second); got.Status != presence.Offline {
+	// Again a repeat of bob's online state may still be in flight: skip it.
+	got := nextPresence(t, alice, "bob", 2*time.Second)
+	for got.Status == prev {
+		got = nextPresence(t, alice, "bob", 2*time.Second)
+	}
+	if got.Status != presence.Offline {
 		t.Fatalf("after unwatching: alice saw %q, want offline", got.Status)
 	}
 	if err := bob.conn.SetPresence(presence.Online, "dev-b", []string{"alice"}); err != nil {
