@@ -85,7 +85,7 @@ type env struct {
 	loginURL       string
 	user           string
 	logLevel       string
-	logFormat      logFormat // servers' --log-format
+	logFormat      cli.LogFormat // servers' --log-format
 	supernode      string
 	jsonErr        io.Writer // where --json's error document goes (nil: stdout)
 }
@@ -97,28 +97,7 @@ func (e *env) sessionConfig(cfg client.SessionConfig) client.SessionConfig {
 }
 
 func (e *env) logger(defaultLevel slog.Level) *slog.Logger {
-	lvl := defaultLevel
-	if e.logLevel != "" {
-		lvl.UnmarshalText([]byte(e.logLevel))
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	if e.logFormat == "json" {
-		return slog.New(slog.NewJSONHandler(e.stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(e.stderr, opts))
-}
-
-// logFormat is --log-format: text (slog's key=value lines, the default) or
-// json (one JSON object a line, slog's JSON handler).
-type logFormat string
-
-func (f *logFormat) String() string { return string(*f) }
-func (f *logFormat) Set(s string) error {
-	if s != "text" && s != "json" {
-		return fmt.Errorf("%q: want text or json", s)
-	}
-	*f = logFormat(s)
-	return nil
+	return e.logFormat.Logger(e.stderr, e.logLevel, defaultLevel)
 }
 
 // globalFlags registers the global flags command fs takes (all of them

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 
 	"github.com/parley/parley/client/console"
-	"github.com/parley/parley/internal/acme"
 	"github.com/parley/parley/internal/cli"
 	"github.com/parley/parley/internal/cluster"
 	"github.com/parley/parley/login"
@@ -25,69 +23,6 @@ func checkTLS(cert, key string) error {
 	}
 	return nil
 }
-
-// opsFlags are the operator flags of every server command: where /metrics
-// goes and the ACME certificate.
-type opsFlags struct {
-	metricsListen                                       string
-	acmeDomain, acmeDir, acmeCache, acmeEmail, acmeHTTP string
-}
-
-// register adds the flags to fs; cacheDefault describes --acme-cache's
-// default.
-func (o *opsFlags) register(fs *flag.FlagSet, cacheDefault string) {
-	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve /metrics on this separate `ADDR` only, e.g. 127.0.0.1:9101 (default: on the server's own listener)")
-	fs.StringVar(&o.acmeDomain, "acme-domain", "", "get and renew the TLS certificate for host `NAME` from an ACME CA (instead of --tls-cert and --tls-key); NAME is the host clients use")
-	fs.StringVar(&o.acmeDir, "acme-dir", acme.LetsEncrypt, "the ACME CA's directory `URL`")
-	fs.StringVar(&o.acmeCache, "acme-cache", "", "`DIR` keeping the ACME account key and certificate across restarts (default "+cacheDefault+")")
-	fs.StringVar(&o.acmeEmail, "acme-email", "", "contact `EMAIL` for the ACME account (expiry notices; optional)")
-	fs.StringVar(&o.acmeHTTP, "acme-http", ":80", "`ADDR` answering the CA's http-01 challenges (port 80 of the name); \"off\": tls-alpn-01 only, on a TLS listener of this server on port 443")
-}
-
-// acme returns the ACME configuration (nil without --acme-domain), its cache
-// in cache unless --acme-cache says otherwise.
-func (o *opsFlags) acme(cache string, certFile string) (*cluster.ACMEConfig, error) {
-	if o.acmeDomain == "" {
-		return nil, nil
-	}
-	if certFile != "" {
-		return nil, usageError{"--acme-domain gets the certificate: drop --tls-cert and --tls-key (or --acme-domain)"}
-	}
-	if o.acmeCache != "" {
-		cache = o.acmeCache
-	}
-	httpAddr := o.acmeHTTP
-	if httpAddr == cluster.Off {
-		httpAddr = ""
-	}
-	return &cluster.ACMEConfig{HTTPListen: httpAddr, Config: acme.Config{
-		Domain: o.acmeDomain, DirectoryURL: o.acmeDir, CacheDir: cache, Email: o.acmeEmail}}, nil
-}
-
-// listenHint adds to a listener that could not be opened the flag that
-// changes its address ("listen on :8081: address already in use (change it
-// with --listen)"); rename maps a cluster role to this command's flag where
-// they differ.
-func listenHint(err error, rename map[string]string) error {
-	var le *cluster.ListenError
-	if !errors.As(err, &le) {
-		return err
-	}
-	flagName := le.Role
-	if f, ok := rename[flagName]; ok {
-		flagName = f
-	}
-	return hintError{err, fmt.Sprintf("%v (change it with --%s)", le, flagName)}
-}
-
-// hintError is err with a message that says what to do about it.
-type hintError struct {
-	err error
-	msg string
-}
-
-func (h hintError) Error() string { return h.msg }
-func (h hintError) Unwrap() error { return h.err }
 
 func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("login-server", flag.ContinueOnError)
@@ -107,8 +42,8 @@ func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&cfg.Login.MaxFailuresPerAddrUser, "max-failures-per-addr-user", login.DefaultMaxFailuresPerAddrUser, "failed logins one address may make for one user in 5 minutes")
 	fs.IntVar(&cfg.Login.MaxConnsPerAddr, "max-conns-per-addr", login.DefaultMaxConnsPerAddr, "connections one address may hold at once")
 	fs.Var((*cli.CIDRs)(&cfg.Login.TrustedProxies), "trusted-proxy", "`CIDR` of front ends (supernodes with --web) whose X-Forwarded-For names the browser, for rate limits (repeatable)")
-	var ops opsFlags
-	ops.register(fs, "DIR/acme, DIR of --data")
+	var ops cluster.OpsFlags
+	ops.Register(fs, "DIR/acme, DIR of --data")
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
@@ -116,37 +51,37 @@ func cmdLoginServer(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var err error
-	if cfg.ACME, err = ops.acme(filepath.Join(cfg.Login.DataDir, "acme"), cfg.CertFile); err != nil {
+	if cfg.ACME, err = ops.ACME(filepath.Join(cfg.Login.DataDir, "acme"), cfg.CertFile); err != nil {
 		return err
 	}
-	cfg.Metrics.Listen = ops.metricsListen
+	cfg.Metrics.Listen = ops.MetricsListen
 	if cluster.DBHasPassword(cfg.Login.DB) && os.Getenv("PARLEY_DB") != cfg.Login.DB {
 		return usageError{"--db: a password on the command line is readable by every user of this machine (/proc/PID/cmdline); give the URL in PARLEY_DB, or the password in PGPASSWORD or ~/.pgpass"}
 	}
 	cfg.Logger = e.logger(slog.LevelInfo)
-	return listenHint(cluster.RunLogin(ctx, cfg), nil)
+	return cluster.ListenHint(cluster.RunLogin(ctx, cfg), nil)
 }
 
 func cmdSupernode(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("supernode", flag.ContinueOnError)
 	var cfg cluster.SupernodeConfig
 	var loginKey string
-	var secret secretFlags
+	var secret cli.Secret
 	relayFlags(fs, &cfg.Relay, &secret)
-	fs.Var((*hostList)(&cfg.ExternalRelays), "relay", "also offer the standalone relay at `HOST[:PORT]` (sharing the TURN secret; repeatable)")
+	fs.Var((*cluster.HostList)(&cfg.ExternalRelays), "relay", "also offer the standalone relay at `HOST[:PORT]` (sharing the TURN secret; repeatable)")
 	fs.StringVar(&cfg.Listen, "listen", ":8081", "listen `ADDR`")
 	fs.StringVar(&cfg.PublicAddr, "public-addr", "", "`HOST` clients reach this supernode at (default: the listen host, else 127.0.0.1)")
 	fs.StringVar(&cfg.CertFile, "tls-cert", "", "TLS certificate `FILE`")
 	fs.StringVar(&cfg.KeyFile, "tls-key", "", "TLS key `FILE`")
 	fs.StringVar(&loginKey, "login-key", "", "pin the login server's public `KEY` (base64) instead of fetching it at start")
 	fs.StringVar(&cfg.NodeKeyFile, "node-key", "", "`FILE` keeping this supernode's node key across restarts (made on first use; default: a fresh key each run)")
-	fs.Var((*urlList)(&cfg.Seeds), "seed", "client `URL` of another supernode to join the mesh through (repeatable; the login server's list is always used)")
+	fs.Var((*cluster.URLList)(&cfg.Seeds), "seed", "client `URL` of another supernode to join the mesh through (repeatable; the login server's list is always used)")
 	fs.BoolVar(&cfg.Web, "web", false, "serve the web client at / (and pass its /api/ requests on to the login server)")
 	fs.IntVar(&cfg.Limits.MaxSessionsPerUser, "max-sessions-per-user", supernode.DefaultMaxSessionsPerUser, "sessions one user may have attached at once (-1: no cap)")
 	fs.IntVar(&cfg.Limits.MaxSessionsPerAddr, "max-sessions-per-addr", supernode.DefaultMaxSessionsPerAddr, "websocket sessions one address may hold at once (-1: no cap)")
 	fs.DurationVar(&cfg.Limits.IdleTimeout, "idle-timeout", supernode.DefaultIdleTimeout, "close a session that sends nothing for this long")
-	var ops opsFlags
-	ops.register(fs, "./parley-data/acme")
+	var ops cluster.OpsFlags
+	ops.Register(fs, "./parley-data/acme")
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
@@ -154,7 +89,7 @@ func cmdSupernode(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var err error
-	if cfg.ACME, err = ops.acme(filepath.Join("parley-data", "acme"), cfg.CertFile); err != nil {
+	if cfg.ACME, err = ops.ACME(filepath.Join("parley-data", "acme"), cfg.CertFile); err != nil {
 		return err
 	}
 	if cfg.ACME != nil {
@@ -168,7 +103,7 @@ func cmdSupernode(ctx context.Context, e *env, args []string) error {
 			return usageError{fmt.Sprintf("--acme-domain %s and --public-addr %s differ: clients reach the supernode at --public-addr, which is the name its certificate must be for", cfg.ACME.Domain, cfg.PublicAddr)}
 		}
 	}
-	cfg.Metrics.Listen = ops.metricsListen
+	cfg.Metrics.Listen = ops.MetricsListen
 	if cfg.LoginURL = e.loginURL; cfg.LoginURL == "" {
 		return usageError{"supernode: --login URL (or PARLEY_LOGIN) is required"}
 	}
@@ -179,7 +114,7 @@ func cmdSupernode(ctx context.Context, e *env, args []string) error {
 		}
 		cfg.LoginKey = b
 	}
-	if cfg.Relay.Secret, err = secretBytes(secret); err != nil {
+	if cfg.Relay.Secret, err = secret.Bytes("turn-secret", "turn-secret-file", "PARLEY_TURN_SECRET", 16); err != nil {
 		return err
 	}
 	if len(cfg.ExternalRelays) > 0 && cfg.Relay.Secret == nil {
@@ -191,11 +126,11 @@ func cmdSupernode(ctx context.Context, e *env, args []string) error {
 	if err := relayTLS(&cfg.Relay, cfg.CertFile, cfg.KeyFile, cfg.ACME != nil); err != nil {
 		return err
 	}
-	if cfg.Relay.IP, err = resolveIP(cfg.Host()); err != nil {
+	if cfg.Relay.IP, err = cluster.ResolveIP(cfg.Host()); err != nil {
 		return err
 	}
 	cfg.Logger = e.logger(slog.LevelInfo)
-	return listenHint(cluster.RunSupernode(ctx, cfg), nil)
+	return cluster.ListenHint(cluster.RunSupernode(ctx, cfg), nil)
 }
 
 func cmdUp(ctx context.Context, e *env, args []string) error {
@@ -207,7 +142,7 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
-	return listenHint(cluster.Up(ctx, cluster.UpConfig{
+	return cluster.ListenHint(cluster.Up(ctx, cluster.UpConfig{
 		DataDir: *data, Listen: *addr, SupernodeListen: *snAddr, TURN: *turnAddr,
 		OnUp:        func(n cluster.Network) { n.PrintWelcome(e.stdout, *data) },
 		OnEchoEvent: (&console.Printer{W: e.stderr}).Event, Logger: e.logger(slog.LevelInfo),
