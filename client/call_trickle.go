@@ -13,11 +13,12 @@ import (
 // A call's offer and answer go out as soon as they are made, without waiting
 // for candidate gathering (a server-reflexive candidate costs a round trip to
 // the supernode's STUN service, a relayed one two or three to its relay):
-// each candidate follows in a signed "candidate" signal as it is found, in
-// order, through the same supernode connection as the offer or answer before
-// it. Candidates that arrive before the description they belong to is applied
-// wait for it: a callee keeps the caller's while it rings (Incoming), a caller
-// the callee's until the answer is applied. Only the first negotiation
+// each candidate follows in a signed "candidate" signal the moment it is
+// found, through the same supernode connection as the offer or answer before
+// it (so not necessarily in order). Candidates that arrive before the
+// description they belong to is applied wait for it: a callee keeps the
+// caller's while it rings (Incoming), a caller the callee's until the answer
+// is applied. Only the first negotiation
 // trickles; an ICE restart's re-offer and re-answer carry all their
 // candidates (restart.go).
 
@@ -87,19 +88,25 @@ func (c *Call) trickleReady() {
 	c.trickle.queue = nil
 }
 
-// sendCandidates sends this side's candidates to the peer, in order.
+// sendCandidates sends this side's candidates to the peer as they come, each
+// without waiting for the supernode to acknowledge the one before: in turn,
+// the last of half a dozen candidates (host, server-reflexive, relayed) left
+// half a dozen supernode round trips after it was found. They may arrive in
+// any order; ICE does not mind.
 func (c *Call) sendCandidates(out <-chan webrtc.ICECandidateInit) {
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case cand := <-out:
-			ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
-			err := c.s.sendSignal(ctx, &signal.Signal{Kind: signal.KindCandidate, CallID: c.ID, To: c.Peer, Candidate: candidateToWire(cand)})
-			cancel()
-			if err != nil && c.ctx.Err() == nil {
-				c.s.c.log.Debug("sending a candidate", "call", c.ID, "err", err)
-			}
+			c.goOwned(func() {
+				ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+				err := c.s.sendSignal(ctx, &signal.Signal{Kind: signal.KindCandidate, CallID: c.ID, To: c.Peer, Candidate: candidateToWire(cand)})
+				cancel()
+				if err != nil && c.ctx.Err() == nil {
+					c.s.c.log.Debug("sending a candidate", "call", c.ID, "err", err)
+				}
+			})
 		}
 	}
 }

@@ -67,6 +67,7 @@ type Session struct {
 	c      *Client
 	cfg    SessionConfig
 	api    *webrtc.API
+	turn   *turnCreds // the TURN passwords handed out, for the TURN guards (turnguard.go)
 	user   string
 	device string // this session's device id in signals, stable across supernodes
 
@@ -128,7 +129,8 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 	if _, _, err := c.credential(ctx, false); err != nil {
 		return nil, err
 	}
-	api, err := newAPI(cfg)
+	creds := &turnCreds{}
+	api, err := newAPI(cfg, creds)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +138,7 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 	rand.Read(seed[:])
 	dev := make([]byte, 8)
 	rand.Read(dev)
-	s := &Session{c: c, cfg: cfg, api: api, ready: make(chan struct{}), device: hex.EncodeToString(dev),
+	s := &Session{c: c, cfg: cfg, api: api, turn: creds, ready: make(chan struct{}), device: hex.EncodeToString(dev),
 		onlineCh: make(chan struct{}), excluded: map[string]time.Time{}, rng: mathrand.New(mathrand.NewChaCha8(seed)),
 		done: make(chan struct{}), contactsKick: make(chan struct{}, 1),
 		calls: map[string]*Call{}, incoming: map[string]*Incoming{}, probes: map[string]chan relayRTTs{}, probePeer: map[string]string{}, seen: map[string]time.Time{}}
@@ -191,6 +193,7 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 func (s *Session) iceConfig(servers []snapi.ICEServer, relay string) webrtc.Configuration {
 	var ice []webrtc.ICEServer
 	for _, is := range onlyRelay(servers, relay) {
+		s.turn.add(is.Username, is.Credential)
 		ice = append(ice, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
 	}
 	cfg := webrtc.Configuration{ICEServers: ice}
@@ -200,7 +203,7 @@ func (s *Session) iceConfig(servers []snapi.ICEServer, relay string) webrtc.Conf
 	return cfg
 }
 
-func newAPI(cfg SessionConfig) (*webrtc.API, error) {
+func newAPI(cfg SessionConfig, creds *turnCreds) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
 		RTPCodecCapability: opusCapability, PayloadType: 111,
@@ -212,7 +215,7 @@ func newAPI(cfg SessionConfig) (*webrtc.API, error) {
 		return nil, fmt.Errorf("client: interceptors: %w", err)
 	}
 	se := webrtc.SettingEngine{}
-	n, err := newBoundedNet()
+	n, err := newBoundedNet(creds)
 	if err != nil {
 		return nil, err
 	}
@@ -225,12 +228,29 @@ func newAPI(cfg SessionConfig) (*webrtc.API, error) {
 	// second later, well before "failed" ends the call.
 	se.SetICETimeouts(2*time.Second, 12*time.Second, time.Second)
 	se.SetSTUNGatherTimeout(3 * time.Second)
-	// Relay pairs are accepted after 1 s rather than pion's 2 s, so a call
-	// restarting onto a relay is heard again within the failover budget;
-	// direct pairs, found in milliseconds, still win when they work.
-	se.SetRelayAcceptanceMinWait(time.Second)
+	// Relay pairs are accepted 0.5 s after checking starts rather than
+	// pion's 2 s: a call that needs a relay connects sooner, and one
+	// restarting onto a relay is heard again within the failover budget.
+	// A direct pair that works is found well within that (the peers'
+	// checks need no relay's round trips), and of the pairs that work the
+	// direct one is taken. Server-reflexive (a punched hole) and
+	// peer-reflexive pairs are taken the moment they work, not after pion's
+	// 0.5 s and 1 s, which are for a host pair to win: host pairs that work
+	// (one host, one LAN) work as fast. Pion takes the best pair that works
+	// and, while that one may not be taken yet, none: a peer-reflexive pair
+	// (the peer's host socket through its NAT outranks its server-reflexive
+	// candidate) held calls back a whole second. A peer's relay seen first
+	// as peer-reflexive keeps the relay's low priority (pion takes it from
+	// the check), so it never outranks a direct pair that works.
+	se.SetRelayAcceptanceMinWait(relayAcceptanceWait)
+	se.SetPrflxAcceptanceMinWait(0)
+	se.SetSrflxAcceptanceMinWait(0)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
+
+// relayAcceptanceWait is how long after checking starts a relay pair may be
+// nominated.
+const relayAcceptanceWait = 500 * time.Millisecond
 
 var opusCapability = webrtc.RTPCodecCapability{
 	MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,

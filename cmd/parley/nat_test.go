@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -619,4 +620,222 @@ func statsUntil(t *testing.T, out string, end time.Time) string {
 		keep = append(keep, line)
 	}
 	return strings.Join(keep, "\n")
+}
+
+// capturedPacket is one IPv4 packet of a pcap capture.
+type capturedPacket struct {
+	at               time.Time
+	src, dst         netip.Addr
+	proto            byte // 6 TCP, 17 UDP
+	srcPort, dstPort uint16
+	payload          []byte
+}
+
+// readPcapPackets reads a classic little-endian pcap file of Ethernet frames
+// (as tcpdump writes for a veth or the loopback interface) and returns its IPv4
+// TCP and UDP packets.
+func readPcapPackets(t *testing.T, path string) []capturedPacket {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	must(t, err)
+	if len(b) < 24 || binary.LittleEndian.Uint32(b) != 0xa1b2c3d4 || binary.LittleEndian.Uint32(b[20:]) != 1 {
+		t.Fatalf("%s is not a little-endian pcap file of Ethernet frames", path)
+	}
+	var out []capturedPacket
+	for off := 24; off+16 <= len(b); {
+		sec, usec := binary.LittleEndian.Uint32(b[off:]), binary.LittleEndian.Uint32(b[off+4:])
+		incl := int(binary.LittleEndian.Uint32(b[off+8:]))
+		off += 16
+		if off+incl > len(b) {
+			break
+		}
+		frame := b[off : off+incl]
+		off += incl
+		if len(frame) < 14+20 || binary.BigEndian.Uint16(frame[12:]) != 0x0800 {
+			continue
+		}
+		ip := frame[14:]
+		ihl := int(ip[0]&0x0f) * 4
+		if len(ip) < ihl+8 {
+			continue
+		}
+		p := capturedPacket{at: time.Unix(int64(sec), int64(usec)*1000), proto: ip[9],
+			src: netip.AddrFrom4([4]byte(ip[12:16])), dst: netip.AddrFrom4([4]byte(ip[16:20]))}
+		l4 := ip[ihl:]
+		p.srcPort, p.dstPort = binary.BigEndian.Uint16(l4), binary.BigEndian.Uint16(l4[2:])
+		switch p.proto {
+		case 17:
+			p.payload = l4[8:]
+		case 6:
+			if len(l4) < 20 {
+				continue
+			}
+			doff := int(l4[12]>>4) * 4
+			if len(l4) < doff {
+				continue
+			}
+			p.payload = l4[doff:]
+		default:
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// stunKind names what a STUN or TURN message in payload is, when it is one
+// that acts on a peer's address: an ICE connectivity check (a Binding request
+// with ICE's USERNAME or role attributes), or a TURN request or indication that
+// sends to or permits a peer (CreatePermission, ChannelBind, Send, ChannelData).
+// A plain Binding request (finding one's own public address) and TURN's
+// Allocate and Refresh are "".
+func stunKind(payload []byte) string {
+	if len(payload) >= 4 && payload[0]&0xc0 == 0x40 {
+		return "TURN ChannelData"
+	}
+	if len(payload) < 20 || payload[0]&0xc0 != 0 || binary.BigEndian.Uint32(payload[4:]) != 0x2112a442 {
+		return ""
+	}
+	switch binary.BigEndian.Uint16(payload) {
+	case 0x0008:
+		return "TURN CreatePermission"
+	case 0x0009:
+		return "TURN ChannelBind"
+	case 0x0016:
+		return "TURN Send"
+	case 0x0001: // Binding request: look for ICE's attributes
+		attrs := payload[20:min(len(payload), 20+int(binary.BigEndian.Uint16(payload[2:])))]
+		for len(attrs) >= 4 {
+			typ, n := binary.BigEndian.Uint16(attrs), int(binary.BigEndian.Uint16(attrs[2:]))
+			switch typ {
+			case 0x0006, 0x8029, 0x802a, 0x0025: // USERNAME, ICE-CONTROLLED, ICE-CONTROLLING, USE-CANDIDATE
+				return "ICE connectivity check"
+			}
+			attrs = attrs[min(len(attrs), 4+(n+3)&^3):]
+		}
+	}
+	return ""
+}
+
+// TestRingingCalleeSendsNothingToTheCaller: the privacy rule of ringing. Both
+// ends are behind NATs that would let a direct call through; the callee lets
+// the call ring 3 s before answering. Everything the callee's host sends is
+// captured (its LAN interface and its loopback). Until it answers, it sends
+// nothing to any address the caller's offer and candidates name (the caller's
+// LAN address, its loopback, its NAT's public address, its relay allocations:
+// any port of the relay host but the servers' own), no ICE connectivity check
+// to anyone, and no TURN permission, channel or data for any peer. Positive
+// control: after the answer, the same capture shows the callee's connectivity
+// checks and packets to the caller's public address.
+func TestRingingCalleeSendsNothingToTheCaller(t *testing.T) {
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("tcpdump not installed (scripts/deps.sh installs it)")
+		}
+		t.Skip("tcpdump not installed")
+	}
+	n := startNATLab(t)
+	a, ra, b, _ := n.conePair(t, "pra", "prb")
+	aenv, benv := n.user(t, a, "privcaller"), n.user(t, b, "privcallee")
+	const ringFor = 3 * time.Second
+	listener := startIn(t, b.NS, benv, "listen", "--answer", "--answer-after", ringFor.String(), "--calls", "1", "--json")
+	waitOnline(t, listener)
+
+	dir := t.TempDir()
+	var dumps []*exec.Cmd
+	for _, ifname := range []string{"eth0", "lo"} {
+		dump := exec.Command("ip", "netns", "exec", b.NS, "tcpdump", "-i", ifname, "-U", "-n", "-s", "0", "-w", filepath.Join(dir, ifname+".pcap"), "ip")
+		var dumpErr bytes.Buffer
+		dump.Stderr = &dumpErr
+		must(t, dump.Start())
+		t.Cleanup(func() {
+			dump.Process.Kill()
+			dump.Wait()
+		})
+		for i := 0; i < 50 && !strings.Contains(dumpErr.String(), "listening"); i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+		dumps = append(dumps, dump)
+	}
+
+	out, errOut, code := runParleyIn(t, a.NS, aenv, "call", "privcallee", "--for", "2s", "--json")
+	if code != 0 {
+		t.Fatalf("call: exit %d\n%s\n%s", code, out, errOut)
+	}
+	listener.wait(t, 15*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	for _, dump := range dumps {
+		dump.Process.Signal(os.Interrupt)
+		dump.Wait()
+	}
+	lout, _ := listener.output()
+	id := fmt.Sprint(lastEvent(t, out, "call")["call_id"])
+	ringing := eventTime(t, lout, id, "call", "ringing")
+	// The answer starts ringFor after ringing; a margin keeps the clock's
+	// granularity and the answer's first steps out of the window.
+	answered := ringing.Add(ringFor - 100*time.Millisecond)
+	if path := lastField(t, out, "path"); path != "direct" {
+		t.Fatalf("the call is on %q, want direct (the topology where a ringing callee could punch a hole)", path)
+	}
+
+	srv := n.srv.IP
+	servers := map[uint16]bool{3478: true, 8080: true, 8081: true}
+	// toCaller says whether a packet goes to an address the caller could have
+	// named: its LAN address, its NAT's public address, anything on the
+	// loopback, or a port of the relay host that is none of the servers'
+	// (an allocation's relayed address).
+	toCaller := func(p capturedPacket, ifname string) bool {
+		switch {
+		case ifname == "lo":
+			return true
+		case p.dst == a.IP, p.dst == ra.WAN:
+			return true
+		case p.dst == srv && !servers[p.dstPort]:
+			return true
+		}
+		return false
+	}
+	var before, after []string
+	var checksAfter, toCallerAfter int
+	total := 0
+	for _, ifname := range []string{"eth0", "lo"} {
+		for _, p := range readPcapPackets(t, filepath.Join(dir, ifname+".pcap")) {
+			if p.src != b.IP && p.src.String() != "127.0.0.1" {
+				continue // only what the callee sends
+			}
+			total++
+			why := ""
+			if toCaller(p, ifname) {
+				why = "to an address of the caller's"
+			}
+			if k := stunKind(p.payload); k != "" {
+				why = strings.TrimSpace(why + " " + k)
+			}
+			if why == "" {
+				continue
+			}
+			line := fmt.Sprintf("%s %s %s:%d → %s:%d (%s, %d bytes)", p.at.Format("15:04:05.000"), ifname, p.src, p.srcPort, p.dst, p.dstPort, why, len(p.payload))
+			if p.at.Before(answered) {
+				before = append(before, line)
+				continue
+			}
+			after = append(after, line)
+			if strings.Contains(why, "ICE connectivity check") {
+				checksAfter++
+			}
+			if p.dst == ra.WAN {
+				toCallerAfter++
+			}
+		}
+	}
+	t.Logf("callee sent %d packets; rang %v → %v; before the answer %d of concern, after it %d (%d connectivity checks, %d to the caller's public address)",
+		total, ringing.Format("15:04:05.000"), answered.Format("15:04:05.000"), len(before), len(after), checksAfter, toCallerAfter)
+	if len(before) > 0 {
+		t.Errorf("while ringing, before answering, the callee sent:\n%s", strings.Join(before, "\n"))
+	}
+	// Positive control: the capture sees the callee's ICE once it answers.
+	if checksAfter == 0 || toCallerAfter == 0 {
+		t.Errorf("after the answer the capture shows %d connectivity checks and %d packets to the caller's public address %v; the capture does not see the call:\n%s",
+			checksAfter, toCallerAfter, ra.WAN, strings.Join(after, "\n"))
+	}
 }

@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -49,6 +50,9 @@ func Available() error {
 }
 
 const nsPrefix = "plab"
+
+// labs counts the labs this process has made.
+var labs atomic.Int64
 
 // Config configures [New].
 type Config struct {
@@ -76,6 +80,9 @@ func New(cfg Config) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{log: cfg.Logger, prefix: fmt.Sprintf("%s%d", nsPrefix, os.Getpid()), nextPub: 10, nextLAN: 1}
+	if k := labs.Add(1); k > 1 { // another lab of this process: its own names
+		l.prefix += fmt.Sprintf("-%d", k)
+	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
