@@ -63,6 +63,12 @@ func TestAnswerer(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("Done not closed after 2 ended calls (Ended() = %d)", answering.Ended())
 	}
+	// The answerer counts a declined call once its decline is sent, so the
+	// caller may hear it a moment before the count moves.
+	deadline := time.Now().Add(5 * time.Second)
+	for declining.Ended() < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := declining.Ended(); n != 1 {
 		t.Errorf("the declining answerer counted %d ended calls, want 1", n)
 	}
