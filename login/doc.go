@@ -156,7 +156,7 @@
 //
 //	PUT    /api/v1/devices/self        {"x25519","sig"} → Device; sig over DeviceMessage with DeviceContext
 //	DELETE /api/v1/devices/self        → {"removed"}; drops the device's mailbox
-//	GET    /api/v1/users/{name}/devices → {"user","devices":[Device]}; self or accepted contacts (403)
+//	GET    /api/v1/users/{name}/devices → {"user","devices":[Device]}; self, accepted contacts or a Parley-Pass (403)
 //	POST   /api/v1/mailbox             {"items":[MailboxItem]} → MailboxResult; all or nothing
 //	GET    /api/v1/mailbox?limit=N     → {"items":[MailboxEntry],"more"}; the caller device's, oldest first
 //	POST   /api/v1/mailbox/ack         {"seqs"} → {"removed"}
@@ -165,10 +165,14 @@
 //	PUT    /api/v1/status, GET /api/v1/status  {"status"}
 //	GET    /api/v1/users?prefix=P&limit=N → {"users":[...]}; rate limited
 //
-// Mailbox items go only to the sender's own devices or an accepted
-// contact's; the store holds opaque blobs (compacted JSON, returned byte for
-// byte) and routing, never plaintext. Statuses: 404 unknown user, 403 not a
-// contact, 400 malformed or unregistered device, 409 accept without request,
+// Mailbox items go only to the sender's own devices, an accepted contact's,
+// or those of a user the item's pass admits the sender to; the store holds
+// opaque blobs (compacted JSON, returned byte for byte) and routing, never
+// plaintext. A pass (loginapi.Pass, for group members who are not contacts)
+// is signed by a registered device of an accepted contact of the user it
+// reaches; it is checked only when the caller is not a contact. Statuses:
+// 404 unknown user, 403 not a contact (and no pass admits the caller), 400
+// malformed item, pass or unregistered device, 409 accept without request,
 // 429 rate limited (with Retry-After), 507 quota exceeded.
 //
 // GET /healthz → {"ok":true}. Other paths under /api/ are 404 JSON; every

@@ -108,6 +108,7 @@ func FuzzHandler(f *testing.F) {
 		f.Fatalf("device registration: %d %s", rec.Code, rec.Body)
 	}
 	f.Add(uint8(7), devBody)
+	passJSON, _ := json.Marshal(loginapi.NewPass("bob", "alice", dev))
 	for _, sd := range []struct {
 		route uint8
 		body  string
@@ -116,6 +117,8 @@ func FuzzHandler(f *testing.F) {
 		{8, `{"items":[{"to_user":"alice","to_device":"` + b64(pubOf(dev)) + `","id":"m2","blob":"x"},{"to_user":"bob","to_device":"` + b64(pubOf(dev)) + `","id":"m2","blob":1}]}`},
 		{8, `{"items":[{"to_user":"nobody","to_device":"","id":"","blob":null}]}`},
 		{8, `{"items":{}}`},
+		{8, `{"items":[{"to_user":"bob","to_device":"` + b64(pubOf(dev)) + `","id":"m3","blob":1,"pass":` + string(passJSON) + `}]}`},
+		{8, `{"items":[{"to_user":"alice","to_device":"` + b64(pubOf(dev)) + `","id":"m4","blob":1,"pass":{"user":"bob","by":"alice","device":"AAAA","sig":null}}]}`},
 		{9, `{"seqs":[1,2,-1,9223372036854775807]}`},
 		{9, `{"seqs":"1"}`},
 		{10, `{"status":"invisible"}`},

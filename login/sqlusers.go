@@ -185,6 +185,7 @@ func (s *sqlStore) postMailbox(ctx context.Context, from string, fromDevice []by
 	defer tx.Rollback()
 	// Check every item in order, so that the error names the first bad one.
 	userOK := map[string]error{}
+	passOK := map[passKey]bool{}
 	devOK := map[deviceKey]bool{}
 	for i, it := range items {
 		uerr, seen := userOK[it.toUser]
@@ -194,6 +195,20 @@ func (s *sqlStore) postMailbox(ctx context.Context, from string, fromDevice []by
 				return 0, 0, err
 			}
 			userOK[it.toUser] = uerr
+		}
+		// Not a contact: the item's own pass may admit the sender.
+		if errors.Is(uerr, loginapi.ErrNotContact) && it.pass != nil {
+			pk := passKey{it.toUser, it.pass.User, it.pass.By, string(it.pass.Device)}
+			ok, seen := passOK[pk]
+			if !seen {
+				if ok, err = s.passAdmitsTx(ctx, tx, it.toUser, *it.pass); err != nil {
+					return 0, 0, err
+				}
+				passOK[pk] = ok
+			}
+			if ok {
+				uerr = nil
+			}
 		}
 		if uerr != nil {
 			return 0, 0, &mailError{index: i, err: uerr}
@@ -283,7 +298,8 @@ func (s *sqlStore) postMailbox(ctx context.Context, from string, fromDevice []by
 
 // recipientCheck returns nil if from may post to user's mailbox (user
 // exists and is from or an accepted contact of from), else ErrUnknownUser
-// or ErrNotContact; a non-nil second result is a database failure.
+// or ErrNotContact; a non-nil second result is a database failure. On
+// ErrNotContact, postMailbox tries the item's pass (passAdmitsTx).
 func (s *sqlStore) recipientCheck(ctx context.Context, tx *sql.Tx, from, user string) (error, error) {
 	var one int
 	err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM users WHERE name = ?`), user).Scan(&one)
@@ -304,6 +320,42 @@ func (s *sqlStore) recipientCheck(ctx context.Context, tx *sql.Tx, from, user st
 		return nil, fmt.Errorf("login: store recipient check %s from %s: contact: %w", user, from, err)
 	}
 	return nil, nil
+}
+
+// passKey names what a verified pass's admission to a recipient depends on.
+type passKey struct {
+	to, user, by string
+	device       string // the raw key bytes
+}
+
+func (s *sqlStore) passAdmits(ctx context.Context, user string, p loginapi.Pass) (bool, error) {
+	return s.passAdmitsTx(ctx, s.db, user, p)
+}
+
+// passAdmitsTx is passAdmits within q (a transaction or the database): one
+// query for the contact row (p.By towards user) joined with p.By's device.
+func (s *sqlStore) passAdmitsTx(ctx context.Context, q queryRower, user string, p loginapi.Pass) (bool, error) {
+	if p.User != user {
+		return false, nil
+	}
+	var one int
+	var err error
+	if p.By == user {
+		// A user's own pass: they let its holders reach them.
+		err = q.QueryRowContext(ctx, s.q(`SELECT 1 FROM devices WHERE user_name = ? AND ed_key = ?`),
+			user, []byte(p.Device)).Scan(&one)
+	} else {
+		err = q.QueryRowContext(ctx, s.q(`SELECT 1 FROM contacts c JOIN devices d ON d.user_name = c.user_name
+			WHERE c.user_name = ? AND c.peer = ? AND c.state = ? AND d.ed_key = ?`),
+			p.By, user, loginapi.ContactAccepted, []byte(p.Device)).Scan(&one)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("login: store pass for %s by %s (device %s): %w", user, p.By, shortKey(p.Device), err)
+	}
+	return true, nil
 }
 
 func (s *sqlStore) mailbox(ctx context.Context, user string, device []byte, limit, maxBytes int, now time.Time) ([]loginapi.MailboxEntry, bool, error) {

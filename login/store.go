@@ -100,6 +100,10 @@ type store interface {
 	contacts(ctx context.Context, user string) ([]loginapi.Contact, error)
 	// contactState returns user's state towards peer, ContactNone if none.
 	contactState(ctx context.Context, user, peer string) (string, error)
+	// passAdmits reports whether p, a verified pass, admits its holder to
+	// user: p names user, p.By is an accepted contact of user and p.Device
+	// is a registered device of p.By.
+	passAdmits(ctx context.Context, user string, p loginapi.Pass) (bool, error)
 	// requestContact asks peer (accepting if peer asked user) and returns
 	// the new state. A new request must pass allow (rate limit) and both
 	// sides must have fewer than maxContacts entries (ErrQuota wrapped with
@@ -130,16 +134,19 @@ type deviceRow struct {
 	sig    []byte
 }
 
-// mailItem is a checked mailbox item; blob is compact JSON.
+// mailItem is a checked mailbox item; blob is compact JSON; pass, if not
+// nil, has been verified (loginapi.Pass.Verify).
 type mailItem struct {
 	toUser   string
 	toDevice []byte
 	id       string
 	blob     []byte
+	pass     *loginapi.Pass
 }
 
 // mailError names the first refused item of a mailbox post: err is
-// ErrUnknownUser, ErrNotContact, ErrUnknownDevice or ErrQuota.
+// ErrUnknownUser, ErrNotContact (not a contact, and no pass of the item
+// admits the sender), ErrUnknownDevice or ErrQuota.
 type mailError struct {
 	index int
 	err   error

@@ -213,7 +213,8 @@ func (s *Server) handleDeleteDevice(w http.ResponseWriter, r *http.Request, cred
 }
 
 // checkPeer answers 404 for an unknown user and 403 for one who is neither
-// cred's user nor an accepted contact of theirs.
+// cred's user nor an accepted contact of theirs, unless the request's
+// Parley-Pass header admits cred's user (see [Server.checkPass]).
 func (s *Server) checkPeer(w http.ResponseWriter, r *http.Request, cred identity.Credential, name string) bool {
 	if name == cred.User {
 		return true
@@ -234,10 +235,48 @@ func (s *Server) checkPeer(w http.ResponseWriter, r *http.Request, cred identity
 		return false
 	}
 	if state != loginapi.ContactAccepted {
+		return s.checkPass(w, r, cred, name)
+	}
+	return true
+}
+
+// checkPass admits cred's user to name, who is not their accepted contact,
+// if the request has one Parley-Pass header holding a pass that
+// passAdmits. It answers 400 for a malformed pass and 403 when there is
+// none or it does not admit them. The pass's signature is never logged.
+func (s *Server) checkPass(w http.ResponseWriter, r *http.Request, cred identity.Credential, name string) bool {
+	vals := r.Header.Values(loginapi.PassHeader)
+	if len(vals) == 0 {
 		writeError(w, http.StatusForbidden, fmt.Sprintf("%v: %s is not your accepted contact", loginapi.ErrNotContact, name))
 		return false
 	}
+	if len(vals) > 1 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%v: %s header: send one, not %d", loginapi.ErrBadPass, loginapi.PassHeader, len(vals)))
+		return false
+	}
+	p, err := loginapi.ParsePass(vals[0])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, passError(loginapi.PassHeader+" header", err))
+		return false
+	}
+	ok, err := s.st.passAdmits(r.Context(), name, p)
+	if err != nil {
+		s.writeInternal(w, r, "pass check", fmt.Errorf("login: pass for %q by %q: %w", name, p.By, err))
+		return false
+	}
+	if !ok {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("%v: %s is not your accepted contact and the %s did not admit you", loginapi.ErrNotContact, name, loginapi.PassHeader))
+		return false
+	}
+	s.log.Debug("pass admitted", "user", cred.User, "to", name, "by", p.By, "device", shortKey(p.Device))
 	return true
+}
+
+// passError is the message of a 400 for a malformed pass at where (the
+// header, items[i].pass): "malformed pass: <where>: <why>".
+func passError(where string, err error) string {
+	why := strings.TrimPrefix(err.Error(), loginapi.ErrBadPass.Error()+": ")
+	return fmt.Sprintf("%v: %s: %s", loginapi.ErrBadPass, where, why)
 }
 
 func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
@@ -308,7 +347,16 @@ func checkItems(w http.ResponseWriter, in []loginapi.MailboxItemWire) ([]mailIte
 		if blob.Len() > loginapi.MaxBlobBytes {
 			return bad(fmt.Sprintf("blob is %d bytes, at most %d", blob.Len(), loginapi.MaxBlobBytes))
 		}
-		items[i] = mailItem{toUser: it.ToUser, toDevice: dev, id: it.ID, blob: blob.Bytes()}
+		var pass *loginapi.Pass
+		if len(it.Pass) > 0 && string(it.Pass) != "null" {
+			p, err := loginapi.UnmarshalPass(it.Pass)
+			if err != nil {
+				writeJSON(w, http.StatusBadRequest, loginapi.ErrorResponse{Error: passError(fmt.Sprintf("items[%d].pass", i), err), Item: &i})
+				return nil, false
+			}
+			pass = &p
+		}
+		items[i] = mailItem{toUser: it.ToUser, toDevice: dev, id: it.ID, blob: blob.Bytes(), pass: pass}
 	}
 	return items, true
 }
@@ -332,6 +380,9 @@ func (s *Server) handlePostMailbox(w http.ResponseWriter, r *http.Request, cred 
 		switch {
 		case errors.Is(me.err, loginapi.ErrUnknownUser):
 			fail(http.StatusNotFound, fmt.Sprintf("%v: items[%d].to_user %s", loginapi.ErrUnknownUser, me.index, it.toUser))
+		case errors.Is(me.err, loginapi.ErrNotContact) && it.pass != nil:
+			fail(http.StatusForbidden, fmt.Sprintf("%v: items[%d].to_user %s is not your accepted contact and items[%d].pass did not admit you",
+				loginapi.ErrNotContact, me.index, it.toUser, me.index))
 		case errors.Is(me.err, loginapi.ErrNotContact):
 			fail(http.StatusForbidden, fmt.Sprintf("%v: items[%d].to_user %s is not your accepted contact", loginapi.ErrNotContact, me.index, it.toUser))
 		case errors.Is(me.err, loginapi.ErrUnknownDevice):

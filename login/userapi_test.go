@@ -5,6 +5,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -442,6 +443,246 @@ func testMailbox(t *testing.T, db string) {
 	b1.relogin()
 	if n := count(b1); n != 0 {
 		t.Errorf("after MailboxTTL: %d items, want 0", n)
+	}
+}
+
+// passUsers sets up a group: alice (the adder) is an accepted contact of bob
+// and of carol, who are not contacts of each other; dave is bob's contact
+// but not alice's; erin asked bob, who has not answered. It returns alice's
+// device, alice's unregistered device, and the users by name.
+func passUsers(t *testing.T, e *env) (d map[string]*dev, unregistered *dev) {
+	t.Helper()
+	d = map[string]*dev{}
+	for _, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
+		d[u] = e.device(u)
+	}
+	befriend(t, d["alice"], d["bob"])
+	befriend(t, d["alice"], d["carol"])
+	befriend(t, d["dave"], d["bob"])
+	if _, err := e.cl.RequestContact(t.Context(), d["erin"].cred, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	return d, e.login("alice")
+}
+
+// passCall sends GET path with the credential and a Parley-Pass header per
+// value in passes, straight to the handler.
+func passCall(t *testing.T, h http.Handler, path, cred string, passes ...string) (int, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest("GET", path, nil)
+	req.Header.Set("Authorization", "Parley "+cred)
+	for _, p := range passes {
+		req.Header.Add(loginapi.PassHeader, p)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var m map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+		t.Fatalf("GET %s: answer %d is not JSON: %q", path, rec.Code, rec.Body.String())
+	}
+	return rec.Code, m
+}
+
+// TestDevicesPass: a pass signed by a contact of the user lets a
+// non-contact read the user's device list.
+func TestDevicesPass(t *testing.T) { eachStore(t, testDevicesPass) }
+
+func testDevicesPass(t *testing.T, db string) {
+	e := newEnv(t, Config{DB: db})
+	logs, buf := captureLogs()
+	e.srv.log = logs
+	d, unregistered := passUsers(t, e)
+	alice, carol := d["alice"], d["carol"]
+	pass := func(user, by string, key ed25519.PrivateKey) string {
+		return loginapi.NewPass(user, by, key).Encode()
+	}
+	good := pass("bob", "alice", alice.priv)
+	tampered := loginapi.NewPass("bob", "alice", alice.priv)
+	tampered.User = "dave"
+	js, _ := json.Marshal(loginapi.NewPass("bob", "alice", alice.priv))
+	tests := []struct {
+		name   string
+		passes []string // Parley-Pass headers
+		code   int
+		want   string // in the error message
+	}{
+		{"not a contact, no pass", nil, 403, "not a contact: bob is not your accepted contact"},
+		{"valid pass", []string{good}, 200, ""},
+		{"signed by another user's device", []string{pass("bob", "alice", d["dave"].priv)}, 403, "did not admit you"},
+		{"signed by an unregistered device of by", []string{pass("bob", "alice", unregistered.priv)}, 403, "did not admit you"},
+		{"by not a contact of user", []string{pass("bob", "carol", carol.priv)}, 403, "did not admit you"},
+		{"by's request to user not accepted", []string{pass("bob", "erin", d["erin"].priv)}, 403, "did not admit you"},
+		{"by is user: a user's own pass", []string{pass("bob", "bob", d["bob"].priv)}, 200, ""},
+		{"by is user, signed by another's device", []string{pass("bob", "bob", alice.priv)}, 403, "did not admit you"},
+		{"pass naming another user", []string{pass("dave", "alice", alice.priv)}, 403, "did not admit you"},
+		{"malformed: garbage", []string{"not a pass"}, 400, "malformed pass: Parley-Pass header: not base64url"},
+		{"malformed: empty", []string{""}, 400, "malformed pass: Parley-Pass header: not a JSON object"},
+		{"malformed: plain JSON", []string{string(js)}, 400, "malformed pass: Parley-Pass header: not base64url"},
+		{"malformed: too long", []string{strings.Repeat("A", loginapi.MaxPassBytes+1)}, 400, "malformed pass: Parley-Pass header: 1025 bytes"},
+		{"malformed: signature does not verify", []string{tampered.Encode()}, 400, "malformed pass: Parley-Pass header: signature does not verify"},
+		{"malformed: two headers", []string{good, good}, 400, "malformed pass: Parley-Pass header: send one, not 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, m := passCall(t, e.h, "/api/v1/users/bob/devices", carol.cred, tt.passes...)
+			msg, _ := m["error"].(string)
+			if code != tt.code || !strings.Contains(msg, tt.want) {
+				t.Fatalf("got %d %v, want %d with %q", code, m, tt.code, tt.want)
+			}
+			if code == 200 {
+				devs, _ := m["devices"].([]any)
+				if m["user"] != "bob" || len(devs) != 1 {
+					t.Errorf("answer %v, want bob's one device", m)
+				}
+			}
+		})
+	}
+	// The Go client: the list, verified; ErrNotContact when refused.
+	ctx := t.Context()
+	p := loginapi.NewPass("bob", "alice", alice.priv)
+	if list, err := e.cl.DevicesWithPass(ctx, carol.cred, "bob", &p); err != nil || len(list) != 1 || !list[0].Key.Equal(d["bob"].key()) {
+		t.Errorf("DevicesWithPass: got %+v %v, want bob's device", list, err)
+	}
+	other := loginapi.NewPass("dave", "alice", alice.priv)
+	if _, err := e.cl.DevicesWithPass(ctx, carol.cred, "bob", &other); !errors.Is(err, loginapi.ErrNotContact) {
+		t.Errorf("DevicesWithPass with a pass for dave: got %v, want ErrNotContact", err)
+	}
+	// A contact needs no pass, and a bad one is not even read.
+	if code, m := passCall(t, e.h, "/api/v1/users/bob/devices", alice.cred, "not a pass"); code != 200 {
+		t.Errorf("contact with a garbage pass: %d %v, want 200", code, m)
+	}
+	// An unknown user is 404 before any pass.
+	if code, m := passCall(t, e.h, "/api/v1/users/nobody/devices", carol.cred, good); code != 404 {
+		t.Errorf("unknown user with a pass: %d %v, want 404", code, m)
+	}
+	// Revocation: the pass stops working when alice's device goes, or when
+	// alice and bob stop being contacts.
+	if _, err := e.cl.DeleteDevice(ctx, alice.cred); err != nil {
+		t.Fatal(err)
+	}
+	if code, m := passCall(t, e.h, "/api/v1/users/bob/devices", carol.cred, good); code != 403 {
+		t.Errorf("after alice's device was removed: %d %v, want 403", code, m)
+	}
+	alice.register()
+	if code, m := passCall(t, e.h, "/api/v1/users/bob/devices", carol.cred, good); code != 200 {
+		t.Errorf("after alice's device registered again: %d %v, want 200", code, m)
+	}
+	if _, err := e.cl.DeclineContact(ctx, d["bob"].cred, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if code, m := passCall(t, e.h, "/api/v1/users/bob/devices", carol.cred, good); code != 403 {
+		t.Errorf("after bob removed alice: %d %v, want 403", code, m)
+	}
+	// Never logged: the pass's signature (nor the header).
+	sig := base64.StdEncoding.EncodeToString(p.Sig)
+	if logged := buf.String(); strings.Contains(logged, sig) || strings.Contains(logged, good) {
+		t.Errorf("the log holds a pass or its signature:\n%s", logged)
+	}
+}
+
+// TestMailboxPass: an item's pass lets a non-contact post to the user's
+// mailbox.
+func TestMailboxPass(t *testing.T) { eachStore(t, testMailboxPass) }
+
+func testMailboxPass(t *testing.T, db string) {
+	e := newEnv(t, Config{DB: db})
+	ctx := t.Context()
+	d, unregistered := passUsers(t, e)
+	alice, bob, carol := d["alice"], d["bob"], d["carol"]
+	blob := json.RawMessage(`{"ct":"AA=="}`)
+	good := loginapi.NewPass("bob", "alice", alice.priv)
+	item := func(id string, p *loginapi.Pass) loginapi.MailboxItem {
+		return loginapi.MailboxItem{ToUser: "bob", ToDevice: bob.key(), ID: id, Blob: blob, Pass: p}
+	}
+	pass := func(user, by string, key ed25519.PrivateKey) *loginapi.Pass {
+		p := loginapi.NewPass(user, by, key)
+		return &p
+	}
+	tests := []struct {
+		name  string
+		items []loginapi.MailboxItem
+		want  error  // nil: stored
+		item  int    // the refused item
+		msg   string // in the error
+	}{
+		{"not a contact, no pass", []loginapi.MailboxItem{item("n1", nil)}, loginapi.ErrNotContact, 0, "items[0].to_user bob is not your accepted contact"},
+		{"signed by another user's device", []loginapi.MailboxItem{item("n2", pass("bob", "alice", d["dave"].priv))}, loginapi.ErrNotContact, 0, "items[0].pass did not admit you"},
+		{"signed by an unregistered device of by", []loginapi.MailboxItem{item("n3", pass("bob", "alice", unregistered.priv))}, loginapi.ErrNotContact, 0, "did not admit you"},
+		{"by not a contact of user", []loginapi.MailboxItem{item("n4", pass("bob", "carol", carol.priv))}, loginapi.ErrNotContact, 0, "did not admit you"},
+		{"pass naming another user", []loginapi.MailboxItem{item("n5", pass("dave", "alice", alice.priv))}, loginapi.ErrNotContact, 0, "did not admit you"},
+		{"a pass admits only its own item", []loginapi.MailboxItem{item("n6", &good), item("n7", nil)}, loginapi.ErrNotContact, 1, "items[1].to_user bob is not your accepted contact"},
+		{"valid pass", []loginapi.MailboxItem{item("m1", &good), item("m2", &good)}, nil, 0, ""},
+		{"valid pass, to a contact too", []loginapi.MailboxItem{item("m3", &good), {ToUser: "alice", ToDevice: alice.key(), ID: "m3", Blob: blob, Pass: &good}}, nil, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := e.cl.PostMailbox(ctx, carol.cred, tt.items)
+			var ae *loginapi.APIError
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("got %v, want stored", err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) || !errors.As(err, &ae) || ae.Status != 403 || ae.Item != tt.item || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("got %v (%+v), want 403 %v naming items[%d] with %q", err, ae, tt.want, tt.item, tt.msg)
+			}
+		})
+	}
+	// Stored and fetchable by the recipient, from carol; nothing of the
+	// refused posts.
+	items, _, err := e.cl.Mailbox(ctx, bob.cred, 0)
+	var got []string
+	for _, it := range items {
+		got = append(got, it.FromUser+"/"+it.ID)
+		if string(it.Blob) != string(blob) {
+			t.Errorf("item %s: blob %s, want %s", it.ID, it.Blob, blob)
+		}
+	}
+	if want := []string{"carol/m1", "carol/m2", "carol/m3"}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("bob's mailbox: got %v %v, want %v", got, err, want)
+	}
+
+	// A malformed pass is 400 naming the item (on the wire: the Go client
+	// refuses one before sending).
+	okItem := map[string]any{"to_user": "bob", "to_device": b64(bob.key()), "id": "x0", "blob": blob, "pass": good}
+	tampered := loginapi.NewPass("bob", "alice", alice.priv)
+	tampered.By = "dave"
+	for _, tt := range []struct {
+		name string
+		pass any
+		want string
+	}{
+		{"signature does not verify", tampered, "signature does not verify"},
+		{"short device", map[string]any{"user": "bob", "by": "alice", "device": "AAAA", "sig": b64(good.Sig)}, "device is 3 bytes"},
+		{"device not base64", map[string]any{"user": "bob", "by": "alice", "device": "!!", "sig": b64(good.Sig)}, "not a JSON object"},
+		{"bad by", map[string]any{"user": "bob", "by": "Alice", "device": b64(good.Device), "sig": b64(good.Sig)}, "by: invalid user name"},
+		{"a string", good.Encode(), "not a JSON object"},
+		{"empty object", map[string]any{}, "user: invalid user name"},
+		{"too big", map[string]any{"user": "bob", "by": "alice", "device": b64(good.Device), "sig": b64(good.Sig), "pad": strings.Repeat("p", loginapi.MaxPassBytes)}, "bytes, at most 1024"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			bad := map[string]any{"to_user": "bob", "to_device": b64(bob.key()), "id": "x1", "blob": blob, "pass": tt.pass}
+			code, m, _ := authCall(t, e.h, "POST", "/api/v1/mailbox", "", "Parley "+carol.cred, map[string]any{"items": []any{okItem, bad}})
+			msg, _ := m["error"].(string)
+			const prefix = "malformed pass: items[1].pass: "
+			if code != 400 || !strings.HasPrefix(msg, prefix) || !strings.Contains(msg, tt.want) || m["item"] != float64(1) {
+				t.Errorf("got %d %v, want 400 with %q, %q and item 1", code, m, prefix, tt.want)
+			}
+		})
+	}
+	// Even on an item to a contact.
+	bad := map[string]any{"to_user": "alice", "to_device": b64(alice.key()), "id": "x2", "blob": blob, "pass": tampered}
+	if code, m, _ := authCall(t, e.h, "POST", "/api/v1/mailbox", "", "Parley "+carol.cred, map[string]any{"items": []any{bad}}); code != 400 || m["item"] != float64(0) {
+		t.Errorf("bad pass on an item to a contact: %d %v, want 400 item 0", code, m)
+	}
+	// A null pass is no pass.
+	null := map[string]any{"to_user": "alice", "to_device": b64(alice.key()), "id": "x3", "blob": blob, "pass": nil}
+	if code, m, _ := authCall(t, e.h, "POST", "/api/v1/mailbox", "", "Parley "+carol.cred, map[string]any{"items": []any{null}}); code != 200 {
+		t.Errorf("null pass to a contact: %d %v, want 200", code, m)
+	}
+	if items, _, _ := e.cl.Mailbox(ctx, bob.cred, 0); len(items) != 3 {
+		t.Errorf("after the refused posts bob's mailbox holds %d items, want 3", len(items))
 	}
 }
 

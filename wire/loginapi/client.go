@@ -240,6 +240,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any, kinds
 
 // doAuth is do with "Authorization: Parley cred" when cred is not empty.
 func (c *Client) doAuth(ctx context.Context, cred, method, path string, in, out any, kinds map[int]error) error {
+	return c.doHeader(ctx, cred, nil, method, path, in, out, kinds)
+}
+
+// doHeader is doAuth that also sends the headers in hdr.
+func (c *Client) doHeader(ctx context.Context, cred string, hdr http.Header, method, path string, in, out any, kinds map[int]error) error {
 	var body io.Reader
 	if in != nil {
 		// No HTML escaping: mailbox blobs travel byte for byte.
@@ -261,6 +266,9 @@ func (c *Client) doAuth(ctx context.Context, cred, method, path string, in, out 
 	req.Header.Set("Accept", "application/json")
 	if cred != "" {
 		req.Header.Set("Authorization", AuthScheme+" "+cred)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -323,7 +331,7 @@ func (c *Client) apiError(resp *http.Response, raw []byte, kinds map[int]error) 
 		}
 	}
 	if ae.Kind == ErrBadRequest {
-		for _, d := range []error{identity.ErrBadUser, ErrBadSignature, ErrClockSkew, ErrReplayed, ErrUnknownDevice} {
+		for _, d := range []error{identity.ErrBadUser, ErrBadSignature, ErrClockSkew, ErrReplayed, ErrUnknownDevice, ErrBadPass} {
 			if strings.HasPrefix(msg, d.Error()) {
 				ae.detail = d
 				break
@@ -431,11 +439,28 @@ func (c *Client) DeleteDevice(ctx context.Context, cred string) (bool, error) {
 // ErrUnauthorized, ErrUnknownUser, ErrNotContact, ErrBadRequest,
 // ErrUnreachable, ErrServer.
 func (c *Client) Devices(ctx context.Context, cred, user string) ([]Device, error) {
+	return c.DevicesWithPass(ctx, cred, user, nil)
+}
+
+// DevicesWithPass is [Client.Devices] for a user who may not be the caller's
+// contact: a non-nil pass (a [Pass] for user, from a group's membership log)
+// is sent in the Parley-Pass header, and the server uses it when user is not
+// an accepted contact of the caller. A nil pass is [Client.Devices]. The
+// pass is checked first ([Pass.Verify]; ErrBadRequest with ErrBadPass); a
+// well-formed pass that does not admit the caller is ErrNotContact.
+func (c *Client) DevicesWithPass(ctx context.Context, cred, user string, pass *Pass) ([]Device, error) {
 	if err := checkCred("devices", cred); err != nil {
 		return nil, err
 	}
+	var hdr http.Header
+	if pass != nil {
+		if err := pass.Verify(); err != nil {
+			return nil, fmt.Errorf("login: devices: %w: %w", ErrBadRequest, err)
+		}
+		hdr = http.Header{PassHeader: {pass.Encode()}}
+	}
 	var out DevicesResponse
-	if err := c.doAuth(ctx, cred, http.MethodGet, "/api/v1/users/"+url.PathEscape(user)+"/devices", nil, &out, userKinds()); err != nil {
+	if err := c.doHeader(ctx, cred, hdr, http.MethodGet, "/api/v1/users/"+url.PathEscape(user)+"/devices", nil, &out, userKinds()); err != nil {
 		return nil, err
 	}
 	for i, d := range out.Devices {
@@ -450,13 +475,15 @@ func (c *Client) Devices(ctx context.Context, cred, user string) ([]Device, erro
 }
 
 // PostMailbox stores items in the recipients' device mailboxes, all or none:
-// 1 to MaxMailboxItems items, each to the caller's own user or an accepted
-// contact, to a registered device, with an id of 1 to MaxMessageIDBytes
-// bytes and a blob of at most MaxBlobBytes. An item whose (to_user,
+// 1 to MaxMailboxItems items, each to the caller's own user, an accepted
+// contact or a user whose [Pass] the item carries, to a registered device,
+// with an id of 1 to MaxMessageIDBytes bytes and a blob of at most
+// MaxBlobBytes. An item whose (to_user,
 // to_device, id) from this user is already waiting counts as a duplicate,
 // not an error, so a retried post is safe. Errors: ErrUnauthorized,
 // ErrUnknownUser (a recipient), ErrNotContact, ErrBadRequest (with
-// ErrUnknownDevice for an unregistered to_device), ErrQuota (a device's
+// ErrUnknownDevice for an unregistered to_device, ErrBadPass for a
+// malformed pass, checked before any request), ErrQuota (a device's
 // mailbox is full), ErrUnreachable, ErrServer.
 func (c *Client) PostMailbox(ctx context.Context, cred string, items []MailboxItem) (*MailboxResult, error) {
 	if err := checkCred("mailbox post", cred); err != nil {
@@ -464,6 +491,13 @@ func (c *Client) PostMailbox(ctx context.Context, cred string, items []MailboxIt
 	}
 	if len(items) == 0 || len(items) > MaxMailboxItems {
 		return nil, fmt.Errorf("login: mailbox post: %d items, want 1 to %d: %w", len(items), MaxMailboxItems, ErrBadRequest)
+	}
+	for i, it := range items {
+		if it.Pass != nil {
+			if err := it.Pass.Verify(); err != nil {
+				return nil, fmt.Errorf("login: mailbox post: items[%d].pass: %w: %w", i, ErrBadRequest, err)
+			}
+		}
 	}
 	var out MailboxResult
 	if err := c.doAuth(ctx, cred, http.MethodPost, "/api/v1/mailbox", MailboxClientRequest{Items: items}, &out, userKinds()); err != nil {

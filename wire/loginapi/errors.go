@@ -31,7 +31,8 @@ var (
 	// not verify with the login server's key or has expired (HTTP 401).
 	ErrUnauthorized = errors.New("missing or invalid credential")
 	// ErrNotContact: the user is neither the caller nor an accepted contact
-	// of the caller (HTTP 403 on mailbox post and device lists).
+	// of the caller, and no [Pass] sent with the request admits the caller
+	// (HTTP 403 on mailbox post and device lists).
 	ErrNotContact = errors.New("not a contact")
 	// ErrNoRequest: accept without a pending contact request from that user
 	// (HTTP 409).
@@ -73,6 +74,13 @@ var (
 	// signature does not verify
 	// (HTTP 400; the client returns it inside ErrBadRequest).
 	ErrBadSignature = errors.New("signature does not verify")
+	// ErrBadPass: a [Pass] is malformed or its signature does not verify:
+	// the Parley-Pass header of a device list (HTTP 400 naming the header)
+	// or a mailbox item's pass (HTTP 400 naming items[i].pass, with Item).
+	// [ParsePass], [UnmarshalPass] and [Pass.Verify] return it too. The
+	// client returns it inside ErrBadRequest. A well-formed pass that does
+	// not admit the caller is ErrNotContact (403).
+	ErrBadPass = errors.New("malformed pass")
 	// ErrClockSkew: a heartbeat's or leave's ts is further than identity.Skew
 	// from the server's clock (HTTP 400; inside ErrBadRequest).
 	ErrClockSkew = errors.New("ts is outside the allowed clock skew")
@@ -119,8 +127,8 @@ func (e *APIError) Error() string {
 
 // Unwrap returns the sentinel Kind, and a detail sentinel inside
 // ErrBadRequest when the message names one: identity.ErrBadUser (a refused
-// user name), ErrBadSignature, ErrClockSkew, ErrReplayed or
-// ErrUnknownDevice.
+// user name), ErrBadSignature, ErrClockSkew, ErrReplayed, ErrUnknownDevice
+// or ErrBadPass.
 func (e *APIError) Unwrap() []error {
 	if e.detail != nil {
 		return []error{e.Kind, e.detail}

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -133,6 +136,16 @@ func FuzzClientResponse(f *testing.F) {
 			_, err = c.PutDevice(ctx, "cred", x, sig)
 		case 13:
 			_, err = c.RequestContact(ctx, "cred", "bob")
+		case 14:
+			pass := NewPass("bob", "alice", priv)
+			var d []Device
+			if d, err = c.DevicesWithPass(ctx, "cred", "bob", &pass); err == nil {
+				for _, dv := range d {
+					if !dv.Verify("bob") {
+						t.Fatalf("DevicesWithPass: an entry that does not verify")
+					}
+				}
+			}
 		}
 		if err == nil {
 			return
@@ -157,4 +170,65 @@ func FuzzClientResponse(f *testing.F) {
 }
 
 // clientOps is the number of client calls FuzzClientResponse exercises.
-const clientOps = 14
+const clientOps = 15
+
+// FuzzParsePass feeds arbitrary header values to ParsePass: it must never
+// panic; its errors must wrap ErrBadPass on one line without quoting the
+// input; and a pass it accepts must verify, fit MaxPassBytes encoded, and
+// read back unchanged from its own encoding and its JSON.
+func FuzzParsePass(f *testing.F) {
+	_, priv, _ := ed25519.GenerateKey(nil)
+	good := NewPass("bob", "alice", priv)
+	goodJSON, _ := json.Marshal(good)
+	enc := base64.RawURLEncoding.EncodeToString
+	for _, s := range []string{
+		good.Encode(),
+		NewPass(strings.Repeat("u", 32), strings.Repeat("b", 32), priv).Encode(),
+		enc(goodJSON[:len(goodJSON)-1]),
+		enc(append(goodJSON, ' ')),
+		enc([]byte(`{"user":"bob","by":"alice","device":"AAAA","sig":"AAAA"}`)),
+		enc([]byte(`{"user":"bob","by":"alice","User":"carol","device":null,"sig":null,"x":[1]}`)),
+		enc([]byte(`{"user":"\u0000","by":"a\nb"}`)),
+		enc([]byte(`null`)), enc([]byte(`[]`)), enc([]byte(`"x"`)), enc([]byte("\xff\xfe")),
+		base64.URLEncoding.EncodeToString(goodJSON),
+		base64.StdEncoding.EncodeToString(goodJSON),
+		"", "=", "A", "AA", "AAA=", "-_-_", " " + good.Encode(), good.Encode() + "\n",
+		strings.Repeat("A", MaxPassBytes), strings.Repeat("A", MaxPassBytes+1),
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePass(s)
+		if err != nil {
+			line := err.Error()
+			if !errors.Is(err, ErrBadPass) || strings.ContainsAny(line, "\r\n\x00") {
+				t.Fatalf("error %q: want one line wrapping ErrBadPass", line)
+			}
+			if len(s) >= 16 && strings.Contains(line, s) {
+				t.Fatalf("error %q quotes the input", line)
+			}
+			return
+		}
+		if len(s) > MaxPassBytes {
+			t.Fatalf("accepted %d bytes, more than MaxPassBytes", len(s))
+		}
+		if err := p.Verify(); err != nil {
+			t.Fatalf("accepted a pass that does not verify: %v", err)
+		}
+		e := p.Encode()
+		if len(e) > MaxPassBytes {
+			t.Fatalf("accepted pass encodes to %d bytes, more than MaxPassBytes", len(e))
+		}
+		q, err := ParsePass(e)
+		if err != nil || !reflect.DeepEqual(p, q) {
+			t.Fatalf("round trip: got %+v %v, want %+v", q, err, p)
+		}
+		js, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q, err := UnmarshalPass(js); err != nil || !reflect.DeepEqual(p, q) {
+			t.Fatalf("JSON round trip: got %+v %v, want %+v", q, err, p)
+		}
+	})
+}

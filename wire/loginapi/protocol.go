@@ -210,7 +210,8 @@ func (d Device) Verify(user string) bool {
 // MailboxItem is one item to store in a recipient device's mailbox (POST
 // /api/v1/mailbox). The server sees only routing and an opaque blob.
 type MailboxItem struct {
-	// ToUser is the recipient; the sender itself or an accepted contact.
+	// ToUser is the recipient: the sender itself, an accepted contact, or
+	// a user Pass admits the sender to.
 	ToUser string `json:"to_user"`
 	// ToDevice is the Ed25519 key of one registered device of ToUser
 	// (base64 on the wire).
@@ -224,6 +225,10 @@ type MailboxItem struct {
 	// json.Compact) and returned byte for byte; sign what is inside it, not
 	// its whitespace.
 	Blob json.RawMessage `json:"blob"`
+	// Pass, when ToUser is not the sender's accepted contact, admits the
+	// sender to ToUser's mailbox for this item: a [Pass] for ToUser (see
+	// there). It must verify even when it is not needed. Omitted when nil.
+	Pass *Pass `json:"pass,omitempty"`
 }
 
 // MailboxEntry is one item of the caller device's mailbox (GET
@@ -279,13 +284,15 @@ type RemovedResponse struct {
 	Removed int `json:"removed"`
 }
 
-// mailboxItemWire is a MailboxItem as the server decodes it (to_device
-// checked by hand for a clear message).
+// MailboxItemWire is a MailboxItem as the server decodes it (to_device and
+// pass checked by hand for a clear message naming the item: pass with
+// [UnmarshalPass]; absent or null means none).
 type MailboxItemWire struct {
 	ToUser   string          `json:"to_user"`
 	ToDevice string          `json:"to_device"`
 	ID       string          `json:"id"`
 	Blob     json.RawMessage `json:"blob"`
+	Pass     json.RawMessage `json:"pass,omitempty"`
 }
 
 type MailboxPostRequest struct {
