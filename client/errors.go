@@ -1,6 +1,10 @@
 package client
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/parley/parley/client/im"
+)
 
 // Sentinel errors, wrapped with the operation. Their texts are written to read
 // well as the one line a CLI prints.
@@ -25,3 +29,17 @@ var (
 // ErrNoSupernodeListed: the login server lists no supernode and the home
 // knows none. It comes with ErrNoSupernode, and names the login server.
 var ErrNoSupernodeListed = errors.New("no supernode is listed by the login server")
+
+// Group errors: those of package im, so that errors.Is matches either name.
+var (
+	// ErrUnknownGroup: this device knows no group by that id or name.
+	ErrUnknownGroup = im.ErrUnknownGroup
+	// ErrNotMember: the user is not a member of the group.
+	ErrNotMember = im.ErrNotMember
+	// ErrNotAdmin: only an admin may change the group's members or name.
+	ErrNotAdmin = im.ErrNotAdmin
+	// ErrGroupFull: the group has im.MaxGroupMembers members.
+	ErrGroupFull = im.ErrGroupFull
+	// ErrAmbiguousGroup: several groups have that name.
+	ErrAmbiguousGroup = errors.New("several groups have that name")
+)

@@ -103,6 +103,16 @@ type MessageEvent struct {
 	// Active is set on "typing" events: true while From is typing, false
 	// once they stopped.
 	Active *bool `json:"active,omitempty"`
+	// Group is the group id of a group message (then Peer is "#" and the
+	// id) and of a "group" event: an operation on the group took effect
+	// (Op, one of create, add, remove, leave, rename, admin, made By, on
+	// Target; GroupName and Members are the group's after it).
+	Group     string   `json:"group,omitempty"`
+	GroupName string   `json:"group_name,omitempty"`
+	Op        string   `json:"op,omitempty"`
+	By        string   `json:"by,omitempty"`
+	Target    string   `json:"target,omitempty"`
+	Members   []string `json:"members,omitempty"`
 }
 
 // SendResult says how far a message got.
@@ -154,6 +164,8 @@ type messenger struct {
 	acks       map[string][]string   // user → message ids to acknowledge
 	typingSent map[string]typingMark // peer → the last typing envelope sent to them
 	typingSeen map[string]typingMark // peer → the last typing event shown from them
+
+	g groups
 }
 
 // typingMark is when a typing envelope went or came, and what it said.
@@ -174,7 +186,8 @@ func newMessenger(s *Session) (*messenger, error) {
 	return &messenger{s: s, hist: hist, x: x, key: s.c.key, me: s.c.key.Public().(ed25519.PublicKey),
 		in: make(chan inbound, inboxQueue), kick: make(chan struct{}, 1),
 		devices: map[string]deviceEntry{}, waits: map[string]*tracker{}, acks: map[string][]string{},
-		typingSent: map[string]typingMark{}, typingSeen: map[string]typingMark{}}, nil
+		typingSent: map[string]typingMark{}, typingSeen: map[string]typingMark{},
+		g: groups{states: map[string]*im.GroupState{}, held: map[string][]heldMessage{}, synced: map[string]time.Time{}}}, nil
 }
 
 // register publishes this device's X25519 key so that others can encrypt to
@@ -231,6 +244,12 @@ func (m *messenger) devicesOf(ctx context.Context, user string, fresh bool) ([]i
 		return nil, err
 	}
 	ds, err := lc.Devices(ctx, cred, user)
+	if errors.Is(err, loginapi.ErrNotContact) {
+		// A member of a group of ours, with the pass its adder signed.
+		if p := m.passFor(user); p != nil {
+			ds, err = lc.DevicesWithPass(ctx, cred, user, p)
+		}
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, loginapi.ErrUnknownUser):
@@ -327,6 +346,12 @@ func (m *messenger) resendPending(ctx context.Context) {
 	}
 	for _, p := range pending {
 		if !im.SameDevice(p.FromDevice, m.me) {
+			continue
+		}
+		if id, ok := im.GroupIDOf(p.Peer); ok {
+			if _, err := m.sendGroupMessage(ctx, id, p); err != nil && ctx.Err() == nil {
+				m.s.c.log.Warn("resending a group message", "group", id, "id", p.ID, "err", err)
+			}
 			continue
 		}
 		if err := m.resend(ctx, p); err != nil {
@@ -456,6 +481,15 @@ func (m *messenger) postMailbox(ctx context.Context, items []loginapi.MailboxIte
 	lc, cred, err := m.s.c.withCred(ctx)
 	if err != nil {
 		return nil, err
+	}
+	passes := map[string]*loginapi.Pass{}
+	for i, it := range items {
+		p, ok := passes[it.ToUser]
+		if !ok && it.ToUser != m.s.user {
+			p = m.passFor(it.ToUser)
+			passes[it.ToUser] = p
+		}
+		items[i].Pass = p
 	}
 	for {
 		_, err := lc.PostMailbox(ctx, cred, items)

@@ -120,6 +120,8 @@ func (m *messenger) opened(o *im.Opened, via string) {
 		}
 	case im.KindTyping:
 		m.typed(o, via)
+	case im.KindGroup:
+		m.openedGroup(o, via)
 	}
 }
 

@@ -147,7 +147,7 @@ const (
 // The header, in clear and signed:
 //
 //   - V: [EnvelopeVersion].
-//   - Kind: [KindMessage], [KindReceipt] or [KindTyping].
+//   - Kind: [KindMessage], [KindReceipt], [KindTyping] or [KindGroup].
 //   - ID: 16 random bytes, 32 lower-case hex characters, chosen by the sender;
 //     a resend keeps it.
 //   - From, FromDevice: the sender's user name and device Ed25519 key.
@@ -235,6 +235,8 @@ type Opened struct {
 	// KindTyping, State is TypingActive or TypingStopped.
 	Acked []string
 	State string
+	// Group is the body of a KindGroup envelope, its operations verified.
+	Group *GroupBody
 }
 
 // Message returns an opened text message as the history of user me keeps it:
@@ -383,7 +385,7 @@ func (e *Envelope) check() error {
 
 // IsKind reports whether kind is an envelope kind this client knows.
 func IsKind(kind string) bool {
-	return kind == KindMessage || kind == KindReceipt || kind == KindTyping
+	return kind == KindMessage || kind == KindReceipt || kind == KindTyping || kind == KindGroup
 }
 
 // validID reports whether id is 32 lower-case hex characters.

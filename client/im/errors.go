@@ -41,4 +41,21 @@ var (
 	ErrHistoryCorrupt = errors.New("message history is unreadable")
 	// ErrDuplicateMessage: a message with this id is already in the history.
 	ErrDuplicateMessage = errors.New("message id already in the history")
+	// ErrBadGroupOp: a group operation is malformed, or one that would
+	// change nothing (adding a member, removing a non-member).
+	ErrBadGroupOp = errors.New("malformed group operation")
+	// ErrGroupOpSignature: a group operation's signature or credential
+	// does not verify: it was forged or altered.
+	ErrGroupOpSignature = errors.New("group operation signature does not verify")
+	// ErrBadGroupName: a group name is empty, too long or not text.
+	ErrBadGroupName = errors.New("group name must be 1 to 200 bytes of text")
+	// ErrUnknownGroup: this device knows no group by that id or name.
+	ErrUnknownGroup = errors.New("no such group")
+	// ErrNotMember: the user is not a member of the group.
+	ErrNotMember = errors.New("not a member of the group")
+	// ErrNotAdmin: only the group's admins may change its members or name.
+	ErrNotAdmin = errors.New("only an admin of the group may do that")
+	// ErrGroupFull: the group has MaxGroupMembers members, or its log
+	// MaxGroupOps operations.
+	ErrGroupFull = errors.New("group is full (at most 100 members)")
 )

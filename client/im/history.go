@@ -32,8 +32,9 @@ import (
 const historyFile = "history.db"
 
 // historySchema is the user_version of the history database this client
-// writes. 2 added the state "read".
-const historySchema = 2
+// writes. 2 added the state "read"; 3 the sender of group messages and the
+// groups' logs.
+const historySchema = 3
 
 // Directions of a message, from the point of view of the home's user.
 const (
@@ -63,8 +64,12 @@ const earlyAckTTL = 7 * 24 * time.Hour
 type Message struct {
 	// ID is the envelope id.
 	ID string
-	// Peer is the other user of the conversation.
+	// Peer is the other user of the conversation, or for a group's
+	// GroupPeer(its id).
 	Peer string
+	// From is the user who sent a group message ("" in a 1:1
+	// conversation: Peer or this user, by Dir).
+	From string
 	// Dir is DirIn (from Peer) or DirOut (to Peer, from one of my devices).
 	Dir string
 	// FromDevice is the Ed25519 key of the device that sent it.
@@ -148,11 +153,18 @@ func (h *History) migrate() error {
 		return corrupt(err)
 	}
 	var qs []string
+	indexes := []string{
+		`CREATE INDEX messages_order ON messages(peer, ts, seq, id)`,
+		`CREATE INDEX messages_pending ON messages(state) WHERE state IN ('sending', 'sent')`,
+	}
 	switch {
 	case v == historySchema:
 		return nil
 	case v > historySchema:
 		return fmt.Errorf("format %d, this client knows %d: %w", v, historySchema, ErrHistoryCorrupt)
+	case v == 2:
+		// 2 → 3: group messages name their sender; groups' logs.
+		qs, indexes = append(qs, `ALTER TABLE messages ADD COLUMN sender TEXT NOT NULL DEFAULT ''`), nil
 	case v == 0:
 		qs = append(qs, messagesTable("messages"),
 			// seqs: the next conversation counter of this device per peer.
@@ -176,9 +188,16 @@ func (h *History) migrate() error {
 			`DROP TABLE messages`,
 			`ALTER TABLE messages_v2 RENAME TO messages`)
 	}
-	qs = append(qs,
-		`CREATE INDEX messages_order ON messages(peer, ts, seq, id)`,
-		`CREATE INDEX messages_pending ON messages(state) WHERE state IN ('sending', 'sent')`,
+	qs = append(append(qs, indexes...),
+		// group_ops: the verified operations of every group this device
+		// has heard of (group.go), the log its state is replayed from.
+		`CREATE TABLE group_ops (
+			grp   TEXT NOT NULL,
+			id    TEXT NOT NULL,
+			clock INTEGER NOT NULL,
+			op    BLOB NOT NULL,
+			PRIMARY KEY (grp, id)
+		)`,
 		fmt.Sprintf(`PRAGMA user_version = %d`, historySchema))
 	for _, q := range qs {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
@@ -199,6 +218,7 @@ func messagesTable(name string) string {
 		ts          INTEGER NOT NULL,
 		text        TEXT NOT NULL,
 		state       TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'delivered', 'read', 'received')),
+		sender      TEXT NOT NULL DEFAULT '',
 		PRIMARY KEY (peer, dir, id)
 	)`
 }
@@ -220,7 +240,7 @@ func checkMessage(m Message) error {
 	switch {
 	case !validID(m.ID):
 		return fmt.Errorf("id %q: %w", m.ID, ErrBadEnvelope)
-	case identity.CheckUser(m.Peer) != nil:
+	case identity.CheckUser(m.Peer) != nil && !isGroupPeer(m.Peer):
 		return fmt.Errorf("peer %q: %w", m.Peer, ErrBadEnvelope)
 	case m.Dir != DirIn && m.Dir != DirOut:
 		return fmt.Errorf("direction %q: %w", m.Dir, ErrBadEnvelope)
@@ -285,8 +305,8 @@ func (h *History) add(m Message) (bool, error) {
 			m.State = StateDelivered
 		}
 	}
-	res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO messages (peer, dir, id, from_device, seq, ts, text, state)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, m.Peer, m.Dir, m.ID, []byte(m.FromDevice), m.Seq, m.TS, m.Text, m.State)
+	res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO messages (peer, dir, id, from_device, seq, ts, text, state, sender)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, m.Peer, m.Dir, m.ID, []byte(m.FromDevice), m.Seq, m.TS, m.Text, m.State, m.From)
 	if err != nil {
 		return false, corrupt(err)
 	}
@@ -434,7 +454,7 @@ func (h *History) Conversation(peer string, limit int) ([]Message, error) {
 		limit = -1
 	}
 	rows, err := h.db.Query(`SELECT * FROM (
-		SELECT id, peer, dir, from_device, seq, ts, text, state FROM messages WHERE peer = ?
+		SELECT id, peer, dir, from_device, seq, ts, text, state, sender FROM messages WHERE peer = ?
 		ORDER BY ts DESC, seq DESC, id DESC LIMIT ?) ORDER BY ts, seq, id`, peer, limit)
 	if err != nil {
 		return nil, fmt.Errorf("client: history: conversation with %s: %w", peer, corrupt(err))
@@ -451,7 +471,7 @@ func (h *History) Conversation(peer string, limit int) ([]Message, error) {
 // includes copies of what my other devices sent: resend only those whose
 // FromDevice is this device.
 func (h *History) Pending(peer string) ([]Message, error) {
-	rows, err := h.db.Query(`SELECT id, peer, dir, from_device, seq, ts, text, state FROM messages
+	rows, err := h.db.Query(`SELECT id, peer, dir, from_device, seq, ts, text, state, sender FROM messages
 		WHERE state IN ('sending', 'sent') AND dir = 'out' AND (? = '' OR peer = ?)
 		ORDER BY peer, ts, seq, id`, peer, peer)
 	if err != nil {
@@ -470,7 +490,7 @@ func scanMessages(rows *sql.Rows) ([]Message, error) {
 	for rows.Next() {
 		var m Message
 		var dev []byte
-		if err := rows.Scan(&m.ID, &m.Peer, &m.Dir, &dev, &m.Seq, &m.TS, &m.Text, &m.State); err != nil {
+		if err := rows.Scan(&m.ID, &m.Peer, &m.Dir, &dev, &m.Seq, &m.TS, &m.Text, &m.State, &m.From); err != nil {
 			return nil, corrupt(err)
 		}
 		m.FromDevice = ed25519.PublicKey(dev)

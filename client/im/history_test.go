@@ -298,25 +298,36 @@ func TestHistoryRead(t *testing.T) {
 	}
 }
 
-// TestHistoryMigrates: a history of the first format (no state "read")
-// opens, keeps its messages, and takes read states.
+// TestHistoryMigrates: a history of the first format (no state "read") and
+// of the second (no groups) opens, keeps its messages, takes read states
+// and stores group logs.
 func TestHistoryMigrates(t *testing.T) {
+	for _, v := range []int{1, 2} {
+		t.Run(fmt.Sprintf("from %d", v), func(t *testing.T) { testHistoryMigrates(t, v) })
+	}
+}
+
+func testHistoryMigrates(t *testing.T, from int) {
 	dir := t.TempDir()
 	db, err := sql.Open("sqlite", filepath.Join(dir, historyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := NewMessageID()
+	states := `'sending', 'sent', 'delivered', 'received'`
+	if from == 2 {
+		states += `, 'read'`
+	}
 	for _, q := range []string{
 		`CREATE TABLE messages (peer TEXT NOT NULL, dir TEXT NOT NULL CHECK (dir IN ('in', 'out')), id TEXT NOT NULL,
 			from_device BLOB NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL, text TEXT NOT NULL,
-			state TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'delivered', 'received')), PRIMARY KEY (peer, dir, id))`,
+			state TEXT NOT NULL CHECK (state IN (` + states + `)), PRIMARY KEY (peer, dir, id))`,
 		`CREATE INDEX messages_order ON messages(peer, ts, seq, id)`,
 		`CREATE INDEX messages_pending ON messages(state) WHERE state IN ('sending', 'sent')`,
 		`CREATE TABLE seqs (peer TEXT PRIMARY KEY, last INTEGER NOT NULL)`,
 		`CREATE TABLE early_acks (peer TEXT NOT NULL, id TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (peer, id))`,
 		`INSERT INTO messages VALUES ('bob', 'out', '` + id + `', zeroblob(32), 1, 5, 'from before', 'delivered')`,
-		`PRAGMA user_version = 1`,
+		fmt.Sprintf(`PRAGMA user_version = %d`, from),
 	} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -334,6 +345,9 @@ func TestHistoryMigrates(t *testing.T) {
 	var v int
 	if err := h.db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil || v != historySchema {
 		t.Fatalf("user_version %d, %v", v, err)
+	}
+	if _, err := h.GroupOps(NewMessageID()); err != nil {
+		t.Fatalf("group logs after the migration: %v", err)
 	}
 	h.Close()
 	openTestHistory(t, dir) // and again, migrated already

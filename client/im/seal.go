@@ -159,6 +159,9 @@ func seal(s Sender, kind, id, to string, seq int64, t time.Time, body []byte, de
 	if err != nil {
 		return nil, err
 	}
+	if len(content) > MaxContent {
+		return nil, fmt.Errorf("%w: a body of %d bytes", ErrMessageTooLong, len(body))
+	}
 	e := &Envelope{
 		V: EnvelopeVersion, Kind: kind, ID: id,
 		From: s.User, FromDevice: me, Credential: s.Credential,
@@ -186,7 +189,7 @@ func seal(s Sender, kind, id, to string, seq int64, t time.Time, body []byte, de
 	e.Sig = identity.SignContext(s.Device, EnvelopeContext, e.signedMessage())
 
 	if _, err := e.Encode(); err != nil {
-		if kind == KindMessage {
+		if kind == KindMessage || kind == KindGroup {
 			return nil, fmt.Errorf("%w: %d bytes of text do not fit one envelope for %d devices", ErrMessageTooLong, len(body), len(recips))
 		}
 		return nil, err
@@ -415,6 +418,12 @@ func open(e *Envelope, me string, device ed25519.PrivateKey, x *ecdh.PrivateKey,
 			return nil, fmt.Errorf("receipt: %w", ErrBadEnvelope)
 		}
 		o.Acked, o.State = r.Acked, r.State
+	case KindGroup:
+		g, err := openGroup(content, func(op *GroupOp) error { return VerifyGroupOp(op, loginKey) })
+		if err != nil {
+			return nil, err
+		}
+		o.Group = g
 	case KindTyping:
 		body, err := unframeContent(content, maxTypingBody)
 		if err != nil {

@@ -1,0 +1,19 @@
+package client
+
+import (
+	"context"
+
+	"github.com/parley/parley/client/im"
+)
+
+// SignGroupOpForTest signs an operation with this device's keys, allowed or
+// not, without applying it.
+func (s *Session) SignGroupOpForTest(ctx context.Context, d im.OpDraft) (*im.GroupOp, error) {
+	return s.im.signOp(ctx, d)
+}
+
+// SendGroupOpsForTest sends ops of group id to user to in a group envelope,
+// as this device sends its own.
+func (s *Session) SendGroupOpsForTest(ctx context.Context, to, id string, ops []*im.GroupOp) error {
+	return s.im.sendOps(ctx, to, id, im.GroupOps, ops, "", false)
+}

@@ -1,0 +1,216 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/parley/parley/client/im"
+)
+
+// merge stores verified operations of group id and replays its log. It
+// returns the state after and the operations that were new; it reports the
+// new operations that took effect as "group" events, and releases the held
+// messages of senders who are members now.
+func (m *messenger) merge(id string, ops []*im.GroupOp) (*im.GroupState, []*im.GroupOp, error) {
+	m.g.mu.Lock()
+	if err := m.loadGroupsLocked(); err != nil {
+		m.g.mu.Unlock()
+		return nil, nil, err
+	}
+	added, err := m.hist.AddGroupOps(id, ops)
+	if err != nil {
+		m.g.mu.Unlock()
+		return nil, nil, err
+	}
+	g := m.g.states[id]
+	if len(added) > 0 || g == nil {
+		log, err := m.hist.GroupOps(id)
+		if err != nil {
+			m.g.mu.Unlock()
+			return nil, nil, err
+		}
+		if g, err = im.Replay(id, log); err != nil {
+			m.g.mu.Unlock()
+			return nil, added, err // no create yet: kept until it comes
+		}
+		m.g.states[id] = g
+	}
+	held := m.g.held[id]
+	var release []heldMessage
+	for _, h := range held {
+		if g.IsMember(h.o.From) {
+			release = append(release, h)
+		}
+	}
+	if len(release) > 0 {
+		m.g.held[id] = slices.DeleteFunc(held, func(h heldMessage) bool { return g.IsMember(h.o.From) })
+		m.g.nHeld -= len(release)
+	}
+	m.g.mu.Unlock()
+
+	isNew := map[*im.GroupOp]bool{}
+	for _, o := range added {
+		isNew[o] = true
+	}
+	for _, o := range g.Applied {
+		if isNew[o] || slices.ContainsFunc(added, func(a *im.GroupOp) bool { return a.ID() == o.ID() }) {
+			m.s.emit(Event{Event: "group", Peer: o.By, MessageEvent: &MessageEvent{Group: id, GroupName: g.Name,
+				Op: o.Type, By: o.By, Target: o.Target, Members: slices.Clone(g.Members), Sent: time.UnixMilli(o.TS)}})
+		}
+	}
+	for _, h := range release {
+		m.storeGroupMessage(h.o, h.via)
+	}
+	return g, added, nil
+}
+
+// openedGroup handles a group envelope that verified and opened.
+func (m *messenger) openedGroup(o *im.Opened, via string) {
+	s := m.s
+	b := o.Group
+	ack := func() {
+		m.mu.Lock()
+		m.acks[o.From] = append(m.acks[o.From], o.ID)
+		m.mu.Unlock()
+	}
+	switch b.Type {
+	case im.GroupOps, im.GroupSync:
+		myMax := m.ownClock(b.Group)
+		g, added, err := m.merge(b.Group, b.Ops)
+		if err != nil {
+			s.c.log.Warn("storing a group's operations", "from", o.From, "err", err)
+			if !errors.Is(err, im.ErrUnknownGroup) && !errors.Is(err, im.ErrGroupFull) {
+				return // not acknowledged: it comes again
+			}
+		}
+		ack()
+		if o.From == s.user {
+			return
+		}
+		digest := ""
+		if g != nil {
+			digest = g.Digest
+		}
+		switch {
+		case b.Type == im.GroupSync && !b.Reply && digest != b.Digest:
+			m.syncTo(b.Group, o.From, true, false)
+		case digest != b.Digest:
+			m.syncTo(b.Group, o.From, false, false)
+		}
+		// An operation made without seeing one of mine (the same clock or
+		// lower): its author and those it reached may lack mine, so
+		// everyone gets this device's log.
+		if myMax > 0 && g != nil && slices.ContainsFunc(added, func(a *im.GroupOp) bool { return a.By != s.user && a.Clock <= myMax }) {
+			for _, u := range g.Members {
+				if u != s.user {
+					m.syncTo(b.Group, u, false, true)
+				}
+			}
+		}
+	case im.GroupMessage:
+		ack()
+		g, err := m.group(b.Group)
+		if err != nil {
+			s.c.log.Error("reading a group", "group", b.Group, "err", err)
+			return
+		}
+		if o.From != s.user && (g == nil || !g.IsMember(o.From)) {
+			m.hold(o, via)
+			m.syncTo(b.Group, o.From, false, false)
+			return
+		}
+		m.storeGroupMessage(o, via)
+		if o.From != s.user && g.Digest != b.Digest {
+			m.syncTo(b.Group, o.From, false, false)
+		}
+	}
+}
+
+// ownClock returns the highest clock of this user's operations in group
+// id (0 if none).
+func (m *messenger) ownClock(id string) int64 {
+	g, err := m.group(id)
+	if err != nil || g == nil {
+		return 0
+	}
+	var c int64
+	for _, o := range g.Applied {
+		if o.By == m.s.user {
+			c = max(c, o.Clock)
+		}
+	}
+	return c
+}
+
+// hold keeps a group message whose sender is not a member as this device
+// knows the group, until an operation that makes them one comes.
+func (m *messenger) hold(o *im.Opened, via string) {
+	m.g.mu.Lock()
+	defer m.g.mu.Unlock()
+	if m.g.nHeld >= maxHeld {
+		for id, hs := range m.g.held { // drop one of the oldest
+			if len(hs) > 0 {
+				m.g.held[id] = hs[1:]
+				m.g.nHeld--
+				break
+			}
+		}
+	}
+	m.g.held[o.Group.Group] = append(m.g.held[o.Group.Group], heldMessage{o: o, via: via})
+	m.g.nHeld++
+}
+
+// storeGroupMessage stores a group message and shows it once.
+func (m *messenger) storeGroupMessage(o *im.Opened, via string) {
+	s := m.s
+	b := o.Group
+	msg := im.Message{ID: b.MID, Peer: im.GroupPeer(b.Group), From: o.From, Dir: im.DirIn, FromDevice: o.FromDevice, Seq: b.Seq, TS: o.TS, Text: b.Text}
+	if o.From == s.user {
+		msg.Dir = im.DirOut
+	}
+	isNew, err := m.hist.AddIncoming(msg)
+	if err != nil {
+		s.c.log.Error("storing a group message", "from", o.From, "err", err)
+		return
+	}
+	if isNew {
+		name := ""
+		if g, err := m.group(b.Group); err == nil && g != nil {
+			name = g.Name
+		}
+		s.emit(Event{Event: "message", Peer: msg.Peer, MessageEvent: &MessageEvent{ID: b.MID, From: o.From, Group: b.Group, GroupName: name,
+			Text: b.Text, Sent: time.UnixMilli(o.TS), Via: via}})
+	}
+}
+
+// syncTo sends this device's log of group id to user, in the background:
+// at most once every GroupSyncInterval per group and user unless now.
+func (m *messenger) syncTo(id, user string, reply, now bool) {
+	key := id + "\x00" + user
+	if reply {
+		key += "\x00reply"
+	}
+	m.g.mu.Lock()
+	last, ok := m.g.synced[key]
+	if !now && ok && time.Since(last) < im.GroupSyncInterval {
+		m.g.mu.Unlock()
+		return
+	}
+	m.g.synced[key] = time.Now()
+	m.g.mu.Unlock()
+	m.s.Go(func(ctx context.Context) {
+		ops, err := m.hist.GroupOps(id)
+		if err != nil {
+			return
+		}
+		digest := ""
+		if g, err := m.group(id); err == nil && g != nil {
+			digest = g.Digest
+		}
+		if err := m.sendOps(ctx, user, id, im.GroupSync, ops, digest, reply); err != nil && ctx.Err() == nil {
+			m.s.c.log.Debug("sending a group's log", "to", user, "err", err)
+		}
+	})
+}
