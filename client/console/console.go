@@ -68,11 +68,17 @@ func (p *Printer) Event(ev client.Event) {
 		fmt.Fprintf(p.W, "%s stepped down as supernode: %s\n", ts, ev.Info.Message)
 	case "message":
 		m := ev.MessageEvent
+		if m.Group != "" {
+			fmt.Fprintf(p.W, "%s [%s] <%s> %s\n", m.Sent.Local().Format("15:04:05"), m.GroupName, m.From, m.Text)
+			break
+		}
 		if m.From == m.To || m.To == ev.Peer {
 			fmt.Fprintf(p.W, "%s [to %s, from another device] %s\n", m.Sent.Local().Format("15:04:05"), ev.Peer, m.Text)
 		} else {
 			fmt.Fprintf(p.W, "%s <%s> %s\n", m.Sent.Local().Format("15:04:05"), m.From, m.Text)
 		}
+	case "group":
+		fmt.Fprintf(p.W, "%s [%s] %s\n", ts, ev.MessageEvent.GroupName, groupEventLine(ev))
 	case "delivered":
 		fmt.Fprintf(p.W, "%s delivered to %s (%d)\n", ts, ev.Peer, len(ev.MessageEvent.IDs))
 	case "read":

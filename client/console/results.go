@@ -39,7 +39,7 @@ func (p *Printer) Sent(peer string, res client.SendResult) {
 }
 
 // History writes the messages of me's conversation with peer, one per line
-// ([HistoryLine]); with JSON {"id","from","to","text","sent","state","seq"}.
+// ([HistoryLine]); with JSON {"id","from","to","text","sent","state","seq"} ("group" and no "to" for a group's).
 func (p *Printer) History(me, peer string, ms []im.Message) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -52,6 +52,9 @@ func (p *Printer) History(me, peer string, ms []im.Message) {
 		if m.Dir == im.DirOut {
 			from, to = me, peer
 		}
+		if m.From != "" { // a group's
+			from, to = m.From, ""
+		}
 		p.writeJSON(struct {
 			ID    string    `json:"id"`
 			From  string    `json:"from"`
@@ -60,7 +63,8 @@ func (p *Printer) History(me, peer string, ms []im.Message) {
 			Sent  time.Time `json:"sent"`
 			State string    `json:"state"`
 			Seq   int64     `json:"seq"`
-		}{m.ID, from, to, m.Text, m.Time(), m.State, m.Seq})
+			Group string    `json:"group,omitempty"`
+		}{m.ID, from, to, m.Text, m.Time(), m.State, m.Seq, groupOf(m)})
 	}
 }
 
@@ -68,6 +72,9 @@ func (p *Printer) History(me, peer string, ms []im.Message) {
 // text`, and for me's own messages two spaces and [state].
 func HistoryLine(me string, m im.Message) string {
 	ts := m.Time().Local().Format("2006-01-02 15:04:05")
+	if m.From != "" && m.Dir == im.DirIn {
+		return fmt.Sprintf("%s <%s> %s", ts, m.From, m.Text)
+	}
 	if m.Dir == im.DirOut {
 		return fmt.Sprintf("%s <%s> %s  [%s]", ts, me, m.Text, m.State)
 	}
@@ -186,4 +193,10 @@ func (p *Printer) now() time.Time {
 		return p.Now()
 	}
 	return time.Now()
+}
+
+// groupOf returns the group id of a group message, else "".
+func groupOf(m im.Message) string {
+	id, _ := im.GroupIDOf(m.Peer)
+	return id
 }

@@ -23,6 +23,7 @@ import (
 	"sync"
 
 	"github.com/parley/parley/client"
+	"github.com/parley/parley/client/im"
 	"github.com/parley/parley/wire/loginapi"
 	"github.com/parley/parley/wire/presence"
 	"github.com/parley/parley/wire/snapi"
@@ -157,4 +158,47 @@ func Lookup(ctx context.Context, c *client.Client, sc client.SessionConfig, user
 		}
 	}
 	return found, nil
+}
+
+// GroupOps are the changes [Group] makes, with the arguments each takes
+// after it: the least and the most.
+var GroupOps = map[string][2]int{
+	"create": {1, im.MaxGroupMembers}, "add": {2, 2}, "remove": {2, 2}, "admin": {2, 2},
+	"rename": {2, 2}, "leave": {1, 1},
+}
+
+// Group makes one change to a group through a short session that shows no
+// presence, and returns the group as it is then: create NAME [USER...], add,
+// remove or admin GROUP USER, rename GROUP NAME, leave GROUP. Errors are
+// wrapped as "group OP: …".
+func Group(ctx context.Context, c *client.Client, sc client.SessionConfig, op string, args []string) (client.GroupInfo, error) {
+	n, ok := GroupOps[op]
+	if !ok || len(args) < n[0] || len(args) > n[1] {
+		return client.GroupInfo{}, fmt.Errorf("group %s: %d arguments: %w", op, len(args), ErrUnknownOp)
+	}
+	sc.NoPresence = true
+	s, err := c.Online(ctx, sc)
+	if err != nil {
+		return client.GroupInfo{}, err
+	}
+	defer s.Close()
+	var g client.GroupInfo
+	switch op {
+	case "create":
+		g, err = s.CreateGroup(ctx, args[0], args[1:])
+	case "add":
+		g, err = s.GroupAdd(ctx, args[0], args[1])
+	case "remove":
+		g, err = s.GroupRemove(ctx, args[0], args[1])
+	case "admin":
+		g, err = s.GroupMakeAdmin(ctx, args[0], args[1])
+	case "rename":
+		g, err = s.GroupRename(ctx, args[0], args[1])
+	case "leave":
+		g, err = s.GroupLeave(ctx, args[0])
+	}
+	if err != nil {
+		return g, fmt.Errorf("group %s: %w", op, err)
+	}
+	return g, nil
 }

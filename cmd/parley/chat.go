@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/client/console"
@@ -13,24 +12,25 @@ import (
 	"github.com/parley/parley/internal/identity"
 )
 
-// cmdChat is `parley chat USER [MESSAGE...]`: one message, or (without
-// MESSAGE) a conversation: every line of stdin is a message, and what USER
-// sends is printed as it arrives.
+// cmdChat is `parley chat USER [MESSAGE...]` or `parley chat --group GROUP
+// [MESSAGE...]`: one message, or (without MESSAGE) a conversation: every
+// line of stdin is a message, and what comes is printed as it arrives.
 func cmdChat(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	jsonOut := fs.Bool("json", false, "print results and events as JSON lines")
 	last := fs.Int("last", 20, "in a conversation, first print the last N messages")
 	read := fs.Bool("read", false, "in a conversation, tell USER that the messages of theirs it prints were read (read receipts)")
-	pos, err := parseFlags(fs, e, args, 1, 1<<20, "USER [MESSAGE...]")
+	group := fs.Bool("group", false, "the first argument is a GROUP (its name or id), not a USER")
+	pos, err := parseFlags(fs, e, args, 1, 1<<20, "USER|--group GROUP [MESSAGE...]")
 	if err != nil {
 		return err
 	}
 	peer := pos[0]
-	if err := identity.CheckUser(peer); err != nil {
+	if err := identity.CheckUser(peer); err != nil && !*group {
 		return usageError{fmt.Sprintf("chat: %v", err)}
 	}
-	if *read && len(pos) > 1 {
-		return usageError{"chat: --read goes with a conversation (chat USER, without MESSAGE): it marks what the conversation prints"}
+	if *read && (len(pos) > 1 || *group) {
+		return usageError{"chat: --read goes with a conversation with a user (chat USER, without MESSAGE): it marks what the conversation prints"}
 	}
 	c, err := e.newClient("")
 	if err != nil {
@@ -48,6 +48,13 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		defer s.Close()
+		if *group {
+			res, err := s.SendGroupMessage(ctx, peer, text)
+			if err == nil {
+				out.GroupSent(peer, res)
+			}
+			return err
+		}
 		res, err := s.SendMessage(ctx, peer, text)
 		if err != nil {
 			return err
@@ -56,108 +63,8 @@ func cmdChat(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 
-	conv := &console.Conversation{P: out}            // each delivery once: the send result, or else the receipt
-	seen := &readQueue{kick: make(chan struct{}, 1)} // with --read: peer's messages printed, to acknowledge as read
-	s, err := c.Online(ctx, e.sessionConfig(client.SessionConfig{OnEvent: func(ev client.Event) {
-		switch ev.Event {
-		case "message", "delivered", "read", "typing", "presence", "message-refused", "status":
-			conv.Event(ev)
-			if *read && ev.Event == "message" && ev.MessageEvent.From == peer {
-				seen.add(ev.MessageEvent.ID)
-			}
-		}
-	}}))
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	if !*jsonOut && *last > 0 {
-		hist, err := s.History(peer, *last)
-		if err != nil {
-			return err
-		}
-		out.History(s.User(), peer, hist)
-		if *read {
-			for _, m := range hist {
-				if m.Dir == im.DirIn && m.State == im.StateReceived {
-					seen.add(m.ID)
-				}
-			}
-		}
-	}
-	// Lines may be long (up to im.MaxMessageBytes and beyond, to be refused
-	// whole); the reader stops handing them over when the command returns.
-	readCtx, stopReading := context.WithCancel(ctx)
-	defer stopReading()
-	lines, readErr := console.ReadLines(readCtx, e.stdin)
-	failed := 0
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.Done():
-			return s.Err()
-		case <-seen.kick:
-			if ids := seen.take(); len(ids) > 0 {
-				if _, err := s.SendRead(ctx, peer, ids); err != nil && ctx.Err() == nil {
-					fmt.Fprintln(e.stderr, "parley: "+console.UserMessage(err))
-				}
-			}
-		case err := <-readErr:
-			if err != nil {
-				return fmt.Errorf("chat: reading stdin: %w", err)
-			}
-			if ids := seen.take(); len(ids) > 0 {
-				if _, err := s.SendRead(ctx, peer, ids); err != nil {
-					fmt.Fprintln(e.stderr, "parley: "+console.UserMessage(err))
-				}
-			}
-			if failed > 0 {
-				return fmt.Errorf("chat %s: %d messages not sent", peer, failed)
-			}
-			return nil
-		case line := <-lines:
-			conv.Sending()
-			res, err := s.SendMessage(ctx, peer, line)
-			conv.Sent(peer, res, err)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				failed++
-				msg := "parley: " + console.UserMessage(err)
-				fmt.Fprintln(e.stderr, msg)
-				out.Error(msg, 1) // with --json: this line's failure; chat exits 1 at the end
-			}
-		}
-	}
-}
-
-// readQueue holds the ids of messages a conversation printed, until the
-// conversation's loop acknowledges them as read (not on the event's own
-// goroutine: a receipt takes a round trip).
-type readQueue struct {
-	mu   sync.Mutex
-	ids  []string
-	kick chan struct{}
-}
-
-func (q *readQueue) add(id string) {
-	q.mu.Lock()
-	q.ids = append(q.ids, id)
-	q.mu.Unlock()
-	select {
-	case q.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (q *readQueue) take() []string {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	ids := q.ids
-	q.ids = nil
-	return ids
+	return console.Converse(ctx, c, e.sessionConfig(client.SessionConfig{}), console.ConverseConfig{
+		Out: out, Stderr: e.stderr, Stdin: e.stdin, Peer: peer, Group: *group, Read: *read, Last: *last})
 }
 
 // cmdHistory is `parley history USER`: the conversation from local storage.
@@ -165,12 +72,13 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("history", flag.ContinueOnError)
 	jsonOut := fs.Bool("json", false, `print one JSON object per message: {"id","from","to","text","sent","state"}`)
 	limit := fs.Int("limit", 0, "only the last N messages (0: all)")
-	pos, err := parseFlags(fs, e, args, 1, 1, "USER")
+	group := fs.Bool("group", false, "the argument is a GROUP (its name or id), not a USER")
+	pos, err := parseFlags(fs, e, args, 1, 1, "USER|--group GROUP")
 	if err != nil {
 		return err
 	}
 	peer := pos[0]
-	if err := identity.CheckUser(peer); err != nil {
+	if err := identity.CheckUser(peer); err != nil && !*group {
 		return usageError{fmt.Sprintf("history: %v", err)}
 	}
 	if *limit < 0 {
@@ -183,6 +91,13 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	me := c.User()
 	if me == "" {
 		return client.ErrNoUser
+	}
+	if *group {
+		g, ms, err := c.LocalGroupHistory(peer, *limit)
+		if err == nil {
+			e.printer(*jsonOut).History(me, g.Name, ms)
+		}
+		return err
 	}
 	h, err := c.OpenHistory()
 	if err != nil {

@@ -49,6 +49,8 @@ Client:
   search TEXT        user names starting with TEXT
   chat USER [MSG]    send USER a message; without MSG, a conversation (one message per line)
   history USER       the conversation with USER, from this home's history
+  group SUB          groups: create NAME [USER...], add|remove|admin GROUP USER,
+                     rename GROUP NAME, leave|info GROUP, list; chat/history --group GROUP
 
   help [COMMAND]     this text, or a command's flags (also COMMAND --help)
   version            this build's version and VCS revision
@@ -185,6 +187,7 @@ func (e *env) dispatch(ctx context.Context, args []string) error {
 		"search":       cmdSearch,
 		"chat":         cmdChat,
 		"history":      cmdHistory,
+		"group":        cmdGroup,
 		"version":      cmdVersion,
 	}
 	f, ok := commands[cmd]
