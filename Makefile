@@ -24,6 +24,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'RefreshTraffic|SupernodeMemoryPerClient|SupernodeCPUPerClient' -benchtime 1x ./supernode/
 	$(GO) test -run '^$$' -bench LoginServerCost -benchtime 1x ./login/
 	$(GO) test -run '^$$' -bench 'CallSetup|MessageDelivered' -benchtime 20x ./client/
+	$(GO) test -run '^$$' -bench GroupMessage -benchtime 5x ./client/
 	$(GO) test -run '^$$' -bench LabCallSetup -benchtime 5x ./cmd/parley/
 
 fuzz: deps

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +30,8 @@ import (
 
 // network is a login server and a supernode on loopback, with real sockets.
 type network struct {
+	// loginIn counts the request body bytes the login server took.
+	loginIn  atomic.Int64
 	dataDir  string
 	loginURL string
 	login    *login.Server
@@ -46,7 +49,7 @@ func startNetwork(t testing.TB, proxy func(snURL string) http.Handler) *network 
 
 // startNetworkWith is startNetwork with the login server's Config lc (its
 // database, data directory, hashing cost and dial-back range are the test's).
-func startNetworkWith(t testing.TB, proxy func(snURL string) http.Handler, lc login.Config) *network {
+func startNetworkWith(t testing.TB, proxy func(snURL string) http.Handler, lc login.Config, snc ...supernode.Config) *network {
 	t.Helper()
 	dir := t.TempDir()
 	lc.DB, lc.DataDir = filepath.Join(dir, "login.db"), dir
@@ -57,8 +60,13 @@ func startNetworkWith(t testing.TB, proxy func(snURL string) http.Handler, lc lo
 	if err != nil {
 		t.Fatal(err)
 	}
-	lhs := httptest.NewServer(ls.Handler())
-	n := &network{dataDir: dir, loginURL: lhs.URL, login: ls}
+	n := &network{dataDir: dir, login: ls}
+	lh := ls.Handler()
+	lhs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.loginIn.Add(max(r.ContentLength, 0))
+		lh.ServeHTTP(w, r)
+	}))
+	n.loginURL = lhs.URL
 
 	shs := httptest.NewUnstartedServer(nil)
 	name := shs.Listener.Addr().String()
@@ -68,7 +76,12 @@ func startNetworkWith(t testing.TB, proxy func(snURL string) http.Handler, lc lo
 		name = phs.Listener.Addr().String()
 	}
 	_, nodeKey, _ := ed25519.GenerateKey(nil)
-	sn, err := supernode.New(supernode.Config{LoginKey: ls.PublicKey(), Name: name, NodeKey: nodeKey})
+	var sc supernode.Config
+	if len(snc) > 0 {
+		sc = snc[0]
+	}
+	sc.LoginKey, sc.Name, sc.NodeKey = ls.PublicKey(), name, nodeKey
+	sn, err := supernode.New(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
