@@ -19,7 +19,12 @@ func (m *messenger) merge(id string, ops []*im.GroupOp) (*im.GroupState, []*im.G
 		m.g.mu.Unlock()
 		return nil, nil, err
 	}
-	added, err := m.hist.AddGroupOps(id, ops)
+	log, err := m.hist.GroupOps(id)
+	if err != nil {
+		m.g.mu.Unlock()
+		return nil, nil, err
+	}
+	added, err := m.hist.AddGroupOps(id, im.Admit(log, ops))
 	if err != nil {
 		m.g.mu.Unlock()
 		return nil, nil, err
@@ -50,12 +55,12 @@ func (m *messenger) merge(id string, ops []*im.GroupOp) (*im.GroupState, []*im.G
 	}
 	m.g.mu.Unlock()
 
-	isNew := map[*im.GroupOp]bool{}
+	isNew := map[string]bool{}
 	for _, o := range added {
-		isNew[o] = true
+		isNew[o.ID()] = true
 	}
 	for _, o := range g.Applied {
-		if isNew[o] || slices.ContainsFunc(added, func(a *im.GroupOp) bool { return a.ID() == o.ID() }) {
+		if len(isNew) > 0 && isNew[o.ID()] {
 			m.s.emit(Event{Event: "group", Peer: o.By, MessageEvent: &MessageEvent{Group: id, GroupName: g.Name,
 				Op: o.Type, By: o.By, Target: o.Target, Members: slices.Clone(g.Members), Sent: time.UnixMilli(o.TS)}})
 		}

@@ -327,6 +327,49 @@ func SignGroupOp(s Sender, d OpDraft) (*GroupOp, error) {
 	return o, nil
 }
 
+// MaxGroupOpsPerAuthor caps the operations of one author a device keeps in
+// a group's log, so that no member (or former member) can fill it.
+const MaxGroupOpsPerAuthor = 500
+
+// Admit returns the operations of batch a device keeps, given the log it
+// holds: those whose author is the group's creator or was added by someone
+// who is (an add by a user never added counts for nothing, so an outsider
+// who learns a group's id cannot write to its log), up to
+// MaxGroupOpsPerAuthor per author. An operation it leaves out because its
+// author's add has not come yet comes again with a later log.
+func Admit(log, batch []*GroupOp) []*GroupOp {
+	all := append(slices.Clone(log), batch...)
+	ever := map[string]bool{}
+	for _, o := range all {
+		if o.Type == OpCreate {
+			ever[o.By] = true
+			for _, u := range o.Members {
+				ever[u] = true
+			}
+		}
+	}
+	for grew := true; grew; {
+		grew = false
+		for _, o := range all {
+			if o.Type == OpAdd && ever[o.By] && !ever[o.Target] {
+				ever[o.Target], grew = true, true
+			}
+		}
+	}
+	per := map[string]int{}
+	for _, o := range log {
+		per[o.By]++
+	}
+	var out []*GroupOp
+	for _, o := range batch {
+		if ever[o.By] && per[o.By] < MaxGroupOpsPerAuthor {
+			per[o.By]++
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // GroupState is a group as its operations leave it.
 type GroupState struct {
 	// ID is the group id; Name its name.

@@ -339,3 +339,41 @@ func TestGroupLogStore(t *testing.T) {
 		t.Errorf("Conversation: %+v, %v", conv, err)
 	}
 }
+
+// TestGroupAdmit: a device keeps no operation of a user never added to the
+// group (an outsider who learned its id), and at most
+// MaxGroupOpsPerAuthor of anyone's.
+func TestGroupAdmit(t *testing.T) {
+	w := newGroupWorld(t)
+	c := w.create(t, "bob")
+	id := c.ID()
+	addCarol := w.op(t, w.a1, id, 2, OpAdd, "carol", "")
+	byCarol := w.op(t, w.c1, id, 3, OpRename, "", "carol's")
+	outsider := w.op(t, w.d1, id, 3, OpAdd, "erin", "")
+	byErin := w.op(t, w.e1, id, 4, OpRename, "", "erin's")
+	tests := []struct {
+		name       string
+		log, batch []*GroupOp
+		want       []*GroupOp
+	}{
+		{"members' operations", []*GroupOp{c}, []*GroupOp{addCarol, byCarol}, []*GroupOp{addCarol, byCarol}},
+		{"an added member's, the add already held", []*GroupOp{c, addCarol}, []*GroupOp{byCarol}, []*GroupOp{byCarol}},
+		{"an added member's before the add came", []*GroupOp{c}, []*GroupOp{byCarol}, nil},
+		{"an outsider's, and of whom they add", []*GroupOp{c}, []*GroupOp{outsider, byErin}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Admit(tt.log, tt.batch)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %d operations, want %d", len(got), len(tt.want))
+			}
+		})
+	}
+	var many []*GroupOp
+	for i := range MaxGroupOpsPerAuthor + 5 {
+		many = append(many, w.op(t, w.b1, id, int64(2+i), OpRename, "", fmt.Sprint(i)))
+	}
+	if got := Admit([]*GroupOp{c}, many); len(got) != MaxGroupOpsPerAuthor {
+		t.Errorf("one author's %d operations: kept %d, want %d", len(many), len(got), MaxGroupOpsPerAuthor)
+	}
+}
