@@ -76,6 +76,9 @@ func (m *messenger) openedGroup(o *im.Opened, via string) {
 	s := m.s
 	b := o.Group
 	ack := func() {
+		if via == ViaMailbox {
+			return // nobody waits for it: a group's receipts only pace a live send
+		}
 		m.mu.Lock()
 		m.acks[o.From] = append(m.acks[o.From], o.ID)
 		m.mu.Unlock()

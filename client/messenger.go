@@ -143,6 +143,7 @@ type tracker struct {
 	got   chan struct{} // signalled on every receipt
 	peerN int           // receipts from the peer's devices
 	total int           // receipts from any device
+	group bool          // a group envelope: its receipts mark no message
 }
 
 // messenger is the IM half of a Session.
@@ -397,7 +398,7 @@ func (m *messenger) deliver(ctx context.Context, env *im.Envelope, peerDevs, myD
 		return SendResult{}, err
 	}
 	to := env.To
-	tr := &tracker{want: map[string]string{}, peer: to, got: make(chan struct{}, 1)}
+	tr := &tracker{want: map[string]string{}, peer: to, got: make(chan struct{}, 1), group: env.Kind == im.KindGroup}
 	for _, d := range append(append([]im.DeviceRecord{}, peerDevs...), myDevs...) {
 		if !im.SameDevice(d.Key, m.me) {
 			tr.want[hex.EncodeToString(d.Key)] = d.User

@@ -76,9 +76,13 @@ func (m *messenger) opened(o *im.Opened, via string) {
 		}
 	case im.KindReceipt:
 		dev := hex.EncodeToString(o.FromDevice)
+		acked := o.Acked[:0:0]
 		m.mu.Lock()
 		for _, id := range o.Acked {
 			tr := m.waits[id]
+			if tr == nil || !tr.group {
+				acked = append(acked, id) // a group envelope's marks no message
+			}
 			if tr == nil {
 				continue
 			}
@@ -95,9 +99,10 @@ func (m *messenger) opened(o *im.Opened, via string) {
 			}
 		}
 		m.mu.Unlock()
-		if o.From == s.user {
+		if o.From == s.user || len(acked) == 0 {
 			return // one of my devices has a copy of what I sent (or read what came)
 		}
+		o.Acked = acked
 		if o.State == im.ReceiptRead {
 			// Read implies delivered: the messages go straight to read.
 			done, err := m.hist.MarkRead(o.From, o.Acked)
