@@ -102,15 +102,32 @@ func (m *messenger) loadGroupsLocked() error {
 		return err
 	}
 	for _, id := range ids {
-		ops, err := m.hist.GroupOps(id)
-		if err != nil {
+		if err := m.freshLocked(id); err != nil {
 			return err
-		}
-		if g, err := im.Replay(id, ops); err == nil {
-			m.g.states[id] = g
 		}
 	}
 	m.g.loaded = true
+	return nil
+}
+
+// freshLocked replays group id again when the history holds operations the
+// state has not seen: stored by another process on this home (a one-shot
+// `parley group` beside a running conversation).
+func (m *messenger) freshLocked(id string) error {
+	n, err := m.hist.GroupOpsCount(id)
+	if err != nil {
+		return err
+	}
+	if g := m.g.states[id]; n == 0 || (g != nil && g.Ops == n) {
+		return nil
+	}
+	ops, err := m.hist.GroupOps(id)
+	if err != nil {
+		return err
+	}
+	if g, err := im.Replay(id, ops); err == nil {
+		m.g.states[id] = g
+	}
 	return nil
 }
 
@@ -119,6 +136,9 @@ func (m *messenger) group(id string) (*im.GroupState, error) {
 	m.g.mu.Lock()
 	defer m.g.mu.Unlock()
 	if err := m.loadGroupsLocked(); err != nil {
+		return nil, err
+	}
+	if err := m.freshLocked(id); err != nil {
 		return nil, err
 	}
 	return m.g.states[id], nil
@@ -131,6 +151,15 @@ func (s *Session) Groups() ([]GroupInfo, error) {
 	defer m.g.mu.Unlock()
 	if err := m.loadGroupsLocked(); err != nil {
 		return nil, err
+	}
+	ids, err := m.hist.Groups()
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if err := m.freshLocked(id); err != nil {
+			return nil, err
+		}
 	}
 	var out []GroupInfo
 	for _, g := range m.g.states {
@@ -207,26 +236,26 @@ func FindGroup(gs []GroupInfo, ref string) (GroupInfo, error) {
 func (s *Session) CreateGroup(ctx context.Context, name string, members []string) (GroupInfo, error) {
 	m := s.im
 	if err := im.CheckGroupName(name); err != nil {
-		return GroupInfo{}, fmt.Errorf("client: create group: %w", err)
+		return GroupInfo{}, fmt.Errorf("client: group create: %w", err)
 	}
 	members = slices.Clone(members)
 	slices.Sort(members)
 	members = slices.Compact(slices.DeleteFunc(members, func(u string) bool { return u == s.user }))
 	if len(members) > im.MaxGroupMembers-1 {
-		return GroupInfo{}, fmt.Errorf("client: create group: %d members and you, at most %d: %w", len(members), im.MaxGroupMembers, ErrGroupFull)
+		return GroupInfo{}, fmt.Errorf("client: group create: %d members and you, at most %d: %w", len(members), im.MaxGroupMembers, ErrGroupFull)
 	}
 	for _, u := range members {
 		if err := m.checkAddable(ctx, u); err != nil {
-			return GroupInfo{}, fmt.Errorf("client: create group: %w", err)
+			return GroupInfo{}, fmt.Errorf("client: group create: %w", err)
 		}
 	}
 	op, err := m.signOp(ctx, im.OpDraft{Clock: 1, Type: im.OpCreate, Name: name, Members: members})
 	if err != nil {
-		return GroupInfo{}, fmt.Errorf("client: create group: %w", err)
+		return GroupInfo{}, fmt.Errorf("client: group create: %w", err)
 	}
 	g, err := m.applyOwn(ctx, op, nil)
 	if err != nil {
-		return GroupInfo{}, fmt.Errorf("client: create group: %w", err)
+		return GroupInfo{}, fmt.Errorf("client: group create: %w", err)
 	}
 	return info(g, s.user), nil
 }
@@ -478,6 +507,18 @@ func (s *Session) SendGroupMessage(ctx context.Context, ref, text string) (Group
 		return GroupSendResult{}, err
 	}
 	return m.sendGroupMessage(ctx, gi.ID, msg)
+}
+
+// resendGroup sends again a group message of this device still "sending"
+// (the session that sent it ended first).
+func (m *messenger) resendGroup(ctx context.Context, id string, msg im.Message) error {
+	m.sendMu.Lock()
+	defer m.sendMu.Unlock()
+	if st, _, err := m.hist.State(msg.Peer, im.DirOut, msg.ID); err != nil || st != im.StateSending {
+		return err
+	}
+	_, err := m.sendGroupMessage(ctx, id, msg)
+	return err
 }
 
 func (m *messenger) sendGroupMessage(ctx context.Context, id string, msg im.Message) (GroupSendResult, error) {

@@ -124,7 +124,10 @@ func (m *messenger) openedGroup(o *im.Opened, via string) {
 			s.c.log.Error("reading a group", "group", b.Group, "err", err)
 			return
 		}
-		if o.From != s.user && (g == nil || !g.IsMember(o.From)) {
+		// From a user this device does not know as a member, or to this
+		// user while it knows itself outside the group: held, in case an
+		// operation that changes that is on its way.
+		if o.From != s.user && (g == nil || !g.IsMember(o.From) || !g.IsMember(s.user)) {
 			m.hold(o, via)
 			m.syncTo(b.Group, o.From, false, false)
 			return

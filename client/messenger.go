@@ -350,7 +350,9 @@ func (m *messenger) resendPending(ctx context.Context) {
 			continue
 		}
 		if id, ok := im.GroupIDOf(p.Peer); ok {
-			if _, err := m.sendGroupMessage(ctx, id, p); err != nil && ctx.Err() == nil {
+			// A group message is "sent" once every member had it on a
+			// device or in a mailbox: only one still "sending" goes again.
+			if err := m.resendGroup(ctx, id, p); err != nil && ctx.Err() == nil {
 				m.s.c.log.Warn("resending a group message", "group", id, "id", p.ID, "err", err)
 			}
 			continue
@@ -370,6 +372,10 @@ func (m *messenger) resendPending(ctx context.Context) {
 func (m *messenger) resend(ctx context.Context, p im.Message) error {
 	m.sendMu.Lock()
 	defer m.sendMu.Unlock()
+	// A send of this session may have delivered it since the list was read.
+	if st, _, err := m.hist.State(p.Peer, im.DirOut, p.ID); err != nil || (st != im.StateSending && st != im.StateSent) {
+		return err
+	}
 	peerDevs, err := m.devicesOf(ctx, p.Peer, false)
 	if err != nil {
 		return err

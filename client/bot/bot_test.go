@@ -19,6 +19,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/parley/parley/client"
+	"github.com/parley/parley/client/im"
 	"github.com/parley/parley/internal/testnet"
 )
 
@@ -121,8 +122,8 @@ func TestDispatchErrors(t *testing.T) {
 		{"null", `null`, nil, nil, "command: not a JSON object"},
 		{"too long", `{"cmd":"chat","peer":"alice","text":"` + strings.Repeat("x", 2000) + `"}`, nil, nil, "command: line longer than 1024 bytes, skipped"},
 		{"an id that is an object", `{"cmd":"status","status":"away","id":{"n":1}}`, nil, nil, "command: id must be a string or a number"},
-		{"no cmd", `{"id":"a1","peer":"alice"}`, "a1", nil, "command: missing cmd (a string: answer, call, chat, contacts, decline, hangup, hold, mute, read, resume, status, typing)"},
-		{"unknown cmd", `{"cmd":"dial","id":7,"peer":"alice"}`, 7.0, "dial", "dial: unknown command (answer, call, chat, contacts, decline, hangup, hold, mute, read, resume, status, typing)"},
+		{"no cmd", `{"id":"a1","peer":"alice"}`, "a1", nil, "command: missing cmd (a string: answer, call, chat, contacts, decline, group, hangup, hold, mute, read, resume, status, typing)"},
+		{"unknown cmd", `{"cmd":"dial","id":7,"peer":"alice"}`, 7.0, "dial", "dial: unknown command (answer, call, chat, contacts, decline, group, hangup, hold, mute, read, resume, status, typing)"},
 		{"missing field", `{"cmd":"call","id":"a2"}`, "a2", "call", "call: missing peer"},
 		{"empty field", `{"cmd":"chat","id":"a3","peer":"alice","text":""}`, "a3", "chat", "chat: missing text"},
 		{"unknown field", `{"cmd":"call","id":"a4","peer":"alice","volume":11}`, "a4", "call", `call: unknown field "volume"`},
@@ -138,6 +139,19 @@ func TestDispatchErrors(t *testing.T) {
 		{"calling an unknown user", `{"cmd":"call","id":"a14","peer":"zed"}`, "a14", "call", "call: call zed: unknown user"},
 		{"typing to an unknown user", `{"cmd":"typing","id":"a15","peer":"zed"}`, "a15", "typing", "typing: message to zed: unknown user"},
 		{"read ids that are not a list", `{"cmd":"read","id":"a16","peer":"alice","ids":"x"}`, "a16", "read", "read: ids must be a list"},
+		{"chat to neither", `{"cmd":"chat","id":"a17","text":"hi"}`, "a17", "chat", "chat: missing peer or group"},
+		{"chat to both", `{"cmd":"chat","id":"a18","peer":"alice","group":"club","text":"hi"}`, "a18", "chat", "chat: peer and group: give one of them"},
+		{"chat to an unknown group", `{"cmd":"chat","id":"a19","group":"club","text":"hi"}`, "a19", "chat", `chat: group "club": no such group`},
+		{"group without op", `{"cmd":"group","id":"a20","group":"club"}`, "a20", "group", "group: missing op"},
+		{"unknown group op", `{"cmd":"group","id":"a21","op":"join","group":"club"}`, "a21", "group", `group: op "join": must be one of add, admin, create, info, leave, list, remove, rename`},
+		{"group op missing a field", `{"cmd":"group","id":"a22","op":"add","group":"club"}`, "a22", "group", "group: op add: missing user"},
+		{"group create without a name", `{"cmd":"group","id":"a23","op":"create","members":["alice"]}`, "a23", "group", "group: op create: missing name"},
+		{"group op with a field it does not take", `{"cmd":"group","id":"a24","op":"leave","group":"club","user":"alice"}`, "a24", "group", "group: op leave takes no user"},
+		{"group list with a group", `{"cmd":"group","id":"a25","op":"list","group":"club"}`, "a25", "group", "group: op list takes no group"},
+		{"group members not a list", `{"cmd":"group","id":"a26","op":"create","name":"club","members":"alice"}`, "a26", "group", "group: members must be a list"},
+		{"an unknown group", `{"cmd":"group","id":"a27","op":"info","group":"club"}`, "a27", "group", `group: group "club": no such group`},
+		{"creating a group with an unknown user", `{"cmd":"group","id":"a28","op":"create","name":"club","members":["zed"]}`, "a28", "group", "group: group create: zed: unknown user"},
+		{"a bad group name", `{"cmd":"group","id":"a29","op":"create","name":" "}`, "a29", "group", "group: group create: group name must be 1 to 200 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -266,7 +280,7 @@ func TestEventSchema(t *testing.T) {
 	cs := func(state, reason, dir string) *client.CallState {
 		return &client.CallState{State: state, Reason: reason, Direction: dir}
 	}
-	const callID, msgID = "0123456789abcdef", "0123456789abcdef0123456789abcdef"
+	const callID, msgID, gid = "0123456789abcdef", "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
 	sn := "ws://127.0.0.1:8081/v1/ws"
 	yes, no := true, false
 	tests := []struct {
@@ -307,6 +321,32 @@ func TestEventSchema(t *testing.T) {
 		{"an error with a code", map[string]any{"event": "error", "error": "parley: unknown user", "code": 1}, true},
 		{"an error of two lines", map[string]any{"event": "error", "error": "a\nb"}, false},
 		{"a history record", map[string]any{"id": msgID, "from": "bob", "to": "alice", "text": "hi", "sent": now, "state": "delivered", "seq": 3}, true},
+		// Groups.
+		{"a group's message", client.Event{Event: "message", Peer: "#" + gid, MessageEvent: &client.MessageEvent{ID: msgID, From: "alice", Group: gid, GroupName: "club", Text: "hi", Sent: now, Via: client.ViaSupernode}}, true},
+		{"a group's message of an unknown group", client.Event{Event: "message", Peer: "#" + gid, MessageEvent: &client.MessageEvent{ID: msgID, From: "bob", Group: gid, Text: "hi", Sent: now, Via: client.ViaMailbox}}, true},
+		{"a group's message with a to", client.Event{Event: "message", Peer: "#" + gid, MessageEvent: &client.MessageEvent{ID: msgID, From: "alice", To: "bob", Group: gid, Text: "hi", Sent: now, Via: client.ViaSupernode}}, false},
+		{"a group's message with a user as peer", client.Event{Event: "message", Peer: "alice", MessageEvent: &client.MessageEvent{ID: msgID, From: "alice", Group: gid, Text: "hi", Sent: now, Via: client.ViaSupernode}}, false},
+		{"a message without to", client.Event{Event: "message", Peer: "alice", MessageEvent: &client.MessageEvent{ID: msgID, From: "alice", Text: "hi", Sent: now, Via: client.ViaSupernode}}, false},
+		{"a group created", client.Event{Event: "group", Peer: "alice", MessageEvent: &client.MessageEvent{Group: gid, GroupName: "club", Op: "create", By: "alice", Members: []string{"alice", "bob"}, Sent: now}}, true},
+		{"a member added", client.Event{Event: "group", Peer: "alice", MessageEvent: &client.MessageEvent{Group: gid, GroupName: "club", Op: "add", By: "alice", Target: "carol", Members: []string{"alice", "bob", "carol"}, Sent: now}}, true},
+		{"the last member left", client.Event{Event: "group", Peer: "alice", MessageEvent: &client.MessageEvent{Group: gid, GroupName: "club", Op: "leave", By: "alice", Sent: now}}, true},
+		{"an add without its target", client.Event{Event: "group", Peer: "alice", MessageEvent: &client.MessageEvent{Group: gid, GroupName: "club", Op: "add", By: "alice", Members: []string{"alice"}, Sent: now}}, false},
+		{"a rename with a target", client.Event{Event: "group", Peer: "alice", MessageEvent: &client.MessageEvent{Group: gid, GroupName: "club", Op: "rename", By: "alice", Target: "bob", Members: []string{"alice"}, Sent: now}}, false},
+		{"an unknown group op", client.Event{Event: "group", Peer: "alice", MessageEvent: &client.MessageEvent{Group: gid, GroupName: "club", Op: "join", By: "alice", Members: []string{"alice"}, Sent: now}}, false},
+		{"a group event with via", client.Event{Event: "group", Peer: "alice", MessageEvent: &client.MessageEvent{Group: gid, GroupName: "club", Op: "leave", By: "alice", Members: []string{"bob"}, Sent: now, Via: client.ViaMailbox}}, false},
+		{"sent to a group", map[string]any{"event": "sent", "group": "club", "id": msgID, "members": 3, "delivered": 1, "stored": 1, "failed": map[string]string{"dave": "user is offline"}}, true},
+		{"sent to a group, counted in booleans", map[string]any{"event": "sent", "group": "club", "id": msgID, "members": 1, "delivered": true, "stored": false}, false},
+		{"sent to a peer, with members", map[string]any{"event": "sent", "peer": "bob", "id": msgID, "members": 1, "delivered": true, "stored": false}, false},
+		{"a group's history record", map[string]any{"id": msgID, "from": "bob", "group": gid, "text": "hi", "sent": now, "state": "received", "seq": 3}, true},
+		{"a group's history record with a to", map[string]any{"id": msgID, "from": "bob", "to": "", "group": gid, "text": "hi", "sent": now, "state": "received", "seq": 3}, false},
+		{"a group list record", client.GroupInfo{ID: gid, Name: "club", Members: []string{"alice", "bob"}, Admins: []string{"alice"}, Member: true}, true},
+		{"a group list record with null members", client.GroupInfo{ID: gid, Name: "club"}, false},
+		{"a group command's result", map[string]any{"event": "result", "cmd": "group", "op": "create", "group": gid, "name": "club", "members": []string{"alice", "bob"}, "admins": []string{"alice"}, "member": true}, true},
+		{"a group list result", map[string]any{"event": "result", "cmd": "group", "op": "list", "groups": []client.GroupInfo{{ID: gid, Name: "club", Members: []string{"bob"}, Admins: []string{"bob"}, Member: true}}}, true},
+		{"a chat to a group's result", map[string]any{"event": "result", "cmd": "chat", "group": gid, "message_id": msgID, "members": 2, "delivered": 1, "stored": 1, "failed": map[string]string{}}, true},
+		{"a chat to a group's result without failed", map[string]any{"event": "result", "cmd": "chat", "group": gid, "message_id": msgID, "members": 2, "delivered": 1, "stored": 1}, false},
+		{"a chat to a peer's result counted", map[string]any{"event": "result", "cmd": "chat", "peer": "bob", "message_id": msgID, "delivered": 1, "stored": 0}, false},
+		{"parley group info's result", map[string]any{"event": "result", "cmd": "group info", "id": gid, "name": "club", "members": []string{"alice"}, "admins": []string{"alice"}, "member": true}, true},
 	}
 	sch := eventSchema(t)
 	for _, tt := range tests {
@@ -330,10 +370,55 @@ func TestEventSchema(t *testing.T) {
 	}
 }
 
+// TestCommandSchema: docs/schema/commands.schema.json takes the commands
+// as the bot does, and refuses what the bot refuses before running it.
+func TestCommandSchema(t *testing.T) {
+	sch := compileSchema(t, "commands.schema.json")
+	for _, tt := range []struct {
+		line string
+		ok   bool
+	}{
+		{`{"cmd":"chat","peer":"bob","text":"hi"}`, true},
+		{`{"cmd":"chat","group":"club","text":"hi","id":3}`, true},
+		{`{"cmd":"chat","text":"hi"}`, false},
+		{`{"cmd":"chat","peer":"bob","group":"club","text":"hi"}`, false},
+		{`{"cmd":"group","op":"create","name":"club","members":["alice","carol"]}`, true},
+		{`{"cmd":"group","op":"create","name":"club"}`, true},
+		{`{"cmd":"group","op":"create","members":["alice"]}`, false},
+		{`{"cmd":"group","op":"create","name":"club","group":"x"}`, false},
+		{`{"cmd":"group","op":"add","group":"club","user":"dave"}`, true},
+		{`{"cmd":"group","op":"remove","group":"club"}`, false},
+		{`{"cmd":"group","op":"admin","group":"club","user":"dave","name":"x"}`, false},
+		{`{"cmd":"group","op":"rename","group":"0123456789","name":"club two"}`, true},
+		{`{"cmd":"group","op":"rename","group":"club","name":""}`, false},
+		{`{"cmd":"group","op":"leave","group":"club"}`, true},
+		{`{"cmd":"group","op":"info","group":"club","user":"bob"}`, false},
+		{`{"cmd":"group","op":"list"}`, true},
+		{`{"cmd":"group","op":"list","members":[]}`, false},
+		{`{"cmd":"group","op":"join","group":"club"}`, false},
+		{`{"cmd":"group","group":"club"}`, false},
+		{`{"cmd":"group","op":"info","group":"club","color":"red"}`, false},
+	} {
+		v, err := jsonschema.UnmarshalJSON(strings.NewReader(tt.line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sch.Validate(v); (err == nil) != tt.ok {
+			t.Errorf("%s: valid = %v, want %v (%v)", tt.line, err == nil, tt.ok, err)
+		}
+	}
+}
+
 // eventSchema compiles docs/schema/events.schema.json.
 func eventSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	path, err := filepath.Abs(filepath.Join("..", "..", "docs", "schema", "events.schema.json"))
+	return compileSchema(t, "events.schema.json")
+}
+
+// compileSchema compiles docs/schema/name.
+func compileSchema(t *testing.T, name string) *jsonschema.Schema {
+	t.Helper()
+	path, err := filepath.Abs(filepath.Join("..", "..", "docs", "schema", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,5 +457,175 @@ func checkLines(t *testing.T, sch *jsonschema.Schema, lines []string) {
 		if err != nil {
 			t.Errorf("output line %d does not match the event schema: %v\n%s", i+1, err, line)
 		}
+	}
+}
+
+// find returns the first output line ok accepts, from the first line on
+// (events a command emits before its result), waiting for it.
+func (h *harness) find(t *testing.T, what string, ok func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, line := range h.out.lines() {
+			var ev map[string]any
+			if line != "" && json.Unmarshal([]byte(line), &ev) == nil && ok(ev) {
+				return ev
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no %s in:\n%s", what, strings.Join(h.out.lines(), "\n"))
+	return nil
+}
+
+// wantFields fails unless got has the fields of want (a JSON object) with
+// the same values.
+func wantFields(t *testing.T, what string, got map[string]any, want string) {
+	t.Helper()
+	var w map[string]any
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range w {
+		if g, _ := json.Marshal(got[k]); string(g) != string(must(json.Marshal(v))) {
+			t.Errorf("%s: %s is %s, want %s (in %v)", what, k, g, must(json.Marshal(v)), got)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// TestGroupCommands: a bot creates a group of two of its contacts, sends it
+// a message and gets theirs, makes one an admin, renames the group (by a
+// prefix of its id), removes the other; it is told what it may not do (add
+// a non-contact, remove a non-member, rename a group it is no admin of,
+// name a group two have), and leaves a group; every change it makes or
+// hears of is a group event, and its members agree.
+func TestGroupCommands(t *testing.T) {
+	loginURL := testnet.Start(t, testnet.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h := startBot(t, loginURL, "bob", Config{})
+	alice := testnet.Online(t, ctx, loginURL, "alice", client.SessionConfig{})
+	carol := testnet.Online(t, ctx, loginURL, "carol", client.SessionConfig{})
+	testnet.Online(t, ctx, loginURL, "dave", client.SessionConfig{}) // no contact of anyone's
+	for _, u := range []*client.Session{alice, carol} {
+		wantFields(t, "contacts add", h.send(t, `{"cmd":"contacts","op":"add","peer":"`+u.User()+`"}`), `{"event":"result","state":"requested"}`)
+		if _, err := u.AcceptContact(ctx, "bob"); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	got := h.send(t, `{"cmd":"group","id":1,"op":"create","name":"club","members":["alice","carol","bob"]}`)
+	wantFields(t, "create", got, `{"event":"result","id":1,"cmd":"group","op":"create","name":"club","members":["bob","alice","carol"],"admins":["bob"],"member":true}`)
+	id, _ := got["group"].(string)
+	if len(id) != 32 {
+		t.Fatalf("create: group %q, want the group's id", id)
+	}
+	h.find(t, "the create's group event", func(ev map[string]any) bool {
+		return ev["event"] == "group" && ev["op"] == "create" && ev["group"] == id && ev["by"] == "bob" && ev["group_name"] == "club"
+	})
+	agree := func(what string, s *client.Session, want client.GroupInfo) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			g, err := s.Group(id)
+			if err == nil && g.Name == want.Name && slices.Equal(g.Members, want.Members) && slices.Equal(g.Admins, want.Admins) && g.Member == want.Member {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s sees %+v (%v), want %+v", what, s.User(), g, err, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	agree("create", alice, client.GroupInfo{Name: "club", Members: []string{"bob", "alice", "carol"}, Admins: []string{"bob"}, Member: true})
+
+	// Messages both ways.
+	if _, err := alice.SendGroupMessage(ctx, id, "hi from alice"); err != nil {
+		t.Fatal(err)
+	}
+	msg := h.find(t, "alice's group message", func(ev map[string]any) bool { return ev["event"] == "message" && ev["text"] == "hi from alice" })
+	wantFields(t, "alice's group message", msg, `{"peer":"#`+id+`","from":"alice","group":"`+id+`","group_name":"club","to":null}`)
+	got = h.send(t, `{"cmd":"chat","group":"club","text":"hi all"}`)
+	wantFields(t, "chat to the group", got, `{"event":"result","cmd":"chat","group":"`+id+`","members":2,"delivered":2,"stored":0,"failed":{},"peer":null}`)
+	for _, s := range []*client.Session{alice, carol} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ms, _ := s.GroupHistory(id, 0)
+			if slices.ContainsFunc(ms, func(m im.Message) bool { return m.ID == got["message_id"] && m.From == "bob" && m.Text == "hi all" }) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's history of the group has no message %v from bob: %+v", s.User(), got["message_id"], ms)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	// Changes.
+	wantFields(t, "admin", h.send(t, `{"cmd":"group","op":"admin","group":"club","user":"alice"}`),
+		`{"event":"result","op":"admin","group":"`+id+`","admins":["bob","alice"]}`)
+	wantFields(t, "rename", h.send(t, `{"cmd":"group","op":"rename","group":"`+id[:8]+`","name":"club two"}`),
+		`{"event":"result","op":"rename","group":"`+id+`","name":"club two"}`)
+	wantFields(t, "remove", h.send(t, `{"cmd":"group","op":"remove","group":"club two","user":"carol"}`),
+		`{"event":"result","op":"remove","group":"`+id+`","name":"club two","members":["bob","alice"],"admins":["bob","alice"],"member":true}`)
+	after := client.GroupInfo{Name: "club two", Members: []string{"bob", "alice"}, Admins: []string{"bob", "alice"}, Member: true}
+	agree("the changes", alice, after)
+	after.Member = false
+	agree("the removal", carol, after)
+	wantFields(t, "info", h.send(t, `{"cmd":"group","op":"info","group":"club two"}`),
+		`{"event":"result","op":"info","group":"`+id+`","name":"club two","members":["bob","alice"],"admins":["bob","alice"],"member":true}`)
+
+	// What it may not do.
+	for _, tt := range []struct{ line, want string }{
+		{`{"cmd":"group","op":"add","group":"club two","user":"dave"}`, "group: group add: dave: only your contacts can be added"},
+		{`{"cmd":"group","op":"remove","group":"club two","user":"carol"}`, "group: group remove: group " + id + ": carol: not a member of the group"},
+		{`{"cmd":"group","op":"info","group":"nothing-like-it"}`, `group: group "nothing-like-it": no such group`},
+	} {
+		if got := h.send(t, tt.line); got["event"] != "error" || !strings.HasPrefix(fmt.Sprint(got["error"]), tt.want) {
+			t.Errorf("%s: %v, want an error %q…", tt.line, got, tt.want)
+		}
+	}
+
+	// A group of alice's with the same name: the bot is no admin of it, and
+	// the name is ambiguous.
+	other, err := alice.CreateGroup(ctx, "club two", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.find(t, "alice's create's group event", func(ev map[string]any) bool {
+		return ev["event"] == "group" && ev["op"] == "create" && ev["group"] == other.ID && ev["by"] == "alice" && ev["peer"] == "alice"
+	})
+	for _, tt := range []struct{ line, want string }{
+		{`{"cmd":"group","op":"info","group":"club two"}`, `group: group "club two": 2 groups match (use the id): several groups have that name`},
+		{`{"cmd":"chat","group":"club two","text":"which?"}`, `chat: group "club two": 2 groups match (use the id)`},
+		{`{"cmd":"group","op":"rename","group":"` + other.ID + `","name":"mine"}`, "group: group rename: group " + other.ID + ": bob: only an admin of the group may do that"},
+	} {
+		if got := h.send(t, tt.line); got["event"] != "error" || !strings.HasPrefix(fmt.Sprint(got["error"]), tt.want) {
+			t.Errorf("%s: %v, want an error %q…", tt.line, got, tt.want)
+		}
+	}
+	wantFields(t, "leave", h.send(t, `{"cmd":"group","op":"leave","group":"`+other.ID+`"}`),
+		`{"event":"result","op":"leave","group":"`+other.ID+`","members":["alice"],"admins":["alice"],"member":false}`)
+	got = h.send(t, `{"cmd":"group","op":"list"}`)
+	groups, _ := got["groups"].([]any)
+	if got["event"] != "result" || len(groups) != 2 {
+		t.Fatalf("list: %v, want two groups", got)
+	}
+	for _, g := range groups {
+		g := g.(map[string]any)
+		if want := g["id"] == id; g["member"] != want || g["name"] != "club two" {
+			t.Errorf("list: %v, want club two, member %v", g, want)
+		}
+	}
+	// The events of the changes the bot made, and of alice's.
+	for _, op := range []string{"admin", "rename", "remove", "leave"} {
+		h.find(t, op+" group event", func(ev map[string]any) bool { return ev["event"] == "group" && ev["op"] == op && ev["by"] == "bob" })
 	}
 }

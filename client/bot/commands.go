@@ -26,11 +26,12 @@ var commands = map[string]command{
 	"hold":     handle((*Bot).hold, "call_id"),
 	"resume":   handle((*Bot).resume, "call_id"),
 	"mute":     handle((*Bot).mute, "call_id"),
-	"chat":     handle((*Bot).chat, "peer", "text"),
+	"chat":     handle((*Bot).chat, "text"),
 	"read":     handle((*Bot).read, "peer"),
 	"typing":   handle((*Bot).typing, "peer"),
 	"contacts": handle((*Bot).contacts, "op", "peer"),
 	"status":   handle((*Bot).status, "status"),
+	"group":    handle((*Bot).group, "op"),
 }
 
 // command runs one command with its arguments (the line's fields but "cmd"
@@ -326,15 +327,40 @@ func (b *Bot) mute(ctx context.Context, a muteArgs) (Result, error) {
 	return Result{"call_id": a.CallID, "peer": call.Peer, "muted": on}, nil
 }
 
-// chatArgs are the arguments of chat.
+// chatArgs are the arguments of chat: a message to Peer, or to Group
+// (its name, id, or a prefix of its id of 6 or more characters), one of
+// the two.
 type chatArgs struct {
-	Peer string `json:"peer"`
-	Text string `json:"text"`
+	Peer  string `json:"peer"`
+	Group string `json:"group"`
+	Text  string `json:"text"`
 }
 
 // chat sends a message; its result comes once a device of the peer has it,
-// or it waits in their mailbox.
+// or it waits in their mailbox — for a group, once every other member has
+// it on a device or in a mailbox, or could not be reached.
 func (b *Bot) chat(ctx context.Context, a chatArgs) (Result, error) {
+	switch {
+	case a.Peer == "" && a.Group == "":
+		return nil, errors.New("missing peer or group")
+	case a.Peer != "" && a.Group != "":
+		return nil, errors.New("peer and group: give one of them")
+	case a.Group != "":
+		g, err := b.s.Group(a.Group)
+		if err != nil {
+			return nil, err
+		}
+		res, err := b.s.SendGroupMessage(ctx, g.ID, a.Text)
+		if err != nil {
+			return nil, err
+		}
+		failed := res.Failed
+		if failed == nil {
+			failed = map[string]string{}
+		}
+		return Result{"group": g.ID, "message_id": res.ID, "members": res.Members, "delivered": res.Delivered,
+			"stored": res.Stored, "failed": failed}, nil
+	}
 	res, err := b.s.SendMessage(ctx, a.Peer, a.Text)
 	if err != nil {
 		return nil, err
@@ -417,4 +443,91 @@ func (b *Bot) status(ctx context.Context, a statusArgs) (Result, error) {
 		return nil, err
 	}
 	return Result{"status": a.Status}, nil
+}
+
+// groupArgs are the arguments of group. Group is a group's name, id, or a
+// prefix of its id of 6 or more characters.
+type groupArgs struct {
+	Op      string   `json:"op"`
+	Group   string   `json:"group"`
+	Name    string   `json:"name"`
+	User    string   `json:"user"`
+	Members []string `json:"members"`
+}
+
+// groupOps are the operations of the group command: the fields each needs
+// and the others it takes, and what it does.
+var groupOps = map[string]struct {
+	need, take []string
+	run        func(s *client.Session, ctx context.Context, a groupArgs) (client.GroupInfo, error)
+}{
+	"create": {[]string{"name"}, []string{"members"}, func(s *client.Session, ctx context.Context, a groupArgs) (client.GroupInfo, error) {
+		return s.CreateGroup(ctx, a.Name, a.Members)
+	}},
+	"add": {[]string{"group", "user"}, nil, func(s *client.Session, ctx context.Context, a groupArgs) (client.GroupInfo, error) {
+		return s.GroupAdd(ctx, a.Group, a.User)
+	}},
+	"remove": {[]string{"group", "user"}, nil, func(s *client.Session, ctx context.Context, a groupArgs) (client.GroupInfo, error) {
+		return s.GroupRemove(ctx, a.Group, a.User)
+	}},
+	"admin": {[]string{"group", "user"}, nil, func(s *client.Session, ctx context.Context, a groupArgs) (client.GroupInfo, error) {
+		return s.GroupMakeAdmin(ctx, a.Group, a.User)
+	}},
+	"rename": {[]string{"group", "name"}, nil, func(s *client.Session, ctx context.Context, a groupArgs) (client.GroupInfo, error) {
+		return s.GroupRename(ctx, a.Group, a.Name)
+	}},
+	"leave": {[]string{"group"}, nil, func(s *client.Session, ctx context.Context, a groupArgs) (client.GroupInfo, error) {
+		return s.GroupLeave(ctx, a.Group)
+	}},
+	"info": {[]string{"group"}, nil, func(s *client.Session, ctx context.Context, a groupArgs) (client.GroupInfo, error) {
+		return s.Group(a.Group)
+	}},
+	"list": {},
+}
+
+// group creates, changes, shows or lists groups. The result of list is
+// op and groups (each id, name, members, admins, member); of the others,
+// op and the group as it is then: group (its id), name, members, admins,
+// member.
+func (b *Bot) group(ctx context.Context, a groupArgs) (Result, error) {
+	op, ok := groupOps[a.Op]
+	if !ok {
+		return nil, fmt.Errorf("op %q: must be one of %s", a.Op, strings.Join(slices.Sorted(maps.Keys(groupOps)), ", "))
+	}
+	given := map[string]bool{"group": a.Group != "", "name": a.Name != "", "user": a.User != "", "members": a.Members != nil}
+	for _, f := range op.need {
+		if !given[f] {
+			return nil, fmt.Errorf("op %s: missing %s", a.Op, f)
+		}
+	}
+	for _, f := range slices.Sorted(maps.Keys(given)) {
+		if given[f] && !slices.Contains(op.need, f) && !slices.Contains(op.take, f) {
+			return nil, fmt.Errorf("op %s takes no %s", a.Op, f)
+		}
+	}
+	if a.Op == "list" {
+		gs, err := b.s.Groups()
+		if err != nil {
+			return nil, err
+		}
+		out := make([]client.GroupInfo, 0, len(gs))
+		for _, g := range gs {
+			g.Members, g.Admins = nonNil(g.Members), nonNil(g.Admins)
+			out = append(out, g)
+		}
+		return Result{"op": a.Op, "groups": out}, nil
+	}
+	g, err := op.run(b.s, ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	return Result{"op": a.Op, "group": g.ID, "name": g.Name, "members": nonNil(g.Members), "admins": nonNil(g.Admins), "member": g.Member}, nil
+}
+
+// nonNil returns s, or an empty list for nil (JSON [], not null).
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -105,6 +105,11 @@ func TestResults(t *testing.T) {
 		{ID: "m1", Peer: "bob", Dir: im.DirIn, TS: in.UnixMilli(), Text: "hi", Seq: 1},
 		{ID: "m2", Peer: "bob", Dir: im.DirOut, TS: in.Add(time.Second).UnixMilli(), Text: "hello", State: "delivered", Seq: 1},
 	}
+	const gid, gid2 = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+	groupMsgs := []im.Message{
+		{ID: "m3", Peer: im.GroupPeer(gid), From: "bob", Dir: im.DirIn, TS: in.UnixMilli(), Text: "hi all", State: "received", Seq: 4},
+		{ID: "m4", Peer: im.GroupPeer(gid), From: "alice", Dir: im.DirOut, TS: in.Add(time.Second).UnixMilli(), Text: "hello", State: "sent", Seq: 2},
+	}
 	sentJSON, _ := in.MarshalJSON()
 	sent2JSON, _ := in.Add(time.Second).MarshalJSON()
 	tests := []struct {
@@ -136,6 +141,33 @@ func TestResults(t *testing.T) {
 			`{"user":"bob","devices":2,"nodes":["a:1","b:2"],"hops":1}` + "\n" + `{"user":"carol","devices":0,"hops":3}` + "\n"},
 		{"users", func(p *Printer) { p.Users([]string{"ann", "anna"}) },
 			"ann\nanna\n", `{"user":"ann"}` + "\n" + `{"user":"anna"}` + "\n"},
+		// A group's history: each message's sender, a "group" and no "to".
+		{"group history", func(p *Printer) { p.History("alice", "team", groupMsgs) },
+			"2026-03-04 09:08:07 <bob> hi all\n2026-03-04 09:08:08 <alice> hello  [sent]\n",
+			fmt.Sprintf(`{"id":"m3","from":"bob","text":"hi all","sent":%s,"state":"received","seq":4,"group":"`+gid+`"}`+"\n"+
+				`{"id":"m4","from":"alice","text":"hello","sent":%s,"state":"sent","seq":2,"group":"`+gid+`"}`+"\n", sentJSON, sent2JSON)},
+		{"group sent", func(p *Printer) {
+			p.GroupSent("team", client.GroupSendResult{ID: "x4", Members: 3, Delivered: 1, Stored: 1, Failed: map[string]string{"erin": "user is offline", "dave": "unknown user"}})
+		},
+			"sent to team: delivered to 1 of 3 members, 1 in mailboxes\n  not sent to dave: unknown user\n  not sent to erin: user is offline\n",
+			`{"event":"sent","group":"team","id":"x4","members":3,"delivered":1,"stored":1,"failed":{"dave":"unknown user","erin":"user is offline"}}` + "\n"},
+		{"group sent to all", func(p *Printer) { p.GroupSent("team", client.GroupSendResult{ID: "x5", Members: 2, Delivered: 2}) },
+			"sent to team: delivered to 2 of 2 members, 0 in mailboxes\n",
+			`{"event":"sent","group":"team","id":"x5","members":2,"delivered":2,"stored":0}` + "\n"},
+		{"groups", func(p *Printer) {
+			p.Groups([]client.GroupInfo{{ID: gid, Name: "team", Members: []string{"alice", "bob"}, Admins: []string{"alice"}, Member: true}, {ID: gid2, Name: "gone"}})
+		},
+			gid + "\tteam\t2 members\n" + gid2 + "\tgone\t0 members\t(left)\n",
+			`{"id":"` + gid + `","name":"team","members":["alice","bob"],"admins":["alice"],"member":true}` + "\n" +
+				`{"id":"` + gid2 + `","name":"gone","members":[],"admins":[],"member":false}` + "\n"},
+		{"group", func(p *Printer) {
+			p.Group("group info", client.GroupInfo{ID: gid, Name: "team", Members: []string{"alice", "bob"}, Admins: []string{"alice"}, Member: true})
+		},
+			"team (" + gid + ")\n  alice (admin)\n  bob\n",
+			`{"ts":"2026-03-04T05:06:07Z","event":"result","cmd":"group info","id":"` + gid + `","name":"team","members":["alice","bob"],"admins":["alice"],"member":true}` + "\n"},
+		{"a group left", func(p *Printer) { p.Group("group leave", client.GroupInfo{ID: gid2, Name: "gone"}) },
+			"gone (" + gid2 + ")\n  you are not a member\n",
+			`{"ts":"2026-03-04T05:06:07Z","event":"result","cmd":"group leave","id":"` + gid2 + `","name":"gone","members":[],"admins":[],"member":false}` + "\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,7 +176,7 @@ func TestResults(t *testing.T) {
 				want string
 			}{{false, tt.text}, {true, tt.json}} {
 				var b bytes.Buffer
-				tt.print(&Printer{W: &b, JSON: mode.json})
+				tt.print(&Printer{W: &b, JSON: mode.json, Now: func() time.Time { return ts }})
 				if got := b.String(); got != mode.want {
 					t.Errorf("JSON %v: got\n%q\nwant\n%q", mode.json, got, mode.want)
 				}

@@ -42,7 +42,7 @@ func (p *Printer) Groups(gs []client.GroupInfo) {
 	defer p.mu.Unlock()
 	for _, g := range gs {
 		if p.JSON {
-			p.writeJSON(g)
+			p.writeJSON(listed(g))
 			continue
 		}
 		left := ""
@@ -57,6 +57,7 @@ func (p *Printer) Groups(gs []client.GroupInfo) {
 // marked; with JSON {"event":"result","cmd":cmd,"id","name","members","admins","member"}.
 func (p *Printer) Group(cmd string, g client.GroupInfo) {
 	if p.JSON {
+		g = listed(g)
 		p.Result(cmd, "", "id", g.ID, "name", g.Name, "members", g.Members, "admins", g.Admins, "member", g.Member)
 		return
 	}
@@ -73,6 +74,18 @@ func (p *Printer) Group(cmd string, g client.GroupInfo) {
 		}
 		fmt.Fprintf(p.W, "  %s%s\n", m, admin)
 	}
+}
+
+// listed returns g with empty lists for nil members and admins (JSON [],
+// not null: a group everyone left).
+func listed(g client.GroupInfo) client.GroupInfo {
+	if g.Members == nil {
+		g.Members = []string{}
+	}
+	if g.Admins == nil {
+		g.Admins = []string{}
+	}
+	return g
 }
 
 // groupEventLine is the text of a "group" event.

@@ -58,7 +58,7 @@ func (p *Printer) History(me, peer string, ms []im.Message) {
 		p.writeJSON(struct {
 			ID    string    `json:"id"`
 			From  string    `json:"from"`
-			To    string    `json:"to"`
+			To    string    `json:"to,omitempty"` // "" for a group's
 			Text  string    `json:"text"`
 			Sent  time.Time `json:"sent"`
 			State string    `json:"state"`

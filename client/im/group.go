@@ -178,7 +178,7 @@ func (o *GroupOp) GroupOf() string {
 // CheckGroupName reports whether name can name a group.
 func CheckGroupName(name string) error {
 	if name == "" || len(name) > MaxGroupName || !utf8.ValidString(name) || strings.TrimSpace(name) == "" {
-		return fmt.Errorf("%w: 1 to %d bytes of UTF-8", ErrBadGroupName, MaxGroupName)
+		return ErrBadGroupName
 	}
 	if strings.ContainsFunc(name, unicode.IsControl) {
 		return fmt.Errorf("%w: control characters", ErrBadGroupName)

@@ -99,3 +99,12 @@ func (h *History) Groups() ([]string, error) {
 	}
 	return ids, corrupt(rows.Err())
 }
+
+// GroupOpsCount returns how many operations of group id the history holds.
+func (h *History) GroupOpsCount(id string) (int, error) {
+	var n int
+	if err := h.db.QueryRow(`SELECT count(*) FROM group_ops WHERE grp = ?`, id).Scan(&n); err != nil {
+		return 0, fmt.Errorf("client: history: group %s: %w", id, corrupt(err))
+	}
+	return n, nil
+}

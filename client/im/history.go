@@ -498,3 +498,17 @@ func scanMessages(rows *sql.Rows) ([]Message, error) {
 	}
 	return ms, corrupt(rows.Err())
 }
+
+// State returns the state of message id of the conversation with peer in
+// direction dir, and whether it is stored.
+func (h *History) State(peer, dir, id string) (string, bool, error) {
+	var st string
+	err := h.db.QueryRow(`SELECT state FROM messages WHERE peer = ? AND dir = ? AND id = ?`, peer, dir, id).Scan(&st)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("client: history: message %s of %s: %w", id, peer, corrupt(err))
+	}
+	return st, true, nil
+}

@@ -169,8 +169,7 @@ var GroupOps = map[string][2]int{
 
 // Group makes one change to a group through a short session that shows no
 // presence, and returns the group as it is then: create NAME [USER...], add,
-// remove or admin GROUP USER, rename GROUP NAME, leave GROUP. Errors are
-// wrapped as "group OP: …".
+// remove or admin GROUP USER, rename GROUP NAME, leave GROUP.
 func Group(ctx context.Context, c *client.Client, sc client.SessionConfig, op string, args []string) (client.GroupInfo, error) {
 	n, ok := GroupOps[op]
 	if !ok || len(args) < n[0] || len(args) > n[1] {
@@ -197,8 +196,5 @@ func Group(ctx context.Context, c *client.Client, sc client.SessionConfig, op st
 	case "leave":
 		g, err = s.GroupLeave(ctx, args[0])
 	}
-	if err != nil {
-		return g, fmt.Errorf("group %s: %w", op, err)
-	}
-	return g, nil
+	return g, err // the session's errors name the change already
 }
