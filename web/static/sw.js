@@ -22,6 +22,8 @@ const SHELL = [
   "index.html",
   "js/app.js",
   "js/chat.js",
+  "js/group.js",
+  "js/groupchat.js",
   "js/im.js",
   "js/keys.js",
   "js/login.js",

@@ -68,6 +68,7 @@ func constants() []constant {
 		{name: "IM_DEVICE_CONTEXT", from: "im.DeviceContext", value: im.DeviceContext},
 		{name: "IM_ENVELOPE_CONTEXT", from: "im.EnvelopeContext", value: im.EnvelopeContext},
 		{name: "IM_ENVELOPE_VERSION", from: "im.EnvelopeVersion", value: im.EnvelopeVersion},
+		{name: "IM_KIND_GROUP", from: "im.KindGroup", value: im.KindGroup},
 		{name: "IM_KIND_MESSAGE", from: "im.KindMessage", value: im.KindMessage},
 		{name: "IM_KIND_RECEIPT", from: "im.KindReceipt", value: im.KindReceipt},
 		{name: "IM_KIND_TYPING", from: "im.KindTyping", value: im.KindTyping},
@@ -89,8 +90,38 @@ func constants() []constant {
 		{name: "IM_WRAP_INFO", from: "im.WrapInfo", value: im.WrapInfo},
 		{name: "IM_X25519_KEY_SIZE", from: "im.X25519KeySize", value: im.X25519KeySize},
 
-		// Package wire/loginapi: the login server's API (js/chat.js).
+		// Package client/im: groups, their operations and envelope bodies
+		// (js/group.js, js/groupchat.js).
+		{name: "IM_GROUP_MESSAGE", from: "im.GroupMessage", value: im.GroupMessage},
+		{name: "IM_GROUP_OPS", from: "im.GroupOps", value: im.GroupOps},
+		{name: "IM_GROUP_OP_CONTEXT", from: "im.GroupOpContext", value: im.GroupOpContext},
+		{name: "IM_GROUP_OP_VERSION", from: "im.GroupOpVersion", value: im.GroupOpVersion},
+		{name: "IM_GROUP_OP_BYTES_PREFIX", from: "im.GroupOpBytesPrefix", value: im.GroupOpBytesPrefix},
+		{name: "IM_GROUP_ENVELOPE_PREFIX", from: "im.GroupEnvelopePrefix", value: im.GroupEnvelopePrefix},
+		{name: "IM_GROUP_FAN_OUT", from: "im.GroupFanOut", value: im.GroupFanOut},
+		{name: "IM_MAX_OPS_CHUNK", from: "im.MaxOpsChunk", value: im.MaxOpsChunk},
+		{name: "IM_MAX_HELD_MESSAGES", from: "im.MaxHeldMessages", value: im.MaxHeldMessages},
+		{name: "IM_MAX_GROUP_OPS_PER_AUTHOR", from: "im.MaxGroupOpsPerAuthor", value: im.MaxGroupOpsPerAuthor},
+		{name: "IM_GROUP_PEER_PREFIX", from: "im.GroupPeerPrefix", value: im.GroupPeerPrefix},
+		{name: "IM_GROUP_SYNC", from: "im.GroupSync", value: im.GroupSync},
+		{name: "IM_GROUP_SYNC_INTERVAL_MS", from: "im.GroupSyncInterval", value: im.GroupSyncInterval, unit: time.Millisecond},
+		{name: "IM_MAX_GROUP_CLOCK", from: "im.MaxGroupClock", value: im.MaxGroupClock},
+		{name: "IM_MAX_GROUP_MEMBERS", from: "im.MaxGroupMembers", value: im.MaxGroupMembers},
+		{name: "IM_MAX_GROUP_NAME", from: "im.MaxGroupName", value: im.MaxGroupName},
+		{name: "IM_MAX_GROUP_OPS", from: "im.MaxGroupOps", value: im.MaxGroupOps},
+		{name: "IM_OP_ADD", from: "im.OpAdd", value: im.OpAdd},
+		{name: "IM_OP_ADMIN", from: "im.OpAdmin", value: im.OpAdmin},
+		{name: "IM_OP_CREATE", from: "im.OpCreate", value: im.OpCreate},
+		{name: "IM_OP_LEAVE", from: "im.OpLeave", value: im.OpLeave},
+		{name: "IM_OP_REMOVE", from: "im.OpRemove", value: im.OpRemove},
+		{name: "IM_OP_RENAME", from: "im.OpRename", value: im.OpRename},
+
+		// Package wire/loginapi: the login server's API and passes (js/chat.js,
+		// js/group.js).
 		{name: "LOGINAPI_MAX_MAILBOX_FETCH", from: "loginapi.MaxMailboxFetch", value: loginapi.MaxMailboxFetch},
+		{name: "LOGINAPI_MAX_PASS_BYTES", from: "loginapi.MaxPassBytes", value: loginapi.MaxPassBytes},
+		{name: "LOGINAPI_PASS_CONTEXT", from: "loginapi.PassContext", value: loginapi.PassContext},
+		{name: "LOGINAPI_PASS_HEADER", from: "loginapi.PassHeader", value: loginapi.PassHeader},
 
 		// Package wire/presence: statuses (js/app.js, js/supernode.js).
 		{name: "PRESENCE_AWAY", from: "presence.Away", value: presence.Away},

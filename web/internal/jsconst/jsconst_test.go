@@ -23,6 +23,8 @@ func TestGenerateIsStable(t *testing.T) {
 		"export const IM_MAX_ENVELOPE_BYTES = 81920;\n",
 		"export const SIGNAL_WINDOW_MS = 120000;\n",
 		"export const IDENTITY_SKEW_SECONDS = 60;\n",
+		`export const IM_KIND_GROUP = "group";` + "\n",
+		"export const IM_GROUP_SYNC_INTERVAL_MS = 10000;\n",
 		`export const SIGNAL_SDP_KINDS = ["offer", "answer", "re-offer", "re-answer"];` + "\n",
 	} {
 		if !bytes.Contains(a, []byte(want)) {

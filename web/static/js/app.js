@@ -3,7 +3,8 @@
 // search, the open conversation with its call bar, ringing (the ringtone, the
 // tab's title and icon, system notifications), settings and help, keyboard
 // shortcuts, the notices, and the offline start (the service worker keeps
-// the page).
+// the page). Groups: their rows in the list, the new-group dialog, and in a
+// group's conversation its members panel with the admins' actions.
 
 import { b64, unb64, randomHex, validUser } from "./util.js";
 import * as keys from "./keys.js";
@@ -13,6 +14,8 @@ import { Phone, CallError } from "./phone.js";
 import { drawGraph, LevelMeter } from "./meter.js";
 import { ChatPane, History, Messenger, listTime, duration } from "./chat.js";
 import { isEnvelope, IMError } from "./im.js";
+import * as G from "./group.js";
+import { GroupChat } from "./groupchat.js";
 import { Ringtone, setIcon, notify, notificationState, askNotifications } from "./notify.js";
 import { PRESENCE_ONLINE, PRESENCE_OFFLINE, IM_TYPING_INTERVAL_MS as TYPING_INTERVAL, IM_TYPING_TIMEOUT_MS as TYPING_TIMEOUT } from "./wire.gen.js";
 
@@ -102,9 +105,10 @@ function hue(name) {
   return h % 8;
 }
 
-// avatar fills e with name's initials in name's colour, and a presence dot.
-function avatar(e, name, presence) {
-  e.className = `avatar av-${hue(name)}`;
+// avatar fills e with name's initials in name's colour, and a presence dot
+// (a group's is square).
+function avatar(e, name, presence, group = false) {
+  e.className = `avatar av-${hue(name)}${group ? " group" : ""}`;
   e.textContent = initials(name);
   if (presence) e.append(el("span", "dot " + presence));
   return e;
@@ -342,6 +346,11 @@ async function enterOffline(user) {
     connState("Offline", "offline", "The Parley server cannot be reached");
     notice("You are offline: the Parley server cannot be reached. Your conversations in this browser are here to read; this page signs in by itself when the server is back.", "error", "conn");
     try { app.convs = await new History(user).summaries(); } catch (e) { console.warn("conversations", e); }
+    try {
+      const gc = new GroupChat({ hist: new History(user), user, cfg: {} });
+      await gc.load();
+      off.groups = gc.states;
+    } catch (e) { console.warn("groups", e); }
     render();
   }
   clearTimeout(off.timer);
@@ -680,17 +689,26 @@ function entries() {
   const m = new Map();
   for (const c of app.contacts) m.set(c.user, { user: c.user, contact: c, sum: null });
   for (const [peer, sum] of app.convs) {
-    if (peer === app.user) continue;
+    if (peer === app.user || G.isGroupPeer(peer)) continue;
     const e = m.get(peer) || { user: peer, contact: null };
     e.sum = sum;
     m.set(peer, e);
   }
-  if (chat.peer && !m.has(chat.peer)) m.set(chat.peer, { user: chat.peer, contact: null, sum: null });
+  // Every group this browser knows (its key: "#" and its id).
+  for (const g of groupStates().values()) {
+    const peer = G.groupPeer(g.id);
+    m.set(peer, { user: peer, group: g, contact: null, sum: app.convs.get(peer) || null });
+  }
+  if (chat.peer && !m.has(chat.peer) && !G.isGroupPeer(chat.peer)) m.set(chat.peer, { user: chat.peer, contact: null, sum: null });
   return [...m.values()].sort((a, b) =>
     (RANK[a.contact?.state] ?? 1) - (RANK[b.contact?.state] ?? 1) ||
-    (b.sum?.last.ts || 0) - (a.sum?.last.ts || 0) ||
+    activity(b) - activity(a) ||
     (a.user < b.user ? -1 : 1));
 }
+
+// activity is when a row last changed: its last message, or a group's last
+// change.
+function activity(e) { return Math.max(e.sum?.last.ts || 0, e.group ? lastOp(e.group).ts : 0); }
 
 function relation(c) {
   if (!c) return "not a contact";
@@ -699,10 +717,13 @@ function relation(c) {
   return "request sent";
 }
 
-function previewOf(sum) {
+function previewOf(sum, g) {
+  // A group's last change, when it is newer than its last message.
+  if (g && (!sum || lastOp(g).ts > sum.last.ts)) return describeOp(lastOp(g));
   if (!sum) return "";
   const t = sum.last.text.replace(/\s+/g, " ").trim();
-  return (sum.last.dir === "out" && !sum.last.kind ? "You: " : "") + (t.length > 90 ? t.slice(0, 90) + "…" : t);
+  const who = sum.last.kind ? "" : sum.last.dir === "out" ? "You: " : sum.last.from ? `${sum.last.from}: ` : "";
+  return who + (t.length > 90 ? t.slice(0, 90) + "…" : t);
 }
 
 function render() {
@@ -717,10 +738,11 @@ function renderList() {
   const ul = $("contact-list");
   const q = app.search.text;
   const all = entries();
-  const rows = q ? all.filter((e) => e.user.includes(q)) : all;
+  const rows = q ? all.filter((e) => (e.group ? e.group.name.toLowerCase() : e.user).includes(q)) : all;
   // Rebuild only when something shown changed (a rebuild under a keyboard
   // user's focus would move it).
-  const sig = JSON.stringify([chat.peer, q, rows.map((e) => [e.user, e.contact?.state, presenceOf(e.contact), e.sum?.last.id, e.sum?.last.ts, e.sum?.unread, e.sum?.last.dir, isTyping(e.user)])]);
+  const sig = JSON.stringify([chat.peer, q, rows.map((e) => [e.user, e.contact?.state, presenceOf(e.contact), e.sum?.last.id, e.sum?.last.ts, e.sum?.unread, e.sum?.last.dir, isTyping(e.user),
+    e.group && [e.group.name, e.group.digest, G.isMember(e.group, app.user)]])]);
   $("no-contacts").hidden = all.length > 0 || !!q;
   $("convs-h").hidden = !!q && rows.length === 0;
   if (sig === lastList) return;
@@ -733,6 +755,7 @@ function renderList() {
 // row is one conversation of the list: a button that opens it, named "Chat
 // with USER" and described by its presence, unread count and last message.
 function row(e) {
+  if (e.group) return groupRow(e);
   const u = e.user;
   const c = e.contact;
   const p = presenceOf(c);
@@ -785,7 +808,7 @@ function row(e) {
 function openConversation(peer, byHand = false) {
   if (!peer) return;
   const again = chat.peer === peer;
-  if (!again) { typingStop(); chat.open(peer); }
+  if (!again) { typingStop(); chat.open(peer); app.membersOpen = false; }
   $("welcome").hidden = true;
   $("conv").hidden = false;
   $("app").classList.add("conv-open");
@@ -807,6 +830,9 @@ function renderHeader() {
   const u = chat.peer;
   renderCallReturn();
   if (!u) return;
+  if (G.isGroupPeer(u)) { renderGroupHeader(u); return; }
+  $("members").hidden = true;
+  setComposer(true);
   const c = contactOf(u);
   const p = presenceOf(c);
   avatar($("conv-avatar"), u, c?.state === "accepted" ? p || "unknown" : "");
@@ -834,6 +860,240 @@ function renderHeader() {
   box.replaceChildren(...acts);
 }
 
+// ---- groups ----
+
+// groupStates is every group this browser knows: Map(id → state).
+function groupStates() { return app.im?.groups.states || app.offline?.groups || new Map(); }
+
+// lastOp is a group's last change that took effect.
+function lastOp(g) { return g.applied[g.applied.length - 1]; }
+
+// describeOp says what a change did, for its line in the conversation.
+function describeOp(o) {
+  switch (o.type) {
+    case G.OP_CREATE: return `${o.by} created the group “${o.name}”${o.members.length ? ` with ${listing(o.members)}` : ""}`;
+    case G.OP_ADD: return `${o.by} added ${o.target}`;
+    case G.OP_REMOVE: return `${o.by} removed ${o.target}`;
+    case G.OP_LEAVE: return `${o.by} left`;
+    case G.OP_RENAME: return `${o.by} renamed the group to “${o.name}”`;
+    case G.OP_ADMIN: return `${o.by} made ${o.target} an admin`;
+  }
+  return `${o.by} changed the group`;
+}
+
+function listing(users) {
+  return users.length < 2 ? users.join("") : `${users.slice(0, -1).join(", ")} and ${users[users.length - 1]}`;
+}
+
+// sysEntry is a change of group g as a line of its conversation.
+function sysEntry(g, o) {
+  return { kind: "sys", dir: "sys", id: `op-${o.id}`, peer: G.groupPeer(g.id), ts: o.ts, seq: 0, text: describeOp(o) };
+}
+
+// groupRow is a group's row in the list: a button named "Group NAME",
+// described by its members, unread count and last message.
+function groupRow(e) {
+  const g = e.group;
+  const peer = e.user;
+  const unread = e.sum?.unread || 0;
+  const member = G.isMember(g, app.user);
+  const li = el("li", "conv-item group");
+  li.classList.toggle("is-open", chat.peer === peer);
+  li.classList.toggle("has-unread", unread > 0);
+  const open = button("", `Group ${g.name}`, () => openConversation(peer, true), "open");
+  open.dataset.key = "open-" + peer;
+  open.setAttribute("aria-describedby", `ci-${g.id}`);
+  if (chat.peer === peer) open.setAttribute("aria-current", "true");
+  const main = el("span", "ci-main");
+  const top = el("span", "ci-top");
+  const bottom = el("span", "ci-bottom");
+  top.append(el("span", "name", g.name));
+  const size = member ? `${g.members.length} member${g.members.length > 1 ? "s" : ""}` : "not a member";
+  top.append(el("span", "badge", size));
+  const when = activity(e);
+  if (when) {
+    const t = el("time", "when", listTime(when));
+    t.dateTime = new Date(when).toISOString();
+    top.append(t);
+  }
+  const preview = previewOf(e.sum, g);
+  bottom.append(el("span", "preview", preview));
+  if (unread) bottom.append(el("span", "unread", String(unread)));
+  main.append(top, bottom);
+  open.append(avatar(el("span"), g.name, "", true), main);
+  const desc = [`group, ${size}`, unread ? `${unread} unread message${unread > 1 ? "s" : ""}` : "", preview ? `last ${listTime(when)}: ${preview}` : ""];
+  const sr = el("span", "sr-only", desc.filter(Boolean).join(". "));
+  sr.id = `ci-${g.id}`;
+  li.append(open, sr);
+  return li;
+}
+
+// setComposer lets the message field be used, or says why not.
+function setComposer(on, why = "") {
+  $("chat-text").disabled = !on;
+  $("send").disabled = !on;
+  $("chat-text").placeholder = on ? "Write a message" : why;
+}
+
+// renderGroupHeader is the header of a group's conversation: its name, its
+// members, and the Members and Leave buttons.
+function renderGroupHeader(peer) {
+  const g = groupStates().get(G.groupOfPeer(peer));
+  const member = G.isMember(g, app.user);
+  avatar($("conv-avatar"), g?.name || "Group", "", true);
+  $("chat-h").textContent = g?.name || "Group";
+  $("conv-sub").classList.remove("typing");
+  $("conv-sub").textContent = app.offline ? "you are offline" : !g ? "" : member
+    ? `${g.members.length} member${g.members.length > 1 ? "s" : ""}: ${listing(g.members.map((u) => (u === app.user ? "you" : u)))}`
+    : "You are not a member of this group";
+  setComposer(member && !app.offline, app.offline ? "You are offline" : "You are not a member of this group");
+  const sig = JSON.stringify([peer, !!g, member, !!app.offline]);
+  const box = $("conv-actions");
+  if (box.dataset.sig !== sig) {
+    box.dataset.sig = sig;
+    const acts = [];
+    if (g) {
+      const toggle = button("Members", "", () => { app.membersOpen = !app.membersOpen; renderHeader(); }, "", "users");
+      toggle.id = "members-toggle";
+      toggle.setAttribute("aria-controls", "members");
+      acts.push(toggle);
+    }
+    if (member && !app.offline) acts.push(button("Leave group", "", (ev) => groupAction(ev.currentTarget, () => app.im.groups.change(g.id, G.OP_LEAVE)), "ghost"));
+    box.replaceChildren(...acts);
+  }
+  $("members-toggle")?.setAttribute("aria-expanded", String(!!app.membersOpen));
+  $("members").hidden = !g || !app.membersOpen;
+  if (g && app.membersOpen) renderMembers(g);
+}
+
+// memberPresence is what the members panel says of a member: this user's
+// status, a contact's presence, or "unknown" (no presence is shared with
+// members who are not contacts).
+function memberPresence(u) {
+  if (u === app.user) return app.myStatus;
+  return presenceOf(contactOf(u)) || "unknown";
+}
+
+// renderMembers fills the members panel: each member with their admin mark
+// and presence, and for admins the buttons that remove them or make them
+// admins; below, adding a contact and renaming (which say who may).
+function renderMembers(g) {
+  const me = app.user;
+  const admin = G.isAdmin(g, me);
+  const member = G.isMember(g, me);
+  const candidates = app.contacts.filter((c) => c.state === "accepted" && !G.isMember(g, c.user)).map((c) => c.user).sort();
+  const sig = JSON.stringify([g.id, g.digest, admin, member, candidates, g.members.map(memberPresence), !!app.offline]);
+  const ul = $("member-list");
+  if (ul.dataset.sig === sig) return;
+  ul.dataset.sig = sig;
+  $("members-h").textContent = `Members (${g.members.length})`;
+  const focused = ul.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") : "";
+  ul.replaceChildren(...g.members.map((u) => {
+    const li = el("li", "member");
+    const p = memberPresence(u);
+    li.append(avatar(el("span"), u, p));
+    const text = el("span", "member-text");
+    text.append(el("span", "name", u === me ? `${u} (you)` : u));
+    if (G.isAdmin(g, u)) text.append(el("span", "badge admin", "admin"));
+    text.append(el("span", `badge ${p}`, p));
+    li.append(text);
+    if (admin && u !== me && !app.offline) {
+      const acts = el("span", "member-actions");
+      if (!G.isAdmin(g, u)) acts.append(button("Make admin", `Make ${u} an admin`, (ev) => groupAction(ev.currentTarget, () => app.im.groups.change(g.id, G.OP_ADMIN, u)), "small"));
+      acts.append(button("Remove", `Remove ${u} from the group`, (ev) => groupAction(ev.currentTarget, () => app.im.groups.change(g.id, G.OP_REMOVE, u)), "small"));
+      li.append(acts);
+    }
+    return li;
+  }));
+  if (focused) ul.querySelector(`[aria-label="${CSS.escape(focused)}"]`)?.focus();
+  $("group-admin").hidden = !member || !!app.offline;
+  const sel = $("add-member");
+  const was = sel.value;
+  sel.replaceChildren(...candidates.map((u) => { const o = el("option", "", u); o.value = u; return o; }));
+  if (candidates.includes(was)) sel.value = was;
+  sel.disabled = $("add-member-go").disabled = candidates.length === 0;
+  $("members-note").textContent = !member ? "You are not a member of this group." : candidates.length ? "" : "All your contacts are in this group.";
+  if (document.activeElement !== $("rename-group")) $("rename-group").value = g.name;
+}
+
+// groupAction runs a change from button b (disabled meanwhile), and says
+// clearly what went wrong.
+async function groupAction(b, fn) {
+  notice("");
+  if (!app.im) return;
+  if (b) b.disabled = true;
+  try {
+    await fn();
+  } catch (e) {
+    notice(describeGroupError(e));
+  } finally {
+    if (b) b.disabled = false;
+    render();
+  }
+}
+
+function describeGroupError(e) {
+  if (e instanceof G.GroupError || e instanceof IMError) return e.message;
+  if (e instanceof LoginError) return `The group was not changed: ${loginMessage(e, app.user)}`;
+  return `The group was not changed: ${e.message}`;
+}
+
+// groupChanged: changes took effect in group g (ops, in order): the list,
+// the header and the members panel follow, and the open conversation shows
+// a line for each.
+function groupChanged(g, ops) {
+  if (chat.peer === G.groupPeer(g.id)) for (const o of ops) chat.show(sysEntry(g, o));
+  render();
+}
+
+function currentGroup() { return groupStates().get(G.groupOfPeer(chat.peer)); }
+
+// openNewGroup opens the New group dialog: a name, and the contacts to
+// start it with.
+function openNewGroup() {
+  notice("");
+  if (!app.im) { notice("You are offline; make the group once Parley is connected."); return; }
+  const contacts = app.contacts.filter((c) => c.state === "accepted").map((c) => c.user).sort();
+  $("group-name").value = "";
+  $("new-group-error").textContent = "";
+  $("group-pick").replaceChildren(...contacts.map((u) => {
+    const d = el("div", "check");
+    const box = el("input");
+    box.type = "checkbox";
+    box.id = `pick-${u}`;
+    box.value = u;
+    const l = el("label", "", u);
+    l.htmlFor = box.id;
+    d.append(box, l);
+    return d;
+  }));
+  $("group-pick-note").textContent = contacts.length
+    ? `Pick up to ${G.MAX_MEMBERS - 1} of your contacts; admins can add more later.`
+    : "You have no contacts yet: make the group now and add them later, once they are your contacts.";
+  $("new-group").showModal();
+  $("group-name").focus();
+}
+
+async function createGroup(ev) {
+  ev.preventDefault();
+  const name = $("group-name").value.trim();
+  const picked = [...$("group-pick").querySelectorAll("input:checked")].map((b) => b.value);
+  const err = $("new-group-error");
+  err.textContent = "";
+  const go = $("create-group");
+  go.disabled = true;
+  try {
+    G.checkName(name);
+    const g = await app.im.groups.create(name, picked);
+    $("new-group").close();
+    openConversation(G.groupPeer(g.id), true);
+  } catch (e) {
+    err.textContent = describeGroupError(e);
+  } finally {
+    go.disabled = false;
+  }
+}
+
 // ---- search ----
 
 function clearSearch() {
@@ -854,7 +1114,7 @@ function onSearchInput() {
       s.note = "Searching…";
       s.timer = setTimeout(() => runSearch(s.text), SEARCH_DELAY);
     }
-  } else if (s.text) {
+  } else if (s.text && ![...groupStates().values()].some((g) => g.name.toLowerCase().includes(s.text))) {
     s.note = "User names are a–z, 0–9, “.”, “_” and “-”, starting with a letter.";
   }
   render();
@@ -1245,9 +1505,12 @@ async function startIM() {
       chat.show(msg);
       render();
       if (msg.dir === "in" && document.visibilityState !== "visible") {
-        notify(msg.peer, msg.text.length > 200 ? msg.text.slice(0, 200) + "…" : msg.text, `msg-${msg.peer}`, () => openConversation(msg.peer, true));
+        const text = msg.text.length > 200 ? msg.text.slice(0, 200) + "…" : msg.text;
+        const g = groupStates().get(G.groupOfPeer(msg.peer));
+        notify(g ? g.name : msg.peer, g ? `${msg.from}: ${text}` : text, `msg-${msg.peer}`, () => openConversation(msg.peer, true));
       }
     },
+    onGroup: (g, ops) => { if (app.im === m) groupChanged(g, ops); },
     onState: (peer, ids, state) => {
       if (app.im !== m) return;
       chat.mark(peer, ids, state);
@@ -1267,7 +1530,8 @@ async function startIM() {
 }
 
 function describeSendError(e, peer) {
-  if (e instanceof IMError) return e.message;
+  if (e instanceof IMError || e instanceof G.GroupError) return e.message;
+  if (G.isGroupPeer(peer)) return `The message was not sent: ${e instanceof LoginError ? loginMessage(e, app.user) : e.message}`;
   if (e instanceof LoginError) {
     if (e.status === 403) return `${peer} is not your contact yet: add ${peer} as a contact (and wait until they accept) to write to them.`;
     if (e.status === 404) return `There is no user called ${peer}.`;
@@ -1280,7 +1544,13 @@ function describeSendError(e, peer) {
 // ---- wiring ----
 
 const chat = new ChatPane({ log: $("chat-log"), scroll: $("chat-scroll"), input: $("chat-text"), send: $("send"), note: $("chat-note"), empty: $("chat-empty") }, {
-  history: (peer) => app.im ? app.im.hist.conversation(peer) : app.offline ? new History(app.offline.user).conversation(peer) : Promise.resolve([]),
+  history: async (peer) => {
+    const h = app.im ? app.im.hist : app.offline ? new History(app.offline.user) : null;
+    if (!h) return [];
+    const ms = await h.conversation(peer);
+    const g = groupStates().get(G.groupOfPeer(peer));
+    return g ? [...ms, ...g.applied.map((o) => sysEntry(g, o))] : ms; // a group's changes are lines in it
+  },
   describe: describeSendError,
   showRead: () => readReceipts(),
   callBack: (peer) => startCall(peer),
@@ -1288,6 +1558,14 @@ const chat = new ChatPane({ log: $("chat-log"), scroll: $("chat-scroll"), input:
     if (app.offline) throw new Error("You are offline; write again once Parley is connected.");
     if (!app.im) throw new Error("not signed in");
     if (peer === app.user) throw new IMError("self", "Write to a contact, not to yourself.");
+    if (G.isGroupPeer(peer)) {
+      const r = await app.im.groups.send(G.groupOfPeer(peer), text);
+      if (r.failed.size && !r.queued) {
+        const [u, e] = r.failed.entries().next().value;
+        notice(`The message did not reach ${listing([...r.failed.keys()])} (${u}: ${describeSendError(e, u)})`);
+      }
+      return r;
+    }
     typingDone();
     return app.im.send(peer, text);
   },
@@ -1320,6 +1598,19 @@ $("add").addEventListener("click", () => {
   contactAction("add", u);
 });
 $("back").addEventListener("click", closeConversation);
+$("new-group-open").addEventListener("click", openNewGroup);
+$("new-group-form").addEventListener("submit", createGroup);
+$("new-group-cancel").addEventListener("click", () => $("new-group").close());
+$("new-group-close").addEventListener("click", () => $("new-group").close());
+$("add-member-go").addEventListener("click", (ev) => {
+  const g = currentGroup(), u = $("add-member").value;
+  if (g && u) groupAction(ev.currentTarget, () => app.im.groups.change(g.id, G.OP_ADD, u));
+});
+$("rename-go").addEventListener("click", (ev) => {
+  const g = currentGroup(), name = $("rename-group").value.trim();
+  if (g) groupAction(ev.currentTarget, () => app.im.groups.change(g.id, G.OP_RENAME, "", name));
+});
+$("rename-group").addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); $("rename-go").click(); } });
 $("call-return").addEventListener("click", () => app.call && openConversation(app.call.peer, true));
 $("call-open").addEventListener("click", () => app.call && openConversation(app.call.peer, true));
 $("answer").addEventListener("click", answer);
@@ -1342,7 +1633,7 @@ $("my-status").addEventListener("change", async (e) => {
 // Escape closes the open conversation (outside the search box, which it
 // clears, and the menus).
 document.addEventListener("keydown", (e) => {
-  if (e.key !== "Escape" || e.defaultPrevented || !chat.peer || $("app").hidden || $("settings").open) return;
+  if (e.key !== "Escape" || e.defaultPrevented || !chat.peer || $("app").hidden || $("settings").open || $("new-group").open) return;
   if (e.target instanceof Element && e.target.closest("#search, select")) return;
   closeConversation();
 });
@@ -1389,6 +1680,6 @@ if ("serviceWorker" in navigator && window.isSecureContext) {
 }
 
 // For scripts and tests that inspect the page (never needed to use it).
-window.parley = { app, chat, onPresence, get call() { return app.call; }, get ringtone() { return app.ringtone; } };
+window.parley = { app, chat, onPresence, groups: groupStates, get call() { return app.call; }, get ringtone() { return app.ringtone; } };
 
 resume();

@@ -1,21 +1,23 @@
 // Instant messages in the browser: the history (IndexedDB), the messenger
 // (client/messenger.go: data channel, supernode, mailbox; receipts), and the
-// conversation pane with its delivery marks.
+// conversation pane with its delivery marks. Groups: js/groupchat.js.
 
 import { b64, hex, sleep } from "./util.js";
 import * as im from "./im.js";
+import * as G from "./group.js";
+import { GroupChat } from "./groupchat.js";
 import { LoginError } from "./login.js";
 import {
   LOGINAPI_MAX_MAILBOX_FETCH as MAILBOX_FETCH, IM_TYPING_INTERVAL_MS as TYPING_INTERVAL, IM_TYPING_MAX_AGE_MS as TYPING_MAX_AGE,
 } from "./wire.gen.js";
 
-// ---- IndexedDB: the X25519 device key, the history, the seq counters ----
+// ---- IndexedDB: the X25519 device key, the history, the seq counters, the groups' operations ----
 
 const DB = "parley-im";
 
 function openDB() {
   return new Promise((resolve, reject) => {
-    const req = indexedDB.open(DB, 2);
+    const req = indexedDB.open(DB, 3);
     req.onupgradeneeded = (ev) => {
       const db = req.result;
       let m;
@@ -29,8 +31,14 @@ function openDB() {
       }
       // Version 2: outgoing messages by state, to find those still sending.
       if (ev.oldVersion < 2) m.createIndex("state", ["owner", "dir", "state"]);
+      // Version 3: the verified operations of every group, by group.
+      if (ev.oldVersion < 3) db.createObjectStore("groupops", { keyPath: "k" }).createIndex("grp", ["owner", "group"]);
     };
-    req.onsuccess = () => resolve(req.result);
+    req.onsuccess = () => {
+      // A newer page (another tab) upgrading the history: let it.
+      req.result.onversionchange = () => { req.result.close(); dbp = null; };
+      resolve(req.result);
+    };
     req.onerror = () => reject(req.error);
   });
 }
@@ -150,6 +158,40 @@ export class History {
       }));
   }
 
+  // addGroupOps stores verified operations of group id and resolves with
+  // those that were new (History.AddGroupOps); it stores none and fails
+  // ("log-full") when the log would hold more than MAX_OPS.
+  addGroupOps(id, ops) {
+    if (!ops.length) return Promise.resolve([]);
+    return tx("groupops", "readwrite", async (s, set) => {
+      let n = await req(s.index("grp").count([this.owner, id]));
+      const added = [];
+      for (const o of ops) {
+        const k = `${this.owner}\n${id}\n${o.id}`;
+        if (added.some((a) => a.id === o.id) || (await req(s.getKey(k))) !== undefined) continue;
+        added.push(o);
+        n++;
+      }
+      if (n > G.MAX_OPS) throw new G.GroupError("log-full", `The group has ${n} changes, more than a device keeps (${G.MAX_OPS}).`);
+      for (const o of added) s.put({ k: `${this.owner}\n${id}\n${o.id}`, owner: this.owner, group: id, id: o.id, clock: o.clock, op: G.opToWire(o) });
+      set(added);
+    });
+  }
+
+  // groupOps is every stored operation of this user's groups: Map(group id →
+  // [{id, clock, op (its JSON)}]).
+  groupOps() {
+    return tx("groupops", "readonly", (s, set) =>
+      req(s.index("grp").getAll(IDBKeyRange.bound([this.owner], [this.owner, []]))).then((rs) => {
+        const out = new Map();
+        for (const r of rs) {
+          if (!out.has(r.group)) out.set(r.group, []);
+          out.get(r.group).push(r);
+        }
+        set(out);
+      }));
+  }
+
   nextSeq(peer) {
     const k = `${this.owner}\n${peer}`;
     return tx("seqs", "readwrite", async (s, set) => {
@@ -196,7 +238,8 @@ export function retryLater(e) {
 //  isReading(peer): whether peer's conversation is open in front (a message
 //  that arrives otherwise is stored unread),
 //  readReceipts(): whether this user sends and shows read receipts,
-//  onTyping(peer, active): peer is typing to us, or stopped}
+//  onTyping(peer, active): peer is typing to us, or stopped,
+//  onGroup(state, ops): operations took effect in a group (js/groupchat.js)}
 //
 // Read receipts: a message of peer's seen on screen (its conversation open
 // in front when it arrives, or opened later: seen()) is acknowledged with a
@@ -230,6 +273,7 @@ export class Messenger {
     this.typingSeen = new Map(); // peer → {at, active} of the last typing shown
     // What went and came, for the page's tests (and the curious).
     this.counts = { readSent: 0, readReceived: 0, typingSent: 0, typingReceived: 0 };
+    this.groups = new GroupChat(this);
   }
 
   readReceipts() { return this.cfg.readReceipts?.() !== false; }
@@ -238,6 +282,7 @@ export class Messenger {
     const x = await x25519Key(cfg.user);
     const m = new Messenger(cfg, x);
     m.xPub = await im.x25519Public(x);
+    await m.groups.load();
     m.waiting = true; // a page closed before its messages went: look at the first tick
     m.retryTimer = setInterval(() => { if (m.waiting) m.resendPending(); }, RETRY_EVERY);
     return m;
@@ -255,17 +300,29 @@ export class Messenger {
     await this.authed("PUT", "/api/v1/devices/self", { x25519: b64(this.xPub), sig: b64(sig) });
   }
 
-  async authed(method, path, body) {
+  async authed(method, path, body, headers) {
     this.cfg.api.credential = await this.cfg.credential();
-    return this.cfg.api.req(method, path, body, true);
+    return this.cfg.api.req(method, path, body, true, headers);
   }
 
-  async devicesOf(user, fresh = false) {
+  retryLater(e) { return retryLater(e); }
+
+  // devicesOf is user's verified device records; a user who is not a
+  // contact but a member of a group of ours is read with the pass its log
+  // carries for them (unless withPass is false).
+  async devicesOf(user, fresh = false, withPass = true) {
     const e = this.devices.get(user);
     if (e && !fresh && Date.now() - e.at < DEVICE_CACHE_TTL) return e.recs;
+    const path = `/api/v1/users/${encodeURIComponent(user)}/devices`;
     let r;
     try {
-      r = await this.authed("GET", `/api/v1/users/${encodeURIComponent(user)}/devices`);
+      try {
+        r = await this.authed("GET", path);
+      } catch (err) {
+        const pass = err.status === 403 && withPass && user !== this.user ? this.groups.passFor(user) : null;
+        if (!pass) throw err;
+        r = await this.authed("GET", path, undefined, { [G.PASS_HEADER]: G.encodePass(pass) });
+      }
     } catch (err) {
       if (e && retryLater(err)) return e.recs; // the last list known beats none
       throw err;
@@ -373,6 +430,16 @@ export class Messenger {
     for (const m of await this.hist.unsent()) {
       if (this.stopped) return;
       if (m.fromDevice !== mine) continue;
+      if (G.isGroupPeer(m.peer)) {
+        // A group message: to every member again, the same envelope ids.
+        try {
+          if ((await this.groups.deliverMessage(G.groupOfPeer(m.peer), m)).queued) { waiting = true; break; }
+        } catch (e) {
+          if (retryLater(e)) { waiting = true; break; }
+          this.cfg.onFailed?.(m.peer, e);
+        }
+        continue;
+      }
       try {
         const devs = await this.recipients(m.peer);
         const { env } = await im.sealMessage(await this.sender(), m.peer, devs.all, { id: m.id, seq: m.seq, ts: m.ts, text: m.text });
@@ -412,7 +479,7 @@ export class Messenger {
       // A supernode link that is down gets 1.5 s to come back (a failover
       // takes 0.3 s); after that the mailbox, and a resend at the next attach.
       const live = await this.cfg.link.waitOnline(1500).then(() => true, () => false);
-      for (const u of [to, this.user]) {
+      for (const u of new Set([to, this.user])) {
         if (!live || silent(u) === 0) continue;
         try {
           expect += await this.cfg.link.send(u, env);
@@ -478,6 +545,17 @@ export class Messenger {
       this.typed(o);
       return;
     }
+    if (o.kind === im.KIND_GROUP) {
+      try {
+        o.group = await G.openBody(o.body, this.cfg.loginKey());
+      } catch (e) {
+        console.warn("refusing a group envelope from", o.from, via, e.message);
+        this.cfg.onRefused(o.from, e.message);
+        return;
+      }
+      await this.groups.opened(o, via);
+      return;
+    }
     if (o.kind === im.KIND_MESSAGE) {
       const m = { id: o.id, peer: o.from, dir: "in", fromDevice: o.fromDevice, seq: o.seq, ts: o.ts, text: o.text, state: "received" };
       if (o.from === this.user) Object.assign(m, { peer: o.to, dir: "out", state: "sent" });
@@ -489,9 +567,7 @@ export class Messenger {
         this.cfg.onMessage(m, via);
         if (m.seen) this.queueRead(m.peer, [m.id]);
       }
-      if (!this.acks.has(o.from)) this.acks.set(o.from, []);
-      this.acks.get(o.from).push(o.id);
-      if (via !== "mailbox") this.scheduleAcks();
+      this.ack(o.from, o.id, via);
       return;
     }
     // A receipt.
@@ -512,6 +588,14 @@ export class Messenger {
     if (o.from === this.user) return;
     const done = await this.hist.setState(o.from, o.acked, state);
     if (done.length) this.cfg.onState(o.from, done, state);
+  }
+
+  // ack acknowledges envelope id to its sender (with those that come
+  // meanwhile; a mailbox's after the whole batch).
+  ack(from, id, via) {
+    if (!this.acks.has(from)) this.acks.set(from, []);
+    this.acks.get(from).push(id);
+    if (via !== "mailbox") this.scheduleAcks();
   }
 
   // typed shows a typing envelope (o) from a peer, unless it is stale or
@@ -561,7 +645,7 @@ export class Messenger {
   // queueRead acknowledges ids of peer's as read, soon, in one receipt with
   // those that come meanwhile; nothing when this user does not tell.
   queueRead(peer, ids) {
-    if (!this.readReceipts() || peer === this.user) return;
+    if (!this.readReceipts() || peer === this.user || G.isGroupPeer(peer)) return; // groups have none
     if (!this.reads.has(peer)) this.reads.set(peer, []);
     this.reads.get(peer).push(...ids);
     if (this.readTimer) return;
@@ -630,8 +714,14 @@ export class Messenger {
 
   // postMailbox posts items, leaving out each device whose mailbox is full
   // (a device gone for good must not keep a message from the others), and
-  // resolves with the items stored.
+  // resolves with the items stored. An item to a member of a group of ours
+  // carries the pass the group's log has for them (the login server reads
+  // it only if they are not a contact).
   async postMailbox(items) {
+    items = items.map((it) => {
+      const p = it.to_user !== this.user ? this.groups.passFor(it.to_user) : null;
+      return p ? { ...it, pass: G.passToWire(p) } : it;
+    });
     for (;;) {
       try {
         await this.authed("POST", "/api/v1/mailbox", { items });
@@ -830,22 +920,54 @@ export class ChatPane {
     return li;
   }
 
+  // sysLine is a change of a group (m.kind "sys": who added whom, a new
+  // name…): a small line across, as a call's.
+  sysLine(m) {
+    const li = document.createElement("li");
+    li.className = "sys"; // not a "msg": no one wrote it
+    li.dataset.id = `${m.dir}-${m.id}`;
+    li.dataset.day = dayKey(m.ts);
+    li._m = m;
+    const box = document.createElement("div");
+    box.className = "call-line sys-line";
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = m.text;
+    const time = document.createElement("time");
+    time.dateTime = new Date(m.ts).toISOString();
+    time.textContent = clockTime(m.ts);
+    time.title = new Date(m.ts).toLocaleString();
+    box.append(text, " · ", time);
+    li.append(box);
+    return li;
+  }
+
   bubble(m) {
     if (m.kind === "call") return this.callLine(m);
+    if (m.kind === "sys") return this.sysLine(m);
     const li = document.createElement("li");
     li.className = "msg " + m.dir;
     li.dataset.id = `${m.dir}-${m.id}`;
     li.dataset.day = dayKey(m.ts);
     li._m = m;
-    // For screen readers (and the tests): who wrote it.
+    // For screen readers (and the tests): who wrote it (in a group, the
+    // member who sent it).
     const sr = document.createElement("span");
     sr.className = "sr-only";
     const who = document.createElement("span");
     who.className = "who";
-    who.textContent = m.dir === "out" ? "me" : m.peer;
+    who.textContent = m.dir === "out" ? "me" : m.from || m.peer;
     sr.append(who, ": ");
     const bubble = document.createElement("div");
     bubble.className = "bubble";
+    if (m.from && m.dir === "in") {
+      // A group's message says whose it is (the first of a run of theirs).
+      const from = document.createElement("span");
+      from.className = "sender";
+      from.setAttribute("aria-hidden", "true");
+      from.textContent = m.from;
+      bubble.append(from);
+    }
     const text = document.createElement("span");
     text.className = "text";
     text.textContent = m.text;
@@ -909,7 +1031,8 @@ export class ChatPane {
   // side, same day, within a few minutes).
   group(li) {
     const prev = this.prevMsg(li);
-    const cont = !!prev && !prev._m.kind && !li._m.kind && prev._m.dir === li._m.dir && prev.dataset.day === li.dataset.day && li._m.ts - prev._m.ts < GROUP_GAP;
+    const cont = !!prev && !prev._m.kind && !li._m.kind && prev._m.dir === li._m.dir && prev._m.from === li._m.from &&
+      prev.dataset.day === li.dataset.day && li._m.ts - prev._m.ts < GROUP_GAP;
     li.classList.toggle("cont", cont);
   }
 

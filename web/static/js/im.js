@@ -1,14 +1,14 @@
 // The instant-message envelope of client/im.go, byte for byte, with WebCrypto
 // only: device records (client/im_keys.go), sealing a message or receipt to a
-// set of devices, and verifying and opening one. See docs/protocol.md
-// ("Instant messages") and docs/web.md.
+// set of devices, and verifying and opening one. A group envelope's body is
+// js/group.js's. See docs/protocol.md ("Instant messages") and docs/web.md.
 
-import { b64, unb64, utf8, fromUTF8, hex, concat, randomHex, validUser } from "./util.js";
+import { b64, unb64, utf8, fromUTF8, hex, concat, randomHex, validUser, field, u32, u64, eqBytes, blank } from "./util.js";
 import { signContext, verifyContext, verifyCredential, parseCredential } from "./keys.js";
 import {
   IM_ENVELOPE_VERSION as ENVELOPE_VERSION, IM_ENVELOPE_CONTEXT as ENVELOPE_CONTEXT, IM_DEVICE_CONTEXT as DEVICE_CONTEXT,
   IM_WRAP_INFO as WRAP_INFO, IM_KIND_MESSAGE as KIND_MESSAGE, IM_KIND_RECEIPT as KIND_RECEIPT,
-  IM_KIND_TYPING as KIND_TYPING, IM_RECEIPT_READ as RECEIPT_READ, IM_TYPING_ACTIVE as TYPING_ACTIVE,
+  IM_KIND_TYPING as KIND_TYPING, IM_KIND_GROUP as KIND_GROUP, IM_RECEIPT_READ as RECEIPT_READ, IM_TYPING_ACTIVE as TYPING_ACTIVE,
   IM_TYPING_STOPPED as TYPING_STOPPED, IM_RECEIPT_DELIVERED as RECEIPT_DELIVERED, IM_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES,
   IM_MAX_ENVELOPE_BYTES as MAX_ENVELOPE_BYTES, IM_MAX_ENVELOPE_DEVICES as MAX_ENVELOPE_DEVICES,
   IM_MAX_RECEIPT_IDS as MAX_RECEIPT_IDS, IM_COMPRESS_OVER as COMPRESS_OVER, IM_PAD_TO as PAD_TO,
@@ -17,11 +17,12 @@ import {
 } from "./wire.gen.js";
 
 export {
-  ENVELOPE_VERSION, ENVELOPE_CONTEXT, DEVICE_CONTEXT, KIND_MESSAGE, KIND_RECEIPT, KIND_TYPING, RECEIPT_DELIVERED,
+  ENVELOPE_VERSION, ENVELOPE_CONTEXT, DEVICE_CONTEXT, KIND_MESSAGE, KIND_RECEIPT, KIND_TYPING, KIND_GROUP, RECEIPT_DELIVERED,
   RECEIPT_READ, TYPING_ACTIVE, TYPING_STOPPED, MAX_MESSAGE_BYTES, MAX_ENVELOPE_BYTES, MAX_ENVELOPE_DEVICES, MAX_RECEIPT_IDS,
+  MAX_CONTENT,
 };
 
-const KINDS = new Set([KIND_MESSAGE, KIND_RECEIPT, KIND_TYPING]);
+const KINDS = new Set([KIND_MESSAGE, KIND_RECEIPT, KIND_TYPING, KIND_GROUP]);
 const MAX_TYPING_BODY = 256; // im.maxTypingBody
 
 export class IMError extends Error {
@@ -32,15 +33,14 @@ export class IMError extends Error {
 }
 
 const zeroNonce = () => new Uint8Array(12);
-const eqBytes = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
 
 export function validID(id) { return typeof id === "string" && /^[0-9a-f]{32}$/.test(id); }
 
-// checkText is client.CheckText.
+// checkText is im.CheckText.
 export function checkText(text) {
   const n = utf8(text).length;
   if (n > MAX_MESSAGE_BYTES) throw new IMError("too-long", `The message is too long (${n} bytes; at most ${MAX_MESSAGE_BYTES}).`);
-  if (text.trim() === "") throw new IMError("empty", "The message is empty.");
+  if (blank(text)) throw new IMError("empty", "The message is empty.");
 }
 
 // ---- X25519 device key ----
@@ -76,24 +76,6 @@ export async function verifyDevice(user, d) {
 }
 
 // ---- wire helpers ----
-
-function u64(n) {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, BigInt(n));
-  return b;
-}
-
-function field(b) {
-  const l = new Uint8Array(4);
-  new DataView(l.buffer).setUint32(0, b.length);
-  return [l, b];
-}
-
-function u32(n) {
-  const l = new Uint8Array(4);
-  new DataView(l.buffer).setUint32(0, n);
-  return l;
-}
 
 // headerBytes is Envelope.headerBytes; e holds bytes (fromDevice) and strings.
 function headerBytes(e) {
@@ -176,8 +158,9 @@ async function x25519Shared(privateKey, pubRaw) {
 
 // seal makes an envelope (as its JSON object) from sender s
 // {user, device: Ed25519 CryptoKeyPair, devicePub: bytes, credential} to user
-// `to`, for the verified device records `devices` (this device is skipped).
-async function seal(s, kind, id, to, seq, ts, body, devices) {
+// `to`, for the verified device records `devices` (this device is skipped);
+// body is the content's bytes (js/group.js seals group bodies with it).
+export async function seal(s, kind, id, to, seq, ts, body, devices) {
   if (!validID(id)) throw new IMError("bad", "id");
   if (!validUser(to)) throw new IMError("bad", `not a user name: ${to}`);
   const { cred } = parseCredential(s.credential);
@@ -210,7 +193,7 @@ async function seal(s, kind, id, to, seq, ts, body, devices) {
   const obj = toWire(e);
   const n = utf8(JSON.stringify(obj)).length;
   if (n > MAX_ENVELOPE_BYTES) {
-    throw new IMError("too-long", kind === KIND_MESSAGE ? `The message does not fit one envelope for ${recips.length} devices; shorten it.` : "receipt too large");
+    throw new IMError("too-long", kind === KIND_MESSAGE || kind === KIND_GROUP ? `The message does not fit one envelope for ${recips.length} devices; shorten it.` : `${kind} too large`);
   }
   return { env: obj, recips };
 }
@@ -289,7 +272,9 @@ export function decode(p) {
 
 // open is client.Open: me is the user, device {pub, x: X25519 CryptoKeyPair,
 // xPub}, loginKey the login server's Ed25519 key. Returns
-// {kind, id, from, fromDevice, to, seq, ts, text | acked, state | state}.
+// {kind, id, from, fromDevice, to, seq, ts, text | acked, state | state | body}:
+// a group envelope's body is its bytes, for js/group.js's openBody (which
+// verifies its operations).
 export async function open(p, me, device, loginKey, now = Date.now()) {
   const e = decode(p);
   let cred;
@@ -314,8 +299,11 @@ export async function open(p, me, device, loginKey, now = Date.now()) {
     throw new IMError("decrypt", "does not decrypt");
   }
   const o = { kind: e.kind, id: e.id, from: e.from, fromDevice: hex(e.fromDevice), to: e.to, seq: e.seq, ts: e.ts };
-  const body = await unframeContent(content, e.kind === KIND_TYPING ? MAX_TYPING_BODY : MAX_MESSAGE_BYTES);
-  if (e.kind === KIND_TYPING) {
+  const max = e.kind === KIND_TYPING ? MAX_TYPING_BODY : e.kind === KIND_GROUP ? MAX_CONTENT : MAX_MESSAGE_BYTES;
+  const body = await unframeContent(content, max);
+  if (e.kind === KIND_GROUP) {
+    o.body = body;
+  } else if (e.kind === KIND_TYPING) {
     let r;
     try { r = JSON.parse(fromUTF8(body)); } catch { throw new IMError("bad", "typing"); }
     if (r?.state !== TYPING_ACTIVE && r?.state !== TYPING_STOPPED) throw new IMError("bad", "typing");

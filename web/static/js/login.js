@@ -19,8 +19,9 @@ export class LoginAPI {
     this.credential = "";
   }
 
-  async req(method, path, body, auth = false) {
-    const headers = {};
+  // req makes one request; extra holds more headers (a Parley-Pass).
+  async req(method, path, body, auth = false, extra = {}) {
+    const headers = { ...extra };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (auth) headers["Authorization"] = "Parley " + this.credential;
     let resp;

@@ -53,3 +53,40 @@ export function sleep(ms, signal) {
 export function validUser(name) {
   return /^[a-z][a-z0-9._-]{0,31}$/.test(name);
 }
+
+// ---- the wire's building blocks (client/im: appendField and numbers) ----
+
+// field is b with its length (4 bytes, big-endian) before it, as two parts
+// for concat.
+export function field(b) { return [u32(b.length), b]; }
+
+export function u32(n) {
+  const l = new Uint8Array(4);
+  new DataView(l.buffer).setUint32(0, n);
+  return l;
+}
+
+// u64 is n as 8 bytes big-endian, as Go's uint64(int64(n)).
+export function u64(n) {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, BigInt(n)));
+  return b;
+}
+
+export function eqBytes(a, b) { return a.length === b.length && a.every((v, i) => v === b[i]); }
+
+export async function sha256(b) { return new Uint8Array(await crypto.subtle.digest("SHA-256", b)); }
+
+// unb64Std decodes Go's []byte in JSON: standard base64 with padding only.
+export function unb64Std(s) {
+  if (typeof s !== "string" || s.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) throw new Error("not standard base64");
+  return unb64(s);
+}
+
+// b64url is base64url without padding (a Parley-Pass header).
+export function b64url(bytes) { return b64(bytes).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, ""); }
+
+// blank reports whether s is empty once Go's strings.TrimSpace has trimmed
+// it (unicode.White_Space: not quite JavaScript's trim, which also trims
+// U+FEFF and leaves U+0085).
+export function blank(s) { return !/[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/.test(s); }

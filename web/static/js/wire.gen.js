@@ -25,6 +25,28 @@ export const IM_DEVICE_CONTEXT = "parley-device-v1";
 export const IM_ENVELOPE_CONTEXT = "parley-im-v1";
 // IM_ENVELOPE_VERSION is im.EnvelopeVersion.
 export const IM_ENVELOPE_VERSION = 1;
+// IM_GROUP_ENVELOPE_PREFIX is im.GroupEnvelopePrefix.
+export const IM_GROUP_ENVELOPE_PREFIX = "parley-group-env";
+// IM_GROUP_FAN_OUT is im.GroupFanOut.
+export const IM_GROUP_FAN_OUT = 8;
+// IM_GROUP_MESSAGE is im.GroupMessage.
+export const IM_GROUP_MESSAGE = "msg";
+// IM_GROUP_OPS is im.GroupOps.
+export const IM_GROUP_OPS = "ops";
+// IM_GROUP_OP_BYTES_PREFIX is im.GroupOpBytesPrefix.
+export const IM_GROUP_OP_BYTES_PREFIX = "parley-group-op";
+// IM_GROUP_OP_CONTEXT is im.GroupOpContext.
+export const IM_GROUP_OP_CONTEXT = "parley-group-op-v1";
+// IM_GROUP_OP_VERSION is im.GroupOpVersion.
+export const IM_GROUP_OP_VERSION = 1;
+// IM_GROUP_PEER_PREFIX is im.GroupPeerPrefix.
+export const IM_GROUP_PEER_PREFIX = "#";
+// IM_GROUP_SYNC is im.GroupSync.
+export const IM_GROUP_SYNC = "sync";
+// IM_GROUP_SYNC_INTERVAL_MS is im.GroupSyncInterval, in milliseconds.
+export const IM_GROUP_SYNC_INTERVAL_MS = 10000;
+// IM_KIND_GROUP is im.KindGroup.
+export const IM_KIND_GROUP = "group";
 // IM_KIND_MESSAGE is im.KindMessage.
 export const IM_KIND_MESSAGE = "msg";
 // IM_KIND_RECEIPT is im.KindReceipt.
@@ -37,12 +59,38 @@ export const IM_MAX_CONTENT = 65605;
 export const IM_MAX_ENVELOPE_BYTES = 81920;
 // IM_MAX_ENVELOPE_DEVICES is im.MaxEnvelopeDevices.
 export const IM_MAX_ENVELOPE_DEVICES = 32;
+// IM_MAX_GROUP_CLOCK is im.MaxGroupClock.
+export const IM_MAX_GROUP_CLOCK = 1099511627776;
+// IM_MAX_GROUP_MEMBERS is im.MaxGroupMembers.
+export const IM_MAX_GROUP_MEMBERS = 100;
+// IM_MAX_GROUP_NAME is im.MaxGroupName.
+export const IM_MAX_GROUP_NAME = 200;
+// IM_MAX_GROUP_OPS is im.MaxGroupOps.
+export const IM_MAX_GROUP_OPS = 2000;
+// IM_MAX_GROUP_OPS_PER_AUTHOR is im.MaxGroupOpsPerAuthor.
+export const IM_MAX_GROUP_OPS_PER_AUTHOR = 500;
+// IM_MAX_HELD_MESSAGES is im.MaxHeldMessages.
+export const IM_MAX_HELD_MESSAGES = 1000;
 // IM_MAX_MESSAGE_BYTES is im.MaxMessageBytes.
 export const IM_MAX_MESSAGE_BYTES = 65536;
+// IM_MAX_OPS_CHUNK is im.MaxOpsChunk.
+export const IM_MAX_OPS_CHUNK = 49152;
 // IM_MAX_RECEIPT_IDS is im.MaxReceiptIDs.
 export const IM_MAX_RECEIPT_IDS = 1000;
 // IM_MESSAGE_CLOCK_SKEW_MS is im.MessageClockSkew, in milliseconds.
 export const IM_MESSAGE_CLOCK_SKEW_MS = 120000;
+// IM_OP_ADD is im.OpAdd.
+export const IM_OP_ADD = "add";
+// IM_OP_ADMIN is im.OpAdmin.
+export const IM_OP_ADMIN = "admin";
+// IM_OP_CREATE is im.OpCreate.
+export const IM_OP_CREATE = "create";
+// IM_OP_LEAVE is im.OpLeave.
+export const IM_OP_LEAVE = "leave";
+// IM_OP_REMOVE is im.OpRemove.
+export const IM_OP_REMOVE = "remove";
+// IM_OP_RENAME is im.OpRename.
+export const IM_OP_RENAME = "rename";
 // IM_PAD_TO is im.PadTo.
 export const IM_PAD_TO = 64;
 // IM_RECEIPT_DELIVERED is im.ReceiptDelivered.
@@ -68,6 +116,12 @@ export const IM_X25519_KEY_SIZE = 32;
 
 // LOGINAPI_MAX_MAILBOX_FETCH is loginapi.MaxMailboxFetch.
 export const LOGINAPI_MAX_MAILBOX_FETCH = 100;
+// LOGINAPI_MAX_PASS_BYTES is loginapi.MaxPassBytes.
+export const LOGINAPI_MAX_PASS_BYTES = 1024;
+// LOGINAPI_PASS_CONTEXT is loginapi.PassContext.
+export const LOGINAPI_PASS_CONTEXT = "parley-pass-v1";
+// LOGINAPI_PASS_HEADER is loginapi.PassHeader.
+export const LOGINAPI_PASS_HEADER = "Parley-Pass";
 
 // PRESENCE_AWAY is presence.Away.
 export const PRESENCE_AWAY = "away";
