@@ -35,16 +35,13 @@ import (
 	"github.com/parley/parley/wire/loginapi"
 )
 
-// groupFanOut caps the members one group send reaches at a time.
-const groupFanOut = 8
-
-// maxOpsChunk caps the JSON of the operations one group envelope carries
-// (a log over it goes in several).
-const maxOpsChunk = 48 << 10
-
-// maxHeld caps the group messages held because their sender is not (yet) a
-// member as this device knows the group.
-const maxHeld = 1000
+// groupFanOut caps the members one group send reaches at a time;
+// maxOpsChunk the JSON of the operations one group envelope carries (a log
+// over it goes in several).
+const (
+	groupFanOut = im.GroupFanOut
+	maxOpsChunk = im.MaxOpsChunk
+)
 
 // GroupInfo is a group as this device knows it.
 type GroupInfo struct {
@@ -75,17 +72,8 @@ type groups struct {
 	mu     sync.Mutex // merges, one at a time
 	states map[string]*im.GroupState
 	loaded bool
-	// held: group messages from a sender this device does not know as a
-	// member yet (an operation still on its way), by group.
-	held  map[string][]heldMessage
-	nHeld int
 	// synced: when this device last sent its log of a group to a user.
 	synced map[string]time.Time
-}
-
-type heldMessage struct {
-	o   *im.Opened
-	via string
 }
 
 func info(g *im.GroupState, me string) GroupInfo {

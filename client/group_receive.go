@@ -42,16 +42,12 @@ func (m *messenger) merge(id string, ops []*im.GroupOp) (*im.GroupState, []*im.G
 		}
 		m.g.states[id] = g
 	}
-	held := m.g.held[id]
-	var release []heldMessage
-	for _, h := range held {
-		if g.IsMember(h.o.From) {
-			release = append(release, h)
+	var release []im.HeldMessage
+	if len(added) > 0 && g.IsMember(m.s.user) {
+		release, err = m.hist.Release(id, func(h im.HeldMessage) bool { return g.IsMember(h.From) })
+		if err != nil {
+			m.s.c.log.Warn("releasing held group messages", "group", id, "err", err)
 		}
-	}
-	if len(release) > 0 {
-		m.g.held[id] = slices.DeleteFunc(held, func(h heldMessage) bool { return g.IsMember(h.o.From) })
-		m.g.nHeld -= len(release)
 	}
 	m.g.mu.Unlock()
 
@@ -66,7 +62,7 @@ func (m *messenger) merge(id string, ops []*im.GroupOp) (*im.GroupState, []*im.G
 		}
 	}
 	for _, h := range release {
-		m.storeGroupMessage(h.o, h.via)
+		m.storeGroupMessage(h.Message, h.Via)
 	}
 	return g, added, nil
 }
@@ -127,12 +123,15 @@ func (m *messenger) openedGroup(o *im.Opened, via string) {
 		// From a user this device does not know as a member, or to this
 		// user while it knows itself outside the group: held, in case an
 		// operation that changes that is on its way.
+		msg := groupMessage(o, s.user)
 		if o.From != s.user && (g == nil || !g.IsMember(o.From) || !g.IsMember(s.user)) {
-			m.hold(o, via)
+			if err := m.hist.Hold(b.Group, im.HeldMessage{Message: msg, Via: via}); err != nil {
+				s.c.log.Error("holding a group message", "from", o.From, "err", err)
+			}
 			m.syncTo(b.Group, o.From, false, false)
 			return
 		}
-		m.storeGroupMessage(o, via)
+		m.storeGroupMessage(msg, via)
 		if o.From != s.user && g.Digest != b.Digest {
 			m.syncTo(b.Group, o.From, false, false)
 		}
@@ -155,44 +154,33 @@ func (m *messenger) ownClock(id string) int64 {
 	return c
 }
 
-// hold keeps a group message whose sender is not a member as this device
-// knows the group, until an operation that makes them one comes.
-func (m *messenger) hold(o *im.Opened, via string) {
-	m.g.mu.Lock()
-	defer m.g.mu.Unlock()
-	if m.g.nHeld >= maxHeld {
-		for id, hs := range m.g.held { // drop one of the oldest
-			if len(hs) > 0 {
-				m.g.held[id] = hs[1:]
-				m.g.nHeld--
-				break
-			}
-		}
+// groupMessage is an opened group message as the history of user me keeps
+// it.
+func groupMessage(o *im.Opened, me string) im.Message {
+	b := o.Group
+	msg := im.Message{ID: b.MID, Peer: im.GroupPeer(b.Group), From: o.From, Dir: im.DirIn, FromDevice: o.FromDevice, Seq: b.Seq, TS: o.TS, Text: b.Text}
+	if o.From == me {
+		msg.Dir = im.DirOut
 	}
-	m.g.held[o.Group.Group] = append(m.g.held[o.Group.Group], heldMessage{o: o, via: via})
-	m.g.nHeld++
+	return msg
 }
 
 // storeGroupMessage stores a group message and shows it once.
-func (m *messenger) storeGroupMessage(o *im.Opened, via string) {
+func (m *messenger) storeGroupMessage(msg im.Message, via string) {
 	s := m.s
-	b := o.Group
-	msg := im.Message{ID: b.MID, Peer: im.GroupPeer(b.Group), From: o.From, Dir: im.DirIn, FromDevice: o.FromDevice, Seq: b.Seq, TS: o.TS, Text: b.Text}
-	if o.From == s.user {
-		msg.Dir = im.DirOut
-	}
 	isNew, err := m.hist.AddIncoming(msg)
 	if err != nil {
-		s.c.log.Error("storing a group message", "from", o.From, "err", err)
+		s.c.log.Error("storing a group message", "from", msg.From, "err", err)
 		return
 	}
 	if isNew {
+		id, _ := im.GroupIDOf(msg.Peer)
 		name := ""
-		if g, err := m.group(b.Group); err == nil && g != nil {
+		if g, err := m.group(id); err == nil && g != nil {
 			name = g.Name
 		}
-		s.emit(Event{Event: "message", Peer: msg.Peer, MessageEvent: &MessageEvent{ID: b.MID, From: o.From, Group: b.Group, GroupName: name,
-			Text: b.Text, Sent: time.UnixMilli(o.TS), Via: via}})
+		s.emit(Event{Event: "message", Peer: msg.Peer, MessageEvent: &MessageEvent{ID: msg.ID, From: msg.From, Group: id, GroupName: name,
+			Text: msg.Text, Sent: msg.Time(), Via: via}})
 	}
 }
 

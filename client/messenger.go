@@ -188,7 +188,7 @@ func newMessenger(s *Session) (*messenger, error) {
 		in: make(chan inbound, inboxQueue), kick: make(chan struct{}, 1),
 		devices: map[string]deviceEntry{}, waits: map[string]*tracker{}, acks: map[string][]string{},
 		typingSent: map[string]typingMark{}, typingSeen: map[string]typingMark{},
-		g: groups{states: map[string]*im.GroupState{}, held: map[string][]heldMessage{}, synced: map[string]time.Time{}}}, nil
+		g: groups{states: map[string]*im.GroupState{}, synced: map[string]time.Time{}}}, nil
 }
 
 // register publishes this device's X25519 key so that others can encrypt to

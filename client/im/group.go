@@ -58,6 +58,24 @@ const GroupOpVersion = 1
 // GroupOpContext is the signature context of group operations.
 const GroupOpContext = "parley-group-op-v1"
 
+// GroupOpBytesPrefix is the first field of an operation's signed bytes
+// ([GroupOp.signedBytes]); GroupEnvelopePrefix starts what the envelope id
+// of a group message hashes ([GroupEnvelopeID]).
+const (
+	GroupOpBytesPrefix  = "parley-group-op"
+	GroupEnvelopePrefix = "parley-group-env"
+)
+
+// How a device sends to a group (client/group.go; the page does the same):
+// at most GroupFanOut members at a time, operations in envelopes of at most
+// MaxOpsChunk bytes of JSON, and at most MaxHeldMessages messages held for
+// a sender not (yet) known as a member.
+const (
+	GroupFanOut     = 8
+	MaxOpsChunk     = 48 << 10
+	MaxHeldMessages = 1000
+)
+
 // Operation types.
 const (
 	OpCreate = "create"
@@ -135,7 +153,7 @@ func (o *GroupOp) signedBytes() []byte {
 		binary.BigEndian.PutUint64(n[:], uint64(v))
 		return appendField(m, n[:])
 	}
-	m := appendField(nil, []byte("parley-group-op"))
+	m := appendField(nil, []byte(GroupOpBytesPrefix))
 	m = num(m, int64(o.V))
 	m = appendField(m, []byte(o.Group))
 	m = num(m, o.Clock)
@@ -417,8 +435,8 @@ func SortOps(ops []*GroupOp) {
 	})
 }
 
-// Digest returns the hash of a log: SHA-256 over the sorted ids, the first
-// 16 bytes in hex.
+// Digest returns the hash of a log: SHA-256 over the concatenation of the
+// sorted ids (as their 32 hex characters), the first 16 bytes in hex.
 func Digest(ops []*GroupOp) string {
 	ids := make([]string, 0, len(ops))
 	for _, o := range ops {

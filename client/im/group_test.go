@@ -377,3 +377,34 @@ func TestGroupAdmit(t *testing.T) {
 		t.Errorf("one author's %d operations: kept %d, want %d", len(many), len(got), MaxGroupOpsPerAuthor)
 	}
 }
+
+// TestGroupHeld: a held group message survives a restart of the history and
+// is released once, when keep says so.
+func TestGroupHeld(t *testing.T) {
+	dir := t.TempDir()
+	h, err := OpenHistory(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newGroupWorld(t)
+	id := w.create(t, "bob").ID()
+	m := HeldMessage{Message: Message{ID: NewMessageID(), Peer: GroupPeer(id), From: "carol", Dir: DirIn, FromDevice: w.c1.pub(), Seq: 1, TS: 1, Text: "early"}, Via: "supernode"}
+	if err := h.Hold(id, m); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	if h, err = OpenHistory(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if got, err := h.Release(id, func(HeldMessage) bool { return false }); err != nil || len(got) != 0 {
+		t.Fatalf("Release(none) = %v, %v", got, err)
+	}
+	got, err := h.Release(id, func(x HeldMessage) bool { return x.From == "carol" })
+	if err != nil || len(got) != 1 || got[0].Text != "early" || got[0].Via != "supernode" {
+		t.Fatalf("Release = %+v, %v", got, err)
+	}
+	if got, _ := h.Release(id, func(HeldMessage) bool { return true }); len(got) != 0 {
+		t.Fatalf("released twice: %+v", got)
+	}
+}

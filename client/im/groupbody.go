@@ -56,7 +56,7 @@ const GroupSyncInterval = 10 * time.Second
 // to user to: fixed, so that a resend is the same envelope (the mailbox
 // keeps it once), and distinct per recipient.
 func GroupEnvelopeID(mid, to string) string {
-	h := sha256.Sum256([]byte("parley-group-env\x00" + mid + "\x00" + to))
+	h := sha256.Sum256([]byte(GroupEnvelopePrefix + "\x00" + mid + "\x00" + to))
 	return hex.EncodeToString(h[:idBytes])
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // isGroupPeer reports whether peer is a group conversation's.
@@ -107,4 +108,76 @@ func (h *History) GroupOpsCount(id string) (int, error) {
 		return 0, fmt.Errorf("client: history: group %s: %w", id, corrupt(err))
 	}
 	return n, nil
+}
+
+// HeldMessage is a group message held until its sender is known as a
+// member ([History.Hold]).
+type HeldMessage struct {
+	Message
+	// Via is how it came (a transport name, for the event shown later).
+	Via string
+}
+
+// Hold keeps group message m of group id (m.Peer is GroupPeer(id)) until
+// [History.Release] lets it go; beyond MaxHeldMessages the oldest held
+// message is dropped.
+func (h *History) Hold(id string, m HeldMessage) error {
+	if err := checkMessage(m.Message); err != nil {
+		return fmt.Errorf("client: history: hold %s: %w", m.ID, err)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	tx, err := h.db.BeginTx(ctx, nil)
+	if err != nil {
+		return corrupt(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO group_held (grp, mid, at, msg) VALUES (?, ?, ?, ?)`,
+		id, m.ID, time.Now().UnixMilli(), b); err != nil {
+		return fmt.Errorf("client: history: hold %s: %w", m.ID, corrupt(err))
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM group_held WHERE rowid IN (
+		SELECT rowid FROM group_held ORDER BY at DESC LIMIT -1 OFFSET ?)`, MaxHeldMessages); err != nil {
+		return fmt.Errorf("client: history: hold %s: %w", m.ID, corrupt(err))
+	}
+	return corrupt(tx.Commit())
+}
+
+// Release returns and forgets the held messages of group id that keep
+// says may go, oldest first.
+func (h *History) Release(id string, keep func(HeldMessage) bool) ([]HeldMessage, error) {
+	rows, err := h.db.Query(`SELECT mid, msg FROM group_held WHERE grp = ? ORDER BY at`, id)
+	if err != nil {
+		return nil, fmt.Errorf("client: history: held of group %s: %w", id, corrupt(err))
+	}
+	var out []HeldMessage
+	var mids []string
+	for rows.Next() {
+		var mid string
+		var b []byte
+		if err := rows.Scan(&mid, &b); err != nil {
+			rows.Close()
+			return nil, corrupt(err)
+		}
+		var m HeldMessage
+		if json.Unmarshal(b, &m) != nil || keep(m) {
+			if m.ID != "" {
+				out = append(out, m)
+			}
+			mids = append(mids, mid)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, corrupt(err)
+	}
+	for _, mid := range mids {
+		if _, err := h.db.Exec(`DELETE FROM group_held WHERE grp = ? AND mid = ?`, id, mid); err != nil {
+			return nil, fmt.Errorf("client: history: release %s: %w", mid, corrupt(err))
+		}
+	}
+	return out, nil
 }

@@ -198,6 +198,16 @@ func (h *History) migrate() error {
 			op    BLOB NOT NULL,
 			PRIMARY KEY (grp, id)
 		)`,
+		// group_held: group messages from a sender this device does not
+		// know as a member yet (the operation that adds them is on its
+		// way), kept across restarts until it comes.
+		`CREATE TABLE group_held (
+			grp  TEXT NOT NULL,
+			mid  TEXT NOT NULL,
+			at   INTEGER NOT NULL,
+			msg  BLOB NOT NULL,
+			PRIMARY KEY (grp, mid)
+		)`,
 		fmt.Sprintf(`PRAGMA user_version = %d`, historySchema))
 	for _, q := range qs {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
