@@ -15,8 +15,11 @@ import "time"
 //   - "stats" (every StatsInterval during a call): call_id, peer, path, relay and
 //     the [Stats] fields.
 //   - "credential": user, message (a credential was renewed).
-//   - "message", "delivered", "read", "typing", "message-refused": see
-//     [MessageEvent].
+//   - "message", "delivered", "read", "typing", "message-refused", "group":
+//     see [MessageEvent]; "seen": peer, ids: messages of that conversation
+//     were read on another device of this user.
+//   - "history": count: messages another device of this user sent this one
+//     were merged into the history ([HistoryEvent]).
 type Event struct {
 	TS     time.Time `json:"ts"`
 	Event  string    `json:"event"`
@@ -33,6 +36,7 @@ type Event struct {
 	*Info
 	*MessageEvent
 	*PresenceEvent
+	*HistoryEvent
 }
 
 // Call states.

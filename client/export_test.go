@@ -17,3 +17,13 @@ func (s *Session) SignGroupOpForTest(ctx context.Context, d im.OpDraft) (*im.Gro
 func (s *Session) SendGroupOpsForTest(ctx context.Context, to, id string, ops []*im.GroupOp) error {
 	return s.im.sendOps(ctx, to, id, im.GroupOps, ops, "", false)
 }
+
+// SendHistoryForTest seals body to this user's other devices and delivers
+// it, as this device sends its own history envelopes.
+func (s *Session) SendHistoryForTest(ctx context.Context, body *im.HistoryBody) error {
+	devs, err := s.im.ownDevices(ctx)
+	if err != nil {
+		return err
+	}
+	return s.im.sendHistory(ctx, devs, body)
+}

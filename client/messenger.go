@@ -165,6 +165,7 @@ type messenger struct {
 	acks       map[string][]string   // user → message ids to acknowledge
 	typingSent map[string]typingMark // peer → the last typing envelope sent to them
 	typingSeen map[string]typingMark // peer → the last typing event shown from them
+	asked      map[string]time.Time  // own device key (hex) → when this device last asked it for history
 
 	g groups
 }
@@ -187,7 +188,7 @@ func newMessenger(s *Session) (*messenger, error) {
 	return &messenger{s: s, hist: hist, x: x, key: s.c.key, me: s.c.key.Public().(ed25519.PublicKey),
 		in: make(chan inbound, inboxQueue), kick: make(chan struct{}, 1),
 		devices: map[string]deviceEntry{}, waits: map[string]*tracker{}, acks: map[string][]string{},
-		typingSent: map[string]typingMark{}, typingSeen: map[string]typingMark{},
+		typingSent: map[string]typingMark{}, typingSeen: map[string]typingMark{}, asked: map[string]time.Time{},
 		g: groups{states: map[string]*im.GroupState{}, synced: map[string]time.Time{}}}, nil
 }
 
@@ -591,13 +592,17 @@ func (s *Session) sendPayload(ctx context.Context, user string, b []byte) (int, 
 // contacts to know.
 func (s *Session) SendRead(ctx context.Context, peer string, ids []string) ([]string, error) {
 	m := s.im
-	if err := identity.CheckUser(peer); err != nil {
-		return nil, fmt.Errorf("client: read receipt: %w", err)
+	if _, ok := im.GroupIDOf(peer); !ok && identity.CheckUser(peer) != nil {
+		return nil, fmt.Errorf("client: read receipt: %w", identity.CheckUser(peer))
+	}
+	if _, ok := im.GroupIDOf(peer); ok {
+		return s.MarkRead(ctx, peer, ids) // a group's reads are this user's own business
 	}
 	done, err := m.hist.MarkSeen(peer, ids)
 	if err != nil {
 		return nil, err
 	}
+	m.syncRead(peer, done)
 	for rest := done; len(rest) > 0; {
 		n := min(len(rest), receiptBatch)
 		if err := m.sendReceipt(ctx, peer, rest[:n], im.ReceiptRead); err != nil {

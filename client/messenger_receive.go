@@ -127,6 +127,8 @@ func (m *messenger) opened(o *im.Opened, via string) {
 		m.typed(o, via)
 	case im.KindGroup:
 		m.openedGroup(o, via)
+	case im.KindHistory:
+		m.openedHistory(o, via)
 	}
 }
 

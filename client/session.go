@@ -184,6 +184,11 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 	go func() {
 		defer s.wg.Done()
 		s.im.resendPending(s.ctx)
+		if !s.cfg.NoPresence { // a one-shot command does not ask for history
+			if err := s.im.wantHistory(s.ctx, nil); err != nil && s.ctx.Err() == nil {
+				s.c.log.Warn("asking the other devices for history", "err", err)
+			}
+		}
 	}()
 	return s, nil
 }

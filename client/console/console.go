@@ -79,6 +79,10 @@ func (p *Printer) Event(ev client.Event) {
 		}
 	case "group":
 		fmt.Fprintf(p.W, "%s [%s] %s\n", ts, ev.MessageEvent.GroupName, groupEventLine(ev))
+	case "history":
+		fmt.Fprintf(p.W, "%s %d messages from your other devices\n", ts, ev.HistoryEvent.Count)
+	case "seen":
+		fmt.Fprintf(p.W, "%s %d messages of %s read on another device\n", ts, len(ev.MessageEvent.IDs), ev.Peer)
 	case "delivered":
 		fmt.Fprintf(p.W, "%s delivered to %s (%d)\n", ts, ev.Peer, len(ev.MessageEvent.IDs))
 	case "read":

@@ -147,7 +147,8 @@ const (
 // The header, in clear and signed:
 //
 //   - V: [EnvelopeVersion].
-//   - Kind: [KindMessage], [KindReceipt], [KindTyping] or [KindGroup].
+//   - Kind: [KindMessage], [KindReceipt], [KindTyping], [KindGroup] or
+//     [KindHistory].
 //   - ID: 16 random bytes, 32 lower-case hex characters, chosen by the sender;
 //     a resend keeps it.
 //   - From, FromDevice: the sender's user name and device Ed25519 key.
@@ -237,6 +238,9 @@ type Opened struct {
 	State string
 	// Group is the body of a KindGroup envelope, its operations verified.
 	Group *GroupBody
+	// History is the body of a KindHistory envelope (from this user's own
+	// device), its operations verified.
+	History *HistoryBody
 }
 
 // Message returns an opened text message as the history of user me keeps it:
@@ -385,7 +389,7 @@ func (e *Envelope) check() error {
 
 // IsKind reports whether kind is an envelope kind this client knows.
 func IsKind(kind string) bool {
-	return kind == KindMessage || kind == KindReceipt || kind == KindTyping || kind == KindGroup
+	return kind == KindMessage || kind == KindReceipt || kind == KindTyping || kind == KindGroup || kind == KindHistory
 }
 
 // validID reports whether id is 32 lower-case hex characters.

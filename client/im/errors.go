@@ -58,4 +58,10 @@ var (
 	// ErrGroupFull: the group has MaxGroupMembers members, or its log
 	// MaxGroupOps operations.
 	ErrGroupFull = errors.New("group is full (at most 100 members)")
+	// ErrBadHistory: a history envelope is malformed or over a limit; it
+	// changes nothing.
+	ErrBadHistory = errors.New("malformed history batch")
+	// ErrNotOwnDevice: a history envelope that does not come from one of
+	// this user's own devices.
+	ErrNotOwnDevice = errors.New("history not from one of this user's own devices")
 )

@@ -246,12 +246,23 @@ func corrupt(err error) error {
 	return err
 }
 
+// checkMessagePeer checks the peer of a conversation: a user, or a group's
+// GroupPeer.
+func checkMessagePeer(peer string) error {
+	if identity.CheckUser(peer) != nil && !isGroupPeer(peer) {
+		return ErrBadEnvelope
+	}
+	return nil
+}
+
 func checkMessage(m Message) error {
 	switch {
 	case !validID(m.ID):
 		return fmt.Errorf("id %q: %w", m.ID, ErrBadEnvelope)
-	case identity.CheckUser(m.Peer) != nil && !isGroupPeer(m.Peer):
+	case checkMessagePeer(m.Peer) != nil:
 		return fmt.Errorf("peer %q: %w", m.Peer, ErrBadEnvelope)
+	case m.From != "" && (!isGroupPeer(m.Peer) || identity.CheckUser(m.From) != nil):
+		return fmt.Errorf("from %q: %w", m.From, ErrBadEnvelope)
 	case m.Dir != DirIn && m.Dir != DirOut:
 		return fmt.Errorf("direction %q: %w", m.Dir, ErrBadEnvelope)
 	case len(m.FromDevice) != ed25519.PublicKeySize:

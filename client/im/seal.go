@@ -418,6 +418,12 @@ func open(e *Envelope, me string, device ed25519.PrivateKey, x *ecdh.PrivateKey,
 			return nil, fmt.Errorf("receipt: %w", ErrBadEnvelope)
 		}
 		o.Acked, o.State = r.Acked, r.State
+	case KindHistory:
+		h, err := openHistory(content, e.From, e.To, me, func(op *GroupOp) error { return VerifyGroupOp(op, loginKey) })
+		if err != nil {
+			return nil, err
+		}
+		o.History = h
 	case KindGroup:
 		g, err := openGroup(content, func(op *GroupOp) error { return VerifyGroupOp(op, loginKey) })
 		if err != nil {
