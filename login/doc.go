@@ -156,6 +156,8 @@
 //
 //	PUT    /api/v1/devices/self        {"x25519","sig"} → Device; sig over DeviceMessage with DeviceContext
 //	DELETE /api/v1/devices/self        → {"removed"}; drops the device's mailbox
+//	GET    /api/v1/devices             → {"devices":[MyDevice]}; the caller's own, "self" marked
+//	DELETE /api/v1/devices/{key}       → {"removed":1}; key base64url; removes and revokes one of the caller's (404 otherwise)
 //	GET    /api/v1/users/{name}/devices → {"user","devices":[Device]}; self, accepted contacts or a Parley-Pass (403)
 //	POST   /api/v1/mailbox             {"items":[MailboxItem]} → MailboxResult; all or nothing
 //	GET    /api/v1/mailbox?limit=N     → {"items":[MailboxEntry],"more"}; the caller device's, oldest first
@@ -203,6 +205,10 @@
 //
 // Schema version 3 added users.status and the tables devices, mailbox and
 // contacts; the janitor also deletes mailbox items older than MailboxTTL.
+// Version 4 binds refresh tokens to the device key they were last used with
+// and adds devices.registered and revoked_devices: a removed device's key,
+// refused by refresh, device registration and every user endpoint (401
+// "device removed: …") until a password login with the key clears it.
 //
 // The server never logs passwords, password hashes, refresh tokens,
 // credentials, private keys, signatures or mailbox blobs.

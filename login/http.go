@@ -354,11 +354,16 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.writeInternal(w, r, "login", err)
 		return
 	}
-	refreshExp := s.now().Add(s.cfg.RefreshTTL)
-	if err := s.st.addRefresh(ctx, th, req.User, refreshExp, refreshKeep); err != nil {
+	now := s.now()
+	refreshExp := now.Add(s.cfg.RefreshTTL)
+	reinstated, err := s.st.addRefresh(ctx, th, req.User, pub, now, refreshExp, refreshKeep)
+	if err != nil {
 		s.m.logins.WithLabelValues(resultError).Inc()
 		s.writeInternal(w, r, "login", fmt.Errorf("login: login %q: store refresh token: %w", req.User, err))
 		return
+	}
+	if reinstated {
+		s.log.Info("removed device reinstated by a password login", "user", req.User, "device", shortKey(pub), "addr", addr)
 	}
 	resp, err := s.issue(ctx, req.User, pub, tok, refreshExp)
 	if err != nil {
@@ -393,10 +398,15 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	now := s.now()
 	refreshExp := now.Add(s.cfg.RefreshTTL)
-	if err := s.st.useRefresh(ctx, th, req.User, now, refreshExp); errors.Is(err, loginapi.ErrInvalidRefresh) {
+	if err := s.st.useRefresh(ctx, th, req.User, pub, now, refreshExp); errors.Is(err, loginapi.ErrInvalidRefresh) {
 		s.m.refreshes.WithLabelValues(resultRefused).Inc()
 		s.log.Info("refresh refused", "user", req.User, "addr", s.clientAddr(r))
 		writeError(w, http.StatusUnauthorized, loginapi.ErrInvalidRefresh.Error())
+		return
+	} else if errors.Is(err, loginapi.ErrDeviceRemoved) {
+		s.m.refreshes.WithLabelValues(resultRefused).Inc()
+		s.log.Info("refresh refused: device removed", "user", req.User, "device", shortKey(pub), "addr", s.clientAddr(r))
+		writeDeviceRemoved(w)
 		return
 	} else if err != nil {
 		s.m.refreshes.WithLabelValues(resultError).Inc()

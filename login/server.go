@@ -225,7 +225,10 @@ func (s *Server) prune(ctx context.Context) {
 	s.dialLim.prune(now)
 	s.searchLim.prune(now)
 	s.requestLim.prune(now)
-	if err := s.st.prune(ctx, now, now.Add(-s.cfg.SupernodeTTL)); err != nil && ctx.Err() == nil {
+	// A revocation outlives every refresh token and credential its device
+	// held (none can be renewed meanwhile); then it can go.
+	revokedCutoff := now.Add(-s.cfg.RefreshTTL - s.cfg.CredentialTTL)
+	if err := s.st.prune(ctx, now, now.Add(-s.cfg.SupernodeTTL), revokedCutoff); err != nil && ctx.Err() == nil {
 		s.log.Warn("prune failed", "err", err)
 	}
 	if n, err := s.st.pruneMailbox(ctx, now.Add(-s.cfg.MailboxTTL)); err != nil && ctx.Err() == nil {

@@ -93,6 +93,31 @@ func migrations() [][]string {
 		)`,
 			`CREATE INDEX contacts_peer ON contacts(peer)`,
 		},
+		4: {
+			// registered: when the device first registered its X25519 key,
+			// Unix seconds (rows from before: their last_seen).
+			`ALTER TABLE devices ADD COLUMN registered INTEGER NOT NULL DEFAULT 0`,
+			`UPDATE devices SET registered = last_seen`,
+			// ed_key: the device key a refresh token was last used with
+			// (its login's, then each refresh's); '' for tokens from
+			// before, bound at their next refresh. issued_at and used_at:
+			// its login and last use, Unix seconds (0 before).
+			`ALTER TABLE refresh_tokens ADD COLUMN ed_key BLOB NOT NULL DEFAULT ''`,
+			`ALTER TABLE refresh_tokens ADD COLUMN issued_at INTEGER NOT NULL DEFAULT 0`,
+			`ALTER TABLE refresh_tokens ADD COLUMN used_at INTEGER NOT NULL DEFAULT 0`,
+			`CREATE INDEX refresh_tokens_key ON refresh_tokens(user_name, ed_key)`,
+			// revoked_devices: device keys removed with DELETE
+			// /api/v1/devices/{key}, refused until a password login with
+			// the key deletes the row (or the janitor, once every token
+			// and credential the device held has expired).
+			`CREATE TABLE revoked_devices (
+			user_name  TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+			ed_key     BLOB NOT NULL,
+			revoked_at INTEGER NOT NULL,
+			PRIMARY KEY (user_name, ed_key)
+		)`,
+			`CREATE INDEX revoked_devices_at ON revoked_devices(revoked_at)`,
+		},
 	}
 }
 
@@ -271,45 +296,86 @@ func (s *sqlStore) replacePasswordHash(ctx context.Context, name, oldHash, newHa
 	return nil
 }
 
-func (s *sqlStore) addRefresh(ctx context.Context, tokenHash []byte, user string, expires time.Time, keep int) error {
+func (s *sqlStore) addRefresh(ctx context.Context, tokenHash []byte, user string, key []byte, now, expires time.Time, keep int) (bool, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("login: store add refresh token for %s: begin: %w", user, err)
+		return false, fmt.Errorf("login: store add refresh token for %s: begin: %w", user, err)
 	}
 	defer tx.Rollback()
 	if s.pg {
 		// SQLite's immediate transactions serialize writers; PostgreSQL's
 		// read committed does not. Lock the user's row so that logins of one
-		// user on several servers trim to the newest keep tokens one at a time.
+		// user on several servers trim to the newest keep tokens one at a
+		// time, and a device removal and a login with its key do not
+		// interleave.
 		if _, err := tx.ExecContext(ctx, s.q(`SELECT 1 FROM users WHERE name = ? FOR UPDATE`), user); err != nil {
-			return fmt.Errorf("login: store add refresh token for %s: lock user: %w", user, err)
+			return false, fmt.Errorf("login: store add refresh token for %s: lock user: %w", user, err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO refresh_tokens (token_hash, user_name, expires_at) VALUES (?, ?, ?)`),
-		tokenHash, user, expires.Unix()); err != nil {
-		return fmt.Errorf("login: store add refresh token for %s: %w", user, err)
+	// A password login proves the user: it brings a removed device back.
+	res, err := tx.ExecContext(ctx, s.q(`DELETE FROM revoked_devices WHERE user_name = ? AND ed_key = ?`), user, key)
+	if err != nil {
+		return false, fmt.Errorf("login: store add refresh token for %s: clear revocation of %s: %w", user, shortKey(key), err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("login: store add refresh token for %s: clear revocation of %s: rows affected: %w", user, shortKey(key), err)
+	}
+	reinstated := n > 0
+	if reinstated {
+		// The tokens it held before its removal stay dead.
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM refresh_tokens WHERE user_name = ? AND ed_key = ?`), user, key); err != nil {
+			return false, fmt.Errorf("login: store add refresh token for %s: drop old tokens of %s: %w", user, shortKey(key), err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO refresh_tokens (token_hash, user_name, expires_at, ed_key, issued_at, used_at) VALUES (?, ?, ?, ?, ?, ?)`),
+		tokenHash, user, expires.Unix(), key, now.Unix(), now.Unix()); err != nil {
+		return false, fmt.Errorf("login: store add refresh token for %s: %w", user, err)
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM refresh_tokens WHERE user_name = ? AND token_hash NOT IN (
 			SELECT token_hash FROM refresh_tokens WHERE user_name = ? ORDER BY expires_at DESC LIMIT ?)`),
 		user, user, keep); err != nil {
-		return fmt.Errorf("login: store add refresh token for %s: trim to %d: %w", user, keep, err)
+		return false, fmt.Errorf("login: store add refresh token for %s: trim to %d: %w", user, keep, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("login: store add refresh token for %s: commit: %w", user, err)
+		return false, fmt.Errorf("login: store add refresh token for %s: commit: %w", user, err)
 	}
-	return nil
+	return reinstated, nil
 }
 
-func (s *sqlStore) useRefresh(ctx context.Context, tokenHash []byte, user string, now, newExpires time.Time) error {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE refresh_tokens SET expires_at = ? WHERE token_hash = ? AND user_name = ? AND expires_at > ?`),
-		newExpires.Unix(), tokenHash, user, now.Unix())
+func (s *sqlStore) useRefresh(ctx context.Context, tokenHash []byte, user string, key []byte, now, newExpires time.Time) error {
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
+		return fmt.Errorf("login: store use refresh token of %s: begin: %w", user, err)
+	}
+	defer tx.Rollback()
+	if _, err := s.lockUsers(ctx, tx, user); err != nil {
+		return err
+	}
+	var bound []byte
+	err = tx.QueryRowContext(ctx, s.q(`SELECT ed_key FROM refresh_tokens WHERE token_hash = ? AND user_name = ? AND expires_at > ?`+s.forUpdate()),
+		tokenHash, user, now.Unix()).Scan(&bound)
+	if errors.Is(err, sql.ErrNoRows) {
+		return loginapi.ErrInvalidRefresh
+	} else if err != nil {
 		return fmt.Errorf("login: store use refresh token of %s: %w", user, err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("login: store use refresh token of %s: rows affected: %w", user, err)
-	} else if n == 0 {
-		return loginapi.ErrInvalidRefresh
+	// Neither the key asked for nor the one the token is bound to may be a
+	// removed device's.
+	var one int
+	err = tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM revoked_devices WHERE user_name = ? AND ed_key IN (?, ?)`), user, key, bound).Scan(&one)
+	if err == nil {
+		return loginapi.ErrDeviceRemoved
+	} else if !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("login: store use refresh token of %s: revocation: %w", user, err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE refresh_tokens SET expires_at = ?, ed_key = ?, used_at = ?,
+			issued_at = CASE WHEN issued_at = 0 THEN ? ELSE issued_at END WHERE token_hash = ?`),
+		newExpires.Unix(), key, now.Unix(), now.Unix(), tokenHash); err != nil {
+		return fmt.Errorf("login: store use refresh token of %s: %w", user, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("login: store use refresh token of %s: commit: %w", user, err)
 	}
 	return nil
 }
@@ -458,9 +524,12 @@ func (s *sqlStore) supernodes(ctx context.Context, cutoff time.Time, limit int) 
 	return list, nil
 }
 
-func (s *sqlStore) prune(ctx context.Context, now, cutoff time.Time) error {
+func (s *sqlStore) prune(ctx context.Context, now, cutoff, revokedCutoff time.Time) error {
 	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM refresh_tokens WHERE expires_at <= ?`), now.Unix()); err != nil {
 		return fmt.Errorf("login: store prune expired refresh tokens: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM revoked_devices WHERE revoked_at <= ?`), revokedCutoff.Unix()); err != nil {
+		return fmt.Errorf("login: store prune old device revocations: %w", err)
 	}
 	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM supernodes WHERE last_seen <= ?`), cutoff.UnixNano()); err != nil {
 		return fmt.Errorf("login: store prune stale supernodes: %w", err)

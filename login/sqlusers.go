@@ -78,9 +78,14 @@ func (s *sqlStore) putDevice(ctx context.Context, d deviceRow, now time.Time, ma
 	} else if !found[d.user] {
 		return 0, loginapi.ErrUnknownUser
 	}
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO devices (user_name, ed_key, x25519, sig, last_seen) VALUES (?, ?, ?, ?, ?)
+	if gone, err := s.revokedTx(ctx, tx, d.user, d.key); err != nil {
+		return 0, err
+	} else if gone {
+		return 0, loginapi.ErrDeviceRemoved
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO devices (user_name, ed_key, x25519, sig, last_seen, registered) VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (user_name, ed_key) DO UPDATE SET x25519 = excluded.x25519, sig = excluded.sig, last_seen = excluded.last_seen`),
-		d.user, d.key, d.x25519, d.sig, now.Unix()); err != nil {
+		d.user, d.key, d.x25519, d.sig, now.Unix(), now.Unix()); err != nil {
 		return 0, fmt.Errorf("login: store put device %s of %s: %w", shortKey(d.key), d.user, err)
 	}
 	// Drop the least recently seen devices beyond the cap (never this one).

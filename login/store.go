@@ -40,12 +40,18 @@ type store interface {
 	// stored hash is no longer oldHash it returns ErrWrongPassword) and, if
 	// revoke, deletes every refresh token of the user in the same transaction.
 	replacePasswordHash(ctx context.Context, name, oldHash, newHash string, revoke bool) error
-	// addRefresh stores a refresh token hash for user, keeping only the
-	// newest keep tokens of that user.
-	addRefresh(ctx context.Context, tokenHash []byte, user string, expires time.Time, keep int) error
+	// addRefresh stores a refresh token hash for user (after a password
+	// login), bound to the device key, keeping only the newest keep tokens
+	// of that user. A password login proves the user: if key was a removed
+	// device's, its revocation and the tokens it held are deleted, and
+	// addRefresh reports it (reinstated).
+	addRefresh(ctx context.Context, tokenHash []byte, user string, key []byte, now, expires time.Time, keep int) (reinstated bool, err error)
 	// useRefresh checks that tokenHash belongs to user and has not expired at
-	// now, and moves its expiry to newExpires; ErrInvalidRefresh otherwise.
-	useRefresh(ctx context.Context, tokenHash []byte, user string, now, newExpires time.Time) error
+	// now, then that neither key nor the key the token is bound to is a
+	// removed device's (ErrDeviceRemoved), and moves its expiry to
+	// newExpires, binding it to key; ErrInvalidRefresh when the token is
+	// not valid.
+	useRefresh(ctx context.Context, tokenHash []byte, user string, key []byte, now, newExpires time.Time) error
 	// heartbeat records a signed heartbeat (see [heartbeat]), in this order:
 	// when hb.addr is not live and limit live entries exist,
 	// ErrSupernodeListFull; when the entry holds hb.key and a later ts,
@@ -61,9 +67,10 @@ type store interface {
 	leave(ctx context.Context, addr string, key []byte, ts int64) (bool, error)
 	// supernodes lists entries heard from after cutoff, freshest first.
 	supernodes(ctx context.Context, cutoff time.Time, limit int) ([]loginapi.SupernodeInfo, error)
-	// prune deletes refresh tokens expired at now and supernodes last heard
-	// at or before cutoff.
-	prune(ctx context.Context, now, cutoff time.Time) error
+	// prune deletes refresh tokens expired at now, supernodes last heard
+	// at or before cutoff and device revocations made at or before
+	// revokedCutoff.
+	prune(ctx context.Context, now, cutoff, revokedCutoff time.Time) error
 	// pruneMailbox deletes mailbox items created at or before cutoff and
 	// returns how many.
 	pruneMailbox(ctx context.Context, cutoff time.Time) (int64, error)
@@ -73,11 +80,23 @@ type store interface {
 	// ping checks that the database answers (/healthz).
 	ping(ctx context.Context) error
 
-	// putDevice stores (or replaces) d for d.user with last_seen now. When
-	// the user would have more than maxDevices, the least recently seen
-	// others are dropped with their mailboxes; it returns how many.
-	// ErrUnknownUser if the user has no account.
+	// putDevice stores (or replaces) d for d.user with last_seen now (and
+	// registered now when new). When the user would have more than
+	// maxDevices, the least recently seen others are dropped with their
+	// mailboxes; it returns how many. ErrUnknownUser if the user has no
+	// account, ErrDeviceRemoved if d.key is a removed device's.
 	putDevice(ctx context.Context, d deviceRow, now time.Time, maxDevices int) (int, error)
+	// myDevices lists user's devices: the registered ones and the keys
+	// of live refresh tokens (not revoked), most recently seen first.
+	// Self is left false.
+	myDevices(ctx context.Context, user string, now time.Time) ([]loginapi.MyDevice, error)
+	// removeDevice drops user's device key (its registration and
+	// mailbox) and revokes it (see revoked); false, and nothing changes,
+	// when user has no such device: neither registered nor holding a
+	// live refresh token that is not already revoked.
+	removeDevice(ctx context.Context, user string, key []byte, now time.Time) (bool, error)
+	// revoked reports whether key is a removed device of user's.
+	revoked(ctx context.Context, user string, key []byte) (bool, error)
 	// deleteDevice drops a device and its mailbox; false if it was not
 	// registered.
 	deleteDevice(ctx context.Context, user string, key []byte) (bool, error)

@@ -26,6 +26,8 @@ func (s *Server) userRoutes(mux *http.ServeMux) {
 		http.MethodPut:    s.authed(s.handlePutDevice),
 		http.MethodDelete: s.authed(s.handleDeleteDevice),
 	}))
+	mux.Handle("/api/v1/devices", s.api(http.MethodGet, s.authed(s.handleMyDevices)))
+	mux.Handle("/api/v1/devices/{key}", s.api(http.MethodDelete, s.authed(s.handleRemoveDevice)))
 	mux.Handle("/api/v1/users/{name}/devices", s.api(http.MethodGet, s.authed(s.handleDevices)))
 	mux.Handle("/api/v1/users", s.api(http.MethodGet, s.authed(s.handleSearch)))
 	mux.Handle("/api/v1/mailbox", s.apiMethods(map[string]http.HandlerFunc{
@@ -47,15 +49,34 @@ func (s *Server) userRoutes(mux *http.ServeMux) {
 type authedHandler func(w http.ResponseWriter, r *http.Request, cred identity.Credential)
 
 // authed checks the request's credential (see [Server.authenticate]) before
-// h; without a valid one it answers 401.
+// h; without a valid one, or with one naming a removed device, it answers
+// 401.
 func (s *Server) authed(h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		cred, ok := s.authenticate(w, r)
 		if !ok {
 			return
 		}
+		// A removed device's credential verifies until it expires: the
+		// login server refuses it at once (supernodes, which check
+		// credentials offline, until it expires).
+		if gone, err := s.st.revoked(r.Context(), cred.User, cred.Key()); err != nil {
+			s.writeInternal(w, r, "revocation check", fmt.Errorf("login: revocation of device %s of %q: %w", shortKey(cred.Key()), cred.User, err))
+			return
+		} else if gone {
+			writeDeviceRemoved(w)
+			return
+		}
 		h(w, r, cred)
 	}
+}
+
+// writeDeviceRemoved answers 401 to a removed device (a refresh, or a
+// credential naming it).
+func writeDeviceRemoved(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", loginapi.AuthScheme+` realm="parley"`)
+	writeError(w, http.StatusUnauthorized, fmt.Sprintf("%v: this device was removed from the account; log in with the password on it to use it again",
+		loginapi.ErrDeviceRemoved))
 }
 
 // authenticate reads "Authorization: Parley <token>" and verifies the token
@@ -189,6 +210,10 @@ func (s *Server) handlePutDevice(w http.ResponseWriter, r *http.Request, cred id
 	if errors.Is(err, loginapi.ErrUnknownUser) {
 		writeError(w, http.StatusUnauthorized, fmt.Sprintf("%v: the credential names no account", loginapi.ErrUnauthorized))
 		return
+	} else if errors.Is(err, loginapi.ErrDeviceRemoved) {
+		// Removed since authed checked.
+		writeDeviceRemoved(w)
+		return
 	} else if err != nil {
 		s.writeInternal(w, r, "device registration", fmt.Errorf("login: put device %q: %w", cred.User, err))
 		return
@@ -210,6 +235,41 @@ func (s *Server) handleDeleteDevice(w http.ResponseWriter, r *http.Request, cred
 		s.log.Info("device removed", "user", cred.User, "device", shortKey(key))
 	}
 	writeJSON(w, http.StatusOK, loginapi.RemovedResponse{Removed: n})
+}
+
+func (s *Server) handleMyDevices(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	list, err := s.st.myDevices(r.Context(), cred.User, s.now())
+	if err != nil {
+		s.writeInternal(w, r, "own device list", fmt.Errorf("login: own devices of %q: %w", cred.User, err))
+		return
+	}
+	self := cred.Key()
+	for i := range list {
+		list[i].Self = self.Equal(list[i].Key)
+	}
+	writeJSON(w, http.StatusOK, loginapi.MyDevicesResponse{Devices: list})
+}
+
+// handleRemoveDevice is DELETE /api/v1/devices/{key}: the caller removes
+// one of their devices (their own included) and revokes its key.
+func (s *Server) handleRemoveDevice(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
+	key, err := loginapi.ParseDeviceKey(r.PathValue("key"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, strings.TrimSuffix(err.Error(), ": "+loginapi.ErrBadRequest.Error()))
+		return
+	}
+	ok, err := s.st.removeDevice(r.Context(), cred.User, key, s.now())
+	if err != nil {
+		s.writeInternal(w, r, "device removal", fmt.Errorf("login: remove device %s of %q: %w", shortKey(key), cred.User, err))
+		return
+	}
+	if !ok {
+		// Another user's device is unknown too: do not say it exists.
+		writeError(w, http.StatusNotFound, fmt.Sprintf("%v: you have no device %s…", loginapi.ErrUnknownDevice, loginapi.DeviceKeyString(key)[:12]))
+		return
+	}
+	s.log.Info("device removed and revoked", "user", cred.User, "device", shortKey(key), "by", shortKey(cred.Key()), "self", cred.Key().Equal(key))
+	writeJSON(w, http.StatusOK, loginapi.RemovedResponse{Removed: 1})
 }
 
 // checkPeer answers 404 for an unknown user and 403 for one who is neither

@@ -128,6 +128,8 @@ func authCall(t testing.TB, h http.Handler, method, path, remote, auth string, b
 var userEndpoints = []struct{ method, path, body string }{
 	{"PUT", "/api/v1/devices/self", `{"x25519":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","sig":""}`},
 	{"DELETE", "/api/v1/devices/self", ``},
+	{"GET", "/api/v1/devices", ``},
+	{"DELETE", "/api/v1/devices/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", ``},
 	{"GET", "/api/v1/users/alice/devices", ``},
 	{"GET", "/api/v1/users?prefix=a", ``},
 	{"GET", "/api/v1/mailbox", ``},
@@ -975,6 +977,8 @@ func TestUserEndpointsMethods(t *testing.T) {
 	e := newEnv(t, Config{})
 	for _, tt := range []struct{ method, path, allow string }{
 		{"POST", "/api/v1/devices/self", "PUT, DELETE"},
+		{"POST", "/api/v1/devices", "GET, HEAD"},
+		{"PUT", "/api/v1/devices/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "DELETE"},
 		{"PUT", "/api/v1/mailbox", "GET, HEAD, POST"},
 		{"DELETE", "/api/v1/status", "GET, HEAD, PUT"},
 		{"GET", "/api/v1/contacts/bob", "POST"},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/parley/parley/client"
@@ -24,9 +23,6 @@ const contactsUsage = `usage: parley contacts SUBCOMMAND [flags]
   list [--json]  the contacts: user, state (accepted, requested, pending) and,
                  for accepted ones, presence (online, away, busy, offline)
 `
-
-// statuses are the values `parley status` sets.
-var statuses = []string{presence.Online, presence.Away, presence.Busy, presence.Invisible}
 
 // cmdContacts is `parley contacts add|accept|decline|list`.
 func cmdContacts(ctx context.Context, e *env, args []string) error {
@@ -63,17 +59,10 @@ func contactOp(ctx context.Context, e *env, sub string, args []string) error {
 		return err
 	}
 	state, err := oneshot.Contact(ctx, c, e.sessionConfig(client.SessionConfig{}), oneshot.Op(sub), user)
-	if err != nil {
-		return err
+	if err == nil {
+		e.printer(*jsonOut).ContactResult(sub, user, state)
 	}
-	text := "contact request sent to " + user
-	if sub == "decline" {
-		text = user + " is not a contact any more"
-	} else if state == loginapi.ContactAccepted {
-		text = user + " is now a contact"
-	}
-	e.printer(*jsonOut).Result("contacts "+sub, text, "peer", user, "state", state)
-	return nil
+	return err
 }
 
 func contactsList(ctx context.Context, e *env, args []string) error {
@@ -104,8 +93,8 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) == 1 && !slices.Contains(statuses, pos[0]) {
-		return usageError{fmt.Sprintf("status: %q: must be one of %s", pos[0], strings.Join(statuses, ", "))}
+	if len(pos) == 1 && !presence.CanSet(pos[0]) {
+		return usageError{fmt.Sprintf("status: %q: must be one of %s", pos[0], strings.Join(presence.Settable(), ", "))}
 	}
 	c, err := e.newClient("")
 	if err != nil {
@@ -119,16 +108,10 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	offline, err := oneshot.SetStatus(ctx, c, e.sessionConfig(client.SessionConfig{}), pos[0])
-	if err != nil {
-		return err
+	if err == nil {
+		e.printer(*jsonOut).StatusSet(pos[0], offline)
 	}
-	text, note := "status set to "+pos[0], any(nil)
-	if offline != nil {
-		note = "running devices pick it up at their next start: " + console.UserMessage(offline)
-		text += fmt.Sprintf(" (%s)", note)
-	}
-	e.printer(*jsonOut).Result("status", text, "status", pos[0], "note", note)
-	return nil
+	return err
 }
 
 // cmdSearch is `parley search TEXT [--limit N] [--json]`.

@@ -47,6 +47,7 @@ Client:
   contacts SUB       contacts: add USER, accept USER, decline USER, list [--json]
   status [STATUS]    show or set your status: online, away, busy or invisible
   search TEXT        user names starting with TEXT
+  devices [SUB]      your devices (this one marked); remove KEY: it gets nothing more
   chat USER [MSG]    send USER a message; without MSG, a conversation (one message per line)
   history USER       the conversation with USER, from this home's history
   group SUB          groups: create NAME [USER...], add|remove|admin GROUP USER,
@@ -185,6 +186,7 @@ func (e *env) dispatch(ctx context.Context, args []string) error {
 		"contacts":     cmdContacts,
 		"status":       cmdStatus,
 		"search":       cmdSearch,
+		"devices":      cmdDevices,
 		"chat":         cmdChat,
 		"history":      cmdHistory,
 		"group":        cmdGroup,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/parley/parley/client"
 	"github.com/parley/parley/client/console"
+	"github.com/parley/parley/client/oneshot"
 	"github.com/parley/parley/internal/identity"
 )
 
@@ -62,28 +63,14 @@ func loginCommand(ctx context.Context, e *env, args []string, name string) error
 	if err != nil {
 		return err
 	}
-	prompt := "Password: "
-	if name == "register" {
-		prompt = "Choose a password: "
+	pw, err := password(map[bool]string{false: "Password: ", true: "Choose a password: "}[name == "register"], "PARLEY_PASSWORD")()
+	if err == nil {
+		err = oneshot.Login(ctx, c, user, pw, name == "register")
 	}
-	pw, err := password(prompt, "PARLEY_PASSWORD")()
-	if err != nil {
-		return err
+	if err == nil {
+		e.printer(*jsonOut).LoggedIn(name, user)
 	}
-	if name == "register" {
-		if err := c.Register(ctx, user, pw); err != nil {
-			return err
-		}
-	}
-	if err := c.Login(ctx, user, pw); err != nil {
-		return err
-	}
-	text := "logged in as " + user
-	if name == "register" {
-		text = "registered " + user + " and logged in"
-	}
-	e.printer(*jsonOut).Result(name, text, "user", user)
-	return nil
+	return err
 }
 
 func cmdPasswd(ctx context.Context, e *env, args []string) error {

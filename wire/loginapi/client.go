@@ -77,7 +77,9 @@ func (c *Client) Login(ctx context.Context, user, password string, pub ed25519.P
 // Refresh renews the credential with a refresh token from an earlier
 // [LoginResponse], binding it to pub (which may be a new key). The same
 // refresh token is returned with a later expiry. Errors: ErrInvalidRefresh,
-// ErrBadRequest, ErrUnreachable, ErrServer.
+// ErrDeviceRemoved (pub, or the key the token was last used with, was
+// removed from the user's devices: only a password login with that key
+// brings it back), ErrBadRequest, ErrUnreachable, ErrServer.
 func (c *Client) Refresh(ctx context.Context, user, refreshToken string, pub ed25519.PublicKey) (*LoginResponse, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("login: public key is %d bytes, want %d: %w", len(pub), ed25519.PublicKeySize, ErrBadRequest)
@@ -312,6 +314,10 @@ func (c *Client) apiError(resp *http.Response, raw []byte, kinds map[int]error) 
 		// Every answer of a login server carries a JSON error; this one
 		// comes from something else (a proxy, another service).
 		ae.Kind = ErrServer
+	} else if resp.StatusCode == http.StatusUnauthorized && strings.HasPrefix(msg, ErrDeviceRemoved.Error()) {
+		// Before kinds: on refresh it is not ErrInvalidRefresh, so that a
+		// client does not take it for an expired token.
+		ae.Kind, ae.detail = ErrDeviceRemoved, ErrUnauthorized
 	} else if k, ok := kinds[resp.StatusCode]; ok {
 		ae.Kind = k
 	} else {
@@ -430,6 +436,51 @@ func (c *Client) DeleteDevice(ctx context.Context, cred string) (bool, error) {
 		return false, err
 	}
 	return out.Removed > 0, nil
+}
+
+// MyDevices lists the caller's own devices, most recently seen first, the
+// caller's marked Self: those with a refresh token and those that
+// registered an X25519 key ([MyDevice]). Errors: ErrUnauthorized
+// (ErrDeviceRemoved when the caller's device was removed), ErrUnreachable,
+// ErrServer.
+func (c *Client) MyDevices(ctx context.Context, cred string) ([]MyDevice, error) {
+	if err := checkCred("my devices", cred); err != nil {
+		return nil, err
+	}
+	var out MyDevicesResponse
+	if err := c.doAuth(ctx, cred, http.MethodGet, "/api/v1/devices", nil, &out, userKinds()); err != nil {
+		return nil, err
+	}
+	for i, d := range out.Devices {
+		if len(d.Key) != ed25519.PublicKeySize {
+			return nil, c.badResponse(fmt.Sprintf("device %d has a %d-byte key", i, len(d.Key)))
+		}
+	}
+	if out.Devices == nil {
+		out.Devices = []MyDevice{}
+	}
+	return out.Devices, nil
+}
+
+// RemoveDevice removes one of the caller's devices, the caller's own
+// included: its X25519 registration and its mailbox are dropped, and its
+// key is revoked: the login server refuses to renew a credential for it and
+// refuses the credentials it holds (ErrDeviceRemoved), until the user logs
+// in with the password on that device. Credentials already issued still
+// verify offline (at supernodes) until they expire. Errors: ErrUnknownDevice
+// (no device of the caller's has key: another user's device is unknown
+// too), ErrUnauthorized, ErrBadRequest, ErrUnreachable, ErrServer.
+func (c *Client) RemoveDevice(ctx context.Context, cred string, key ed25519.PublicKey) error {
+	if err := checkCred("remove device", cred); err != nil {
+		return err
+	}
+	if len(key) != ed25519.PublicKeySize {
+		return fmt.Errorf("login: remove device: key is %d bytes, want %d: %w", len(key), ed25519.PublicKeySize, ErrBadRequest)
+	}
+	var out RemovedResponse
+	kinds := userKinds()
+	kinds[http.StatusNotFound] = ErrUnknownDevice
+	return c.doAuth(ctx, cred, http.MethodDelete, "/api/v1/devices/"+DeviceKeyString(key), nil, &out, kinds)
 }
 
 // Devices lists the registered devices of user (the caller or an accepted

@@ -39,8 +39,18 @@ var (
 	ErrNoRequest = errors.New("no contact request from this user")
 	// ErrUnknownDevice: a mailbox item's to_device is not a registered
 	// device of to_user (HTTP 400; the client returns it inside
-	// ErrBadRequest).
+	// ErrBadRequest), or DELETE /api/v1/devices/{key} names no device of
+	// the caller's (HTTP 404, also for another user's device).
 	ErrUnknownDevice = errors.New("not a registered device")
+	// ErrDeviceRemoved: the device key was removed from the user's devices
+	// (DELETE /api/v1/devices/{key}) and is revoked: refresh refuses to
+	// renew a credential for it, and the user endpoints refuse a credential
+	// naming it (HTTP 401, message starting "device removed"), until the
+	// user logs in with the password on that device. The client's error
+	// also matches ErrUnauthorized, and not ErrInvalidRefresh: a client
+	// that falls back to a password login on ErrInvalidRefresh says this
+	// instead.
+	ErrDeviceRemoved = errors.New("device removed")
 	// ErrQuota: a per-user or per-device quota is full: a device's mailbox
 	// bytes, or the caller's or the other user's contact list (HTTP 507).
 	ErrQuota = errors.New("quota exceeded")
@@ -128,7 +138,7 @@ func (e *APIError) Error() string {
 // Unwrap returns the sentinel Kind, and a detail sentinel inside
 // ErrBadRequest when the message names one: identity.ErrBadUser (a refused
 // user name), ErrBadSignature, ErrClockSkew, ErrReplayed, ErrUnknownDevice
-// or ErrBadPass.
+// or ErrBadPass; ErrUnauthorized with Kind ErrDeviceRemoved.
 func (e *APIError) Unwrap() []error {
 	if e.detail != nil {
 		return []error{e.Kind, e.detail}

@@ -2,8 +2,10 @@ package loginapi
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 
 	"github.com/parley/parley/internal/identity"
 )
@@ -268,6 +270,52 @@ type Contact struct {
 	// status: online, away, busy, or offline for invisible users. Clients
 	// combine it with live presence. Empty otherwise.
 	Status string `json:"status,omitempty"`
+}
+
+// MyDevice is one entry of GET /api/v1/devices: a device of the caller's
+// own user. The login server knows a device by its Ed25519 key from two
+// sources: a password login or refresh with the key (which lasts as long as
+// the refresh token bound to it), and a registration of its X25519 key (PUT
+// /api/v1/devices/self).
+type MyDevice struct {
+	// Key is the device's Ed25519 public key (base64 on the wire; in the
+	// path of DELETE /api/v1/devices/{key} it is base64url, see
+	// [DeviceKeyString]).
+	Key ed25519.PublicKey `json:"key"`
+	// Registered is when the login server first knew the key (its first
+	// login, or its X25519 registration), Unix seconds.
+	Registered int64 `json:"registered"`
+	// LastSeen is the device's last login, refresh, registration or
+	// mailbox fetch, Unix seconds.
+	LastSeen int64 `json:"last_seen"`
+	// Encryption: the device has registered an X25519 key, so messages
+	// are sealed to it and wait in its mailbox. A device without one
+	// (logged in, never registered, or dropped by the device cap) gets no
+	// messages.
+	Encryption bool `json:"encryption"`
+	// Self: this is the device of the credential that asked.
+	Self bool `json:"self"`
+}
+
+// MyDevicesResponse is the answer to GET /api/v1/devices.
+type MyDevicesResponse struct {
+	Devices []MyDevice `json:"devices"`
+}
+
+// DeviceKeyString is a device key as DELETE /api/v1/devices/{key} takes it
+// and the CLI shows it: base64url without padding (43 characters).
+func DeviceKeyString(key ed25519.PublicKey) string {
+	return base64.RawURLEncoding.EncodeToString(key)
+}
+
+// ParseDeviceKey reads a device key written by [DeviceKeyString].
+func ParseDeviceKey(s string) (ed25519.PublicKey, error) {
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("device key must be a 32-byte Ed25519 key in base64url without padding (%d characters): %w",
+			base64.RawURLEncoding.EncodedLen(ed25519.PublicKeySize), ErrBadRequest)
+	}
+	return ed25519.PublicKey(b), nil
 }
 
 type DeviceRequest struct {
