@@ -24,6 +24,7 @@ const SHELL = [
   "js/chat.js",
   "js/group.js",
   "js/groupchat.js",
+  "js/histsync.js",
   "js/im.js",
   "js/keys.js",
   "js/login.js",

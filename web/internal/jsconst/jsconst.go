@@ -116,6 +116,25 @@ func constants() []constant {
 		{name: "IM_OP_REMOVE", from: "im.OpRemove", value: im.OpRemove},
 		{name: "IM_OP_RENAME", from: "im.OpRename", value: im.OpRename},
 
+		// Package client/im: history on every device, its envelope kind,
+		// body types, limits, and the states and directions a batch
+		// carries (js/histsync.js).
+		{name: "IM_KIND_HISTORY", from: "im.KindHistory", value: im.KindHistory},
+		{name: "IM_HISTORY_WANT", from: "im.HistoryWant", value: im.HistoryWant},
+		{name: "IM_HISTORY_BATCH", from: "im.HistoryBatch", value: im.HistoryBatch},
+		{name: "IM_HISTORY_READ", from: "im.HistoryRead", value: im.HistoryRead},
+		{name: "IM_HISTORY_PER_CONVERSATION", from: "im.HistoryPerConversation", value: im.HistoryPerConversation},
+		{name: "IM_MAX_HISTORY_BODY", from: "im.MaxHistoryBody", value: im.MaxHistoryBody},
+		{name: "IM_MAX_HISTORY_MESSAGES", from: "im.MaxHistoryMessages", value: im.MaxHistoryMessages},
+		{name: "IM_MAX_HISTORY_CONVERSATIONS", from: "im.MaxHistoryConversations", value: im.MaxHistoryConversations},
+		{name: "IM_DIR_IN", from: "im.DirIn", value: im.DirIn},
+		{name: "IM_DIR_OUT", from: "im.DirOut", value: im.DirOut},
+		{name: "IM_STATE_SENDING", from: "im.StateSending", value: im.StateSending},
+		{name: "IM_STATE_SENT", from: "im.StateSent", value: im.StateSent},
+		{name: "IM_STATE_DELIVERED", from: "im.StateDelivered", value: im.StateDelivered},
+		{name: "IM_STATE_READ", from: "im.StateRead", value: im.StateRead},
+		{name: "IM_STATE_RECEIVED", from: "im.StateReceived", value: im.StateReceived},
+
 		// Package wire/loginapi: the login server's API and passes (js/chat.js,
 		// js/group.js).
 		{name: "LOGINAPI_MAX_MAILBOX_FETCH", from: "loginapi.MaxMailboxFetch", value: loginapi.MaxMailboxFetch},

@@ -411,7 +411,9 @@ function startLink(urls) {
     },
     onAttached: () => {
       const m = app.im;
-      m?.fetchMailbox().catch((e) => console.warn("mailbox", e.message)).then(() => m.resendPending());
+      // Then, once a page start, ask this user's other devices for the
+      // history this browser lacks (js/histsync.js).
+      m?.fetchMailbox().catch((e) => console.warn("mailbox", e.message)).then(() => m.resendPending()).then(() => m.history.start());
       // What we knew of our contacts' presence may be stale after a loss:
       // ask again now (pushes answer the rest).
       if (app.lostAt) { app.presence.clear(); app.looked.clear(); }
@@ -564,6 +566,31 @@ async function loadConversations() {
   if (!app.im) return;
   try { app.convs = await app.im.hist.summaries(); } catch (e) { console.warn("conversations", e); }
   render();
+}
+
+// historyLanded shows what another device of this user changed in the
+// history (js/histsync.js): the open conversation gets the messages it
+// lacked and the marks that moved on; the list's counts and last messages
+// are read again, soon (a batch comes in several envelopes).
+function historyLanded(r) {
+  for (const x of r.states) {
+    chat.mark(x.peer, x.ids, x.state);
+    const last = app.convs.get(x.peer)?.last;
+    if (last && last.dir === "out" && x.ids.includes(last.id)) last.state = x.state;
+  }
+  for (const m of r.added) chat.show(m, false);
+  refreshConversations();
+}
+
+let convsTimer = null;
+function refreshConversations() {
+  if (convsTimer) return;
+  convsTimer = setTimeout(async () => {
+    convsTimer = null;
+    await loadConversations();
+    // What came for the conversation on screen is read.
+    if (chat.peer && isReading(chat.peer) && app.convs.get(chat.peer)?.unread) markRead(chat.peer);
+  }, 100);
 }
 
 // noteMessage keeps the list's figures for a message just stored or shown.
@@ -1518,7 +1545,8 @@ async function startIM() {
       if (last && last.dir === "out" && ids.includes(last.id)) last.state = state;
     },
     onFailed: (peer, e) => { if (app.im === m) notice(describeSendError(e, peer)); },
-    onRefused: (from, why) => { if (app.im === m) notice(`Dropped a message${from ? ` claiming to be from ${from}` : ""} that failed its checks (${why}).`); },
+    onRefused: (from, why, quiet) => { if (app.im === m && !quiet) notice(`Dropped a message${from ? ` claiming to be from ${from}` : ""} that failed its checks (${why}).`); },
+    onHistory: (r) => { if (app.im === m) historyLanded(r); },
   });
   try {
     await m.register();

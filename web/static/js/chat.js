@@ -1,11 +1,13 @@
 // Instant messages in the browser: the history (IndexedDB), the messenger
 // (client/messenger.go: data channel, supernode, mailbox; receipts), and the
-// conversation pane with its delivery marks. Groups: js/groupchat.js.
+// conversation pane with its delivery marks. Groups: js/groupchat.js; the
+// history on every device of the user: js/histsync.js.
 
 import { b64, hex, sleep } from "./util.js";
 import * as im from "./im.js";
 import * as G from "./group.js";
 import { GroupChat } from "./groupchat.js";
+import * as H from "./histsync.js";
 import { LoginError } from "./login.js";
 import {
   LOGINAPI_MAX_MAILBOX_FETCH as MAILBOX_FETCH, IM_TYPING_INTERVAL_MS as TYPING_INTERVAL, IM_TYPING_MAX_AGE_MS as TYPING_MAX_AGE,
@@ -158,6 +160,134 @@ export class History {
       }));
   }
 
+  // all is every message of this user's conversations (not calls), by
+  // peer, each conversation in order.
+  all() {
+    return tx("messages", "readonly", (s, set) =>
+      req(s.index("conv").getAll(IDBKeyRange.bound([this.owner], [this.owner, []]))).then((ms) => {
+        const out = new Map();
+        for (const m of ms) {
+          if (m.kind) continue;
+          if (!out.has(m.peer)) out.set(m.peer, []);
+          out.get(m.peer).push(m);
+        }
+        for (const c of out.values()) c.sort(order);
+        set(out);
+      }));
+  }
+
+  // newest is, for each conversation, the time of its newest message,
+  // newest first (im.History.Conversations): [[peer, ts]].
+  async newest() {
+    const out = [];
+    for (const [peer, ms] of await this.all()) out.push([peer, ms.at(-1).ts]);
+    return out.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  }
+
+  // forSync is what a history batch carries of this history for a device
+  // whose want named since (peer → ms): of each conversation, newest
+  // first, the last limit messages dated at or after since[peer] (all for
+  // one it did not name), as im.SyncedMessage ({id, peer, from, dir, dev
+  // (bytes), seq, ts, text, state}). An incoming message is read once it is
+  // no longer unread here; one of mine that failed for good, which no Go
+  // history has a state for, and one that would not pass a check, stay
+  // out.
+  async forSync(since, limit) {
+    const convs = [];
+    for (const [peer, ms] of await this.all()) convs.push([peer, ms, ms.at(-1).ts]);
+    convs.sort((a, b) => b[2] - a[2] || (a[0] < b[0] ? -1 : 1));
+    const out = [];
+    for (const [peer, ms] of convs) {
+      const from = Object.hasOwn(since, peer) ? since[peer] : 0;
+      const want = [];
+      for (const m of ms) {
+        if (m.ts < from || (m.dir === "out" && m.state === "failed")) continue;
+        const x = {
+          id: m.id, peer, from: m.from || "", dir: m.dir, dev: hexBytes(m.fromDevice || ""), seq: m.seq || 0, ts: m.ts, text: m.text,
+          state: m.dir === "in" ? (m.unread ? "received" : "read") : m.state,
+        };
+        if (!H.checkSynced(x)) want.push(x);
+      }
+      out.push(...want.slice(-limit));
+    }
+    return out;
+  }
+
+  // merge stores the messages of a history batch another device of this
+  // user sent (im.History.Merge; checked already): what is missing is
+  // added (an incoming one unread unless read there), and a message held
+  // keeps the further of the two states — mine sending < sent < delivered
+  // < read, an incoming one read once read on either device. Resolves with
+  // {added (the records), states ([{peer, ids, state}] of mine moved on),
+  // read ([{peer, ids}] of incoming ones now read)}.
+  merge(ms) {
+    return tx("messages", "readwrite", async (s, set) => {
+      const peers = [...new Set(ms.map((m) => m.peer))];
+      const held = new Map();
+      await Promise.all(peers.map((p) => req(s.index("conv").getAll([this.owner, p])).then((rs) => {
+        for (const r of rs) held.set(r.k, r);
+      })));
+      const added = [], states = new Map(), read = new Map();
+      const note = (map, key, id) => { if (!map.has(key)) map.set(key, []); map.get(key).push(id); };
+      for (const m of ms) {
+        const k = msgKey(this.owner, m.peer, m.dir, m.id);
+        const old = held.get(k);
+        if (!old) {
+          const rec = { peer: m.peer, dir: m.dir, id: m.id, fromDevice: m.dev, seq: m.seq, ts: m.ts, text: m.text, owner: this.owner, k };
+          if (m.from) rec.from = m.from;
+          if (m.dir === "in") {
+            rec.state = "received";
+            if (m.state === "read") rec.seen = true;
+            else rec.unread = true;
+          } else {
+            rec.state = m.state;
+          }
+          s.put(rec);
+          held.set(k, rec);
+          added.push(rec);
+          continue;
+        }
+        if (old.kind) continue;
+        if (m.dir === "out") {
+          // Forward only; one this page gave up on went after all if the
+          // other device says so.
+          if (old.state === "failed" ? m.state === "sending" : H.rank(m.state) <= H.rank(old.state)) continue;
+          old.state = m.state;
+          s.put(old);
+          note(states, `${m.peer}\n${m.state}`, m.id);
+        } else if (m.state === "read" && (old.unread || !old.seen)) {
+          delete old.unread;
+          old.seen = true;
+          s.put(old);
+          note(read, m.peer, m.id);
+        }
+      }
+      set({
+        added,
+        states: [...states].map(([key, ids]) => { const [peer, state] = key.split("\n"); return { peer, ids, state }; }),
+        read: [...read].map(([peer, ids]) => ({ peer, ids })),
+      });
+    });
+  }
+
+  // markSeen marks peer's incoming messages ids read, as read on another
+  // device (im.History.MarkSeen): no longer unread, and no read receipt to
+  // send for them. Resolves with the ids that were not read yet.
+  markSeen(peer, ids) {
+    return tx("messages", "readwrite", async (s, set) => {
+      const rs = await Promise.all(ids.map((id) => req(s.get(msgKey(this.owner, peer, "in", id)))));
+      const done = [];
+      for (const m of rs) {
+        if (!m || m.kind || (!m.unread && m.seen)) continue;
+        delete m.unread;
+        m.seen = true;
+        s.put(m);
+        done.push(m.id);
+      }
+      set(done);
+    });
+  }
+
   // addGroupOps stores verified operations of group id and resolves with
   // those that were new (History.AddGroupOps); it stores none and fails
   // ("log-full") when the log would hold more than MAX_OPS.
@@ -233,13 +363,17 @@ export function retryLater(e) {
 // {user, key: Ed25519 CryptoKeyPair, pub: bytes, credential: async () => token,
 //  loginKey: () => bytes, api: LoginAPI, link: SupernodeLink,
 //  channelTo(user): an open RTCDataChannel of a call with user, or null,
-//  onMessage(m), onState(peer, ids, state), onRefused(from, why),
+//  onMessage(m), onState(peer, ids, state), onRefused(from, why, quiet): an
+//  envelope that failed its checks (quiet: say nothing, as for a history
+//  envelope from a device that is not the user's now),
 //  onFailed(peer, err): a message that can never go (peer no longer a contact),
 //  isReading(peer): whether peer's conversation is open in front (a message
 //  that arrives otherwise is stored unread),
 //  readReceipts(): whether this user sends and shows read receipts,
 //  onTyping(peer, active): peer is typing to us, or stopped,
-//  onGroup(state, ops): operations took effect in a group (js/groupchat.js)}
+//  onGroup(state, ops): operations took effect in a group (js/groupchat.js),
+//  onHistory({added, states, read}): another device of the user's changed
+//  the history (js/histsync.js)}
 //
 // Read receipts: a message of peer's seen on screen (its conversation open
 // in front when it arrives, or opened later: seen()) is acknowledged with a
@@ -272,8 +406,9 @@ export class Messenger {
     this.typingSent = new Map(); // peer → {at, active} of the last typing envelope sent
     this.typingSeen = new Map(); // peer → {at, active} of the last typing shown
     // What went and came, for the page's tests (and the curious).
-    this.counts = { readSent: 0, readReceived: 0, typingSent: 0, typingReceived: 0 };
+    this.counts = { readSent: 0, readReceived: 0, typingSent: 0, typingReceived: 0, refused: 0 };
     this.groups = new GroupChat(this);
+    this.history = new H.HistorySync(this);
   }
 
   readReceipts() { return this.cfg.readReceipts?.() !== false; }
@@ -292,6 +427,7 @@ export class Messenger {
   stop() {
     this.stopped = true;
     clearInterval(this.retryTimer);
+    clearTimeout(this.history.readTimer);
   }
 
   // register publishes this device's X25519 key (PUT /api/v1/devices/self).
@@ -538,7 +674,10 @@ export class Messenger {
     } catch (e) {
       const from = typeof p?.from === "string" ? p.from : "";
       console.warn("refusing a message from", from, via, e.message);
-      this.cfg.onRefused(from, e.message);
+      // A history envelope sealed before this device was registered (the
+      // supernode hands it to every device of the user online) is none of
+      // its business: counted, not shown.
+      this.refuse(from, e.message, p?.kind === im.KIND_HISTORY && e.code === "no-key");
       return;
     }
     if (o.kind === im.KIND_TYPING) {
@@ -550,10 +689,14 @@ export class Messenger {
         o.group = await G.openBody(o.body, this.cfg.loginKey());
       } catch (e) {
         console.warn("refusing a group envelope from", o.from, via, e.message);
-        this.cfg.onRefused(o.from, e.message);
+        this.refuse(o.from, e.message);
         return;
       }
       await this.groups.opened(o, via);
+      return;
+    }
+    if (o.kind === im.KIND_HISTORY) {
+      await this.history.opened(o, via);
       return;
     }
     if (o.kind === im.KIND_MESSAGE) {
@@ -565,7 +708,10 @@ export class Messenger {
       if (isNew) {
         this.typingSeen.delete(m.peer);
         this.cfg.onMessage(m, via);
-        if (m.seen) this.queueRead(m.peer, [m.id]);
+        if (m.seen) {
+          this.queueRead(m.peer, [m.id]);
+          this.history.read(m.peer, [m.id]);
+        }
       }
       this.ack(o.from, o.id, via);
       return;
@@ -588,6 +734,14 @@ export class Messenger {
     if (o.from === this.user) return;
     const done = await this.hist.setState(o.from, o.acked, state);
     if (done.length) this.cfg.onState(o.from, done, state);
+  }
+
+  // refuse counts an envelope that failed its checks and says so (unless
+  // quiet).
+  refuse(from, why, quiet = false) {
+    this.counts.refused++;
+    if (quiet) console.warn("refusing a history envelope from", from, why);
+    this.cfg.onRefused(from, why, quiet);
   }
 
   // ack acknowledges envelope id to its sender (with those that come
@@ -633,12 +787,16 @@ export class Messenger {
     }
   }
 
-  // seen marks peer's conversation read: the unread marks go, and the
+  // seen marks peer's conversation read: the unread marks go, the
   // messages not seen before are acknowledged as read (when this user
-  // tells). Resolves with how many were unread.
+  // tells), and this user's other devices mark them read too (always).
+  // Resolves with how many were unread.
   async seen(peer) {
     const r = await this.hist.markRead(peer);
-    if (r.seen.length) this.queueRead(peer, r.seen);
+    if (r.seen.length) {
+      this.queueRead(peer, r.seen);
+      this.history.read(peer, r.seen);
+    }
     return r.n;
   }
 

@@ -52,8 +52,9 @@ export const groupOfPeer = (peer) => (isGroupPeer(peer) ? peer.slice(PEER_PREFIX
 const notInts = new WeakMap();
 
 // parseJSON is JSON.parse, noting the numbers that are no integer literals
-// (where the browser passes the reviver their source text).
-function parseJSON(text) {
+// (where the browser passes the reviver their source text). js/histsync.js
+// reads history bodies with it, goFields and reader too.
+export function parseJSON(text) {
   return JSON.parse(text, function (k, v, ctx) {
     if (typeof v === "number" && typeof ctx?.source === "string" && /[.eE]/.test(ctx.source)) {
       if (!notInts.has(this)) notInts.set(this, new Set());
@@ -65,7 +66,7 @@ function parseJSON(text) {
 
 // goFields reads a JSON object's members as encoding/json fills a struct:
 // names matched without regard to case, the last one of a name winning.
-function goFields(p, what) {
+export function goFields(p, what) {
   if (!p || typeof p !== "object" || Array.isArray(p)) throw new GroupError(what === "body" ? "bad-body" : "bad-op", `${what}: not an object`);
   const m = new Map();
   for (const [k, v] of Object.entries(p)) m.set(k.toLowerCase(), v);
@@ -75,7 +76,7 @@ function goFields(p, what) {
 
 // reader returns the typed getters of one object's fields; a field absent
 // or null is the zero value, one of the wrong type is an error (bad(name)).
-function reader(m, bad) {
+export function reader(m, bad) {
   const get = (k) => m.get(k);
   return {
     str(k) { const v = get(k); if (v === undefined || v === null) return ""; if (typeof v !== "string") throw bad(k); return v; },

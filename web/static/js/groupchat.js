@@ -356,7 +356,10 @@ export class GroupChat {
       if (!this.m.cfg.isReading?.(m.peer)) m.unread = true;
       else m.seen = true;
     }
-    if (await this.m.hist.add(m)) this.m.cfg.onMessage(m, via);
+    if (await this.m.hist.add(m)) {
+      this.m.cfg.onMessage(m, via);
+      if (m.seen) this.m.history?.read(m.peer, [m.id]); // read on screen: read on the user's other devices
+    }
   }
 
   // syncTo sends this device's log of group id to user, in the background:

@@ -1,7 +1,8 @@
 // The instant-message envelope of client/im.go, byte for byte, with WebCrypto
 // only: device records (client/im_keys.go), sealing a message or receipt to a
 // set of devices, and verifying and opening one. A group envelope's body is
-// js/group.js's. See docs/protocol.md ("Instant messages") and docs/web.md.
+// js/group.js's, a history envelope's js/histsync.js's. See docs/protocol.md
+// ("Instant messages") and docs/web.md.
 
 import { b64, unb64, utf8, fromUTF8, hex, concat, randomHex, validUser, field, u32, u64, eqBytes, blank } from "./util.js";
 import { signContext, verifyContext, verifyCredential, parseCredential } from "./keys.js";
@@ -14,15 +15,16 @@ import {
   IM_MAX_RECEIPT_IDS as MAX_RECEIPT_IDS, IM_COMPRESS_OVER as COMPRESS_OVER, IM_PAD_TO as PAD_TO,
   IM_MAX_CONTENT as MAX_CONTENT, IM_AEAD_OVERHEAD as AEAD_OVERHEAD, IM_WRAPPED_KEY_LEN as WRAPPED_KEY_LEN,
   IM_MESSAGE_CLOCK_SKEW_MS as CLOCK_SKEW, IM_X25519_KEY_SIZE as X25519_KEY_SIZE, IDENTITY_MAX_TOKEN_LEN,
+  IM_KIND_HISTORY as KIND_HISTORY, IM_MAX_HISTORY_BODY as MAX_HISTORY_BODY,
 } from "./wire.gen.js";
 
 export {
-  ENVELOPE_VERSION, ENVELOPE_CONTEXT, DEVICE_CONTEXT, KIND_MESSAGE, KIND_RECEIPT, KIND_TYPING, KIND_GROUP, RECEIPT_DELIVERED,
+  ENVELOPE_VERSION, ENVELOPE_CONTEXT, DEVICE_CONTEXT, KIND_MESSAGE, KIND_RECEIPT, KIND_TYPING, KIND_GROUP, KIND_HISTORY, RECEIPT_DELIVERED,
   RECEIPT_READ, TYPING_ACTIVE, TYPING_STOPPED, MAX_MESSAGE_BYTES, MAX_ENVELOPE_BYTES, MAX_ENVELOPE_DEVICES, MAX_RECEIPT_IDS,
   MAX_CONTENT,
 };
 
-const KINDS = new Set([KIND_MESSAGE, KIND_RECEIPT, KIND_TYPING, KIND_GROUP]);
+const KINDS = new Set([KIND_MESSAGE, KIND_RECEIPT, KIND_TYPING, KIND_GROUP, KIND_HISTORY]);
 const MAX_TYPING_BODY = 256; // im.maxTypingBody
 
 export class IMError extends Error {
@@ -159,7 +161,8 @@ async function x25519Shared(privateKey, pubRaw) {
 // seal makes an envelope (as its JSON object) from sender s
 // {user, device: Ed25519 CryptoKeyPair, devicePub: bytes, credential} to user
 // `to`, for the verified device records `devices` (this device is skipped);
-// body is the content's bytes (js/group.js seals group bodies with it).
+// body is the content's bytes (js/group.js seals group bodies with it,
+// js/histsync.js history bodies).
 export async function seal(s, kind, id, to, seq, ts, body, devices) {
   if (!validID(id)) throw new IMError("bad", "id");
   if (!validUser(to)) throw new IMError("bad", `not a user name: ${to}`);
@@ -177,6 +180,7 @@ export async function seal(s, kind, id, to, seq, ts, body, devices) {
   if (recips.length > MAX_ENVELOPE_DEVICES) throw new IMError("too-many-devices", `${recips.length} devices, at most ${MAX_ENVELOPE_DEVICES}`);
 
   const content = await frameContent(body);
+  if (content.length > MAX_CONTENT) throw new IMError("too-long", `${kind}: a body of ${body.length} bytes does not fit one envelope`);
   const e = { v: ENVELOPE_VERSION, kind, id, from: s.user, fromDevice: s.devicePub, credential: s.credential, to, seq, ts };
   const ck = crypto.getRandomValues(new Uint8Array(32));
   const eph = await generateX25519();
@@ -274,7 +278,8 @@ export function decode(p) {
 // xPub}, loginKey the login server's Ed25519 key. Returns
 // {kind, id, from, fromDevice, to, seq, ts, text | acked, state | state | body}:
 // a group envelope's body is its bytes, for js/group.js's openBody (which
-// verifies its operations).
+// verifies its operations), and so is a history envelope's (js/histsync.js's
+// openBody), which only comes from this user to this user (im.openHistory).
 export async function open(p, me, device, loginKey, now = Date.now()) {
   const e = decode(p);
   let cred;
@@ -299,9 +304,12 @@ export async function open(p, me, device, loginKey, now = Date.now()) {
     throw new IMError("decrypt", "does not decrypt");
   }
   const o = { kind: e.kind, id: e.id, from: e.from, fromDevice: hex(e.fromDevice), to: e.to, seq: e.seq, ts: e.ts };
-  const max = e.kind === KIND_TYPING ? MAX_TYPING_BODY : e.kind === KIND_GROUP ? MAX_CONTENT : MAX_MESSAGE_BYTES;
+  if (e.kind === KIND_HISTORY && (e.from !== me || e.to !== me)) {
+    throw new IMError("not-own-device", `history from ${e.from} to ${e.to}: not from one of this user's own devices`);
+  }
+  const max = e.kind === KIND_TYPING ? MAX_TYPING_BODY : e.kind === KIND_GROUP ? MAX_CONTENT : e.kind === KIND_HISTORY ? MAX_HISTORY_BODY : MAX_MESSAGE_BYTES;
   const body = await unframeContent(content, max);
-  if (e.kind === KIND_GROUP) {
+  if (e.kind === KIND_GROUP || e.kind === KIND_HISTORY) {
     o.body = body;
   } else if (e.kind === KIND_TYPING) {
     let r;

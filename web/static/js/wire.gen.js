@@ -21,6 +21,10 @@ export const IM_AEAD_OVERHEAD = 16;
 export const IM_COMPRESS_OVER = 16384;
 // IM_DEVICE_CONTEXT is im.DeviceContext.
 export const IM_DEVICE_CONTEXT = "parley-device-v1";
+// IM_DIR_IN is im.DirIn.
+export const IM_DIR_IN = "in";
+// IM_DIR_OUT is im.DirOut.
+export const IM_DIR_OUT = "out";
 // IM_ENVELOPE_CONTEXT is im.EnvelopeContext.
 export const IM_ENVELOPE_CONTEXT = "parley-im-v1";
 // IM_ENVELOPE_VERSION is im.EnvelopeVersion.
@@ -45,8 +49,18 @@ export const IM_GROUP_PEER_PREFIX = "#";
 export const IM_GROUP_SYNC = "sync";
 // IM_GROUP_SYNC_INTERVAL_MS is im.GroupSyncInterval, in milliseconds.
 export const IM_GROUP_SYNC_INTERVAL_MS = 10000;
+// IM_HISTORY_BATCH is im.HistoryBatch.
+export const IM_HISTORY_BATCH = "batch";
+// IM_HISTORY_PER_CONVERSATION is im.HistoryPerConversation.
+export const IM_HISTORY_PER_CONVERSATION = 1000;
+// IM_HISTORY_READ is im.HistoryRead.
+export const IM_HISTORY_READ = "read";
+// IM_HISTORY_WANT is im.HistoryWant.
+export const IM_HISTORY_WANT = "want";
 // IM_KIND_GROUP is im.KindGroup.
 export const IM_KIND_GROUP = "group";
+// IM_KIND_HISTORY is im.KindHistory.
+export const IM_KIND_HISTORY = "history";
 // IM_KIND_MESSAGE is im.KindMessage.
 export const IM_KIND_MESSAGE = "msg";
 // IM_KIND_RECEIPT is im.KindReceipt.
@@ -71,6 +85,12 @@ export const IM_MAX_GROUP_OPS = 2000;
 export const IM_MAX_GROUP_OPS_PER_AUTHOR = 500;
 // IM_MAX_HELD_MESSAGES is im.MaxHeldMessages.
 export const IM_MAX_HELD_MESSAGES = 1000;
+// IM_MAX_HISTORY_BODY is im.MaxHistoryBody.
+export const IM_MAX_HISTORY_BODY = 4194304;
+// IM_MAX_HISTORY_CONVERSATIONS is im.MaxHistoryConversations.
+export const IM_MAX_HISTORY_CONVERSATIONS = 1000;
+// IM_MAX_HISTORY_MESSAGES is im.MaxHistoryMessages.
+export const IM_MAX_HISTORY_MESSAGES = 10000;
 // IM_MAX_MESSAGE_BYTES is im.MaxMessageBytes.
 export const IM_MAX_MESSAGE_BYTES = 65536;
 // IM_MAX_OPS_CHUNK is im.MaxOpsChunk.
@@ -97,6 +117,16 @@ export const IM_PAD_TO = 64;
 export const IM_RECEIPT_DELIVERED = "delivered";
 // IM_RECEIPT_READ is im.ReceiptRead.
 export const IM_RECEIPT_READ = "read";
+// IM_STATE_DELIVERED is im.StateDelivered.
+export const IM_STATE_DELIVERED = "delivered";
+// IM_STATE_READ is im.StateRead.
+export const IM_STATE_READ = "read";
+// IM_STATE_RECEIVED is im.StateReceived.
+export const IM_STATE_RECEIVED = "received";
+// IM_STATE_SENDING is im.StateSending.
+export const IM_STATE_SENDING = "sending";
+// IM_STATE_SENT is im.StateSent.
+export const IM_STATE_SENT = "sent";
 // IM_TYPING_ACTIVE is im.TypingActive.
 export const IM_TYPING_ACTIVE = "typing";
 // IM_TYPING_INTERVAL_MS is im.TypingInterval, in milliseconds.
