@@ -223,8 +223,14 @@ func (m *messenger) answerHistory(ctx context.Context, d im.DeviceRecord, since 
 // envelope.
 func (m *messenger) sendBatch(ctx context.Context, d im.DeviceRecord, b *im.HistoryBody) error {
 	err := m.sendHistory(ctx, []im.DeviceRecord{d}, b)
-	if !errors.Is(err, im.ErrMessageTooLong) && !errors.Is(err, im.ErrBadEnvelope) || len(b.Messages) < 2 {
+	if !errors.Is(err, im.ErrMessageTooLong) && !errors.Is(err, im.ErrBadEnvelope) {
 		return err
+	}
+	if len(b.Messages) < 2 {
+		// One message that does not fit an envelope by itself (64 KiB of
+		// text that does not compress): left out, the rest goes on.
+		m.s.c.log.Warn("a message too long to send in a history batch is left out", "err", err)
+		return nil
 	}
 	half := len(b.Messages) / 2
 	if err := m.sendBatch(ctx, d, &im.HistoryBody{Type: im.HistoryBatch, Messages: b.Messages[:half]}); err != nil {

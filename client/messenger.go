@@ -426,7 +426,11 @@ func (m *messenger) deliver(ctx context.Context, env *im.Envelope, peerDevs, myD
 	}
 	// 2. The supernodes, for the users with devices still silent.
 	expect := 0
-	for _, u := range []string{to, m.s.user} {
+	users := []string{to, m.s.user}
+	if to == m.s.user {
+		users = users[:1] // a note to my own devices: one send reaches them all
+	}
+	for _, u := range users {
 		if m.silent(tr, u) == 0 {
 			continue
 		}
