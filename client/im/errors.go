@@ -64,4 +64,16 @@ var (
 	// ErrNotOwnDevice: a history envelope that does not come from one of
 	// this user's own devices.
 	ErrNotOwnDevice = errors.New("history not from one of this user's own devices")
+	// ErrBadFile: a file offer or a chunk is malformed, or a chunk does not
+	// fit its file.
+	ErrBadFile = errors.New("malformed file or chunk")
+	// ErrBadFileName: a file name that is empty, too long, or names more
+	// than a file (a directory, a control character).
+	ErrBadFileName = errors.New("not a file name")
+	// ErrFileTooBig: a file over the size a client, a store or a quota
+	// takes.
+	ErrFileTooBig = errors.New("file is too big")
+	// ErrFileHash: a received file's SHA-256 is not the one its sender
+	// signed.
+	ErrFileHash = errors.New("received file does not match the hash its sender signed")
 )
