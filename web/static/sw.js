@@ -22,6 +22,7 @@ const SHELL = [
   "index.html",
   "js/app.js",
   "js/chat.js",
+  "js/devices.js",
   "js/group.js",
   "js/groupchat.js",
   "js/histsync.js",

@@ -1,7 +1,8 @@
 // The page: sign up / sign in, the supernode link, the conversation list
 // (contacts and presence, last messages, unread counts, typing) with its
 // search, the open conversation with its call bar, ringing (the ringtone, the
-// tab's title and icon, system notifications), settings and help, keyboard
+// tab's title and icon, system notifications), settings and help (with the
+// user's devices: js/devices.js), keyboard
 // shortcuts, the notices, and the offline start (the service worker keeps
 // the page). Groups: their rows in the list, the new-group dialog, and in a
 // group's conversation its members panel with the admins' actions.
@@ -16,6 +17,7 @@ import { ChatPane, History, Messenger, listTime, duration } from "./chat.js";
 import { isEnvelope, IMError } from "./im.js";
 import * as G from "./group.js";
 import { GroupChat } from "./groupchat.js";
+import { DevicesPanel } from "./devices.js";
 import { Ringtone, setIcon, notify, notificationState, askNotifications } from "./notify.js";
 import { PRESENCE_ONLINE, PRESENCE_OFFLINE, IM_TYPING_INTERVAL_MS as TYPING_INTERVAL, IM_TYPING_TIMEOUT_MS as TYPING_TIMEOUT } from "./wire.gen.js";
 
@@ -158,12 +160,28 @@ function connState(text, cls, title = "") {
 
 function loginMessage(e, user) {
   if (!(e instanceof LoginError)) return e.message;
+  if (deviceRemoved(e)) return "This browser was removed from your account (on another of your devices): sign in with your password to use it again.";
   if (e.status === 401 && /wrong (user name or )?password/.test(e.message)) return "Wrong user name or password.";
   if (e.status === 404 && /unknown user/.test(e.message)) return `There is no user called ${user}. Sign up to create it.`;
   if (e.status === 409) return `The user name ${user} is taken. Choose another, or sign in.`;
   if (e.status === 429) return `Too many attempts; try again in ${e.retryAfter || "a few"} seconds.`;
   if (e.status === 0) return "The login server cannot be reached. Check your connection and try again.";
   return e.message.charAt(0).toUpperCase() + e.message.slice(1) + ".";
+}
+
+// deviceRemoved reports whether the login server refused e's request
+// because this browser was removed from the user's devices.
+function deviceRemoved(e) {
+  return e instanceof LoginError && e.status === 401 && e.message.startsWith("device removed");
+}
+
+// removedElsewhere signs out a page whose device another device of the
+// user removed, and says so (m: the Messenger of the session that found
+// out: a page signed out since has nothing to do).
+function removedElsewhere(m, e) {
+  if (!m || app.im !== m) return;
+  signOut();
+  notice(loginMessage(e, app.user));
 }
 
 // ---- signing in ----
@@ -288,8 +306,9 @@ async function renew() {
     app.link?.renew(token);
   } catch (e) {
     if (e instanceof LoginError && e.status === 401) {
-      notice("Your sign-in has expired; sign in again.");
+      const removed = deviceRemoved(e);
       signOut();
+      notice(removed ? loginMessage(e, app.user) : "Your sign-in has expired; sign in again.");
       return;
     }
     app.renewTimer = setTimeout(renew, 10_000);
@@ -320,6 +339,7 @@ async function resume() {
     if (e instanceof LoginError && e.status === 401) await keys.dropSession(ORIGIN).catch(() => {});
     $("username").value = sess.user;
     showAuth();
+    if (deviceRemoved(e)) notice(loginMessage(e, sess.user));
   }
 }
 
@@ -393,6 +413,9 @@ function signOut() {
   app.looked = new Map();
   lastWatch = "";
   clearSearch();
+  devices.clear();
+  $("settings").close();
+  $("new-group").close();
   showAuth();
   connState("Not signed in");
   updateTitle();
@@ -501,11 +524,13 @@ function presenceOf(c) {
 
 async function loadContacts() {
   if (!app.credential) return;
+  const m = app.im;
   try {
     app.api.credential = await credential();
     const r = await app.api.contacts();
     app.contacts = r.contacts || [];
   } catch (e) {
+    if (deviceRemoved(e)) removedElsewhere(m, e);
     return;
   }
   render();
@@ -688,8 +713,24 @@ function renderSettings() {
 
 function openSettings() {
   renderSettings();
-  if (!$("settings").open) $("settings").showModal();
+  if (!$("settings").open) {
+    $("settings").showModal();
+    devices.open();
+  }
 }
+
+// devices is "Your devices" in the settings (js/devices.js).
+const devices = new DevicesPanel({ list: $("device-list"), note: $("devices-note"), error: $("devices-error"), heading: $("devices-h") }, {
+  api: async () => { app.api.credential = await credential(); return app.api; },
+  describe: (e) => loginMessage(e, app.user),
+  unavailable: () => (app.offline ? "You are offline: your devices are listed once Parley is connected." : !app.im ? "Not signed in." : ""),
+  // Messages to this user's devices are sealed to the list as it is now.
+  removed: () => app.im?.devices.delete(app.user),
+  removedSelf: () => {
+    signOut();
+    notice("This browser was removed from your account and signed out. Sign in here with your password to use it again.", "info");
+  },
+});
 
 function totalUnread() {
   let n = 0;

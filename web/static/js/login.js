@@ -1,5 +1,5 @@
 // The login server's HTTP API (docs/login.md): register, login, refresh, the
-// supernode list, and the user endpoints (contacts, status) that take
+// supernode list, and the user endpoints (contacts, status, devices) that take
 // "Authorization: Parley <credential>".
 
 export class LoginError extends Error {
@@ -63,6 +63,13 @@ export class LoginAPI {
   search(prefix, limit = 20) {
     return this.req("GET", `/api/v1/users?prefix=${encodeURIComponent(prefix)}&limit=${limit}`, undefined, true);
   }
+  // myDevices lists this user's own devices, most recently seen first:
+  // {"devices":[{key (standard base64), registered, last_seen (Unix
+  // seconds), encryption, self}]}.
+  myDevices() { return this.req("GET", "/api/v1/devices", undefined, true); }
+  // removeDevice removes and revokes one of them; key in base64url without
+  // padding (43 characters).
+  removeDevice(key) { return this.req("DELETE", `/api/v1/devices/${encodeURIComponent(key)}`, undefined, true); }
   status() { return this.req("GET", "/api/v1/status", undefined, true); }
   setStatus(status) { return this.req("PUT", "/api/v1/status", { status }, true); }
 }
