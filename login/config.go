@@ -35,6 +35,10 @@ const (
 	DefaultMaxSearchesPerAddr       = 30
 	DefaultSearchWindow             = time.Minute
 
+	DefaultMaxStoredFile    = 100 << 20
+	DefaultFileQuotaPerUser = 1 << 30
+	DefaultFileStoreTTL     = 7 * 24 * time.Hour
+
 	DefaultMaxFailuresPerAddrUser    = 5
 	DefaultMaxRegistrationsPerAddr   = 5
 	DefaultRegistrationWindow        = time.Hour
@@ -176,6 +180,22 @@ type Config struct {
 	// 1 min.
 	SearchWindow time.Duration
 
+	// The file store (POST /api/v1/files and below, docs/login.md): file
+	// chunks sealed end to end, left for offline recipients. It lives in
+	// the database (every login server sharing a PostgreSQL database sees
+	// it), so a stored file costs its size in database rows.
+	//
+	// MaxStoredFile caps one stored file's size in bytes; a larger one is
+	// refused with 413. Default 100 MiB.
+	MaxStoredFile int64
+	// FileQuotaPerUser caps the bytes of one user's stored files together
+	// (those not yet deleted or expired); a file that would pass it is
+	// refused with 507 before anything is stored. Default 1 GiB.
+	FileQuotaPerUser int64
+	// FileStoreTTL is how long a stored file lives after its creation
+	// before the janitor deletes it, delivered or not. Default 7 days.
+	FileStoreTTL time.Duration
+
 	// MaxRegistrationsPerAddr caps the registration attempts (valid name and
 	// password length, taken names included) per client address within
 	// RegistrationWindow; beyond it 429, before any password hashing.
@@ -298,6 +318,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"DialBackTimeout", &cfg.DialBackTimeout, DefaultDialBackTimeout},
 		{"DialBackWindow", &cfg.DialBackWindow, DefaultDialBackWindow},
 		{"MailboxTTL", &cfg.MailboxTTL, DefaultMailboxTTL},
+		{"FileStoreTTL", &cfg.FileStoreTTL, DefaultFileStoreTTL},
 		{"SearchWindow", &cfg.SearchWindow, DefaultSearchWindow},
 		{"RegistrationWindow", &cfg.RegistrationWindow, DefaultRegistrationWindow},
 		{"LookupWindow", &cfg.LookupWindow, DefaultLookupWindow},
@@ -332,6 +353,21 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"MaxRegistrationsPerMinute", &cfg.MaxRegistrationsPerMinute, DefaultMaxRegistrationsPerMinute},
 		{"MaxLookupsPerAddr", &cfg.MaxLookupsPerAddr, DefaultMaxLookupsPerAddr},
 		{"MaxConnsPerAddr", &cfg.MaxConnsPerAddr, DefaultMaxConnsPerAddr},
+	} {
+		if *d.v < 0 {
+			return cfg, fmt.Errorf("%w: %s is negative", ErrBadConfig, d.name)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    *int64
+		def  int64
+	}{
+		{"MaxStoredFile", &cfg.MaxStoredFile, DefaultMaxStoredFile},
+		{"FileQuotaPerUser", &cfg.FileQuotaPerUser, DefaultFileQuotaPerUser},
 	} {
 		if *d.v < 0 {
 			return cfg, fmt.Errorf("%w: %s is negative", ErrBadConfig, d.name)

@@ -7,8 +7,9 @@
 // credentials offline with the server's public key, so the login server is
 // not on the path of presence, signalling or media. It also keeps the
 // bootstrap list of supernodes, fed by their heartbeats, and the server half
-// of contacts, presence status, user search and the per-device mailboxes of
-// end-to-end encrypted offline messages.
+// of contacts, presence status, user search, the per-device mailboxes of
+// end-to-end encrypted offline messages and a store of end-to-end encrypted
+// files for offline recipients.
 //
 // # Wire protocol
 //
@@ -166,6 +167,11 @@
 //	POST   /api/v1/contacts/{name}[/accept|/decline] → Contact
 //	PUT    /api/v1/status, GET /api/v1/status  {"status"}
 //	GET    /api/v1/users?prefix=P&limit=N → {"users":[...]}; rate limited
+//	POST   /api/v1/files               {"id","size","recipients"} → StoredFileInfo (201; 200 for a repeat)
+//	PUT    /api/v1/files/{id}/chunks/{index}  sealed chunk (application/octet-stream) → 204; owner only
+//	GET    /api/v1/files/{id}          → StoredFileInfo; owner or recipient (404 for anyone else)
+//	GET    /api/v1/files/{id}/chunks/{index}  → the sealed chunk's bytes
+//	DELETE /api/v1/files/{id}          → {"deleted"}; the owner's deletes, a recipient's removes their claim
 //
 // Mailbox items go only to the sender's own devices, an accepted contact's,
 // or those of a user the item's pass admits the sender to; the store holds
@@ -176,6 +182,12 @@
 // 404 unknown user, 403 not a contact (and no pass admits the caller), 400
 // malformed item, pass or unregistered device, 409 accept without request,
 // 429 rate limited (with Retry-After), 507 quota exceeded.
+//
+// Stored files hold chunks sealed end to end with the file's own key
+// (loginapi.StoreChunk of plaintext plus loginapi.StoreChunkOverhead each),
+// in the database, within Config.MaxStoredFile per file (413) and
+// Config.FileQuotaPerUser per owner (507); the janitor deletes them
+// Config.FileStoreTTL after their creation.
 //
 // GET /healthz → {"ok":true}. Other paths under /api/ are 404 JSON; every
 // other path goes to Config.Web (404 JSON when nil).
@@ -209,7 +221,10 @@
 // and adds devices.registered and revoked_devices: a removed device's key,
 // refused by refresh, device registration and every user endpoint (401
 // "device removed: …") until a password login with the key clears it.
+// Version 5 adds the file store: stored_files, stored_file_recipients and
+// stored_chunks; the janitor deletes files older than FileStoreTTL.
 //
 // The server never logs passwords, password hashes, refresh tokens,
-// credentials, private keys, signatures or mailbox blobs.
+// credentials, private keys, signatures, mailbox blobs, or stored files'
+// ids and bytes.
 package login

@@ -40,6 +40,7 @@ var fuzzRoutes = []struct {
 	{"GET", "/api/v1/mailbox?limit=5", true},     // 12
 	{"GET", "/api/v1/users?prefix=al", true},     // 13
 	{"GET", "/api/v1/users/alice/devices", true}, // 14
+	{"POST", "/api/v1/files", true},              // 15
 }
 
 // FuzzHandler sends arbitrary bodies to every JSON endpoint: the handler must
@@ -127,6 +128,9 @@ func FuzzHandler(f *testing.F) {
 		{12, ``},
 		{13, ``},
 		{14, ``},
+		{15, `{"id":"00112233445566778899aabbccddeeff","size":1,"recipients":["bob"]}`},
+		{15, `{"id":"00112233445566778899aabbccddeefF","size":104857601,"recipients":["bob","alice","bob","nobody"]}`},
+		{15, `{"id":"00112233445566778899aabbccddeeff","size":-1,"recipients":null}`},
 	} {
 		f.Add(sd.route, []byte(sd.body))
 	}

@@ -37,6 +37,7 @@ func (s *Server) Handler() http.Handler {
 		http.MethodDelete: s.handleLeave,
 	}))
 	s.userRoutes(mux)
+	s.fileRoutes(mux)
 	mux.Handle("/api/", http.HandlerFunc(notFound))
 	mux.Handle("/healthz", s.api(http.MethodGet, s.handleHealth))
 	if s.cfg.Web != nil {

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -333,8 +334,8 @@ func testMigrationFromV3(t *testing.T, db string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Back to version 3: drop what version 4 added.
-	for _, q := range []string{
+	// Back to version 3: drop what versions 5 and 4 added.
+	for _, q := range append(slices.Clone(dropVersion5), []string{
 		`DROP TABLE revoked_devices`,
 		`DROP INDEX refresh_tokens_key`,
 		`ALTER TABLE refresh_tokens DROP COLUMN ed_key`,
@@ -343,7 +344,7 @@ func testMigrationFromV3(t *testing.T, db string) {
 		`ALTER TABLE devices DROP COLUMN registered`,
 		`UPDATE devices SET last_seen = 1700000000`,
 		`UPDATE schema_version SET version = 3`,
-	} {
+	}...) {
 		if _, err := raw.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}

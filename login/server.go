@@ -201,7 +201,8 @@ func (s *Server) Close() error {
 }
 
 // janitor periodically deletes expired refresh tokens, stale supernodes,
-// expired mailbox items and old rate-limit counts. It exits when Close cancels s.ctx.
+// expired mailbox items and stored files, and old rate-limit counts. It
+// exits when Close cancels s.ctx.
 func (s *Server) janitor() {
 	defer s.wg.Done()
 	t := time.NewTicker(janitorInterval)
@@ -235,6 +236,11 @@ func (s *Server) prune(ctx context.Context) {
 		s.log.Warn("mailbox prune failed", "err", err)
 	} else if n > 0 {
 		s.log.Info("expired mailbox items deleted", "count", n)
+	}
+	if n, bytes, err := s.st.pruneFiles(ctx, now.Add(-s.cfg.FileStoreTTL)); err != nil && ctx.Err() == nil {
+		s.log.Warn("stored file prune failed", "err", err)
+	} else if n > 0 {
+		s.log.Info("expired stored files deleted", "count", n, "bytes", bytes)
 	}
 }
 

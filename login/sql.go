@@ -118,6 +118,35 @@ func migrations() [][]string {
 		)`,
 			`CREATE INDEX revoked_devices_at ON revoked_devices(revoked_at)`,
 		},
+		5: {
+			// The file store (POST /api/v1/files): stored_files are the
+			// files, with their owner, plaintext size and creation (Unix
+			// seconds; the janitor deletes them FileStoreTTL later);
+			// stored_file_recipients the users who may fetch one (a
+			// recipient's delete removes their row, the last one's the
+			// file); stored_chunks the sealed chunks, opaque ciphertext,
+			// size their length. Children go with their file.
+			`CREATE TABLE stored_files (
+			id      TEXT PRIMARY KEY,
+			owner   TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+			size    INTEGER NOT NULL,
+			created INTEGER NOT NULL
+		)`,
+			`CREATE INDEX stored_files_owner ON stored_files(owner)`,
+			`CREATE INDEX stored_files_created ON stored_files(created)`,
+			`CREATE TABLE stored_file_recipients (
+			file_id   TEXT NOT NULL REFERENCES stored_files(id) ON DELETE CASCADE,
+			user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+			PRIMARY KEY (file_id, user_name)
+		)`,
+			`CREATE TABLE stored_chunks (
+			file_id TEXT NOT NULL REFERENCES stored_files(id) ON DELETE CASCADE,
+			idx     INTEGER NOT NULL,
+			data    BLOB NOT NULL,
+			size    INTEGER NOT NULL,
+			PRIMARY KEY (file_id, idx)
+		)`,
+		},
 	}
 }
 

@@ -141,6 +141,34 @@ type store interface {
 	// byte order.
 	searchUsers(ctx context.Context, prefix string, limit int) ([]string, error)
 
+	// createFile stores a new file (see [fileCreate]) and reports it
+	// (created true), or returns the caller's file of that id and size
+	// unchanged (created false). Refusals, in this order:
+	// *recipientError (a recipient has no account); ErrFileExists wrapped
+	// with why (another owner's id, or the owner's with another size);
+	// ErrQuota wrapped with the numbers when the owner's stored files and
+	// this one would pass f.quota. ErrUnauthorized if the owner has no
+	// account.
+	createFile(ctx context.Context, f fileCreate) (file storedFile, created bool, err error)
+	// putChunk stores (or replaces) sealed chunk index of owner's file id:
+	// ErrUnknownFile when owner has no such file, a *chunkError when index
+	// is out of range or data is not that chunk's sealed length.
+	putChunk(ctx context.Context, owner, id string, index int64, data []byte) error
+	// storedFile returns file id with its chunk count for its owner or a
+	// recipient with a claim; ErrUnknownFile for anyone else.
+	storedFile(ctx context.Context, user, id string) (storedFile, error)
+	// chunk returns sealed chunk index of file id, for those storedFile
+	// answers: ErrUnknownFile, *chunkError (index out of range) or
+	// ErrNoChunk (not uploaded).
+	chunk(ctx context.Context, user, id string, index int64) ([]byte, error)
+	// deleteFile deletes file id with its chunks when user owns it, or
+	// removes user's claim as a recipient and the file with the last
+	// claim; ErrUnknownFile when user is neither.
+	deleteFile(ctx context.Context, user, id string) (fileDeletion, error)
+	// pruneFiles deletes the files created at or before cutoff and returns
+	// how many and their bytes.
+	pruneFiles(ctx context.Context, cutoff time.Time) (files, bytes int64, err error)
+
 	// close releases the database.
 	close() error
 }

@@ -141,6 +141,11 @@ var userEndpoints = []struct{ method, path, body string }{
 	{"POST", "/api/v1/contacts/bob/decline", ``},
 	{"GET", "/api/v1/status", ``},
 	{"PUT", "/api/v1/status", `{"status":"away"}`},
+	{"POST", "/api/v1/files", `{"id":"00112233445566778899aabbccddeeff","size":1,"recipients":["bob"]}`},
+	{"GET", "/api/v1/files/00112233445566778899aabbccddeeff", ``},
+	{"PUT", "/api/v1/files/00112233445566778899aabbccddeeff/chunks/0", `"x"`},
+	{"GET", "/api/v1/files/00112233445566778899aabbccddeeff/chunks/0", ``},
+	{"DELETE", "/api/v1/files/00112233445566778899aabbccddeeff", ``},
 }
 
 func TestUserAuth(t *testing.T) { eachStore(t, testUserAuth) }
@@ -982,6 +987,9 @@ func TestUserEndpointsMethods(t *testing.T) {
 		{"PUT", "/api/v1/mailbox", "GET, HEAD, POST"},
 		{"DELETE", "/api/v1/status", "GET, HEAD, PUT"},
 		{"GET", "/api/v1/contacts/bob", "POST"},
+		{"GET", "/api/v1/files", "POST"},
+		{"PUT", "/api/v1/files/00112233445566778899aabbccddeeff", "GET, HEAD, DELETE"},
+		{"POST", "/api/v1/files/00112233445566778899aabbccddeeff/chunks/0", "GET, HEAD, PUT"},
 	} {
 		code, _, h := call(t, e.h, tt.method, tt.path, "", nil)
 		if code != 405 || h.Get("Allow") != tt.allow {

@@ -247,7 +247,8 @@ func (c *Client) doAuth(ctx context.Context, cred, method, path string, in, out 
 
 // doHeader is doAuth that also sends the headers in hdr.
 func (c *Client) doHeader(ctx context.Context, cred string, hdr http.Header, method, path string, in, out any, kinds map[int]error) error {
-	var body io.Reader
+	var body []byte
+	ctype := ""
 	if in != nil {
 		// No HTML escaping: mailbox blobs travel byte for byte.
 		var b bytes.Buffer
@@ -256,14 +257,34 @@ func (c *Client) doHeader(ctx context.Context, cred string, hdr http.Header, met
 		if err := enc.Encode(in); err != nil {
 			return fmt.Errorf("login: encode request: %w", err)
 		}
-		body = &b
+		body, ctype = b.Bytes(), "application/json"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	raw, err := c.send(ctx, cred, hdr, method, path, ctype, body, kinds)
 	if err != nil {
-		return fmt.Errorf("login: %w at %s: %w", ErrUnreachable, c.base, err)
+		return err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if err := json.Unmarshal(raw, out); err != nil {
+		return c.badResponse(fmt.Sprintf("%s %s: %s", method, path, JSONErrorMessage(err)))
+	}
+	return nil
+}
+
+// send sends body (none when ctype is "") with "Authorization: Parley
+// cred" when cred is not empty and the headers in hdr, and returns the body
+// of a 2xx answer (at most maxResponseBytes). Error answers become
+// *APIError; kinds maps statuses to sentinels for this call on top of the
+// common ones.
+func (c *Client) send(ctx context.Context, cred string, hdr http.Header, method, path, ctype string, body []byte, kinds map[int]error) ([]byte, error) {
+	var rd io.Reader
+	if ctype != "" {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("login: %w at %s: %w", ErrUnreachable, c.base, err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
 	}
 	req.Header.Set("Accept", "application/json")
 	if cred != "" {
@@ -275,29 +296,26 @@ func (c *Client) doHeader(ctx context.Context, cred string, hdr http.Header, met
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("login: %s %s: %w", method, path, ctx.Err())
+			return nil, fmt.Errorf("login: %s %s: %w", method, path, ctx.Err())
 		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("login: %w at %s: %w", ErrUnreachable, c.base, err)
+		return nil, fmt.Errorf("login: %w at %s: %w", ErrUnreachable, c.base, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("login: %s %s: %w", method, path, ctx.Err())
+			return nil, fmt.Errorf("login: %s %s: %w", method, path, ctx.Err())
 		}
-		return fmt.Errorf("login: %w at %s: reading answer: %w", ErrUnreachable, c.base, err)
+		return nil, fmt.Errorf("login: %w at %s: reading answer: %w", ErrUnreachable, c.base, err)
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return c.badResponse(fmt.Sprintf("%s %s: %s", method, path, JSONErrorMessage(err)))
-		}
-		return nil
+		return raw, nil
 	}
-	return c.apiError(resp, raw, kinds)
+	return nil, c.apiError(resp, raw, kinds)
 }
 
 func (c *Client) apiError(resp *http.Response, raw []byte, kinds map[int]error) error {
@@ -335,6 +353,13 @@ func (c *Client) apiError(resp *http.Response, raw []byte, kinds map[int]error) 
 		default:
 			ae.Kind = ErrServer
 		}
+	}
+	switch {
+	case ae.Kind == ErrUnknownFile && strings.HasPrefix(msg, ErrNoChunk.Error()):
+		// A file that exists without the chunk asked for.
+		ae.Kind = ErrNoChunk
+	case ae.Kind == ErrTooLarge:
+		ae.detail = ErrBadRequest
 	}
 	if ae.Kind == ErrBadRequest {
 		for _, d := range []error{identity.ErrBadUser, ErrBadSignature, ErrClockSkew, ErrReplayed, ErrUnknownDevice, ErrBadPass} {

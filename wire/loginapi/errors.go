@@ -52,13 +52,32 @@ var (
 	// instead.
 	ErrDeviceRemoved = errors.New("device removed")
 	// ErrQuota: a per-user or per-device quota is full: a device's mailbox
-	// bytes, or the caller's or the other user's contact list (HTTP 507).
+	// bytes, the caller's or the other user's contact list, or the bytes of
+	// the caller's stored files (HTTP 507).
 	ErrQuota = errors.New("quota exceeded")
+	// ErrUnknownFile: no stored file has this id, or the caller is neither
+	// its owner nor a recipient who still has a claim on it; for a chunk
+	// upload, the caller owns no such file (HTTP 404 on the file store
+	// endpoints: they do not tell whether another user's file exists).
+	ErrUnknownFile = errors.New("no such stored file")
+	// ErrNoChunk: the stored file exists but the chunk asked for has not
+	// been uploaded (HTTP 404, message starting "chunk not stored").
+	ErrNoChunk = errors.New("chunk not stored")
+	// ErrFileExists: a stored file's id is taken by another user's file, or
+	// by the caller's own with another size (HTTP 409 on POST
+	// /api/v1/files).
+	ErrFileExists = errors.New("file id already in use")
+	// ErrTooLarge: a stored file is larger than the server takes
+	// (Config.MaxStoredFile), or a request body is larger than its cap
+	// (HTTP 413 on the file store endpoints; the client's error also
+	// matches ErrBadRequest).
+	ErrTooLarge = errors.New("too large")
 	// ErrInvalidRefresh: the refresh token is unknown, expired, revoked or
 	// belongs to another user (HTTP 401 on refresh).
 	ErrInvalidRefresh = errors.New("invalid refresh token")
 	// ErrBadRequest: the server refused the request as malformed (HTTP 400,
-	// 413, 415); the server's message says why.
+	// 413, 415); the server's message says why. A 413 of the file store
+	// endpoints is ErrTooLarge, which matches ErrBadRequest too.
 	ErrBadRequest = errors.New("bad request")
 	// ErrSupernodeListFull: the supernode list already holds the maximum
 	// number of live entries (HTTP 503 on heartbeat).
@@ -138,7 +157,8 @@ func (e *APIError) Error() string {
 // Unwrap returns the sentinel Kind, and a detail sentinel inside
 // ErrBadRequest when the message names one: identity.ErrBadUser (a refused
 // user name), ErrBadSignature, ErrClockSkew, ErrReplayed, ErrUnknownDevice
-// or ErrBadPass; ErrUnauthorized with Kind ErrDeviceRemoved.
+// or ErrBadPass; ErrUnauthorized with Kind ErrDeviceRemoved; ErrBadRequest
+// with Kind ErrTooLarge.
 func (e *APIError) Unwrap() []error {
 	if e.detail != nil {
 		return []error{e.Kind, e.detail}

@@ -75,6 +75,14 @@ func FuzzClientResponse(f *testing.F) {
 		{302, "", ``},
 		{0, "", ``},
 		{999, "", `{"error":1}`},
+		{200, "", `{"id":"00112233445566778899aabbccddeeff","owner":"alice","size":1,"chunks":1,"have":1,"complete":true}`},
+		{200, "", `{"id":"00112233445566778899aabbccddeeff","owner":"alice","size":9223372036854775807,"chunks":140737488355328,"have":-1}`},
+		{200, "", "\x00\x01sealed chunk bytes, not JSON"},
+		{204, "", ``},
+		{404, "", `{"error":"chunk not stored: chunk 0 of file 00112233445566778899aabbccddeeff has not been uploaded"}`},
+		{404, "", `{"error":"no such stored file: no stored file for you has id 00112233445566778899aabbccddeeff"}`},
+		{409, "", `{"error":"file id already in use: another user's stored file has id 00112233445566778899aabbccddeeff"}`},
+		{413, "", `{"error":"too large: a stored file is at most 104857600 bytes, not 104857601"}`},
 	} {
 		for op := range uint8(clientOps) {
 			f.Add(s.status, s.retryAfter, []byte(s.body), op)
@@ -83,6 +91,8 @@ func FuzzClientResponse(f *testing.F) {
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	x := make([]byte, X25519KeySize)
 	sig := make([]byte, ed25519.SignatureSize)
+	const fileID = "00112233445566778899aabbccddeeff"
+	sealed := make([]byte, 1+StoreChunkOverhead)
 	f.Fuzz(func(t *testing.T, status uint16, retryAfter string, body []byte, op uint8) {
 		tr := &answerTransport{status: int(status) % 1000, retryAfter: retryAfter, body: body}
 		c := NewClient("http://login.test", &http.Client{Transport: tr, Timeout: 5 * time.Second})
@@ -146,6 +156,23 @@ func FuzzClientResponse(f *testing.F) {
 					}
 				}
 			}
+		case 15:
+			err = c.CreateStoredFile(ctx, "cred", fileID, 1, []string{"bob"})
+		case 16:
+			err = c.PutChunk(ctx, "cred", fileID, 0, sealed)
+		case 17:
+			var fi StoredFileInfo
+			if fi, err = c.StoredFile(ctx, "cred", fileID); err == nil &&
+				(fi.ID != fileID || fi.Chunks != StoreChunks(fi.Size) || fi.Have < 0 || fi.Have > fi.Chunks) {
+				t.Fatalf("StoredFile: inconsistent answer %+v", fi)
+			}
+		case 18:
+			var b []byte
+			if b, err = c.GetChunk(ctx, "cred", fileID, 0); err == nil && (len(b) <= StoreChunkOverhead || len(b) > MaxStoredChunk) {
+				t.Fatalf("GetChunk: %d bytes", len(b))
+			}
+		case 19:
+			err = c.DeleteStoredFile(ctx, "cred", fileID)
 		}
 		if err == nil {
 			return
@@ -170,7 +197,7 @@ func FuzzClientResponse(f *testing.F) {
 }
 
 // clientOps is the number of client calls FuzzClientResponse exercises.
-const clientOps = 15
+const clientOps = 20
 
 // FuzzParsePass feeds arbitrary header values to ParsePass: it must never
 // panic; its errors must wrap ErrBadPass on one line without quoting the
