@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +13,43 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// send encodes one frame every 20 ms and writes it as an RTP packet: silence,
-// mute and the end of the source change what is said, never whether a packet goes.
+// holdBeat is how often a call on hold sends a packet: one without audio
+// (codec.EmptyPacket, 1 byte of Opus), a heartbeat that keeps the path's NAT
+// bindings and relay permissions open and ICE from calling the path
+// disconnected (after 2 s without a packet). Its RTP timestamp follows the
+// time and its sequence number the packets, so the receiver fills the time
+// between with comfort noise and counts nothing lost (codec.JitterBuffer).
+const holdBeat = 200 * time.Millisecond
+
+// holdBeatFrames is holdBeat in 20 ms frames.
+const holdBeatFrames = int(holdBeat / codec.FrameDuration)
+
+// Pacing (see send).
+const (
+	// firstWait is how long the first frame of the source is waited for.
+	firstWait = 100 * time.Millisecond
+	// lateWait is how long past its time a frame is waited for before
+	// silence goes instead.
+	lateWait = 15 * time.Millisecond
+	// earlySlack is how much before the call's clock a frame of a live
+	// source may go: frames that queued in a stall drain at a packet every
+	// 10 ms.
+	earlySlack = 10 * time.Millisecond
+)
+
+// send encodes a frame every 20 ms and writes it as an RTP packet: silence,
+// mute and the end of the source change what is said, never whether a packet
+// goes. On hold (either side) it sends a heartbeat every holdBeat instead.
+//
+// The packets keep the call's clock, a frame every 20 ms, with what the
+// source has ready (a file, an echo: they go on the clock). A live source (a
+// microphone, a pipe) hands out each frame once its 20 ms have been captured,
+// on its own clock, so it sometimes has nothing ready when asked (a file read
+// ahead always has): from then on its frame goes the moment it comes, and the
+// call's clock follows the source's, so no frame waits up to 20 ms for a
+// tick, frames that queued in a stall drain, and the call's clock drifting
+// against the sound card's never makes them queue. A source late by more than
+// lateWait gets silence in its place.
 func (c *Call) send() {
 	enc, err := codec.NewEncoder(codec.EncoderConfig{})
 	if err != nil {
@@ -21,7 +57,6 @@ func (c *Call) send() {
 		return
 	}
 	silence := make([]int16, codec.FrameSamples)
-	noise := codec.NewComfortNoise(rand.Uint64())
 	seq := uint16(rand.Uint32())
 	ts := rand.Uint32()
 	sourceDone := c.media.Source == nil
@@ -29,27 +64,42 @@ func (c *Call) send() {
 	if !sourceDone {
 		src = newFrameNexter(c.ctx, c.media.Source)
 	}
-	tick := time.NewTicker(codec.FrameDuration)
-	defer tick.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	due := time.Now()           // when the next frame is due, by the call's clock
+	marker := true              // the first packet, and the first after a hold, start a talkspurt
+	sinceBeat := holdBeatFrames // frames since the last packet on hold
+	liveSource := false         // the source has had nothing ready when asked: a microphone, not a file
 	for first := true; ; first = false {
-		frame := silence
 		onHold := c.OnHold()
+		frame := silence
+		at, live := due, false // when the packet goes; whether the source set it
 		if onHold {
-			// Not heard, but a packet still goes: comfort noise keeps the
-			// path's NAT bindings open. The source waits (a file resumes
-			// where it paused).
-			frame = noise.Frame()
+			// The source waits (a file resumes where it paused).
+			sinceBeat++
 		} else if !sourceDone {
-			// The first frame may wait a little (a file starts on time);
-			// later ones never hold up the clock.
-			wait := time.Duration(0)
+			wait := time.Until(due.Add(lateWait))
 			if first {
-				wait = 100 * time.Millisecond
+				wait = firstWait // a file starts on time
+			}
+			waiting := src.ready()
+			if waiting == 0 && !first {
+				liveSource = true // nothing was ready: it is not read ahead
 			}
 			f, ok, err := src.next(wait)
 			switch {
 			case ok:
 				frame = f
+				if first || liveSource && waiting < prefetchAhead {
+					// The first frame, or a live source's. It goes now,
+					// no sooner than earlySlack before the call's clock
+					// (frames that queued in a stall drain, a packet every
+					// 10 ms), and the clock follows the source's. A file's
+					// frames, and a live source's that queued all the way,
+					// go on the clock.
+					live = true
+					at = maxTime(time.Now(), due.Add(-earlySlack))
+				}
 			case err != nil:
 				if !errors.Is(err, io.EOF) {
 					c.s.c.log.Warn("audio source failed", "call", c.ID, "err", err)
@@ -58,32 +108,72 @@ func (c *Call) send() {
 				if c.media.OnSourceEnd != nil {
 					c.media.OnSourceEnd()
 				}
+			default:
+				at = time.Now() // late: silence now
 			}
 		}
-		if c.muted.Load() && !onHold {
-			frame = silence
-		}
-		payload, err := enc.Encode(frame)
-		if err != nil {
-			c.failAsync(fmt.Errorf("client: encode: %w", err))
+		if !sleepUntil(c.ctx, timer, at) {
 			return
 		}
-		pkt := &rtp.Packet{
-			Header:  rtp.Header{Version: 2, Marker: first, SequenceNumber: seq, Timestamp: ts},
-			Payload: payload,
+		var payload []byte
+		switch {
+		case onHold && sinceBeat < holdBeatFrames:
+			// Nothing this frame; its time passes (ts below).
+		case onHold:
+			payload, sinceBeat, marker = codec.EmptyPacket(), 0, true
+		default:
+			if c.muted.Load() {
+				frame = silence
+			}
+			if payload, err = enc.Encode(frame); err != nil {
+				c.failAsync(fmt.Errorf("client: encode: %w", err))
+				return
+			}
+			sinceBeat = holdBeatFrames
 		}
-		if err := c.track.WriteRTP(pkt); err == nil {
-			c.sent.Add(1)
-			c.sentB.Add(uint64(len(payload)))
+		if payload != nil {
+			pkt := &rtp.Packet{
+				Header:  rtp.Header{Version: 2, Marker: marker && !onHold, SequenceNumber: seq, Timestamp: ts},
+				Payload: payload,
+			}
+			if err := c.track.WriteRTP(pkt); err == nil {
+				c.sent.Add(1)
+				c.sentB.Add(uint64(len(payload)))
+			}
+			seq++
+			if !onHold {
+				marker = false
+			}
 		}
-		seq++
 		ts += codec.FrameSamples
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-tick.C:
+		if live {
+			due = at.Add(codec.FrameDuration)
+		} else if due = due.Add(codec.FrameDuration); due.Before(time.Now().Add(-codec.FrameDuration)) {
+			due = time.Now() // far behind (a stall): go on from now, no burst
 		}
 	}
+}
+
+// sleepUntil waits on timer until t, and reports false if ctx ended first.
+func sleepUntil(ctx context.Context, timer *time.Timer, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer.Reset(d)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // readRTCP drains RTCP for the sender so pion's interceptors see reports.
@@ -132,7 +222,7 @@ func (c *Call) receive(tr *webrtc.TrackRemote) {
 			c.media.OnRTP(pkt.Header, now)
 		}
 		if jb != nil {
-			frames, err := jb.Push(pkt.SequenceNumber, pkt.Payload)
+			frames, err := jb.PushRTP(pkt.SequenceNumber, pkt.Timestamp, pkt.Payload)
 			if err != nil {
 				c.s.c.log.Debug("jitter buffer", "err", err)
 			}

@@ -23,7 +23,8 @@ type FrameSink interface {
 // Media says what a call sends and where what it receives goes.
 type Media struct {
 	// Source is read every 20 ms; nil sends silence. Packets flow at 50 a second
-	// whatever the source says: there is no silence suppression.
+	// whatever the source says: there is no silence suppression. (On hold
+	// the source is not read, and a heartbeat goes every 200 ms.)
 	Source FrameSource
 	// Sink receives what the peer says; nil discards it (it is still counted).
 	Sink FrameSink
@@ -86,7 +87,9 @@ func (e *Echo) ReadFrame() ([]int16, error) {
 // sender's 20 ms clock never waits on a slow source (a pipe on stdin) and ending
 // a call never waits on a blocked read. Its goroutine ends when the source
 // returns an error (io.EOF at the end); a read that blocks for ever — an idle
-// pipe — is abandoned with the call, which does not wait for it.
+// pipe — is abandoned with the call, which does not wait for it. A file fills
+// its queue; a live source (a microphone) never does: it hands out each frame
+// when it has been captured (see Call.send).
 type prefetch struct {
 	frames chan []int16
 	err    error // why the source ended; set before frames is closed
@@ -96,9 +99,16 @@ type prefetch struct {
 // source read directly.
 type frameNexter interface {
 	next(wait time.Duration) (frame []int16, ok bool, err error)
+	// ready is how many frames wait to be taken: a prefetch's queue fills
+	// from a file (or a pipe fed faster than real time) but not from a live
+	// source, which hands out each frame when it has been captured. An
+	// immediate source reports one.
+	ready() int
 }
 
 type immediate struct{ src FrameSource }
+
+func (i immediate) ready() int { return 1 }
 
 func (i immediate) next(time.Duration) ([]int16, bool, error) {
 	f, err := i.src.ReadFrame()
@@ -116,7 +126,7 @@ func newFrameNexter(ctx context.Context, src FrameSource) frameNexter {
 }
 
 func newPrefetch(ctx context.Context, src FrameSource) *prefetch {
-	p := &prefetch{frames: make(chan []int16, 10)}
+	p := &prefetch{frames: make(chan []int16, prefetchAhead)}
 	go func() {
 		defer close(p.frames)
 		for {
@@ -134,6 +144,11 @@ func newPrefetch(ctx context.Context, src FrameSource) *prefetch {
 	}()
 	return p
 }
+
+func (p *prefetch) ready() int { return len(p.frames) }
+
+// prefetchAhead is how many frames a prefetch reads ahead.
+const prefetchAhead = 10
 
 // next returns the next frame if one is ready, waiting at most wait. ok is
 // false when none is; err is set once the source has ended.

@@ -11,7 +11,8 @@
 //     lost packets.
 //   - [JitterBuffer]: reorders received payloads by RTP sequence number and
 //     yields a gap-free stream of decoded frames, using FEC or PLC for
-//     packets that never came.
+//     packets that never came, and comfort noise for time the sender sent
+//     no audio for ([EmptyPacket] heartbeats on hold).
 //   - [ComfortNoise]: quiet pink noise for filling silence.
 //   - [ReadWAV], [WAVWriter], [WriteWAV]: 16-bit PCM WAV files in (any rate
 //     8-192 kHz, mono or stereo, converted with [Resample]) and out.

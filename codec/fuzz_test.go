@@ -84,6 +84,7 @@ func FuzzJitterBuffer(f *testing.F) {
 			depthLimit = DefaultJitterDepth
 		}
 		seq := start
+		var ts uint32 // RTP timestamps for PushRTP: mostly a frame a packet, sometimes jumping
 		var frames, pushes int
 		check := func(out [][]int16, err error) {
 			t.Helper()
@@ -112,24 +113,30 @@ func FuzzJitterBuffer(f *testing.F) {
 				payload = pkts[int(pick)%len(pkts)]
 			}
 			pushes++
-			check(jb.Push(seq, payload))
+			if pick%3 == 0 {
+				ts = uint32(seq)*FrameSamples + uint32(step)*4*FrameSamples
+				check(jb.PushRTP(seq, ts, payload))
+			} else {
+				check(jb.Push(seq, payload))
+			}
 			if h := jb.Held(); h > depthLimit {
 				t.Fatalf("holding %d packets with depth %d", h, cfg.Depth)
 			}
 		}
 		check(jb.Flush())
 		st := jb.Stats()
-		if got := st.Played + st.Concealed + st.RecoveredFEC; got != uint64(frames) {
+		if got := st.Played + st.Concealed + st.RecoveredFEC + st.Filled; got != uint64(frames) {
 			t.Fatalf("%d frames out, stats account for %d (%+v)", frames, got, st)
 		}
-		if got := st.Played + st.Invalid + st.Late + st.Duplicate; got != uint64(pushes) || jb.Held() != 0 {
+		if got := st.Played + st.Invalid + st.Late + st.Duplicate + st.Empty; got != uint64(pushes) || jb.Held() != 0 {
 			t.Fatalf("%d pushes, stats account for %d, %d held (%+v)", pushes, got, jb.Held(), st)
 		}
 		gap := int(maxGap)
 		if gap == 0 {
 			gap = DefaultMaxGap
 		}
-		if limit := pushes * (max(gap, 0) + 1); frames > limit {
+		// Each push: at most a gap concealed, a timestamp gap filled, and its own frame.
+		if limit := pushes * (2*max(gap, 0) + 1); frames > limit {
 			t.Fatalf("%d frames from %d pushes, limit %d", frames, pushes, limit)
 		}
 	})

@@ -63,6 +63,16 @@ type JitterStats struct {
 	// sequence numbers) behind the playout point, taken as the sender
 	// restarting its sequence numbers.
 	Resyncs uint64
+	// Filled counts frames of comfort noise for audio the sender did not
+	// send, which is neither lost nor concealed: one for each packet
+	// without audio (Empty), and the time between packets whose RTP
+	// timestamps ([JitterBuffer.PushRTP]) moved on by more frames than
+	// their sequence numbers did (at most MaxGap at a time; the rest count
+	// as Skipped).
+	Filled uint64
+	// Empty counts packets without audio ([IsEmpty]: a call's heartbeats on
+	// hold, DTX) played, as comfort noise.
+	Empty uint64
 }
 
 // JitterBuffer reorders received RTP payloads by their 16-bit sequence
@@ -79,6 +89,16 @@ type JitterStats struct {
 // gap is resolved, in order. Packets arriving after their slot was played
 // out are dropped (Late), as are second copies (Duplicate).
 //
+// Packets pushed with their RTP timestamps ([JitterBuffer.PushRTP]) also
+// keep the output in step with the sender's clock where the sender sent
+// nothing: when a packet's timestamp is further on than its sequence number
+// accounts for (a sender on hold sends one packet without audio every 200
+// ms, its timestamps following the time), the frames in between come out as
+// comfort noise, at most MaxGap of them. A packet without audio ([IsEmpty])
+// comes out as comfort noise too, without touching the decoder, and a lost
+// packet next to one is filled with comfort noise, not concealed by PLC (which
+// would extrapolate the audio from before the hold).
+//
 // The first packet pushed sets the starting sequence number; a packet
 // older than it that arrives later counts as late. Payloads are copied.
 // A JitterBuffer, and the Decoder it drives, are not safe for concurrent
@@ -89,10 +109,23 @@ type JitterBuffer struct {
 	depth   int
 	maxGap  int
 	started bool
-	next    uint16            // sequence number to play next
-	pending map[uint16][]byte // held packets, all at or after next
+	next    uint16                // sequence number to play next
+	pending map[uint16]heldPacket // held packets, all at or after next
 	history [historySize]uint32
 	stats   JitterStats
+
+	noise     *ComfortNoise // fills what the sender did not send
+	haveLast  bool          // lastSeq and lastTS are set
+	lastSeq   uint16        // the last packet played that had a timestamp,
+	lastTS    uint32        // and its timestamp
+	lastEmpty bool          // the last packet played carried no audio
+}
+
+// heldPacket is a packet waiting to be played.
+type heldPacket struct {
+	payload []byte
+	ts      uint32
+	hasTS   bool
 }
 
 // NewJitterBuffer returns a jitter buffer that decodes with dec. If dec is
@@ -103,7 +136,8 @@ func NewJitterBuffer(dec *Decoder, cfg JitterConfig) *JitterBuffer {
 		dec:     dec,
 		depth:   cfg.Depth,
 		maxGap:  cfg.MaxGap,
-		pending: make(map[uint16][]byte),
+		pending: make(map[uint16]heldPacket),
+		noise:   NewComfortNoise(0x70617273),
 	}
 	if j.dec == nil {
 		j.dec, j.decErr = NewDecoder()
@@ -130,6 +164,17 @@ func NewJitterBuffer(dec *Decoder, cfg JitterConfig) *JitterBuffer {
 // returned only if the decoder itself fails, together with the frames made
 // before the failure.
 func (j *JitterBuffer) Push(seq uint16, payload []byte) ([][]int16, error) {
+	return j.push(seq, heldPacket{payload: payload})
+}
+
+// PushRTP is Push with the packet's RTP timestamp (48 kHz, FrameSamples a
+// frame), so that time the sender did not fill with packets comes out as
+// comfort noise (see [JitterBuffer]).
+func (j *JitterBuffer) PushRTP(seq uint16, ts uint32, payload []byte) ([][]int16, error) {
+	return j.push(seq, heldPacket{payload: payload, ts: ts, hasTS: true})
+}
+
+func (j *JitterBuffer) push(seq uint16, h heldPacket) ([][]int16, error) {
 	if j.decErr != nil {
 		return nil, fmt.Errorf("codec: jitter push: %w", j.decErr)
 	}
@@ -150,6 +195,7 @@ func (j *JitterBuffer) Push(seq uint16, payload []byte) ([][]int16, error) {
 		// The sender restarted its sequence: play out what is held and
 		// start again from this packet.
 		j.stats.Resyncs++
+		j.haveLast = false
 		var err error
 		if out, err = j.drain(out, true); err != nil {
 			return out, fmt.Errorf("codec: jitter push: %w", err)
@@ -160,7 +206,8 @@ func (j *JitterBuffer) Push(seq uint16, payload []byte) ([][]int16, error) {
 		j.stats.Duplicate++
 		return out, nil
 	}
-	j.pending[seq] = append([]byte(nil), payload...)
+	h.payload = append([]byte(nil), h.payload...)
+	j.pending[seq] = h
 	out, err := j.drain(out, false)
 	if err != nil {
 		return out, fmt.Errorf("codec: jitter push: %w", err)
@@ -194,11 +241,10 @@ func (j *JitterBuffer) drain(out [][]int16, all bool) ([][]int16, error) {
 	for {
 		if p, ok := j.pending[j.next]; ok {
 			delete(j.pending, j.next)
-			frame, err := j.play(p)
-			if err != nil {
+			var err error
+			if out, err = j.play(out, p); err != nil {
 				return out, err
 			}
-			out = append(out, frame)
 			j.next++
 			continue
 		}
@@ -208,7 +254,7 @@ func (j *JitterBuffer) drain(out [][]int16, all bool) ([][]int16, error) {
 		// Give up on the gap before the oldest held packet.
 		first, gap := j.oldest()
 		var err error
-		out, err = j.conceal(out, gap, j.pending[first])
+		out, err = j.conceal(out, gap, j.pending[first].payload)
 		if err != nil {
 			return out, err
 		}
@@ -229,22 +275,45 @@ func (j *JitterBuffer) oldest() (uint16, int) {
 	return best, bestDist
 }
 
-// play decodes a received packet, concealing it if it does not decode.
-func (j *JitterBuffer) play(p []byte) ([]int16, error) {
-	frame, err := j.dec.Decode(p)
+// play appends the frames of the packet at next: comfort noise for the time
+// before it that the sender sent nothing for, then its own frame (decoded,
+// comfort noise when it has no audio, concealed if it does not decode).
+func (j *JitterBuffer) play(out [][]int16, h heldPacket) ([][]int16, error) {
+	if h.hasTS {
+		if j.haveLast {
+			// Frames by the timestamps, less those the sequence numbers
+			// account for (played, concealed or skipped).
+			unsent := int(int32(h.ts-j.lastTS))/FrameSamples - int(j.next-j.lastSeq)
+			if unsent > 0 {
+				n := min(unsent, j.maxGap)
+				j.stats.Skipped += uint64(unsent - n)
+				for range n {
+					out = append(out, j.noise.Frame())
+				}
+				j.stats.Filled += uint64(n)
+			}
+		}
+		j.haveLast, j.lastSeq, j.lastTS = true, j.next, h.ts
+	}
+	j.history[j.next%historySize] = uint32(j.next) + 1
+	if j.lastEmpty = IsEmpty(h.payload); j.lastEmpty {
+		j.stats.Empty++
+		j.stats.Filled++
+		return append(out, j.noise.Frame()), nil
+	}
+	frame, err := j.dec.Decode(h.payload)
 	if err == nil {
 		j.stats.Played++
-		j.history[j.next%historySize] = uint32(j.next) + 1
-		return frame, nil
+		return append(out, frame), nil
 	}
 	j.stats.Invalid++
 	j.history[j.next%historySize] = 0
 	frame, err = j.dec.Conceal()
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	j.stats.Concealed++
-	return frame, nil
+	return append(out, frame), nil
 }
 
 // conceal emits frames for the gap of gap frames starting at next; after
@@ -257,6 +326,15 @@ func (j *JitterBuffer) conceal(out [][]int16, gap int, after []byte) ([][]int16,
 	if n > j.maxGap {
 		j.stats.Skipped += uint64(n - j.maxGap)
 		n = j.maxGap
+	}
+	if j.lastEmpty || IsEmpty(after) {
+		// Lost between packets without audio (on hold): more of the
+		// same, not PLC of whatever was said before.
+		for range n {
+			out = append(out, j.noise.Frame())
+		}
+		j.stats.Concealed += uint64(n)
+		return out, nil
 	}
 	if n == 1 && gap == 1 && hasFEC(after) {
 		if frame, err := j.dec.DecodeFEC(after); err == nil {

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -348,5 +349,116 @@ func TestJitterBufferContinuesAfterFlush(t *testing.T) {
 	}
 	if out, _ := jb.Push(1, pkts[1]); len(out) != 0 || jb.Stats().Late != 1 {
 		t.Errorf("Push(1) after Flush = %d frames, Late %d; want 0, 1", len(out), jb.Stats().Late)
+	}
+}
+
+// TestJitterBufferFillsWhatTheSenderDidNotSend: a call on hold sends one
+// packet without audio every 200 ms, its RTP timestamps following the time.
+// The buffer's output keeps time (a frame for every 20 ms of the sender's
+// clock), the hold is comfort noise, nothing counts as lost or concealed, and
+// a heartbeat lost on hold is filled with comfort noise, not PLC of the
+// speech before the hold.
+func TestJitterBufferFillsWhatTheSenderDidNotSend(t *testing.T) {
+	_, pkts := speechPackets(t, 1, time.Second)
+	const beat = 10 // frames between heartbeats
+	type pkt struct {
+		seq     uint16
+		ts      uint32
+		payload []byte
+	}
+	var in []pkt
+	seq, ts := uint16(65530), uint32(1<<32-5*FrameSamples) // both wrap
+	add := func(p []byte, frames int) {
+		in = append(in, pkt{seq, ts, p})
+		seq++
+		ts += uint32(frames * FrameSamples)
+	}
+	for _, p := range pkts[:20] {
+		add(p, 1)
+	}
+	holdFrom := len(in)
+	for range 10 {
+		add(EmptyPacket(), beat)
+	}
+	holdTo := 20 + 10*beat // in frames
+	for _, p := range pkts[20:40] {
+		add(p, 1)
+	}
+	wantFrames := 20 + 10*beat + 20
+
+	for _, lose := range []int{-1, holdFrom + 4} {
+		t.Run(fmt.Sprintf("lose %d", lose), func(t *testing.T) {
+			jb := NewJitterBuffer(newDecoder(t), JitterConfig{})
+			var out [][]int16
+			for i, p := range in {
+				if i == lose {
+					continue
+				}
+				f, err := jb.PushRTP(p.seq, p.ts, p.payload)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, f...)
+			}
+			f, err := jb.Flush()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, f...)
+			st := jb.Stats()
+			if len(out) != wantFrames {
+				t.Fatalf("%d frames out, want %d (%+v)", len(out), wantFrames, st)
+			}
+			if st.Played != 40 || st.Skipped != 0 || st.Invalid != 0 {
+				t.Errorf("stats %+v: want 40 played, nothing skipped or invalid", st)
+			}
+			wantEmpty, wantConcealed := uint64(10), uint64(0)
+			if lose >= 0 {
+				wantEmpty, wantConcealed = 9, 1
+			}
+			if st.Empty != wantEmpty || st.Concealed != wantConcealed || st.Filled != uint64(10*beat)-wantConcealed {
+				t.Errorf("stats %+v: want %d empty, %d concealed, %d filled", st, wantEmpty, wantConcealed, uint64(10*beat)-wantConcealed)
+			}
+			// The hold: quiet comfort noise throughout, not the speech
+			// before it extrapolated.
+			hold := concat(out[20:holdTo])
+			if lvl := 20 * math.Log10(rms(hold)/32768+1e-12); lvl > -50 || lvl < -75 {
+				t.Errorf("the hold came out at %.1f dBFS, want comfort noise (about -60)", lvl)
+			}
+			for i := 20; i < holdTo; i++ {
+				if lvl := 20 * math.Log10(rms(out[i])/32768+1e-12); lvl > -45 {
+					t.Errorf("frame %d of the hold at %.1f dBFS", i, lvl)
+				}
+			}
+		})
+	}
+
+	// Without timestamps (Push), a packet without audio is one frame of
+	// comfort noise.
+	jb := NewJitterBuffer(newDecoder(t), JitterConfig{})
+	out, err := jb.Push(7, EmptyPacket())
+	if err != nil || len(out) != 1 || jb.Stats().Empty != 1 {
+		t.Fatalf("Push(empty) = %d frames, %v, stats %+v; want 1 frame of comfort noise", len(out), err, jb.Stats())
+	}
+	// A timestamp jump longer than MaxGap fills MaxGap frames.
+	if out, _ = jb.PushRTP(8, 0, pkts[0]); len(out) != 1 {
+		t.Fatalf("%d frames, want 1", len(out))
+	}
+	out, _ = jb.PushRTP(9, 100*FrameSamples, pkts[1])
+	if st := jb.Stats(); len(out) != DefaultMaxGap+1 || st.Skipped != 99-DefaultMaxGap {
+		t.Errorf("a jump of 100 frames: %d frames out, %d skipped; want %d and %d", len(out), st.Skipped, DefaultMaxGap+1, 99-DefaultMaxGap)
+	}
+}
+
+func TestEmptyPacket(t *testing.T) {
+	p := EmptyPacket()
+	if !IsEmpty(p) || checkPacket(p) != nil {
+		t.Fatalf("EmptyPacket() = %x: empty %v, %v", p, IsEmpty(p), checkPacket(p))
+	}
+	_, pkts := speechPackets(t, 1, time.Second)
+	for _, q := range pkts {
+		if IsEmpty(q) {
+			t.Fatalf("an encoded frame %x counts as empty", q)
+		}
 	}
 }

@@ -22,11 +22,16 @@ const (
 	MaxPacketSize = 1275
 )
 
-// Encoder defaults, applied for zero Config fields.
+// Encoder defaults, applied for zero Config fields. 17 kbit/s with 15%
+// expected loss is where libopus 1.3 codes speech in SILK mid-band (audio to
+// 6 kHz) with in-band FEC in the voiced frames: about 35 bytes a frame, so a
+// call costs about 35 kbit/s a direction at the IP layer. libopus gives FEC
+// to wide-band speech only from about 24 kbit/s. docs/codec.md has the
+// measurements.
 const (
-	DefaultBitrate        = 32000
+	DefaultBitrate        = 17000
 	DefaultComplexity     = 9
-	DefaultPacketLossPerc = 5
+	DefaultPacketLossPerc = 15
 )
 
 // EncoderConfig tunes NewEncoder. The zero value gives the defaults.
@@ -36,14 +41,16 @@ const (
 // 0 (lowest complexity / no expected loss). Anything else is ErrConfig.
 type EncoderConfig struct {
 	// Bitrate is the target bit rate in bits/s, 6000..300000 (the most
-	// libopus uses for mono); 0 = 32000.
+	// libopus uses for mono); 0 = 17000.
 	Bitrate int
 	// Complexity is the libopus encoder complexity: 1..10 as given,
 	// 0 = default 9, -1 = libopus complexity 0 (cheapest).
 	Complexity int
 	// PacketLossPerc is the expected packet loss in percent, used by
-	// libopus to size the in-band FEC: 1..100 as given, 0 = 5,
-	// -1 = expect no loss (libopus then spends almost nothing on FEC).
+	// libopus to size the in-band FEC: 1..100 as given, 0 = 15,
+	// -1 = expect no loss (libopus then codes no FEC). Above 5%, libopus
+	// narrows the audio band until the bit rate leaves room for FEC; at
+	// 5% or less it codes FEC only when the rate allows it at full band.
 	PacketLossPerc int
 }
 
@@ -255,6 +262,20 @@ func checkPacket(p []byte) error {
 	}
 	return nil
 }
+
+// EmptyPacket returns an Opus packet that carries no audio: one TOC byte
+// (SILK wide-band, 20 ms, one frame) with a frame of zero length (RFC 6716
+// section 3.2.1), what an Opus DTX frame is. A call on hold sends these as
+// heartbeats; [JitterBuffer] plays them as comfort noise, and a browser's
+// decoder as DTX.
+func EmptyPacket() []byte { return []byte{emptyTOC} }
+
+// emptyTOC is SILK wide-band 20 ms (configuration 9), mono, code 0.
+const emptyTOC = 9 << 3
+
+// IsEmpty reports whether p is an Opus packet without audio: a lone TOC
+// byte of code 0 (one frame, of zero length), as [EmptyPacket] and DTX make.
+func IsEmpty(p []byte) bool { return len(p) == 1 && p[0]&3 == 0 }
 
 // hasFEC reports whether a packet's mode (SILK or hybrid) can carry
 // in-band FEC. CELT-only packets never do.

@@ -14,9 +14,9 @@ func TestNewEncoderConfig(t *testing.T) {
 		wantErr                     error
 		bitrate, complexity, lossPc int
 	}{
-		{"defaults", EncoderConfig{}, nil, 32000, 9, 5},
+		{"defaults", EncoderConfig{}, nil, DefaultBitrate, DefaultComplexity, DefaultPacketLossPerc},
 		{"explicit", EncoderConfig{Bitrate: 24000, Complexity: 5, PacketLossPerc: 20}, nil, 24000, 5, 20},
-		{"literal zeros", EncoderConfig{Complexity: -1, PacketLossPerc: -1}, nil, 32000, 0, 0},
+		{"literal zeros", EncoderConfig{Complexity: -1, PacketLossPerc: -1}, nil, DefaultBitrate, 0, 0},
 		{"max", EncoderConfig{Bitrate: 300000, Complexity: 10, PacketLossPerc: 100}, nil, 300000, 10, 100},
 		{"bitrate too high", EncoderConfig{Bitrate: 300001}, ErrConfig, 0, 0, 0},
 		{"bitrate too low", EncoderConfig{Bitrate: 5999}, ErrConfig, 0, 0, 0},

@@ -628,13 +628,14 @@ type capturedPacket struct {
 	src, dst         netip.Addr
 	proto            byte // 6 TCP, 17 UDP
 	srcPort, dstPort uint16
+	ipLen            int // the IPv4 packet's total length, headers included
 	payload          []byte
 }
 
 // readPcapPackets reads a classic little-endian pcap file of Ethernet frames
 // (as tcpdump writes for a veth or the loopback interface) and returns its IPv4
 // TCP and UDP packets.
-func readPcapPackets(t *testing.T, path string) []capturedPacket {
+func readPcapPackets(t testing.TB, path string) []capturedPacket {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	must(t, err)
@@ -659,7 +660,7 @@ func readPcapPackets(t *testing.T, path string) []capturedPacket {
 		if len(ip) < ihl+8 {
 			continue
 		}
-		p := capturedPacket{at: time.Unix(int64(sec), int64(usec)*1000), proto: ip[9],
+		p := capturedPacket{at: time.Unix(int64(sec), int64(usec)*1000), proto: ip[9], ipLen: int(binary.BigEndian.Uint16(ip[2:])),
 			src: netip.AddrFrom4([4]byte(ip[12:16])), dst: netip.AddrFrom4([4]byte(ip[16:20]))}
 		l4 := ip[ihl:]
 		p.srcPort, p.dstPort = binary.BigEndian.Uint16(l4), binary.BigEndian.Uint16(l4[2:])

@@ -236,3 +236,31 @@ func TestCorrelate(t *testing.T) {
 		t.Errorf("MatchEnvelope(noise with same envelope) = %.2f, want >= 0.8", c)
 	}
 }
+
+func TestFindClicks(t *testing.T) {
+	pcm, at := Clicks(37*time.Millisecond, 253*time.Millisecond, 3*time.Second)
+	if len(at) != 12 {
+		t.Fatalf("%d clicks in 3 s at 253 ms, want 12", len(at))
+	}
+	// Delayed by 1234 samples, quieter, with noise.
+	r := &rng{s: 3}
+	rec := make([]int16, len(pcm)+2000)
+	for i, v := range pcm {
+		rec[i+1234] = int16(0.3*float64(v) + 30*r.noise())
+	}
+	got := FindClicks(rec, 100*time.Millisecond)
+	if len(got) != len(at) {
+		t.Fatalf("found %d clicks, want %d: %v", len(got), len(at), got)
+	}
+	for i := range got {
+		if d := got[i] - at[i] - 1234; d < -2 || d > 2 {
+			t.Errorf("click %d found at %d, want %d", i, got[i], at[i]+1234)
+		}
+	}
+	if got := FindClicks(Speech(1, 2*time.Second), 100*time.Millisecond); len(got) > 2 {
+		t.Errorf("found %d clicks in speech, want (almost) none", len(got))
+	}
+	if got := FindClicks(Silence(time.Second), 100*time.Millisecond); len(got) != 0 {
+		t.Errorf("found %d clicks in silence", len(got))
+	}
+}

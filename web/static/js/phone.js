@@ -16,6 +16,10 @@ const CONNECT_TIMEOUT = 10_000;
 const SIGNAL_RETRY_FOR = 5000;
 const ICE_DISCONNECTED_GRACE = 1000;
 const RESTART_TIMEOUT = 8000;
+// The most the page's Opus encoder sends, in bit/s: what the Go client
+// encodes at and asks a browser for in its SDP (maxaveragebitrate; Go's
+// codec.DefaultBitrate, docs/codec.md).
+const OPUS_MAX_BITRATE = 17_000;
 
 export class CallError extends Error {
   constructor(kind, message) {
@@ -659,7 +663,17 @@ export class Call {
     this.phone.ui.onCallState(this);
     this.statsTimer = setInterval(() => this.updateStats(), 1000);
     this.updateStats();
+    this.capBitrate();
     this.onStart?.();
+  }
+
+  // capBitrate keeps the page's Opus at OPUS_MAX_BITRATE, as a Go peer asks
+  // in its SDP; a browser peer asks nothing (Chrome's default is 32 kbit/s).
+  capBitrate() {
+    const p = this.sender?.getParameters?.();
+    if (!p?.encodings?.length) return;
+    p.encodings[0].maxBitrate = OPUS_MAX_BITRATE;
+    this.sender.setParameters(p).catch((e) => console.debug("capping the bit rate", e.message));
   }
 
   onSignal(sig) {
