@@ -286,7 +286,7 @@ const relayAcceptanceWait = 500 * time.Millisecond
 
 // iceKeepalive is how often pion sends a consent check on the selected pair,
 // and checks whether it has gone quiet.
-const iceKeepalive = 2 * time.Second
+const iceKeepalive = time.Second
 
 // DTLS-SRTP protection profiles (RFC 5764, RFC 7714), by their numbers (the
 // type is pion/dtls's).
