@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/client/im"
+	"github.com/parley/parley/codec"
 	"github.com/parley/parley/internal/identity"
 	"github.com/parley/parley/wire/loginapi"
 	"github.com/parley/parley/wire/presence"
@@ -149,6 +150,9 @@ func constants() []constant {
 		{name: "PRESENCE_OFFLINE", from: "presence.Offline", value: presence.Offline},
 		{name: "PRESENCE_ONLINE", from: "presence.Online", value: presence.Online},
 		{name: "PRESENCE_SETTABLE", from: "presence.Settable()", value: presence.Settable()},
+		// Package codec: what the page's Opus sends at most (js/phone.js),
+		// what a Go peer encodes at and asks for in its SDP.
+		{name: "CODEC_DEFAULT_BITRATE", from: "codec.DefaultBitrate", value: codec.DefaultBitrate},
 
 		// Package wire/signal: call signalling (js/signal.js, js/phone.js).
 		{name: "SIGNAL_CONTEXT", from: "signal.Context", value: signal.Context},

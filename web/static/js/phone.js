@@ -8,7 +8,7 @@
 import * as signal from "./signal.js";
 import { randomHex, validUser } from "./util.js";
 // MAX_TRICKLED: candidates kept for a description not applied yet; PROBE_TIMEOUT in ms.
-import { SIGNAL_MAX_TRICKLED as MAX_TRICKLED, SIGNAL_PROBE_TIMEOUT_MS as PROBE_TIMEOUT } from "./wire.gen.js";
+import { SIGNAL_MAX_TRICKLED as MAX_TRICKLED, SIGNAL_PROBE_TIMEOUT_MS as PROBE_TIMEOUT, CODEC_DEFAULT_BITRATE } from "./wire.gen.js";
 
 const GATHER_TIMEOUT = 4000;
 const RING_TIMEOUT = 30_000;
@@ -16,10 +16,7 @@ const CONNECT_TIMEOUT = 10_000;
 const SIGNAL_RETRY_FOR = 5000;
 const ICE_DISCONNECTED_GRACE = 1000;
 const RESTART_TIMEOUT = 8000;
-// The most the page's Opus encoder sends, in bit/s: what the Go client
-// encodes at and asks a browser for in its SDP (maxaveragebitrate; Go's
-// codec.DefaultBitrate, docs/codec.md).
-const OPUS_MAX_BITRATE = 17_000;
+
 
 export class CallError extends Error {
   constructor(kind, message) {
@@ -667,12 +664,13 @@ export class Call {
     this.onStart?.();
   }
 
-  // capBitrate keeps the page's Opus at OPUS_MAX_BITRATE, as a Go peer asks
+  // capBitrate keeps the page's Opus at CODEC_DEFAULT_BITRATE (Go's
+  // codec.DefaultBitrate, docs/codec.md), as a Go peer asks
   // in its SDP; a browser peer asks nothing (Chrome's default is 32 kbit/s).
   capBitrate() {
     const p = this.sender?.getParameters?.();
     if (!p?.encodings?.length) return;
-    p.encodings[0].maxBitrate = OPUS_MAX_BITRATE;
+    p.encodings[0].maxBitrate = CODEC_DEFAULT_BITRATE;
     this.sender.setParameters(p).catch((e) => console.debug("capping the bit rate", e.message));
   }
 

@@ -6,6 +6,9 @@
 // Each is named after its Go package and identifier; durations are whole
 // numbers in the unit the name ends with (_MS, _SECONDS); lists are arrays.
 
+// CODEC_DEFAULT_BITRATE is codec.DefaultBitrate.
+export const CODEC_DEFAULT_BITRATE = 17000;
+
 // IDENTITY_ALG is identity.Alg.
 export const IDENTITY_ALG = "Ed25519";
 // IDENTITY_MAX_TOKEN_LEN is identity.MaxTokenLen.
