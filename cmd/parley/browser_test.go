@@ -646,7 +646,8 @@ func (b *browser) screenshot() []byte {
 // headers (on the API too), and the supernode passes the page's API
 // requests on to its login server (one origin for the page).
 func TestWebServed(t *testing.T) {
-	lAddr, sAddr, turn := freePort(t), freePort(t), freePort(t)
+	ports := freePorts(t, 3)
+	lAddr, sAddr, turn := ports[0], ports[1], ports[2]
 	start(t, nil, "login-server", "--max-registrations-per-addr", "1000", "--web", "--listen", lAddr, "--data", t.TempDir(), "--supernode-allow", "127.0.0.0/8")
 	loginURL := "http://" + lAddr
 	waitHTTP(t, loginURL+"/healthz")
@@ -691,7 +692,8 @@ func TestWebServed(t *testing.T) {
 // used up its failed sign-ins does not lock out another behind the same
 // supernode.
 func TestWebFrontKeepsBrowsersApart(t *testing.T) {
-	lAddr, sAddr, turn := freePort(t), freePort(t), freePort(t)
+	ports := freePorts(t, 3)
+	lAddr, sAddr, turn := ports[0], ports[1], ports[2]
 	start(t, nil, "login-server", "--max-registrations-per-addr", "1000", "--listen", lAddr, "--data", t.TempDir(),
 		"--supernode-allow", "127.0.0.0/8", "--trusted-proxy", "127.0.0.1/32")
 	loginURL := "http://" + lAddr
@@ -1096,7 +1098,8 @@ func TestBrowserOverTLS(t *testing.T) {
 	chromiumPath(t)
 	cert, key := writeCert(t, net.ParseIP("127.0.0.1"), "parley.test")
 	trust := "SSL_CERT_FILE=" + cert
-	lAddr, sAddr, turn, plain := freePort(t), freePort(t), freePort(t), freePort(t)
+	ports := freePorts(t, 4)
+	lAddr, sAddr, turn, plain := ports[0], ports[1], ports[2], ports[3]
 	start(t, []string{trust}, "login-server", "--max-registrations-per-addr", "1000", "--web", "--listen", lAddr, "--data", t.TempDir(),
 		"--supernode-allow", "127.0.0.0/8", "--tls-cert", cert, "--tls-key", key)
 	loginURL := "https://" + lAddr
@@ -1152,15 +1155,6 @@ func TestBrowserOverTLS(t *testing.T) {
 	b.shows("This page needs a secure origin (HTTPS or localhost)", 10*time.Second)
 }
 
-// freePortOn is a free TCP port on the loopback address host.
-func freePortOn(t *testing.T, host string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", host+":0")
-	must(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // waitErr waits until a process has logged want on stderr.
 func waitErr(t *testing.T, p *proc, want string) {
 	t.Helper()
@@ -1187,11 +1181,12 @@ func TestBrowserChoosesRelay(t *testing.T) {
 	start(t, nil, "login-server", "--max-registrations-per-addr", "1000", "--web", "--listen", lAddr, "--data", t.TempDir(), "--supernode-allow", "127.0.0.0/8")
 	loginURL := "http://" + lAddr
 	waitHTTP(t, loginURL+"/healthz")
-	good, bad := freePortOn(t, "127.0.0.3"), freePortOn(t, "127.0.0.2")
+	on3 := freePortsOn(t, "127.0.0.3", 2)
+	good, snListen, bad := on3[0], on3[1], freePortsOn(t, "127.0.0.2", 1)[0]
 	rl := start(t, nil, "relay", "--public-addr", "127.0.0.2", "--turn-udp", bad, "--turn-tcp", bad,
 		"--turn-secret-file", secretFile(t, "not-the-secret-of-this-network"), "--relay-allow-peer", "127.0.0.0/8")
 	waitErr(t, rl, "relay listening")
-	sn := start(t, []string{"PARLEY_LOGIN=" + loginURL}, "supernode", "--listen", freePortOn(t, "127.0.0.3"),
+	sn := start(t, []string{"PARLEY_LOGIN=" + loginURL}, "supernode", "--listen", snListen,
 		"--turn-udp", good, "--turn-tcp", good, "--turn-secret-file", secretFile(t, "the-secret-of-this-parley-network"),
 		"--relay", bad, "--relay-allow-peer", "127.0.0.0/8")
 	waitErr(t, sn, "listed by the login server")

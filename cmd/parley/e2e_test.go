@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -57,12 +58,42 @@ func TestMain(m *testing.M) {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return freePorts(t, 1)[0]
+}
+
+// freePorts returns n distinct ports on 127.0.0.1; see freePortsOn.
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	return freePortsOn(t, "127.0.0.1", n)
+}
+
+// freePortsOn returns n distinct ports on the loopback address host, each
+// free for both TCP and UDP when it was chosen (a TURN port listens on both).
+// The sockets are held until all n are chosen, so the kernel cannot hand the
+// same port out twice.
+func freePortsOn(t *testing.T, host string, n int) []string {
+	t.Helper()
+	var addrs []string
+	var held []io.Closer
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for len(addrs) < n {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, ln)
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		if err != nil {
+			continue // taken for UDP: try another
+		}
+		held = append(held, pc)
+		addrs = append(addrs, ln.Addr().String())
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 // proc is a running parley process.
@@ -190,7 +221,8 @@ type upNet struct {
 
 func startUp(t *testing.T) *upNet {
 	t.Helper()
-	addr, snAddr, turnAddr := freePort(t), freePort(t), freePort(t)
+	ports := freePorts(t, 3)
+	addr, snAddr, turnAddr := ports[0], ports[1], ports[2]
 	u := &upNet{
 		t:        t,
 		args:     []string{"up", "--data", t.TempDir(), "--listen", addr, "--supernode-listen", snAddr, "--turn", turnAddr},
