@@ -201,8 +201,16 @@ func TestCLIThousandMessagesWithRestart(t *testing.T) {
 			t.Errorf("%q shown %d times", text, n)
 		}
 	}
-	if len(seen) != total {
-		t.Fatalf("bob was shown %d distinct messages, want %d", len(seen), total)
+	// A message stored by the first run in the instant before SIGKILL, with
+	// its line not yet written, is in the history (checked below) but shown
+	// by neither run: the kill can cost one line of output, never a message.
+	if len(seen) < total-1 {
+		t.Fatalf("bob was shown %d distinct messages, want %d (or one fewer, for the kill)", len(seen), total)
+	}
+	for i := 1; i <= total; i++ {
+		if text := fmt.Sprintf("message %04d", i); seen[text] == 0 {
+			t.Logf("%q was not shown (stored as the first run was killed); the history must have it", text)
+		}
 	}
 	second.cmd.Process.Signal(os.Interrupt)
 	second.wait(t, 10*time.Second)
