@@ -21,6 +21,7 @@ package client
 // ([loginapi.Pass]) the operation that added them carries.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -137,9 +138,7 @@ func (s *Session) Groups() ([]GroupInfo, error) {
 	m := s.im
 	m.g.mu.Lock()
 	defer m.g.mu.Unlock()
-	if err := m.loadGroupsLocked(); err != nil {
-		return nil, err
-	}
+	// Every stored group, also one another process stored since the load.
 	ids, err := m.hist.Groups()
 	if err != nil {
 		return nil, err
@@ -149,19 +148,13 @@ func (s *Session) Groups() ([]GroupInfo, error) {
 			return nil, err
 		}
 	}
+	m.g.loaded = true
 	var out []GroupInfo
 	for _, g := range m.g.states {
 		out = append(out, info(g, s.user))
 	}
 	sortGroups(out)
 	return out, nil
-}
-
-func cmpOr(a, b int) int {
-	if a != 0 {
-		return a
-	}
-	return b
 }
 
 // Group finds a group by its id, a prefix of its id (at least 6
@@ -198,7 +191,7 @@ func GroupsIn(h *im.History, me string) ([]GroupInfo, error) {
 
 func sortGroups(gs []GroupInfo) {
 	slices.SortFunc(gs, func(a, b GroupInfo) int {
-		return cmpOr(strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)), strings.Compare(a.ID, b.ID))
+		return cmp.Or(strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)), strings.Compare(a.ID, b.ID))
 	})
 }
 

@@ -31,12 +31,8 @@ func (m *messenger) merge(id string, ops []*im.GroupOp) (*im.GroupState, []*im.G
 	}
 	g := m.g.states[id]
 	if len(added) > 0 || g == nil {
-		log, err := m.hist.GroupOps(id)
-		if err != nil {
-			m.g.mu.Unlock()
-			return nil, nil, err
-		}
-		if g, err = im.Replay(id, log); err != nil {
+		// The log read above and what was added to it: no second read.
+		if g, err = im.Replay(id, append(log, added...)); err != nil {
 			m.g.mu.Unlock()
 			return nil, added, err // no create yet: kept until it comes
 		}
