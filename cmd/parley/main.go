@@ -10,6 +10,7 @@ package main
 import (
 	"cmp"
 	"context"
+	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,47 +28,10 @@ import (
 	"github.com/parley/parley/internal/cli"
 )
 
-const usage = `usage: parley [global flags] COMMAND [flags] [args]
-
-Servers:
-  up                 a whole local network on 127.0.0.1: login server + web page,
-                     supernode, and the echo user
-  login-server       the central login server
-  supernode          a supernode (presence, call signalling, STUN and a relay)
-  relay              a standalone TURN relay
-
-Client:
-  register USER      create an account (and log in)
-  login USER         log in; the credential is kept in --home
-  passwd             change the password (new one from PARLEY_NEW_PASSWORD or a prompt)
-  listen             go online; with --answer, answer calls
-  call USER          call USER
-  echo [USER]        a sound-test user that plays back what it hears (default: echo)
-  lookup USER...     where users are online, and the overlay hops each lookup took
-  contacts SUB       contacts: add USER, accept USER, decline USER, list [--json]
-  status [STATUS]    show or set your status: online, away, busy or invisible
-  search TEXT        user names starting with TEXT
-  devices [SUB]      your devices (this one marked); remove KEY: it gets nothing more
-  chat USER [MSG]    send USER a message; without MSG, a conversation (one message per line)
-  history USER       the conversation with USER, from this home's history
-  group SUB          groups: create NAME [USER...], add|remove|admin GROUP USER,
-                     rename GROUP NAME, leave|info GROUP, list; chat/history --group GROUP
-
-  help [COMMAND]     this text, or a command's flags (also COMMAND --help)
-  version            this build's version and VCS revision
-
-Global flags (before or after the command):
-  --home DIR         the user's key, credential and state (env PARLEY_HOME, default ~/.parley)
-  --login URL        the login server (env PARLEY_LOGIN)
-  --user NAME        the user to log in as when the home has none yet (env PARLEY_USER)
-  --log-level LEVEL  debug, info, warn or error (default warn for clients, info for servers)
-  --log-format FMT   servers' logs: text (default) or json
-  --supernode URL    the supernode to attach to first, ws://host:port/v1/ws (env PARLEY_SUPERNODE;
-                     default: the nearest of up to 5 from the login server's list and the host cache)
-
-The password is read from PARLEY_PASSWORD or a prompt, never from a flag.
-Client commands take --json: JSON on stdout only (docs/cli.md).
-`
+// usage is `parley help`.
+//
+//go:embed usage.txt
+var usage string
 
 // revision is the VCS revision this binary was built from, stamped at link
 // time: go build -ldflags "-X main.revision=…" (the Makefile does).
