@@ -27,6 +27,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench GroupMessage -benchtime 5x ./client/
 	$(GO) test -run '^$$' -bench LabCallSetup -benchtime 5x ./cmd/parley/
 	$(GO) test -run '^$$' -bench LabCallBits -benchtime 1x ./cmd/parley/
+	$(GO) test -run '^$$' -bench BrowserCallSetup -benchtime 20x ./cmd/parley/
 
 fuzz: deps
 	scripts/fuzz.sh

@@ -56,13 +56,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	return freePorts(t, 1)[0]
 }
 
 // freePorts returns n distinct ports on 127.0.0.1; see freePortsOn.
-func freePorts(t *testing.T, n int) []string {
+func freePorts(t testing.TB, n int) []string {
 	t.Helper()
 	return freePortsOn(t, "127.0.0.1", n)
 }
@@ -71,7 +71,7 @@ func freePorts(t *testing.T, n int) []string {
 // free for both TCP and UDP when it was chosen (a TURN port listens on both).
 // The sockets are held until all n are chosen, so the kernel cannot hand the
 // same port out twice.
-func freePortsOn(t *testing.T, host string, n int) []string {
+func freePortsOn(t testing.TB, host string, n int) []string {
 	t.Helper()
 	var addrs []string
 	var held []io.Closer
@@ -204,7 +204,7 @@ func runParleyIn(t testing.TB, ns string, env []string, args ...string) (stdout,
 }
 
 // upNetwork runs `parley up` on free ports and waits until echo is online.
-func upNetwork(t *testing.T) (loginURL string) {
+func upNetwork(t testing.TB) (loginURL string) {
 	t.Helper()
 	return startUp(t).loginURL
 }
@@ -212,14 +212,14 @@ func upNetwork(t *testing.T) (loginURL string) {
 // upNet is a running `parley up` that a test can crash and start again on
 // the same ports and data.
 type upNet struct {
-	t        *testing.T
+	t        testing.TB
 	args     []string
 	snAddr   string
 	loginURL string
 	p        *proc
 }
 
-func startUp(t *testing.T) *upNet {
+func startUp(t testing.TB) *upNet {
 	t.Helper()
 	ports := freePorts(t, 3)
 	addr, snAddr, turnAddr := ports[0], ports[1], ports[2]

@@ -11,6 +11,7 @@ import { randomHex, validUser } from "./util.js";
 import { SIGNAL_MAX_TRICKLED as MAX_TRICKLED, SIGNAL_PROBE_TIMEOUT_MS as PROBE_TIMEOUT, CODEC_DEFAULT_BITRATE } from "./wire.gen.js";
 
 const GATHER_TIMEOUT = 4000;
+const TRICKLE_WAIT = 150; // the longest a first offer or answer waits for a relayed candidate (ms)
 const RING_TIMEOUT = 30_000;
 const CONNECT_TIMEOUT = 10_000;
 const SIGNAL_RETRY_FOR = 5000;
@@ -178,6 +179,25 @@ function waitGathered(pc) {
       resolve();
     }
     function check() { if (pc.iceGatheringState === "complete") done(); }
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+// waitRelayed resolves when pc's local description holds a relayed
+// candidate, when gathering is over, or after ms, whichever comes first.
+function waitRelayed(pc, ms) {
+  return new Promise((resolve) => {
+    const has = () => pc.iceGatheringState === "complete" || / typ host /.test(pc.localDescription?.sdp || "");
+    if (has()) { resolve(); return; }
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      pc.removeEventListener("icecandidate", check);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    }
+    function check() { if (has()) setTimeout(done, 10); }
+    pc.addEventListener("icecandidate", check);
     pc.addEventListener("icegatheringstatechange", check);
   });
 }
@@ -564,6 +584,45 @@ export class Call {
     return this.pc.localDescription.sdp;
   }
 
+  // setLocalTrickle is setLocal for the first negotiation: the description
+  // goes out once it holds a relayed candidate (or gathering is over, or
+  // after TRICKLE_WAIT), and each candidate found after that follows in a
+  // "candidate" signal (after trickleReady, once the description is sent),
+  // as the Go client's do (docs/protocol.md, "Trickle ICE"). Chromium
+  // gathers in steps 50 ms apart, its TCP candidates last; the description
+  // no longer waits for those. An ICE restart's descriptions carry all their
+  // candidates (setLocal).
+  async setLocalTrickle(desc) {
+    const t = { ready: false, done: false, queue: [] };
+    this.trickle = t;
+    this.pc.onicecandidate = (ev) => {
+      if (this.trickle !== t) return;
+      const cand = ev.candidate?.toJSON();
+      if (!cand || !cand.candidate) { t.done = true; return; } // gathering is over
+      if (t.ready) this.sendCandidate(cand); else t.queue.push(cand);
+    };
+    await this.pc.setLocalDescription(desc);
+    await waitRelayed(this.pc, TRICKLE_WAIT);
+    t.queue = []; // those found so far are in the description
+    return this.pc.localDescription.sdp;
+  }
+
+  // trickleReady sends the candidates found before the description went out.
+  trickleReady() {
+    const t = this.trickle;
+    if (!t) return;
+    t.ready = true;
+    for (const cand of t.queue) this.sendCandidate(cand);
+    t.queue = [];
+  }
+
+  stopTrickle() { this.trickle = null; }
+
+  sendCandidate(cand) {
+    const { candidate, sdpMid, sdpMLineIndex, usernameFragment } = cand;
+    this.phone.sendAsync({ kind: "candidate", call_id: this.id, to: this.peer, candidate: { candidate, sdpMid, sdpMLineIndex, usernameFragment } });
+  }
+
   addMic() {
     this.sender = this.pc.addTrack(this.micTrack, this.mic);
   }
@@ -581,10 +640,12 @@ export class Call {
     const phone = this.phone;
     this.addMic();
     const offer = await this.pc.createOffer();
-    const sdp = await this.setLocal(offer);
+    const sdp = await this.setLocalTrickle(offer);
     try {
       await phone.sendSignal({ kind: "offer", call_id: this.id, to: this.peer, sdp, ...(this.relayChoice ? { relay: this.relayChoice } : {}) });
+      this.trickleReady();
     } catch (e) {
+      this.stopTrickle();
       if (e.code === "offline") {
         let exists = true;
         try { exists = await phone.login.userExists(this.peer); } catch { /* say offline */ }
@@ -632,10 +693,11 @@ export class Call {
     this.remoteApplied();
     this.addMic();
     const answer = await this.pc.createAnswer();
-    const sdp = await this.setLocal(answer);
+    const sdp = await this.setLocalTrickle(answer);
     this.state = "connecting";
     this.phone.ui.onCallState(this);
     await this.phone.sendSignal({ kind: "answer", call_id: this.id, to: this.peer, sdp });
+    this.trickleReady();
     this.answered = true;
     await this.waitConnected();
   }
@@ -813,6 +875,7 @@ export class Call {
           if (this.pc.signalingState === "have-local-offer") {
             sdp = this.pc.localDescription.sdp;
           } else {
+            this.stopTrickle();
             sdp = await this.setLocal(await this.pc.createOffer({ iceRestart: true }));
           }
           const tag = String(++this.restarts);
@@ -843,6 +906,7 @@ export class Call {
     try {
       this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers: this.iceServers() });
       await this.pc.setRemoteDescription({ type: "offer", sdp: sig.sdp });
+      this.stopTrickle();
       const sdp = await this.setLocal(await this.pc.createAnswer());
       await this.phone.sendSignal({ kind: "re-answer", call_id: this.id, to: this.peer, sdp, attempt: sig.attempt });
     } catch (e) {
