@@ -224,12 +224,19 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 	}
 	ring := time.NewTimer(s.cfg.RingTimeout)
 	defer ring.Stop()
+	rang := false
+	ringing := func() {
+		if !rang {
+			rang = true
+			s.emit(Event{Event: "call", CallID: c.ID, Peer: peer, CallState: &CallState{State: StateRinging, Direction: "outgoing"}})
+		}
+	}
 	for {
 		select {
 		case sig := <-c.signals:
 			switch sig.Kind {
 			case signal.KindRinging:
-				s.emit(Event{Event: "call", CallID: c.ID, Peer: peer, CallState: &CallState{State: StateRinging, Direction: "outgoing"}})
+				ringing()
 				continue
 			case signal.KindDecline:
 				reason := sig.Reason
@@ -245,6 +252,10 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 				}
 				return nil, c.failReason(reason, err)
 			case signal.KindAnswer:
+				// An answer can overtake the callee's "ringing" (sent on
+				// its own); it rang all the same, and the caller's states
+				// go calling, ringing, connected in that order.
+				ringing()
 				if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sig.SDP}); err != nil {
 					return nil, c.fail(fmt.Errorf("client: call %s: remote answer: %w", peer, err))
 				}
