@@ -15,15 +15,6 @@ import (
 	"github.com/parley/parley/wire/presence"
 )
 
-const contactsUsage = `usage: parley contacts SUBCOMMAND [flags]
-
-  add USER       ask USER to become a contact (accepts when USER already asked)
-  accept USER    accept USER's contact request
-  decline USER   decline USER's request, withdraw ours, or remove the contact
-  list [--json]  the contacts: user, state (accepted, requested, pending) and,
-                 for accepted ones, presence (online, away, busy, offline)
-`
-
 // cmdContacts is `parley contacts add|accept|decline|list`.
 func cmdContacts(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
@@ -36,7 +27,7 @@ func cmdContacts(ctx context.Context, e *env, args []string) error {
 	case "list":
 		return contactsList(ctx, e, rest)
 	case "help", "-h", "--help":
-		fmt.Fprint(e.stdout, contactsUsage)
+		fmt.Fprint(e.stdout, helpText("contacts"))
 		return nil
 	}
 	err := cli.Unknown("subcommand", sub, []string{"accept", "add", "decline", "list"}, "add, accept, decline or list")

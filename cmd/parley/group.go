@@ -11,25 +11,13 @@ import (
 	"github.com/parley/parley/internal/cli"
 )
 
-const groupUsage = `usage: parley group SUBCOMMAND [flags]
-
-  create NAME [USER...]  a group of you (its admin) and USERs, your contacts
-  add GROUP USER         add USER, your contact (admins only)
-  remove GROUP USER      remove a member (admins only)
-  admin GROUP USER       make a member an admin (admins only)
-  rename GROUP NAME      rename the group (admins only)
-  leave GROUP            leave the group
-  info GROUP, list       a group, or all, as this home knows them (no network)
-GROUP is a group's name, its id or 6+ characters of its id.
-`
-
 // cmdGroup is `parley group SUBCOMMAND`: create NAME [USER...], add,
 // remove or admin GROUP USER, rename GROUP NAME, leave or info GROUP, list.
 // GROUP is a group's name or id; list and info read the local history.
 func cmdGroup(ctx context.Context, e *env, args []string) error {
 	subs := []string{"add", "admin", "create", "info", "leave", "list", "remove", "rename"}
 	if len(args) > 0 && slices.Contains([]string{"help", "-h", "--help"}, args[0]) {
-		fmt.Fprint(e.stdout, groupUsage)
+		fmt.Fprint(e.stdout, helpText("group"))
 		return nil
 	}
 	if len(args) == 0 || !slices.Contains(subs, args[0]) {

@@ -10,7 +10,7 @@ package main
 import (
 	"cmp"
 	"context"
-	_ "embed"
+	"embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,10 +28,19 @@ import (
 	"github.com/parley/parley/internal/cli"
 )
 
-// usage is `parley help`.
-//
-//go:embed usage.txt
-var usage string
+// usage is `parley help`; help holds the subcommands' help (helpText).
+var (
+	//go:embed usage.txt
+	usage string
+	//go:embed help
+	help embed.FS
+)
+
+// helpText is `parley help NAME` for a command with subcommands: help/NAME.txt.
+func helpText(name string) string {
+	b, _ := help.ReadFile("help/" + name + ".txt")
+	return string(b)
+}
 
 // revision is the VCS revision this binary was built from, stamped at link
 // time: go build -ldflags "-X main.revision=…" (the Makefile does).

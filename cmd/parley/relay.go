@@ -53,7 +53,7 @@ func cmdRelay(ctx context.Context, e *env, args []string) error {
 	if _, err := parseFlags(fs, e, args, 0, 0, ""); err != nil {
 		return err
 	}
-	if err := checkTLS(*cert, *key); err != nil {
+	if err := cluster.CheckTLSFlags(*cert, *key); err != nil {
 		return err
 	}
 	var err error
