@@ -71,6 +71,8 @@ type Call struct {
 	recvMu       sync.Mutex
 	rx           rxStats
 	path, relay  atomic.Value // string
+	pmap         *callPortMap // port mapping and what made the path direct (call_portmap.go)
+	via          atomic.Value // string: what made this end's view of the path direct
 	lastRTTNanos atomic.Int64
 }
 
@@ -99,6 +101,8 @@ func (s *Session) newCall(ctx context.Context, id, peer string, outgoing bool, r
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.path.Store("")
 	c.relay.Store("")
+	c.via.Store("")
+	c.pmap = newCallPortMap()
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateConnected:

@@ -266,6 +266,7 @@ func (c *Call) Stats() Stats {
 		Path:            c.path.Load().(string),
 		Relay:           c.relay.Load().(string),
 		RelayProtocol:   c.localRelayProtocol(),
+		DirectVia:       c.viaShown(),
 	}
 }
 

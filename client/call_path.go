@@ -45,6 +45,7 @@ func (c *Call) updatePath() {
 		}
 	}
 	v.RemoteRelay = remote.CandidateType == webrtc.ICECandidateTypeRelay
+	c.via.Store(c.directVia(local, remote, peerHostAddrs(stats)))
 	if c.setPathViews(&v, nil) {
 		c.goOwned(func() {
 			ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)

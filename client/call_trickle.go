@@ -43,6 +43,7 @@ func (c *Call) startTrickle() {
 	out := c.trickle.out
 	c.candMu.Unlock()
 	c.pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		c.onLocalCandidate(cand) // port mapping (call_portmap.go)
 		c.candMu.Lock()
 		defer c.candMu.Unlock()
 		switch {
@@ -148,6 +149,7 @@ func (c *Call) remoteApplied(early []webrtc.ICECandidateInit) {
 
 func (c *Call) applyCandidates(cands []webrtc.ICECandidateInit) {
 	for _, cand := range cands {
+		c.notePeerMapped(cand)
 		if err := c.pc.AddICECandidate(cand); err != nil {
 			c.s.c.log.Debug("a candidate of the peer's", "call", c.ID, "err", err)
 		}

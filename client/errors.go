@@ -24,6 +24,7 @@ var (
 	ErrLoginKeyChange = errors.New("the login server's key changed since this home first saw it")
 	ErrClosed         = errors.New("session closed")
 	ErrHomeCorrupt    = errors.New("home directory state is unreadable")
+	ErrNotAFile       = errors.New("not a file that can be sent (a directory, a device, or empty)")
 )
 
 // ErrNoSupernodeListed: the login server lists no supernode and the home

@@ -20,6 +20,8 @@ import "time"
 //     were read on another device of this user.
 //   - "history": count: messages another device of this user sent this one
 //     were merged into the history ([HistoryEvent]).
+//   - "file-offer", "file-progress", "file", "file-sent", "file-delivered",
+//     "file-failed": files sent and received ([FileEvent], file.go).
 type Event struct {
 	TS     time.Time `json:"ts"`
 	Event  string    `json:"event"`
@@ -37,6 +39,7 @@ type Event struct {
 	*MessageEvent
 	*PresenceEvent
 	*HistoryEvent
+	*FileEvent
 }
 
 // Call states.
@@ -79,6 +82,9 @@ type Stats struct {
 	// RelayProtocol is how this end reaches its relay (udp, tcp or tls) when
 	// its own candidate is a relay candidate.
 	RelayProtocol string `json:"relay_protocol,omitempty"`
+	// DirectVia says what made a direct path direct: host, hole-punched,
+	// port-mapped or ipv6 (client/call_portmap.go); empty when relayed.
+	DirectVia string `json:"direct_via,omitempty"`
 }
 
 // Self-promotion events ([Event.Event], package promote): "promoted"

@@ -20,7 +20,11 @@ import (
 // 0–firstRetryMax, then uniformly up to firstRetryMax·2^n, capped at retryCap;
 // reset once an attach has held for stableAfter), chooses again (hostcache.go)
 // with the dead supernode excluded for excludeFor, re-attaches with the current
-// credential and emits "online". Signals sent meanwhile wait for the new
+// credential and emits "online". A supernode shedding load (503 with a
+// Retry-After, snapi.BusyError) is not counted as failed: it is tried last
+// until its Retry-After has passed, and when every candidate failed the next
+// attempt waits at least the Retry-After plus up to half of it again
+// (reconnectDelay). Signals sent meanwhile wait for the new
 // connection (sendSignal). Only Close or an unrecoverable credential problem
 // ends the session for good (Done, Err).
 //
@@ -39,6 +43,24 @@ const (
 	// connection before it is given up.
 	signalRetryFor = 5 * time.Second
 )
+
+// reconnectDelay is the wait before reconnect attempt n after the attempt
+// before it failed with err: backoffDelay, and at least busyDelay when a
+// supernode refused with a Retry-After (snapi.BusyError, admission control).
+func reconnectDelay(n int, err error, r *rand.Rand) time.Duration {
+	d := backoffDelay(n, r)
+	if wait, ok := snapi.RetryAfter(err); ok {
+		d = max(d, busyDelay(wait, r))
+	}
+	return d
+}
+
+// busyDelay is the wait after a busy refusal asking for wait: wait plus a
+// jitter of up to half of it, so that clients refused together do not come
+// back together.
+func busyDelay(wait time.Duration, r *rand.Rand) time.Duration {
+	return wait + time.Duration(r.Int64N(int64(wait/2)+1))
+}
 
 // backoffDelay is the wait before reconnect attempt n (0-based): full jitter,
 // uniform in [0, min(retryCap, firstRetryMax·2^n)], for any n (the shared
@@ -142,8 +164,9 @@ func (s *Session) keepLoop(conn *snapi.Conn, url string) {
 			attempt = 0
 		}
 		authFailures := 0
+		var lastErr error
 		for {
-			t := time.NewTimer(backoffDelay(attempt, s.rand()))
+			t := time.NewTimer(reconnectDelay(attempt, lastErr, s.rand()))
 			select {
 			case <-s.ctx.Done():
 				t.Stop()
@@ -152,6 +175,7 @@ func (s *Session) keepLoop(conn *snapi.Conn, url string) {
 			}
 			attempt++
 			next, nextURL, err := s.attach(s.ctx, authFailures > 0)
+			lastErr = err
 			if err == nil {
 				if !s.setConn(next, nextURL) {
 					next.Close()
@@ -258,6 +282,15 @@ func (s *Session) attach(ctx context.Context, forceRenew bool) (*snapi.Conn, str
 		}
 		if ctx.Err() != nil {
 			return nil, "", ctx.Err()
+		}
+		if wait, busy := snapi.RetryAfter(err); busy {
+			// Shedding load: not dead, but not to be asked again before
+			// it said; the others are tried first meanwhile.
+			s.c.log.Info("supernode busy", "addr", u, "retry_after", wait)
+			s.exclude(u, time.Now().Add(wait))
+			allAuth = false
+			errs = append(errs, err)
+			continue
 		}
 		s.c.log.Warn("supernode unreachable", "addr", u, "err", err)
 		s.c.hosts.failure(u)

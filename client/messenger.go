@@ -168,6 +168,8 @@ type messenger struct {
 	asked      map[string]time.Time  // own device key (hex) → when this device last asked it for history
 
 	g groups
+
+	files fileSet // files (file.go)
 }
 
 // typingMark is when a typing envelope went or came, and what it said.

@@ -129,6 +129,8 @@ func (m *messenger) opened(o *im.Opened, via string) {
 		m.openedGroup(o, via)
 	case im.KindHistory:
 		m.openedHistory(o, via)
+	case im.KindFile:
+		m.openedFile(o, via)
 	}
 }
 

@@ -61,6 +61,12 @@ type SessionConfig struct {
 	// NoPresence keeps the session out of presence: its contacts are not
 	// told it is online (for one-shot commands such as sending one message).
 	NoPresence bool
+	// NoPortMapping never asks the router for a port mapping (NAT-PMP, UPnP
+	// IGD). By default a session that shows presence, attached to a
+	// supernode not on loopback, asks: each call maps its port and offers
+	// the mapping to the peer when it is on the address the internet sees
+	// (call_portmap.go).
+	NoPortMapping bool
 }
 
 // Session is a client attached to a supernode: reachable, able to call and be
@@ -113,6 +119,8 @@ type Session struct {
 	contactsKick chan struct{} // reread the contacts now (a KindContacts signal)
 
 	im *messenger // instant messages (messenger.go)
+
+	pmap *sessionPortMap // nil: no port mapping (call_portmap.go)
 }
 
 // Online logs in if needed, attaches to a supernode and returns the session.
@@ -174,6 +182,7 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 		return nil, err
 	}
 	s.user = conn.User()
+	s.pmap = newSessionPortMap(s, url)
 	s.setConn(conn, url)
 	close(s.ready)
 	s.emit(Event{Event: "online", Info: &Info{User: s.user, Supernode: url}})

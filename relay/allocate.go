@@ -8,7 +8,6 @@ import (
 	"strconv"
 
 	"github.com/pion/turn/v5"
-	"golang.org/x/time/rate"
 )
 
 // relayAddrs is the RelayAddressGenerator: it binds allocations to
@@ -52,8 +51,8 @@ func (s *Server) allocate(c turn.AllocateListenerConfig) (net.PacketConn, net.Ad
 	u := s.users[c.UserID]
 	if u == nil {
 		u = &userState{}
-		if s.burst > 0 {
-			u.limiter = rate.NewLimiter(s.limit, s.burst)
+		if s.bandwidth > 0 {
+			u.bucket = newBucket(s.bandwidth, s.burst)
 		}
 		s.users[c.UserID] = u
 	}
@@ -76,10 +75,28 @@ func (s *Server) allocate(c turn.AllocateListenerConfig) (net.PacketConn, net.Ad
 		return nil, nil, fmt.Errorf("relay: allocate %s for %s: %w", c.Network, c.UserID, err)
 	}
 	addr := s.advertised(pc)
-	rc := &relayConn{
-		PacketConn: pc, s: s, user: c.UserID, u: u, port: addr.Port,
-		addr: addr, created: s.now(), peers: make(map[netip.Addr]struct{}),
+	udp, ok := pc.(*net.UDPConn)
+	if !ok { // listenRelay makes UDP sockets
+		_ = pc.Close()
+		s.mu.Lock()
+		s.dropUserLocked(c.UserID, u)
+		s.mu.Unlock()
+		return nil, nil, fmt.Errorf("relay: allocate for %s: %T is not a UDP socket", c.UserID, pc)
 	}
+	s.setBuffers(udp, s.relayBuf, "")
+	br, err := newBatchReader(udp, relayBatch, maxPacket, 4)
+	if err != nil {
+		_ = pc.Close()
+		s.mu.Lock()
+		s.dropUserLocked(c.UserID, u)
+		s.mu.Unlock()
+		return nil, nil, fmt.Errorf("relay: allocate for %s: %w", c.UserID, err)
+	}
+	rc := &relayConn{
+		PacketConn: pc, udp: udp, br: br, s: s, user: c.UserID, u: u, port: addr.Port,
+		addr: addr, created: s.now(),
+	}
+	rc.view.Store(emptyView)
 	s.mu.Lock()
 	if s.closing {
 		s.dropUserLocked(c.UserID, u)
@@ -88,6 +105,7 @@ func (s *Server) allocate(c turn.AllocateListenerConfig) (net.PacketConn, net.Ad
 		return nil, nil, fmt.Errorf("relay: allocate for %s: %w", c.UserID, ErrClosed)
 	}
 	s.allocs[addr.Port] = rc
+	s.ports.set(addr.Port, true)
 	s.pending += 2 // the relayed conn until closed, and pion's reader until it sees the close
 	s.mu.Unlock()
 	s.c.allocsCreated.Add(1)

@@ -23,6 +23,16 @@ const (
 	// DefaultMaxConnsPerAddr is the cap of Config.MaxConnsPerAddr when it
 	// is 0.
 	DefaultMaxConnsPerAddr = 64
+	// DefaultSocketBuffer is the receive and send buffer of the TURN UDP
+	// listener when Config.SocketBuffer is 0: every client's packets queue
+	// there, and a burst that outruns the relay for a moment waits instead
+	// of being dropped (the kernel's default is about 208 KiB; coturn uses
+	// the same 2 MiB).
+	DefaultSocketBuffer = 2 << 20
+	// DefaultRelaySocketBuffer is the receive and send buffer of each
+	// allocation's relayed socket when Config.RelaySocketBuffer is 0: one
+	// allocation's peers, a call's worth of packets.
+	DefaultRelaySocketBuffer = 256 << 10
 	// MinSecretLen is the shortest TURN-REST secret New accepts.
 	MinSecretLen = 16
 )
@@ -43,6 +53,13 @@ type Config struct {
 	// GetCertificate or GetConfigForClient must be set). It is cloned; a
 	// MinVersion below TLS 1.2 is raised to TLS 1.2.
 	TLSConfig *tls.Config
+
+	// UDPListeners is how many sockets share UDPAddr (SO_REUSEPORT), each
+	// read by its own goroutine, so that clients' packets are read on
+	// several cores; the kernel sends all of one client's datagrams to the
+	// same socket. 0 = GOMAXPROCS (one socket on one core). It applies to
+	// UDPAddr only: a PacketConn is used alone.
+	UDPListeners int
 
 	// PacketConn, TCPListener and TLSListener are ready listeners to use
 	// instead of UDPAddr, TCPAddr and TLSAddr (tests, socket activation);
@@ -96,6 +113,17 @@ type Config struct {
 	// negative = unlimited.
 	UserBandwidth int
 
+	// SocketBuffer is the receive and send buffer size in bytes of the TURN
+	// UDP listener. 0 = DefaultSocketBuffer; negative = the kernel's default
+	// (net.core.rmem_default). Run as root (CAP_NET_ADMIN) the size is set
+	// whatever net.core.rmem_max and wmem_max say; otherwise the kernel caps
+	// it there. The sizes obtained are logged at start.
+	SocketBuffer int
+	// RelaySocketBuffer is the same for each allocation's relayed socket.
+	// 0 = DefaultRelaySocketBuffer; negative = the kernel's default. It is
+	// a cap, not memory set aside: an idle allocation's buffers are empty.
+	RelaySocketBuffer int
+
 	// Logger receives the relay's logs (see docs/relay.md). nil = discard.
 	Logger *slog.Logger
 	// Metrics, when set, receives the relay's Prometheus metrics
@@ -105,4 +133,8 @@ type Config struct {
 	// Now is the clock for credential expiry and bandwidth accounting.
 	// nil = time.Now.
 	Now func() time.Time
+
+	// permissionTimeout and channelTimeout shorten pion's permission and
+	// channel lifetimes (5 and 10 minutes) for tests of their expiry.
+	permissionTimeout, channelTimeout time.Duration
 }

@@ -15,9 +15,11 @@ import (
 // packetListener is the TURN/STUN UDP socket as pion sees it. pion's read loop
 // ends for good on the first read error, so transient errors are retried here
 // and only a closed socket ends it; that end is reported to the Server's
-// goroutine accounting.
+// goroutine accounting. ChannelData on a channel the fast path knows is
+// relayed here and never reaches pion (see fastpath.go).
 type packetListener struct {
 	net.PacketConn
+	br   *batchReader // reads the socket when it is a UDP socket (fast path); else nil
 	s    *Server
 	h    *listenerHealth
 	once sync.Once
@@ -26,8 +28,11 @@ type packetListener struct {
 func (p *packetListener) ReadFrom(b []byte) (int, net.Addr, error) {
 	delay := 5 * time.Millisecond
 	for {
-		n, addr, err := p.PacketConn.ReadFrom(b)
+		n, addr, err := p.read(b)
 		if err == nil {
+			if addr == nil {
+				continue // relayed on the fast path
+			}
 			return n, addr, nil
 		}
 		if errors.Is(err, net.ErrClosed) || p.s.isClosing() {
@@ -41,6 +46,22 @@ func (p *packetListener) ReadFrom(b []byte) (int, net.Addr, error) {
 			delay = min(delay*2, time.Second)
 		}
 	}
+}
+
+// read reads one datagram; a nil address and no error means the fast path
+// relayed it.
+func (p *packetListener) read(b []byte) (int, net.Addr, error) {
+	if p.br == nil {
+		return p.PacketConn.ReadFrom(b)
+	}
+	pkt, from, err := p.br.next()
+	if err != nil {
+		return 0, nil, err
+	}
+	if p.s.forwardFromClient(pkt, from) {
+		return 0, nil, nil
+	}
+	return copy(b, pkt), net.UDPAddrFromAddrPort(from), nil
 }
 
 // pause sleeps for d or until Close starts, and reports whether Close started.
@@ -147,17 +168,24 @@ func (c *streamConn) Close() error {
 //   - peer to client (ReadFrom): packets from IPs the allocation has no
 //     permission for are dropped before they count against the user's
 //     bandwidth (pion would drop them too); the rest are charged to the user's
-//     bucket and dropped when it is empty;
-//   - client to peer (WriteTo): a destination failing PeerAllowed is dropped
-//     (pion's permission check already refused it; this is a second line), a
-//     destination on the relay host itself is dropped unless its port is a
-//     live allocation's (the same-relay rule), and the rest are charged to the
-//     user's bucket and dropped when it is empty.
+//     bucket and dropped when it is empty; those from a peer with a channel
+//     bound go to the client as ChannelData right here (the fast path, see
+//     fastpath.go), the rest to pion;
+//   - client to peer (WriteTo, and toPeer on the fast path): a destination
+//     failing PeerAllowed is dropped (pion's permission check already refused
+//     it; this is a second line), a destination on the relay host itself is
+//     dropped unless its port is a live allocation's (the same-relay rule),
+//     and the rest are charged to the user's bucket and dropped when it is
+//     empty.
 //
 // Drops never return an error to pion (that would end the allocation or log
 // per packet); they are counted in Stats and logged once per allocation.
+// Its counters and view are its own: no packet takes a lock or writes a
+// word that another allocation's packets use, except the user's bucket.
 type relayConn struct {
 	net.PacketConn
+	udp     *net.UDPConn // the same socket, for writes that allocate nothing
+	br      *batchReader // reads it: room for a ChannelData header before each datagram
 	s       *Server
 	user    string
 	u       *userState
@@ -165,65 +193,86 @@ type relayConn struct {
 	addr    *net.UDPAddr
 	created time.Time
 
-	peersMu sync.RWMutex
-	peers   map[netip.Addr]struct{} // permitted peer IPs, unmapped
+	viewMu sync.Mutex // writers of view
+	view   atomic.Pointer[allocView]
 
-	bytesIn, bytesOut, dropRate, dropSelf atomic.Uint64
-	warnedSelf, warnedRate                atomic.Bool
-	readerOnce, closeOnce                 sync.Once
+	n                      allocCounters
+	warnedSelf, warnedRate atomic.Bool
+	readerOnce, closeOnce  sync.Once
 }
 
-func (c *relayConn) setPeer(ip netip.Addr, add bool) {
-	c.peersMu.Lock()
-	if add {
-		c.peers[ip] = struct{}{}
-	} else {
-		delete(c.peers, ip)
-	}
-	c.peersMu.Unlock()
+// allocCounters are one allocation's packet counters; Stats sums them.
+type allocCounters struct {
+	bytesIn, bytesOut, pktsIn, pktsOut atomic.Uint64
+	dropRate, dropSelf, dropNoPerm     atomic.Uint64
+	fastIn, fastOut                    atomic.Uint64 // packets relayed on the fast path
 }
 
-func (c *relayConn) permitted(ip netip.Addr) bool {
-	c.peersMu.RLock()
-	_, ok := c.peers[ip]
-	c.peersMu.RUnlock()
-	return ok
+// traffic is a sum of allocCounters.
+type traffic struct {
+	bytesIn, bytesOut, pktsIn, pktsOut uint64
+	dropRate, dropSelf, dropNoPerm     uint64
+	fastIn, fastOut                    uint64
+}
+
+func (a *allocCounters) addTo(t *traffic) {
+	t.bytesIn += a.bytesIn.Load()
+	t.bytesOut += a.bytesOut.Load()
+	t.pktsIn += a.pktsIn.Load()
+	t.pktsOut += a.pktsOut.Load()
+	t.dropRate += a.dropRate.Load()
+	t.dropSelf += a.dropSelf.Load()
+	t.dropNoPerm += a.dropNoPerm.Load()
+	t.fastIn += a.fastIn.Load()
+	t.fastOut += a.fastOut.Load()
 }
 
 // spend charges n bytes to the user's bucket and reports whether they fit.
 func (c *relayConn) spend(n int) bool {
-	if c.u.limiter == nil || c.u.limiter.AllowN(c.s.now(), n) {
+	if c.u.bucket == nil || c.u.bucket.allow(c.s.now().UnixNano(), n) {
 		return true
 	}
-	c.dropRate.Add(1)
-	c.s.droppedRate.Add(1)
+	c.n.dropRate.Add(1)
 	if !c.warnedRate.Swap(true) {
 		c.s.log.Info("relay: user over bandwidth; dropping packets", "user", c.user, "relay", c.addr,
-			"bytes_per_second", int(c.s.limit))
+			"bytes_per_second", c.u.bucket.rate)
 	}
 	return false
 }
 
+// droppedSelf counts a packet to the relay host itself, warning once.
+func (c *relayConn) droppedSelf(to netip.AddrPort) {
+	c.n.dropSelf.Add(1)
+	if !c.warnedSelf.Swap(true) {
+		c.s.log.Warn("relay: dropped packets to the relay host itself", "user", c.user, "relay", c.addr,
+			"to", to)
+	}
+}
+
 func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
-		n, from, err := c.PacketConn.ReadFrom(b)
+		pkt, from, err := c.br.next()
 		if err != nil {
 			c.readerOnce.Do(c.s.release)
-			return n, from, err
+			return 0, nil, err
 		}
-		ua, ok := from.(*net.UDPAddr)
-		if !ok || !c.permitted(ua.AddrPort().Addr().Unmap()) {
-			c.s.c.droppedNoPermission.Add(1)
+		n := len(pkt) - 4
+		ip := from.Addr().Unmap()
+		v := c.view.Load()
+		if _, ok := v.peers[ip]; !ok {
+			c.n.dropNoPerm.Add(1)
 			continue
 		}
 		if !c.spend(n) {
 			continue
 		}
-		c.bytesIn.Add(uint64(n))
-		c.s.relayed.Add(uint64(n))
-		c.s.c.bytesFromPeer.Add(uint64(n))
-		c.s.c.packetsFromPeer.Add(1)
-		return n, from, nil
+		c.n.bytesIn.Add(uint64(n))
+		c.n.pktsIn.Add(1)
+		if ch := v.chans[netip.AddrPortFrom(ip, from.Port())]; ch != nil {
+			c.toClient(pkt, n, ch)
+			continue
+		}
+		return copy(b, pkt[4:]), net.UDPAddrFromAddrPort(from), nil
 	}
 }
 
@@ -233,29 +282,22 @@ func (c *relayConn) WriteTo(b []byte, to net.Addr) (int, error) {
 		return 0, fmt.Errorf("relay: relay to %v: not a UDP address: %w", to, net.ErrWriteToConnected)
 	}
 	ap := ua.AddrPort()
-	ip := ap.Addr().Unmap()
-	if !addrpolicy.PeerAllowed(ip, c.s.allow) {
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if !addrpolicy.PeerAllowed(ap.Addr(), c.s.allow) {
 		c.s.refusedPeers.Add(1)
 		return len(b), nil
 	}
-	if c.s.isSelf(ip) && !c.s.isAllocPort(ap.Port()) {
-		c.dropSelf.Add(1)
-		c.s.droppedSelf.Add(1)
-		if !c.warnedSelf.Swap(true) {
-			c.s.log.Warn("relay: dropped packets to the relay host itself", "user", c.user, "relay", c.addr,
-				"to", ap)
-		}
+	if c.s.isSelf(ap.Addr()) && !c.s.ports.has(ap.Port()) {
+		c.droppedSelf(ap)
 		return len(b), nil
 	}
 	if !c.spend(len(b)) {
 		return len(b), nil
 	}
-	n, err := c.PacketConn.WriteTo(b, to)
-	c.bytesOut.Add(uint64(n))
-	c.s.relayed.Add(uint64(n))
-	c.s.c.bytesToPeer.Add(uint64(n))
+	n, err := c.udp.WriteToUDPAddrPort(b, ap)
+	c.n.bytesOut.Add(uint64(n))
 	if err == nil {
-		c.s.c.packetsToPeer.Add(1)
+		c.n.pktsOut.Add(1)
 	}
 	return n, err
 }
@@ -266,21 +308,24 @@ func (c *relayConn) WriteTo(b []byte, to net.Addr) (int, error) {
 func (c *relayConn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		s := c.s
+		s.dropChannels(c)
 		if cerr := c.PacketConn.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 			err = cerr
 		}
-		s := c.s
 		s.mu.Lock()
 		if s.allocs[c.port] == c {
 			delete(s.allocs, c.port)
+			s.ports.set(c.port, false)
 		}
+		c.n.addTo(&s.closedTraffic)
 		s.dropUserLocked(c.user, c.u)
 		s.mu.Unlock()
 		s.release()
 		s.log.Info("relay: allocation closed", "user", c.user, "relay", c.addr,
 			"age", s.now().Sub(c.created).Round(time.Second),
-			"bytes_to_peers", c.bytesOut.Load(), "bytes_from_peers", c.bytesIn.Load(),
-			"dropped_bandwidth", c.dropRate.Load(), "dropped_self", c.dropSelf.Load())
+			"bytes_to_peers", c.n.bytesOut.Load(), "bytes_from_peers", c.n.bytesIn.Load(),
+			"dropped_bandwidth", c.n.dropRate.Load(), "dropped_self", c.n.dropSelf.Load())
 	})
 	return err
 }

@@ -11,13 +11,10 @@ import (
 	"github.com/parley/parley/internal/metrics"
 )
 
-// counters are the relay's Prometheus counters beyond Stats, kept as atomics
-// on the packet path and read when the registry is scraped.
+// counters are the relay's Prometheus counters beyond Stats and the
+// allocations' own packet counters, read when the registry is scraped.
 type counters struct {
-	allocsCreated                  atomic.Uint64
-	bytesToPeer, bytesFromPeer     atomic.Uint64
-	packetsToPeer, packetsFromPeer atomic.Uint64
-	droppedNoPermission            atomic.Uint64
+	allocsCreated atomic.Uint64
 }
 
 // collector exports a Server's counters as parley_relay_… metrics
@@ -53,6 +50,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
 	st := s.Stats()
+	t := s.traffic()
 	g := func(d *prometheus.Desc, v int, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 	}
@@ -63,13 +61,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	g(c.users, st.Users)
 	g(c.conns, st.Conns)
 	n(c.allocsTotal, s.c.allocsCreated.Load())
-	n(c.bytes, s.c.bytesToPeer.Load(), "to_peer")
-	n(c.bytes, s.c.bytesFromPeer.Load(), "from_peer")
-	n(c.packets, s.c.packetsToPeer.Load(), "to_peer")
-	n(c.packets, s.c.packetsFromPeer.Load(), "from_peer")
+	n(c.bytes, t.bytesOut, "to_peer")
+	n(c.bytes, t.bytesIn, "from_peer")
+	n(c.packets, t.pktsOut, "to_peer")
+	n(c.packets, t.pktsIn, "from_peer")
 	n(c.drops, st.DroppedBandwidth, "bandwidth")
 	n(c.drops, st.DroppedSelf, "self")
-	n(c.drops, s.c.droppedNoPermission.Load(), "no_permission")
+	n(c.drops, t.dropNoPerm, "no_permission")
 	n(c.refusals, st.RefusedAuth, "auth")
 	n(c.refusals, st.RefusedPeers, "peer")
 	n(c.refusals, st.RefusedQuota, "quota")
@@ -104,7 +102,7 @@ func (s *Server) Health() error {
 		name string
 		h    *listenerHealth
 		on   bool
-	}{{"udp", &s.udpHealth, s.udp != nil}, {"tcp", &s.tcpHealth, s.tcp != nil}, {"tls", &s.tlsHealth, s.tls != nil}} {
+	}{{"udp", &s.udpHealth, len(s.udp) > 0}, {"tcp", &s.tcpHealth, s.tcp != nil}, {"tls", &s.tlsHealth, s.tls != nil}} {
 		if !l.on {
 			continue
 		}

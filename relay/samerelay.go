@@ -60,11 +60,3 @@ func (s *Server) isSelf(ip netip.Addr) bool {
 	_, ok := s.self[ip]
 	return ok
 }
-
-// isAllocPort reports whether port is the port of a live allocation.
-func (s *Server) isAllocPort(port uint16) bool {
-	s.mu.Lock()
-	_, ok := s.allocs[int(port)]
-	s.mu.Unlock()
-	return ok
-}

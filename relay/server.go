@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +19,6 @@ import (
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/wire/turncred"
 	"github.com/pion/turn/v5"
-	"golang.org/x/time/rate"
 )
 
 // Timing of the relay's TCP and TLS connections (socket deadlines use the real
@@ -37,6 +38,10 @@ const (
 	// maxPacket is the largest datagram relayed (pion's relay buffer); the
 	// bandwidth burst is never smaller, so every packet can pass.
 	maxPacket = 1600
+	// listenerBatch and relayBatch are the most datagrams one recvmmsg
+	// reads from the TURN UDP listener (every client's packets) and from
+	// an allocation's socket (one call's peers).
+	listenerBatch, relayBatch = 32, 4
 )
 
 // Stats are counters of a Server since New.
@@ -62,17 +67,22 @@ type Server struct {
 	secret    []byte
 	allow     []netip.Prefix
 	maxAllocs int // <= 0: no cap
-	limit     rate.Limit
-	burst     int // 0: unlimited bandwidth
+	bandwidth int // bytes per second a user; 0: unlimited
+	burst     int // bytes
+	sockBuf   int // TURN UDP listener's socket buffers; < 0: the kernel's default
+	relayBuf  int // each allocation's socket buffers; < 0: the kernel's default
 	relayIP   net.IP
 	bindIP    net.IP
 	self      map[netip.Addr]struct{} // the relay host's addresses (read-only after New)
 	selfLoop  bool                    // every loopback address is the relay host's too
 
-	turn *turn.Server
-	udp  *packetListener
-	tcp  *streamListener
-	tls  *streamListener
+	turn    *turn.Server
+	udp     []*packetListener // the UDP listener's sockets (several: SO_REUSEPORT)
+	udpConn *net.UDPConn      // the UDP listener's socket, when it is one: the fast path writes to clients on it
+	chans   chanTable         // the fast path's channels, by client and number
+	ports   portSet           // live allocation ports (the same-relay rule)
+	tcp     *streamListener
+	tls     *streamListener
 
 	done chan struct{} // closed when Close starts
 	idle chan struct{} // signalled when pending drops to 0
@@ -84,10 +94,11 @@ type Server struct {
 	streams map[*streamConn]struct{}
 	pending int // pion goroutines not yet seen to finish (see Close)
 
+	closedTraffic traffic // the counters of closed allocations
+
 	closeOnce sync.Once
 	closeErr  error
 
-	relayed, droppedRate, droppedSelf           atomic.Uint64
 	refusedAuth, refusedPeers, refusedQuotaStat atomic.Uint64
 
 	// c are the counters only the metrics show; the listeners' health is
@@ -99,8 +110,8 @@ type Server struct {
 
 // userState is one user's allocation count and shared bandwidth bucket.
 type userState struct {
-	allocs  int
-	limiter *rate.Limiter // nil: unlimited
+	allocs int
+	bucket *bucket // nil: unlimited
 }
 
 // New starts a relay on the configured listeners.
@@ -183,9 +194,11 @@ func newServer(cfg Config) (*Server, error) {
 		bw = DefaultUserBandwidth
 	}
 	if bw > 0 {
-		s.limit = rate.Limit(bw)
+		s.bandwidth = bw
 		s.burst = max(bw, maxPacket)
 	}
+	s.sockBuf = cmp.Or(cfg.SocketBuffer, DefaultSocketBuffer)
+	s.relayBuf = cmp.Or(cfg.RelaySocketBuffer, DefaultRelaySocketBuffer)
 	if (cfg.UDPAddr != "" && cfg.PacketConn != nil) || (cfg.TCPAddr != "" && cfg.TCPListener != nil) ||
 		(cfg.TLSAddr != "" && cfg.TLSListener != nil) {
 		return nil, fmt.Errorf("%w: set a listen address or a listener, not both", ErrInvalidConfig)
@@ -213,12 +226,31 @@ func newServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	var lc net.ListenConfig
-	pc := cfg.PacketConn
+	var pcs []net.PacketConn // the UDP listener's sockets
+	if cfg.PacketConn != nil {
+		pcs = append(pcs, cfg.PacketConn)
+	}
 	if cfg.UDPAddr != "" {
-		if pc, err = lc.ListenPacket(context.Background(), "udp", cfg.UDPAddr); err != nil {
-			return fail(fmt.Errorf("listen udp %s: %w", cfg.UDPAddr, err))
+		n := cfg.UDPListeners
+		if n <= 0 {
+			n = 1
+			if reusePortWorks {
+				n = runtime.GOMAXPROCS(0)
+			}
 		}
-		opened = append(opened, pc)
+		ulc := net.ListenConfig{}
+		if n > 1 {
+			ulc.Control = reusePort
+		}
+		addr := cfg.UDPAddr
+		for range n {
+			pc, err := ulc.ListenPacket(context.Background(), "udp", addr)
+			if err != nil {
+				return fail(fmt.Errorf("listen udp %s: %w", addr, err))
+			}
+			opened, pcs = append(opened, pc), append(pcs, pc)
+			addr = pc.LocalAddr().String() // the others share the first's port
+		}
 	}
 	tcpL := cfg.TCPListener
 	if cfg.TCPAddr != "" {
@@ -251,10 +283,12 @@ func newServer(cfg Config) (*Server, error) {
 	var local []net.Addr
 	gen := relayAddrs{s}
 	scfg := turn.ServerConfig{
-		Realm:         s.realm,
-		AuthHandler:   s.authenticate,
-		QuotaHandler:  s.quota,
-		LoggerFactory: pionLoggers{s.log},
+		Realm:              s.realm,
+		PermissionTimeout:  cfg.permissionTimeout,
+		ChannelBindTimeout: cfg.channelTimeout,
+		AuthHandler:        s.authenticate,
+		QuotaHandler:       s.quota,
+		LoggerFactory:      pionLoggers{s.log},
 		EventHandler: turn.EventHandler{
 			OnAuth:              s.onAuth,
 			OnAllocationCreated: s.onAllocationCreated,
@@ -264,14 +298,33 @@ func newServer(cfg Config) (*Server, error) {
 			OnPermissionDeleted: func(_, _ net.Addr, _, _, _ string, relayAddr net.Addr, peer net.IP) {
 				s.onPermission(relayAddr, peer, false)
 			},
+			OnChannelCreated: func(client, _ net.Addr, _, _, _ string, relayAddr, peer net.Addr, num uint16) {
+				s.onChannel(client, relayAddr, peer, num, true)
+			},
+			OnChannelDeleted: func(client, _ net.Addr, _, _, _ string, relayAddr, peer net.Addr, num uint16) {
+				s.onChannel(client, relayAddr, peer, num, false)
+			},
 		},
 	}
-	if pc != nil {
-		s.udp = &packetListener{PacketConn: pc, s: s, h: &s.udpHealth}
+	var sockBufs string
+	for i, pc := range pcs {
+		l := &packetListener{PacketConn: pc, s: s, h: &s.udpHealth}
+		if u, ok := pc.(*net.UDPConn); ok {
+			if l.br, err = newBatchReader(u, listenerBatch, maxPacket, 0); err != nil {
+				return fail(fmt.Errorf("read udp %s: %w", pc.LocalAddr(), err))
+			}
+			if i == 0 {
+				s.udpConn = u
+			}
+			sockBufs = s.setBuffers(u, s.sockBuf, "udp listener")
+		}
+		s.udp = append(s.udp, l)
 		s.pending++
 		local = append(local, pc.LocalAddr())
+		// pion keeps the allocations of each socket apart; the kernel sends
+		// each client's datagrams to one socket of a SO_REUSEPORT group.
 		scfg.PacketConnConfigs = append(scfg.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn: s.udp, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+			PacketConn: l, RelayAddressGenerator: gen, PermissionHandler: s.permit,
 		})
 	}
 	if tcpL != nil {
@@ -307,15 +360,16 @@ func newServer(cfg Config) (*Server, error) {
 	udp, tcp, tlsA := s.Addrs()
 	s.log.Info("relay: started", "udp", udp, "tcp", tcp, "tls", tlsA, "relay_ip", s.relayIP,
 		"bind_ip", s.bindIP, "realm", s.realm, "allow_peers", s.allow,
-		"max_allocations_per_user", s.maxAllocs, "user_bandwidth", bw)
+		"max_allocations_per_user", s.maxAllocs, "user_bandwidth", bw, "socket_buffers", sockBufs,
+		"udp_sockets", len(s.udp))
 	return s, nil
 }
 
 // Addrs returns the bound listener addresses; nil for a listener not
 // configured.
 func (s *Server) Addrs() (udp, tcp, tls net.Addr) {
-	if s.udp != nil {
-		udp = s.udp.LocalAddr()
+	if len(s.udp) > 0 {
+		udp = s.udp[0].LocalAddr()
 	}
 	if s.tcp != nil {
 		tcp = s.tcp.Addr()
@@ -331,13 +385,25 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	st := Stats{Allocations: len(s.allocs), Users: len(s.users), Conns: len(s.streams)}
 	s.mu.Unlock()
-	st.RelayedBytes = s.relayed.Load()
-	st.DroppedBandwidth = s.droppedRate.Load()
-	st.DroppedSelf = s.droppedSelf.Load()
+	t := s.traffic()
+	st.RelayedBytes = t.bytesIn + t.bytesOut
+	st.DroppedBandwidth = t.dropRate
+	st.DroppedSelf = t.dropSelf
 	st.RefusedAuth = s.refusedAuth.Load()
 	st.RefusedPeers = s.refusedPeers.Load()
 	st.RefusedQuota = s.refusedQuotaStat.Load()
 	return st
+}
+
+// traffic sums the packet counters of every allocation, live and closed.
+func (s *Server) traffic() traffic {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.closedTraffic
+	for _, c := range s.allocs {
+		c.n.addTo(&t)
+	}
+	return t
 }
 
 // Close stops the relay: it closes the listeners, every TCP/TLS connection and

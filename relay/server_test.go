@@ -54,7 +54,7 @@ func (b *logBuffer) String() string {
 
 // newTestServer starts a relay on 127.0.0.1 (UDP and TCP on free ports,
 // RelayIP 127.0.0.1) with cfg's other fields, closed at the end of the test.
-func newTestServer(t *testing.T, cfg Config) (*Server, *logBuffer) {
+func newTestServer(t testing.TB, cfg Config) (*Server, *logBuffer) {
 	t.Helper()
 	logs := &logBuffer{}
 	if cfg.UDPAddr == "" && cfg.PacketConn == nil {
@@ -156,7 +156,7 @@ type udpPeer struct {
 	done  chan struct{}
 }
 
-func newPeer(t *testing.T, ip string, echo bool) *udpPeer {
+func newPeer(t testing.TB, ip string, echo bool) *udpPeer {
 	t.Helper()
 	conn, err := net.ListenPacket("udp4", ip+":0")
 	if err != nil {
@@ -198,7 +198,7 @@ func readWithin(rc net.PacketConn, d time.Duration) ([]byte, net.Addr, error) {
 // what pion's client cannot: no credentials at all, and a peer address in the
 // IPv6 family that wraps an IPv4 address.
 type rawTURN struct {
-	t          *testing.T
+	t          testing.TB
 	conn       net.PacketConn
 	server     net.Addr
 	username   string
@@ -206,9 +206,10 @@ type rawTURN struct {
 	realm      stun.Realm
 	nonce      stun.Nonce
 	haveNonces bool
+	relayed    netip.AddrPort // the allocation's relayed address (fastpath_test.go)
 }
 
-func newRaw(t *testing.T, s *Server) *rawTURN {
+func newRaw(t testing.TB, s *Server) *rawTURN {
 	t.Helper()
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -217,6 +218,17 @@ func newRaw(t *testing.T, s *Server) *rawTURN {
 	t.Cleanup(func() { _ = conn.Close() })
 	udp, _, _ := s.Addrs()
 	return &rawTURN{t: t, conn: conn, server: udp}
+}
+
+// newRawTo is newRaw for any TURN server at server (relaybench_test.go).
+func newRawTo(t testing.TB, server net.Addr) *rawTURN {
+	t.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &rawTURN{t: t, conn: conn, server: server}
 }
 
 func (r *rawTURN) do(setters ...stun.Setter) *stun.Message {

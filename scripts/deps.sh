@@ -32,6 +32,13 @@ if [ "$(id -u)" = 0 ]; then
   # test CA, in the lab (curl reads its root certificate there).
   command -v pebble >/dev/null || need+=(pebble)
   command -v curl >/dev/null || need+=(curl)
+  # The relay's interop test and `make bench` use coturn's own TURN client and
+  # load generator (turnutils_uclient, turnutils_peer) and its turnserver.
+  command -v turnutils_uclient >/dev/null || need+=(coturn)
+  # A lab router that maps ports when asked (UPnP IGD, NAT-PMP): miniupnpd,
+  # nftables build. Its package ships no service, so nothing starts on
+  # install; the lab runs it in a router's namespace (internal/netlab).
+  command -v miniupnpd >/dev/null || need+=(miniupnpd-nftables)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -43,6 +50,16 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Debian starts and enables coturn's daemon on install (under systemd): it
+  # would hold port 3478, which `make up` and the tests want. Only the tools
+  # are needed; the benchmark starts its own turnserver.
+  if [[ " ${need[*]} " == *" coturn "* ]]; then
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+      systemctl disable --now coturn.service >/dev/null 2>&1 || true
+    else
+      invoke-rc.d coturn stop >/dev/null 2>&1 || true
+    fi
+  fi
 fi
 
 go mod download

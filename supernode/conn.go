@@ -34,6 +34,9 @@ type conn struct {
 	sends   *rate.Limiter
 	reqs    chan *snapi.Frame // sends, lookups, dial-backs and presence, served in order
 	remote  string            // host:port the client connects from
+	// admitted gives back the admission slot (once: at attach, or when
+	// the connection ends first).
+	admitted func()
 
 	replaced atomic.Bool  // closed by a reattach of its client (see replace)
 	lastRead atomic.Int64 // when the client last sent a frame (Unix ns, s.now)
@@ -73,6 +76,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
+	admitted, shed := s.adm.admit()
+	if shed != "" {
+		s.refuseBusy(w, shed)
+		return
+	}
+	defer admitted()
 
 	// Authentication is by signed credential, never by cookie, so cross-origin
 	// pages (the web client served by the login server) may connect.
@@ -94,7 +103,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c := &conn{ws: ws, out: make(chan []byte, s.cfg.SendQueue), cancel: cancel,
 		sends:  rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst),
 		reqs:   make(chan *snapi.Frame, requestQueue),
-		remote: r.RemoteAddr}
+		remote: r.RemoteAddr, admitted: admitted}
 	c.lastRead.Store(s.now().UnixNano())
 
 	var wwg sync.WaitGroup

@@ -42,7 +42,7 @@ func runChild(key string) int {
 		return 2
 	}
 	// All the clients come from loopback: no per-address cap.
-	srv, err := supernode.New(supernode.Config{LoginKey: ed25519.PublicKey(pub), Name: ln.Addr().String(), MaxSessionsPerAddr: -1})
+	srv, err := supernode.New(supernode.Config{LoginKey: ed25519.PublicKey(pub), Name: ln.Addr().String(), MaxSessionsPerAddr: -1, AttachRate: -1})
 	if err != nil {
 		return 2
 	}

@@ -22,6 +22,7 @@ type snMetrics struct {
 	refusals   *prometheus.CounterVec // reason
 	drops      *prometheus.CounterVec // reason
 	heartbeats *prometheus.CounterVec // result
+	shed       *prometheus.CounterVec // reason (admission.go)
 	all        []prometheus.Collector
 }
 
@@ -84,6 +85,7 @@ func newSNMetrics(s *Server) *snMetrics {
 		refusals:   counter("refusals_total", "Connections, sessions and requests refused by a limit, by reason.", labelReason),
 		drops:      counter("dropped_frames_total", "Frames dropped, by reason.", labelReason),
 		heartbeats: counter("login_heartbeats_total", "Heartbeats to the login server, by result.", labelResult),
+		shed:       counter("attaches_shed_total", "New connections refused before the websocket upgrade with 503 and a Retry-After (admission control), by reason: attaching, attach_rate, memory.", labelReason),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts(name, help)), f)
@@ -93,7 +95,8 @@ func newSNMetrics(s *Server) *snMetrics {
 		o.ConstLabels = prometheus.Labels{labelDirection: dir}
 		return prometheus.NewCounterFunc(prometheus.CounterOpts(o), f)
 	}
-	m.all = []prometheus.Collector{m.framesIn, m.framesOut, m.lookups, m.pushes, m.refusals, m.drops, m.heartbeats,
+	m.all = []prometheus.Collector{m.framesIn, m.framesOut, m.lookups, m.pushes, m.refusals, m.drops, m.heartbeats, m.shed,
+		gauge("attaching", "Connections admitted and not yet attached (capped by MaxAttaching).", func() float64 { return float64(s.adm.inFlight()) }),
 		gauge("sessions", "Attached sessions (websocket connections past attach).", func() float64 { return float64(s.Online()) }),
 		gauge("users", "Distinct users with at least one session attached here.", func() float64 { return float64(s.userCount()) }),
 		gauge("mesh_members", "Live supernodes on this supernode's ring, itself included.", func() float64 { return float64(s.mesh.size()) }),
@@ -124,6 +127,9 @@ func newSNMetrics(s *Server) *snMetrics {
 	for _, hops := range []string{"0", "1", "2"} {
 		m.lookups.WithLabelValues(hops, "true")
 		m.lookups.WithLabelValues(hops, "false")
+	}
+	for _, r := range []string{shedAttaching, shedRate, shedMemory} {
+		m.shed.WithLabelValues(r)
 	}
 	m.drops.WithLabelValues(dropSlowClient)
 	m.heartbeats.WithLabelValues(heartbeatOK)

@@ -116,6 +116,24 @@ type Config struct {
 	// 150 s; negative = never.
 	IdleTimeout time.Duration
 
+	// Admission control (admission.go): a new connection is refused
+	// before the websocket upgrade with 503 and a Retry-After (see
+	// snapi.BusyStatus) when MaxAttaching connections are between upgrade
+	// and attach (default 256; negative = no cap), when more than
+	// AttachRate connections a second arrive (a token bucket of
+	// AttachBurst; defaults 200 a second, burst = the rate; negative rate =
+	// no cap), or while the Go runtime's memory (heap, stacks and runtime
+	// structures: what GOMEMLIMIT counts) is over ShedMemoryBytes (default
+	// 80% of the process's memory limit, GOMEMLIMIT, when one is set, else
+	// none; negative = none). Attached sessions are never shed. The
+	// Retry-After is uniform in [RetryAfter, 2·RetryAfter], whole seconds
+	// (default 2 s).
+	MaxAttaching    int
+	AttachRate      float64
+	AttachBurst     int
+	ShedMemoryBytes int64
+	RetryAfter      time.Duration
+
 	// The timeouts of the http.Server [Server.HTTPServer] builds.
 	// HTTPReadHeaderTimeout bounds reading a request's headers (slow or
 	// idle connections that never finish a request). Default 10 s.
@@ -160,6 +178,7 @@ type Server struct {
 	wg       sync.WaitGroup
 
 	mesh *mesh
+	adm  *admission
 
 	// The heartbeat stops before Close tells the login server goodbye.
 	hbCtx    context.Context
@@ -258,6 +277,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.HTTPIdleTimeout == 0 {
 		cfg.HTTPIdleTimeout = DefaultHTTPIdleTimeout
 	}
+	admissionDefaults(&cfg)
 	if cfg.LogPerMinute == 0 {
 		cfg.LogPerMinute = logthrottle.DefaultPerWindow
 	}
@@ -285,6 +305,7 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.adm = newAdmission(cfg, s.now)
 	s.login.Store(&LoginState{})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mesh = newMesh(s)

@@ -28,6 +28,9 @@ func (s *Server) iceServers(user string) []snapi.ICEServer {
 // MaxSessionsPerUser of them already (sessions being replaced do not
 // count): an error wrapping snapi.ErrLimit.
 func (s *Server) attach(c *conn) error {
+	if c.admitted != nil {
+		c.admitted() // the handshake is over: the slot is free for the next one
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.users[c.user]

@@ -32,6 +32,7 @@ var commands = map[string]command{
 	"contacts": handle((*Bot).contacts, "op", "peer"),
 	"status":   handle((*Bot).status, "status"),
 	"group":    handle((*Bot).group, "op"),
+	"send":     handle((*Bot).send, "file"),
 }
 
 // command runs one command with its arguments (the line's fields but "cmd"

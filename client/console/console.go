@@ -95,6 +95,8 @@ func (p *Printer) Event(ev client.Event) {
 		}
 	case "message-refused":
 		fmt.Fprintf(p.W, "%s refused a message claiming to be from %s: %s\n", ts, ev.Peer, ev.MessageEvent.Why)
+	case client.EventFileOffer, client.EventFileProgress, client.EventFile, client.EventFileSent, client.EventFileDelivered, client.EventFileFailed:
+		p.fileEvent(ts, ev)
 	case "presence":
 		fmt.Fprintf(p.W, "%s %s is %s\n", ts, ev.Peer, ev.PresenceEvent.Status)
 	case "status":

@@ -241,6 +241,8 @@ type Opened struct {
 	// History is the body of a KindHistory envelope (from this user's own
 	// device), its operations verified.
 	History *HistoryBody
+	// File is the body of a KindFile envelope (filebody.go).
+	File *FileBody
 }
 
 // Message returns an opened text message as the history of user me keeps it:
@@ -389,7 +391,7 @@ func (e *Envelope) check() error {
 
 // IsKind reports whether kind is an envelope kind this client knows.
 func IsKind(kind string) bool {
-	return kind == KindMessage || kind == KindReceipt || kind == KindTyping || kind == KindGroup || kind == KindHistory
+	return kind == KindMessage || kind == KindReceipt || kind == KindTyping || kind == KindGroup || kind == KindHistory || kind == KindFile
 }
 
 // validID reports whether id is 32 lower-case hex characters.

@@ -3,13 +3,14 @@ package im
 // Files (docs/protocol.md, "Files"). A file travels as an offer and its
 // chunks. The offer — name, size, type, the SHA-256 of the whole file, the
 // file's key, a preview — goes like a message (an envelope of kind
-// [KindFile] to a user, or a group body of type GroupFile), so it is
+// [KindFile], [FileBody]), so it is
 // signed by the sender's device and sealed to the recipients' devices; the
 // signed hash is what a receiver checks the whole file against before it
 // shows the file as received. The chunks are sealed with the file's key,
 // each on its own ([SealChunk]): whoever carries them — a data channel on
 // any path, a relay, the login server's store — sees only ciphertext of
-// known sizes.
+// known sizes. (To a group, the offer is a [KindFile] envelope to each
+// member, its body naming the group: filebody.go.)
 
 import (
 	"crypto/rand"
@@ -25,9 +26,6 @@ import (
 // KindFile is the envelope kind of a file offer to a user; its body is a
 // [FileOffer].
 const KindFile = "file"
-
-// GroupFile is the group body type of a file offer to a group.
-const GroupFile = "file"
 
 // File limits.
 const (

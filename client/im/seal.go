@@ -430,6 +430,10 @@ func open(e *Envelope, me string, device ed25519.PrivateKey, x *ecdh.PrivateKey,
 			return nil, err
 		}
 		o.Group = g
+	case KindFile:
+		if o.File, err = openFile(content); err != nil {
+			return nil, err
+		}
 	case KindTyping:
 		body, err := unframeContent(content, maxTypingBody)
 		if err != nil {

@@ -75,6 +75,7 @@ func cmdListen(ctx context.Context, e *env, args []string) (err error) {
 	dur := fs.Duration("for", 0, "exit after this long (0: run until interrupted)")
 	calls := fs.Int("calls", 0, "exit after this many calls have ended (0: no limit)")
 	jsonOut := fs.Bool("json", false, "print events as JSON lines")
+	downloads := fs.String("download-dir", "", "where received files go (default: downloads in --home)")
 	commands := fs.Bool("commands", false, "bot mode: JSON commands on stdin, one per line; calls ring until answered by command (implies --json; docs/cli.md)")
 	var pf promoteFlags
 	pf.register(fs)
@@ -108,7 +109,7 @@ func cmdListen(ctx context.Context, e *env, args []string) (err error) {
 		return err
 	}
 	defer s.Close()
-	if err := pf.start(s); err != nil {
+	if err := errors.Join(pf.start(s), s.ReceiveFiles(client.FileConfig{Dir: *downloads})); err != nil {
 		return err
 	}
 	if *commands {

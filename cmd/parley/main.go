@@ -63,12 +63,14 @@ type env struct {
 	logLevel       string
 	logFormat      cli.LogFormat // servers' --log-format
 	supernode      string
+	noPortMapping  bool      // --no-port-mapping: never ask the router for a port
 	jsonErr        io.Writer // where --json's error document goes (nil: stdout)
 }
 
 // sessionConfig fills in what the global flags say about going online.
 func (e *env) sessionConfig(cfg client.SessionConfig) client.SessionConfig {
 	cfg.Prefer = e.supernode
+	cfg.NoPortMapping = e.noPortMapping
 	return cfg
 }
 
@@ -96,7 +98,8 @@ func (e *env) globalFlags(fs *flag.FlagSet) []string {
 	fs.StringVar(&e.user, "user", e.user, "user to log in as when the home has none (env PARLEY_USER)")
 	fs.StringVar(&e.logLevel, "log-level", e.logLevel, "debug, info, warn or error (default warn)")
 	fs.StringVar(&e.supernode, "supernode", e.supernode, "supernode URL to attach to first (env PARLEY_SUPERNODE)")
-	return []string{"home", "login", "user", "log-level", "supernode"}
+	fs.BoolVar(&e.noPortMapping, "no-port-mapping", e.noPortMapping, "never ask the router to map a port (UPnP IGD, NAT-PMP)")
+	return []string{"home", "login", "user", "log-level", "supernode", "no-port-mapping"}
 }
 
 // run runs the command of args and reports its failure: one line on
@@ -156,14 +159,17 @@ func (e *env) dispatch(ctx context.Context, args []string) error {
 		"call":         cmdCall,
 		"echo":         cmdEcho,
 		"lookup":       cmdLookup,
+		"netcheck":     cmdNetcheck,
 		"contacts":     cmdContacts,
 		"status":       cmdStatus,
 		"search":       cmdSearch,
 		"devices":      cmdDevices,
 		"chat":         cmdChat,
+		"send":         cmdSend,
 		"history":      cmdHistory,
 		"group":        cmdGroup,
 		"version":      cmdVersion,
+		"load":         cmdLoad,
 	}
 	f, ok := commands[cmd]
 	if !ok {

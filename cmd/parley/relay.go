@@ -21,6 +21,7 @@ func relayFlags(fs *flag.FlagSet, cfg *cluster.RelayConfig, secret *cli.Secret) 
 	fs.StringVar(&secret.File, "turn-secret-file", "", "`FILE` holding the TURN-REST shared secret (or env PARLEY_TURN_SECRET; default: random, for a relay used only in-process)")
 	fs.StringVar(&secret.Argv, "turn-secret", "", "refused: a secret on the command line is readable by every user of the machine; use --turn-secret-file or PARLEY_TURN_SECRET")
 	fs.Var((*cli.CIDRs)(&cfg.AllowPeers), "relay-allow-peer", "allow relaying to `CIDR` despite the deny list (labs only; repeatable)")
+	cfg.Tuning.RegisterFlags(fs)
 }
 
 // relayTLS loads the certificate --turn-tls needs (none with ACME: the

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -55,6 +56,9 @@ type RelayConfig struct {
 	// AllowPeers are exceptions to the relay's deny list of loopback,
 	// private and special ranges (labs only).
 	AllowPeers []netip.Prefix
+	// Tuning holds the relay's per-user limits and socket buffers (zero:
+	// relay.Config's defaults); RegisterFlags sets it from the command line.
+	Tuning RelayTuning
 	// Logger receives the relay's logs; nil discards them.
 	Logger *slog.Logger
 	// Metrics says where a standalone relay ([RunRelay]) serves /metrics:
@@ -69,6 +73,22 @@ type RelayConfig struct {
 	// metrics is the registry StartRelay reports into (set by
 	// RunSupernode and RunRelay).
 	metrics *prometheus.Registry
+}
+
+// RelayTuning are the relay.Config fields an operator may tune, each
+// passed through as is (0 = the relay's default; see relay.Config).
+type RelayTuning struct {
+	MaxAllocationsPerUser, UserBandwidth int
+	SocketBuffer, RelaySocketBuffer      int
+}
+
+// RegisterFlags adds the relay's tuning flags to fs (`parley relay` and
+// `parley supernode`).
+func (t *RelayTuning) RegisterFlags(fs *flag.FlagSet) {
+	fs.IntVar(&t.MaxAllocationsPerUser, "relay-max-allocations", 0, "live relay allocations one user may hold (default 8; -1: no cap)")
+	fs.IntVar(&t.UserBandwidth, "relay-user-bandwidth", 0, "`BYTES` a second relayed for one user, both directions summed (default 262144; -1: unlimited)")
+	fs.IntVar(&t.SocketBuffer, "relay-socket-buffer", 0, "receive and send buffer `BYTES` of the TURN UDP listener (default 2097152; -1: the kernel's)")
+	fs.IntVar(&t.RelaySocketBuffer, "relay-alloc-socket-buffer", 0, "receive and send buffer `BYTES` of each relayed allocation's socket (default 262144; -1: the kernel's)")
 }
 
 // addr fills "" with port 3478 of host; Off means none.
@@ -93,7 +113,9 @@ func StartRelay(cfg RelayConfig, listenHost string) (*relay.Server, error) {
 		TLSConfig: cfg.TLSConfig, RelayIP: cfg.IP, Secret: cfg.Secret, AllowPeers: cfg.AllowPeers, Logger: cfg.Logger,
 		// New allocations need a credential younger than TURNCredentialTTL;
 		// an allocation made with one keeps refreshing for a long call.
-		RefreshGrace: RelayRefreshGrace,
+		RefreshGrace:          RelayRefreshGrace,
+		MaxAllocationsPerUser: cfg.Tuning.MaxAllocationsPerUser, UserBandwidth: cfg.Tuning.UserBandwidth,
+		SocketBuffer: cfg.Tuning.SocketBuffer, RelaySocketBuffer: cfg.Tuning.RelaySocketBuffer,
 	}
 	if cfg.metrics != nil {
 		rc.Metrics = cfg.metrics

@@ -176,6 +176,9 @@ func (l *Lab) addNS(ns string) error {
 	l.mu.Lock()
 	l.nss = append(l.nss, ns)
 	l.mu.Unlock()
+	// No duplicate address detection: IPv6 addresses (ipv6.go) work at once,
+	// not a second or two later. (A kernel without IPv6 has no such setting.)
+	l.run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
 	return l.run("ip", "-n", ns, "link", "set", "lo", "up")
 }
 

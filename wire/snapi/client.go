@@ -9,8 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,8 +73,11 @@ func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
 		return nil, fmt.Errorf("supernode: dial %q: not a ws:// or wss:// URL", cfg.URL)
 	}
-	ws, _, err := websocket.Dial(ctx, cfg.URL, nil)
+	ws, resp, err := websocket.Dial(ctx, cfg.URL, nil)
 	if err != nil {
+		if busy := busyError(u.Host, resp); busy != nil {
+			return nil, busy
+		}
 		return nil, fmt.Errorf("supernode: dial %s: %w: %v", u.Host, ErrDisconnected, err)
 	}
 	ws.SetReadLimit(MaxFrameSize)
@@ -116,6 +121,42 @@ func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 	c.cancel = cancel
 	go c.readLoop(rctx)
 	return c, nil
+}
+
+// busyError reads a busy refusal (503 with Retry-After) from a failed
+// upgrade's response; nil when resp is not one.
+func busyError(host string, resp *http.Response) *BusyError {
+	if resp == nil || resp.StatusCode != BusyStatus || resp.Header.Get("Retry-After") == "" {
+		return nil
+	}
+	wait := MaxRetryAfter // unreadable or too long
+	if secs, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && secs < int(MaxRetryAfter/time.Second) {
+		wait = max(time.Duration(secs)*time.Second, time.Second)
+	}
+	var body BusyBody
+	if resp.Body != nil {
+		json.NewDecoder(io.LimitReader(resp.Body, 1024)).Decode(&body)
+	}
+	return &BusyError{Host: host, RetryAfter: wait, Reason: sanitize(body.Reason)}
+}
+
+// sanitize keeps a reason from a server to one short line of printable ASCII.
+func sanitize(s string) string {
+	s = truncateString(s, 40)
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
+
+func truncateString(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 // sameHost compares host:port pairs, treating "localhost" and the loopback

@@ -104,6 +104,29 @@ const (
 	CodeLimit = "limit"
 )
 
+// Admission control. A supernode that cannot take a connection now (too many
+// attaches in flight, too many a second, its memory near its limit) answers
+// the websocket upgrade of /v1/ws with HTTP [BusyStatus] (503), a
+// Retry-After header in whole seconds (1 to [MaxRetryAfter]) and a JSON body
+// [BusyBody], before any websocket frame. A client waits at least that long
+// before trying that supernode again (trying another one meanwhile is
+// fine), adding its own jitter so that refused clients do not come back
+// together. [Dial] returns it as a [*BusyError].
+const (
+	BusyStatus = 503
+	// MaxRetryAfter caps the Retry-After a client believes: a larger (or
+	// unreadable) value is taken as this.
+	MaxRetryAfter = 60 * time.Second
+)
+
+// BusyBody is the JSON body of a busy refusal: {"error": "...", "reason":
+// "attaching"|"attach_rate"|"memory", "retry_after": seconds}.
+type BusyBody struct {
+	Error      string `json:"error"`
+	Reason     string `json:"reason"`
+	RetryAfter int    `json:"retry_after"`
+}
+
 // AttachContext is the signature context of the attach proof.
 const AttachContext = "parley-attach-v1"
 
