@@ -58,8 +58,12 @@ func (p *Printer) Event(ev client.Event) {
 		}
 	case "stats":
 		s := ev.Stats
+		path := s.Path
+		if s.DirectVia != "" {
+			path += " (" + s.DirectVia + ")" // what made it direct
+		}
 		fmt.Fprintf(p.W, "%s %s: path %s, sent %d, received %d, loss %.1f%%, jitter %.1f ms, rtt %.1f ms\n",
-			ts, ev.Peer, s.Path, s.PacketsSent, s.PacketsReceived, s.Loss*100, s.JitterMS, s.RTTMS)
+			ts, ev.Peer, path, s.PacketsSent, s.PacketsReceived, s.Loss*100, s.JitterMS, s.RTTMS)
 	case "credential":
 		fmt.Fprintf(p.W, "%s %s\n", ts, ev.Info.Message)
 	case client.EventPromoted:

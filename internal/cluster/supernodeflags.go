@@ -25,6 +25,10 @@ func (cfg *SupernodeConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&cfg.Limits.MaxSessionsPerUser, "max-sessions-per-user", supernode.DefaultMaxSessionsPerUser, "sessions one user may have attached at once (-1: no cap)")
 	fs.IntVar(&cfg.Limits.MaxSessionsPerAddr, "max-sessions-per-addr", supernode.DefaultMaxSessionsPerAddr, "websocket sessions one address may hold at once (-1: no cap)")
 	fs.DurationVar(&cfg.Limits.IdleTimeout, "idle-timeout", supernode.DefaultIdleTimeout, "close a session that sends nothing for this long")
+	fs.IntVar(&cfg.Limits.MaxAttaching, "max-attaching", supernode.DefaultMaxAttaching, "new connections that may be between upgrade and attach at once; more get 503 and a Retry-After (-1: no cap)")
+	fs.Float64Var(&cfg.Limits.AttachRate, "attach-rate", supernode.DefaultAttachRate, "new connections taken a second, a burst of as many; more get 503 and a Retry-After (-1: no cap)")
+	fs.Int64Var(&cfg.Limits.ShedMemoryBytes, "shed-memory", 0, "refuse new connections while the Go runtime holds over `BYTES` (default: 80% of GOMEMLIMIT when set, else never; -1: never)")
+	fs.DurationVar(&cfg.Limits.RetryAfter, "retry-after", supernode.DefaultRetryAfter, "the least Retry-After a refused connection is told (each gets between it and twice it)")
 	fs.Var((*LoginKey)(&cfg.LoginKey), "login-key", "pin the login server's public `KEY` (base64) instead of fetching it at start")
 }
 
