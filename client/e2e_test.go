@@ -586,7 +586,7 @@ func TestSecondDeviceCannotEndTheCall(t *testing.T) {
 		c, err := client.New(client.Config{Home: h, LoginURL: n.loginURL})
 		must(t, err)
 		must(t, c.Login(ctx, "bob", "bob-password"))
-		s, err := c.Online(ctx, client.SessionConfig{ConnectTimeout: 2 * time.Second, OnIncoming: func(in *client.Incoming) {
+		s, err := c.Online(ctx, client.SessionConfig{ConnectTimeout: 5 * time.Second, OnIncoming: func(in *client.Incoming) {
 			e := client.NewEcho()
 			in.Answer(ctx, client.Media{Source: e, Sink: e})
 		}})
