@@ -185,9 +185,13 @@ func (s *Session) refused(sig *signal.Signal, from string, err error) {
 
 // firstSight records a verified signal and reports whether it is new: a
 // supernode may replay a signed signal, but not within the window unseen, and
-// outside it the timestamp check refuses it.
+// outside it the timestamp check refuses it. A signal is named by its user,
+// device, time and sequence number: each device counts its own, so two
+// devices of one user answering the same offer in the same millisecond send
+// signals with the same time and number (a name without the device took
+// one's answer for a replay of the other's candidate).
 func (s *Session) firstSight(sig *signal.Signal, now time.Time) bool {
-	key := sig.From + "|" + strconv.FormatInt(sig.TS, 10) + "|" + strconv.FormatUint(sig.Seq, 10)
+	key := sig.From + "|" + sig.Device + "|" + strconv.FormatInt(sig.TS, 10) + "|" + strconv.FormatUint(sig.Seq, 10)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, dup := s.seen[key]; dup {

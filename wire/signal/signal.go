@@ -77,9 +77,9 @@ import (
 //     most [MaxCandidate] bytes.
 //   - TS: when it was signed, Unix milliseconds; a receiver refuses signals
 //     more than [Window] from its clock.
-//   - Seq: a counter of the sending session; with From and TS it names the
-//     signal, and a receiver refuses a name it has seen (a replay) within the
-//     window.
+//   - Seq: a counter of the sending session; with From, Device and TS it
+//     names the signal, and a receiver refuses a name it has seen (a replay)
+//     within the window.
 //   - Credential: the sender's login-server token.
 //   - Sig: Ed25519 signature by the credential's key, context [Context], over
 //     [Signal.SignedMessage].

@@ -310,7 +310,7 @@ export class Phone {
       }
       return;
     }
-    const key = `${sig.from}|${sig.ts}|${sig.seq}`;
+    const key = `${sig.from}|${sig.device}|${sig.ts}|${sig.seq}`; // each device counts its own seq
     const now = Date.now();
     if (this.seen.has(key)) return; // a replay
     if (this.seen.size > 1024) {
