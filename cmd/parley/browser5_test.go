@@ -278,7 +278,8 @@ func TestBrowserHistory(t *testing.T) {
 	t.Logf("read in the page → read on the Go device in %v", d.Round(time.Millisecond))
 	b.readReceipts(false)
 	b.click("Chat with peer07")
-	histWait(t, "peer07 read on the Go device (read receipts off)", 5*time.Second, func() bool { return histUnread(t, s, "peer07") == 0 })
+	b.waitFor("peer07 read in the page", unread("peer07", 0), 5*time.Second)
+	histWait(t, "peer07 read on the Go device (read receipts off)", 10*time.Second, func() bool { return histUnread(t, s, "peer07") == 0 })
 	b.readReceipts(true)
 	if n := histUnread(t, s, "peer01"); n != 500 {
 		t.Errorf("peer01, not read, has %d unread on the Go device, want 500", n)
@@ -364,6 +365,12 @@ func TestBrowserHistory(t *testing.T) {
 	})
 	t.Logf("10,203 messages from the page on a new CLI device %v after it started; the page's history sync: %s", time.Since(newAt).Round(time.Millisecond),
 		eval[string](b, `JSON.stringify(window.parley.app.im.history.counts)`, 5*time.Second))
+	// The group's log comes in a batch of its own, maybe after the last
+	// messages: wait for it too.
+	histWait(t, "the group on the new CLI device", 10*time.Second, func() bool {
+		_, _, code := runParley(t, alice3, "history", "--json", "--group", g.ID)
+		return code == 0
+	})
 	l3.cmd.Process.Signal(os.Interrupt)
 	l3.wait(t, 10*time.Second)
 	states := func(peer ...string) map[string]string {
