@@ -125,7 +125,12 @@ func (c *Call) send() {
 			if c.muted.Load() {
 				frame = silence
 			}
-			if payload, err = enc.Encode(frame); err != nil {
+			if c.media.Encoder != nil && len(frame) > 0 && &frame[0] != &silence[0] {
+				payload, err = c.media.Encoder.Encode(frame)
+			} else {
+				payload, err = enc.Encode(frame)
+			}
+			if err != nil {
 				c.failAsync(fmt.Errorf("client: encode: %w", err))
 				return
 			}

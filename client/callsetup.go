@@ -16,20 +16,19 @@ import (
 )
 
 func (s *Session) onOffer(sig *signal.Signal) {
+	if sig.Conf != nil {
+		s.onConfLeg(sig) // a conference's leg (conference.go)
+		return
+	}
 	if s.cfg.OnIncoming == nil {
 		// This device does not take calls (say, a CLI placing one); another
 		// device of the user may. Stay silent rather than decline for them.
 		return
 	}
-	s.mu.Lock()
-	if s.closed || s.calls[sig.CallID] != nil || s.incoming[sig.CallID] != nil {
-		s.mu.Unlock()
+	in := s.newIncoming(sig)
+	if in == nil {
 		return
 	}
-	in := &Incoming{CallID: sig.CallID, Peer: sig.From, s: s, offer: sig}
-	in.ctx, in.cancel = context.WithCancel(s.ctx)
-	s.incoming[sig.CallID] = in
-	s.mu.Unlock()
 
 	s.emit(Event{Event: "call", CallID: in.CallID, Peer: in.Peer, CallState: &CallState{State: StateRinging, Direction: "incoming"}})
 	s.sendAsync(&signal.Signal{Kind: signal.KindRinging, CallID: in.CallID, To: in.Peer})
@@ -56,6 +55,21 @@ func (s *Session) onOffer(sig *signal.Signal) {
 			in.Decline("declined")
 		}
 	}()
+}
+
+// newIncoming registers the offer sig as ringing here (so that the caller's
+// trickled candidates wait with it), or returns nil if it is known already.
+// The caller must end it (s.endIncoming) when it stops ringing.
+func (s *Session) newIncoming(sig *signal.Signal) *Incoming {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.calls[sig.CallID] != nil || s.incoming[sig.CallID] != nil {
+		return nil
+	}
+	in := &Incoming{CallID: sig.CallID, Peer: sig.From, s: s, offer: sig}
+	in.ctx, in.cancel = context.WithCancel(s.ctx)
+	s.incoming[sig.CallID] = in
+	return in
 }
 
 // AnsweredElsewhere is the reason a call ends on a device of the callee when
@@ -188,14 +202,41 @@ func (in *Incoming) Answer(ctx context.Context, media Media) (*Call, error) {
 // Call places a call to peer and returns once media flows. Errors: ErrUnknownUser,
 // ErrOffline, ErrDeclined, ErrRefused, ErrNoAnswer, ErrConnectFailed.
 func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, error) {
+	return s.place(ctx, peer, media, nil)
+}
+
+// legTarget says which conference a placed call is a leg of, and which
+// device of the peer it calls.
+type legTarget struct {
+	conf, device string
+	onCall       func(*Call) // called with the call once its offer went out
+}
+
+// place places a call, or with leg a conference's leg (which chooses no relay
+// by probing: every relay on offer is used).
+func (s *Session) place(ctx context.Context, peer string, media Media, leg *legTarget) (*Call, error) {
 	if err := identity.CheckUser(peer); err != nil {
 		return nil, fmt.Errorf("client: call: %w", err)
 	}
 	id := newCallID()
-	relay := s.chooseRelay(ctx, id, peer)
+	relay := ""
+	if leg == nil {
+		relay = s.chooseRelay(ctx, id, peer)
+	} else {
+		s.mu.Lock()
+		s.legConf[id] = leg.conf
+		s.mu.Unlock()
+	}
 	c, err := s.newCall(ctx, id, peer, true, relay, media)
 	if err != nil {
 		return nil, err
+	}
+	offerSig := &signal.Signal{Kind: signal.KindOffer, CallID: c.ID, To: peer, Relay: relay}
+	if leg != nil {
+		c.mu.Lock()
+		c.peerDevice = leg.device // only that device's answer counts
+		c.mu.Unlock()
+		offerSig.Conf, offerSig.Answerer = &signal.Conf{ID: leg.conf}, leg.device
 	}
 	if err := c.addTrack(); err != nil {
 		return nil, c.fail(err)
@@ -209,7 +250,8 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 	if err != nil {
 		return nil, c.fail(fmt.Errorf("client: call: local description: %w", err))
 	}
-	if err := s.sendSignal(ctx, &signal.Signal{Kind: signal.KindOffer, CallID: c.ID, To: peer, SDP: sdp, Relay: relay}); err != nil {
+	offerSig.SDP = sdp
+	if err := s.sendSignal(ctx, offerSig); err != nil {
 		if errors.Is(err, ErrOffline) {
 			err = fmt.Errorf("client: call %s: %w", peer, ErrOffline)
 			if ok, xerr := s.c.UserExists(ctx, peer); xerr == nil && !ok {
@@ -221,6 +263,9 @@ func (s *Session) Call(ctx context.Context, peer string, media Media) (*Call, er
 	c.trickleReady()
 	if media.OnPlaced != nil {
 		media.OnPlaced(c.ID)
+	}
+	if leg != nil && leg.onCall != nil {
+		leg.onCall(c)
 	}
 	ring := time.NewTimer(s.cfg.RingTimeout)
 	defer ring.Stop()

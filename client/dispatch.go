@@ -46,6 +46,7 @@ func (s *Session) dispatchTable() map[string]signalHandler {
 		signal.KindProbeReply: s.onProbeReply,
 		signal.KindStatus:     s.onStatus,
 		signal.KindContacts:   func(*signal.Signal) { kick(s.contactsKick) },
+		signal.KindConf:       s.onConf,
 	}
 }
 

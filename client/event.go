@@ -22,6 +22,8 @@ import "time"
 //     were merged into the history ([HistoryEvent]).
 //   - "file-offer", "file-progress", "file", "file-sent", "file-delivered",
 //     "file-failed": files sent and received ([FileEvent], file.go).
+//   - "conference": conf, conf_state (invited, joined, roster, declined,
+//     left), roster ([ConfEvent], conference.go).
 type Event struct {
 	TS     time.Time `json:"ts"`
 	Event  string    `json:"event"`
@@ -33,6 +35,9 @@ type Event struct {
 	// that JSON flattening keeps them.)
 	Path  string `json:"path,omitempty"`
 	Relay string `json:"relay,omitempty"`
+	// Conf is the conference a call is a leg of, and the conference of a
+	// "conference" event.
+	Conf string `json:"conf,omitempty"`
 	*CallState
 	*Stats
 	*Info
@@ -40,6 +45,7 @@ type Event struct {
 	*PresenceEvent
 	*HistoryEvent
 	*FileEvent
+	*ConfEvent
 }
 
 // Call states.

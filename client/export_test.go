@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/parley/parley/client/im"
+	"github.com/parley/parley/wire/signal"
 )
 
 // SignGroupOpForTest signs an operation with this device's keys, allowed or
@@ -27,3 +28,18 @@ func (s *Session) SendHistoryForTest(ctx context.Context, body *im.HistoryBody) 
 	}
 	return s.im.sendHistory(ctx, devs, body)
 }
+
+// DialLegForTest places a leg of conference conf to member ("user/device")
+// as if this device were in it, and returns the error of the attempt.
+func (s *Session) DialLegForTest(ctx context.Context, conf, member string) error {
+	user, device, _ := signal.SplitMember(member)
+	c, err := s.place(ctx, user, Media{}, &legTarget{conf: conf, device: device})
+	if err == nil {
+		c.Hangup("")
+		<-c.Done()
+	}
+	return err
+}
+
+// DeviceForTest returns the session's device id.
+func (s *Session) DeviceForTest() string { return s.device }

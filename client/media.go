@@ -38,6 +38,16 @@ type Media struct {
 	// then, and may hang up while it rings). It must not block. Unused by
 	// Incoming.Answer.
 	OnPlaced func(callID string)
+	// Encoder, when set, encodes the frames read from Source (silence, a
+	// muted call's frames and hold heartbeats use the call's own encoder):
+	// a conference's legs share one, so a voice is encoded once for all of
+	// them (conf_media.go).
+	Encoder FrameEncoder
+}
+
+// FrameEncoder encodes a 20 ms frame as Opus.
+type FrameEncoder interface {
+	Encode(frame []int16) ([]byte, error)
 }
 
 // ImmediateSource is a FrameSource whose ReadFrame never blocks. The sender

@@ -32,6 +32,11 @@ type SessionConfig struct {
 	// Nil ignores incoming calls (no ringing, no decline), leaving them to the
 	// user's other devices.
 	OnIncoming func(*Incoming)
+	// OnConfInvite is called, in its own goroutine, for every verified
+	// invitation to a conference (conference.go). It must call Join or
+	// Decline; returning without either declines. Nil ignores invitations,
+	// leaving them to the user's other devices.
+	OnConfInvite func(*ConfInvite)
 	// OnEvent receives every event (call state changes, stats, online/offline),
 	// one at a time, in order. It must not block for long.
 	OnEvent func(Event)
@@ -107,14 +112,17 @@ type Session struct {
 	handlers map[string]signalHandler // the dispatch table of call signals (dispatch.go)
 	seq      atomic.Uint64            // numbers this session's signals
 
-	mu        sync.Mutex
-	calls     map[string]*Call
-	incoming  map[string]*Incoming
-	probes    map[string]chan relayRTTs // call id → the caller waiting for a probe reply
-	probePeer map[string]string         // call id → whom the probe went to
-	seen      map[string]time.Time      // signals accepted within the window (replay guard)
-	pres      presenceState
-	closed    bool
+	mu          sync.Mutex
+	calls       map[string]*Call
+	incoming    map[string]*Incoming
+	confs       map[string]*Conference    // the conferences this device is in, by id (conference.go)
+	legConf     map[string]string         // call id → the conference it is a leg of
+	confInvites map[string]*ConfInvite    // ringing invitations, by conference id
+	probes      map[string]chan relayRTTs // call id → the caller waiting for a probe reply
+	probePeer   map[string]string         // call id → whom the probe went to
+	seen        map[string]time.Time      // signals accepted within the window (replay guard)
+	pres        presenceState
+	closed      bool
 
 	contactsKick chan struct{} // reread the contacts now (a KindContacts signal)
 
@@ -152,7 +160,7 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 	s := &Session{c: c, cfg: cfg, api: api, turn: creds, ready: make(chan struct{}), device: hex.EncodeToString(dev),
 		onlineCh: make(chan struct{}), excluded: map[string]time.Time{}, rng: mathrand.New(mathrand.NewChaCha8(seed)),
 		done: make(chan struct{}), contactsKick: make(chan struct{}, 1),
-		calls: map[string]*Call{}, incoming: map[string]*Incoming{}, probes: map[string]chan relayRTTs{}, probePeer: map[string]string{}, seen: map[string]time.Time{}}
+		calls: map[string]*Call{}, incoming: map[string]*Incoming{}, confs: map[string]*Conference{}, legConf: map[string]string{}, confInvites: map[string]*ConfInvite{}, probes: map[string]chan relayRTTs{}, probePeer: map[string]string{}, seen: map[string]time.Time{}}
 	s.handlers = s.dispatchTable()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.pres = presenceState{status: presence.Online, seen: map[string]map[string]devicePresence{}, shown: map[string]string{}}
@@ -403,6 +411,11 @@ func (s *Session) emit(e Event) {
 	}
 	if e.TS.IsZero() {
 		e.TS = time.Now()
+	}
+	if e.CallID != "" && e.Conf == "" {
+		s.mu.Lock()
+		e.Conf = s.legConf[e.CallID]
+		s.mu.Unlock()
 	}
 	s.evMu.Lock()
 	defer s.evMu.Unlock()

@@ -68,9 +68,11 @@ import (
 //   - Relay: in an offer, the relay (host:port) chosen for the call.
 //   - Reason: why, in words (decline, hangup, restart); ≤ [MaxReason] bytes.
 //   - Status: the status the user set (status).
-//   - Answerer: the Device that took the call (answered).
+//   - Answerer: the Device that took the call (answered); in a conference
+//     leg's offer, the device called.
 //   - Attempt: names an ICE restart (re-offer, re-answer); ≤ 64 bytes.
 //   - Path: this end's view of the selected candidate pair (path).
+//   - Conf: the conference (a leg's offer, conf): see [Conf].
 //   - RTTs: relay (host:port) → round trip in microseconds (probe,
 //     probe-reply); at most [MaxRTTs] entries.
 //   - Candidate: one trickled ICE candidate (candidate); its candidate line at
@@ -99,12 +101,15 @@ type Signal struct {
 	Path     *Path  `json:"path,omitempty"`
 	// RTTs maps a relay (host:port) to this end's round trip to it, in
 	// microseconds.
-	RTTs       map[string]int64 `json:"rtts,omitempty"`
-	Candidate  *Candidate       `json:"candidate,omitempty"`
-	TS         int64            `json:"ts"`
-	Seq        uint64           `json:"seq"`
-	Credential string           `json:"credential"`
-	Sig        []byte           `json:"sig"`
+	RTTs      map[string]int64 `json:"rtts,omitempty"`
+	Candidate *Candidate       `json:"candidate,omitempty"`
+	// Conf: the conference of a leg's offer or of a KindConf signal
+	// (conf.go).
+	Conf       *Conf  `json:"conf,omitempty"`
+	TS         int64  `json:"ts"`
+	Seq        uint64 `json:"seq"`
+	Credential string `json:"credential"`
+	Sig        []byte `json:"sig"`
 }
 
 // Path is one end's view of a call's selected candidate pair, so that both
@@ -126,8 +131,9 @@ type Candidate struct {
 
 // Version is the version of [Signal]. Version 2 added Device (signed) and the
 // ICE restart kinds; version 3 gave each kind typed fields (Status, Answerer,
-// Attempt, Path, RTTs, Candidate) instead of JSON inside Reason.
-const Version = 3
+// Attempt, Path, RTTs, Candidate) instead of JSON inside Reason; version 4
+// added conference calls (Conf, KindConf: conf.go).
+const Version = 4
 
 // Context is the signature context of signals.
 const Context = "parley-signal-v1"
@@ -205,7 +211,7 @@ const (
 // Kinds lists every kind, in the order of the constants.
 func Kinds() []string {
 	return []string{KindOffer, KindRinging, KindAnswer, KindDecline, KindHangup, KindPath, KindHold, KindResume,
-		KindProbe, KindProbeReply, KindRestart, KindReoffer, KindReanswer, KindAnswered, KindStatus, KindContacts, KindCandidate}
+		KindProbe, KindProbeReply, KindRestart, KindReoffer, KindReanswer, KindAnswered, KindStatus, KindContacts, KindCandidate, KindConf}
 }
 
 // InCallKinds are the kinds about a call in progress: the sender retries
@@ -228,6 +234,8 @@ const Window = 2 * time.Minute
 //	rtts:   "" or relay=us pairs sorted by relay, joined by ","
 //	candidate, sdpMid, sdpMLineIndex, usernameFragment: each "" when absent,
 //	        else "=" and the value
+//	conf:   "" or "=" id SP op SP group SP users SP members (lists joined
+//	        by ",")
 //	then one line per fingerprint.
 //
 // The page builds the same bytes (web/static/js/signal.js).
@@ -276,6 +284,7 @@ func (s *Signal) SignedMessage() []byte {
 		line("")
 		line("")
 	}
+	line(s.Conf.signedLine())
 	for _, fp := range Fingerprints(s.SDP) {
 		line(fp)
 	}
@@ -392,6 +401,9 @@ func (s *Signal) checkFields() error {
 		if r == "" || len(r) > maxField || strings.ContainsAny(r, "=,\r\n") || us < 0 {
 			return fmt.Errorf("rtts: entry %q", r)
 		}
+	}
+	if err := s.Conf.check(s.Kind); err != nil {
+		return err
 	}
 	if c := s.Candidate; c != nil {
 		if c.Candidate == "" || len(c.Candidate) > MaxCandidate || strings.ContainsAny(c.Candidate, "\r\n") {

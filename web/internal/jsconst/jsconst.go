@@ -136,6 +136,21 @@ func constants() []constant {
 		{name: "IM_STATE_READ", from: "im.StateRead", value: im.StateRead},
 		{name: "IM_STATE_RECEIVED", from: "im.StateReceived", value: im.StateReceived},
 
+		// Package client/im: files — the offer, its body, sealed chunks
+		// (js/files.js).
+		{name: "IM_KIND_FILE", from: "im.KindFile", value: im.KindFile},
+		{name: "IM_FILE_CHUNK", from: "im.FileChunk", value: im.FileChunk},
+		{name: "IM_FILE_CHUNK_CONTEXT", from: "im.FileChunkContext", value: im.FileChunkContext},
+		{name: "IM_FILE_KEY_LEN", from: "im.FileKeyLen", value: im.FileKeyLen},
+		{name: "IM_MAX_FILE_NAME", from: "im.MaxFileName", value: im.MaxFileName},
+		{name: "IM_MAX_FILE_SIZE", from: "im.MaxFileSize", value: im.MaxFileSize},
+		{name: "IM_MAX_PREVIEW", from: "im.MaxPreview", value: im.MaxPreview},
+		{name: "IM_MAX_FILE_SDP", from: "im.MaxFileSDP", value: im.MaxFileSDP},
+		{name: "IM_FILE_BODY_OFFER", from: "im.FileBodyOffer", value: im.FileBodyOffer},
+		{name: "IM_FILE_BODY_DONE", from: "im.FileBodyDone", value: im.FileBodyDone},
+		{name: "IM_FILE_BODY_SIGNAL", from: "im.FileBodySignal", value: im.FileBodySignal},
+		{name: "LOGINAPI_MAX_FILE_RECIPIENTS", from: "loginapi.MaxFileRecipients", value: loginapi.MaxFileRecipients},
+
 		// Package wire/loginapi: the login server's API and passes (js/chat.js,
 		// js/group.js).
 		{name: "LOGINAPI_MAX_MAILBOX_FETCH", from: "loginapi.MaxMailboxFetch", value: loginapi.MaxMailboxFetch},
@@ -155,9 +170,12 @@ func constants() []constant {
 		{name: "CODEC_DEFAULT_BITRATE", from: "codec.DefaultBitrate", value: codec.DefaultBitrate},
 
 		// Package wire/signal: call signalling (js/signal.js, js/phone.js).
+		{name: "SIGNAL_CONF_GLARE", from: "signal.ConfGlare", value: signal.ConfGlare},
+		{name: "SIGNAL_CONF_OPS", from: "signal.ConfOps()", value: signal.ConfOps()},
 		{name: "SIGNAL_CONTEXT", from: "signal.Context", value: signal.Context},
 		{name: "SIGNAL_IN_CALL_KINDS", from: "signal.InCallKinds()", value: signal.InCallKinds()},
 		{name: "SIGNAL_KINDS", from: "signal.Kinds()", value: signal.Kinds()},
+		{name: "SIGNAL_MAX_CONF_MEMBERS", from: "signal.MaxConfMembers", value: signal.MaxConfMembers},
 		{name: "SIGNAL_MAX_CANDIDATE", from: "signal.MaxCandidate", value: signal.MaxCandidate},
 		{name: "SIGNAL_MAX_REASON", from: "signal.MaxReason", value: signal.MaxReason},
 		{name: "SIGNAL_MAX_RTTS", from: "signal.MaxRTTs", value: signal.MaxRTTs},

@@ -1,4 +1,4 @@
-// Call signalling, version 3 (package wire/signal): every signal carries the
+// Call signalling, version 4 (package wire/signal): every signal carries the
 // sender's credential and an Ed25519 signature (context "parley-signal-v1")
 // over its fields, one a line, and the sorted DTLS fingerprints of its SDP,
 // so a supernode can route signals but not forge them or swap certificates.
@@ -9,6 +9,7 @@ import { signContext, verifyContext, verifyCredential } from "./keys.js";
 import {
   SIGNAL_VERSION, SIGNAL_CONTEXT, SIGNAL_WINDOW_MS as SIGNAL_WINDOW, SIGNAL_MAX_REASON as MAX_REASON,
   SIGNAL_MAX_RTTS as MAX_RTTS, SIGNAL_MAX_CANDIDATE as MAX_CANDIDATE, SIGNAL_KINDS, SIGNAL_SDP_KINDS, SIGNAL_IN_CALL_KINDS,
+  SIGNAL_CONF_OPS as CONF_OPS, SIGNAL_MAX_CONF_MEMBERS as CONF_MAX_MEMBERS,
 } from "./wire.gen.js";
 
 export { SIGNAL_VERSION, SIGNAL_CONTEXT, SIGNAL_WINDOW }; // SIGNAL_WINDOW in ms
@@ -59,6 +60,8 @@ function signedMessage(s) {
   } else {
     line(""); line(""); line(""); line("");
   }
+  const cf = s.conf; // conference (wire/signal/conf.go)
+  line(cf ? `=${cf.id} ${cf.op || ""} ${cf.group || ""} ${(cf.users || []).join(",")} ${(cf.members || []).join(",")}` : "");
   for (const fp of fingerprints(s.sdp || "")) line(fp);
   return utf8(m);
 }
@@ -110,6 +113,16 @@ export function decode(payload) {
     const c = s.candidate;
     if (!c || typeof c !== "object" || typeof c.candidate !== "string" || !c.candidate || c.candidate.length > MAX_CANDIDATE ||
       /[\r\n]/.test(c.candidate)) throw new Error("signal candidate");
+  }
+  if (s.conf !== undefined) {
+    const c = s.conf;
+    const word = (v) => typeof v === "string" && !/[ ,\r\n]/.test(v);
+    const list = (v) => v === undefined || (Array.isArray(v) && v.length <= CONF_MAX_MEMBERS && v.every((x) => x && word(x)));
+    if (!c || typeof c !== "object" || typeof c.id !== "string" || !/^[0-9a-f]{32}$/.test(c.id) ||
+      !(c.op === undefined || word(c.op)) || !(c.group === undefined || word(c.group)) || !list(c.users) || !list(c.members) ||
+      !(s.kind === "offer" ? !c.op : s.kind === "conf" && CONF_OPS.includes(c.op))) throw new Error("signal conf");
+  } else if (s.kind === "conf") {
+    throw new Error("signal conf");
   }
   if (typeof s.ts !== "number" || typeof s.seq !== "number" || typeof s.sig !== "string") throw new Error("signal ts/seq/sig");
   return s;

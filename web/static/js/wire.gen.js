@@ -32,6 +32,18 @@ export const IM_DIR_OUT = "out";
 export const IM_ENVELOPE_CONTEXT = "parley-im-v1";
 // IM_ENVELOPE_VERSION is im.EnvelopeVersion.
 export const IM_ENVELOPE_VERSION = 1;
+// IM_FILE_BODY_DONE is im.FileBodyDone.
+export const IM_FILE_BODY_DONE = "done";
+// IM_FILE_BODY_OFFER is im.FileBodyOffer.
+export const IM_FILE_BODY_OFFER = "offer";
+// IM_FILE_BODY_SIGNAL is im.FileBodySignal.
+export const IM_FILE_BODY_SIGNAL = "signal";
+// IM_FILE_CHUNK is im.FileChunk.
+export const IM_FILE_CHUNK = 65536;
+// IM_FILE_CHUNK_CONTEXT is im.FileChunkContext.
+export const IM_FILE_CHUNK_CONTEXT = "parley-file-v1";
+// IM_FILE_KEY_LEN is im.FileKeyLen.
+export const IM_FILE_KEY_LEN = 32;
 // IM_GROUP_ENVELOPE_PREFIX is im.GroupEnvelopePrefix.
 export const IM_GROUP_ENVELOPE_PREFIX = "parley-group-env";
 // IM_GROUP_FAN_OUT is im.GroupFanOut.
@@ -60,6 +72,8 @@ export const IM_HISTORY_PER_CONVERSATION = 1000;
 export const IM_HISTORY_READ = "read";
 // IM_HISTORY_WANT is im.HistoryWant.
 export const IM_HISTORY_WANT = "want";
+// IM_KIND_FILE is im.KindFile.
+export const IM_KIND_FILE = "file";
 // IM_KIND_GROUP is im.KindGroup.
 export const IM_KIND_GROUP = "group";
 // IM_KIND_HISTORY is im.KindHistory.
@@ -76,6 +90,12 @@ export const IM_MAX_CONTENT = 65605;
 export const IM_MAX_ENVELOPE_BYTES = 81920;
 // IM_MAX_ENVELOPE_DEVICES is im.MaxEnvelopeDevices.
 export const IM_MAX_ENVELOPE_DEVICES = 32;
+// IM_MAX_FILE_NAME is im.MaxFileName.
+export const IM_MAX_FILE_NAME = 255;
+// IM_MAX_FILE_SDP is im.MaxFileSDP.
+export const IM_MAX_FILE_SDP = 16384;
+// IM_MAX_FILE_SIZE is im.MaxFileSize.
+export const IM_MAX_FILE_SIZE = 4294967296;
 // IM_MAX_GROUP_CLOCK is im.MaxGroupClock.
 export const IM_MAX_GROUP_CLOCK = 1099511627776;
 // IM_MAX_GROUP_MEMBERS is im.MaxGroupMembers.
@@ -98,6 +118,8 @@ export const IM_MAX_HISTORY_MESSAGES = 10000;
 export const IM_MAX_MESSAGE_BYTES = 65536;
 // IM_MAX_OPS_CHUNK is im.MaxOpsChunk.
 export const IM_MAX_OPS_CHUNK = 49152;
+// IM_MAX_PREVIEW is im.MaxPreview.
+export const IM_MAX_PREVIEW = 24576;
 // IM_MAX_RECEIPT_IDS is im.MaxReceiptIDs.
 export const IM_MAX_RECEIPT_IDS = 1000;
 // IM_MESSAGE_CLOCK_SKEW_MS is im.MessageClockSkew, in milliseconds.
@@ -147,6 +169,8 @@ export const IM_WRAP_INFO = "parley-im-wrap-v1";
 // IM_X25519_KEY_SIZE is im.X25519KeySize.
 export const IM_X25519_KEY_SIZE = 32;
 
+// LOGINAPI_MAX_FILE_RECIPIENTS is loginapi.MaxFileRecipients.
+export const LOGINAPI_MAX_FILE_RECIPIENTS = 100;
 // LOGINAPI_MAX_MAILBOX_FETCH is loginapi.MaxMailboxFetch.
 export const LOGINAPI_MAX_MAILBOX_FETCH = 100;
 // LOGINAPI_MAX_PASS_BYTES is loginapi.MaxPassBytes.
@@ -169,6 +193,19 @@ export const PRESENCE_ONLINE = "online";
 // PRESENCE_SETTABLE is presence.Settable().
 export const PRESENCE_SETTABLE = ["online", "away", "busy", "invisible"];
 
+// SIGNAL_CONF_GLARE is signal.ConfGlare.
+export const SIGNAL_CONF_GLARE = "conference glare";
+// SIGNAL_CONF_OPS is signal.ConfOps().
+export const SIGNAL_CONF_OPS = [
+  "invite",
+  "invited",
+  "declined",
+  "joined",
+  "roster",
+  "mute",
+  "unmute",
+  "upgrade",
+];
 // SIGNAL_CONTEXT is signal.Context.
 export const SIGNAL_CONTEXT = "parley-signal-v1";
 // SIGNAL_IN_CALL_KINDS is signal.InCallKinds().
@@ -200,9 +237,12 @@ export const SIGNAL_KINDS = [
   "status",
   "contacts",
   "candidate",
+  "conf",
 ];
 // SIGNAL_MAX_CANDIDATE is signal.MaxCandidate.
 export const SIGNAL_MAX_CANDIDATE = 1024;
+// SIGNAL_MAX_CONF_MEMBERS is signal.MaxConfMembers.
+export const SIGNAL_MAX_CONF_MEMBERS = 8;
 // SIGNAL_MAX_REASON is signal.MaxReason.
 export const SIGNAL_MAX_REASON = 512;
 // SIGNAL_MAX_RTTS is signal.MaxRTTs.
@@ -214,7 +254,7 @@ export const SIGNAL_PROBE_TIMEOUT_MS = 800;
 // SIGNAL_SDP_KINDS is signal.Kinds() where signal.HasSDP.
 export const SIGNAL_SDP_KINDS = ["offer", "answer", "re-offer", "re-answer"];
 // SIGNAL_VERSION is signal.Version.
-export const SIGNAL_VERSION = 3;
+export const SIGNAL_VERSION = 4;
 // SIGNAL_WINDOW_MS is signal.Window, in milliseconds.
 export const SIGNAL_WINDOW_MS = 120000;
 

@@ -1,0 +1,175 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley/parley/client"
+	"github.com/parley/parley/codec"
+	"github.com/parley/parley/internal/audiotest"
+	"github.com/parley/parley/wire/signal"
+)
+
+// clockSource plays pcm on the wall clock from t0: whenever it is first
+// read, it starts at the frame due then, so that participants who join at
+// different moments still speak in their own time slots.
+type clockSource struct {
+	pcm   []int16
+	t0    time.Time
+	next  int
+	start sync.Once
+}
+
+func (c *clockSource) ReadFrame() ([]int16, error) {
+	c.start.Do(func() { c.next = max(0, int(time.Since(c.t0)/codec.FrameDuration)) })
+	f := make([]int16, codec.FrameSamples)
+	if from := c.next * codec.FrameSamples; from < len(c.pcm) {
+		copy(f, c.pcm[from:])
+	}
+	c.next++
+	return f, nil
+}
+
+// slotted is speech of seed in slot i (slot long, speech long each), silence
+// elsewhere, total long.
+func slotted(seed uint64, i int, lead, slot, speech, total time.Duration) (pcm, voice []int16) {
+	voice = audiotest.Speech(seed, speech)
+	pcm = append(audiotest.Silence(lead+time.Duration(i)*slot), voice...)
+	return append(pcm, audiotest.Silence(total-lead-time.Duration(i)*slot-speech)...), voice
+}
+
+// TestConferenceMixesEveryoneButYou: four devices in a conference started
+// by alice; each hears the three others in their slots and never itself;
+// alice leaves after her slot and the other three go on hearing each other.
+func TestConferenceMixesEveryoneButYou(t *testing.T) {
+	n := startNetwork(t, nil)
+	const (
+		lead   = 3 * time.Second
+		slot   = 2 * time.Second
+		speech = 1200 * time.Millisecond
+		total  = lead + 4*slot + time.Second
+	)
+	names := []string{"alice", "bob", "carol", "dave"}
+	t0 := time.Now().Add(2 * time.Second) // sessions are online by then
+	recs := make([]*recorder, len(names))
+	voices := make([][]int16, len(names))
+	srcs := make([]*clockSource, len(names))
+	evs := make([]*events, len(names))
+	sessions := make([]*client.Session, len(names))
+	confs := make(chan *client.Conference, len(names))
+	for i, name := range names {
+		pcm, voice := slotted(uint64(10+i), i, lead, slot, speech, total)
+		recs[i], voices[i], srcs[i], evs[i] = &recorder{}, voice, &clockSource{pcm: pcm, t0: t0}, &events{}
+		media := client.Media{Source: srcs[i], Sink: recs[i]}
+		sessions[i] = n.user(t, name, client.SessionConfig{OnEvent: evs[i].add, OnConfInvite: func(inv *client.ConfInvite) {
+			cf, err := inv.Join(context.Background(), media)
+			if err != nil {
+				t.Errorf("%s: join: %v", name, err)
+				return
+			}
+			confs <- cf
+			<-cf.Done()
+		}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	time.Sleep(time.Until(t0.Add(-time.Second)))
+	start := time.Now()
+	alice, err := sessions[0].StartConference(ctx, client.ConfConfig{Users: names[1:], Media: client.Media{Source: srcs[0], Sink: recs[0]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Everyone is in, with a leg to each of the three others.
+	waitRoster := func(i, want int) {
+		t.Helper()
+		for ctx.Err() == nil {
+			if r := lastRoster(evs[i]); len(r) == want {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("%s: roster never reached %d: %v", names[i], want, lastRoster(evs[i]))
+	}
+	for i := range names {
+		waitRoster(i, 4)
+	}
+	t.Logf("all four in each other's rosters after %v", time.Since(start).Round(time.Millisecond))
+	// alice leaves once her slot is over.
+	time.Sleep(time.Until(t0.Add(lead + speech + 300*time.Millisecond)))
+	alice.Leave()
+	<-alice.Done()
+	time.Sleep(time.Until(t0.Add(total)))
+	for i := 1; i < len(names); i++ {
+		waitRoster(i, 3)
+	}
+	heardAt := make([]time.Duration, len(names)) // where the others hear each voice
+	pcms := make([][]int16, len(names))
+	for j, rec := range recs {
+		pcms[j], _, _ = rec.snapshot()
+	}
+	for j, pcm := range pcms {
+		for i, voice := range voices {
+			if i == j || j == 0 && i > 0 {
+				continue // yourself, checked below; alice left before the others spoke
+			}
+			corr, lag := audiotest.MatchEnvelope(voice, pcm, time.Duration(len(pcm))*time.Second/48000)
+			if corr < 0.8 {
+				t.Errorf("%s's recording: %s's voice correlation %.2f at %v, want ≥ 0.8", names[j], names[i], corr, lag)
+				continue
+			}
+			t.Logf("%s hears %s: correlation %.3f at %v", names[j], names[i], corr, lag)
+			heardAt[i] = lag
+		}
+	}
+	// Nobody hears themselves: their own recording is silent while they speak.
+	for j, pcm := range pcms {
+		from := int(heardAt[j] * 48000 / time.Second)
+		to := min(len(pcm), from+int(speech*48000/time.Second))
+		if heardAt[j] == 0 || from >= to {
+			continue
+		}
+		if db := audiotest.RMSdB(pcm[from:to]); db > -50 {
+			t.Errorf("%s's recording while %s speaks: %.1f dBFS, want silence (its own voice comes back)", names[j], names[j], db)
+		}
+	}
+	for i := 1; i < len(names); i++ {
+		sessions[i].Close()
+	}
+}
+
+// lastRoster is the roster of the last "conference" event that carried one.
+func lastRoster(e *events) []client.ConfMember {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := len(e.all) - 1; i >= 0; i-- {
+		if ev := e.all[i]; ev.Event == "conference" && ev.ConfEvent != nil && ev.ConfState == "roster" {
+			return ev.Roster
+		}
+	}
+	return nil
+}
+
+// TestConferenceRefusesTheUninvited: a user who was not invited cannot get a
+// leg, even knowing the conference's id and a member's device.
+func TestConferenceRefusesTheUninvited(t *testing.T) {
+	n := startNetwork(t, nil)
+	bob := n.user(t, "bob", client.SessionConfig{})
+	alice := n.user(t, "alice", client.SessionConfig{})
+	eve := n.user(t, "eve", client.SessionConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cf, err := alice.StartConference(ctx, client.ConfConfig{Users: []string{"bob"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cf.Leave()
+	err = eve.DialLegForTest(ctx, cf.ID, signal.Member("alice", alice.DeviceForTest()))
+	if !errors.Is(err, client.ErrRefused) || !strings.Contains(err.Error(), "not invited") {
+		t.Fatalf("eve's leg: %v, want refused: not invited", err)
+	}
+	_ = bob
+}
