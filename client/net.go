@@ -5,8 +5,8 @@ import (
 	"net"
 	"time"
 
-	"github.com/pion/transport/v4"
-	"github.com/pion/transport/v4/stdnet"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 )
 
 // tcpDialTimeout bounds connecting to a TURN server over TCP or TLS.

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
-	"github.com/pion/transport/v4"
+	"github.com/pion/transport/v5"
 )
 
 // TURN permissions are answered here, at once.

@@ -15,8 +15,10 @@ const (
 	// DefaultRealm is the TURN realm when Config.Realm is "".
 	DefaultRealm = "parley"
 	// DefaultMaxAllocationsPerUser is the allocation quota when
-	// Config.MaxAllocationsPerUser is 0.
-	DefaultMaxAllocationsPerUser = 8
+	// Config.MaxAllocationsPerUser is 0: a device in a conference of eight
+	// (docs/conference.md) has 7 calls, each allocating over UDP, TCP and
+	// TLS.
+	DefaultMaxAllocationsPerUser = 24
 	// DefaultUserBandwidth is the per-user relay budget in bytes per second
 	// when Config.UserBandwidth is 0: a few calls' worth of Opus and video.
 	DefaultUserBandwidth = 256 << 10
@@ -72,12 +74,25 @@ type Config struct {
 
 	// RelayIP is the address relayed allocations are advertised as and, unless
 	// RelayBindIP is set, bound to (required; not unspecified or multicast).
-	// Its family (IPv4 or IPv6) is the family of every allocation.
+	// Without SecondRelayIP its family (IPv4 or IPv6) is the family of every
+	// allocation.
 	RelayIP net.IP
 	// RelayBindIP is the local address allocation sockets bind to when it
 	// differs from RelayIP, e.g. behind a 1:1 NAT (RelayIP the public address,
 	// RelayBindIP the private interface address or 0.0.0.0). nil = RelayIP.
 	RelayBindIP net.IP
+	// SecondRelayIP is a relay address of the other family than RelayIP's,
+	// for a dual-stack host (RelayIP its IPv4 address, SecondRelayIP its
+	// IPv6 one, or the other way round): the relay then allocates in both
+	// families (RFC 6156). A client gets the family it asks for with
+	// REQUESTED-ADDRESS-FAMILY or, asking none, the family of the address it
+	// reached the relay at; its peers must be of the same family. nil =
+	// allocations of RelayIP's family only: a request for the other is
+	// refused (pion answers 508 Insufficient Capacity).
+	SecondRelayIP net.IP
+	// SecondRelayBindIP is RelayBindIP for SecondRelayIP (e.g. "::" behind
+	// a firewall that forwards the public IPv6 address). nil = SecondRelayIP.
+	SecondRelayBindIP net.IP
 
 	// Secret is the TURN-REST shared secret (required, at least MinSecretLen
 	// bytes); supernodes make credentials with the same secret. It is copied

@@ -287,7 +287,7 @@ func (c *relayConn) WriteTo(b []byte, to net.Addr) (int, error) {
 		c.s.refusedPeers.Add(1)
 		return len(b), nil
 	}
-	if c.s.isSelf(ap.Addr()) && !c.s.ports.has(ap.Port()) {
+	if c.s.isSelf(ap.Addr()) && !c.s.portsOf(ap.Addr()).has(ap.Port()) {
 		c.droppedSelf(ap)
 		return len(b), nil
 	}
@@ -316,7 +316,7 @@ func (c *relayConn) Close() error {
 		s.mu.Lock()
 		if s.allocs[c.port] == c {
 			delete(s.allocs, c.port)
-			s.ports.set(c.port, false)
+			s.portsOf(c.relayedIP()).set(c.port, false)
 		}
 		c.n.addTo(&s.closedTraffic)
 		s.dropUserLocked(c.user, c.u)

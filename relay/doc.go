@@ -23,5 +23,7 @@
 //
 // Clients reach the relay by TURN over UDP (which also answers plain STUN
 // Binding requests), TCP or TLS; relayed allocations are always UDP (RFC 6062
-// TCP allocations are refused). See docs/relay.md for operators.
+// TCP allocations are refused), in IPv4 or IPv6 (RFC 6156): RelayIP's
+// family, and with Config.SecondRelayIP the other one too. See
+// docs/relay.md for operators.
 package relay

@@ -15,8 +15,8 @@ var (
 	// ErrTCPRelay means a client asked for an RFC 6062 TCP allocation; the relay
 	// relays UDP only (clients may still reach it over TCP or TLS).
 	ErrTCPRelay = errors.New("TCP relay allocations are not supported")
-	// ErrAddressFamily means a client asked for an allocation of the other
-	// address family than RelayIP's.
+	// ErrAddressFamily means a client asked for an allocation of an address
+	// family the relay has no address of (RelayIP, SecondRelayIP).
 	ErrAddressFamily = errors.New("address family not relayed")
 	// ErrClosed means the server is closed or closing.
 	ErrClosed = errors.New("relay closed")

@@ -203,7 +203,7 @@ func (c *relayConn) toPeer(payload []byte, ch *channel) {
 		c.s.refusedPeers.Add(1)
 		return
 	}
-	if ch.self && !c.s.ports.has(ch.peer.Port()) {
+	if ch.self && !c.s.portsOf(ch.peer.Addr()).has(ch.peer.Port()) {
 		c.droppedSelf(ch.peer)
 		return
 	}

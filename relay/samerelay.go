@@ -6,7 +6,8 @@ import (
 )
 
 // selfAddrs returns the relay host's own addresses, to which allocations may
-// send only at allocation ports: RelayIP, RelayBindIP, the listeners' addresses,
+// send only at allocation ports: the relay and bind addresses (both families),
+// the listeners' addresses,
 // the unspecified addresses (which reach the local host) and, if the relay or a
 // listener is bound to an unspecified address, every interface address and
 // (s.selfLoop) the whole loopback range.
@@ -27,8 +28,10 @@ func (s *Server) selfAddrs(listeners []net.Addr) map[netip.Addr]struct{} {
 		}
 		self[a] = struct{}{}
 	}
-	add(s.relayIP)
-	add(s.bindIP)
+	for _, f := range s.families {
+		add(f.ip)
+		add(f.bind)
+	}
 	for _, l := range listeners {
 		switch a := l.(type) {
 		case *net.UDPAddr:

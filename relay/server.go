@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,13 +67,12 @@ type Server struct {
 	grace     time.Duration
 	secret    []byte
 	allow     []netip.Prefix
-	maxAllocs int // <= 0: no cap
-	bandwidth int // bytes per second a user; 0: unlimited
-	burst     int // bytes
-	sockBuf   int // TURN UDP listener's socket buffers; < 0: the kernel's default
-	relayBuf  int // each allocation's socket buffers; < 0: the kernel's default
-	relayIP   net.IP
-	bindIP    net.IP
+	maxAllocs int                     // <= 0: no cap
+	bandwidth int                     // bytes per second a user; 0: unlimited
+	burst     int                     // bytes
+	sockBuf   int                     // TURN UDP listener's socket buffers; < 0: the kernel's default
+	relayBuf  int                     // each allocation's socket buffers; < 0: the kernel's default
+	families  []relayFamily           // one or two: where allocations of each family are made
 	self      map[netip.Addr]struct{} // the relay host's addresses (read-only after New)
 	selfLoop  bool                    // every loopback address is the relay host's too
 
@@ -80,7 +80,8 @@ type Server struct {
 	udp     []*packetListener // the UDP listener's sockets (several: SO_REUSEPORT)
 	udpConn *net.UDPConn      // the UDP listener's socket, when it is one: the fast path writes to clients on it
 	chans   chanTable         // the fast path's channels, by client and number
-	ports   portSet           // live allocation ports (the same-relay rule)
+	ports   portSet           // live IPv4 allocation ports (the same-relay rule)
+	ports6  portSet           // live IPv6 allocation ports
 	tcp     *streamListener
 	tls     *streamListener
 
@@ -154,29 +155,24 @@ func newServer(cfg Config) (*Server, error) {
 	if len(cfg.Secret) < MinSecretLen {
 		return nil, fmt.Errorf("%w: Secret must be at least %d bytes", ErrInvalidConfig, MinSecretLen)
 	}
-	relayIP, ok := netip.AddrFromSlice(cfg.RelayIP)
-	relayIP = relayIP.Unmap()
-	if !ok || relayIP.IsUnspecified() || relayIP.IsMulticast() {
-		return nil, fmt.Errorf("%w: RelayIP %v: need a unicast address", ErrInvalidConfig, cfg.RelayIP)
-	}
-	bindIP := relayIP
-	if cfg.RelayBindIP != nil {
-		b, ok := netip.AddrFromSlice(cfg.RelayBindIP)
-		if !ok || b.Unmap().Is4() != relayIP.Is4() || b.IsMulticast() {
-			return nil, fmt.Errorf("%w: RelayBindIP %v: need a unicast address of RelayIP's family", ErrInvalidConfig, cfg.RelayBindIP)
-		}
-		bindIP = b.Unmap()
-	}
-	s.relayIP = net.IP(relayIP.AsSlice())
-	s.bindIP = net.IP(bindIP.AsSlice())
-	// Fail now, not at every Allocate, if allocations cannot be bound (RelayIP
-	// is not a local address, e.g. a public address behind a 1:1 NAT).
-	probe, err := s.listenRelay(relayNetwork(relayIP), 0)
+	first, err := s.relayFamily("RelayIP", cfg.RelayIP, cfg.RelayBindIP)
 	if err != nil {
-		return nil, fmt.Errorf("%w: cannot bind relayed sockets to %v (set RelayBindIP to a local address): %w",
-			ErrInvalidConfig, s.bindIP, err)
+		return nil, err
 	}
-	_ = probe.Close()
+	s.families = []relayFamily{first}
+	if cfg.SecondRelayIP != nil {
+		second, err := s.relayFamily("SecondRelayIP", cfg.SecondRelayIP, cfg.SecondRelayBindIP)
+		if err != nil {
+			return nil, err
+		}
+		if second.network == first.network {
+			return nil, fmt.Errorf("%w: SecondRelayIP %v: need the other family than RelayIP %v",
+				ErrInvalidConfig, second.ip, first.ip)
+		}
+		s.families = append(s.families, second)
+	} else if cfg.SecondRelayBindIP != nil {
+		return nil, fmt.Errorf("%w: SecondRelayBindIP without SecondRelayIP", ErrInvalidConfig)
+	}
 	for _, p := range cfg.AllowPeers {
 		if !p.IsValid() {
 			return nil, fmt.Errorf("%w: AllowPeers: invalid prefix %v", ErrInvalidConfig, p)
@@ -358,8 +354,12 @@ func newServer(cfg Config) (*Server, error) {
 	s.unregister = unregister
 
 	udp, tcp, tlsA := s.Addrs()
-	s.log.Info("relay: started", "udp", udp, "tcp", tcp, "tls", tlsA, "relay_ip", s.relayIP,
-		"bind_ip", s.bindIP, "realm", s.realm, "allow_peers", s.allow,
+	relayIPs, bindIPs := make([]string, len(s.families)), make([]string, len(s.families))
+	for i, f := range s.families {
+		relayIPs[i], bindIPs[i] = f.ip.String(), f.bind.String()
+	}
+	s.log.Info("relay: started", "udp", udp, "tcp", tcp, "tls", tlsA, "relay_ip", strings.Join(relayIPs, ","),
+		"bind_ip", strings.Join(bindIPs, ","), "realm", s.realm, "allow_peers", s.allow,
 		"max_allocations_per_user", s.maxAllocs, "user_bandwidth", bw, "socket_buffers", sockBufs,
 		"udp_sockets", len(s.udp))
 	return s, nil

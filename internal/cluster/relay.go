@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -80,15 +81,23 @@ type RelayConfig struct {
 type RelayTuning struct {
 	MaxAllocationsPerUser, UserBandwidth int
 	SocketBuffer, RelaySocketBuffer      int
+	// SecondIP is relay.Config.SecondRelayIP: on a dual-stack host, an
+	// address of the other family than the relay's public one, so that
+	// allocations are made in both (RFC 6156). A supernode also offers its
+	// relay at this address (UDP and TCP on one port), so that clients of
+	// that family only can reach it; the TURN listeners must listen there
+	// (the default, every interface, does). Zero: none.
+	SecondIP netip.Addr
 }
 
 // RegisterFlags adds the relay's tuning flags to fs (`parley relay` and
 // `parley supernode`).
 func (t *RelayTuning) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&t.MaxAllocationsPerUser, "relay-max-allocations", 0, "live relay allocations one user may hold (default 8; -1: no cap)")
+	fs.IntVar(&t.MaxAllocationsPerUser, "relay-max-allocations", 0, "live relay allocations one user may hold (default 24; -1: no cap)")
 	fs.IntVar(&t.UserBandwidth, "relay-user-bandwidth", 0, "`BYTES` a second relayed for one user, both directions summed (default 262144; -1: unlimited)")
 	fs.IntVar(&t.SocketBuffer, "relay-socket-buffer", 0, "receive and send buffer `BYTES` of the TURN UDP listener (default 2097152; -1: the kernel's)")
 	fs.IntVar(&t.RelaySocketBuffer, "relay-alloc-socket-buffer", 0, "receive and send buffer `BYTES` of each relayed allocation's socket (default 262144; -1: the kernel's)")
+	fs.TextVar(&t.SecondIP, "relay-second-ip", netip.Addr{}, "on a dual-stack host, the relay's `ADDR` of the other family than --public-addr's: allocations in both IPv4 and IPv6 (default: the public address's family only)")
 }
 
 // addr fills "" with port 3478 of host; Off means none.
@@ -116,6 +125,9 @@ func StartRelay(cfg RelayConfig, listenHost string) (*relay.Server, error) {
 		RefreshGrace:          RelayRefreshGrace,
 		MaxAllocationsPerUser: cfg.Tuning.MaxAllocationsPerUser, UserBandwidth: cfg.Tuning.UserBandwidth,
 		SocketBuffer: cfg.Tuning.SocketBuffer, RelaySocketBuffer: cfg.Tuning.RelaySocketBuffer,
+	}
+	if cfg.Tuning.SecondIP.IsValid() {
+		rc.SecondRelayIP = net.IP(cfg.Tuning.SecondIP.AsSlice())
 	}
 	if cfg.metrics != nil {
 		rc.Metrics = cfg.metrics
@@ -207,10 +219,27 @@ func logRelay(log *slog.Logger, r *relay.Server, ip net.IP) {
 // ICEServers returns the STUN/TURN servers a supernode offers a user: its
 // own relay r (if any, reached at host) and the standalone ones (external,
 // host:port), each with fresh TURN-REST credentials made with secret.
-func ICEServers(host string, r *relay.Server, external []string, secret []byte) func(string) []snapi.ICEServer {
+//
+// second, when valid, is the relay's address of the other family
+// (RelayTuning.SecondIP): the relay is offered there too, as a standalone
+// one is (UDP and TCP on the same port; not when its ports differ).
+func ICEServers(host string, r *relay.Server, second netip.Addr, external []string, secret []byte) func(string) []snapi.ICEServer {
 	o := supernode.RelayOffer{Host: host, External: external, Secret: secret, TTL: TURNCredentialTTL}
 	if r != nil {
 		o.UDP, o.TCP, o.TLS = r.Addrs()
+		if p := samePort(o.UDP, o.TCP); second.IsValid() && p != 0 {
+			o.External = append([]string{net.JoinHostPort(second.String(), strconv.Itoa(p))}, external...)
+		}
 	}
 	return o.ICEServers()
+}
+
+// samePort is the port of udp and tcp when both are set and equal, else 0.
+func samePort(udp, tcp net.Addr) int {
+	u, ok1 := udp.(*net.UDPAddr)
+	t, ok2 := tcp.(*net.TCPAddr)
+	if !ok1 || !ok2 || u.Port != t.Port {
+		return 0
+	}
+	return u.Port
 }

@@ -192,7 +192,7 @@ func RunSupernode(ctx context.Context, cfg SupernodeConfig) error {
 	advertise := scheme + "://" + name + "/v1/ws"
 	sc := cfg.Limits
 	sc.LoginKey, sc.Name, sc.Logger, sc.Login, sc.Advertise, sc.NodeKey = cfg.LoginKey, name, log, cfg.Login, advertise, nodeKey
-	sc.Seeds, sc.ICEServers = cfg.Seeds, ICEServers(cfg.Host(), r, cfg.ExternalRelays, rc.Secret)
+	sc.Seeds, sc.ICEServers = cfg.Seeds, ICEServers(cfg.Host(), r, rc.Tuning.SecondIP, cfg.ExternalRelays, rc.Secret)
 	sc.Metrics, sc.RelayHealth = reg, r.Health
 	sn, err := supernode.New(sc)
 	if err != nil {

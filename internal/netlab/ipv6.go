@@ -3,6 +3,7 @@ package netlab
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 )
 
 // IPv6 in the lab. The internet is also fd00:198:18::/64 (a unique local
@@ -111,4 +112,40 @@ func (l *Lab) AddIPv6OnlyHost(name string) (*Host, *Router, error) {
 	}
 	h.IP = a
 	return h, r, nil
+}
+
+// UDPOnlyToIPv6 makes the router's IPv6 firewall let UDP out of its LAN only
+// to servers (and their answers back in): the hosts behind it reach the
+// login server, supernode and relay, but no other host, over UDP. TCP is
+// left as it was.
+func (r *Router) UDPOnlyToIPv6(servers ...netip.Addr) error {
+	var cmds [][]string
+	for _, s := range servers {
+		cmds = append(cmds, []string{"ip6tables", "-I", "FORWARD", "1", "-i", "lan", "-p", "udp", "-d", s.String(), "-j", "ACCEPT"})
+	}
+	cmds = append(cmds, []string{"ip6tables", "-A", "FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP"})
+	for _, c := range cmds {
+		if err := r.Run(c...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BlockUDPIPv6 is BlockUDP for IPv6: nothing is forwarded from the LAN but
+// TCP to the given ports (and replies to it); all UDP is dropped.
+func (r *Router) BlockUDPIPv6(allowTCPPorts ...int) error {
+	cmds := [][]string{
+		{"ip6tables", "-P", "FORWARD", "DROP"},
+		{"ip6tables", "-I", "FORWARD", "1", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
+	}
+	for _, p := range allowTCPPorts {
+		cmds = append(cmds, []string{"ip6tables", "-A", "FORWARD", "-i", "lan", "-p", "tcp", "--dport", strconv.Itoa(p), "-j", "ACCEPT"})
+	}
+	for _, c := range cmds {
+		if err := r.Run(c...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
