@@ -38,6 +38,7 @@ const (
 	DefaultMaxStoredFile    = 100 << 20
 	DefaultFileQuotaPerUser = 1 << 30
 	DefaultFileStoreTTL     = 7 * 24 * time.Hour
+	DefaultFileFetchedGrace = 24 * time.Hour
 
 	DefaultMaxFailuresPerAddrUser    = 5
 	DefaultMaxRegistrationsPerAddr   = 5
@@ -195,6 +196,11 @@ type Config struct {
 	// FileStoreTTL is how long a stored file lives after its creation
 	// before the janitor deletes it, delivered or not. Default 7 days.
 	FileStoreTTL time.Duration
+	// FileFetchedGrace is how long a stored file stays once every
+	// recipient has taken it (a device of theirs fetched it and deleted
+	// their claim), so that each recipient's other devices can fetch it
+	// too; then the janitor deletes it. Default 24 hours.
+	FileFetchedGrace time.Duration
 
 	// MaxRegistrationsPerAddr caps the registration attempts (valid name and
 	// password length, taken names included) per client address within
@@ -319,6 +325,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"DialBackWindow", &cfg.DialBackWindow, DefaultDialBackWindow},
 		{"MailboxTTL", &cfg.MailboxTTL, DefaultMailboxTTL},
 		{"FileStoreTTL", &cfg.FileStoreTTL, DefaultFileStoreTTL},
+		{"FileFetchedGrace", &cfg.FileFetchedGrace, DefaultFileFetchedGrace},
 		{"SearchWindow", &cfg.SearchWindow, DefaultSearchWindow},
 		{"RegistrationWindow", &cfg.RegistrationWindow, DefaultRegistrationWindow},
 		{"LookupWindow", &cfg.LookupWindow, DefaultLookupWindow},

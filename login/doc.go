@@ -171,7 +171,7 @@
 //	PUT    /api/v1/files/{id}/chunks/{index}  sealed chunk (application/octet-stream) → 204; owner only
 //	GET    /api/v1/files/{id}          → StoredFileInfo; owner or recipient (404 for anyone else)
 //	GET    /api/v1/files/{id}/chunks/{index}  → the sealed chunk's bytes
-//	DELETE /api/v1/files/{id}          → {"deleted"}; the owner's deletes, a recipient's removes their claim
+//	DELETE /api/v1/files/{id}          → {"deleted"}; the owner's deletes, a recipient's marks their claim taken
 //
 // Mailbox items go only to the sender's own devices, an accepted contact's,
 // or those of a user the item's pass admits the sender to; the store holds
@@ -187,6 +187,8 @@
 // (loginapi.StoreChunk of plaintext plus loginapi.StoreChunkOverhead each),
 // in the database, within Config.MaxStoredFile per file (413) and
 // Config.FileQuotaPerUser per owner (507); the janitor deletes them
+// Config.FileFetchedGrace after every recipient took them (each
+// recipient's devices can all fetch them meanwhile), or
 // Config.FileStoreTTL after their creation.
 //
 // GET /healthz → {"ok":true}. Other paths under /api/ are 404 JSON; every
@@ -222,7 +224,11 @@
 // refused by refresh, device registration and every user endpoint (401
 // "device removed: …") until a password login with the key clears it.
 // Version 5 adds the file store: stored_files, stored_file_recipients and
-// stored_chunks; the janitor deletes files older than FileStoreTTL.
+// stored_chunks; the janitor deletes files older than FileStoreTTL. Version
+// 6 marks a recipient's claim taken (stored_file_recipients.fetched_at)
+// instead of removing it, so that every device of the recipient can fetch
+// the file; the janitor deletes a file FileFetchedGrace after its last
+// claim was taken.
 //
 // The server never logs passwords, password hashes, refresh tokens,
 // credentials, private keys, signatures, mailbox blobs, or stored files'

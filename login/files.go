@@ -17,8 +17,9 @@ import (
 // The file store (docs/login.md, "File store"): a sender leaves a file's
 // chunks, sealed end to end with the file's own key, for recipients that
 // are offline. The server keeps ciphertext it cannot read, in the
-// database, until the owner deletes the file, the last recipient deletes
-// their claim, or Config.FileStoreTTL after its creation.
+// database, until the owner deletes the file, Config.FileFetchedGrace after
+// every recipient took it (so that each of their devices can), or
+// Config.FileStoreTTL after its creation.
 
 // fileRoutes adds the authenticated file store endpoints.
 func (s *Server) fileRoutes(mux *http.ServeMux) {
@@ -231,13 +232,15 @@ func (s *Server) handleGetChunk(w http.ResponseWriter, r *http.Request, cred ide
 }
 
 // handleDeleteFile is DELETE /api/v1/files/{id}: the owner deletes the
-// file; a recipient removes their claim, and the last one the file.
+// file; a recipient marks their claim taken (their other devices still
+// fetch it; the janitor deletes the file FileFetchedGrace after the last
+// claim was taken).
 func (s *Server) handleDeleteFile(w http.ResponseWriter, r *http.Request, cred identity.Credential) {
 	id, ok := pathFileID(w, r)
 	if !ok {
 		return
 	}
-	d, err := s.st.deleteFile(r.Context(), cred.User, id)
+	d, err := s.st.deleteFile(r.Context(), cred.User, id, s.now())
 	if errors.Is(err, loginapi.ErrUnknownFile) {
 		writeNoFile(w, id, "no stored file for you has id")
 		return
@@ -248,10 +251,13 @@ func (s *Server) handleDeleteFile(w http.ResponseWriter, r *http.Request, cred i
 	switch {
 	case d.owner:
 		s.log.Info("stored file deleted by its owner", "owner", cred.User, "size", d.size)
-	case d.deleted:
-		s.log.Info("stored file deleted: the last recipient took it", "recipient", cred.User, "size", d.size)
+	case d.last:
+		s.log.Info("stored file taken by its last recipient; kept for their other devices", "recipient", cred.User, "size", d.size,
+			"for", s.cfg.FileFetchedGrace.String())
+	case d.again:
+		s.log.Debug("stored file taken again by another device of a recipient", "recipient", cred.User, "size", d.size)
 	default:
-		s.log.Debug("stored file claim removed", "recipient", cred.User, "size", d.size)
+		s.log.Debug("stored file taken by a recipient", "recipient", cred.User, "size", d.size)
 	}
 	writeJSON(w, http.StatusOK, loginapi.StoredFileDeleted{Deleted: d.deleted})
 }

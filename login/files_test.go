@@ -164,24 +164,37 @@ func testFileStoreRoundTrip(t *testing.T, db string) {
 		t.Errorf("a file without chunks: %+v %v", got, err)
 	}
 
-	// Bob, the only recipient, takes it: the file and its chunks go.
+	// Bob, the only recipient, takes it: his claim is marked taken, and
+	// the file stays (FileFetchedGrace) for his other devices.
 	code, body = rawCall(t, e.h, "DELETE", "/api/v1/files/"+id, bob.cred, "", nil)
-	if code != 200 || strings.TrimSpace(string(body)) != `{"deleted":true}` {
+	if code != 200 || strings.TrimSpace(string(body)) != `{"deleted":false}` {
 		t.Errorf("delete by the last recipient: %d %s", code, body)
 	}
-	if got := e.fileRows(id); got != [3]int{} {
-		t.Errorf("rows left (file, recipients, chunks): %v, want none", got)
+	if got := e.fileRows(id); got != [3]int{1, 1, 3} {
+		t.Errorf("rows left (file, recipients, chunks): %v, want all", got)
 	}
+	if err := e.cl.DeleteStoredFile(ctx, bob.cred, id); err != nil {
+		t.Errorf("a second delete (another device of bob's): %v, want none", err)
+	}
+	// The janitor deletes it a day after.
+	e.clock.Advance(DefaultFileFetchedGrace)
+	e.srv.prune(ctx)
+	if got := e.fileRows(id); got != [3]int{} {
+		t.Errorf("rows left (file, recipients, chunks) after the grace: %v, want none", got)
+	}
+	alice.relogin()
+	bob.relogin()
 	if _, err := e.cl.StoredFile(ctx, alice.cred, id); !errors.Is(err, loginapi.ErrUnknownFile) {
-		t.Errorf("the owner after the last recipient's delete: %v, want ErrUnknownFile", err)
+		t.Errorf("the owner after the grace: %v, want ErrUnknownFile", err)
 	}
 	if err := e.cl.DeleteStoredFile(ctx, bob.cred, id); !errors.Is(err, loginapi.ErrUnknownFile) {
-		t.Errorf("a second delete: %v, want ErrUnknownFile", err)
+		t.Errorf("a delete after the grace: %v, want ErrUnknownFile", err)
 	}
 
 	out := logs.String()
 	for _, msg := range []string{`"msg":"stored file created"`, `"owner":"alice","size":132072,"chunks":3,"recipients":1`,
-		`"msg":"stored file deleted: the last recipient took it"`, `"recipient":"bob","size":132072`} {
+		`"msg":"stored file taken by its last recipient; kept for their other devices"`, `"recipient":"bob","size":132072`,
+		`"msg":"expired stored files deleted"`} {
 		if !strings.Contains(out, msg) {
 			t.Errorf("log lacks %s", msg)
 		}
@@ -383,7 +396,8 @@ func TestFileStoreDelete(t *testing.T) { eachStore(t, testFileStoreDelete) }
 func testFileStoreDelete(t *testing.T, db string) {
 	e := newEnv(t, Config{DB: db})
 	ctx := t.Context()
-	alice, bob, carol := e.login("alice"), e.login("bob"), e.login("carol")
+	alice, bob, carol, dave := e.login("alice"), e.login("bob"), e.login("carol"), e.login("dave")
+	bob2 := e.login("bob") // another device of bob's
 	shared, owned := newFileID(t), newFileID(t)
 	alice.upload(shared, 3*loginapi.StoreChunk, "bob", "carol")
 	alice.upload(owned, 5, "bob", "carol")
@@ -396,12 +410,16 @@ func testFileStoreDelete(t *testing.T, db string) {
 		rows    [3]int // file, recipients, chunks of id afterwards
 		see     map[*dev]error
 	}{
-		{"bob takes the shared file", bob, shared, `{"deleted":false}`, [3]int{1, 1, 3},
-			map[*dev]error{alice: nil, bob: loginapi.ErrUnknownFile, carol: nil}},
-		{"bob again", bob, shared, `{"error":"no such stored file: no stored file for you has id ` + shared + `"}`, [3]int{1, 1, 3},
-			map[*dev]error{alice: nil, bob: loginapi.ErrUnknownFile, carol: nil}},
-		{"carol, the last", carol, shared, `{"deleted":true}`, [3]int{},
-			map[*dev]error{alice: loginapi.ErrUnknownFile, bob: loginapi.ErrUnknownFile, carol: loginapi.ErrUnknownFile}},
+		// A recipient's delete marks their claim taken: the file stays for
+		// their other devices (bob2), and for the other recipients.
+		{"bob takes the shared file", bob, shared, `{"deleted":false}`, [3]int{1, 2, 3},
+			map[*dev]error{alice: nil, bob: nil, bob2: nil, carol: nil}},
+		{"bob's other device", bob2, shared, `{"deleted":false}`, [3]int{1, 2, 3},
+			map[*dev]error{alice: nil, bob: nil, bob2: nil, carol: nil}},
+		{"carol, the last", carol, shared, `{"deleted":false}`, [3]int{1, 2, 3},
+			map[*dev]error{alice: nil, bob: nil, bob2: nil, carol: nil}},
+		{"a stranger", dave, shared, `{"error":"no such stored file: no stored file for you has id ` + shared + `"}`, [3]int{1, 2, 3},
+			map[*dev]error{alice: nil, dave: loginapi.ErrUnknownFile}},
 		{"the owner", alice, owned, `{"deleted":true}`, [3]int{},
 			map[*dev]error{alice: loginapi.ErrUnknownFile, bob: loginapi.ErrUnknownFile, carol: loginapi.ErrUnknownFile}},
 	}
@@ -418,6 +436,53 @@ func testFileStoreDelete(t *testing.T, db string) {
 				t.Errorf("%s: %s sees %v, want %v", s.name, d.user, err, want)
 			}
 		}
+	}
+	// Every device of bob's still fetches the shared file, until the
+	// janitor deletes it FileFetchedGrace after the last claim was taken.
+	for _, d := range []*dev{bob, bob2} {
+		if _, err := e.cl.GetChunk(ctx, d.cred, shared, 2); err != nil {
+			t.Errorf("a device of bob's fetching the taken file: %v", err)
+		}
+	}
+	e.clock.Advance(DefaultFileFetchedGrace - time.Second)
+	e.srv.prune(ctx)
+	if got := e.fileRows(shared); got != [3]int{1, 2, 3} {
+		t.Errorf("a second before the grace ends: rows %v, want all", got)
+	}
+	e.clock.Advance(time.Second)
+	e.srv.prune(ctx)
+	if got := e.fileRows(shared); got != [3]int{} {
+		t.Errorf("once the grace ends: rows %v, want none", got)
+	}
+}
+
+// TestFileStoreTakenByOne: one recipient's claim taken keeps the file for
+// the recipients who have not taken it, past the grace, until they do (or
+// FileStoreTTL).
+func TestFileStoreTakenByOne(t *testing.T) { eachStore(t, testFileStoreTakenByOne) }
+
+func testFileStoreTakenByOne(t *testing.T, db string) {
+	e := newEnv(t, Config{DB: db, FileFetchedGrace: time.Hour})
+	ctx := t.Context()
+	alice, bob, carol := e.login("alice"), e.login("bob"), e.login("carol")
+	id := newFileID(t)
+	alice.upload(id, 10, "bob", "carol")
+	if err := e.cl.DeleteStoredFile(ctx, bob.cred, id); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * time.Hour)
+	e.srv.prune(ctx)
+	if got := e.fileRows(id); got != [3]int{1, 2, 1} {
+		t.Fatalf("carol has not taken it: rows %v, want all", got)
+	}
+	carol.relogin()
+	if err := e.cl.DeleteStoredFile(ctx, carol.cred, id); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Hour)
+	e.srv.prune(ctx)
+	if got := e.fileRows(id); got != [3]int{} {
+		t.Errorf("an hour after carol took it: rows %v, want none", got)
 	}
 }
 
@@ -478,17 +543,17 @@ func TestFileStoreConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.MaxStoredFile != 100<<20 || cfg.FileQuotaPerUser != 1<<30 || cfg.FileStoreTTL != 7*24*time.Hour {
-		t.Errorf("defaults: %d %d %v", cfg.MaxStoredFile, cfg.FileQuotaPerUser, cfg.FileStoreTTL)
+	if cfg.MaxStoredFile != 100<<20 || cfg.FileQuotaPerUser != 1<<30 || cfg.FileStoreTTL != 7*24*time.Hour || cfg.FileFetchedGrace != 24*time.Hour {
+		t.Errorf("defaults: %d %d %v %v", cfg.MaxStoredFile, cfg.FileQuotaPerUser, cfg.FileStoreTTL, cfg.FileFetchedGrace)
 	}
-	for _, c := range []Config{{MaxStoredFile: -1}, {FileQuotaPerUser: -1}, {FileStoreTTL: -1}} {
+	for _, c := range []Config{{MaxStoredFile: -1}, {FileQuotaPerUser: -1}, {FileStoreTTL: -1}, {FileFetchedGrace: -1}} {
 		if _, err := c.withDefaults(); !errors.Is(err, ErrBadConfig) {
 			t.Errorf("%+v: %v, want ErrBadConfig", c, err)
 		}
 	}
 }
 
-// dropVersion5 takes out what schema version 5 added (tests of the
+// dropVersion5 takes out what schema versions 5 and 6 added (tests of the
 // migrations from older versions).
 var dropVersion5 = []string{
 	`DROP TABLE stored_chunks`,
@@ -521,8 +586,8 @@ func testMigrationFromV4(t *testing.T, db string) {
 	}
 	e.start()
 	var v int
-	if err := raw.QueryRow(`SELECT version FROM schema_version`).Scan(&v); err != nil || v != len(migrations())-1 || v != 5 {
-		t.Errorf("schema version after the migration: %d %v, want 5", v, err)
+	if err := raw.QueryRow(`SELECT version FROM schema_version`).Scan(&v); err != nil || v != len(migrations())-1 || v != 6 {
+		t.Errorf("schema version after the migration: %d %v, want 6", v, err)
 	}
 	raw.Close()
 	alice, bob := e.login("alice"), e.login("bob")
@@ -555,8 +620,16 @@ func TestPostgresFileStoreShared(t *testing.T) {
 	if err := b.cl.DeleteStoredFile(ctx, bob.cred, id); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.cl.StoredFile(ctx, alice.cred, id); !errors.Is(err, loginapi.ErrUnknownFile) {
+	// Taken through one server: still there, through the other, for bob's
+	// other devices; the owner deletes it, which frees the quota.
+	if _, err := a.cl.GetChunk(ctx, bob.cred, id, 0); err != nil {
 		t.Errorf("after the recipient's delete on the other server: %v", err)
+	}
+	if err := a.cl.DeleteStoredFile(ctx, alice.cred, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.cl.StoredFile(ctx, alice.cred, id); !errors.Is(err, loginapi.ErrUnknownFile) {
+		t.Errorf("after the owner's delete on the other server: %v", err)
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 12)

@@ -237,7 +237,7 @@ func (s *Server) prune(ctx context.Context) {
 	} else if n > 0 {
 		s.log.Info("expired mailbox items deleted", "count", n)
 	}
-	if n, bytes, err := s.st.pruneFiles(ctx, now.Add(-s.cfg.FileStoreTTL)); err != nil && ctx.Err() == nil {
+	if n, bytes, err := s.st.pruneFiles(ctx, now.Add(-s.cfg.FileStoreTTL), now.Add(-s.cfg.FileFetchedGrace)); err != nil && ctx.Err() == nil {
 		s.log.Warn("stored file prune failed", "err", err)
 	} else if n > 0 {
 		s.log.Info("expired stored files deleted", "count", n, "bytes", bytes)

@@ -147,6 +147,14 @@ func migrations() [][]string {
 			PRIMARY KEY (file_id, idx)
 		)`,
 		},
+		6: {
+			// fetched_at: when a device of the recipient took the file
+			// (their DELETE), Unix seconds; 0 until then. A claim taken
+			// stays FileFetchedGrace for the recipient's other devices;
+			// the janitor deletes a file once every claim was taken that
+			// long ago (or FileStoreTTL after its creation, as before).
+			`ALTER TABLE stored_file_recipients ADD COLUMN fetched_at INTEGER NOT NULL DEFAULT 0`,
+		},
 	}
 }
 

@@ -50,8 +50,10 @@ func (e *chunkError) Error() string { return e.msg }
 
 // fileDeletion is what a DELETE /api/v1/files/{id} did.
 type fileDeletion struct {
-	deleted bool  // the file itself is gone
+	deleted bool  // the file itself is gone (its owner deleted it)
 	owner   bool  // the caller owned it
+	last    bool  // a recipient's: every claim is taken now
+	again   bool  // a recipient's claim taken before (another device of theirs)
 	size    int64 // the file's size
 }
 
@@ -259,7 +261,7 @@ func (s *sqlStore) dropFile(ctx context.Context, tx *sql.Tx, id string) error {
 	return nil
 }
 
-func (s *sqlStore) deleteFile(ctx context.Context, user, id string) (fileDeletion, error) {
+func (s *sqlStore) deleteFile(ctx context.Context, user, id string, now time.Time) (fileDeletion, error) {
 	var d fileDeletion
 	fail := func(what string, err error) (fileDeletion, error) {
 		return d, fmt.Errorf("login: store delete stored file for %s: %s: %w", user, what, err)
@@ -279,20 +281,28 @@ func (s *sqlStore) deleteFile(ctx context.Context, user, id string) (fileDeletio
 	if owner == user {
 		d.owner, d.deleted = true, true
 	} else {
-		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM stored_file_recipients WHERE file_id = ? AND user_name = ?`), id, user)
-		if err != nil {
-			return fail("remove claim", err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fail("remove claim: rows affected", err)
-		} else if n == 0 {
+		// The claim is marked taken, not removed: the recipient's other
+		// devices fetch the file too, until the janitor deletes it.
+		var taken int64
+		err := tx.QueryRowContext(ctx, s.q(`SELECT fetched_at FROM stored_file_recipients WHERE file_id = ? AND user_name = ?`), id, user).Scan(&taken)
+		if errors.Is(err, sql.ErrNoRows) {
 			return d, loginapi.ErrUnknownFile
+		} else if err != nil {
+			return fail("look up claim", err)
 		}
-		var left int
-		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM stored_file_recipients WHERE file_id = ?`), id).Scan(&left); err != nil {
-			return fail("count claims", err)
+		if taken != 0 {
+			d.again = true
+		} else {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE stored_file_recipients SET fetched_at = ? WHERE file_id = ? AND user_name = ?`),
+				max(now.Unix(), 1), id, user); err != nil {
+				return fail("take claim", err)
+			}
+			var left int
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM stored_file_recipients WHERE file_id = ? AND fetched_at = 0`), id).Scan(&left); err != nil {
+				return fail("count claims", err)
+			}
+			d.last = left == 0
 		}
-		d.deleted = left == 0
 	}
 	if d.deleted {
 		if err := s.dropFile(ctx, tx, id); err != nil {
@@ -305,13 +315,15 @@ func (s *sqlStore) deleteFile(ctx context.Context, user, id string) (fileDeletio
 	return d, nil
 }
 
-func (s *sqlStore) pruneFiles(ctx context.Context, cutoff time.Time) (files, bytes int64, err error) {
+func (s *sqlStore) pruneFiles(ctx context.Context, cutoff, fetchedCutoff time.Time) (files, bytes int64, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, 0, fmt.Errorf("login: store prune stored files: begin: %w", err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, s.q(`SELECT id, size FROM stored_files WHERE created <= ? ORDER BY id`+s.forUpdate()), cutoff.Unix())
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT id, size FROM stored_files f WHERE created <= ? OR NOT EXISTS (
+			SELECT 1 FROM stored_file_recipients r WHERE r.file_id = f.id AND (r.fetched_at = 0 OR r.fetched_at > ?)) ORDER BY id`+s.forUpdate()),
+		cutoff.Unix(), fetchedCutoff.Unix())
 	if err != nil {
 		return 0, 0, fmt.Errorf("login: store prune stored files: %w", err)
 	}

@@ -162,12 +162,14 @@ type store interface {
 	// ErrNoChunk (not uploaded).
 	chunk(ctx context.Context, user, id string, index int64) ([]byte, error)
 	// deleteFile deletes file id with its chunks when user owns it, or
-	// removes user's claim as a recipient and the file with the last
-	// claim; ErrUnknownFile when user is neither.
-	deleteFile(ctx context.Context, user, id string) (fileDeletion, error)
-	// pruneFiles deletes the files created at or before cutoff and returns
+	// marks user's claim as a recipient taken at now (the first time; the
+	// claim, and the file, stay for the user's other devices until
+	// pruneFiles); ErrUnknownFile when user is neither.
+	deleteFile(ctx context.Context, user, id string, now time.Time) (fileDeletion, error)
+	// pruneFiles deletes the files created at or before cutoff, and those
+	// whose every claim was taken at or before fetchedCutoff, and returns
 	// how many and their bytes.
-	pruneFiles(ctx context.Context, cutoff time.Time) (files, bytes int64, err error)
+	pruneFiles(ctx context.Context, cutoff, fetchedCutoff time.Time) (files, bytes int64, err error)
 
 	// close releases the database.
 	close() error

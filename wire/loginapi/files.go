@@ -10,8 +10,9 @@ import (
 // The login server's file store (POST /api/v1/files and below): a sender
 // leaves a file's chunks, each already sealed end to end with the file's own
 // key, for recipients that are offline; the server keeps ciphertext it
-// cannot read until the owner deletes the file, every recipient has deleted
-// their claim, or it expires (Config.FileStoreTTL after creation).
+// cannot read until the owner deletes the file, a while after every
+// recipient has taken it (Config.FileFetchedGrace: each of their devices can
+// fetch it meanwhile), or it expires (Config.FileStoreTTL after creation).
 const (
 	// StoreChunk is the plaintext size of every chunk of a stored file but
 	// the last (client/im's FileChunk).
@@ -96,9 +97,9 @@ type StoredFileInfo struct {
 
 // StoredFileDeleted is the answer to DELETE /api/v1/files/{id}.
 type StoredFileDeleted struct {
-	// Deleted: the file itself is gone (the owner deleted it, or the last
-	// recipient removed their claim). False: only the caller's claim was
-	// removed; other recipients still have it.
+	// Deleted: the file itself is gone (the owner deleted it). False for a
+	// recipient: their claim is marked taken, and the file stays for their
+	// other devices (and other recipients) until the janitor deletes it.
 	Deleted bool `json:"deleted"`
 }
 
@@ -214,8 +215,10 @@ func (c *Client) GetChunk(ctx context.Context, cred, id string, index int64) ([]
 }
 
 // DeleteStoredFile deletes stored file id when the caller owns it; for a
-// recipient it removes the caller's claim, and the file goes with the last
-// claim. Errors: ErrUnknownFile (also for a second delete), ErrBadRequest,
+// recipient it marks the caller's claim taken (their other devices can
+// still fetch the file; the server deletes it Config.FileFetchedGrace after
+// every recipient took it; a second delete is a no-op). Errors:
+// ErrUnknownFile (the file is gone, or was never the caller's), ErrBadRequest,
 // ErrUnauthorized, ErrUnreachable, ErrServer.
 func (c *Client) DeleteStoredFile(ctx context.Context, cred, id string) error {
 	if err := checkCred("delete stored file", cred); err != nil {
