@@ -111,9 +111,9 @@ func (b *broadcaster) set(muted, held *bool) {
 	}
 }
 
-// tap returns a new leg's source; drop removes it.
+// tap returns a new leg's source; drop removes and closes it.
 func (b *broadcaster) tap() *confTap {
-	tp := &confTap{q: make(chan []int16, confTapDepth)}
+	tp := &confTap{q: make(chan []int16, confTapDepth), done: make(chan struct{})}
 	b.mu.Lock()
 	b.taps[tp] = struct{}{}
 	b.mu.Unlock()
@@ -124,11 +124,29 @@ func (b *broadcaster) drop(tp *confTap) {
 	b.mu.Lock()
 	delete(b.taps, tp)
 	b.mu.Unlock()
+	tp.close()
+}
+
+// closeAll closes every tap (the conference has ended).
+func (b *broadcaster) closeAll() {
+	b.mu.Lock()
+	taps := b.taps
+	b.taps = map[*confTap]struct{}{}
+	b.mu.Unlock()
+	for tp := range taps {
+		tp.close()
+	}
 }
 
 // confTap is one leg's source: the broadcaster's frames, silence when it has
-// none ready. It never blocks and never ends (an ImmediateSource).
-type confTap struct{ q chan []int16 }
+// none ready (a fresh slice, so the shared encoder does not take it for a
+// frame it has seen). It never blocks (an ImmediateSource: the leg's sender
+// takes a frame on its own 20 ms clock); once closed it ends (io.EOF).
+type confTap struct {
+	q    chan []int16
+	done chan struct{}
+	once sync.Once
+}
 
 func (tp *confTap) put(f []int16) {
 	for {
@@ -144,12 +162,15 @@ func (tp *confTap) put(f []int16) {
 	}
 }
 
-// ReadFrame returns the next frame, or silence (a fresh slice, so the shared
-// encoder does not take it for a frame it has seen).
+func (tp *confTap) close() { tp.once.Do(func() { close(tp.done) }) }
+
+// ReadFrame returns the next frame, or silence.
 func (tp *confTap) ReadFrame() ([]int16, error) {
 	select {
 	case f := <-tp.q:
 		return f, nil
+	case <-tp.done:
+		return nil, io.EOF
 	default:
 		return make([]int16, codec.FrameSamples), nil
 	}

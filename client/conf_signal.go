@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -97,11 +98,11 @@ func (inv *ConfInvite) Join(ctx context.Context, media Media) (*Conference, erro
 		case had:
 			return cf, nil
 		case legs == 0:
-			cf.Leave()
-			<-cf.Done()
 			if lastErr == nil {
 				lastErr = fmt.Errorf("client: join %s: nobody answered", inv.ID)
 			}
+			cf.end(strings.TrimPrefix(lastErr.Error(), "client: "))
+			<-cf.Done()
 			return nil, lastErr
 		}
 		select {

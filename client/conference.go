@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -424,6 +425,7 @@ func (cf *Conference) end(reason string) {
 			<-c.Done()
 		}
 		cf.wg.Wait()
+		cf.bc.closeAll()
 		s.mu.Lock()
 		delete(s.confs, cf.ID)
 		for id, conf := range s.legConf {
@@ -596,4 +598,45 @@ func (cf *Conference) accept(in *Incoming) {
 	// The newcomer dials every member it has no leg with.
 	s.sendAsync(&signal.Signal{Kind: signal.KindConf, CallID: newCallID(), To: in.Peer,
 		Conf: &signal.Conf{ID: cf.ID, Op: signal.ConfRoster, Members: cf.members(), Users: cf.invitedUsers()}})
+}
+
+// Hangup leaves the conference (as Leave; the reason is for the roster's
+// events). With Hold, Done, Err and Stats it lets a conference be driven like
+// a call (package callscript).
+func (cf *Conference) Hangup(reason string) { cf.end(cmp.Or(reason, ConfLeft)) }
+
+// Err is why this device's part failed (nobody joined: ErrNoAnswer), nil when
+// it was left or everyone else left; it waits for Done.
+func (cf *Conference) Err() error {
+	<-cf.done
+	if cf.Reason() == "no answer" {
+		return fmt.Errorf("client: conference: %w", ErrNoAnswer)
+	}
+	return nil
+}
+
+// Stats sums what the legs sent and received; PacketsSent is the least any
+// leg has sent and RTTMS the longest round trip, so that a wait for the last
+// frames to reach the peer (callscript) waits for every leg.
+func (cf *Conference) Stats() Stats {
+	cf.mu.Lock()
+	var calls []*Call
+	for _, l := range cf.legs {
+		if l.call != nil {
+			calls = append(calls, l.call)
+		}
+	}
+	cf.mu.Unlock()
+	var out Stats
+	for i, c := range calls {
+		st := c.Stats()
+		if i == 0 || st.PacketsSent < out.PacketsSent {
+			out.PacketsSent = st.PacketsSent
+		}
+		out.PacketsReceived += st.PacketsReceived
+		out.BytesReceived += st.BytesReceived
+		out.BytesSent += st.BytesSent
+		out.RTTMS = max(out.RTTMS, st.RTTMS)
+	}
+	return out
 }

@@ -81,6 +81,39 @@ func (m *Answerer) Handler(ctx context.Context) func(*client.Incoming) {
 	}
 }
 
+// ConfHandler returns the client.SessionConfig.OnConfInvite that applies the
+// policy to conference invitations: joined after RingFor when answering (a
+// conference counts as a call: one at a time, and toward Limit), declined
+// otherwise or while busy.
+func (m *Answerer) ConfHandler(ctx context.Context) func(*client.ConfInvite) {
+	return func(inv *client.ConfInvite) {
+		defer m.callEnded()
+		if !m.cfg.Answer {
+			inv.Decline()
+			return
+		}
+		if m.cfg.RingFor > 0 {
+			t := time.NewTimer(m.cfg.RingFor)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-inv.Cancelled():
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+		if !m.busy.TryLock() {
+			inv.Decline()
+			return
+		}
+		defer m.busy.Unlock()
+		if cf, err := inv.Join(ctx, m.cfg.Media()); err == nil {
+			<-cf.Done()
+		}
+	}
+}
+
 func (m *Answerer) callEnded() {
 	if n := m.ended.Add(1); m.cfg.Limit > 0 && n >= int64(m.cfg.Limit) {
 		m.once.Do(func() { close(m.done) })

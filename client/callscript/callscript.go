@@ -151,6 +151,24 @@ func (s *Script) drain(ctx context.Context, call Call) {
 	}
 }
 
+// Place places what `parley call` does: a call to one user, or a conference
+// with a group's other members and the users (more than one user, or a
+// group), and runs the script on it until it ends.
+func (s *Script) Place(ctx context.Context, sess *client.Session, group string, users []string, media client.Media) error {
+	if group == "" && len(users) == 1 {
+		call, err := sess.Call(ctx, users[0], media)
+		if err != nil {
+			return err
+		}
+		return s.Run(ctx, call)
+	}
+	cf, err := sess.StartConference(ctx, client.ConfConfig{Group: group, Users: users, Media: media})
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx, cf)
+}
+
 // after returns a channel that receives once d has passed (nil, never, for
 // d <= 0) and a function that stops its timer.
 func after(d time.Duration) (<-chan time.Time, func() bool) {

@@ -25,7 +25,8 @@ type Printer struct {
 	// Now stamps results and errors ("ts"); nil means time.Now.
 	Now func() time.Time
 
-	mu sync.Mutex
+	mu        sync.Mutex
+	confShown map[string]string // a conference's roster as last shown (conf.go)
 }
 
 // Event writes one client event: with JSON, the event as it is (docs/cli.md,
@@ -101,6 +102,8 @@ func (p *Printer) Event(ev client.Event) {
 		fmt.Fprintf(p.W, "%s refused a message claiming to be from %s: %s\n", ts, ev.Peer, ev.MessageEvent.Why)
 	case client.EventFileOffer, client.EventFileProgress, client.EventFile, client.EventFileSent, client.EventFileDelivered, client.EventFileFailed:
 		p.fileEvent(ts, ev)
+	case "conference":
+		p.confEvent(ts, ev)
 	case "presence":
 		fmt.Fprintf(p.W, "%s %s is %s\n", ts, ev.Peer, ev.PresenceEvent.Status)
 	case "status":

@@ -100,7 +100,7 @@ func cmdListen(ctx context.Context, e *env, args []string) (err error) {
 		Media: func() client.Media { return client.Media{Source: aio.Source(), Sink: aio.Sink()} }})
 	// The session keeps itself attached: when its supernode goes away it moves
 	// to another ("offline", then "online" events). Done means it cannot.
-	sc, b := client.SessionConfig{OnEvent: out.Event, OnIncoming: m.Handler(ctx)}, bot.New(bot.Config{Out: e.stdout})
+	sc, b := client.SessionConfig{OnEvent: out.Event, OnIncoming: m.Handler(ctx), OnConfInvite: m.ConfHandler(ctx)}, bot.New(bot.Config{Out: e.stdout})
 	if *commands { // bot mode: client/bot answers, prints and reads stdin
 		sc.OnEvent, sc.OnIncoming = b.Event, b.OnIncoming
 	}
@@ -133,11 +133,14 @@ func cmdCall(ctx context.Context, e *env, args []string) (err error) {
 	holdFor := fs.Duration("hold-for", 0, "resume after this long on hold (0 with --hold-at: stay on hold)")
 	jsonOut := fs.Bool("json", false, "print events as JSON lines")
 	statsEvery := fs.Duration("stats-interval", time.Second, "how often to print call statistics")
-	pos, err := parseFlags(fs, e, args, 1, 1, "USER")
+	group := fs.String("group", "", "a conference call with every other member of `GROUP` (docs/conference.md)")
+	pos, err := parseFlags(fs, e, args, 0, 16, "USER...")
+	if err == nil && *group == "" && len(pos) == 0 {
+		err = usageError{"call: name a USER (several for a conference call) or a --group"}
+	}
 	if err != nil {
 		return err
 	}
-	peer := pos[0]
 	aio, out, c, err := e.openAudioClient(a, *jsonOut)
 	if err != nil {
 		return err
@@ -154,11 +157,7 @@ func cmdCall(ctx context.Context, e *env, args []string) (err error) {
 	// The script owns the hold timers and hangs up: after --for, at the end
 	// of --play once the peer has had the last frames, or on Ctrl-C.
 	script := callscript.New(callscript.Config{For: *dur, HoldAt: *holdAt, HoldFor: *holdFor})
-	call, err := s.Call(ctx, peer, client.Media{Source: aio.Source(), Sink: aio.Sink(), OnSourceEnd: script.SourceEnded})
-	if err != nil {
-		return err
-	}
-	return script.Run(ctx, call)
+	return script.Place(ctx, s, *group, pos, client.Media{Source: aio.Source(), Sink: aio.Sink(), OnSourceEnd: script.SourceEnded})
 }
 
 func cmdEcho(ctx context.Context, e *env, args []string) error {

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley/parley/internal/audiotest"
+	"github.com/parley/parley/internal/netlab"
+)
+
+// Conference calls in the network lab (docs/conference.md): eight devices
+// in one call, one behind a symmetric NAT, each speaking in its own time
+// slot; everyone hears everyone else in their slot and never themselves; the
+// one who started the call is SIGKILLed and the others go on hearing each
+// other; a ninth is refused.
+
+// confTimeline is when each participant speaks, from the moment its audio
+// starts (when it starts or joins the conference).
+type confTimeline struct {
+	lead, slot, speech time.Duration
+	n                  int
+}
+
+// at is when participant i speaks in round r (0 or 1; round 1 is after
+// participant 0's death and has no slot for it).
+func (c confTimeline) at(i, r int) time.Duration {
+	if r == 0 {
+		return c.lead + time.Duration(i)*c.slot
+	}
+	return c.killAt() + c.slot/3 + time.Duration(i-1)*c.slot
+}
+
+// killAt is when participant 0 dies, after round 0.
+func (c confTimeline) killAt() time.Duration { return c.lead + time.Duration(c.n)*c.slot }
+
+func (c confTimeline) total() time.Duration { return c.at(c.n-1, 1) + c.slot }
+
+// voice is participant i's speech in round r.
+func (c confTimeline) voice(i, r int) []int16 { return audiotest.Speech(uint64(100+10*r+i), c.speech) }
+
+// wav is participant i's whole file: silence, and its voice in its slots.
+func (c confTimeline) wav(i int) []int16 {
+	pcm := audiotest.Silence(c.total())
+	for r := range 2 {
+		if r == 1 && i == 0 {
+			break
+		}
+		copy(pcm[int(c.at(i, r)*48000/time.Second):], c.voice(i, r))
+	}
+	return pcm
+}
+
+func TestConferenceInTheLab(t *testing.T) {
+	n := startNATLab(t)
+	tl := confTimeline{lead: 5 * time.Second, slot: 3 * time.Second, speech: 1500 * time.Millisecond, n: 8}
+	type part struct {
+		name string
+		host *netlab.Host
+		env  []string
+		rec  string
+		p    *proc
+	}
+	// Participant 0 starts the call from a public address; the others sit
+	// behind every kind of router.
+	kinds := []string{"public", "cone", "symmetric", "public", "cone", "public", "cone", "public", "public"}
+	parts := make([]*part, len(kinds))
+	for i, k := range kinds {
+		p := &part{name: fmt.Sprintf("conf%d", i)}
+		var err error
+		switch k {
+		case "public":
+			p.host, err = n.lab.AddPublicHost(fmt.Sprintf("c%d", i))
+		case "cone":
+			p.host, _, err = n.lab.AddNATHost(fmt.Sprintf("c%d", i), netlab.EndpointIndependent)
+		case "symmetric":
+			p.host, _, err = n.lab.AddNATHost(fmt.Sprintf("c%d", i), netlab.Symmetric)
+		}
+		must(t, err)
+		p.env = n.user(t, p.host, p.name)
+		p.rec = filepath.Join(t.TempDir(), p.name+".wav")
+		parts[i] = p
+	}
+	// The eight listeners join at once; the ninth lets the invitation ring
+	// 6 s, by when the call is full.
+	var users []string
+	for i, p := range parts[1:] {
+		args := []string{"listen", "--answer", "--play", writeWAV(t, tl.wav(i+1)), "--record", p.rec, "--json", "--for", (tl.total() + 15*time.Second).String()}
+		if i+1 == len(parts)-1 {
+			args = []string{"listen", "--answer", "--answer-after", "6s", "--json", "--for", "20s"}
+		}
+		p.p = startIn(t, p.host.NS, p.env, args...)
+		users = append(users, p.name)
+	}
+	for _, p := range parts[1:] {
+		waitOnline(t, p.p)
+	}
+	starter := parts[0]
+	started := time.Now()
+	starter.p = startIn(t, starter.host.NS, starter.env, append([]string{"call", "--play", writeWAV(t, tl.wav(0)), "--record", starter.rec, "--json"}, users...)...)
+
+	// The ninth is refused: the call is full.
+	ninth := parts[len(parts)-1]
+	ninth.p.waitFor(t, "the ninth refused", 20*time.Second, func(ev map[string]any) bool {
+		return ev["event"] == "conference" && ev["conf_state"] == "left" && strings.Contains(fmt.Sprint(ev["conf_reason"]), "conference full (8 of 8)")
+	})
+
+	time.Sleep(time.Until(started.Add(tl.killAt())))
+	starter.p.cmd.Process.Kill() // SIGKILL: no hangup reaches anyone
+	t.Logf("%s killed %v after starting the call", starter.name, time.Since(started).Round(time.Millisecond))
+	for _, p := range parts[1 : len(parts)-1] {
+		if code := p.p.wait(t, tl.total()+30*time.Second); code != 0 {
+			t.Errorf("%s: exit %d", p.name, code)
+		}
+	}
+	starter.p.wait(t, 5*time.Second)
+
+	worst, lags := 1.0, []time.Duration{}
+	for j, p := range parts[:len(parts)-1] {
+		rec := readWAV(t, p.rec)
+		for i := range len(parts) - 1 {
+			for r := range 2 {
+				if r == 1 && (i == 0 || j == 0) {
+					continue // the starter is dead by round 1
+				}
+				at := int(tl.at(i, r) * 48000 / time.Second)
+				if i == j {
+					// Its own slot: silent in its own recording.
+					from, to := min(len(rec), at+9600), min(len(rec), at+int(tl.speech*48000/time.Second)-9600)
+					if db := audiotest.RMSdB(rec[from:to]); db > -50 {
+						t.Errorf("%s hears itself: %.1f dBFS in its own slot", p.name, db)
+					}
+					continue
+				}
+				from := max(0, at-int(1500*48000/time.Millisecond/1000))
+				if from >= len(rec) {
+					t.Errorf("%s's recording ends before %s's slot %d", p.name, parts[i].name, r)
+					continue
+				}
+				corr, lag := audiotest.MatchEnvelope(tl.voice(i, r), rec[from:], 3*time.Second)
+				worst = min(worst, corr)
+				lags = append(lags, lag-time.Duration(at-from)*time.Second/48000)
+				if corr < 0.8 {
+					t.Errorf("%s hears %s in round %d: correlation %.2f (at %v of the window), want ≥ 0.8", p.name, parts[i].name, r, corr, lag)
+				}
+			}
+		}
+	}
+	slices.Sort(lags)
+	t.Logf("%d voices heard in their slots: worst correlation %.3f; offsets from the slot %v (min), %v (median), %v (max)", len(lags), worst, lags[0], lags[len(lags)/2], lags[len(lags)-1])
+	// Every leg reported a path; the symmetric NAT's took a relay where
+	// nothing else would do.
+	paths := map[string]int{}
+	for _, p := range parts[1 : len(parts)-1] {
+		out, _ := p.p.output()
+		for _, m := range largestConfRoster(out) {
+			if m.Self {
+				continue
+			}
+			if m.Path == "" {
+				t.Errorf("%s's leg with %s has no path", p.name, m.User)
+			}
+			paths[m.Path]++
+		}
+	}
+	t.Logf("legs of the survivors, both ends counted, by path: %v", paths)
+	if paths["udp-relay"] == 0 {
+		t.Errorf("no relayed leg: the symmetric NAT's participant should need one")
+	}
+}
+
+type confMember struct {
+	User     string `json:"user"`
+	Device   string `json:"device"`
+	Path     string `json:"path"`
+	Self     bool   `json:"self"`
+	Speaking bool   `json:"speaking"`
+}
+
+// largestConfRoster is the largest roster of the roster events in out.
+func largestConfRoster(out string) []confMember {
+	var best []confMember
+	for _, line := range strings.Split(out, "\n") {
+		var ev struct {
+			Event     string       `json:"event"`
+			ConfState string       `json:"conf_state"`
+			Roster    []confMember `json:"roster"`
+		}
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.Event == "conference" && ev.ConfState == "roster" && len(ev.Roster) > len(best) {
+			best = ev.Roster
+		}
+	}
+	return best
+}
