@@ -64,6 +64,11 @@ type Call struct {
 	err        error
 	started    bool
 
+	// redirect, once set, is the media of the conference this call became
+	// a leg of (conference.go: adopt): what it sends and where what it hears
+	// goes, instead of media.
+	redirect atomic.Pointer[Media]
+
 	muted        atomic.Bool
 	held         atomic.Bool // this end put the call on hold
 	peerHeld     atomic.Bool // the peer put the call on hold

@@ -74,9 +74,16 @@ func (c *Call) send() {
 		onHold := c.OnHold()
 		frame := silence
 		at, live := due, false // when the packet goes; whether the source set it
+		redirect := c.redirect.Load()
 		if onHold {
 			// The source waits (a file resumes where it paused).
 			sinceBeat++
+		} else if redirect != nil {
+			// A conference's leg now: its frames come from the conference
+			// (an ImmediateSource that never blocks).
+			if f, err := redirect.Source.ReadFrame(); err == nil {
+				frame = f
+			}
 		} else if !sourceDone {
 			wait := time.Until(due.Add(lateWait))
 			if first {
@@ -125,8 +132,12 @@ func (c *Call) send() {
 			if c.muted.Load() {
 				frame = silence
 			}
-			if c.media.Encoder != nil && len(frame) > 0 && &frame[0] != &silence[0] {
-				payload, err = c.media.Encoder.Encode(frame)
+			shared := c.media.Encoder
+			if redirect != nil {
+				shared = redirect.Encoder
+			}
+			if shared != nil && len(frame) > 0 && &frame[0] != &silence[0] {
+				payload, err = shared.Encode(frame)
 			} else {
 				payload, err = enc.Encode(frame)
 			}
@@ -195,17 +206,25 @@ func (c *Call) readRTCP() {
 // whose gap-free output goes to the sink.
 func (c *Call) receive(tr *webrtc.TrackRemote) {
 	var jb *codec.JitterBuffer
-	if c.media.Sink != nil {
+	newJB := func() bool {
 		dec, err := codec.NewDecoder()
 		if err != nil {
 			c.failAsync(fmt.Errorf("client: decoder: %w", err))
-			return
+			return false
 		}
 		jb = codec.NewJitterBuffer(dec, codec.JitterConfig{})
+		return true
+	}
+	if c.media.Sink != nil && !newJB() {
+		return
 	}
 	write := func(frames [][]int16) {
+		sink := c.media.Sink
+		if r := c.redirect.Load(); r != nil {
+			sink = r.Sink // the call became a conference's leg
+		}
 		for _, f := range frames {
-			if err := c.media.Sink.WriteFrame(f); err != nil {
+			if err := sink.WriteFrame(f); err != nil {
 				c.s.c.log.Warn("audio sink failed", "call", c.ID, "err", err)
 			}
 		}
@@ -225,6 +244,9 @@ func (c *Call) receive(tr *webrtc.TrackRemote) {
 		c.recvMu.Unlock()
 		if c.media.OnRTP != nil {
 			c.media.OnRTP(pkt.Header, now)
+		}
+		if jb == nil && c.redirect.Load() != nil && !newJB() {
+			return
 		}
 		if jb != nil {
 			frames, err := jb.PushRTP(pkt.SequenceNumber, pkt.Timestamp, pkt.Payload)

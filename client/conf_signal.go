@@ -124,6 +124,9 @@ func (s *Session) onConf(sig *signal.Signal) {
 	case signal.ConfInvite:
 		s.onConfInvite(sig)
 		return
+	case signal.ConfUpgrade:
+		s.onConfUpgrade(sig)
+		return
 	case signal.ConfJoined:
 		if sig.From == s.user && sig.Device != s.device {
 			s.mu.Lock()
@@ -242,4 +245,51 @@ func (s *Session) onConfLeg(sig *signal.Signal) {
 		s.mu.Unlock()
 		in.cancel()
 	}
+}
+
+// AddToConference turns this 1:1 call into a conference and invites users:
+// the peer hears of it (upgrade) and the call becomes the conference's first
+// leg, with the call's media as the conference's (its source now read once
+// for every leg, its sink the mix).
+func (c *Call) AddToConference(ctx context.Context, users ...string) (*Conference, error) {
+	s := c.s
+	c.mu.Lock()
+	peerDevice, started := c.peerDevice, c.started
+	c.mu.Unlock()
+	if !started || c.redirect.Load() != nil {
+		return nil, fmt.Errorf("client: add to call %s: not a connected 1:1 call", c.ID)
+	}
+	cf, err := s.newConference(newConfID(), "", c.media)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.sendSignal(ctx, &signal.Signal{Kind: signal.KindConf, CallID: c.ID, To: c.Peer,
+		Conf: &signal.Conf{ID: cf.ID, Op: signal.ConfUpgrade}}); err != nil {
+		cf.Leave()
+		return nil, fmt.Errorf("client: add to call %s: %w", c.ID, err)
+	}
+	cf.adopt(c, peerDevice)
+	s.emit(Event{Event: "conference", Conf: cf.ID, ConfEvent: &ConfEvent{ConfState: "joined", Roster: cf.Roster()}})
+	if err := cf.Invite(ctx, users...); err != nil {
+		return cf, err
+	}
+	return cf, nil
+}
+
+// onConfUpgrade: the peer of a 1:1 call made it a conference's first leg.
+func (s *Session) onConfUpgrade(sig *signal.Signal) {
+	c := s.call(sig.CallID)
+	if c == nil || c.Peer != sig.From || !c.fromPeer(sig) || c.redirect.Load() != nil || s.conference(sig.Conf.ID) != nil {
+		return
+	}
+	cf, err := s.newConference(sig.Conf.ID, "", c.media)
+	if err != nil {
+		s.c.log.Warn("conference from a call", "call", c.ID, "err", err)
+		return
+	}
+	cf.mu.Lock()
+	cf.invited[sig.From] = true
+	cf.mu.Unlock()
+	cf.adopt(c, sig.Device)
+	s.emit(Event{Event: "conference", Conf: cf.ID, ConfEvent: &ConfEvent{ConfState: "joined", ConfFrom: sig.From, Roster: cf.Roster()}})
 }

@@ -445,6 +445,21 @@ func (cf *Conference) legMedia(l *confLeg) Media {
 	return Media{Source: l.tap, Sink: l.in, Encoder: cf.enc}
 }
 
+// adopt makes a connected 1:1 call with peerDevice this conference's leg:
+// it sends the conference's voice and its sound joins the mix from now on.
+func (cf *Conference) adopt(c *Call, peerDevice string) {
+	l := &confLeg{key: signal.Member(c.Peer, peerDevice), user: c.Peer, device: peerDevice}
+	m := cf.legMedia(l)
+	c.redirect.Store(&m)
+	cf.s.mu.Lock()
+	cf.s.legConf[c.ID] = cf.ID
+	cf.s.mu.Unlock()
+	cf.mu.Lock()
+	cf.legs[l.key] = l
+	cf.mu.Unlock()
+	cf.connected(l, c)
+}
+
 // dropLeg forgets l (if it is still the leg of its key) and, once the
 // conference has had a leg and has none left, ends it.
 func (cf *Conference) dropLeg(l *confLeg) {

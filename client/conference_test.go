@@ -173,3 +173,66 @@ func TestConferenceRefusesTheUninvited(t *testing.T) {
 	}
 	_ = bob
 }
+
+// TestCallBecomesAConference: alice and bob are in a 1:1 call; alice adds
+// carol; carol joins and the three hear each other, the 1:1 call carrying on
+// as the conference's first leg.
+func TestCallBecomesAConference(t *testing.T) {
+	n := startNetwork(t, nil)
+	const (
+		lead   = 4 * time.Second
+		slot   = 2 * time.Second
+		speech = 1200 * time.Millisecond
+		total  = lead + 3*slot + time.Second
+	)
+	t0 := time.Now().Add(2 * time.Second)
+	names := []string{"alice", "bob", "carol"}
+	recs, voices, media := make([]*recorder, 3), make([][]int16, 3), make([]client.Media, 3)
+	for i := range names {
+		pcm, voice := slotted(uint64(20+i), i, lead, slot, speech, total)
+		recs[i], voices[i] = &recorder{}, voice
+		media[i] = client.Media{Source: &clockSource{pcm: pcm, t0: t0}, Sink: recs[i]}
+	}
+	evCarol := &events{}
+	alice := n.user(t, "alice", client.SessionConfig{})
+	n.user(t, "bob", client.SessionConfig{OnIncoming: func(in *client.Incoming) {
+		if c, err := in.Answer(context.Background(), media[1]); err == nil {
+			<-c.Done()
+		}
+	}})
+	n.user(t, "carol", client.SessionConfig{OnEvent: evCarol.add, OnConfInvite: func(inv *client.ConfInvite) {
+		if cf, err := inv.Join(context.Background(), media[2]); err == nil {
+			<-cf.Done()
+		}
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	call, err := alice.Call(ctx, "bob", media[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := call.AddToConference(ctx, "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ctx.Err() == nil && len(lastRoster(evCarol)) < 3 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r := lastRoster(evCarol); len(r) != 3 {
+		t.Fatalf("carol's roster: %v, want alice, bob and herself", r)
+	}
+	time.Sleep(time.Until(t0.Add(total)))
+	cf.Leave()
+	<-cf.Done()
+	for j := range names {
+		pcm, _, _ := recs[j].snapshot()
+		for i, voice := range voices {
+			if i == j {
+				continue
+			}
+			if corr, lag := audiotest.MatchEnvelope(voice, pcm, time.Duration(len(pcm))*time.Second/48000); corr < 0.8 {
+				t.Errorf("%s hears %s: correlation %.2f at %v, want ≥ 0.8", names[j], names[i], corr, lag)
+			}
+		}
+	}
+}
