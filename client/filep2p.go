@@ -7,17 +7,12 @@ package client
 // signal bodies of KindFile envelopes, so each end's DTLS fingerprint is
 // signed by its device and sealed end to end. The receiver pulls: it asks
 // for the file from its first missing chunk ("want"), acknowledges what is
-// on disk ("ack", every syncEvery chunks) and says "done" once the
+// on disk ("ack", every im.FileP2PAckEvery chunks) and says "done" once the
 // whole file checked; a cut connection is made again by the sender and
 // the transfer goes on from the receiver's first missing chunk.
 //
-// On the data channel (label "parley-file-v1", ordered, reliable):
-//
-//	receiver → sender, text:   {"t":"want","from":N} | {"t":"ack","bytes":B} | {"t":"done"}
-//	sender → receiver, binary: index (8 bytes, big-endian) || offset (4 bytes,
-//	                           big-endian) || up to 16 KiB of sealed chunk index
-//	                           from offset (a sealed chunk is 64 KiB + 16:
-//	                           five messages; 16 KiB is every browser's safe size)
+// The data channel's wire, its timing and the pace through a relay are
+// package im's (client/im/filewire.go), shared with the page.
 
 import (
 	"cmp"
@@ -33,35 +28,6 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/parley/parley/client/im"
-)
-
-// Peer-to-peer limits and timing.
-const (
-	p2pLabel       = "parley-file-v1"
-	p2pPiece       = 16 << 10
-	p2pHeader      = 12
-	p2pHighWater   = 1 << 20 // the sender waits when this much is buffered
-	p2pLowWater    = 256 << 10
-	p2pGatherWait  = 5 * time.Second
-	p2pAnswerWait  = 10 * time.Second
-	p2pConnectWait = 15 * time.Second
-	// p2pStall: no acknowledgement (or no data) for this long means the
-	// connection is cut. A receiver acknowledges every p2pAckEvery chunks
-	// (256 KiB: 1.3 s at a relay's pace).
-	p2pStall    = 6 * time.Second
-	p2pAckEvery = 4
-	// p2pAttempts is how many connections a sender makes (the first and
-	// after each cut) before it leaves the rest to the store.
-	p2pAttempts = 5
-	// relayBudget is a relay's default per-user budget (relay's
-	// DefaultUserBandwidth, bytes a second, both directions summed; packets
-	// over it are dropped). A file through a relay is paced at
-	// relayFileShare of it less callRelayCost for every call in progress,
-	// so a transfer never costs a call its voice.
-	relayBudget    = 256 << 10
-	relayFileShare = 0.75
-	callRelayCost  = 16 << 10
-	minRelayRate   = 16 << 10
 )
 
 var (
@@ -103,12 +69,13 @@ func fileRoute(pc *webrtc.PeerConnection) string {
 	return RouteDirect
 }
 
-// relayRate is the pace of file data through a relay now.
+// relayRate is the pace of file data through a relay now, bytes a second
+// (im.FileRelayRate: a file never costs a call its voice).
 func (s *Session) relayRate() float64 {
 	s.mu.Lock()
 	calls := len(s.calls)
 	s.mu.Unlock()
-	return max(relayBudget*relayFileShare-float64(calls*callRelayCost), minRelayRate)
+	return float64(im.FileRelayRate(calls))
 }
 
 // pacer spaces sends at a rate; nil sends at once.
@@ -161,7 +128,7 @@ func gathered(ctx context.Context, pc *webrtc.PeerConnection, desc webrtc.Sessio
 	if err := pc.SetLocalDescription(desc); err != nil {
 		return "", err
 	}
-	t := time.NewTimer(p2pGatherWait)
+	t := time.NewTimer(im.FileP2PGatherWait)
 	defer t.Stop()
 	select {
 	case <-done:
@@ -186,7 +153,7 @@ func (m *messenger) sendDirect(ctx context.Context, out *outFile, f *os.File, pr
 		delete(a.done, out.Offer.ID)
 		a.mu.Unlock()
 	}()
-	for attempt := range p2pAttempts {
+	for attempt := range im.FileP2PAttempts {
 		var route string
 		route, err = m.directAttempt(ctx, out, f, pr, &sent, done)
 		select {
@@ -201,7 +168,7 @@ func (m *messenger) sendDirect(ctx context.Context, out *outFile, f *os.File, pr
 			break
 		}
 		m.s.c.log.Info("a direct file transfer stopped; connecting again", "file", out.Offer.ID, "err", err)
-		t := time.NewTimer(time.Second)
+		t := time.NewTimer(im.FileP2PRedial)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -223,7 +190,7 @@ func (m *messenger) directAttempt(ctx context.Context, out *outFile, f *os.File,
 	}
 	defer pc.Close()
 	ordered := true
-	dc, err := pc.CreateDataChannel(p2pLabel, &webrtc.DataChannelInit{Ordered: &ordered})
+	dc, err := pc.CreateDataChannel(im.FileP2PLabel, &webrtc.DataChannelInit{Ordered: &ordered})
 	if err != nil {
 		return "", err
 	}
@@ -238,7 +205,7 @@ func (m *messenger) directAttempt(ctx context.Context, out *outFile, f *os.File,
 			cut()
 		}
 	})
-	dc.SetBufferedAmountLowThreshold(p2pLowWater)
+	dc.SetBufferedAmountLowThreshold(im.FileP2PLowWater)
 	dc.OnBufferedAmountLow(func() {
 		select {
 		case low <- struct{}{}:
@@ -247,7 +214,7 @@ func (m *messenger) directAttempt(ctx context.Context, out *outFile, f *os.File,
 	})
 	dc.OnMessage(func(msg webrtc.DataChannelMessage) {
 		var c p2pCtrl
-		if msg.IsString && len(msg.Data) < 256 && json.Unmarshal(msg.Data, &c) == nil {
+		if msg.IsString && len(msg.Data) <= im.FileP2PMaxCtrl && json.Unmarshal(msg.Data, &c) == nil {
 			select {
 			case ctrl <- c:
 			default:
@@ -274,7 +241,7 @@ func (m *messenger) directAttempt(ctx context.Context, out *outFile, f *os.File,
 		}
 	case <-done:
 		return "", nil
-	case <-time.After(p2pAnswerWait):
+	case <-time.After(im.FileP2PAnswerWait):
 		return "", errNoAnswer
 	case <-ctx.Done():
 		return "", ctx.Err()
@@ -283,8 +250,8 @@ func (m *messenger) directAttempt(ctx context.Context, out *outFile, f *os.File,
 	case <-opened:
 	case <-closed:
 		return "", errCut
-	case <-time.After(p2pConnectWait):
-		return "", fmt.Errorf("no direct connection in %v: %w", p2pConnectWait, errCut)
+	case <-time.After(im.FileP2PConnectWait):
+		return "", fmt.Errorf("no direct connection in %v: %w", im.FileP2PConnectWait, errCut)
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
@@ -295,21 +262,21 @@ func (m *messenger) directAttempt(ctx context.Context, out *outFile, f *os.File,
 		pace = &pacer{s: s}
 	}
 	n, next := o.Chunks(), int64(-1) // nothing until the receiver says
-	stall := time.NewTimer(p2pStall)
+	stall := time.NewTimer(im.FileP2PStall)
 	defer stall.Stop()
-	plain, piece := make([]byte, im.FileChunk), make([]byte, p2pHeader+p2pPiece)
+	plain, piece := make([]byte, im.FileChunk), make([]byte, im.FileP2PHeader+im.FileP2PPiece)
 	handle := func(c p2pCtrl) bool {
 		switch c.T {
-		case "want":
+		case im.FileP2PWant:
 			if c.From >= 0 && c.From <= n {
 				next = c.From
 			}
-		case "ack":
+		case im.FileP2PAck:
 			pr.report(min(max(c.Bytes, 0), o.Size))
-		case "done":
+		case im.FileP2PDone:
 			return true
 		}
-		stall.Reset(p2pStall)
+		stall.Reset(im.FileP2PStall)
 		return false
 	}
 	for {
@@ -322,7 +289,7 @@ func (m *messenger) directAttempt(ctx context.Context, out *outFile, f *os.File,
 			case <-closed:
 				return "", errCut
 			case <-stall.C:
-				return "", fmt.Errorf("nothing from the receiver for %v: %w", p2pStall, errCut)
+				return "", fmt.Errorf("nothing from the receiver for %v: %w", im.FileP2PStall, errCut)
 			case <-done:
 				return route, nil
 			case <-ctx.Done():
@@ -339,7 +306,7 @@ func (m *messenger) directAttempt(ctx context.Context, out *outFile, f *os.File,
 		case <-closed:
 			return "", errCut
 		case <-stall.C:
-			return "", fmt.Errorf("nothing from the receiver for %v: %w", p2pStall, errCut)
+			return "", fmt.Errorf("nothing from the receiver for %v: %w", im.FileP2PStall, errCut)
 		default:
 		}
 		cur := next
@@ -351,14 +318,14 @@ func (m *messenger) directAttempt(ctx context.Context, out *outFile, f *os.File,
 		if err != nil {
 			return "", err
 		}
-		for off := 0; off < len(sealed); off += p2pPiece {
-			for dc.BufferedAmount() > p2pHighWater {
+		for off := 0; off < len(sealed); off += im.FileP2PPiece {
+			for dc.BufferedAmount() > im.FileP2PHighWater {
 				select {
 				case <-low:
 				case <-closed:
 					return "", errCut
 				case <-stall.C:
-					return "", fmt.Errorf("nothing from the receiver for %v: %w", p2pStall, errCut)
+					return "", fmt.Errorf("nothing from the receiver for %v: %w", im.FileP2PStall, errCut)
 				case c := <-ctrl:
 					if handle(c) {
 						return route, nil
@@ -368,14 +335,14 @@ func (m *messenger) directAttempt(ctx context.Context, out *outFile, f *os.File,
 					return "", ctx.Err()
 				}
 			}
-			part := sealed[off:min(off+p2pPiece, len(sealed))]
-			if err := pace.wait(ctx, len(part)+p2pHeader); err != nil {
+			part := sealed[off:min(off+im.FileP2PPiece, len(sealed))]
+			if err := pace.wait(ctx, len(part)+im.FileP2PHeader); err != nil {
 				return "", err
 			}
 			binary.BigEndian.PutUint64(piece[0:8], uint64(cur))
 			binary.BigEndian.PutUint32(piece[8:12], uint32(off))
-			copy(piece[p2pHeader:], part)
-			if err := dc.Send(piece[:p2pHeader+len(part)]); err != nil {
+			copy(piece[im.FileP2PHeader:], part)
+			if err := dc.Send(piece[:im.FileP2PHeader+len(part)]); err != nil {
 				return "", fmt.Errorf("%w: %w", errCut, err)
 			}
 		}

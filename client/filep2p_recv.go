@@ -27,7 +27,7 @@ func (m *messenger) receiveDirect(ctx context.Context, cfg FileConfig, f *inFile
 	defer pc.Close()
 	dcs := make(chan *webrtc.DataChannel, 1)
 	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
-		if dc.Label() == p2pLabel {
+		if dc.Label() == im.FileP2PLabel {
 			select {
 			case dcs <- dc:
 			default:
@@ -51,8 +51,8 @@ func (m *messenger) receiveDirect(ctx context.Context, cfg FileConfig, f *inFile
 	var dc *webrtc.DataChannel
 	select {
 	case dc = <-dcs:
-	case <-time.After(p2pConnectWait):
-		return fmt.Errorf("no data channel in %v: %w", p2pConnectWait, errCut)
+	case <-time.After(im.FileP2PConnectWait):
+		return fmt.Errorf("no data channel in %v: %w", im.FileP2PConnectWait, errCut)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -75,8 +75,8 @@ func (m *messenger) receiveDirect(ctx context.Context, cfg FileConfig, f *inFile
 		case <-opened:
 		case <-closed:
 			return errCut
-		case <-time.After(p2pConnectWait):
-			return fmt.Errorf("the data channel did not open in %v: %w", p2pConnectWait, errCut)
+		case <-time.After(im.FileP2PConnectWait):
+			return fmt.Errorf("the data channel did not open in %v: %w", im.FileP2PConnectWait, errCut)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -106,7 +106,7 @@ func (m *messenger) receiveDirect(ctx context.Context, cfg FileConfig, f *inFile
 		s.emit(Event{Event: EventFileFailed, Peer: peer, FileEvent: &ev})
 		return err
 	}
-	if err := say(p2pCtrl{T: "want", From: f.missing()}); err != nil {
+	if err := say(p2pCtrl{T: im.FileP2PWant, From: f.missing()}); err != nil {
 		return errCut
 	}
 	var cur []byte
@@ -118,14 +118,14 @@ func (m *messenger) receiveDirect(ctx context.Context, cfg FileConfig, f *inFile
 		case <-closed:
 			k.save()
 			return fail(errCut)
-		case <-time.After(p2pStall):
+		case <-time.After(im.FileP2PStall):
 			k.save()
-			return fail(fmt.Errorf("nothing from the sender for %v: %w", p2pStall, errCut))
+			return fail(fmt.Errorf("nothing from the sender for %v: %w", im.FileP2PStall, errCut))
 		case <-ctx.Done():
 			k.save()
 			return ctx.Err()
 		}
-		if len(p) <= p2pHeader {
+		if len(p) <= im.FileP2PHeader {
 			return fail(permanent{fmt.Errorf("a data channel message of %d bytes: %w", len(p), im.ErrBadFile)})
 		}
 		i, off := int64(binary.BigEndian.Uint64(p)), int(binary.BigEndian.Uint32(p[8:]))
@@ -133,10 +133,10 @@ func (m *messenger) receiveDirect(ctx context.Context, cfg FileConfig, f *inFile
 		if off == 0 {
 			idx, cur = i, cur[:0]
 		}
-		if want < 0 || i != idx || off != len(cur) || int64(off+len(p)-p2pHeader) > want {
+		if want < 0 || i != idx || off != len(cur) || int64(off+len(p)-im.FileP2PHeader) > want {
 			return fail(permanent{fmt.Errorf("chunk %d at %d: out of order or out of range: %w", i, off, im.ErrBadFile)})
 		}
-		cur = append(cur, p[p2pHeader:]...)
+		cur = append(cur, p[im.FileP2PHeader:]...)
 		if int64(len(cur)) < want {
 			continue
 		}
@@ -144,11 +144,11 @@ func (m *messenger) receiveDirect(ctx context.Context, cfg FileConfig, f *inFile
 			return fail(err)
 		}
 		idx = -1
-		if k.unsynced%p2pAckEvery == 0 {
-			say(p2pCtrl{T: "ack", Bytes: k.done})
+		if k.unsynced%im.FileP2PAckEvery == 0 {
+			say(p2pCtrl{T: im.FileP2PAck, Bytes: k.done})
 		}
 	}
-	if err := k.finish(ctx, func() { say(p2pCtrl{T: "done"}) }); err != nil {
+	if err := k.finish(ctx, func() { say(p2pCtrl{T: im.FileP2PDone}) }); err != nil {
 		return fail(err)
 	}
 	// Let "done" leave before the connection closes.

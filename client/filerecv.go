@@ -22,7 +22,7 @@ type FileConfig struct {
 	Dir string
 	// Retry is how long after a transfer stopped (the disk full, the
 	// login server unreachable, the sender still uploading) it is tried
-	// again from where it stopped; 0 means 10 s.
+	// again from where it stopped; 0 means im.FileRetry (10 s).
 	Retry time.Duration
 }
 
@@ -34,13 +34,13 @@ const (
 	// rescanEvery: the receiver looks at the home's offers this often
 	// (another process on the home, `parley chat`, may have stored one).
 	rescanEvery = 5 * time.Second
-	// uploadWait is how long a receiver waits for a chunk its sender has
-	// not uploaded yet before it tries later.
-	uploadWait = 30 * time.Second
 )
 
-// errFileGone and the like stop a transfer for good (Resumable false).
-var errFileGone = errors.New("the file is no longer in the login server's store (expired, withdrawn, or fetched by another device of yours)")
+// errFileGone and the like stop a transfer for good (Resumable false). A
+// stored file stays a day (login's FileFetchedGrace) after its recipients
+// took it, for every device of theirs: gone means it expired from the
+// store, was withdrawn, or was taken more than a day ago.
+var errFileGone = errors.New("the file is no longer in the login server's store (expired, withdrawn, or taken more than a day ago)")
 
 // permanent marks an error that no retry will mend.
 type permanent struct{ error }
@@ -56,7 +56,7 @@ func (s *Session) ReceiveFiles(cfg FileConfig) error {
 	if cfg.Dir == "" {
 		cfg.Dir = filepath.Join(s.c.home.dir, "downloads")
 	}
-	cfg.Retry = cmpDur(cfg.Retry, 10*time.Second)
+	cfg.Retry = cmpDur(cfg.Retry, im.FileRetry)
 	abs, err := filepath.Abs(cfg.Dir)
 	if err != nil {
 		return fmt.Errorf("client: download directory: %w", err)
@@ -188,10 +188,10 @@ func (m *messenger) fetch(ctx context.Context, cfg FileConfig, f *inFile, pr *pr
 	return k.finish(ctx, nil)
 }
 
-// storedChunk fetches a chunk from the store, waiting up to uploadWait
+// storedChunk fetches a chunk from the store, waiting up to im.FileUploadWait
 // for one the sender has not uploaded yet.
 func (m *messenger) storedChunk(ctx context.Context, id string, i int64) ([]byte, error) {
-	deadline := time.Now().Add(uploadWait)
+	deadline := time.Now().Add(im.FileUploadWait)
 	for {
 		lc, cred, err := m.s.c.withCred(ctx)
 		if err != nil {

@@ -43,6 +43,8 @@ const (
 	FileKeyLen = 32
 	// FileChunkContext starts the associated data of every sealed chunk.
 	FileChunkContext = "parley-file-v1"
+	// MaxFileType caps an offer's media type, in bytes.
+	MaxFileType = 100
 )
 
 // FileOffer is the body of a file offer, JSON.
@@ -97,7 +99,7 @@ func (f *FileOffer) Check() error {
 		return fmt.Errorf("file offer: %w", CheckFileName(f.Name))
 	case f.Size < 1 || f.Size > MaxFileSize:
 		return fmt.Errorf("file offer: %d bytes, 1 to %d: %w", f.Size, int64(MaxFileSize), ErrFileTooBig)
-	case len(f.Type) > 100 || (f.Type != "" && !validMediaType(f.Type)):
+	case len(f.Type) > MaxFileType || (f.Type != "" && !validMediaType(f.Type)):
 		return bad("type")
 	case len(f.Hash) != 64 || strings.Trim(f.Hash, "0123456789abcdef") != "":
 		return bad("hash")

@@ -81,11 +81,16 @@ func (b *FileBody) check() error {
 	return nil
 }
 
+// FileEnvelopeContext starts what a group file's envelope id is the hash
+// of ([FileEnvelopeID]).
+const FileEnvelopeContext = "parley-file-env"
+
 // FileEnvelopeID returns the id of the envelope offering a group's file
 // (its offer's MID) to member to: fixed, so that a resend is the same
-// envelope, and distinct per recipient.
+// envelope, and distinct per recipient. It is the first 16 bytes, hex, of
+// the SHA-256 of FileEnvelopeContext, 0x00, mid, 0x00, to.
 func FileEnvelopeID(mid, to string) string {
-	h := sha256.Sum256([]byte("parley-file-env\x00" + mid + "\x00" + to))
+	h := sha256.Sum256([]byte(FileEnvelopeContext + "\x00" + mid + "\x00" + to))
 	return hex.EncodeToString(h[:idBytes])
 }
 

@@ -38,12 +38,58 @@ export const IM_FILE_BODY_DONE = "done";
 export const IM_FILE_BODY_OFFER = "offer";
 // IM_FILE_BODY_SIGNAL is im.FileBodySignal.
 export const IM_FILE_BODY_SIGNAL = "signal";
+// IM_FILE_CALL_RELAY_COST is im.FileCallRelayCost.
+export const IM_FILE_CALL_RELAY_COST = 16384;
 // IM_FILE_CHUNK is im.FileChunk.
 export const IM_FILE_CHUNK = 65536;
 // IM_FILE_CHUNK_CONTEXT is im.FileChunkContext.
 export const IM_FILE_CHUNK_CONTEXT = "parley-file-v1";
+// IM_FILE_ENVELOPE_CONTEXT is im.FileEnvelopeContext.
+export const IM_FILE_ENVELOPE_CONTEXT = "parley-file-env";
 // IM_FILE_KEY_LEN is im.FileKeyLen.
 export const IM_FILE_KEY_LEN = 32;
+// IM_FILE_MIN_RELAY_RATE is im.FileMinRelayRate.
+export const IM_FILE_MIN_RELAY_RATE = 16384;
+// IM_FILE_P2P_ACK is im.FileP2PAck.
+export const IM_FILE_P2P_ACK = "ack";
+// IM_FILE_P2P_ACK_EVERY is im.FileP2PAckEvery.
+export const IM_FILE_P2P_ACK_EVERY = 4;
+// IM_FILE_P2P_ANSWER_WAIT_MS is im.FileP2PAnswerWait, in milliseconds.
+export const IM_FILE_P2P_ANSWER_WAIT_MS = 10000;
+// IM_FILE_P2P_ATTEMPTS is im.FileP2PAttempts.
+export const IM_FILE_P2P_ATTEMPTS = 5;
+// IM_FILE_P2P_CONNECT_WAIT_MS is im.FileP2PConnectWait, in milliseconds.
+export const IM_FILE_P2P_CONNECT_WAIT_MS = 15000;
+// IM_FILE_P2P_DONE is im.FileP2PDone.
+export const IM_FILE_P2P_DONE = "done";
+// IM_FILE_P2P_GATHER_WAIT_MS is im.FileP2PGatherWait, in milliseconds.
+export const IM_FILE_P2P_GATHER_WAIT_MS = 5000;
+// IM_FILE_P2P_HEADER is im.FileP2PHeader.
+export const IM_FILE_P2P_HEADER = 12;
+// IM_FILE_P2P_HIGH_WATER is im.FileP2PHighWater.
+export const IM_FILE_P2P_HIGH_WATER = 1048576;
+// IM_FILE_P2P_LABEL is im.FileP2PLabel.
+export const IM_FILE_P2P_LABEL = "parley-file-v1";
+// IM_FILE_P2P_LOW_WATER is im.FileP2PLowWater.
+export const IM_FILE_P2P_LOW_WATER = 262144;
+// IM_FILE_P2P_MAX_CTRL is im.FileP2PMaxCtrl.
+export const IM_FILE_P2P_MAX_CTRL = 255;
+// IM_FILE_P2P_PIECE is im.FileP2PPiece.
+export const IM_FILE_P2P_PIECE = 16384;
+// IM_FILE_P2P_REDIAL_MS is im.FileP2PRedial, in milliseconds.
+export const IM_FILE_P2P_REDIAL_MS = 1000;
+// IM_FILE_P2P_STALL_MS is im.FileP2PStall, in milliseconds.
+export const IM_FILE_P2P_STALL_MS = 6000;
+// IM_FILE_P2P_WANT is im.FileP2PWant.
+export const IM_FILE_P2P_WANT = "want";
+// IM_FILE_RELAY_BUDGET is im.FileRelayBudget.
+export const IM_FILE_RELAY_BUDGET = 262144;
+// IM_FILE_RELAY_PERCENT is im.FileRelayPercent.
+export const IM_FILE_RELAY_PERCENT = 75;
+// IM_FILE_RETRY_MS is im.FileRetry, in milliseconds.
+export const IM_FILE_RETRY_MS = 10000;
+// IM_FILE_UPLOAD_WAIT_MS is im.FileUploadWait, in milliseconds.
+export const IM_FILE_UPLOAD_WAIT_MS = 30000;
 // IM_GROUP_ENVELOPE_PREFIX is im.GroupEnvelopePrefix.
 export const IM_GROUP_ENVELOPE_PREFIX = "parley-group-env";
 // IM_GROUP_FAN_OUT is im.GroupFanOut.
@@ -96,6 +142,8 @@ export const IM_MAX_FILE_NAME = 255;
 export const IM_MAX_FILE_SDP = 16384;
 // IM_MAX_FILE_SIZE is im.MaxFileSize.
 export const IM_MAX_FILE_SIZE = 4294967296;
+// IM_MAX_FILE_TYPE is im.MaxFileType.
+export const IM_MAX_FILE_TYPE = 100;
 // IM_MAX_GROUP_CLOCK is im.MaxGroupClock.
 export const IM_MAX_GROUP_CLOCK = 1099511627776;
 // IM_MAX_GROUP_MEMBERS is im.MaxGroupMembers.
