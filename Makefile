@@ -28,6 +28,8 @@ bench: deps
 	$(GO) test -run '^$$' -bench LoginServerCost -benchtime 1x ./login/
 	$(GO) test -run '^$$' -bench 'CallSetup|MessageDelivered' -benchtime 20x ./client/
 	$(GO) test -run '^$$' -bench GroupMessage -benchtime 5x ./client/
+	$(GO) test -run '^$$' -bench ConferenceMesh -benchtime 1x ./client/
+	$(GO) test -run '^$$' -bench HostMixing -benchtime 500x ./client/
 	$(GO) test -run '^$$' -bench LabCallSetup -benchtime 5x ./cmd/parley/
 	$(GO) test -run '^$$' -bench LabCallBits -benchtime 1x ./cmd/parley/
 	scripts/relaybench.sh

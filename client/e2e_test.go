@@ -115,7 +115,7 @@ func startNetworkWith(t testing.TB, proxy func(snURL string) http.Handler, lc lo
 }
 
 // user registers name and returns its online session.
-func (n *network) user(t *testing.T, name string, cfg client.SessionConfig) *client.Session {
+func (n *network) user(t testing.TB, name string, cfg client.SessionConfig) *client.Session {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

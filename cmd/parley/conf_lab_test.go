@@ -33,10 +33,12 @@ func (c confTimeline) at(i, r int) time.Duration {
 	if r == 0 {
 		return c.lead + time.Duration(i)*c.slot
 	}
-	return c.killAt() + c.slot/3 + time.Duration(i-1)*c.slot
+	// Participant 1's round-1 voice spans the moment participant 0 dies.
+	return c.killAt() - c.speech/3 + time.Duration(i-1)*c.slot
 }
 
-// killAt is when participant 0 dies, after round 0.
+// killAt is when participant 0 dies, after round 0 (while participant 1
+// speaks).
 func (c confTimeline) killAt() time.Duration { return c.lead + time.Duration(c.n)*c.slot }
 
 func (c confTimeline) total() time.Duration { return c.at(c.n-1, 1) + c.slot }
@@ -121,6 +123,7 @@ func TestConferenceInTheLab(t *testing.T) {
 	starter.p.wait(t, 5*time.Second)
 
 	worst, lags := 1.0, []time.Duration{}
+	acrossKill := map[int]time.Duration{} // where each survivor heard participant 1 speak through the death
 	wavs := make([][]int16, len(parts))
 	for i := range wavs {
 		wavs[i] = tl.wav(i)
@@ -154,6 +157,9 @@ func TestConferenceInTheLab(t *testing.T) {
 				lag += time.Duration(max(0, from-pad)-(at-pad)) * time.Second / 48000 // from the slot's place
 				worst = min(worst, corr)
 				lags = append(lags, lag)
+				if i == 1 && r == 1 {
+					acrossKill[j] = lag
+				}
 				if corr < 0.8 {
 					t.Errorf("%s hears %s in round %d: correlation %.2f (%v from its slot), want ≥ 0.8", p.name, parts[i].name, r, corr, lag)
 				}
@@ -162,6 +168,24 @@ func TestConferenceInTheLab(t *testing.T) {
 	}
 	slices.Sort(lags)
 	t.Logf("%d voices heard in their slots: worst correlation %.3f; offsets from the slot %v (min), %v (median), %v (max)", len(lags), worst, lags[0], lags[len(lags)/2], lags[len(lags)-1])
+	// The death costs the survivors nothing: participant 1's voice, which
+	// spans it, has no pause in any survivor's recording longer than its
+	// own longest.
+	own := longestPause(tl.voice(1, 1))
+	var worstGap time.Duration
+	for j, lag := range acrossKill {
+		rec := readWAV(t, parts[j].rec)
+		from := int((tl.at(1, 1) + lag) * 48000 / time.Second)
+		to := min(len(rec), from+int(tl.speech*48000/time.Second))
+		if from < 0 || from >= to {
+			continue
+		}
+		worstGap = max(worstGap, longestPause(rec[from:to])-own)
+	}
+	t.Logf("audio lost by the survivors when %s died: at most %v beyond the speech's own pauses (%v), over %d survivors", parts[0].name, worstGap, own, len(acrossKill))
+	if worstGap > 3*time.Second-own {
+		t.Errorf("survivors lost %v of audio when %s died, want under 3 s", worstGap, parts[0].name)
+	}
 	// Every leg reported a path; the symmetric NAT's took a relay where
 	// nothing else would do.
 	paths := map[string]int{}
@@ -205,4 +229,18 @@ func largestConfRoster(out string) []confMember {
 		}
 	}
 	return best
+}
+
+// longestPause is the longest run of 10 ms windows of pcm under −45 dBFS.
+func longestPause(pcm []int16) time.Duration {
+	var run, best int
+	for _, e := range audiotest.Envelope(pcm, 10*time.Millisecond) {
+		if e < 32768*0.0056 { // −45 dBFS
+			run++
+			best = max(best, run)
+		} else {
+			run = 0
+		}
+	}
+	return time.Duration(best) * 10 * time.Millisecond
 }
