@@ -32,7 +32,7 @@ var static embed.FS
 // supernode (the login server lists supernodes on other hosts; WebRTC's own
 // traffic is not governed by CSP), no plugins, no <base>, forms posting only
 // to the origin, and no framing by any site.
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; " +
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; media-src 'self'; " +
 	"connect-src 'self' ws: wss:; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 // SetSecurityHeaders sets the security headers of every response that the

@@ -12,12 +12,14 @@ import * as keys from "./keys.js";
 import { LoginAPI, LoginError } from "./login.js";
 import { SupernodeLink } from "./supernode.js";
 import { Phone, CallError } from "./phone.js";
+import { Conferences, bindConfView, testHooks as confTestHooks } from "./conf.js";
 import { drawGraph, LevelMeter } from "./meter.js";
 import { ChatPane, History, Messenger, listTime, duration } from "./chat.js";
 import { isEnvelope, IMError } from "./im.js";
 import * as G from "./group.js";
 import { GroupChat } from "./groupchat.js";
 import { DevicesPanel } from "./devices.js";
+import { fileCard, refresh as refreshFile, wireComposer } from "./fileview.js";
 import { Ringtone, setIcon, notify, notificationState, askNotifications } from "./notify.js";
 import { PRESENCE_ONLINE, PRESENCE_OFFLINE, IM_TYPING_INTERVAL_MS as TYPING_INTERVAL, IM_TYPING_TIMEOUT_MS as TYPING_TIMEOUT } from "./wire.gen.js";
 
@@ -400,6 +402,8 @@ function signOut() {
   chat.drafts.clear(); // what was typed stays with its user
   app.call?.hangup();
   app.incoming?.decline();
+  app.conf?.leave();
+  app.conf = null;
   app.link?.close();
   app.link = null;
   app.phone = null;
@@ -465,6 +469,7 @@ function startLink(urls) {
     { user: app.user, device: app.device, privateKey: app.kp.privateKey, credential, get loginKey() { return app.loginKey; } },
     link, app.api, phoneUI,
   );
+  app.conf = new Conferences(app.phone, confUI);
   if (!urls.length) connState("No supernode is listed by the login server; waiting…", "offline");
   link.start(urls);
   if (!urls.length) {
@@ -907,7 +912,7 @@ function renderHeader() {
   $("chat-h").textContent = u;
   $("conv-sub").textContent = app.offline ? "you are offline" : isTyping(u) ? "typing…" : c?.state === "accepted" ? p || " " : relation(c);
   $("conv-sub").classList.toggle("typing", isTyping(u));
-  const inCall = !!app.call || !!app.incoming;
+  const inCall = !!app.call || !!app.incoming || !!app.conf?.current;
   const sig = JSON.stringify([u, c?.state, inCall, !!app.offline]);
   const box = $("conv-actions");
   if (box.dataset.sig === sig) return;
@@ -1015,7 +1020,7 @@ function renderGroupHeader(peer) {
     ? `${g.members.length} member${g.members.length > 1 ? "s" : ""}: ${listing(g.members.map((u) => (u === app.user ? "you" : u)))}`
     : "You are not a member of this group";
   setComposer(member && !app.offline, app.offline ? "You are offline" : "You are not a member of this group");
-  const sig = JSON.stringify([peer, !!g, member, !!app.offline]);
+  const sig = JSON.stringify([peer, !!g, member, !!app.offline, !!app.call || !!app.conf?.current]);
   const box = $("conv-actions");
   if (box.dataset.sig !== sig) {
     box.dataset.sig = sig;
@@ -1025,6 +1030,11 @@ function renderGroupHeader(peer) {
       toggle.id = "members-toggle";
       toggle.setAttribute("aria-controls", "members");
       acts.push(toggle);
+    }
+    if (member && !app.offline && g.members.length > 1) {
+      const call = button("Call group", "", () => { app.phone?.audioContext(); app.conf?.callGroup(g).catch((e) => notice(e.message)); }, "primary", "phone");
+      call.disabled = !!app.call || !!app.conf?.current;
+      acts.push(call);
     }
     if (member && !app.offline) acts.push(button("Leave group", "", (ev) => groupAction(ev.currentTarget, () => app.im.groups.change(g.id, G.OP_LEAVE)), "ghost"));
     box.replaceChildren(...acts);
@@ -1304,14 +1314,7 @@ const phoneUI = {
     renderCall(c);
   },
   onCallEnded(c) {
-    if (app.meter) { app.meter.stop(); app.meter = null; }
-    if (app.call === c) {
-      app.call = null;
-      clearInterval(app.callTimer);
-      $("incall").hidden = true;
-      $("remote-audio").srcObject = null;
-      renderHeader();
-    }
+    releaseCall(c);
     const took = c.connectedAt ? ` (${duration(Date.now() - c.connectedAt)})` : "";
     if (c.error) notice(c.error, c.reason === "remote hangup" ? "info" : "error");
     else notice(`Call with ${c.peer} ended${took}.`, "info");
@@ -1334,6 +1337,34 @@ const phoneUI = {
     if (isEnvelope(p)) app.im?.receive(p, "datachannel");
   },
 };
+
+// releaseCall lets the call bar go of c: it ended, or became a conference's
+// first leg (js/conf.js).
+function releaseCall(c) {
+  if (app.meter) { app.meter.stop(); app.meter = null; }
+  if (app.call === c) {
+    app.call = null;
+    clearInterval(app.callTimer);
+    $("incall").hidden = true;
+    $("remote-audio").srcObject = null;
+    renderHeader();
+  }
+}
+
+// Conference calls (js/conf.js): their panel, invitation banner and the
+// call bar's Add.
+const confUI = bindConfView(() => app.conf, {
+  notice,
+  ring(on, inv) {
+    if (!on) { app.ringtone.stop(); setIcon(ICON); return; }
+    setIcon(RINGING_ICON);
+    app.ringtone.start();
+    if (document.visibilityState !== "visible") notify(inv.text, "Join or decline in Parley.", `conf-${inv.id}`, () => {});
+  },
+  releaseCall,
+  changed: () => renderHeader(),
+  call: () => app.call,
+});
 
 const STATE_TEXT = {
   calling: "Calling…", ringing: "Ringing…", answering: "Answering…", connecting: "Connecting…", connected: "Connected", ended: "Ended",
@@ -1589,6 +1620,7 @@ async function startIM() {
     onRefused: (from, why, quiet) => { if (app.im === m && !quiet) notice(`Dropped a message${from ? ` claiming to be from ${from}` : ""} that failed its checks (${why}).`); },
     onHistory: (r) => { if (app.im === m) historyLanded(r); },
   });
+  m.files.ui = { changed: (k) => { if (app.im === m) refreshFile(m.files, k); }, calls: () => app.phone?.calls?.size || 0 };
   try {
     await m.register();
   } catch (e) {
@@ -1596,6 +1628,7 @@ async function startIM() {
     notice("This browser could not register for messages: " + loginMessage(e, app.user));
   }
   app.im = m;
+  m.files.resume().catch((e) => console.warn("files", e.message)); // js/files.js
 }
 
 function describeSendError(e, peer) {
@@ -1623,6 +1656,7 @@ const chat = new ChatPane({ log: $("chat-log"), scroll: $("chat-scroll"), input:
   describe: describeSendError,
   showRead: () => readReceipts(),
   callBack: (peer) => startCall(peer),
+  fileCard: (m, bubble, text) => fileCard(app.im?.files, m, bubble, text),
   sendText: async (peer, text) => {
     if (app.offline) throw new Error("You are offline; write again once Parley is connected.");
     if (!app.im) throw new Error("not signed in");
@@ -1637,6 +1671,16 @@ const chat = new ChatPane({ log: $("chat-log"), scroll: $("chat-scroll"), input:
     }
     typingDone();
     return app.im.send(peer, text);
+  },
+});
+
+// Send file, and a file dropped on the conversation (js/fileview.js, js/files.js).
+wireComposer({
+  button: $("send-file"), input: $("file-input"), drop: $("conv"), peer: () => chat.peer,
+  send: (peer, file) => {
+    if (app.offline || !app.im) { notice("You are offline; send the file once Parley is connected."); return; }
+    if (peer === app.user) { notice("Send files to a contact, not to yourself."); return; }
+    app.im.files.send(peer, file).catch((e) => notice(describeSendError(e, peer)));
   },
 });
 
@@ -1722,8 +1766,9 @@ document.addEventListener("visibilitychange", () => {
 const SHORTCUTS = {
   KeyA: () => app.incoming && (answer(), true),
   KeyD: () => app.incoming && (decline(), true),
-  KeyM: () => app.call?.state === "connected" && (app.call.setMuted(!app.call.muted), true),
-  KeyH: () => app.call && (app.call.hangup(), true),
+  KeyM: () => (app.call?.state === "connected" && (app.call.setMuted(!app.call.muted), true)) ||
+    (app.conf?.current && (app.conf.setMuted(!app.conf.current.muted), true)),
+  KeyH: () => (app.call && (app.call.hangup(), true)) || (app.conf?.current && (app.conf.leave(), true)),
 };
 document.addEventListener("keydown", (e) => {
   if ($("app").hidden) return;
@@ -1749,6 +1794,7 @@ if ("serviceWorker" in navigator && window.isSecureContext) {
 }
 
 // For scripts and tests that inspect the page (never needed to use it).
-window.parley = { app, chat, onPresence, groups: groupStates, get call() { return app.call; }, get ringtone() { return app.ringtone; } };
+window.parley = { app, chat, onPresence, get files() { return app.im?.files; }, groups: groupStates, get call() { return app.call; }, get ringtone() { return app.ringtone; }, get conf() { return app.conf; } };
+window.parleyTest = { ...window.parleyTest, ...confTestHooks(() => app.conf) };
 
 resume();

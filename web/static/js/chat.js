@@ -7,6 +7,7 @@ import { b64, hex, sleep } from "./util.js";
 import * as im from "./im.js";
 import * as G from "./group.js";
 import { GroupChat } from "./groupchat.js";
+import { Files } from "./files.js";
 import * as H from "./histsync.js";
 import { LoginError } from "./login.js";
 import {
@@ -409,6 +410,7 @@ export class Messenger {
     this.counts = { readSent: 0, readReceived: 0, typingSent: 0, typingReceived: 0, refused: 0 };
     this.groups = new GroupChat(this);
     this.history = new H.HistorySync(this);
+    this.files = new Files(this); // js/files.js
   }
 
   readReceipts() { return this.cfg.readReceipts?.() !== false; }
@@ -428,6 +430,7 @@ export class Messenger {
     this.stopped = true;
     clearInterval(this.retryTimer);
     clearTimeout(this.history.readTimer);
+    this.files.stop();
   }
 
   // register publishes this device's X25519 key (PUT /api/v1/devices/self).
@@ -697,6 +700,10 @@ export class Messenger {
     }
     if (o.kind === im.KIND_HISTORY) {
       await this.history.opened(o, via);
+      return;
+    }
+    if (o.kind === im.KIND_FILE) {
+      await this.files.opened(o, via);
       return;
     }
     if (o.kind === im.KIND_MESSAGE) {
@@ -1145,6 +1152,7 @@ export class ChatPane {
       meta.append(" ", mark);
     }
     bubble.append(sr, text, meta);
+    if (m.file) this.hooks.fileCard?.(m, bubble, text); // js/fileview.js
     li.append(bubble);
     return li;
   }

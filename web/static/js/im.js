@@ -15,16 +15,16 @@ import {
   IM_MAX_RECEIPT_IDS as MAX_RECEIPT_IDS, IM_COMPRESS_OVER as COMPRESS_OVER, IM_PAD_TO as PAD_TO,
   IM_MAX_CONTENT as MAX_CONTENT, IM_AEAD_OVERHEAD as AEAD_OVERHEAD, IM_WRAPPED_KEY_LEN as WRAPPED_KEY_LEN,
   IM_MESSAGE_CLOCK_SKEW_MS as CLOCK_SKEW, IM_X25519_KEY_SIZE as X25519_KEY_SIZE, IDENTITY_MAX_TOKEN_LEN,
-  IM_KIND_HISTORY as KIND_HISTORY, IM_MAX_HISTORY_BODY as MAX_HISTORY_BODY,
+  IM_KIND_HISTORY as KIND_HISTORY, IM_MAX_HISTORY_BODY as MAX_HISTORY_BODY, IM_KIND_FILE as KIND_FILE,
 } from "./wire.gen.js";
 
 export {
-  ENVELOPE_VERSION, ENVELOPE_CONTEXT, DEVICE_CONTEXT, KIND_MESSAGE, KIND_RECEIPT, KIND_TYPING, KIND_GROUP, KIND_HISTORY, RECEIPT_DELIVERED,
+  ENVELOPE_VERSION, ENVELOPE_CONTEXT, DEVICE_CONTEXT, KIND_MESSAGE, KIND_RECEIPT, KIND_TYPING, KIND_GROUP, KIND_HISTORY, KIND_FILE, RECEIPT_DELIVERED,
   RECEIPT_READ, TYPING_ACTIVE, TYPING_STOPPED, MAX_MESSAGE_BYTES, MAX_ENVELOPE_BYTES, MAX_ENVELOPE_DEVICES, MAX_RECEIPT_IDS,
   MAX_CONTENT,
 };
 
-const KINDS = new Set([KIND_MESSAGE, KIND_RECEIPT, KIND_TYPING, KIND_GROUP, KIND_HISTORY]);
+const KINDS = new Set([KIND_MESSAGE, KIND_RECEIPT, KIND_TYPING, KIND_GROUP, KIND_HISTORY, KIND_FILE]);
 const MAX_TYPING_BODY = 256; // im.maxTypingBody
 
 export class IMError extends Error {
@@ -279,7 +279,8 @@ export function decode(p) {
 // {kind, id, from, fromDevice, to, seq, ts, text | acked, state | state | body}:
 // a group envelope's body is its bytes, for js/group.js's openBody (which
 // verifies its operations), and so is a history envelope's (js/histsync.js's
-// openBody), which only comes from this user to this user (im.openHistory).
+// openBody), which only comes from this user to this user (im.openHistory),
+// and a file envelope's (js/files.js's parseBody).
 export async function open(p, me, device, loginKey, now = Date.now()) {
   const e = decode(p);
   let cred;
@@ -307,9 +308,9 @@ export async function open(p, me, device, loginKey, now = Date.now()) {
   if (e.kind === KIND_HISTORY && (e.from !== me || e.to !== me)) {
     throw new IMError("not-own-device", `history from ${e.from} to ${e.to}: not from one of this user's own devices`);
   }
-  const max = e.kind === KIND_TYPING ? MAX_TYPING_BODY : e.kind === KIND_GROUP ? MAX_CONTENT : e.kind === KIND_HISTORY ? MAX_HISTORY_BODY : MAX_MESSAGE_BYTES;
+  const max = e.kind === KIND_TYPING ? MAX_TYPING_BODY : e.kind === KIND_GROUP || e.kind === KIND_FILE ? MAX_CONTENT : e.kind === KIND_HISTORY ? MAX_HISTORY_BODY : MAX_MESSAGE_BYTES;
   const body = await unframeContent(content, max);
-  if (e.kind === KIND_GROUP || e.kind === KIND_HISTORY) {
+  if (e.kind === KIND_GROUP || e.kind === KIND_HISTORY || e.kind === KIND_FILE) {
     o.body = body;
   } else if (e.kind === KIND_TYPING) {
     let r;

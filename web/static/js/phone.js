@@ -220,6 +220,9 @@ export class Phone {
     this.audio = null; // AudioContext, made on the first call (a user gesture)
     this.probes = new Map(); // call id → {peer, resolve} of a caller waiting for a probe reply
     this.lastProbe = null; // {mine, theirs, relay} of the last relay choice (for the stats and tests)
+    // conf: the conference calls (js/conf.js), set by them: {onOffer(sig),
+    // onSignal(sig), busy()}; a leg's offer and the "conf" signals go there.
+    this.conf = null;
   }
 
   // chooseRelay picks the relay for call id to peer when more than one is
@@ -249,7 +252,7 @@ export class Phone {
     return this.audio;
   }
 
-  busy() { return this.calls.size > 0 || !!this.placing; }
+  busy() { return this.calls.size > 0 || !!this.placing || !!this.conf?.busy(); }
 
   async sendSignal(sig) {
     const token = await this.id.credential();
@@ -320,6 +323,7 @@ export class Phone {
 
     switch (sig.kind) {
       case "offer": this.onOffer(sig); return;
+      case "conf": this.conf?.onSignal(sig); return;
       case "contacts": this.ui.onContactsChanged?.(); return;
       case "candidate": { // a Go peer trickles its candidates (docs/protocol.md)
         const cand = sig.candidate;
@@ -355,6 +359,10 @@ export class Phone {
 
   onOffer(sig) {
     if (this.calls.has(sig.call_id) || this.incoming.has(sig.call_id)) return;
+    if (sig.conf) { // a conference's leg (js/conf.js): answered at once, refused, or ignored; never rung
+      this.conf?.onOffer(sig);
+      return;
+    }
     if (this.busy() || this.incoming.size > 0) {
       this.sendAsync({ kind: "decline", call_id: sig.call_id, to: sig.from, reason: "busy" });
       return;
@@ -376,25 +384,31 @@ export class Phone {
     }
   }
 
-  // call places a call to peer; resolves with the connected Call.
-  async call(peer) {
+  // call places a call to peer; resolves with the connected Call. leg, for
+  // a conference's leg (js/conf.js): {conf: its id, device: the peer's
+  // device, mic: the MediaStream to send, ui: the leg's callbacks}.
+  async call(peer, leg = null) {
     if (!validUser(peer)) throw new CallError("unknown", `"${peer}" is not a user name (a-z, 0-9, . _ -, starting with a letter).`);
-    if (peer === this.id.user) throw new CallError("unknown", "You cannot call yourself.");
-    if (this.busy()) throw new CallError("busy", "Hang up the call in progress first.");
-    const mic = await this.microphone();
+    if (peer === this.id.user && !leg) throw new CallError("unknown", "You cannot call yourself.");
+    if (this.busy() && !leg) throw new CallError("busy", "Hang up the call in progress first.");
+    const mic = leg ? leg.mic : await this.microphone();
     await this.link.waitOnline(5000).catch(() => { mic.getTracks().forEach((t) => t.stop()); throw new CallError("offline", "Not connected to Parley; reconnecting…"); });
     const id = randomHex(8);
     let relay = "";
-    this.placing = true; // busy while the relays are timed
-    try {
-      relay = await this.chooseRelay(id, peer);
-    } finally {
-      this.placing = false;
+    if (!leg) { // a leg chooses no relay by probing: every relay on offer is used (as the Go client's)
+      this.placing = true; // busy while the relays are timed
+      try {
+        relay = await this.chooseRelay(id, peer);
+      } finally {
+        this.placing = false;
+      }
     }
-    const c = new Call(this, id, peer, true, relay, mic);
+    const c = new Call(this, id, peer, true, relay, mic, leg);
+    if (leg) c.peerDevice = leg.device; // only that device's answer (the user's others are not in the conference)
     this.calls.set(c.id, c);
-    this.ui.onCallState(c);
+    c.ui.onCallState(c);
     try {
+      if (c.ended) throw new CallError("cancelled", c.error || "The call ended."); // a leg its conference gave up at once
       await c.place();
     } catch (e) {
       c.fail(e.kind || "error", e.message, false);
@@ -447,13 +461,14 @@ export class Incoming {
     this.phone.sendAsync({ kind: "decline", call_id: this.id, to: this.peer, reason });
   }
 
-  async answer() {
+  // answer takes the call; leg, for a conference's leg, as Phone.call's.
+  async answer(leg = null) {
     if (!this.take()) throw new CallError("cancelled", "The call is over.");
     const phone = this.phone;
     phone.answering.set(this.id, this); // candidates still land here
     let mic;
     try {
-      mic = await phone.microphone();
+      mic = leg ? leg.mic : await phone.microphone();
     } catch (e) {
       phone.answering.delete(this.id);
       phone.sendAsync({ kind: "decline", call_id: this.id, to: this.peer, reason: "could not answer" });
@@ -461,7 +476,7 @@ export class Incoming {
     }
     let c;
     try {
-      c = new Call(phone, this.id, this.peer, false, this.offer.relay || "", mic);
+      c = new Call(phone, this.id, this.peer, false, this.offer.relay || "", mic, leg);
     } finally {
       phone.answering.delete(this.id);
     }
@@ -470,7 +485,7 @@ export class Incoming {
     c.remoteCands = this.cands.slice(0, MAX_TRICKLED);
     c.remoteCount = c.remoteCands.length;
     phone.calls.set(c.id, c);
-    phone.ui.onCallState(c);
+    c.ui.onCallState(c);
     try {
       await c.accept(this.offer);
     } catch (e) {
@@ -483,8 +498,10 @@ export class Incoming {
 }
 
 export class Call {
-  constructor(phone, id, peer, outgoing, relay, mic) {
+  constructor(phone, id, peer, outgoing, relay, mic, leg = null) {
     this.phone = phone;
+    this.ui = leg?.ui || phone.ui; // a conference's leg reports to the conference (js/conf.js)
+    this.conf = leg?.conf || ""; // the conference's id, for a leg
     this.id = id;
     this.peer = peer;
     this.outgoing = outgoing;
@@ -529,11 +546,11 @@ export class Call {
     // envelopes (JSON text) go over it while the call is up.
     this.channel = pc.createDataChannel("parley-im", { negotiated: true, id: 0 });
     this.channel.binaryType = "arraybuffer";
-    this.channel.onmessage = (ev) => this.phone.ui.onChannelMessage?.(this, ev.data);
+    this.channel.onmessage = (ev) => this.ui.onChannelMessage?.(this, ev.data);
     pc.ontrack = (ev) => {
       if (ev.track.kind !== "audio") return;
       this.remoteStream = ev.streams[0] || new MediaStream([ev.track]);
-      this.phone.ui.onRemoteStream?.(this, this.remoteStream);
+      this.ui.onRemoteStream?.(this, this.remoteStream);
     };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "connected") this.onConnected();
@@ -642,7 +659,8 @@ export class Call {
     const offer = await this.pc.createOffer();
     const sdp = await this.setLocalTrickle(offer);
     try {
-      await phone.sendSignal({ kind: "offer", call_id: this.id, to: this.peer, sdp, ...(this.relayChoice ? { relay: this.relayChoice } : {}) });
+      await phone.sendSignal({ kind: "offer", call_id: this.id, to: this.peer, sdp, ...(this.relayChoice ? { relay: this.relayChoice } : {}),
+        ...(this.conf ? { conf: { id: this.conf }, answerer: this.peerDevice } : {}) }); // a leg names the device it calls
       this.trickleReady();
     } catch (e) {
       this.stopTrickle();
@@ -666,7 +684,7 @@ export class Call {
       switch (sig.kind) {
         case "ringing":
           this.state = "ringing";
-          phone.ui.onCallState(this);
+          this.ui.onCallState(this);
           continue;
         case "decline": {
           const reason = sig.reason || "declined";
@@ -677,7 +695,7 @@ export class Call {
         }
         case "answer":
           this.state = "connecting";
-          phone.ui.onCallState(this);
+          this.ui.onCallState(this);
           await this.pc.setRemoteDescription({ type: "answer", sdp: sig.sdp });
           this.remoteApplied();
           this.peerFP = signal.fingerprints(sig.sdp);
@@ -695,7 +713,7 @@ export class Call {
     const answer = await this.pc.createAnswer();
     const sdp = await this.setLocalTrickle(answer);
     this.state = "connecting";
-    this.phone.ui.onCallState(this);
+    this.ui.onCallState(this);
     await this.phone.sendSignal({ kind: "answer", call_id: this.id, to: this.peer, sdp });
     this.trickleReady();
     this.answered = true;
@@ -719,7 +737,7 @@ export class Call {
     this.started = true;
     this.connectedAt = Date.now();
     this.state = "connected";
-    this.phone.ui.onCallState(this);
+    this.ui.onCallState(this);
     this.statsTimer = setInterval(() => this.updateStats(), 1000);
     this.updateStats();
     this.capBitrate();
@@ -754,7 +772,7 @@ export class Call {
         if (this.peerHeld !== on) {
           this.peerHeld = on;
           this.applyMedia();
-          this.phone.ui.onCallState(this);
+          this.ui.onCallState(this);
         }
         return;
       }
@@ -809,14 +827,14 @@ export class Call {
   setMuted(m) {
     this.muted = m;
     this.applyMedia();
-    this.phone.ui.onCallState(this);
+    this.ui.onCallState(this);
   }
 
   setHeld(on) {
     if (this.held === on || !this.started) return;
     this.held = on;
     this.applyMedia();
-    this.phone.ui.onCallState(this);
+    this.ui.onCallState(this);
     this.phone.sendAsync({ kind: on ? "hold" : "resume", call_id: this.id, to: this.peer });
   }
 
@@ -851,7 +869,7 @@ export class Call {
     this.signalWaiters = [];
     this.onEndWait?.(message || "The call ended.");
     this.phone.ended(this);
-    this.phone.ui.onCallEnded(this);
+    this.ui.onCallEnded(this);
   }
 
   // ICE restart (client/restart.go): the caller re-offers; the callee asks.
@@ -987,7 +1005,7 @@ export class Call {
     this.history.push({ rtt: st.rtt ?? 0, loss: st.recentLoss });
     if (this.history.length > 60) this.history.shift();
     this.stats = st;
-    this.phone.ui.onCallStats?.(this, st);
+    this.ui.onCallStats?.(this, st);
   }
 }
 
