@@ -133,6 +133,11 @@ func (s *Session) onConf(sig *signal.Signal) {
 			inv := s.confInvites[c.ID]
 			s.mu.Unlock()
 			if inv != nil {
+				// Taken on another device: it stops ringing here without
+				// the decline that an unanswered invitation gets.
+				if inv.take() {
+					s.emit(Event{Event: "conference", Conf: c.ID, ConfEvent: &ConfEvent{ConfState: "left", ConfReason: ConfJoinedElsewhere}})
+				}
 				inv.cancel()
 			}
 		}
@@ -149,9 +154,9 @@ func (s *Session) onConf(sig *signal.Signal) {
 	key := signal.Member(sig.From, sig.Device)
 	cf.mu.Lock()
 	l := cf.legs[key]
-	if l == nil || l.call == nil {
+	if l == nil {
 		cf.mu.Unlock()
-		return // only members speak for the conference
+		return // only members speak for the conference (a leg may still be connecting: its roster can overtake it)
 	}
 	var dial []string
 	switch c.Op {

@@ -39,7 +39,7 @@ func (c confTimeline) at(i, r int) time.Duration {
 
 // killAt is when participant 0 dies, after round 0 (while participant 1
 // speaks).
-func (c confTimeline) killAt() time.Duration { return c.lead + time.Duration(c.n)*c.slot }
+func (c confTimeline) killAt() time.Duration { return c.lead + time.Duration(c.n)*c.slot + c.slot/2 }
 
 func (c confTimeline) total() time.Duration { return c.at(c.n-1, 1) + c.slot }
 
@@ -66,11 +66,14 @@ func TestConferenceInTheLab(t *testing.T) {
 		host *netlab.Host
 		env  []string
 		rec  string
-		p    *proc
+		p    *proc    // a CLI's
+		b    *browser // a page's
+		pcm  []int16  // a page's recording
 	}
 	// Participant 0 starts the call from a public address; the others sit
-	// behind every kind of router.
+	// behind every kind of router; 6 and 7 are pages in Chromium.
 	kinds := []string{"public", "cone", "symmetric", "public", "cone", "public", "cone", "public", "public"}
+	isPage := func(i int) bool { return i == 6 || i == 7 }
 	parts := make([]*part, len(kinds))
 	for i, k := range kinds {
 		p := &part{name: fmt.Sprintf("conf%d", i)}
@@ -84,27 +87,52 @@ func TestConferenceInTheLab(t *testing.T) {
 			p.host, _, err = n.lab.AddNATHost(fmt.Sprintf("c%d", i), netlab.Symmetric)
 		}
 		must(t, err)
+		parts[i] = p
+		if isPage(i) {
+			p.b = newBrowserOn(t, p.host, writeWAV(t, tl.wav(i)), n.loginURL)
+			p.b.signUp(n.loginURL, p.name, p.name+"-password")
+			eval[bool](p.b, `window.parleyTest.confAutoCapture(true)`, 5*time.Second)
+			continue
+		}
 		p.env = n.user(t, p.host, p.name)
 		p.rec = filepath.Join(t.TempDir(), p.name+".wav")
-		parts[i] = p
 	}
 	// The eight listeners join at once; the ninth lets the invitation ring
 	// 6 s, by when the call is full.
 	var users []string
 	for i, p := range parts[1:] {
+		users = append(users, p.name)
+		if p.b != nil {
+			continue
+		}
 		args := []string{"listen", "--answer", "--play", writeWAV(t, tl.wav(i+1)), "--record", p.rec, "--json", "--for", (tl.total() + 15*time.Second).String()}
 		if i+1 == len(parts)-1 {
 			args = []string{"listen", "--answer", "--answer-after", "6s", "--json", "--for", "20s"}
 		}
 		p.p = startIn(t, p.host.NS, p.env, args...)
-		users = append(users, p.name)
 	}
 	for _, p := range parts[1:] {
-		waitOnline(t, p.p)
+		if p.p != nil {
+			waitOnline(t, p.p)
+		}
 	}
 	starter := parts[0]
 	started := time.Now()
 	starter.p = startIn(t, starter.host.NS, starter.env, append([]string{"call", "--play", writeWAV(t, tl.wav(0)), "--record", starter.rec, "--json"}, users...)...)
+
+	// The pages take the invitation as a person would: Join. Their sound
+	// (microphone and recording) starts then, the CLIs' when they start or
+	// join the conference: about when the call starts.
+	origin := make([]time.Time, len(parts))
+	for i, p := range parts {
+		origin[i] = started
+		if p.b != nil {
+			p.b.waitFor("the invitation", `window.parleyTest.confJoinInvite()`, 15*time.Second)
+			p.b.waitFor("the recording", `window.parleyTest.confCaptureInfo().capturing`, 10*time.Second)
+			origin[i] = time.UnixMilli(int64(eval[float64](p.b, `window.parleyTest.confCaptureInfo().startedAt`, 5*time.Second)))
+			t.Logf("%s (a page) joined %v after the call started", p.name, origin[i].Sub(started).Round(time.Millisecond))
+		}
+	}
 
 	// The ninth is refused: the call is full.
 	ninth := parts[len(parts)-1]
@@ -115,27 +143,48 @@ func TestConferenceInTheLab(t *testing.T) {
 	time.Sleep(time.Until(started.Add(tl.killAt())))
 	starter.p.cmd.Process.Kill() // SIGKILL: no hangup reaches anyone
 	t.Logf("%s killed %v after starting the call", starter.name, time.Since(started).Round(time.Millisecond))
+	time.Sleep(time.Until(started.Add(tl.total() + time.Second)))
 	for _, p := range parts[1 : len(parts)-1] {
-		if code := p.p.wait(t, tl.total()+30*time.Second); code != 0 {
+		if p.b != nil {
+			st := p.b.pageConfState()
+			p.pcm = p.b.confCaptured()
+			t.Logf("%s (a page): %d in its roster, %.1f s recorded", p.name, len(st.Roster), float64(len(p.pcm))/48000)
+			eval[bool](p.b, `window.parleyTest.confLeave()`, 5*time.Second)
+		}
+	}
+	for _, p := range parts[1 : len(parts)-1] {
+		if p.p == nil {
+			continue
+		}
+		if code := p.p.wait(t, 30*time.Second); code != 0 {
 			t.Errorf("%s: exit %d", p.name, code)
 		}
 	}
 	starter.p.wait(t, 5*time.Second)
 
 	worst, lags := 1.0, []time.Duration{}
-	acrossKill := map[int]time.Duration{} // where each survivor heard participant 1 speak through the death
+	acrossKill := map[int]int{} // where each survivor heard participant 1 speak through the death
 	wavs := make([][]int16, len(parts))
 	for i := range wavs {
 		wavs[i] = tl.wav(i)
 	}
+	recording := func(p *part) []int16 {
+		if p.b != nil {
+			return p.pcm
+		}
+		return readWAV(t, p.rec)
+	}
 	for j, p := range parts[:len(parts)-1] {
-		rec := readWAV(t, p.rec)
+		rec := recording(p)
 		for i := range len(parts) - 1 {
 			for r := range 2 {
 				if r == 1 && (i == 0 || j == 0) {
 					continue // the starter is dead by round 1
 				}
 				at := int(tl.at(i, r) * 48000 / time.Second)
+				// Where it is in j's recording: each device's sound starts
+				// when it starts (a CLI) or opens (a page) the conference.
+				atRec := at + int(origin[i].Sub(origin[j])*48000/time.Second)
 				if i == j {
 					// Its own slot: silent in its own recording.
 					from, to := min(len(rec), at+9600), min(len(rec), at+int(tl.speech*48000/time.Second)-9600)
@@ -144,7 +193,7 @@ func TestConferenceInTheLab(t *testing.T) {
 					}
 					continue
 				}
-				from := max(0, at-int(1500*48000/time.Millisecond/1000))
+				from := max(0, atRec-int(1500*48000/time.Millisecond/1000))
 				if from >= len(rec) {
 					t.Errorf("%s's recording ends before %s's slot %d", p.name, parts[i].name, r)
 					continue
@@ -154,11 +203,12 @@ func TestConferenceInTheLab(t *testing.T) {
 				pad := int(tl.slot / 4 * 48000 / time.Second)
 				slotRef := wavs[i][at-pad : at+int(tl.speech*48000/time.Second)+pad]
 				corr, lag := audiotest.MatchEnvelope(slotRef, rec[max(0, from-pad):], 3*time.Second)
-				lag += time.Duration(max(0, from-pad)-(at-pad)) * time.Second / 48000 // from the slot's place
+				found := max(0, from-pad) + int(lag*48000/time.Second) + pad // where the voice starts in rec
+				lag = time.Duration(found-atRec) * time.Second / 48000       // from the slot's place
 				worst = min(worst, corr)
 				lags = append(lags, lag)
 				if i == 1 && r == 1 {
-					acrossKill[j] = lag
+					acrossKill[j] = found
 				}
 				if corr < 0.8 {
 					t.Errorf("%s hears %s in round %d: correlation %.2f (%v from its slot), want ≥ 0.8", p.name, parts[i].name, r, corr, lag)
@@ -173,9 +223,8 @@ func TestConferenceInTheLab(t *testing.T) {
 	// own longest.
 	own := longestPause(tl.voice(1, 1))
 	var worstGap time.Duration
-	for j, lag := range acrossKill {
-		rec := readWAV(t, parts[j].rec)
-		from := int((tl.at(1, 1) + lag) * 48000 / time.Second)
+	for j, from := range acrossKill {
+		rec := recording(parts[j])
 		to := min(len(rec), from+int(tl.speech*48000/time.Second))
 		if from < 0 || from >= to {
 			continue
@@ -190,6 +239,9 @@ func TestConferenceInTheLab(t *testing.T) {
 	// nothing else would do.
 	paths := map[string]int{}
 	for _, p := range parts[1 : len(parts)-1] {
+		if p.p == nil {
+			continue // a page: its roster was logged above
+		}
 		out, _ := p.p.output()
 		for _, m := range largestConfRoster(out) {
 			if m.Self {

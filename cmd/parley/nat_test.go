@@ -46,7 +46,8 @@ func startNATLabOn(t testing.TB, lab *netlab.Lab, srvDelay time.Duration, supern
 	}
 	ip := srv.IP.String()
 	n := &natLab{lab: lab, srv: srv, loginURL: "http://" + ip + ":8080"}
-	startIn(t, srv.NS, nil, "login-server", "--max-registrations-per-addr", "1000", "--listen", ip+":8080", "--data", t.TempDir(), "--supernode-allow", labAllow)
+	// It serves the page too, for the lab's browsers (browser_lab_test.go).
+	startIn(t, srv.NS, nil, "login-server", "--max-registrations-per-addr", "1000", "--listen", ip+":8080", "--data", t.TempDir(), "--supernode-allow", labAllow, "--web")
 	// The lab's internet is the benchmark range, which a public relay refuses
 	// to relay to; this lab allows it, as an operator's lab would.
 	sn := startIn(t, srv.NS, []string{"PARLEY_LOGIN=" + n.loginURL}, append([]string{"supernode",
