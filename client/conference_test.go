@@ -236,3 +236,53 @@ func TestCallBecomesAConference(t *testing.T) {
 		}
 	}
 }
+
+// TestConferenceHoldSendsHeartbeats: a conference on hold keeps every leg
+// alive as a 1:1 call on hold does — a heartbeat every 200 ms each way
+// instead of 50 packets a second — and resumes.
+func TestConferenceHoldSendsHeartbeats(t *testing.T) {
+	n := startNetwork(t, nil)
+	media := func() client.Media {
+		return client.Media{Source: &loopSource{pcm: audiotest.Speech(5, 2*time.Second)}, Sink: &recorder{}}
+	}
+	join := client.SessionConfig{OnConfInvite: func(inv *client.ConfInvite) {
+		if cf, err := inv.Join(context.Background(), media()); err == nil {
+			<-cf.Done()
+		}
+	}}
+	alice := n.user(t, "alice", client.SessionConfig{})
+	n.user(t, "bob", join)
+	n.user(t, "carol", join)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cf, err := alice.StartConference(ctx, client.ConfConfig{Users: []string{"bob", "carol"}, Media: media()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cf.Leave()
+	for ctx.Err() == nil && len(cf.Roster()) < 3 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	received := func(d time.Duration) float64 { // packets a second from both legs
+		before := cf.Stats().PacketsReceived
+		time.Sleep(d)
+		return float64(cf.Stats().PacketsReceived-before) / d.Seconds()
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := received(time.Second); got < 80 {
+		t.Errorf("before hold: %.0f packets/s from two legs, want about 100", got)
+	}
+	cf.Hold(true)
+	time.Sleep(300 * time.Millisecond) // the peers hear of it
+	if got := received(2 * time.Second); got < 6 || got > 20 {
+		t.Errorf("on hold: %.1f packets/s from two legs, want the heartbeats' 10", got)
+	}
+	if len(cf.Roster()) != 3 {
+		t.Errorf("on hold the roster lost someone: %v", cf.Roster())
+	}
+	cf.Hold(false)
+	time.Sleep(300 * time.Millisecond)
+	if got := received(time.Second); got < 80 {
+		t.Errorf("resumed: %.0f packets/s from two legs, want about 100", got)
+	}
+}
