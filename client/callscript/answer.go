@@ -59,16 +59,8 @@ func (m *Answerer) Handler(ctx context.Context) func(*client.Incoming) {
 			in.Decline("declined")
 			return
 		}
-		if m.cfg.RingFor > 0 {
-			t := time.NewTimer(m.cfg.RingFor)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-in.Cancelled():
-				return
-			case <-ctx.Done():
-				return
-			}
+		if !m.rang(ctx, in.Cancelled()) {
+			return
 		}
 		if !m.busy.TryLock() {
 			in.Decline("busy")
@@ -92,16 +84,8 @@ func (m *Answerer) ConfHandler(ctx context.Context) func(*client.ConfInvite) {
 			inv.Decline()
 			return
 		}
-		if m.cfg.RingFor > 0 {
-			t := time.NewTimer(m.cfg.RingFor)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-inv.Cancelled():
-				return
-			case <-ctx.Done():
-				return
-			}
+		if !m.rang(ctx, inv.Cancelled()) {
+			return
 		}
 		if !m.busy.TryLock() {
 			inv.Decline()
@@ -112,6 +96,23 @@ func (m *Answerer) ConfHandler(ctx context.Context) func(*client.ConfInvite) {
 			<-cf.Done()
 		}
 	}
+}
+
+// rang lets a call or invitation ring for RingFor, and reports whether it is
+// still there to answer (not cancelled, ctx not done).
+func (m *Answerer) rang(ctx context.Context, cancelled <-chan struct{}) bool {
+	if m.cfg.RingFor <= 0 {
+		return true
+	}
+	t := time.NewTimer(m.cfg.RingFor)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-cancelled:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 func (m *Answerer) callEnded() {
