@@ -32,6 +32,9 @@ const ConfInviteWait = 3 * time.Second
 const (
 	ConfLeft       = "left the conference"
 	ConfNotInvited = "refused: not invited to this conference"
+	// ConfJoinedElsewhere is the reason an invitation stops ringing when
+	// another device of the user joined.
+	ConfJoinedElsewhere = "joined on another device"
 )
 
 // confFull is the reason a leg is refused when the conference is full.
@@ -208,6 +211,11 @@ func (s *Session) StartConference(ctx context.Context, cfg ConfConfig) (*Confere
 // Invite invites users: their devices ring, and the members hear that they
 // may dial in.
 func (cf *Conference) Invite(ctx context.Context, users ...string) error {
+	for _, u := range users {
+		if err := identity.CheckUser(u); err != nil {
+			return fmt.Errorf("client: invite: %w", err)
+		}
+	}
 	members := cf.members()
 	cf.mu.Lock()
 	if len(members) >= signal.MaxConfMembers {

@@ -6,12 +6,13 @@
 //
 // Incoming calls are not answered by themselves: they ring (the session's
 // "call" event, state "ringing", with the call's id) until an answer or a
-// decline command, or until the caller gives up (its ring timeout). Every
-// command runs on a goroutine of its own owned by [Bot.Run], so that a slow
-// one (a message to a device that is slow to acknowledge, a call being
-// placed) holds up no other; results carry the command's "id" to tell them
-// apart. The commands are one dispatch table, [commands]: a new command is
-// one entry there.
+// decline command, or until the caller gives up (its ring timeout);
+// conference invitations likewise ring until a conference join or decline
+// (conference.go). Every command runs on a goroutine of its own owned by
+// [Bot.Run], so that a slow one (a message to a device that is slow to
+// acknowledge, a call being placed) holds up no other; results carry the
+// command's "id" to tell them apart. The commands are one dispatch table,
+// [commands]: a new command is one entry there.
 package bot
 
 import (
@@ -70,8 +71,9 @@ type Bot struct {
 
 	mu      sync.Mutex
 	s       *client.Session
-	calls   map[string]*entry // by call id
-	closing bool              // Run is ending: calls that connect now are hung up
+	calls   map[string]*entry     // by call id
+	confs   map[string]*confEntry // by conference id (conference.go)
+	closing bool                  // Run is ending: calls that connect now are hung up
 }
 
 // entry is one call the bot knows: ringing here, being placed or answered,
@@ -93,7 +95,7 @@ func New(cfg Config) *Bot {
 	if cfg.MaxLine <= 0 {
 		cfg.MaxLine = DefaultMaxLine
 	}
-	return &Bot{cfg: cfg, stopped: make(chan struct{}), calls: map[string]*entry{}}
+	return &Bot{cfg: cfg, stopped: make(chan struct{}), calls: map[string]*entry{}, confs: map[string]*confEntry{}}
 }
 
 // OpenFiles is the default Config.Audio: play is a WAV file (read whole

@@ -57,7 +57,7 @@ func startBot(t *testing.T, loginURL, user string, cfg Config) *harness {
 	h := &harness{out: &syncBuffer{}}
 	cfg.Out = h.out
 	b := New(cfg)
-	h.s = testnet.Online(t, ctx, loginURL, user, client.SessionConfig{OnEvent: b.Event, OnIncoming: b.OnIncoming})
+	h.s = testnet.Online(t, ctx, loginURL, user, client.SessionConfig{OnEvent: b.Event, OnIncoming: b.OnIncoming, OnConfInvite: b.OnConfInvite})
 	pr, pw := io.Pipe()
 	h.in = pw
 	done := make(chan error, 1)
@@ -122,8 +122,8 @@ func TestDispatchErrors(t *testing.T) {
 		{"null", `null`, nil, nil, "command: not a JSON object"},
 		{"too long", `{"cmd":"chat","peer":"alice","text":"` + strings.Repeat("x", 2000) + `"}`, nil, nil, "command: line longer than 1024 bytes, skipped"},
 		{"an id that is an object", `{"cmd":"status","status":"away","id":{"n":1}}`, nil, nil, "command: id must be a string or a number"},
-		{"no cmd", `{"id":"a1","peer":"alice"}`, "a1", nil, "command: missing cmd (a string: answer, call, chat, contacts, decline, group, hangup, hold, mute, read, resume, send, status, typing)"},
-		{"unknown cmd", `{"cmd":"dial","id":7,"peer":"alice"}`, 7.0, "dial", "dial: unknown command (answer, call, chat, contacts, decline, group, hangup, hold, mute, read, resume, send, status, typing)"},
+		{"no cmd", `{"id":"a1","peer":"alice"}`, "a1", nil, "command: missing cmd (a string: answer, call, chat, conference, contacts, decline, group, hangup, hold, mute, read, resume, send, status, typing)"},
+		{"unknown cmd", `{"cmd":"dial","id":7,"peer":"alice"}`, 7.0, "dial", "dial: unknown command (answer, call, chat, conference, contacts, decline, group, hangup, hold, mute, read, resume, send, status, typing)"},
 		{"missing field", `{"cmd":"call","id":"a2"}`, "a2", "call", "call: missing peer"},
 		{"empty field", `{"cmd":"chat","id":"a3","peer":"alice","text":""}`, "a3", "chat", "chat: missing text"},
 		{"unknown field", `{"cmd":"call","id":"a4","peer":"alice","volume":11}`, "a4", "call", `call: unknown field "volume"`},
@@ -152,6 +152,27 @@ func TestDispatchErrors(t *testing.T) {
 		{"an unknown group", `{"cmd":"group","id":"a27","op":"info","group":"club"}`, "a27", "group", `group: group "club": no such group`},
 		{"creating a group with an unknown user", `{"cmd":"group","id":"a28","op":"create","name":"club","members":["zed"]}`, "a28", "group", "group: group create: zed: unknown user"},
 		{"a bad group name", `{"cmd":"group","id":"a29","op":"create","name":" "}`, "a29", "group", "group: group create: group name must be 1 to 200 bytes"},
+		{"conference without op", `{"cmd":"conference","id":"b1","conf":"x"}`, "b1", "conference", "conference: missing op"},
+		{"unknown conference op", `{"cmd":"conference","id":"b2","op":"dial","conf":"x"}`, "b2", "conference", `conference: op "dial": must be one of decline, hold, invite, join, leave, mute, roster, start`},
+		{"conference start with nobody", `{"cmd":"conference","id":"b3","op":"start"}`, "b3", "conference", "conference: op start: missing users or group"},
+		{"conference start with an empty list", `{"cmd":"conference","id":"b4","op":"start","users":[]}`, "b4", "conference", "conference: op start: missing users or group"},
+		{"conference op without conf", `{"cmd":"conference","id":"b5","op":"leave"}`, "b5", "conference", "conference: op leave: missing conf"},
+		{"conference invite without users", `{"cmd":"conference","id":"b6","op":"invite","conf":"x","users":[]}`, "b6", "conference", "conference: op invite: missing users"},
+		{"conference op with a field it does not take", `{"cmd":"conference","id":"b7","op":"roster","conf":"x","on":true}`, "b7", "conference", "conference: op roster takes no on"},
+		{"conference start with a conf", `{"cmd":"conference","id":"b8","op":"start","users":["alice"],"conf":"x"}`, "b8", "conference", "conference: op start takes no conf"},
+		{"conference users not a list", `{"cmd":"conference","id":"b9","op":"start","users":"alice"}`, "b9", "conference", "conference: users must be a list"},
+		{"conference on not a boolean", `{"cmd":"conference","id":"b10","op":"mute","conf":"x","on":1}`, "b10", "conference", "conference: on must be a boolean"},
+		{"conference unknown field", `{"cmd":"conference","id":"b11","op":"roster","conf":"x","peer":"alice"}`, "b11", "conference", `conference: unknown field "peer"`},
+		{"an unknown conference", `{"cmd":"conference","id":"b12","op":"mute","conf":"0123456789abcdef0123456789abcdef"}`, "b12", "conference", "conference: no conference 0123456789abcdef0123456789abcdef"},
+		{"joining an unknown conference", `{"cmd":"conference","id":"b13","op":"join","conf":"x"}`, "b13", "conference", "conference: no conference x"},
+		{"declining an unknown conference", `{"cmd":"conference","id":"b14","op":"decline","conf":"x"}`, "b14", "conference", "conference: no conference x"},
+		{"leaving an unknown conference", `{"cmd":"conference","id":"b15","op":"leave","conf":"x"}`, "b15", "conference", "conference: no conference x"},
+		{"a conference with an unknown group", `{"cmd":"conference","id":"b16","op":"start","group":"club"}`, "b16", "conference", `conference: group "club": no such group`},
+		{"a conference with only yourself", `{"cmd":"conference","id":"b17","op":"start","users":["bob"]}`, "b17", "conference", "conference: nobody to invite"},
+		{"a conference with a bad user name", `{"cmd":"conference","id":"b18","op":"start","users":["Bob Smith"]}`, "b18", "conference", `conference: invalid user name: "Bob Smith"`},
+		{"a conference with an unknown user", `{"cmd":"conference","id":"b19","op":"start","users":["zed"]}`, "b19", "conference", "conference: invite zed: send to zed: user is offline"},
+		{"a conference playing a file that is not there", `{"cmd":"conference","id":"b20","op":"start","users":["alice"],"play":"/no/such.wav"}`, "b20", "conference", "conference: play /no/such.wav: open /no/such.wav: no such file"},
+		{"a conference recording to stdout", `{"cmd":"conference","id":"b21","op":"join","conf":"x","record":"-"}`, "b21", "conference", `conference: "-" is not a file`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -346,6 +367,11 @@ func TestEventSchema(t *testing.T) {
 		{"a chat to a group's result", map[string]any{"event": "result", "cmd": "chat", "group": gid, "message_id": msgID, "members": 2, "delivered": 1, "stored": 1, "failed": map[string]string{}}, true},
 		{"a chat to a group's result without failed", map[string]any{"event": "result", "cmd": "chat", "group": gid, "message_id": msgID, "members": 2, "delivered": 1, "stored": 1}, false},
 		{"a chat to a peer's result counted", map[string]any{"event": "result", "cmd": "chat", "peer": "bob", "message_id": msgID, "delivered": 1, "stored": 0}, false},
+		{"a conference start's result", map[string]any{"event": "result", "cmd": "conference", "op": "start", "conf": gid, "users": []string{"alice", "carol"}, "group": gid}, true},
+		{"a conference roster's result", map[string]any{"event": "result", "cmd": "conference", "op": "roster", "conf": gid, "roster": []client.ConfMember{{User: "bob", Device: "3c", Self: true, Muted: true}, {User: "alice", Device: "a1", Speaking: true, Path: "direct"}}}, true},
+		{"a conference hold's result", map[string]any{"event": "result", "cmd": "conference", "op": "hold", "conf": gid, "held": true}, true},
+		{"a conference result with a bad id", map[string]any{"event": "result", "cmd": "conference", "op": "leave", "conf": "x", "reason": "left the conference"}, false},
+		{"a conference roster's result with an unknown path", map[string]any{"event": "result", "cmd": "conference", "op": "roster", "conf": gid, "roster": []client.ConfMember{{User: "bob", Device: "3c", Path: "carrier pigeon"}}}, false},
 		{"parley group info's result", map[string]any{"event": "result", "cmd": "group info", "id": gid, "name": "club", "members": []string{"alice"}, "admins": []string{"alice"}, "member": true}, true},
 	}
 	sch := eventSchema(t)
@@ -398,6 +424,25 @@ func TestCommandSchema(t *testing.T) {
 		{`{"cmd":"group","op":"join","group":"club"}`, false},
 		{`{"cmd":"group","group":"club"}`, false},
 		{`{"cmd":"group","op":"info","group":"club","color":"red"}`, false},
+		{`{"cmd":"conference","op":"start","users":["alice","carol"],"play":"hi.wav","record":"mix.wav"}`, true},
+		{`{"cmd":"conference","op":"start","group":"club"}`, true},
+		{`{"cmd":"conference","op":"start","group":"club","users":["dave"]}`, true},
+		{`{"cmd":"conference","op":"start"}`, false},
+		{`{"cmd":"conference","op":"start","users":[]}`, false},
+		{`{"cmd":"conference","op":"start","users":["alice"],"conf":"x"}`, false},
+		{`{"cmd":"conference","op":"start","users":["alice"],"record":"-"}`, false},
+		{`{"cmd":"conference","op":"invite","conf":"9f","users":["dave"]}`, true},
+		{`{"cmd":"conference","op":"invite","conf":"9f"}`, false},
+		{`{"cmd":"conference","op":"join","conf":"9f","play":"hi.wav"}`, true},
+		{`{"cmd":"conference","op":"join","conf":"9f","on":true}`, false},
+		{`{"cmd":"conference","op":"decline","conf":"9f"}`, true},
+		{`{"cmd":"conference","op":"leave"}`, false},
+		{`{"cmd":"conference","op":"mute","conf":"9f","on":false}`, true},
+		{`{"cmd":"conference","op":"hold","conf":"9f","on":"yes"}`, false},
+		{`{"cmd":"conference","op":"roster","conf":"9f"}`, true},
+		{`{"cmd":"conference","op":"roster","conf":"9f","users":["alice"]}`, false},
+		{`{"cmd":"conference","op":"dial","conf":"9f"}`, false},
+		{`{"cmd":"conference","conf":"9f"}`, false},
 	} {
 		v, err := jsonschema.UnmarshalJSON(strings.NewReader(tt.line))
 		if err != nil {

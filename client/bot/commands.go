@@ -19,20 +19,21 @@ import (
 // the fields it needs, and a method returning its result (docs/schema/
 // commands.schema.json describes each).
 var commands = map[string]command{
-	"call":     handle((*Bot).call, "peer"),
-	"answer":   handle((*Bot).answer, "call_id"),
-	"decline":  handle((*Bot).decline, "call_id"),
-	"hangup":   handle((*Bot).hangup, "call_id"),
-	"hold":     handle((*Bot).hold, "call_id"),
-	"resume":   handle((*Bot).resume, "call_id"),
-	"mute":     handle((*Bot).mute, "call_id"),
-	"chat":     handle((*Bot).chat, "text"),
-	"read":     handle((*Bot).read, "peer"),
-	"typing":   handle((*Bot).typing, "peer"),
-	"contacts": handle((*Bot).contacts, "op", "peer"),
-	"status":   handle((*Bot).status, "status"),
-	"group":    handle((*Bot).group, "op"),
-	"send":     handle((*Bot).send, "file"),
+	"call":       handle((*Bot).call, "peer"),
+	"answer":     handle((*Bot).answer, "call_id"),
+	"decline":    handle((*Bot).decline, "call_id"),
+	"hangup":     handle((*Bot).hangup, "call_id"),
+	"hold":       handle((*Bot).hold, "call_id"),
+	"resume":     handle((*Bot).resume, "call_id"),
+	"mute":       handle((*Bot).mute, "call_id"),
+	"chat":       handle((*Bot).chat, "text"),
+	"read":       handle((*Bot).read, "peer"),
+	"typing":     handle((*Bot).typing, "peer"),
+	"contacts":   handle((*Bot).contacts, "op", "peer"),
+	"status":     handle((*Bot).status, "status"),
+	"group":      handle((*Bot).group, "op"),
+	"send":       handle((*Bot).send, "file"),
+	"conference": handle((*Bot).conference, "op"),
 }
 
 // command runs one command with its arguments (the line's fields but "cmd"

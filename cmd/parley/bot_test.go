@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -218,5 +219,119 @@ func TestBotFlags(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut, "--commands answers calls by command") {
 			t.Errorf("listen --commands %s: exit %d, stderr %q; want exit 2 and why", strings.Join(args, " "), code, errOut)
 		}
+	}
+}
+
+// TestBotConference: the bot starts a conference with two users of `parley
+// listen --answer` (alice plays a voice, the bot records the mix), sees
+// the roster of the three, mutes (alice's roster shows it) and leaves;
+// then dave's conference invites it (`parley call bob carol`: carol, still
+// with alice, is busy) and it joins by command and leaves. What the bot
+// recorded holds alice's voice.
+func TestBotConference(t *testing.T) {
+	loginURL := upNetwork(t)
+	alice, bob, carol, dave := cliUser(t, loginURL, "alice"), cliUser(t, loginURL, "bob"), cliUser(t, loginURL, "carol"), cliUser(t, loginURL, "dave")
+	period := append(audiotest.Speech(31, time.Second), audiotest.Silence(500*time.Millisecond)...)
+	var voice []int16
+	for range 30 { // 45 s: longer than the test needs
+		voice = append(voice, period...)
+	}
+	listeners := map[string]*proc{
+		"alice": start(t, alice, "listen", "--answer", "--play", writeWAV(t, voice), "--json"),
+		"carol": start(t, carol, "listen", "--answer", "--json"),
+	}
+	bot := startBot(t, bob)
+	for _, p := range []*proc{listeners["alice"], listeners["carol"], bot.proc} {
+		waitOnline(t, p)
+	}
+	roster := func(ev map[string]any) []string {
+		var out []string
+		list, _ := ev["roster"].([]any)
+		for _, m := range list {
+			m, _ := m.(map[string]any)
+			s, _ := m["user"].(string)
+			if m["muted"] == true {
+				s += "(muted)"
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	rosterEvent := func(p *proc, who, conf string, want ...string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			out, _ := p.output()
+			var confEvents []string
+			for _, ev := range jsonLines(t, out) {
+				if ev["event"] == "conference" || ev["event"] == "call" && ev["conf"] != nil {
+					if ev["event"] == "conference" && ev["conf"] == conf && ev["conf_state"] == "roster" && slices.Equal(roster(ev), want) {
+						return
+					}
+					confEvents = append(confEvents, fmt.Sprint(ev))
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no roster %v at %s's within 20 s; its conference events:\n%s", want, who, strings.Join(confEvents, "\n"))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	rec := filepath.Join(t.TempDir(), "mix.wav")
+	res := bot.do(t, map[string]any{"cmd": "conference", "op": "start", "users": []string{"alice", "carol"}, "record": rec})
+	conf, _ := res["conf"].(string)
+	if len(conf) != 32 || fmt.Sprint(res["users"]) != "[alice carol]" {
+		t.Fatalf("start: %v, want a conference id and users alice, carol", res)
+	}
+	rosterEvent(bot.proc, "the bot", conf, "bob", "alice", "carol")
+	if got := roster(bot.do(t, map[string]any{"cmd": "conference", "op": "roster", "conf": conf})); !slices.Equal(got, []string{"bob", "alice", "carol"}) {
+		t.Errorf("roster: %v, want bob, alice, carol", got)
+	}
+	// 4 s of alice's voice: more than two periods of it.
+	bot.waitFor(t, "4 s from alice", 20*time.Second, func(ev map[string]any) bool {
+		n, _ := ev["packets_received"].(float64)
+		return ev["event"] == "stats" && ev["conf"] == conf && ev["peer"] == "alice" && n >= 200
+	})
+	if res := bot.do(t, map[string]any{"cmd": "conference", "op": "mute", "conf": conf}); res["muted"] != true {
+		t.Errorf("mute: %v, want muted true", res)
+	}
+	rosterEvent(listeners["alice"], "alice", conf, "alice", "bob(muted)", "carol")
+	if res := bot.do(t, map[string]any{"cmd": "conference", "op": "leave", "conf": conf}); res["reason"] != "left the conference" {
+		t.Errorf("leave: %v, want reason left the conference", res)
+	}
+	rosterEvent(listeners["carol"], "carol", conf, "carol", "alice")
+	if ev := bot.send(t, map[string]any{"cmd": "conference", "op": "roster", "conf": conf}); ev["error"] != "conference: no conference "+conf {
+		t.Errorf("roster after leaving: %v, want an error", ev)
+	}
+
+	// dave's conference: the invitation rings at the bot until it joins.
+	caller := start(t, dave, "call", "bob", "carol", "--for", "30s", "--json")
+	inv := bot.waitFor(t, "dave's invitation", 20*time.Second, func(ev map[string]any) bool {
+		return ev["event"] == "conference" && ev["conf_state"] == "invited" && ev["conf_from"] == "dave"
+	})
+	dconf, _ := inv["conf"].(string)
+	res = bot.do(t, map[string]any{"cmd": "conference", "op": "join", "conf": dconf})
+	if res["peer"] != "dave" || !slices.Equal(roster(res), []string{"bob", "dave"}) {
+		t.Errorf("join: %v, want dave's conference with dave in it", res)
+	}
+	rosterEvent(caller, "dave", dconf, "dave", "bob")
+	bot.do(t, map[string]any{"cmd": "conference", "op": "leave", "conf": dconf})
+	if code := caller.wait(t, 20*time.Second); code != 0 {
+		_, errOut := caller.output()
+		t.Errorf("dave's call exited %d once the bot left: %s", code, errOut)
+	}
+
+	// The bot's recording is finished when it exits.
+	bot.in.Close()
+	bot.cmd.Process.Signal(os.Interrupt)
+	if code := bot.wait(t, 10*time.Second); code != 0 {
+		t.Errorf("the bot exited %d on interrupt", code)
+	}
+	got := readWAV(t, rec)
+	corr, lag := matchLooped(period, got)
+	t.Logf("alice's voice in the bot's recording (%.1f s): envelope correlation %.3f at %v", float64(len(got))/48000, corr, lag)
+	if corr < 0.8 {
+		t.Errorf("the bot's recording correlates %.3f with alice's voice, want ≥ 0.8", corr)
 	}
 }

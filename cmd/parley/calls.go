@@ -102,7 +102,7 @@ func cmdListen(ctx context.Context, e *env, args []string) (err error) {
 	// to another ("offline", then "online" events). Done means it cannot.
 	sc, b := client.SessionConfig{OnEvent: out.Event, OnIncoming: m.Handler(ctx), OnConfInvite: m.ConfHandler(ctx)}, bot.New(bot.Config{Out: e.stdout})
 	if *commands { // bot mode: client/bot answers, prints and reads stdin
-		sc.OnEvent, sc.OnIncoming = b.Event, b.OnIncoming
+		sc.OnEvent, sc.OnIncoming, sc.OnConfInvite = b.Event, b.OnIncoming, b.OnConfInvite
 	}
 	s, err := c.Online(ctx, e.sessionConfig(sc))
 	if err != nil {
