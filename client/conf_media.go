@@ -18,11 +18,13 @@ import (
 // into the user's sink and measures who is speaking.
 
 // confTapDepth caps the frames a leg's tap holds (its sender takes one every
-// 20 ms on its own clock); older ones are dropped.
-const confTapDepth = 5
+// 20 ms on its own clock, and catches up after a stall); older ones are
+// dropped. 500 ms: a sender starved of CPU that long loses nothing.
+const confTapDepth = 25
 
-// confMixDepth caps the frames a mixer input holds; older ones are dropped.
-const confMixDepth = 10
+// confMixDepth caps the frames a mixer input holds (the mixer catches up
+// after a stall too); older ones are dropped. 1 s.
+const confMixDepth = 50
 
 // speakingLevel is the frame level (dBFS) above which a participant counts
 // as speaking, and speakingHold how long after such a frame it still does.
