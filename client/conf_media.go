@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley/parley/codec"
@@ -145,12 +146,21 @@ func (b *broadcaster) closeAll() {
 // frame it has seen). It never blocks (an ImmediateSource: the leg's sender
 // takes a frame on its own 20 ms clock); once closed it ends (io.EOF).
 type confTap struct {
-	q    chan []int16
-	done chan struct{}
-	once sync.Once
+	q       chan []int16
+	done    chan struct{}
+	once    sync.Once
+	reading atomic.Bool  // the leg's sender has started: until then nothing queues
+	last    atomic.Int64 // when it last read (Unix nanoseconds)
 }
 
+// tapIdle is how long a leg's sender may not read (a call on hold reads
+// nothing) before what queued meanwhile counts as stale and is dropped.
+const tapIdle = time.Second
+
 func (tp *confTap) put(f []int16) {
+	if !tp.reading.Load() {
+		return // the leg still connects: its first frame must be the current one, not a stale queue
+	}
 	for {
 		select {
 		case tp.q <- f:
@@ -168,6 +178,13 @@ func (tp *confTap) close() { tp.once.Do(func() { close(tp.done) }) }
 
 // ReadFrame returns the next frame, or silence.
 func (tp *confTap) ReadFrame() ([]int16, error) {
+	tp.reading.Store(true)
+	now := time.Now().UnixNano()
+	if last := tp.last.Swap(now); last != 0 && time.Duration(now-last) > tapIdle {
+		for len(tp.q) > 1 { // back from hold: only the newest frame is current
+			<-tp.q
+		}
+	}
 	select {
 	case f := <-tp.q:
 		return f, nil
