@@ -181,8 +181,13 @@ func (tp *confTap) ReadFrame() ([]int16, error) {
 	tp.reading.Store(true)
 	now := time.Now().UnixNano()
 	if last := tp.last.Swap(now); last != 0 && time.Duration(now-last) > tapIdle {
-		for len(tp.q) > 1 { // back from hold: only the newest frame is current
-			<-tp.q
+	drain: // back from hold: only the newest frame is current
+		for len(tp.q) > 1 {
+			select {
+			case <-tp.q:
+			default:
+				break drain
+			}
 		}
 	}
 	select {
