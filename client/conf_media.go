@@ -151,6 +151,7 @@ type confTap struct {
 	once    sync.Once
 	reading atomic.Bool  // the leg's sender has started: until then nothing queues
 	last    atomic.Int64 // when it last read (Unix nanoseconds)
+	trim    queueTrim    // used by the reader only
 }
 
 // tapIdle is how long a leg's sender may not read (a call on hold reads
@@ -188,6 +189,12 @@ func (tp *confTap) ReadFrame() ([]int16, error) {
 			default:
 				break drain
 			}
+		}
+	}
+	if tp.trim.excess(len(tp.q), 1) {
+		select {
+		case <-tp.q:
+		default:
 		}
 	}
 	select {
@@ -265,6 +272,29 @@ type mixInput struct {
 	mu     sync.Mutex
 	q      [][]int16
 	loudAt time.Time
+	trim   queueTrim
+}
+
+// queueTrim keeps a queue that absorbs stalls from holding on to the delay
+// they leave: when for a whole second (50 frames taken) the queue never
+// held fewer than keep frames, one frame goes, so the delay shrinks back
+// by 20 ms a second and audio is never cut by more than a frame at a time.
+type queueTrim struct {
+	taken, least int
+}
+
+// excess reports, as a frame is taken from a queue of n, whether to drop
+// one more.
+func (qt *queueTrim) excess(n, keep int) bool {
+	if qt.taken == 0 || n < qt.least {
+		qt.least = n
+	}
+	qt.taken++
+	if qt.taken < 50 {
+		return false
+	}
+	qt.taken = 0
+	return qt.least > keep
 }
 
 func (m *mixer) input() *mixInput {
@@ -302,6 +332,9 @@ func (in *mixInput) pop() []int16 {
 	defer in.mu.Unlock()
 	if len(in.q) == 0 {
 		return nil
+	}
+	if in.trim.excess(len(in.q), 2) {
+		in.q = in.q[1:]
 	}
 	f := in.q[0]
 	in.q = in.q[1:]
