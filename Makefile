@@ -35,6 +35,7 @@ bench: deps
 	scripts/relaybench.sh
 	$(GO) test -run '^$$' -bench BrowserCallSetup -benchtime 20x ./cmd/parley/
 	$(GO) test -run '^$$' -bench LabFileTransfer -benchtime 1x -timeout 60m ./cmd/parley/
+	$(GO) test -run '^$$' -bench 'LoopbackFileTransfer|LabCallBesideFile' -benchtime 1x -timeout 30m ./cmd/parley/
 
 fuzz: deps
 	scripts/fuzz.sh

@@ -288,7 +288,7 @@ func writeWAV(t testing.TB, pcm []int16) string {
 	return p
 }
 
-func readWAV(t *testing.T, p string) []int16 {
+func readWAV(t testing.TB, p string) []int16 {
 	t.Helper()
 	f, err := os.Open(p)
 	if err != nil {
