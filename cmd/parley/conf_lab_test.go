@@ -193,7 +193,14 @@ func TestConferenceInTheLab(t *testing.T) {
 					}
 					continue
 				}
-				from := max(0, atRec-int(1500*48000/time.Millisecond/1000))
+				// A CLI's voice is within 1.5 s of its place; a page's
+				// within 3.5 s: Chromium's fake microphone plays its file
+				// on a timer that runs late when the cores are busy.
+				radius := 1500 * time.Millisecond
+				if parts[i].b != nil {
+					radius = 3500 * time.Millisecond
+				}
+				from := max(0, atRec-int(radius*48000/time.Second))
 				if from >= len(rec) {
 					t.Errorf("%s's recording ends before %s's slot %d", p.name, parts[i].name, r)
 					continue
@@ -202,7 +209,7 @@ func TestConferenceInTheLab(t *testing.T) {
 				// either side, as the speaker's file has it.
 				pad := int(tl.slot / 4 * 48000 / time.Second)
 				slotRef := wavs[i][at-pad : at+int(tl.speech*48000/time.Second)+pad]
-				corr, lag := audiotest.MatchEnvelope(slotRef, rec[max(0, from-pad):], 3*time.Second)
+				corr, lag := audiotest.MatchEnvelope(slotRef, rec[max(0, from-pad):], 2*radius)
 				found := max(0, from-pad) + int(lag*48000/time.Second) + pad // where the voice starts in rec
 				lag = time.Duration(found-atRec) * time.Second / 48000       // from the slot's place
 				worst = min(worst, corr)
