@@ -24,8 +24,10 @@ import (
 // Retry-After, snapi.BusyError) is not counted as failed: it is tried last
 // until its Retry-After has passed, and when every candidate failed the next
 // attempt waits at least the Retry-After plus up to half of it again
-// (reconnectDelay). Signals sent meanwhile wait for the new
-// connection (sendSignal). Only Close or an unrecoverable credential problem
+// (reconnectDelay). The first attach (Online) waits the same way when every
+// candidate refused and at least one of them was busy (firstAttach), for up
+// to busyPatience; any other first failure is returned at once. Signals sent
+// meanwhile wait for the new connection (sendSignal). Only Close or an unrecoverable credential problem
 // ends the session for good (Done, Err).
 //
 // Calls do not depend on the supernode once connected: a direct call keeps
@@ -42,6 +44,9 @@ const (
 	// signalRetryFor is how long a signal waits for a (new) supernode
 	// connection before it is given up.
 	signalRetryFor = 5 * time.Second
+	// busyPatience bounds how long the first attach keeps waiting out busy
+	// supernodes (a reconnect storm is spread over seconds, not minutes).
+	busyPatience = 2 * time.Minute
 )
 
 // reconnectDelay is the wait before reconnect attempt n after the attempt
@@ -205,6 +210,34 @@ func (s *Session) keepLoop(conn *snapi.Conn, url string) {
 		s.announce()
 		s.im.checkMailbox()
 		s.afterReattach(oldICE)
+	}
+}
+
+// firstAttach is the session's first attach (Online). When it fails only
+// because supernodes shed load (at least one refused with a Retry-After, the
+// others were unreachable or busy too), it waits as a reattach does, the
+// longer of the jittered backoff and the Retry-After plus up to half of it,
+// and tries again, until it attaches, ctx ends or busyPatience has passed.
+// Any other failure is returned at once.
+func (s *Session) firstAttach(ctx context.Context) (*snapi.Conn, string, error) {
+	giveUp := time.Now().Add(busyPatience)
+	for attempt := 0; ; attempt++ {
+		conn, url, err := s.attach(ctx, false)
+		if _, busy := snapi.RetryAfter(err); err == nil || !busy || ctx.Err() != nil {
+			return conn, url, err
+		}
+		d := reconnectDelay(attempt, err, s.rand())
+		if time.Now().Add(d).After(giveUp) {
+			return nil, "", err
+		}
+		s.c.log.Info("every supernode busy or unreachable; waiting before attaching", "attempt", attempt+1, "wait", d)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, "", errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
 	}
 }
 

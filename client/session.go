@@ -180,7 +180,7 @@ func (c *Client) Online(ctx context.Context, cfg SessionConfig) (*Session, error
 		return nil, err
 	}
 
-	conn, url, err := s.attach(ctx, false)
+	conn, url, err := s.firstAttach(ctx)
 	if err != nil {
 		s.im.hist.Close()
 		s.cancel()

@@ -178,3 +178,48 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestTCPInNamespaces: a listener made with ListenTCPIn lives on its lab
+// host, and Host.DialContext reaches it from another host; from this
+// process's own namespace the lab address is out of reach.
+func TestTCPInNamespaces(t *testing.T) {
+	lab := NewForTest(t)
+	srv, err := lab.AddPublicHost("srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := lab.AddPublicHost("cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := ListenTCPIn(srv.NS, "tcp4", srv.IP.String()+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write([]byte(c.RemoteAddr().String()))
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := cli.DialContext(ctx, "tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 64)
+	n, _ := c.Read(buf)
+	if got, want := string(buf[:n]), cli.IP.String()+":"; !strings.HasPrefix(got, want) {
+		t.Errorf("the server saw %q, want %s…", got, want)
+	}
+	d := net.Dialer{Timeout: 300 * time.Millisecond}
+	if c, err := d.Dial("tcp4", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Errorf("reached %s from outside the lab", ln.Addr())
+	}
+}

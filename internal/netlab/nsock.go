@@ -28,6 +28,35 @@ func ListenUDPIn(ns, network, addr string) (*net.UDPConn, error) {
 	return c, err
 }
 
+// ListenTCPIn opens a TCP listener inside namespace ns, for a test's
+// servers that live in the lab without a process of their own (a listener
+// keeps the namespace it was made in; its connections are accepted there).
+func ListenTCPIn(ns, network, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := inNS(ns, func() error {
+		var err error
+		ln, err = net.Listen(network, addr)
+		return err
+	})
+	return ln, err
+}
+
+// DialContext connects from inside the host's namespace, as a program on
+// the host would: for a test process reaching the lab's servers (for
+// example as an http.Transport's DialContext). Each dial holds an OS thread
+// in the namespace until it connects; it is meant for a test's control
+// traffic, not for load.
+func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := inNS(h.NS, func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
 // inNS runs f on a thread that is inside namespace ns for the call.
 func inNS(ns string, f func() error) error {
 	runtime.LockOSThread()

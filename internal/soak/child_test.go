@@ -26,20 +26,25 @@ import (
 
 // childEnv carries a supernode child's configuration (JSON): the test
 // binary started with it runs one supernode, as `parley supernode` does
-// (cluster.RunSupernode), and a loopback debug endpoint for the soak.
+// (cluster.RunSupernode), and a debug endpoint for the soak on its lab
+// address (the test binary only: parley supernode has none).
 const childEnv = "PARLEY_SOAK_SUPERNODE"
 
 // childConfig is what a supernode child runs.
 type childConfig struct {
-	LoginURL        string        `json:"login_url"`
-	Listen          string        `json:"listen"`
-	NodeKeyFile     string        `json:"node_key_file"`
-	Seeds           []string      `json:"seeds"`
-	AttachRate      float64       `json:"attach_rate"`
-	MaxAttaching    int           `json:"max_attaching"`
-	RetryAfter      time.Duration `json:"retry_after"`
-	RecordTTL       time.Duration `json:"record_ttl"`
-	RefreshInterval time.Duration `json:"refresh_interval"`
+	LoginURL string `json:"login_url"`
+	// Listen is the supernode's lab address (host:port); its relay listens
+	// on port 3478 of the same host, its debug endpoint on DebugListen.
+	Listen          string         `json:"listen"`
+	DebugListen     string         `json:"debug_listen"`
+	AllowPeers      []netip.Prefix `json:"allow_peers"`
+	NodeKeyFile     string         `json:"node_key_file"`
+	Seeds           []string       `json:"seeds"`
+	AttachRate      float64        `json:"attach_rate"`
+	MaxAttaching    int            `json:"max_attaching"`
+	RetryAfter      time.Duration  `json:"retry_after"`
+	RecordTTL       time.Duration  `json:"record_ttl"`
+	RefreshInterval time.Duration  `json:"refresh_interval"`
 }
 
 // childStats is what a child's debug endpoint answers, after two GCs.
@@ -57,6 +62,12 @@ type childStats struct {
 func TestMain(m *testing.M) {
 	if cfg := os.Getenv(childEnv); cfg != "" {
 		os.Exit(runChild(cfg))
+	}
+	if cfg := os.Getenv(loadEnv); cfg != "" {
+		os.Exit(runLoadChild(cfg))
+	}
+	if cfg := os.Getenv(echoEnv); cfg != "" {
+		os.Exit(runEchoChild(cfg))
 	}
 	os.Exit(m.Run())
 }
@@ -78,7 +89,7 @@ func runChild(raw string) int {
 		fmt.Fprintln(os.Stderr, "soak child:", err)
 		return 2
 	}
-	dln, err := net.Listen("tcp", "127.0.0.1:0")
+	dln, err := net.Listen("tcp", cc.DebugListen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "soak child:", err)
 		return 2
@@ -96,6 +107,8 @@ func runChild(raw string) int {
 			Goroutines: runtime.NumGoroutine(), Own: ownGoroutines()})
 	})
 	mux.HandleFunc("/soak/heap", func(w http.ResponseWriter, r *http.Request) {
+		// A heap profile is as of the last GC but one: two GCs make it now's.
+		runtime.GC()
 		runtime.GC()
 		pprof.Lookup("heap").WriteTo(w, 0)
 	})
@@ -107,11 +120,11 @@ func runChild(raw string) int {
 		stop()
 	}()
 	fmt.Println(dln.Addr().String())
-	loopback := netip.MustParsePrefix("127.0.0.0/8")
+	host, _, _ := net.SplitHostPort(cc.Listen)
 	err = cluster.RunSupernode(ctx, cluster.SupernodeConfig{LoginURL: cc.LoginURL, Listener: ln, NodeKeyFile: cc.NodeKeyFile,
-		Seeds: cc.Seeds, Logger: log,
-		Relay: cluster.RelayConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0", AllowPeers: []netip.Prefix{loopback}},
-		Limits: supernode.Config{MaxSessionsPerAddr: -1, MaxConnsPerAddr: -1, // every user comes from 127.0.0.1
+		Seeds: cc.Seeds, Logger: log, PublicAddr: host,
+		Relay: cluster.RelayConfig{UDP: net.JoinHostPort(host, "3478"), TCP: net.JoinHostPort(host, "3478"), AllowPeers: cc.AllowPeers},
+		Limits: supernode.Config{MaxSessionsPerAddr: -1, MaxConnsPerAddr: -1, // a load host's 1,000 users come from one address
 			AttachRate: cc.AttachRate, MaxAttaching: cc.MaxAttaching, RetryAfter: cc.RetryAfter,
 			RecordTTL: cc.RecordTTL, RefreshInterval: cc.RefreshInterval,
 			MeshClient: &http.Client{Timeout: 5 * time.Second, Transport: tr}}})

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley/parley/internal/netlab"
 	"github.com/parley/parley/supernode"
 )
 
@@ -24,12 +23,14 @@ import (
 // cascade must keep the survivors under (its peak resident memory).
 const memLimit = 256 << 20
 
-// snProc is one supernode slot: a port and node key kept across restarts,
-// and the process running now (nil while killed).
+// snProc is one supernode slot: a lab host, port and node key kept across
+// restarts, and the process running now (nil while killed).
 type snProc struct {
 	t       *testing.T
 	idx     int
-	url     string // ws://127.0.0.1:PORT/v1/ws
+	host    *netlab.Host // the lab host it runs on
+	ctl     *http.Client // reaches the lab from the test process
+	url     string       // ws://LABIP:PORT/v1/ws
 	httpURL string
 	cfg     childConfig
 	dir     string
@@ -47,35 +48,12 @@ type snProc struct {
 	starts     int
 }
 
-// freePorts returns n TCP ports free on 127.0.0.1 now, below Linux's
-// ephemeral range (32768 and up): a killed supernode's port must still be
-// free when it restarts, and outgoing connections of other programs take
-// their ports from that range.
-func freePorts(t *testing.T, n int) []int {
-	var lns []net.Listener
-	var ports []int
-	for try := 0; len(ports) < n; try++ {
-		if try > 1000 {
-			t.Fatal("no free port between 20000 and 32000")
-		}
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
-		if err != nil {
-			continue
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
-}
-
 // start runs the slot's process and waits for its debug address.
 func (p *snProc) start() {
 	t := p.t
 	b, _ := json.Marshal(p.cfg)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	// ip netns exec execs the program: cmd.Process is the supernode's.
+	cmd := p.host.Command(context.Background(), os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(b), "GOMEMLIMIT="+strconv.Itoa(memLimit))
 	if *soakProfiles != "" {
 		cmd.Env = append(cmd.Env, "PARLEY_SOAK_PROFILE=1")
@@ -173,7 +151,7 @@ func (p *snProc) stats(ctx context.Context) (childStats, error) {
 	p.mu.Unlock()
 	var st childStats
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/soak/stats", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := p.ctl.Do(req)
 	if err != nil {
 		return st, err
 	}
@@ -185,7 +163,7 @@ func (p *snProc) stats(ctx context.Context) (childStats, error) {
 func (p *snProc) health(ctx context.Context) (supernode.Health, error) {
 	var h supernode.Health
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.httpURL+"/healthz", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := p.ctl.Do(req)
 	if err != nil {
 		return h, err
 	}
