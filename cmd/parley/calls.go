@@ -136,7 +136,7 @@ func cmdCall(ctx context.Context, e *env, args []string) (err error) {
 	group := fs.String("group", "", "a conference call with every other member of `GROUP` (docs/conference.md)")
 	pos, err := parseFlags(fs, e, args, 0, 16, "USER...")
 	if err == nil && *group == "" && len(pos) == 0 {
-		err = usageError{"call: name a USER (several for a conference call) or a --group"}
+		err = usageError{"call: expected USER (several for a conference call) or --group GROUP"}
 	}
 	if err != nil {
 		return err

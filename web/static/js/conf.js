@@ -139,6 +139,7 @@ export class Conference {
     this.legs = new Map(); // "user/device" → Call
     this.dialing = new Set(); // "user/device" being dialled (before its Call exists)
     this.pending = new Set(); // "user/device" whose offer waits for an "invited"
+    this.answering = new Set(); // "user/device" whose offer is being answered (before its leg is adopted)
     this.members = new Set(); // "user/device" learned from the invitation and rosters
     this.invited = new Set(); // users invited (by this page, or "invited" signals)
     this.waiters = []; // offers waiting for an "invited"
@@ -250,7 +251,7 @@ export class Conference {
     if (c.started && !c.glare && c.reason !== LEFT) {
       this.confs.ui.onNotice?.(c.reason === "remote hangup" ? `${c.peer} left the conference.` : c.error || `The leg with ${c.peer} ended.`, "info");
     }
-    if (this.everJoined && this.live().length === 0 && this.dialing.size === 0 && this.pending.size === 0) {
+    if (this.everJoined && this.live().length === 0 && this.dialing.size === 0 && this.pending.size === 0 && this.answering.size === 0) {
       this.confs.end(this, "Everyone else left the conference.");
       return;
     }
@@ -446,17 +447,20 @@ export class Conferences {
     }
     const inc = new Incoming(this.phone, sig);
     this.phone.incoming.set(sig.call_id, inc);
+    c.answering.add(key); // a dial to key meanwhile would cross this leg
     try {
       await inc.answer({ conf: c.id, mic: c.mic.clone(), ui: c.ui });
     } catch (e) {
       console.info("conference leg from", key, "did not connect:", e.message);
+    } finally {
+      c.answering.delete(key);
     }
   }
 
   // dial offers a leg to the device key of c, unless there is one.
   async dial(c, key) {
     const m = splitMember(key);
-    if (!m || key === c.me || c.ended || c.dialing.has(key) || c.pending.has(key)) return;
+    if (!m || key === c.me || c.ended || c.dialing.has(key) || c.pending.has(key) || c.answering.has(key)) return;
     const cur = c.legs.get(key);
     if (cur && !cur.ended) return;
     if (c.live().length >= MAX_MEMBERS - 1) { this.ui.onNotice?.(`The conference is full: ${m.user} cannot be added.`); return; }
@@ -469,7 +473,7 @@ export class Conferences {
     } finally {
       c.dialing.delete(key);
     }
-    if (!c.ended && c.everJoined && c.live().length === 0 && c.dialing.size === 0 && c.pending.size === 0) {
+    if (!c.ended && c.everJoined && c.live().length === 0 && c.dialing.size === 0 && c.pending.size === 0 && c.answering.size === 0) {
       this.end(c, "Everyone else left the conference.");
     }
   }
