@@ -99,7 +99,15 @@ func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 	if err := writeFrame(ctx, ws, Frame{Type: TypeAttach, Credential: cfg.Credential, Sig: sig, Session: cfg.Replaces}); err != nil {
 		return fail(fmt.Errorf("supernode: dial %s: %w", u.Host, err))
 	}
+	// A presence push or a delivery can overtake the attach reply: the
+	// session is known to the supernode a moment before the reply goes.
+	// They are kept (at most maxEarly) and delivered first.
+	var early []Frame
 	at, err := readFrame(ctx, ws)
+	for err == nil && (at.Type == TypePresence || at.Type == TypeDeliver) && len(early) < maxEarly {
+		early = append(early, at)
+		at, err = readFrame(ctx, ws)
+	}
 	if err != nil {
 		return fail(fmt.Errorf("supernode: dial %s: attach: %w", u.Host, err))
 	}
@@ -119,9 +127,12 @@ func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	go c.readLoop(rctx)
+	go c.readLoop(rctx, early)
 	return c, nil
 }
+
+// maxEarly caps the pushes kept that came before the attach reply.
+const maxEarly = 64
 
 // busyError reads a busy refusal (503 with Retry-After) from a failed
 // upgrade's response; nil when resp is not one.
@@ -326,9 +337,14 @@ func (c *Conn) write(f Frame) error {
 	return writeFrame(ctx, c.ws, f)
 }
 
-func (c *Conn) readLoop(ctx context.Context) {
+func (c *Conn) readLoop(ctx context.Context, early []Frame) {
 	defer close(c.done)
 	defer c.cancel()
+	if c.deliver != nil {
+		for _, f := range early {
+			c.deliver(f)
+		}
+	}
 	for {
 		f, err := readFrame(ctx, c.ws)
 		if err != nil {
