@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -253,7 +254,7 @@ func (cf *Conference) Invite(ctx context.Context, users ...string) error {
 func (cf *Conference) invitedUsers() []string {
 	cf.mu.Lock()
 	defer cf.mu.Unlock()
-	users := slices.Sorted(mapKeys(cf.invited))
+	users := slices.Sorted(maps.Keys(cf.invited))
 	return users[max(0, len(users)-signal.MaxConfMembers):]
 }
 
@@ -283,22 +284,12 @@ func (cf *Conference) members() []string {
 	cf.mu.Lock()
 	defer cf.mu.Unlock()
 	out := []string{cf.self()}
-	for _, k := range slices.Sorted(mapKeys(cf.legs)) {
+	for _, k := range slices.Sorted(maps.Keys(cf.legs)) {
 		if cf.legs[k].call != nil {
 			out = append(out, k)
 		}
 	}
 	return out
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // Roster is this device and the devices it has a connected leg with.
@@ -307,7 +298,7 @@ func (cf *Conference) Roster() []ConfMember {
 	cf.mu.Lock()
 	defer cf.mu.Unlock()
 	out := []ConfMember{{User: cf.s.user, Device: cf.s.device, Self: true, Muted: cf.muted}}
-	for _, k := range slices.Sorted(mapKeys(cf.legs)) {
+	for _, k := range slices.Sorted(maps.Keys(cf.legs)) {
 		l := cf.legs[k]
 		if l.call == nil {
 			continue

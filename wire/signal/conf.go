@@ -2,6 +2,7 @@ package signal
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -121,7 +122,7 @@ func (c *Conf) check(kind string) error {
 	switch {
 	case kind == KindOffer && c.Op != "":
 		return fmt.Errorf("conf: op %q in an offer", c.Op)
-	case kind == KindConf && !containsString(ConfOps(), c.Op):
+	case kind == KindConf && !slices.Contains(ConfOps(), c.Op):
 		return fmt.Errorf("conf: op %q", c.Op)
 	}
 	if len(c.Users) > MaxConfMembers || len(c.Members) > MaxConfMembers {
@@ -142,13 +143,4 @@ func (c *Conf) check(kind string) error {
 		}
 	}
 	return nil
-}
-
-func containsString(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
