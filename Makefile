@@ -32,6 +32,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench HostMixing -benchtime 500x ./client/
 	$(GO) test -run '^$$' -bench LabCallSetup -benchtime 5x ./cmd/parley/
 	$(GO) test -run '^$$' -bench LabCallBits -benchtime 1x ./cmd/parley/
+	$(GO) test -run '^$$' -bench LabNetworkChange -benchtime 20x ./cmd/parley/
 	scripts/relaybench.sh
 	$(GO) test -run '^$$' -bench BrowserCallSetup -benchtime 20x ./cmd/parley/
 	$(GO) test -run '^$$' -bench LabFileTransfer -benchtime 1x -timeout 60m ./cmd/parley/

@@ -79,6 +79,8 @@ type Call struct {
 	pmap         *callPortMap // port mapping and what made the path direct (call_portmap.go)
 	via          atomic.Value // string: what made this end's view of the path direct
 	lastRTTNanos atomic.Int64
+	lastRTP      atomic.Int64 // unix nanoseconds of the last RTP packet received (call_watchdog.go)
+	restartedAt  atomic.Int64 // unix nanoseconds of the end of the last ICE restart
 }
 
 // newCall makes the call's peer connection, with TURN from relay only when one
@@ -129,7 +131,7 @@ func (s *Session) newCall(ctx context.Context, id, peer string, outgoing bool, r
 				case <-c.ctx.Done():
 				case <-t.C:
 					if c.pc.ICEConnectionState() == webrtc.ICEConnectionStateDisconnected {
-						c.requestRestart("ICE disconnected")
+						c.requestRestart(restartRequest{why: "ICE disconnected"})
 					}
 				}
 			})
@@ -271,6 +273,7 @@ func (c *Call) waitConnected(ctx context.Context) error {
 	c.goOwned(c.readRTCP)
 	c.goOwned(c.statsLoop)
 	c.goOwned(c.restartLoop)
+	c.goOwned(c.watchMedia)
 	c.s.emit(Event{Event: "call", CallID: c.ID, Peer: c.Peer, Path: c.path.Load().(string), Relay: c.relay.Load().(string),
 		CallState: &CallState{State: StateConnected, Direction: direction(c.Outgoing)}})
 	return nil

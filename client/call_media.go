@@ -239,6 +239,7 @@ func (c *Call) receive(tr *webrtc.TrackRemote) {
 			return
 		}
 		now := time.Now()
+		c.lastRTP.Store(now.UnixNano())
 		c.recvMu.Lock()
 		c.rx.add(pkt.SequenceNumber, pkt.Timestamp, len(pkt.Payload), now)
 		c.recvMu.Unlock()

@@ -27,9 +27,13 @@ import (
 // DTLS session, and so the keys media is encrypted with, carry on unchanged.
 // The callee asks the caller to restart with a signed "restart" signal.
 //
-// Triggers: the session re-attached to another supernode while a call goes
-// through a relay of the old one (failover.go), or the ICE connection has been
-// "disconnected" for iceDisconnectedGrace. Once the new pair is selected, both
+// Triggers: the call has heard nothing for mediaSilence (call_watchdog.go:
+// the peer sends at least every 200 ms, so that is a dead path, noticed
+// about 0.5 s after the last packet), the session re-attached to another
+// supernode while a call goes through a relay of the old one (failover.go),
+// or the ICE connection has been "disconnected" for iceDisconnectedGrace
+// (ICE's own timeout, 2 s; a path that still carries consent checks but no
+// media is the watchdog's). Once the new pair is selected, both
 // ends tell each other their view again ("path" signals) and emit a "path" event.
 
 const (
@@ -49,13 +53,18 @@ const (
 type restartRequest struct {
 	why string
 	at  time.Time
+	// media: the request comes from the media watchdog (call_watchdog.go),
+	// which counts silence only since the last restart ended: it stands
+	// even while ICE still reports the path connected.
+	media bool
 }
 
 // requestRestart asks for an ICE restart; requests made while one is pending
 // are folded into it.
-func (c *Call) requestRestart(why string) {
+func (c *Call) requestRestart(req restartRequest) {
+	req.at = time.Now()
 	select {
-	case c.restartReq <- restartRequest{why: why, at: time.Now()}:
+	case c.restartReq <- req:
 	default:
 	}
 }
@@ -70,13 +79,15 @@ func (c *Call) restartLoop() {
 			return
 		case req = <-c.restartReq:
 		}
-		if req.at.Before(lastStart) || (c.iceConnected() && time.Since(lastDone) < restartQuiet) {
+		if req.at.Before(lastStart) || (req.media && req.at.Before(lastDone)) ||
+			(!req.media && c.iceConnected() && time.Since(lastDone) < restartQuiet) {
 			continue // about a path a restart has replaced since
 		}
 		if !c.Outgoing {
 			lastStart = time.Now()
 			c.askRestart(req.why)
 			lastDone = time.Now()
+			c.restartedAt.Store(lastDone.UnixNano())
 			continue
 		}
 		lastStart = time.Now()
@@ -84,6 +95,7 @@ func (c *Call) restartLoop() {
 			err := c.restartICE(req.why)
 			if err == nil {
 				lastDone = time.Now()
+				c.restartedAt.Store(lastDone.UnixNano())
 				break
 			}
 			if c.ctx.Err() != nil {
@@ -335,7 +347,7 @@ func (c *Call) onRestartSignal(sig *signal.Signal) {
 		case c.peerAsks <- sig.Reason:
 		default:
 		}
-		c.requestRestart("the peer asked: " + sig.Reason)
+		c.requestRestart(restartRequest{why: "the peer asked: " + sig.Reason})
 	}
 }
 

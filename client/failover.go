@@ -37,8 +37,12 @@ import (
 const (
 	firstRetryMax = 300 * time.Millisecond
 	retryCap      = 30 * time.Second
-	stableAfter   = 30 * time.Second
-	excludeFor    = time.Minute
+	// stableAfter: an attach that held this long resets the backoff. A
+	// supernode that accepts and then drops its sessions within it makes
+	// them back off more each time; a device whose network changes twice
+	// in a minute (a call's ICE restarts wait for the reattach) does not.
+	stableAfter = 5 * time.Second
+	excludeFor  = time.Minute
 	// dialTimeout bounds one attach attempt.
 	dialTimeout = 5 * time.Second
 	// signalRetryFor is how long a signal waits for a (new) supernode
@@ -444,8 +448,8 @@ func (s *Session) afterReattach(oldICE []snapi.ICEServer) {
 		switch {
 		case !c.isStarted():
 		case hosts[c.localRelayHost()]:
-			c.requestRestart("the supernode offering its relay went away")
-		case !c.Outgoing && !c.iceConnected():
+			c.requestRestart(restartRequest{why: "the supernode offering its relay went away"})
+		case !c.Outgoing && c.pathDown():
 			// Back while the call's path is down: a re-offer sent meanwhile
 			// may have gone to the lost connection (a network change leaves
 			// it half-open). Tell the caller at once.
@@ -460,7 +464,7 @@ func (s *Session) afterReattach(oldICE []snapi.ICEServer) {
 			// The relay may be the peer's, whose supernode may have died in
 			// the same failure: its request to restart could reach only the
 			// user's other devices while this one was reattaching.
-			c.requestRestart("reattached while the call is relayed")
+			c.requestRestart(restartRequest{why: "reattached while the call is relayed"})
 		}
 	}
 }
