@@ -11,7 +11,7 @@ import (
 // comfort noise at 50 a second), so a call that has heard nothing for
 // mediaSilence has lost its path: a NAT got a new address, the network
 // changed, a relay went away. ICE notices the same only after its
-// disconnected timeout (2 s, checked once a second, so 2 to 3 s), because
+// disconnected timeout (2 s, checked with each consent check, every 2 s: 2 to 4 s), because
 // its checks are paced for consent, not for audio. The watchdog asks for an
 // ICE restart at once instead: the caller restarts, the callee asks the
 // caller to (call_restart.go).
