@@ -354,7 +354,7 @@ func TestMesh(t *testing.T) {
 // longestStall returns the longest time after t0 that the received packet
 // count of a --json call stood still (between the stats events around it), and
 // the relay named by the last stats event.
-func longestStall(t *testing.T, out string, t0 time.Time) (time.Duration, string) {
+func longestStall(t testing.TB, out string, t0 time.Time) (time.Duration, string) {
 	t.Helper()
 	var relay string
 	var stall time.Duration
@@ -384,7 +384,7 @@ func longestStall(t *testing.T, out string, t0 time.Time) (time.Duration, string
 }
 
 // lastStats is the time of the last stats event of a --json call.
-func lastStats(t *testing.T, out string) time.Time {
+func lastStats(t testing.TB, out string) time.Time {
 	var last time.Time
 	for _, ev := range jsonLines(t, out) {
 		if ev["event"] == "stats" {

@@ -618,7 +618,7 @@ func TestCallSurvivesANetworkChange(t *testing.T) {
 }
 
 // statsUntil is the lines of a --json call's output up to time end.
-func statsUntil(t *testing.T, out string, end time.Time) string {
+func statsUntil(t testing.TB, out string, end time.Time) string {
 	t.Helper()
 	var keep []string
 	for _, line := range strings.Split(out, "\n") {

@@ -60,7 +60,7 @@ func BenchmarkLabNetworkChange(b *testing.B) {
 			if i+1 < len(changes) {
 				end = changes[i+1]
 			}
-			gaps[i] = stallAfter(b, out, at, end)
+			gaps[i], _ = longestStall(b, statsUntil(b, out, end), at)
 		}
 		b.Logf("gaps after each change: %v", gaps)
 		if slices.Max(gaps) > 2*time.Second { // what the ends did about it
@@ -93,28 +93,4 @@ func waitRise(tb testing.TB, call *proc, at time.Time, within time.Duration) {
 		last = got
 		return back
 	})
-}
-
-// stallAfter is the longest stretch, between from and to, in which a --json
-// call's received-packet count stood still.
-func stallAfter(tb testing.TB, out string, from, to time.Time) time.Duration {
-	tb.Helper()
-	var stall time.Duration
-	last, lastRise := -1.0, time.Time{}
-	for _, ev := range jsonLines(tb, out) {
-		if ev["event"] != "stats" {
-			continue
-		}
-		ts, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(ev["ts"]))
-		if ts.After(to) {
-			break
-		}
-		if got, _ := ev["packets_received"].(float64); got > last {
-			if !lastRise.IsZero() && ts.After(from) {
-				stall = max(stall, ts.Sub(lastRise))
-			}
-			last, lastRise = got, ts
-		}
-	}
-	return stall
 }
