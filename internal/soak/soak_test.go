@@ -45,10 +45,13 @@ const (
 	reattachBound    = 30 * time.Second
 	heapTolerance    = 0.10
 	// heapSlack is the least a supernode's heap may grow over its baseline
-	// (both after GC): a warmed-up supernode's 5–7 MiB baseline moved by
-	// 0.7–0.75 MiB (11–14%) between runs that leaked nothing (a CI run),
-	// where a leak of the soak's sessions would be tens of MiB.
-	heapSlack = 1 << 20
+	// (both after GC). The runtime keeps every goroutine descriptor it
+	// ever made (480 B each), so a cascade survivor that ran a few thousand
+	// goroutines more at once than in the warm-up (a storm's handshakes in
+	// flight) ends that much over with nothing leaked: CI runs ended 0.7
+	// and 0.75 MiB over (11–14%), and one 1.55 MiB (31%, a survivor of a
+	// 631-user storm). A leak of the soak's sessions would be tens of MiB.
+	heapSlack = 2 << 20
 	// snPort is every supernode's port, each on a lab host of its own.
 	snPort = 7001
 	// loadProcs is the number of load clients, each a process on a lab
@@ -334,7 +337,7 @@ func checkReport(t *testing.T, rep *Report) {
 	}
 	for i, s := range rep.PerSupernode {
 		if float64(s.FinalHeap) > max(float64(s.BaselineHeap)*(1+heapTolerance), float64(s.BaselineHeap+heapSlack)) {
-			t.Errorf("supernode %d: heap after GC %d B, baseline %d B: more than %.0f%% (and 1 MiB) over", i, s.FinalHeap, s.BaselineHeap, heapTolerance*100)
+			t.Errorf("supernode %d: heap after GC %d B, baseline %d B: more than %.0f%% (and %d MiB) over", i, s.FinalHeap, s.BaselineHeap, heapTolerance*100, heapSlack>>20)
 		}
 		if s.FinalOwn > s.BaselineOwn+goroutineSlack {
 			t.Errorf("supernode %d: %d goroutines (besides HTTP keep-alives), baseline %d", i, s.FinalOwn, s.BaselineOwn)
