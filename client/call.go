@@ -79,8 +79,7 @@ type Call struct {
 	pmap         *callPortMap // port mapping and what made the path direct (call_portmap.go)
 	via          atomic.Value // string: what made this end's view of the path direct
 	lastRTTNanos atomic.Int64
-	lastRTP      atomic.Int64 // unix nanoseconds of the last RTP packet received (call_watchdog.go)
-	restartedAt  atomic.Int64 // unix nanoseconds of the end of the last ICE restart
+	restartedAt  atomic.Int64 // unix nanoseconds of the end of the last ICE restart (lastRestart)
 }
 
 // newCall makes the call's peer connection, with TURN from relay only when one

@@ -239,7 +239,6 @@ func (c *Call) receive(tr *webrtc.TrackRemote) {
 			return
 		}
 		now := time.Now()
-		c.lastRTP.Store(now.UnixNano())
 		c.recvMu.Lock()
 		c.rx.add(pkt.SequenceNumber, pkt.Timestamp, len(pkt.Payload), now)
 		c.recvMu.Unlock()
@@ -302,6 +301,7 @@ func (c *Call) Stats() Stats {
 // number, expected vs received packets, and interarrival jitter in timestamp units.
 type rxStats struct {
 	packets, bytes uint64
+	last           time.Time // the last packet's arrival (call_watchdog.go)
 	started        bool
 	baseSeq        uint32
 	maxSeq         uint16
@@ -313,6 +313,7 @@ type rxStats struct {
 func (r *rxStats) add(seq uint16, ts uint32, n int, arrival time.Time) {
 	r.packets++
 	r.bytes += uint64(n)
+	r.last = arrival
 	transit := float64(arrival.UnixNano())*codec.SampleRate/1e9 - float64(ts)
 	if !r.started {
 		r.started = true

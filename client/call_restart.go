@@ -71,7 +71,7 @@ func (c *Call) requestRestart(req restartRequest) {
 
 // restartLoop serves restart requests for the life of the call.
 func (c *Call) restartLoop() {
-	var lastStart, lastDone time.Time
+	var lastStart time.Time
 	for {
 		var req restartRequest
 		select {
@@ -79,6 +79,7 @@ func (c *Call) restartLoop() {
 			return
 		case req = <-c.restartReq:
 		}
+		lastDone := c.lastRestart()
 		if req.at.Before(lastStart) || (req.media && req.at.Before(lastDone)) ||
 			(!req.media && c.iceConnected() && time.Since(lastDone) < restartQuiet) {
 			continue // about a path a restart has replaced since
@@ -86,16 +87,14 @@ func (c *Call) restartLoop() {
 		if !c.Outgoing {
 			lastStart = time.Now()
 			c.askRestart(req.why)
-			lastDone = time.Now()
-			c.restartedAt.Store(lastDone.UnixNano())
+			c.restartedAt.Store(time.Now().UnixNano())
 			continue
 		}
 		lastStart = time.Now()
 		for try := 1; try <= restartTries; try++ {
 			err := c.restartICE(req.why)
 			if err == nil {
-				lastDone = time.Now()
-				c.restartedAt.Store(lastDone.UnixNano())
+				c.restartedAt.Store(time.Now().UnixNano())
 				break
 			}
 			if c.ctx.Err() != nil {
@@ -137,6 +136,14 @@ func (c *Call) askRestart(why string) {
 			return
 		}
 	}
+}
+
+// lastRestart is when the last ICE restart ended (zero: none yet).
+func (c *Call) lastRestart() time.Time {
+	if ns := c.restartedAt.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // restartReattached is the reason of the restart request a callee sends

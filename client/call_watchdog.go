@@ -92,13 +92,8 @@ func (c *Call) watchMedia() {
 		case <-c.ctx.Done():
 			return
 		case now := <-t.C:
-			if at := c.restartedAt.Load(); at != 0 {
-				w.restarted(time.Unix(0, at))
-			}
-			var last time.Time
-			if ns := c.lastRTP.Load(); ns != 0 {
-				last = time.Unix(0, ns)
-			}
+			w.restarted(c.lastRestart())
+			last := c.lastPacket()
 			if w.tick(now, last) {
 				c.s.c.log.Info("no media; asking for an ICE restart", "call", c.ID, "silent", now.Sub(last).Round(time.Millisecond))
 				c.requestRestart(restartRequest{why: "no media for " + mediaSilence.String(), media: true})
@@ -107,12 +102,19 @@ func (c *Call) watchMedia() {
 	}
 }
 
+// lastPacket is when the call last received an RTP packet (zero: never).
+func (c *Call) lastPacket() time.Time {
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	return c.rx.last
+}
+
 // pathDown reports whether the call's path is down: ICE says so, or nothing
 // has been heard for mediaSilence.
 func (c *Call) pathDown() bool {
 	if !c.iceConnected() {
 		return true
 	}
-	ns := c.lastRTP.Load()
-	return ns != 0 && time.Since(time.Unix(0, ns)) >= mediaSilence
+	last := c.lastPacket()
+	return !last.IsZero() && time.Since(last) >= mediaSilence
 }

@@ -68,7 +68,7 @@ func startNATLabOn(t testing.TB, lab *netlab.Lab, srvDelay time.Duration, supern
 }
 
 // conePair adds two hosts, each behind its own endpoint-independent NAT.
-func (n *natLab) conePair(t *testing.T, aName, bName string) (a *netlab.Host, ra *netlab.Router, b *netlab.Host, rb *netlab.Router) {
+func (n *natLab) conePair(t testing.TB, aName, bName string) (a *netlab.Host, ra *netlab.Router, b *netlab.Host, rb *netlab.Router) {
 	t.Helper()
 	a, ra, err := n.lab.AddNATHost(aName, netlab.EndpointIndependent)
 	must(t, err)
@@ -574,17 +574,7 @@ func TestCallSurvivesANetworkChange(t *testing.T) {
 		must(t, err)
 		changes = append(changes, at)
 		t.Logf("router %s: %v → %v", r.NS, old, wan)
-		// Back: packets arriving a second after the change.
-		var last float64
-		waitEventWhere(t, call, "stats", 15*time.Second, func(ev map[string]any) bool {
-			ts, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(ev["ts"]))
-			n, _ := ev["packets_received"].(float64)
-			back := ts.After(at.Add(time.Second)) && last > 0 && n > last
-			if ts.After(at.Add(time.Second)) {
-				last = n
-			}
-			return back
-		})
+		waitRise(t, call, at, 15*time.Second)
 		time.Sleep(3 * time.Second)
 	}
 
