@@ -157,6 +157,8 @@ func TestRelayBenchHelper(t *testing.T) {
 		serveUntilStdinCloses()
 	case "load":
 		benchLoad(t, addr)
+	case "steady":
+		benchSteady(t, addr)
 	case "spin":
 		var stop atomic.Bool
 		go func() { _, _ = io.Copy(io.Discard, os.Stdin); stop.Store(true) }()
@@ -254,6 +256,12 @@ func startServer(b *testing.B, name string, port int) *benchProc {
 			"-p", strconv.Itoa(port), "--relay-ip", "127.0.0.1", "--no-tls", "--no-dtls", "--no-tcp",
 			"--use-auth-secret", "--static-auth-secret="+string(testSecret), "--realm", DefaultRealm,
 			"--allow-loopback-peers", "--no-cli", "--no-stdout-log", "--log-file", "/dev/null", "--simple-log")
+	case "alt": // another build of this binary's relay, PARLEY_RELAYBENCH_ALT (e.g. a branch's)
+		if os.Getenv("PARLEY_RELAYBENCH_ALT") == "" {
+			b.Fatal(`server "alt" needs PARLEY_RELAYBENCH_ALT, the path of another build's relay test binary (go test -c ./relay/)`)
+		}
+		p = startPinned(b, 0, []string{"PARLEY_RELAYBENCH_ROLE=parley", "PARLEY_RELAYBENCH_PORT=" + strconv.Itoa(port)},
+			nil, os.Getenv("PARLEY_RELAYBENCH_ALT"), "-test.run=^TestRelayBenchHelper$")
 	default:
 		p = startPinned(b, 0, []string{"PARLEY_RELAYBENCH_ROLE=" + name, "PARLEY_RELAYBENCH_PORT=" + strconv.Itoa(port)},
 			nil, os.Args[0], "-test.run=^TestRelayBenchHelper$")
@@ -565,15 +573,32 @@ func BenchmarkRelayBesideCoturn(b *testing.B) {
 	if v := os.Getenv("PARLEY_RELAYBENCH_SERVERS"); v != "" { // e.g. "parley" alone, to profile it
 		servers = strings.Split(v, ",")
 	}
-	phases := os.Getenv("PARLEY_RELAYBENCH_PHASES") // "" = all: voice,busy,max
+	phases := os.Getenv("PARLEY_RELAYBENCH_PHASES") // "" = all: steady,voice,busy,max
 	phase := func(p string) bool { return phases == "" || strings.Contains(phases, p) }
 	voice := map[string][]voiceResult{}
 	busy := map[string][]voiceResult{}
 	maxes := map[string][]float64{}
+	steady := map[string][]steadyResult{}
 	for round := range rounds {
 		order := slices.Clone(servers)
 		for range round {
 			order = append(order[1:], order[0]) // alternate who goes first
+		}
+		var base steadyResult
+		if phase("steady") {
+			base = steadyRun(b, benchDirect)
+			fmt.Printf("round %d baseline, no relay: %d sent %d echoed, machine busy %v, load %v\n", round+1, base.sent, base.recv, base.machine, base.load)
+		}
+		for _, s := range order {
+			if !phase("steady") {
+				break
+			}
+			r := steadyRun(b, s)
+			r.base = base.machine
+			steady[s] = append(steady[s], r)
+			all, user, sys := r.perPacket()
+			fmt.Printf("round %d %-6s forwarding only: %6d sent %6d echoed, loss %.3f%%, server %.2f µs/pkt (user %.2f, system %.2f), machine less baseline %.2f µs/pkt\n",
+				round+1, s, r.sent, r.recv, r.lossPct(), all, user, sys, r.machinePerPacket())
 		}
 		for _, s := range order {
 			if !phase("voice") {
@@ -629,6 +654,26 @@ func BenchmarkRelayBesideCoturn(b *testing.B) {
 			v = append(v, r.lossPct)
 		}
 		return v
+	}
+	if phase("steady") {
+		fmt.Printf("\nForwarding only (allocations made before counting):\n| relay | µs CPU/packet (process) | ratio to coturn | user | system | µs/packet, machine less baseline | ratio | loss |\n|---|---|---|---|---|---|---|---|\n")
+		part := func(s string, i int) []float64 {
+			var v []float64
+			for _, r := range steady[s] {
+				a, u, y := r.perPacket()
+				v = append(v, []float64{a, u, y, r.machinePerPacket(), r.lossPct()}[i])
+			}
+			return v
+		}
+		cs, cm := med(part("coturn", 0)), med(part("coturn", 3))
+		for _, s := range servers {
+			a, m := med(part(s, 0)), med(part(s, 3))
+			fmt.Printf("| %s | %.2f (%s) | %.2f× | %.2f | %.2f | %.2f (%s) | %.2f× | %.3f%% |\n", s, a, spread(part(s, 0)), a/cs,
+				med(part(s, 1)), med(part(s, 2)), m, spread(part(s, 3)), m/cm, med(part(s, 4)))
+			if s == "parley" {
+				b.ReportMetric(a/cs, "steady-cpu-ratio")
+			}
+		}
 	}
 	fmt.Printf("\n| relay | µs CPU/packet (process) | ratio to coturn | µs/packet (machine less load) | one-core max pkt/s | ratio | loss at voice load | loss, core shared |\n|---|---|---|---|---|---|---|---|\n")
 	cc, ca, cm := med(cpu(voice["coturn"], false)), med(cpu(voice["coturn"], true)), med(maxes["coturn"])
