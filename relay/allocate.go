@@ -157,24 +157,25 @@ func (s *Server) openRelayed(f relayFamily, c turn.AllocateListenerConfig, u *us
 			return nil, fmt.Errorf("relay: allocate for %s: %T is not a UDP socket", c.UserID, pc)
 		}
 		s.setBuffers(udp, s.relayBuf, "")
-		br, err := newBatchReader(udp, relayBatch, maxPacket, 4)
-		if err != nil {
+		rc := &relayConn{
+			PacketConn: pc, udp: udp, s: s, user: c.UserID, u: u, port: addr.Port,
+			addr: addr, created: s.now(), closed: make(chan struct{}),
+		}
+		rc.view.Store(emptyView)
+		if err := s.readRelayed(rc); err != nil {
 			_ = pc.Close()
 			return nil, fmt.Errorf("relay: allocate for %s: %w", c.UserID, err)
 		}
-		rc := &relayConn{
-			PacketConn: pc, udp: udp, br: br, s: s, user: c.UserID, u: u, port: addr.Port,
-			addr: addr, created: s.now(),
-		}
-		rc.view.Store(emptyView)
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
+			rc.unread()
 			_ = pc.Close()
 			return nil, fmt.Errorf("relay: allocate for %s: %w", c.UserID, ErrClosed)
 		}
 		if s.allocs[addr.Port] != nil { // the other family's
 			s.mu.Unlock()
+			rc.unread()
 			_ = pc.Close()
 			if c.RequestedPort != 0 {
 				break
@@ -189,6 +190,26 @@ func (s *Server) openRelayed(f relayFamily, c turn.AllocateListenerConfig, u *us
 	}
 	return nil, fmt.Errorf("relay: allocate %s for %s: no port free in both families: %w",
 		c.Network, c.UserID, ErrAddressFamily)
+}
+
+// readRelayed sets up the reading of c's socket: by a forwarder (a per-core
+// read loop) when the server has them, else by pion's goroutine through
+// ReadFrom, in batches.
+func (s *Server) readRelayed(c *relayConn) error {
+	if s.fwd != nil {
+		c.slow = make(chan slowPacket, slowQueue)
+		return s.fwd.register(c)
+	}
+	br, err := newBatchReader(c.udp, relayBatch, maxPacket, 4)
+	c.br = br
+	return err
+}
+
+// unread undoes readRelayed for a socket about to be closed unpublished.
+func (c *relayConn) unread() {
+	if c.fw.on() {
+		c.fw.f.remove(c)
+	}
 }
 
 // dropUserLocked gives back one allocation of user; s.mu is held.

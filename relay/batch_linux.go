@@ -26,6 +26,7 @@ type batchReader struct {
 	n, i   int           // datagrams in the batch, the next one to return
 	errno  syscall.Errno // the last recvmmsg's error
 	readFn func(fd uintptr) bool
+	pollFn func(fd uintptr)
 }
 
 // newBatchReader reads u in batches of batch datagrams of up to size
@@ -46,7 +47,30 @@ func newBatchReader(u *net.UDPConn, batch, size, head int) (*batchReader, error)
 		r.hdrs[i].Hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
 	}
 	r.readFn = r.recv
+	r.pollFn = func(fd uintptr) { r.recv(fd) }
 	return r, nil
+}
+
+// poll reads the datagrams waiting now, without waiting for any, and
+// reports whether there are some (take returns them). It is for a read
+// loop that learns from epoll when the socket is readable.
+func (r *batchReader) poll() bool {
+	r.n, r.i, r.errno = 0, 0, 0
+	if err := r.rc.Control(r.pollFn); err != nil {
+		return false
+	}
+	return r.n > 0
+}
+
+// take returns the next datagram poll read, like next; ok is false when
+// there are no more.
+func (r *batchReader) take() (pkt []byte, from netip.AddrPort, ok bool) {
+	if r.i >= r.n {
+		return nil, netip.AddrPort{}, false
+	}
+	i := r.i
+	r.i++
+	return r.bufs[i][:r.head+int(r.hdrs[i].Len)], sockaddrAddrPort(&r.names[i]), true
 }
 
 // recv is the raw read: one recvmmsg; false means "wait until readable".

@@ -16,13 +16,43 @@ import (
 // ends for good on the first read error, so transient errors are retried here
 // and only a closed socket ends it; that end is reported to the Server's
 // goroutine accounting. ChannelData on a channel the fast path knows is
-// relayed here and never reaches pion (see fastpath.go).
+// relayed here, or on Linux by the forwarder reading the socket, and never
+// reaches pion (see fastpath.go, forward_linux.go).
 type packetListener struct {
 	net.PacketConn
 	br   *batchReader // reads the socket when it is a UDP socket (fast path); else nil
 	s    *Server
 	h    *listenerHealth
 	once sync.Once
+
+	// With a forwarder (Linux), the forwarder reads the socket (br) and
+	// leaves here what is for pion; ReadFrom waits on slow until closed.
+	slow      chan slowPacket
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// listenerQueue is how many datagrams wait for pion's goroutine of a UDP
+// listener socket at most (requests, Send indications, ChannelData on
+// channels the fast path does not know); more are dropped.
+const listenerQueue = 1024
+
+// Close closes the socket and ends ReadFrom.
+func (p *packetListener) Close() error {
+	err := p.PacketConn.Close()
+	if p.closed != nil {
+		p.closeOnce.Do(func() { close(p.closed) })
+	}
+	return err
+}
+
+// queueSlow copies a datagram for pion's goroutine, dropping it when the
+// queue is full.
+func (p *packetListener) queueSlow(b []byte, from netip.AddrPort) {
+	select {
+	case p.slow <- slowPacket{b: append([]byte(nil), b...), from: from}:
+	default:
+	}
 }
 
 func (p *packetListener) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -51,6 +81,14 @@ func (p *packetListener) ReadFrom(b []byte) (int, net.Addr, error) {
 // read reads one datagram; a nil address and no error means the fast path
 // relayed it.
 func (p *packetListener) read(b []byte) (int, net.Addr, error) {
+	if p.slow != nil {
+		select {
+		case pk := <-p.slow:
+			return copy(b, pk.b), net.UDPAddrFromAddrPort(pk.from), nil
+		case <-p.closed:
+			return 0, nil, net.ErrClosed
+		}
+	}
 	if p.br == nil {
 		return p.PacketConn.ReadFrom(b)
 	}
@@ -165,12 +203,13 @@ func (c *streamConn) Close() error {
 
 // relayConn is an allocation's relayed socket. It enforces, per packet:
 //
-//   - peer to client (ReadFrom): packets from IPs the allocation has no
-//     permission for are dropped before they count against the user's
-//     bandwidth (pion would drop them too); the rest are charged to the user's
-//     bucket and dropped when it is empty; those from a peer with a channel
-//     bound go to the client as ChannelData right here (the fast path, see
-//     fastpath.go), the rest to pion;
+//   - peer to client (ReadFrom, or on Linux the forwarder reading the
+//     socket, which leaves pion's share in the slow queue): packets from IPs
+//     the allocation has no permission for are dropped before they count
+//     against the user's bandwidth (pion would drop them too); the rest are
+//     charged to the user's bucket and dropped when it is empty; those from
+//     a peer with a channel bound go to the client as ChannelData right here
+//     (the fast path, see fastpath.go), the rest to pion;
 //   - client to peer (WriteTo, and toPeer on the fast path): a destination
 //     failing PeerAllowed is dropped (pion's permission check already refused
 //     it; this is a second line), a destination on the relay host itself is
@@ -185,7 +224,10 @@ func (c *streamConn) Close() error {
 type relayConn struct {
 	net.PacketConn
 	udp     *net.UDPConn // the same socket, for writes that allocate nothing
-	br      *batchReader // reads it: room for a ChannelData header before each datagram
+	br      *batchReader // reads it when no forwarder does: room for a ChannelData header before each datagram
+	fw      fwdLink      // the per-core read loop reading it (Linux; see forward_linux.go)
+	slow    chan slowPacket
+	closed  chan struct{} // closed by Close: ends ReadFrom
 	s       *Server
 	user    string
 	u       *userState
@@ -206,6 +248,7 @@ type allocCounters struct {
 	bytesIn, bytesOut, pktsIn, pktsOut atomic.Uint64
 	dropRate, dropSelf, dropNoPerm     atomic.Uint64
 	fastIn, fastOut                    atomic.Uint64 // packets relayed on the fast path
+	dropQueue                          atomic.Uint64 // packets dropped at a full slow queue (forward_linux.go)
 }
 
 // traffic is a sum of allocCounters.
@@ -249,7 +292,40 @@ func (c *relayConn) droppedSelf(to netip.AddrPort) {
 	}
 }
 
+// slowPacket is a peer's datagram the forwarder hands to pion (no channel
+// bound to the peer, or a TCP or TLS client), already checked and charged.
+type slowPacket struct {
+	b    []byte
+	from netip.AddrPort
+}
+
+// slowQueue is how many datagrams wait for pion's goroutine of an
+// allocation at most; more are dropped (counted in dropQueue).
+const slowQueue = 64
+
+// queueSlow copies a datagram for pion's goroutine, dropping it when the
+// queue is full.
+func (c *relayConn) queueSlow(b []byte, from netip.AddrPort) {
+	select {
+	case c.slow <- slowPacket{b: append([]byte(nil), b...), from: from}:
+	default:
+		c.n.dropQueue.Add(1)
+	}
+}
+
+// ReadFrom is pion's read of the allocation's socket. With a forwarder, it
+// returns what the forwarder left for pion; otherwise it reads the socket
+// and relays channel traffic itself.
 func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	if c.fw.on() {
+		select {
+		case p := <-c.slow:
+			return copy(b, p.b), net.UDPAddrFromAddrPort(p.from), nil
+		case <-c.closed:
+			c.readerOnce.Do(c.s.release)
+			return 0, nil, net.ErrClosed
+		}
+	}
 	for {
 		pkt, from, err := c.br.next()
 		if err != nil {
@@ -294,12 +370,20 @@ func (c *relayConn) WriteTo(b []byte, to net.Addr) (int, error) {
 	if !c.spend(len(b)) {
 		return len(b), nil
 	}
-	n, err := c.udp.WriteToUDPAddrPort(b, ap)
+	n, err := c.writeTo(b, ap)
 	c.n.bytesOut.Add(uint64(n))
 	if err == nil {
 		c.n.pktsOut.Add(1)
 	}
 	return n, err
+}
+
+// writeTo sends b to ap from the relayed socket.
+func (c *relayConn) writeTo(b []byte, ap netip.AddrPort) (int, error) {
+	if c.fw.on() {
+		return c.fw.sendto(b, ap)
+	}
+	return c.udp.WriteToUDPAddrPort(b, ap)
 }
 
 // Close is called by pion when the allocation ends (and by Server.Close).
@@ -310,6 +394,9 @@ func (c *relayConn) Close() error {
 	c.closeOnce.Do(func() {
 		s := c.s
 		s.dropChannels(c)
+		if c.fw.on() {
+			c.fw.f.remove(c)
+		}
 		if cerr := c.PacketConn.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 			err = cerr
 		}
@@ -321,11 +408,13 @@ func (c *relayConn) Close() error {
 		c.n.addTo(&s.closedTraffic)
 		s.dropUserLocked(c.user, c.u)
 		s.mu.Unlock()
+		close(c.closed)
 		s.release()
 		s.log.Info("relay: allocation closed", "user", c.user, "relay", c.addr,
 			"age", s.now().Sub(c.created).Round(time.Second),
 			"bytes_to_peers", c.n.bytesOut.Load(), "bytes_from_peers", c.n.bytesIn.Load(),
-			"dropped_bandwidth", c.n.dropRate.Load(), "dropped_self", c.n.dropSelf.Load())
+			"dropped_bandwidth", c.n.dropRate.Load(), "dropped_self", c.n.dropSelf.Load(),
+			"dropped_queue", c.n.dropQueue.Load())
 	})
 	return err
 }

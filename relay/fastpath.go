@@ -15,12 +15,15 @@ import (
 // and its event callbacks tell the relay about every permission and channel
 // as it comes and goes. For the common case of a call, ChannelData between a
 // client on the UDP listener and a peer with a bound channel, the relay
-// forwards the packet itself, in the read loops pion already runs
-// (packetListener.ReadFrom for client to peer, relayConn.ReadFrom for peer to
-// client), without returning it to pion: no allocation per packet, and no
-// lock that another allocation's packets take. Everything else (Send and
-// Data indications, TURN over TCP or TLS, channels the relay has not heard
-// of) goes through pion as before, with the same checks.
+// forwards the packet itself, without handing it to pion: no allocation per
+// packet, and no lock that another allocation's packets take. On Linux the
+// relay's own read loops, one per core, read the listener's and the
+// allocations' sockets (forward_linux.go: epoll, recvmmsg, and sendmmsg to
+// the clients across allocations); elsewhere it does so in the read loops
+// pion runs (packetListener.ReadFrom for client to peer, relayConn.ReadFrom
+// for peer to client). Everything else (Send and Data indications, TURN
+// over TCP or TLS, channels the relay has not heard of) goes through pion
+// as before, with the same checks.
 //
 // The checks on the fast path are those of the slow one: the channel must
 // be bound (pion's ChannelBind, which only an authenticated allocation can
@@ -210,7 +213,7 @@ func (c *relayConn) toPeer(payload []byte, ch *channel) {
 	if !c.spend(len(payload)) {
 		return
 	}
-	n, err := c.udp.WriteToUDPAddrPort(payload, ch.peer)
+	n, err := c.writeTo(payload, ch.peer)
 	c.n.bytesOut.Add(uint64(n))
 	if err == nil {
 		c.n.pktsOut.Add(1)

@@ -79,6 +79,7 @@ type Server struct {
 	turn    *turn.Server
 	udp     []*packetListener // the UDP listener's sockets (several: SO_REUSEPORT)
 	udpConn *net.UDPConn      // the UDP listener's socket, when it is one: the fast path writes to clients on it
+	fwd     *forwarders       // the per-core read loops of the relayed sockets (Linux); nil: a goroutine each
 	chans   chanTable         // the fast path's channels, by client and number
 	ports   portSet           // live IPv4 allocation ports (the same-relay rule)
 	ports6  portSet           // live IPv6 allocation ports
@@ -216,6 +217,9 @@ func newServer(cfg Config) (*Server, error) {
 	// Open the listeners; on failure close the ones opened here.
 	var opened []io.Closer
 	fail := func(err error) (*Server, error) {
+		if s.fwd != nil {
+			s.fwd.close()
+		}
 		for _, c := range opened {
 			_ = c.Close()
 		}
@@ -323,6 +327,12 @@ func newServer(cfg Config) (*Server, error) {
 			PacketConn: l, RelayAddressGenerator: gen, PermissionHandler: s.permit,
 		})
 	}
+	if s.udpConn != nil {
+		if s.fwd, err = s.newForwarders(runtime.GOMAXPROCS(0), s.udp); err != nil {
+			s.log.Warn("relay: no per-core read loops; a goroutine reads each allocation", "err", err)
+			s.fwd = nil
+		}
+	}
 	if tcpL != nil {
 		s.tcp = &streamListener{Listener: tcpL, s: s, h: &s.tcpHealth}
 		s.pending++
@@ -361,7 +371,7 @@ func newServer(cfg Config) (*Server, error) {
 	s.log.Info("relay: started", "udp", udp, "tcp", tcp, "tls", tlsA, "relay_ip", strings.Join(relayIPs, ","),
 		"bind_ip", strings.Join(bindIPs, ","), "realm", s.realm, "allow_peers", s.allow,
 		"max_allocations_per_user", s.maxAllocs, "user_bandwidth", bw, "socket_buffers", sockBufs,
-		"udp_sockets", len(s.udp))
+		"udp_sockets", len(s.udp), "read_loops", s.fwd.count())
 	return s, nil
 }
 
@@ -441,6 +451,9 @@ func (s *Server) shutdown() error {
 	}
 	for _, c := range relays {
 		_ = c.Close()
+	}
+	if s.fwd != nil {
+		s.fwd.close()
 	}
 
 	timer := time.NewTimer(closeTimeout)
