@@ -34,14 +34,7 @@ func BenchmarkForwardChannelData(b *testing.B) {
 	done := make(chan struct{})
 	go func() { // the echo peer
 		defer close(done)
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := peer.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			_, _ = peer.WriteToUDPAddrPort(buf[:n], from)
-		}
+		echoUDP(peer)
 	}()
 	defer func() { _ = peer.Close(); <-done }()
 
@@ -116,4 +109,16 @@ func BenchmarkMemoryPerAllocation(b *testing.B) {
 	}
 	after := heap()
 	b.ReportMetric(float64(after-before)/n, "heap-bytes/allocation")
+}
+
+// echoUDP echoes every datagram peer reads to its sender until peer closes.
+func echoUDP(peer *net.UDPConn) {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := peer.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		_, _ = peer.WriteToUDPAddrPort(buf[:n], from)
+	}
 }

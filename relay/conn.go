@@ -270,6 +270,22 @@ func (a *allocCounters) addTo(t *traffic) {
 	t.fastOut += a.fastOut.Load()
 }
 
+// admit applies the rules to a peer's datagram of n bytes from ip
+// (unmapped) under view v: ip must have a permission, and the user's
+// budget must cover it. An admitted datagram is counted.
+func (c *relayConn) admit(v *allocView, ip netip.Addr, n int) bool {
+	if _, ok := v.peers[ip]; !ok {
+		c.n.dropNoPerm.Add(1)
+		return false
+	}
+	if !c.spend(n) {
+		return false
+	}
+	c.n.bytesIn.Add(uint64(n))
+	c.n.pktsIn.Add(1)
+	return true
+}
+
 // spend charges n bytes to the user's bucket and reports whether they fit.
 func (c *relayConn) spend(n int) bool {
 	if c.u.bucket == nil || c.u.bucket.allow(c.s.now().UnixNano(), n) {
@@ -335,15 +351,9 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		n := len(pkt) - 4
 		ip := from.Addr().Unmap()
 		v := c.view.Load()
-		if _, ok := v.peers[ip]; !ok {
-			c.n.dropNoPerm.Add(1)
+		if !c.admit(v, ip, n) {
 			continue
 		}
-		if !c.spend(n) {
-			continue
-		}
-		c.n.bytesIn.Add(uint64(n))
-		c.n.pktsIn.Add(1)
 		if ch := v.chans[netip.AddrPortFrom(ip, from.Port())]; ch != nil {
 			c.toClient(pkt, n, ch)
 			continue

@@ -443,15 +443,9 @@ func (f *forwarder) readFrom(c *relayConn) {
 		n := int(f.hdrs[j].Len)
 		from := sockaddrAddrPort(&f.names[j])
 		ip := from.Addr().Unmap()
-		if _, ok := v.peers[ip]; !ok {
-			c.n.dropNoPerm.Add(1)
+		if !c.admit(v, ip, n) {
 			continue
 		}
-		if !c.spend(n) {
-			continue
-		}
-		c.n.bytesIn.Add(uint64(n))
-		c.n.pktsIn.Add(1)
 		ch := v.chans[netip.AddrPortFrom(ip, from.Port())]
 		if ch == nil || ch.client.Addr().Zone() != "" || (!f.out6 && !ch.client.Addr().Is4()) {
 			c.queueSlow(f.bufs[j][4:4+n], from)

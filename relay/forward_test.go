@@ -1,11 +1,9 @@
 package relay
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"sync"
 	"testing"
@@ -122,14 +120,7 @@ func TestCloseDuringTraffic(t *testing.T) {
 	wg.Add(1)
 	go func() { // the echo peer
 		defer wg.Done()
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := peer.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			_, _ = peer.WriteToUDPAddrPort(buf[:n], from)
-		}
+		echoUDP(peer)
 	}()
 	for i := range 8 {
 		r := newRaw(t, s)
@@ -171,13 +162,5 @@ func TestCloseDuringTraffic(t *testing.T) {
 	close(stop)
 	_ = peer.Close()
 	wg.Wait()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			var buf bytes.Buffer
-			_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
-			t.Fatalf("%d goroutines before New, %d after Close:\n%s", before, runtime.NumGoroutine(), buf.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitGoroutines(t, before)
 }

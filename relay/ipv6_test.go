@@ -455,6 +455,13 @@ func TestCloseWithIPv6Allocations(t *testing.T) {
 	for _, c := range closers {
 		c()
 	}
+	waitGoroutines(t, before)
+}
+
+// waitGoroutines fails t unless the goroutines are back to before within
+// 5 s (a server's Close must end every goroutine it started).
+func waitGoroutines(t *testing.T, before int) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > before {
 		if time.Now().After(deadline) {

@@ -440,15 +440,7 @@ func maxRate(steps []maxStep) (float64, maxStep) {
 func benchLoad(t *testing.T, addr string) {
 	server := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr))
 	serverPID, _ := strconv.Atoi(os.Getenv("PARLEY_RELAYBENCH_SERVER_PID"))
-	peerConn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(benchPeerIP)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peerConn.Close()
-	_ = peerConn.SetReadBuffer(8 << 20)
-	_ = peerConn.SetWriteBuffer(8 << 20)
-	go benchEcho(ipv4.NewPacketConn(peerConn))
-	peer := addrPort(peerConn.LocalAddr().(*net.UDPAddr))
+	peer := benchEchoPeer(t)
 
 	u, p := creds("bench")
 	clients := make([]*ipv4.PacketConn, benchLoadClis)
@@ -511,6 +503,20 @@ func benchLoad(t *testing.T, addr string) {
 			break
 		}
 	}
+}
+
+// benchEchoPeer starts an echo peer on benchPeerIP (closed with t) and
+// returns its address.
+func benchEchoPeer(t *testing.T) netip.AddrPort {
+	peerConn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(benchPeerIP)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = peerConn.Close() })
+	_ = peerConn.SetReadBuffer(8 << 20)
+	_ = peerConn.SetWriteBuffer(8 << 20)
+	go benchEcho(ipv4.NewPacketConn(peerConn))
+	return addrPort(peerConn.LocalAddr().(*net.UDPAddr))
 }
 
 // benchEcho echoes every datagram to its sender, in batches.

@@ -114,14 +114,7 @@ func steadyRun(b *testing.B, server string) steadyResult {
 func benchSteady(t *testing.T, addr string) {
 	server := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr))
 	serverPID, _ := strconv.Atoi(os.Getenv("PARLEY_RELAYBENCH_SERVER_PID"))
-	peerConn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(benchPeerIP)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peerConn.Close()
-	_ = peerConn.SetReadBuffer(8 << 20)
-	go benchEcho(ipv4.NewPacketConn(peerConn))
-	peer := addrPort(peerConn.LocalAddr().(*net.UDPAddr))
+	peer := benchEchoPeer(t)
 
 	u, p := creds("bench")
 	clients := make([]*net.UDPConn, benchClients)
