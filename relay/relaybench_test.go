@@ -593,17 +593,17 @@ func BenchmarkRelayBesideCoturn(b *testing.B) {
 		var base steadyResult
 		if phase("steady") {
 			base = steadyRun(b, benchDirect)
-			fmt.Printf("round %d baseline, no relay: %d sent %d echoed, machine busy %v, load %v\n", round+1, base.sent, base.recv, base.machine, base.load)
+			fmt.Printf("round %d baseline, no relay: %d sent %d echoed, load %v, ksoftirqd %v\n", round+1, base.sent, base.recv, base.load, base.softirq)
 		}
 		for _, s := range order {
 			if !phase("steady") {
 				break
 			}
 			r := steadyRun(b, s)
-			r.base = base.machine
+			r.base = base.total()
 			steady[s] = append(steady[s], r)
 			all, user, sys := r.perPacket()
-			fmt.Printf("round %d %-6s forwarding only: %6d sent %6d echoed, loss %.3f%%, server %.2f µs/pkt (user %.2f, system %.2f), machine less baseline %.2f µs/pkt\n",
+			fmt.Printf("round %d %-6s forwarding only: %6d sent %6d echoed, loss %.3f%%, server %.2f µs/pkt (user %.2f, system %.2f), everything less baseline %.2f µs/pkt\n",
 				round+1, s, r.sent, r.recv, r.lossPct(), all, user, sys, r.machinePerPacket())
 		}
 		for _, s := range order {
@@ -662,7 +662,7 @@ func BenchmarkRelayBesideCoturn(b *testing.B) {
 		return v
 	}
 	if phase("steady") {
-		fmt.Printf("\nForwarding only (allocations made before counting):\n| relay | µs CPU/packet (process) | ratio to coturn | user | system | µs/packet, machine less baseline | ratio | loss |\n|---|---|---|---|---|---|---|---|\n")
+		fmt.Printf("\nForwarding only (allocations made before counting):\n| relay | µs CPU/packet (process) | ratio to coturn | user | system | µs/packet, relay + load + ksoftirqd less baseline | ratio | loss |\n|---|---|---|---|---|---|---|---|\n")
 		part := func(s string, i int) []float64 {
 			var v []float64
 			for _, r := range steady[s] {
