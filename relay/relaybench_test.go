@@ -185,7 +185,7 @@ type benchProc struct {
 
 // startPinned starts name args pinned to cpu (taskset), with stdout lines
 // sent to lines (when not nil).
-func startPinned(b *testing.B, cpu int, env []string, lines chan<- string, name string, args ...string) *benchProc {
+func startPinned(b testing.TB, cpu int, env []string, lines chan<- string, name string, args ...string) *benchProc {
 	b.Helper()
 	cmd := exec.Command("taskset", append([]string{"-c", strconv.Itoa(cpu), name}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
@@ -247,7 +247,7 @@ func (p *benchProc) out() string {
 
 // startServer starts one of benchServers pinned to core 0 on port and
 // waits until it answers STUN.
-func startServer(b *testing.B, name string, port int) *benchProc {
+func startServer(b testing.TB, name string, port int) *benchProc {
 	b.Helper()
 	var p *benchProc
 	switch name {
@@ -288,7 +288,7 @@ func startServer(b *testing.B, name string, port int) *benchProc {
 
 // freePort returns a port of ip free a moment ago for UDP and TCP (a
 // server that binds both and retries forever must not meet a busy one).
-func freePort(b *testing.B, ip string) int {
+func freePort(b testing.TB, ip string) int {
 	for range 100 {
 		c, err := net.ListenPacket("udp4", ip+":0")
 		if err != nil {
@@ -322,7 +322,7 @@ var uclientLoss = regexp.MustCompile(`Total lost packets (\d+) \(([0-9.]+)%\)`)
 
 // voiceRun relays benchClients uclient sessions at 50 packets/s each
 // through server; spin adds a CPU burner on the relay's core.
-func voiceRun(b *testing.B, server string, spin bool) voiceResult {
+func voiceRun(b testing.TB, server string, spin bool) voiceResult {
 	b.Helper()
 	port, peerPort := freePort(b, "127.0.0.1"), freePort(b, benchPeerIP)
 	srv := startServer(b, server, port)
@@ -386,7 +386,7 @@ var stepLine = regexp.MustCompile(`^STEP target=(\d+) sent=(\d+) recv=(\d+) serv
 
 // maxRun steps the Go load generator's rate up against server until loss
 // passes 2%, and returns every step.
-func maxRun(b *testing.B, server string) []maxStep {
+func maxRun(b testing.TB, server string) []maxStep {
 	b.Helper()
 	port := freePort(b, "127.0.0.1")
 	srv := startServer(b, server, port)
@@ -592,14 +592,14 @@ func BenchmarkRelayBesideCoturn(b *testing.B) {
 		}
 		var base steadyResult
 		if phase("steady") {
-			base = steadyRun(b, benchDirect)
+			base = steadyRun(b, benchDirect, benchSteadyFor)
 			fmt.Printf("round %d baseline, no relay: %d sent %d echoed, load %v, ksoftirqd %v\n", round+1, base.sent, base.recv, base.load, base.softirq)
 		}
 		for _, s := range order {
 			if !phase("steady") {
 				break
 			}
-			r := steadyRun(b, s)
+			r := steadyRun(b, s, benchSteadyFor)
 			r.base = base.total()
 			steady[s] = append(steady[s], r)
 			all, user, sys := r.perPacket()

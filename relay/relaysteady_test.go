@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -84,7 +85,7 @@ func (r steadyResult) lossPct() float64 {
 var steadyLine = regexp.MustCompile(`^STEADY sent=(\d+) recv=(\d+) user_ms=(\d+) sys_ms=(\d+) load_ms=(\d+) softirq_ms=(\d+)$`)
 
 // steadyRun runs the "steady" role against server.
-func steadyRun(b *testing.B, server string) steadyResult {
+func steadyRun(b testing.TB, server string, d time.Duration) steadyResult {
 	b.Helper()
 	port, pid := freePort(b, "127.0.0.1"), 0
 	if server != benchDirect {
@@ -94,7 +95,7 @@ func steadyRun(b *testing.B, server string) steadyResult {
 	}
 	lines := make(chan string, 64)
 	load := startPinned(b, 1, []string{"PARLEY_RELAYBENCH_ROLE=steady", "PARLEY_RELAYBENCH_PORT=" + strconv.Itoa(port),
-		"PARLEY_RELAYBENCH_SERVER_PID=" + strconv.Itoa(pid)}, lines, os.Args[0], "-test.run=^TestRelayBenchHelper$")
+		"PARLEY_RELAYBENCH_SERVER_PID=" + strconv.Itoa(pid), "PARLEY_RELAYBENCH_STEADY_FOR=" + d.String()}, lines, os.Args[0], "-test.run=^TestRelayBenchHelper$")
 	defer load.stop()
 	for l := range lines {
 		m := steadyLine.FindStringSubmatch(l)
@@ -121,6 +122,10 @@ func steadyRun(b *testing.B, server string) steadyResult {
 func benchSteady(t *testing.T, addr string) {
 	server := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr))
 	serverPID, _ := strconv.Atoi(os.Getenv("PARLEY_RELAYBENCH_SERVER_PID"))
+	d, err := time.ParseDuration(os.Getenv("PARLEY_RELAYBENCH_STEADY_FOR"))
+	if err != nil {
+		d = benchSteadyFor
+	}
 	peer := benchEchoPeer(t)
 
 	u, p := creds("bench")
@@ -159,7 +164,7 @@ func benchSteady(t *testing.T, addr string) {
 	tk := time.NewTicker(time.Millisecond)
 	for now := range tk.C {
 		ms := int(now.Sub(start) / time.Millisecond)
-		if now.Sub(start) >= benchSteadyFor {
+		if now.Sub(start) >= d {
 			break
 		}
 		for ; done < ms; done++ { // every slot owed, late ticks included
@@ -176,6 +181,35 @@ func benchSteady(t *testing.T, addr string) {
 	time.Sleep(300 * time.Millisecond) // the last echoes
 	fmt.Printf("STEADY sent=%d recv=%d user_ms=%d sys_ms=%d load_ms=%d softirq_ms=%d\n", sent, recv.Load(),
 		(u1 - u0).Milliseconds(), (s1 - s0).Milliseconds(), selfCPU.Milliseconds(), soft.Milliseconds())
+}
+
+// TestRelayBenchShort is `make test`'s short version of the relay
+// benchmark: the forwarding-only phase for 1 s through Parley's relay and
+// coturn, and its baseline, each a process pinned to a core as in `make
+// bench`. It checks the benchmark's machinery and that the voice gets
+// through (99% of the packets echoed back); it asserts no speed.
+func TestRelayBenchShort(t *testing.T) {
+	needTool(t, "turnserver")
+	needTool(t, "taskset")
+	if runtime.NumCPU() < 2 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs 2 cores: the relay on one, the load on the other")
+		}
+		t.Skip("needs 2 cores: the relay on one, the load on the other")
+	}
+	var base time.Duration
+	for _, s := range []string{benchDirect, "coturn", "parley"} {
+		r := steadyRun(t, s, time.Second)
+		if s == benchDirect {
+			base = r.total()
+		}
+		r.base = base
+		all, user, sys := r.perPacket()
+		t.Logf("%s: %d sent, %d echoed; %.2f µs a packet (user %.2f, system %.2f), %.2f µs whole", s, r.sent, r.recv, all, user, sys, r.machinePerPacket())
+		if r.sent < benchClients*40 || r.recv < r.sent*99/100 {
+			t.Errorf("%s: %d sent, %d echoed back; want 1 s of 200 sessions at 50 packets/s, 99%% echoed", s, r.sent, r.recv)
+		}
+	}
 }
 
 // ksoftirqdCPU is the CPU time of the kernel's ksoftirqd threads so far:
