@@ -217,6 +217,7 @@ func (s *Server) dropUserLocked(user string, u *userState) {
 	u.allocs--
 	if u.allocs <= 0 && s.users[user] == u {
 		delete(s.users, user)
+		s.dropBudgetLocked(u)
 	}
 }
 

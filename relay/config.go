@@ -139,6 +139,18 @@ type Config struct {
 	// a cap, not memory set aside: an idle allocation's buffers are empty.
 	RelaySocketBuffer int
 
+	// KernelOffload forwards ChannelData between UDP clients and their
+	// peers on bound channels in the kernel (a TC BPF program on the UDP
+	// listener's interface, Linux, root), so the relay's process never
+	// sees those packets. A prototype: IPv4 only; the listener must be a
+	// specific IPv4 address, and clients and peers must reach the host on
+	// the interface that holds it (on any other interface the datagrams are
+	// sent back out of it). The kernel applies UserBandwidth with a bucket
+	// of its own, so a user relaying both through the kernel and through
+	// the relay's sockets gets up to twice it. If the program cannot be
+	// loaded the relay logs why and runs without it. false = off.
+	KernelOffload bool
+
 	// Logger receives the relay's logs (see docs/relay.md). nil = discard.
 	Logger *slog.Logger
 	// Metrics, when set, receives the relay's Prometheus metrics

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/addrpolicy"
+	"github.com/parley/parley/relay/internal/offload"
 )
 
 // packetListener is the TURN/STUN UDP socket as pion sees it. pion's read loop
@@ -235,8 +236,9 @@ type relayConn struct {
 	addr    *net.UDPAddr
 	created time.Time
 
-	viewMu sync.Mutex // writers of view
-	view   atomic.Pointer[allocView]
+	viewMu    sync.Mutex // writers of view, and offloaded
+	view      atomic.Pointer[allocView]
+	offloaded map[*channel]offload.Channel // the channels the kernel forwards (Config.KernelOffload)
 
 	n                      allocCounters
 	warnedSelf, warnedRate atomic.Bool
@@ -249,6 +251,7 @@ type allocCounters struct {
 	dropRate, dropSelf, dropNoPerm     atomic.Uint64
 	fastIn, fastOut                    atomic.Uint64 // packets relayed on the fast path
 	dropQueue                          atomic.Uint64 // packets dropped at a full slow queue (forward_linux.go)
+	kernelIn, kernelOut                atomic.Uint64 // packets relayed in the kernel (counted when the channel leaves it)
 }
 
 // traffic is a sum of allocCounters.
@@ -256,6 +259,7 @@ type traffic struct {
 	bytesIn, bytesOut, pktsIn, pktsOut uint64
 	dropRate, dropSelf, dropNoPerm     uint64
 	fastIn, fastOut                    uint64
+	kernelIn, kernelOut                uint64
 }
 
 func (a *allocCounters) addTo(t *traffic) {
@@ -268,6 +272,8 @@ func (a *allocCounters) addTo(t *traffic) {
 	t.dropNoPerm += a.dropNoPerm.Load()
 	t.fastIn += a.fastIn.Load()
 	t.fastOut += a.fastOut.Load()
+	t.kernelIn += a.kernelIn.Load()
+	t.kernelOut += a.kernelOut.Load()
 }
 
 // admit applies the rules to a peer's datagram of n bytes from ip

@@ -246,6 +246,7 @@ func (c *relayConn) setPeer(ip netip.Addr, add bool) {
 		delete(v.peers, ip)
 	}
 	c.view.Store(v)
+	c.syncOffload(v)
 }
 
 // setChannel adds (ch non-nil) or removes the channel to peer.
@@ -263,6 +264,7 @@ func (c *relayConn) setChannel(peer netip.AddrPort, ch *channel) {
 		delete(v.chans, peer)
 	}
 	c.view.Store(v)
+	c.syncOffload(v)
 }
 
 // onChannel keeps the fast path's channels: pion bound (add) or unbound a
@@ -301,6 +303,7 @@ func (s *Server) dropChannels(c *relayConn) {
 	c.viewMu.Lock()
 	chans := c.view.Load().chans
 	c.view.Store(emptyView)
+	c.syncOffload(emptyView)
 	c.viewMu.Unlock()
 	for _, ch := range chans {
 		s.chans.set(chanKey{ch.client, ch.num}, nil, c)

@@ -11,7 +11,8 @@ package relay
 // and "pion" serve TURN on PARLEY_RELAYBENCH_PORT until stdin closes, "load"
 // is a batched Go TURN load generator (the maximum rate: uclient paces
 // itself and cannot push one core of relay to its limit), "spin" burns CPU
-// (other work sharing the relay's core).
+// (other work sharing the relay's core). "parley-tc" is "parley" with
+// Config.KernelOffload (not in the default servers: PARLEY_RELAYBENCH_SERVERS).
 
 import (
 	"bufio"
@@ -123,11 +124,14 @@ func TestRelayBenchHelper(t *testing.T) {
 	switch role {
 	case "":
 		t.Skip("a helper of BenchmarkRelayBesideCoturn")
-	case "parley":
+	case "parley", "parley-tc": // parley-tc: with Config.KernelOffload
 		s, err := New(Config{UDPAddr: addr, RelayIP: net.IPv4(127, 0, 0, 1), Secret: testSecret,
-			AllowPeers: loopback, MaxAllocationsPerUser: -1, UserBandwidth: 1 << 30})
+			AllowPeers: loopback, MaxAllocationsPerUser: -1, UserBandwidth: 1 << 30, KernelOffload: role == "parley-tc"})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if role == "parley-tc" && s.offload == nil {
+			t.Fatal("parley-tc: the kernel offload did not open (root, BPF and TCX needed)")
 		}
 		defer s.Close()
 		if f := os.Getenv("PARLEY_RELAYBENCH_CPUPROFILE"); f != "" { // where the relay's time goes
@@ -619,6 +623,9 @@ func BenchmarkRelayBesideCoturn(b *testing.B) {
 		rounds = v
 	}
 	servers := benchServers
+	if os.Geteuid() == 0 { // the kernel offload needs root
+		servers = append(slices.Clone(servers), "parley-tc")
+	}
 	if v := os.Getenv("PARLEY_RELAYBENCH_SERVERS"); v != "" { // e.g. "parley" alone, to profile it
 		servers = strings.Split(v, ",")
 	}

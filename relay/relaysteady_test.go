@@ -184,8 +184,8 @@ func benchSteady(t *testing.T, addr string) {
 }
 
 // TestRelayBenchShort is `make test`'s short version of the relay
-// benchmark: the forwarding-only phase for 1 s through Parley's relay and
-// coturn, and its baseline, each a process pinned to a core as in `make
+// benchmark: the forwarding-only phase for 1 s through Parley's relay
+// (with the kernel offload too, as root), coturn, and its baseline, each a process pinned to a core as in `make
 // bench`. It checks the benchmark's machinery and that the voice gets
 // through (99% of the packets echoed back); it asserts no speed.
 func TestRelayBenchShort(t *testing.T) {
@@ -197,8 +197,12 @@ func TestRelayBenchShort(t *testing.T) {
 		}
 		t.Skip("needs 2 cores: the relay on one, the load on the other")
 	}
+	servers := []string{benchDirect, "coturn", "parley"}
+	if os.Geteuid() == 0 || os.Getenv("CI") == "true" { // the kernel offload needs root
+		servers = append(servers, "parley-tc")
+	}
 	var base time.Duration
-	for _, s := range []string{benchDirect, "coturn", "parley"} {
+	for _, s := range servers {
 		r := steadyRun(t, s, time.Second)
 		if s == benchDirect {
 			base = r.total()

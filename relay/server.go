@@ -18,6 +18,7 @@ import (
 
 	"github.com/parley/parley/internal/connlimit"
 	"github.com/parley/parley/internal/metrics"
+	"github.com/parley/parley/relay/internal/offload"
 	"github.com/parley/parley/wire/turncred"
 	"github.com/pion/turn/v5"
 )
@@ -81,6 +82,8 @@ type Server struct {
 	udpConn *net.UDPConn      // the UDP listener's socket, when it is one: the fast path writes to clients on it
 	fwd     *forwarders       // the per-core read loops of the relayed sockets (Linux); nil: a goroutine each
 	chans   chanTable         // the fast path's channels, by client and number
+	offload *offload.Offload  // the in-kernel fast path (Config.KernelOffload); nil: none
+	slots   uint32            // the last budget slot given to a user in the offload (under mu)
 	ports   portSet           // live IPv4 allocation ports (the same-relay rule)
 	ports6  portSet           // live IPv6 allocation ports
 	tcp     *streamListener
@@ -114,6 +117,7 @@ type Server struct {
 type userState struct {
 	allocs int
 	bucket *bucket // nil: unlimited
+	slot   uint32  // the user's budget in the kernel offload; 0: none yet
 }
 
 // New starts a relay on the configured listeners.
@@ -350,6 +354,11 @@ func newServer(cfg Config) (*Server, error) {
 		})
 	}
 	s.self = s.selfAddrs(local)
+	if cfg.KernelOffload {
+		if s.openOffload(); s.offload != nil {
+			opened = append(opened, s.offload)
+		}
+	}
 
 	unregister, err := metrics.Register(cfg.Metrics, newCollector(s))
 	if err != nil {
@@ -469,8 +478,16 @@ func (s *Server) shutdown() error {
 		case <-s.idle:
 		case <-timer.C:
 			errs = append(errs, fmt.Errorf("%d pion goroutines still running: %w", pending, ErrCloseTimeout))
+			if s.offload != nil {
+				_ = s.offload.Close()
+			}
 			s.log.Warn("relay: close timed out", "pending", pending)
 			return fmt.Errorf("relay: close: %w", errors.Join(errs...))
+		}
+	}
+	if s.offload != nil {
+		if err := s.offload.Close(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	s.unregister()

@@ -88,6 +88,9 @@ type RelayTuning struct {
 	// that family only can reach it; the TURN listeners must listen there
 	// (the default, every interface, does). Zero: none.
 	SecondIP netip.Addr
+	// KernelOffload is relay.Config.KernelOffload: ChannelData on bound
+	// channels forwarded by a BPF program in the kernel (Linux, root).
+	KernelOffload bool
 }
 
 // RegisterFlags adds the relay's tuning flags to fs (`parley relay` and
@@ -97,6 +100,7 @@ func (t *RelayTuning) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&t.UserBandwidth, "relay-user-bandwidth", 0, "`BYTES` a second relayed for one user, both directions summed (default 262144; -1: unlimited)")
 	fs.IntVar(&t.SocketBuffer, "relay-socket-buffer", 0, "receive and send buffer `BYTES` of the TURN UDP listener (default 2097152; -1: the kernel's)")
 	fs.IntVar(&t.RelaySocketBuffer, "relay-alloc-socket-buffer", 0, "receive and send buffer `BYTES` of each relayed allocation's socket (default 262144; -1: the kernel's)")
+	fs.BoolVar(&t.KernelOffload, "relay-kernel-offload", false, "forward UDP clients' ChannelData on bound channels in the kernel (a TC BPF program on the TURN UDP listener's interface; Linux, root, an IPv4 --turn-udp address; see docs/relay.md)")
 	fs.TextVar(&t.SecondIP, "relay-second-ip", netip.Addr{}, "on a dual-stack host, the relay's `ADDR` of the other family than --public-addr's: allocations in both IPv4 and IPv6 (default: the public address's family only)")
 }
 
@@ -125,6 +129,7 @@ func StartRelay(cfg RelayConfig, listenHost string) (*relay.Server, error) {
 		RefreshGrace:          RelayRefreshGrace,
 		MaxAllocationsPerUser: cfg.Tuning.MaxAllocationsPerUser, UserBandwidth: cfg.Tuning.UserBandwidth,
 		SocketBuffer: cfg.Tuning.SocketBuffer, RelaySocketBuffer: cfg.Tuning.RelaySocketBuffer,
+		KernelOffload: cfg.Tuning.KernelOffload,
 	}
 	if cfg.Tuning.SecondIP.IsValid() {
 		rc.SecondRelayIP = net.IP(cfg.Tuning.SecondIP.AsSlice())
