@@ -430,7 +430,8 @@ func (c *relayConn) Close() error {
 			"age", s.now().Sub(c.created).Round(time.Second),
 			"bytes_to_peers", c.n.bytesOut.Load(), "bytes_from_peers", c.n.bytesIn.Load(),
 			"dropped_bandwidth", c.n.dropRate.Load(), "dropped_self", c.n.dropSelf.Load(),
-			"dropped_queue", c.n.dropQueue.Load())
+			"dropped_queue", c.n.dropQueue.Load(),
+			"kernel_to_peers", c.n.kernelOut.Load(), "kernel_from_peers", c.n.kernelIn.Load())
 	})
 	return err
 }

@@ -29,6 +29,7 @@ type natLab struct {
 	lab      *netlab.Lab
 	srv      *netlab.Host
 	loginURL string
+	sn       *proc // the supernode (startNATLab)
 }
 
 func startNATLab(t testing.TB, supernodeArgs ...string) *natLab {
@@ -58,6 +59,7 @@ func startNATLabOn(t testing.TB, lab *netlab.Lab, srvDelay time.Duration, supern
 	for time.Now().Before(deadline) {
 		_, errOut := sn.output()
 		if strings.Contains(errOut, "listed by the login server") {
+			n.sn = sn
 			return n
 		}
 		time.Sleep(100 * time.Millisecond)

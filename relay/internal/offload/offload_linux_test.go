@@ -98,7 +98,7 @@ func TestForwardOnLoopback(t *testing.T) {
 	}
 
 	// Not the client: a stranger's ChannelData on the same number goes to
-	// the listener, as does padded ChannelData from the client.
+	// the listener, as does ChannelData with more after it than padding.
 	stranger, _ := listen(t, "127.0.0.1")
 	if _, err := stranger.WriteToUDPAddrPort(cd, lisAddr); err != nil {
 		t.Fatal(err)
@@ -106,12 +106,24 @@ func TestForwardOnLoopback(t *testing.T) {
 	if got, _, ok := recv(lis); !ok || !bytes.Equal(got, cd) {
 		t.Errorf("a stranger's ChannelData: the listener got %x (ok %v)", got, ok)
 	}
+	trailing := append(append([]byte(nil), cd...), 0, 0, 0, 0, 0)
+	if _, err := cli.WriteToUDPAddrPort(trailing, lisAddr); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, ok := recv(lis); !ok || !bytes.Equal(got, trailing) {
+		t.Errorf("ChannelData with 5 bytes after it: the listener got %x (ok %v)", got, ok)
+	}
+	// Padded to a multiple of 4 (as pion's client sends it): the peer gets
+	// the message without the padding.
 	padded := append(append([]byte(nil), cd...), 0)
 	if _, err := cli.WriteToUDPAddrPort(padded, lisAddr); err != nil {
 		t.Fatal(err)
 	}
-	if got, _, ok := recv(lis); !ok || !bytes.Equal(got, padded) {
-		t.Errorf("padded ChannelData: the listener got %x (ok %v)", got, ok)
+	if got, from, ok := recv(peer); !ok || !bytes.Equal(got, payload) || from != relAddr {
+		t.Errorf("padded ChannelData: the peer got %q from %v (ok %v), want %q from %v", got, from, ok, payload, relAddr)
+	}
+	if b, _, ok := recv(lis); ok {
+		t.Errorf("padded ChannelData: the listener saw %x", b)
 	}
 
 	if _, err := o.Remove(ch); err != nil {

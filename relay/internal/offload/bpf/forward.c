@@ -36,6 +36,7 @@ static long (*bpf_skb_store_bytes)(void *skb, __u32 off, const void *from, __u32
 	(void *)BPF_FUNC_skb_store_bytes;
 static long (*bpf_skb_adjust_room)(void *skb, __s32 len_diff, __u32 mode, __u64 flags) =
 	(void *)BPF_FUNC_skb_adjust_room;
+static long (*bpf_skb_change_tail)(void *skb, __u32 len, __u64 flags) = (void *)BPF_FUNC_skb_change_tail;
 static long (*bpf_l3_csum_replace)(void *skb, __u32 off, __u64 from, __u64 to, __u64 size) =
 	(void *)BPF_FUNC_l3_csum_replace;
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
@@ -222,14 +223,16 @@ int forward(struct __sk_buff *skb)
 	__u16 payload = udp_len - sizeof(struct udphdr);
 
 	if (h.udp.dest == listen_port && (listen_ip == 0 || h.ip.daddr == listen_ip)) {
-		// To the listener: exactly one ChannelData message (trailing
-		// bytes, padding, go to the relay, which forwards the declared
-		// length only).
+		// To the listener: one ChannelData message, padded to a multiple
+		// of 4 bytes or not (RFC 8656 12.5: clients such as pion's pad
+		// over UDP too); the padding does not go on. Anything longer goes
+		// to the relay, which forwards the declared length only.
 		if (payload < CD_LEN || (h.cd[0] & 0xc0) != 0x40)
 			return TC_ACT_UNSPEC;
 		__u16 cd_len = ((__u16)h.cd[2] << 8) | h.cd[3];
-		if (cd_len != payload - CD_LEN)
+		if (cd_len > payload - CD_LEN || payload - CD_LEN - cd_len > 3)
 			return TC_ACT_UNSPEC;
+		__u16 pad = payload - CD_LEN - cd_len;
 		struct chan_key k = {.client_ip = h.ip.saddr, .client_port = h.udp.source};
 		__builtin_memcpy(&k.chan, h.cd, 2);
 		struct chan_val *v = bpf_map_lookup_elem(&chan_fwd, &k);
@@ -244,7 +247,9 @@ int forward(struct __sk_buff *skb)
 		// the old one and the ChannelData header.
 		if (bpf_skb_adjust_room(skb, -CD_LEN, BPF_ADJ_ROOM_NET, 0))
 			return TC_ACT_UNSPEC;
-		if (rewrite(skb, &h.ip, v->relay_ip, v->peer_ip, v->relay_port, v->peer_port, udp_len - CD_LEN))
+		if (pad && bpf_skb_change_tail(skb, skb->len - pad, 0))
+			return TC_ACT_SHOT; // the header is gone: nothing sensible to deliver
+		if (rewrite(skb, &h.ip, v->relay_ip, v->peer_ip, v->relay_port, v->peer_port, udp_len - CD_LEN - pad))
 			return TC_ACT_SHOT; // half rewritten: nothing sensible to deliver
 		__sync_fetch_and_add(&v->packets, 1);
 		__sync_fetch_and_add(&v->bytes, cd_len);
