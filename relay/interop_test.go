@@ -116,16 +116,23 @@ func TestTurnutilsUclient(t *testing.T) {
 	const clients, msgs = 4, 40
 	peer := "127.0.0.2" // 127.0.0.1 is the relay host's own address
 	for _, tc := range []struct {
-		name  string
-		flags []string
+		name   string
+		flags  []string
+		kernel bool // Config.KernelOffload: the channels' packets go through the kernel
 	}{
-		{"udp-channels", nil},
-		{"udp-send-indications", []string{"-s"}},
-		{"tcp-channels", []string{"-t"}},
+		{"udp-channels", nil, false},
+		{"udp-send-indications", []string{"-s"}, false},
+		{"tcp-channels", []string{"-t"}, false},
+		{"udp-channels-kernel", nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // uclient takes about 5 s however few packets it sends
-			s, _ := newTestServer(t, Config{AllowPeers: loopback})
+			var s *Server
+			if tc.kernel {
+				s = newOffloadServer(t, Config{AllowPeers: loopback})
+			} else {
+				s, _ = newTestServer(t, Config{AllowPeers: loopback})
+			}
 			port := startTurnutilsPeer(t, peer)
 			udp, tcp, _ := s.Addrs()
 			server := udp
@@ -145,6 +152,9 @@ func TestTurnutilsUclient(t *testing.T) {
 			st := s.Stats()
 			if st.RelayedBytes == 0 {
 				t.Errorf("Stats.RelayedBytes = 0 after %d echoes", got.received)
+			}
+			if tr := s.traffic(); tc.kernel && (tr.kernelOut < uint64(want)*9/10 || tr.kernelIn < uint64(want)*9/10) {
+				t.Errorf("the kernel forwarded %d packets to the peer and %d back, want most of the %d each way", tr.kernelOut, tr.kernelIn, want)
 			}
 			t.Logf("%s: sent %d, echoed %d, relayed %d bytes", tc.name, got.sent, got.received, st.RelayedBytes)
 		})

@@ -145,3 +145,25 @@ func (s *Server) dropBudgetLocked(u *userState) {
 	}
 	u.slot = 0
 }
+
+// kernelTraffic adds to t what the kernel has forwarded so far on the
+// channels of c it holds. A channel leaving the kernel meanwhile moves its
+// counts into c.n, so a sum taken across that moment may miss them once;
+// it never counts them twice.
+func (c *relayConn) kernelTraffic(t *traffic) {
+	c.viewMu.Lock()
+	defer c.viewMu.Unlock()
+	for _, oc := range c.offloaded {
+		n, ok := c.s.offload.Counts(oc)
+		if !ok {
+			continue
+		}
+		t.kernelOut += n.ToPeer
+		t.pktsOut += n.ToPeer
+		t.bytesOut += n.ToPeerBytes
+		t.kernelIn += n.ToClient
+		t.pktsIn += n.ToClient
+		t.bytesIn += n.ToClientBytes
+		t.dropRate += n.Dropped
+	}
+}

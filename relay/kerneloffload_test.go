@@ -96,8 +96,12 @@ func TestKernelOffload(t *testing.T) {
 	if n, _ := s.offload.Counts(ch); n.ToPeer != 100 || n.ToClient != 100 {
 		t.Errorf("the kernel counted %+v, want 100 packets each way", n)
 	}
-	if tr := s.traffic(); tr.fastIn != 0 || tr.fastOut != 0 || tr.pktsIn != 0 || tr.pktsOut != 0 {
-		t.Errorf("the relay's sockets relayed packets: %+v", tr)
+	// Every packet counted was the kernel's: the sockets relayed none.
+	if tr := s.traffic(); tr.fastIn != 0 || tr.fastOut != 0 || tr.pktsIn != 100 || tr.pktsOut != 100 || tr.kernelIn != 100 || tr.kernelOut != 100 {
+		t.Errorf("traffic %+v, want 100 packets each way, all the kernel's", tr)
+	}
+	if n, _ := s.offload.Counts(ch); s.Stats().RelayedBytes != n.ToPeerBytes+n.ToClientBytes {
+		t.Errorf("Stats.RelayedBytes = %d while the channel is in the kernel, want the kernel's %d", s.Stats().RelayedBytes, n.ToPeerBytes+n.ToClientBytes)
 	}
 
 	// A peer without a permission: nothing reaches the client.

@@ -414,13 +414,22 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// traffic sums the packet counters of every allocation, live and closed.
+// traffic sums the packet counters of every allocation, live and closed,
+// and what the kernel offload has forwarded on the channels it holds now
+// (an allocation's own counters get those only when they leave it).
 func (s *Server) traffic() traffic {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	t := s.closedTraffic
+	live := make([]*relayConn, 0, len(s.allocs))
 	for _, c := range s.allocs {
 		c.n.addTo(&t)
+		live = append(live, c)
+	}
+	s.mu.Unlock()
+	if s.offload != nil {
+		for _, c := range live { // c.viewMu after s.mu, never under it (syncOffload takes s.mu under c.viewMu)
+			c.kernelTraffic(&t)
+		}
 	}
 	return t
 }
