@@ -23,8 +23,8 @@ import (
 // bucket of its own (the program's clock is the kernel's monotonic one):
 // a user whose packets go both ways, through the kernel and through the
 // sockets, gets up to twice the budget. The program counts each channel's
-// packets, bytes and drops; the relay adds them to the allocation's
-// counters when the entry goes.
+// packets, bytes and drops; Stats reads them live (kernelTraffic), and the
+// relay adds them to the allocation's counters when the entry goes.
 
 // openOffload attaches the program for the UDP listener; when it cannot,
 // it logs why and the relay runs without it.
