@@ -18,7 +18,7 @@ import (
 
 // openOnLoopback opens the offload for listener on lo; without root or
 // BPF the test skips (fails with CI=true).
-func openOnLoopback(t *testing.T, listener netip.AddrPort) *Offload {
+func openOnLoopback(t testing.TB, listener netip.AddrPort) *Offload {
 	t.Helper()
 	o, err := Open(Config{Listener: listener})
 	if errors.Is(err, ErrUnsupported) && os.Getenv("CI") != "true" {
