@@ -220,6 +220,11 @@ int forward(struct __sk_buff *skb)
 	__u16 udp_len = bswap16(h.udp.len);
 	if (udp_len != bswap16(h.ip.tot_len) - sizeof(struct iphdr) || udp_len < sizeof(struct udphdr))
 		return TC_ACT_UNSPEC;
+	// The frame must hold exactly the datagram: a truncated one, or one
+	// with bytes after it (an Ethernet frame's padding), goes to the stack,
+	// which checks and trims it.
+	if (skb->len != IP_OFF + bswap16(h.ip.tot_len))
+		return TC_ACT_UNSPEC;
 	__u16 payload = udp_len - sizeof(struct udphdr);
 
 	if (h.udp.dest == listen_port && (listen_ip == 0 || h.ip.daddr == listen_ip)) {
