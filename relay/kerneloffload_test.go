@@ -29,6 +29,22 @@ func newOffloadServer(t *testing.T, cfg Config) *Server {
 	return s
 }
 
+// offloadedCall starts a relay with the offload (cfg), allocates, binds
+// channel 0x4001 to a plain peer and waits until the channel is in the
+// kernel.
+func offloadedCall(t *testing.T, cfg Config) (s *Server, r *rawTURN, peer *net.UDPConn, peerAddr netip.AddrPort, ch offload.Channel) {
+	t.Helper()
+	s = newOffloadServer(t, cfg)
+	r, _ = rawAllocated(t, s)
+	peer, peerAddr = plainPeer(t)
+	if code := r.channelBind(0x4001, peerAttr(peerAddr)); code != 0 {
+		t.Fatalf("ChannelBind: error %d", code)
+	}
+	ch = offloadedChannel(r, 0x4001, peerAddr)
+	waitFor(t, "the channel in the kernel", func() bool { _, ok := s.offload.Counts(ch); return ok })
+	return s, r, peer, peerAddr, ch
+}
+
 // offloadedChannel is what the relay gives the kernel for r's channel num
 // to peer.
 func offloadedChannel(r *rawTURN, num uint16, peer netip.AddrPort) offload.Channel {
@@ -63,14 +79,7 @@ func readFrom(c net.PacketConn, d time.Duration) (b []byte, from netip.AddrPort,
 // 100 each way, without the relay's sockets seeing any of them; a peer
 // without a permission gets nothing through.
 func TestKernelOffload(t *testing.T) {
-	s := newOffloadServer(t, Config{AllowPeers: loopback})
-	r, _ := rawAllocated(t, s)
-	peer, peerAddr := plainPeer(t)
-	if code := r.channelBind(0x4001, peerAttr(peerAddr)); code != 0 {
-		t.Fatalf("ChannelBind: error %d", code)
-	}
-	ch := offloadedChannel(r, 0x4001, peerAddr)
-	waitFor(t, "the channel in the kernel", func() bool { _, ok := s.offload.Counts(ch); return ok })
+	s, r, peer, _, ch := offloadedCall(t, Config{AllowPeers: loopback})
 	listener := udpAddrPort(r.server)
 
 	for i := range 100 {
@@ -137,14 +146,7 @@ func TestKernelOffloadEntriesGo(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.AllowPeers = loopback
-			s := newOffloadServer(t, tc.cfg)
-			r, _ := rawAllocated(t, s)
-			peer, peerAddr := plainPeer(t)
-			if code := r.channelBind(0x4001, peerAttr(peerAddr)); code != 0 {
-				t.Fatalf("ChannelBind: error %d", code)
-			}
-			ch := offloadedChannel(r, 0x4001, peerAddr)
-			waitFor(t, "the channel in the kernel", func() bool { _, ok := s.offload.Counts(ch); return ok })
+			s, r, peer, _, _ := offloadedCall(t, tc.cfg)
 			r.sendChannel(0x4001, []byte("before"))
 			if got, _, ok := readFrom(peer, time.Second); !ok || string(got) != "before" {
 				t.Fatalf("the peer got %q (ok %v) before the end", got, ok)
@@ -169,14 +171,7 @@ func TestKernelOffloadEntriesGo(t *testing.T) {
 // rate), and the drops reach Stats when the channel leaves the kernel.
 func TestKernelOffloadBandwidth(t *testing.T) {
 	const budget = 10_000
-	s := newOffloadServer(t, Config{AllowPeers: loopback, UserBandwidth: budget})
-	r, _ := rawAllocated(t, s)
-	peer, peerAddr := plainPeer(t)
-	if code := r.channelBind(0x4001, peerAttr(peerAddr)); code != 0 {
-		t.Fatalf("ChannelBind: error %d", code)
-	}
-	ch := offloadedChannel(r, 0x4001, peerAddr)
-	waitFor(t, "the channel in the kernel", func() bool { _, ok := s.offload.Counts(ch); return ok })
+	s, r, peer, _, ch := offloadedCall(t, Config{AllowPeers: loopback, UserBandwidth: budget})
 	payload := make([]byte, 1000)
 	for range 100 { // 100 kB at once: ten times the budget
 		r.sendChannel(0x4001, payload)
