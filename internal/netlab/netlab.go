@@ -91,7 +91,12 @@ func New(cfg Config) (*Lab, error) {
 	if err := l.addNS(l.inet); err != nil {
 		return nil, err
 	}
-	if err := l.run("ip", "-n", l.inet, "link", "add", "br0", "type", "bridge"); err != nil {
+	// A bridge given no address takes the lowest of its ports' and changes
+	// it when a port with a lower one joins; the kernel then flushes the
+	// bridge's IPv6 neighbours, and a host added to the lab at that moment
+	// could find the internet unreachable for seconds. Its own address
+	// keeps it fixed.
+	if err := l.run("ip", "-n", l.inet, "link", "add", "br0", "address", "02:00:5e:00:00:01", "type", "bridge"); err != nil {
 		l.Close()
 		return nil, err
 	}
