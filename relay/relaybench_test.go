@@ -61,15 +61,8 @@ const clockTicks = 100
 
 // procCPU returns the CPU time (user + system) of process pid so far.
 func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // fields from 3 (state) on
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / clockTicks
+	user, sys := procCPUParts(pid)
+	return user + sys
 }
 
 // machineBusy returns the busy CPU time of the whole machine (/proc/stat:

@@ -420,16 +420,16 @@ func (s *Server) Stats() Stats {
 func (s *Server) traffic() traffic {
 	s.mu.Lock()
 	t := s.closedTraffic
-	live := make([]*relayConn, 0, len(s.allocs))
+	var live []*relayConn // only with the offload: its counts are read after s.mu
 	for _, c := range s.allocs {
 		c.n.addTo(&t)
-		live = append(live, c)
+		if s.offload != nil {
+			live = append(live, c)
+		}
 	}
 	s.mu.Unlock()
-	if s.offload != nil {
-		for _, c := range live { // c.viewMu after s.mu, never under it (syncOffload takes s.mu under c.viewMu)
-			c.kernelTraffic(&t)
-		}
+	for _, c := range live { // c.viewMu after s.mu, never under it (syncOffload takes s.mu under c.viewMu)
+		c.kernelTraffic(&t)
 	}
 	return t
 }
